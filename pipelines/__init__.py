@@ -1,0 +1,1 @@
+"""Batch pipelines: read the lake, call behavior, write artifacts; the runner and the CLI."""

@@ -1,0 +1,211 @@
+"""The `behavior` command line. Every library error becomes one message here, with exit code 2
+(bad input or usage); anything unexpected is exit code 1 with a short message, no traceback
+unless BEHAVIOR_DEBUG is set."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from behavior.errors import BehaviorError
+from pipelines.console import Console
+from pipelines.datahome import DataHome
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
+
+
+class State:
+    home: DataHome
+    console: Console
+
+
+state = State()
+
+
+@app.callback()
+def _global(
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Data home (default: $BEHAVIOR_DATA_DIR or ./data).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")] = False,
+) -> None:
+    state.home = DataHome.resolve(data_dir)
+    state.console = Console(quiet=quiet)
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, val = v.partition("=")
+        if not sep or not key.strip():
+            raise BehaviorError(f"{option} {v!r}: write it as canonical=value, e.g. {option} user_id=CustomerID")
+        out[key.strip()] = val.strip()
+    return out
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write payments.parquet, users.parquet, ... and truth.json.")],
+    users: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 30_000,
+    months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+) -> None:
+    """Realistic synthetic payment histories with planted ground truth."""
+    from pipelines.synth_files import write_synth
+
+    with state.console.status("generating"):
+        written = write_synth(out, users=users, months=months, seed=seed)
+    for name, rows in written.items():
+        state.console.result(f"{rows:>10,}  {out / name}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, or folders written by `behavior synth`.")],
+    table: Annotated[str, typer.Option(help="Table of a single file: payments, items, users, promotions, assignments.")] = "payments",
+    map_: Annotated[list[str], typer.Option("--map", help="canonical=source column name (repeatable).")] = [],
+    default: Annotated[list[str], typer.Option(help="col=value for a column the file lacks or leaves empty.")] = [],
+    date_format: Annotated[Optional[str], typer.Option(help="strftime pattern of the dates, e.g. %d/%m/%Y %H:%M.")] = None,
+    dayfirst: Annotated[bool, typer.Option("--dayfirst", help="Slash dates are day-first (31/12/2024).")] = False,
+    encoding: Annotated[Optional[str], typer.Option(help="Text encoding of CSV files (default: UTF-8, else Windows-1252).")] = None,
+    header: Annotated[Optional[bool], typer.Option("--header/--no-header", help="Whether CSV files have a header (default: detected).")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected among , ; tab |).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the ingest report (JSON) here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Validate files, quarantine bad rows, append the rest to the lake."""
+    from pipelines.ingest import IngestOptions, ingest as run_ingest
+
+    opts = IngestOptions(table=table, mapping=_pairs(map_, "--map"), defaults=_pairs(default, "--default"),
+                         dayfirst=dayfirst, date_format=date_format, encoding=encoding, header=header,
+                         delimiter=delimiter)
+    with state.console.status("ingesting") as status:
+        rep = run_ingest(state.home, paths, opts, progress=status.update)
+    if report:
+        from pipelines import atomic
+
+        atomic.write_json(report, rep)
+    if as_json:
+        state.console.result(json.dumps(rep, indent=2))
+        return
+    for f in rep["files"]:
+        state.console.result(f"{f['path']} -> {f['table']}: read {f['read']:,}, stored {f['accepted']:,}, "
+                             f"duplicates {f['duplicates']:,}, rejected {f['rejected']:,}")
+        for reason, n in f["rejected_by_reason"].items():
+            state.console.result(f"    {n:>8,}  {reason}")
+        for note in f["notes"]:
+            state.console.result(f"    note: {note}")
+    if rep["rejected"]:
+        state.console.result(f"rejected rows and their reasons: {state.home.rejected}")
+    state.console.result(f"ingest {rep['ingest_id']}: {rep['accepted']:,} rows stored in {rep['seconds']:.1f} s")
+
+
+def _parse_as_of(value: Optional[str]) -> Optional[datetime]:
+    if value is None:
+        return None
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise BehaviorError(f"--as-of {value!r} is not a date; write it as YYYY-MM-DD") from None
+    return d.replace(tzinfo=timezone.utc) if d.tzinfo is None else d.astimezone(timezone.utc)
+
+
+@app.command()
+def run(
+    as_of: Annotated[Optional[str], typer.Option(help="Point in time YYYY-MM-DD: nothing at or after it is read (default: the day after the last payment).")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run (their prerequisites run too).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the run report (JSON) here too.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file of stage parameters.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+) -> None:
+    """Run the batch stages and publish a bundle."""
+    from pipelines.config import load_config
+    from pipelines.runner import run_pipeline
+
+    cfg = load_config(config)
+    selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    with state.console.status("running") as status:
+        rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update)
+    if report:
+        from pipelines import atomic
+
+        atomic.write_json(report, rep)
+    if as_json:
+        state.console.result(json.dumps(rep, indent=2))
+        return
+    from pipelines.summary import run_summary
+
+    state.console.result(run_summary(rep, state.home))
+
+
+@app.command()
+def demo(
+    users: Annotated[int, typer.Option(min=10, help="Number of synthetic customers.")] = 30_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """synth -> ingest -> run on a fresh synthetic data set, then a summary."""
+    from pipelines.config import load_config
+    from pipelines.ingest import IngestOptions, ingest as run_ingest
+    from pipelines.runner import run_pipeline
+    from pipelines.summary import run_summary
+    from pipelines.synth_files import write_synth
+
+    out = state.home.root / "synth"
+    c = state.console
+    with c.status("generating synthetic payment histories"):
+        written = write_synth(out, users=users, months=24, seed=seed)
+    c.result(f"synth: {written.get('payments.parquet', 0):,} payment lines for {users:,} users in {out}")
+    with c.status("ingesting") as status:
+        rep = run_ingest(state.home, [out], IngestOptions(), progress=status.update)
+    c.result(f"ingest: {rep['accepted']:,} rows stored, {rep['duplicates']:,} duplicates, "
+             f"{rep['rejected']:,} rejected ({rep['seconds']:.1f} s)")
+    with c.status("running stages") as status:
+        run_rep = run_pipeline(state.home, load_config(None), progress=status.update)
+    c.result(run_summary(run_rep, state.home))
+
+
+@app.command()
+def bench(
+    sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts, e.g. 1000000,10000000.")] = "1000000",
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
+    out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
+    from pipelines.bench import run_bench
+
+    rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress)
+    if as_json:
+        state.console.result(json.dumps(rows, indent=2))
+    else:
+        from pipelines.bench import format_table
+
+        state.console.result(format_table(rows))
+
+
+def main() -> None:
+    try:
+        app()
+    except BehaviorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as exc:
+        if os.environ.get("BEHAVIOR_DEBUG"):
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into a message
+        if os.environ.get("BEHAVIOR_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n(set BEHAVIOR_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,150 @@
+"""The lake: canonical tables as Parquet under the data home, changed only by transactions.
+
+A transaction writes its new files into `lake/_txn/<id>/` (mirroring the lake's layout) and
+commits by writing one journal `lake/_txn/<id>.commit` that lists the files to move into place
+and the files to delete; then it carries the journal out. Every command first recovers: a
+journal is carried out again (each step is idempotent), a staging folder without one is
+removed. So a kill at any point leaves the lake as before the transaction or as after it.
+Writers hold the data home's lock (one command that changes it at a time).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from behavior.errors import BehaviorError
+from pipelines import atomic
+from pipelines.datahome import DataHome
+
+TXN = "_txn"
+META = "_lake.json"
+
+
+class LockedError(BehaviorError):
+    """Another command holds the data home."""
+
+
+@contextmanager
+def locked(home: DataHome, command: str) -> Iterator[None]:
+    """Hold the data home's lock for `command`, or fail at once naming the holder."""
+    home.root.mkdir(parents=True, exist_ok=True)
+    fh = open(home.lock_file, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise LockedError(f"the data home {home.root} is in use by {holder}; wait for it to finish "
+                              "and run the command again") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"`behavior {command}` (pid {os.getpid()})")
+        fh.flush()
+        recover(home.lake)
+        yield
+    finally:
+        fh.close()  # closing releases the lock
+
+
+def recover(lake: Path) -> list[str]:
+    """Finish committed transactions, drop uncommitted ones. Returns what was done."""
+    done = []
+    txn_root = lake / TXN
+    if not txn_root.exists():
+        return done
+    for journal in sorted(txn_root.glob("*.commit")):
+        _apply(lake, json.loads(journal.read_text()))
+        shutil.rmtree(txn_root / journal.stem, ignore_errors=True)
+        journal.unlink()
+        done.append(f"completed transaction {journal.stem}")
+    for staging in sorted(p for p in txn_root.iterdir() if p.is_dir()):
+        shutil.rmtree(staging, ignore_errors=True)
+        done.append(f"rolled back transaction {staging.name}")
+    return done
+
+
+def _apply(lake: Path, journal: dict) -> None:
+    for rel in journal["delete"]:
+        (lake / rel).unlink(missing_ok=True)
+    for src_rel, dst_rel in journal["move"]:
+        src, dst = lake / src_rel, lake / dst_rel
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+    for rel in journal.get("prune", []):
+        d = lake / rel
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+
+class Transaction:
+    """New files go to `staging / <path in the lake>`; `commit` puts them in place at once."""
+
+    def __init__(self, lake: Path) -> None:
+        self.lake = lake
+        self.id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.staging = lake / TXN / self.id
+        self.staging.mkdir(parents=True)
+        self._delete: list[str] = []
+
+    def path(self, rel: str) -> Path:
+        p = self.staging / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def delete(self, path: Path) -> None:
+        self._delete.append(str(path.relative_to(self.lake)))
+
+    def commit(self) -> None:
+        moves = []
+        for f in sorted(self.staging.rglob("*")):
+            if f.is_file():
+                rel = f.relative_to(self.staging)
+                moves.append([str(f.relative_to(self.lake)), str(rel)])
+        prune = sorted({str(Path(d).parent) for d in self._delete})
+        journal = {"id": self.id, "move": moves, "delete": self._delete, "prune": prune}
+        atomic.write_json(self.lake / TXN / f"{self.id}.commit", journal)
+        recover(self.lake)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+@contextmanager
+def transaction(lake: Path) -> Iterator[Transaction]:
+    txn = Transaction(lake)
+    try:
+        yield txn
+    except BaseException:
+        txn.abort()
+        raise
+    txn.commit()
+
+
+def table_files(lake: Path, table: str) -> list[Path]:
+    d = lake / table
+    return sorted(d.rglob("*.parquet")) if d.exists() else []
+
+
+def read_meta(lake: Path) -> dict:
+    p = lake / META
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def scan_sql(lake: Path, table: str) -> str:
+    """SQL of a relation over a lake table (hive partitions as columns)."""
+    files = table_files(lake, table)
+    if not files:
+        raise BehaviorError(f"the lake has no {table} yet; run `behavior ingest` first")
+    listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    hive = "true" if table == "payments" else "false"
+    return f"read_parquet([{listing}], hive_partitioning = {hive}, union_by_name = true)"

@@ -1,0 +1,141 @@
+"""`behavior run`: named stages in dependency order, then publish a bundle.
+
+Point in time: stages see the lake only through the views of their `StageContext`
+(`payments`, `users`, `items`, `promotions`, `assignments`), which hold only rows before
+`as_of`. A stage cannot read an event at or after as_of because it is not in its views.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import duckdb
+import pyarrow as pa
+
+from behavior.errors import AsOfError, BehaviorError
+from pipelines.config import Config
+from pipelines.datahome import DataHome
+from pipelines.lake import locked, scan_sql, table_files
+
+# Columns that place a row of each table in time (rows at or after as_of are not visible).
+TIME_COLUMNS = {"payments": "paid_at", "users": "signup_at", "promotions": "starts_at",
+                "assignments": "assigned_at", "items": None}
+
+
+@dataclass
+class StageContext:
+    home: DataHome
+    config: Config
+    as_of: datetime
+    con: duckdb.DuckDBPyConnection
+    tables: set[str]                      # lake tables present (as views)
+    outputs: dict[str, Any] = field(default_factory=dict)   # stage name -> its result
+    report: dict[str, Any] = field(default_factory=dict)    # report sections
+    bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]
+    run: Callable[[StageContext], Any]   # returns its output; rows are counted if it has num_rows/len
+    help: str = ""
+
+
+def plan(stages: dict[str, Stage], selected: list[str] | None) -> list[str]:
+    """The stages to run in dependency order: `selected` plus their prerequisites."""
+    wanted = list(stages) if not selected else selected
+    unknown = [s for s in wanted if s not in stages]
+    if unknown:
+        raise BehaviorError(f"unknown stage {', '.join(unknown)}; the stages are: {', '.join(stages)}")
+    order: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in order:
+            return
+        if name in visiting:
+            raise AssertionError(f"stage cycle through {name}")
+        visiting.add(name)
+        for dep in stages[name].needs:
+            visit(dep)
+        visiting.discard(name)
+        order.append(name)
+
+    for s in wanted:
+        visit(s)
+    return order
+
+
+def _connect(config: Config) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if config.engine.duckdb_threads:
+        con.execute(f"SET threads = {int(config.engine.duckdb_threads)}")
+    con.execute(f"SET memory_limit = '{config.engine.duckdb_memory_limit}'")
+    return con
+
+
+def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
+    """The day after the last payment (00:00 UTC)."""
+    last = con.execute(f"SELECT max(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchone()[0]
+    day = last.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)
+
+
+def open_context(home: DataHome, config: Config, as_of: datetime | None) -> StageContext:
+    if not table_files(home.lake, "payments"):
+        raise BehaviorError(f"the lake at {home.lake} has no payments; run `behavior ingest` first")
+    con = _connect(config)
+    as_of = as_of or default_as_of(con, home)
+    first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchone()[0]
+    if as_of <= first:
+        raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
+                        "nothing before it to learn from: choose a later date")
+    present = set()
+    for name, col in TIME_COLUMNS.items():
+        if not table_files(home.lake, name):
+            continue
+        where = f" WHERE {col} < TIMESTAMPTZ '{as_of.isoformat()}'" if col else ""
+        if col and name != "payments":
+            where += f" OR {col} IS NULL"
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan_sql(home.lake, name)}{where}")
+        present.add(name)
+    return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present)
+
+
+def _rows(output: Any) -> int | None:
+    if isinstance(output, pa.Table):
+        return output.num_rows
+    if hasattr(output, "__len__"):
+        return len(output)
+    return None
+
+
+def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
+                 stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None) -> dict:
+    """Run the stages and publish a bundle; returns the run report."""
+    from pipelines.publish import publish
+    from pipelines.stages import STAGES
+
+    order = plan(STAGES, stages)
+    run_id = uuid.uuid4().hex[:12]
+    with locked(home, "run"):
+        ctx = open_context(home, config, as_of)
+        report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
+                                  "time_unit": "day", "stages": {}}
+        for i, name in enumerate(order, start=1):
+            progress(f"[{i}/{len(order)}] {name}")
+            t0 = time.perf_counter()
+            out = STAGES[name].run(ctx)
+            ctx.outputs[name] = out
+            report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+        report.update(ctx.report)
+        progress("publishing the bundle")
+        publish(home, ctx, report)  # sets report["bundle_version"]
+        ctx.con.close()
+    return report

@@ -155,7 +155,9 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         up = columns.get("unit_price")
         sel_text.append(f"{P.text(_q(up), types[up]) if up else 'CAST(NULL AS VARCHAR)'} AS t_unit_price")
         sel_parsed.append(f"{P.decimal(_q(up), types[up]) if up else 'CAST(NULL AS DECIMAL(18,2))'} AS p_unit_price")
-    string_cols = [c.name for c in spec.columns if c.type == "string"]
+    # Card numbers are looked for in every field but times (13-digit epochs would look like
+    # cards); a rejected time is masked in its detail all the same.
+    string_cols = [c.name for c in spec.columns if c.type != "timestamp"]
     card_probe = " || '|' || ".join(f"COALESCE(t_{c}, '')" for c in string_cols)
 
     checks: list[tuple[str, str, str]] = []  # (condition, code, detail SQL)
@@ -208,9 +210,9 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         n = col.name
         v = f"p_{n}"
         if col.type == "int":
-            v = f"CAST({v} AS INTEGER)"
+            v = f"TRY_CAST({v} AS INTEGER)"
         if is_pay and n == "amount":
-            v = "COALESCE(p_amount, p_unit_price * CAST(p_quantity AS DECIMAL(18,2)))"
+            v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
         out_cols.append(f"{v} AS {_q(n)}")
     body = ", ".join(out_cols)
     text_all = ", ".join([f"t_{c.name}" for c in spec.columns] + (["t_unit_price"] if is_pay else []))
@@ -288,6 +290,8 @@ def validate(con: duckdb.DuckDBPyConnection, source: pa.Table, spec: Table, colu
     accepted = out.filter(acc).select(list(spec.names))
     accepted = accepted.cast(spec.arrow_schema)
     rejected = out.filter(pc.invert(ok)).select([ROW, "_reason", "_detail"]).rename_columns([ROW, "reason", "detail"])
+    masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
+    rejected = rejected.set_column(2, "detail", masked)
     return Validated(accepted=accepted, rejected=rejected, duplicates=int(pc.sum(dup).as_py() or 0))
 
 
@@ -299,7 +303,7 @@ def _confirm_cards(out: pa.Table, spec: Table) -> pa.Table:
         return out
     reasons = out.column("_reason").to_pylist()
     details = out.column("_detail").to_pylist()
-    string_cols = [c.name for c in spec.columns if c.type == "string"]
+    string_cols = [c.name for c in spec.columns if c.type != "timestamp"]
     sub = out.take(pa.array(idx)).select([f"t_{c}" for c in string_cols]).to_pydict()
     for c in string_cols:
         vals = sub[f"t_{c}"]

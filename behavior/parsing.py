@@ -47,8 +47,9 @@ def date_formats(dayfirst: bool) -> list[str]:
 
 
 def timestamp(expr: str, typ: pa.DataType | None, *, dayfirst: bool = False,
-              date_format: str | None = None) -> str:
-    """Parsed TIMESTAMPTZ (UTC); requires the session time zone to be UTC."""
+              date_format: str | None = None, t: str | None = None) -> str:
+    """Parsed TIMESTAMPTZ (UTC); requires the session time zone to be UTC. `t` names the
+    already computed text of the value, if any."""
     if typ is None:
         return "CAST(NULL AS TIMESTAMPTZ)"
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
@@ -56,7 +57,7 @@ def timestamp(expr: str, typ: pa.DataType | None, *, dayfirst: bool = False,
     if pa.types.is_integer(typ) or pa.types.is_floating(typ):
         return (f"CASE WHEN {expr} > 100000000000 THEN to_timestamp({expr} / 1000.0) "
                 f"ELSE to_timestamp({expr}) END")
-    t = text(expr, typ)
+    t = t or text(expr, typ)
     if date_format:
         return f"CAST(try_strptime({t}, {sql_str(date_format)}) AS TIMESTAMPTZ)"
     fmts = "[" + ", ".join(sql_str(f) for f in date_formats(dayfirst)) + "]"
@@ -83,30 +84,34 @@ def _number_text(t: str) -> str:
     )
 
 
-def decimal(expr: str, typ: pa.DataType | None) -> str:
-    """Parsed DECIMAL(18,2)."""
+def decimal(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
+    """Parsed DECIMAL(18,2). A plain number is cast directly; others are normalised first."""
     if typ is None:
         return "CAST(NULL AS DECIMAL(18,2))"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"TRY_CAST({expr} AS DECIMAL(18,2))"
-    t = text(expr, typ)
-    return f"TRY_CAST(TRY_CAST({_number_text(t)} AS DOUBLE) AS DECIMAL(18,2))"
+    t = t or text(expr, typ)
+    return f"TRY_CAST({_number(t)} AS DECIMAL(18,2))"
 
 
-def number(expr: str, typ: pa.DataType | None) -> str:
+def number(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
     """Parsed DOUBLE (used for integers before the whole-number check)."""
     if typ is None:
         return "CAST(NULL AS DOUBLE)"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"CAST({expr} AS DOUBLE)"
-    return f"TRY_CAST({_number_text(text(expr, typ))} AS DOUBLE)"
+    return _number(t or text(expr, typ))
 
 
-def boolean(expr: str, typ: pa.DataType | None) -> str:
+def _number(t: str) -> str:
+    return f"COALESCE(TRY_CAST({t} AS DOUBLE), TRY_CAST({_number_text(t)} AS DOUBLE))"
+
+
+def boolean(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
     if typ is None:
         return "CAST(NULL AS BOOLEAN)"
     if pa.types.is_boolean(typ):
         return expr
-    t = f"lower({text(expr, typ)})"
+    t = f"lower({t or text(expr, typ)})"
     return (f"CASE WHEN {t} IN ('true', 't', 'yes', 'y', '1', '1.0') THEN TRUE "
             f"WHEN {t} IN ('false', 'f', 'no', 'n', '0', '0.0') THEN FALSE END")

@@ -2,9 +2,10 @@
 rejected with one reason.
 
 `validate` runs one SQL statement (DuckDB, on an in-memory Arrow table) that maps and parses
-the columns, derives missing keys, flags duplicates and names the first problem of each row;
-card numbers are then confirmed with the Luhn check in numpy. Reason codes, in the order in
-which they are checked (a row gets the first that applies):
+the columns and names the first problem of each row; card numbers are then confirmed with
+the Luhn check in numpy; line numbers are derived and repeated keys resolved only where
+needed (window functions are the costly part, so the common case of unique keys skips them).
+Reason codes, in the order in which they are checked (a row gets the first that applies):
 
 card_number        any stored text field holds a card number (masked in the detail)
 missing_<column>   a required column is empty
@@ -102,173 +103,227 @@ def _map_case(t: str, synonyms: dict[str, str]) -> str:
 
 def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], default: str | None,
                 opts: ParseOptions) -> tuple[str, str]:
-    """(text SQL, parsed SQL) of one canonical column."""
+    """(value SQL, parsed SQL) of one canonical column.
+
+    The value SQL becomes the column `t_<name>`: trimmed text for text sources, the source
+    value itself for typed sources (a Parquet timestamp is not turned into text and back).
+    The parsed SQL reads `t_<name>`."""
     typ = types.get(src) if src else None
-    expr = _q(src) if src else "NULL"
-    t = P.text(expr, typ)
-    if default is not None:
-        t = f"COALESCE({t}, {P.sql_str(default)})"
-        typ = typ if src else pa.string()
-        if not src:
-            expr = P.sql_str(default)
-    # A typed source with a default: parse from text so the default (a string) parses too.
-    if default is not None and src and not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
-        expr, typ = t, pa.string()
-    if col.type == "string":
+    tc = f"t_{col.name}"
+    is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
+    if is_text:
+        t = P.text(_q(src), typ) if src else "CAST(NULL AS VARCHAR)"
+        if default is not None:
+            t = f"COALESCE({t}, {P.sql_str(default)})"
         if col.is_id:
             # Numeric ids that went through a spreadsheet come back as 17850.0.
-            t = f"regexp_replace({t}, '^([0-9]+)\\.0+$', '\\1')"
+            t = f"CASE WHEN contains({t}, '.0') THEN regexp_replace({t}, '^([0-9]+)\\.0+$', '\\1') ELSE {t} END"
+        expr, etyp = "NULL", pa.string()
+    else:
+        t, expr, etyp = _q(src), tc, typ
+    if col.type == "string":
         if col.name == "currency":
-            return t, f"upper({t})"
+            return t, f"upper({tc})"
         if col.name == "status":
-            return t, _map_case(t, STATUS_SYNONYMS)
+            return t, _map_case(tc, STATUS_SYNONYMS)
         if col.name == "group":
-            return t, _map_case(t, GROUP_SYNONYMS)
+            return t, _map_case(tc, GROUP_SYNONYMS)
         if col.name == "channel":
-            return t, (f"CASE WHEN lower({t}) IN {_list(col.choices)} THEN lower({t}) "
-                       f"WHEN {t} IS NULL THEN NULL ELSE 'other' END")
-        return t, t
-    if col.type == "int":
-        return t, P.number(expr, typ)
-    if col.type == "decimal":
-        return t, P.decimal(expr, typ)
-    if col.type == "timestamp":
-        return t, P.timestamp(expr, typ, dayfirst=opts.dayfirst, date_format=opts.date_format)
-    if col.type == "bool":
-        return t, P.boolean(expr, typ)
-    raise AssertionError(col.type)
+            return t, (f"CASE WHEN lower({tc}) IN {_list(col.choices)} THEN lower({tc}) "
+                       f"WHEN {tc} IS NULL THEN NULL ELSE 'other' END")
+        return t, tc
+
+    def parse(e: str, ty: pa.DataType, text: str | None) -> str:
+        if col.type == "int":
+            return P.number(e, ty, t=text)
+        if col.type == "decimal":
+            return P.decimal(e, ty, t=text)
+        if col.type == "timestamp":
+            return P.timestamp(e, ty, dayfirst=opts.dayfirst, date_format=opts.date_format, t=text)
+        return P.boolean(e, ty, t=text)
+
+    p = parse(expr, etyp, tc if is_text else None)
+    if default is not None and not is_text:
+        p = f"COALESCE({p}, {parse('NULL', pa.string(), P.sql_str(default))})"
+    return t, p
 
 
-def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
-                   types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions) -> str:
-    """The SQL that validates `relation` into `spec` (see the module docstring)."""
-    sel_text, sel_parsed = [], []
+def _shown(n: str) -> str:
+    """SQL text: the column name and its value in quotes."""
+    return f"'{n} ''' || CAST(t_{n} AS VARCHAR) || ''''"
+
+
+def _checks(spec: Table, opts: ParseOptions, is_pay: bool) -> list[tuple[str, str, str]]:
+    """(condition, reason code, detail SQL) in the order they are applied."""
+    checks: list[tuple[str, str, str]] = []
     for col in spec.columns:
-        default = defaults.get(col.name, col.default)
-        if col.name == "currency" and default is None:
-            default = opts.currency
-        t, p = _column_sql(col, columns.get(col.name), types, default, opts)
-        sel_text.append(f"{t} AS {_q('t_' + col.name)}")
-        sel_parsed.append(f"{p} AS {_q('p_' + col.name)}")
-    is_pay = spec.name == "payments"
-    if is_pay:
-        up = columns.get("unit_price")
-        sel_text.append(f"{P.text(_q(up), types[up]) if up else 'CAST(NULL AS VARCHAR)'} AS t_unit_price")
-        sel_parsed.append(f"{P.decimal(_q(up), types[up]) if up else 'CAST(NULL AS DECIMAL(18,2))'} AS p_unit_price")
-    # Card numbers are looked for in every field but times (13-digit epochs would look like
-    # cards); a rejected time is masked in its detail all the same.
-    string_cols = [c.name for c in spec.columns if c.type != "timestamp"]
-    card_probe = " || '|' || ".join(f"COALESCE(t_{c}, '')" for c in string_cols)
-
-    checks: list[tuple[str, str, str]] = []  # (condition, code, detail SQL)
-    for col in spec.columns:
-        n = col.name
         if col.required:
-            checks.append((f"t_{n} IS NULL", f"missing_{n}", P.sql_str(f"{n} is empty; it is required")))
+            n = col.name
+            checks.append((f"t_{n} IS NULL AND p_{n} IS NULL", f"missing_{n}",
+                           P.sql_str(f"{n} is empty; it is required")))
     for col in spec.columns:
         n = col.name
-        if col.type in ("int", "decimal", "timestamp", "bool") or col.choices or n == "status":
-            what = {"int": "a whole number", "decimal": "a number", "timestamp": "a date or time",
-                    "bool": "yes/no (true/false, 1/0)"}.get(col.type, "one of " + ", ".join(col.choices or ()))
-            cond = f"t_{n} IS NOT NULL AND p_{n} IS NULL"
-            if col.type == "int":
-                cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
-            detail = f"'{n} ' || '''' || t_{n} || '''' || ' is not {what}'"
-            if col.type == "timestamp" and not opts.date_format:
-                other = P.timestamp(f"t_{n}", pa.string(), dayfirst=not opts.dayfirst)
-                hint = "--monthfirst (the default)" if opts.dayfirst else "--dayfirst"
-                detail = (f"{detail} || CASE WHEN {other} IS NOT NULL THEN '; it reads as "
-                          f"{'month' if opts.dayfirst else 'day'}-first: pass {hint}' "
-                          f"ELSE '; pass --date-format with its strftime pattern' END")
-            checks.append((cond, f"bad_{n}", detail))
+        if col.type == "string" and not col.choices:
+            continue
+        what = {"int": "a whole number", "decimal": "a number", "timestamp": "a date or time",
+                "bool": "yes/no (true/false, 1/0)"}.get(col.type, "one of " + ", ".join(col.choices or ()))
+        cond = f"t_{n} IS NOT NULL AND p_{n} IS NULL"
+        if col.type == "int":
+            cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
+        detail = f"{_shown(n)} || ' is not {what}'"
+        if col.type == "timestamp" and not opts.date_format:
+            other = P.timestamp("NULL", pa.string(), dayfirst=not opts.dayfirst, t=f"CAST(t_{n} AS VARCHAR)")
+            fix = "leave out --dayfirst" if opts.dayfirst else "pass --dayfirst"
+            detail = (f"{detail} || CASE WHEN {other} IS NOT NULL THEN '; it reads as "
+                      f"{'month' if opts.dayfirst else 'day'}-first: {fix}' "
+                      f"ELSE '; pass --date-format with its strftime pattern' END")
+        checks.append((cond, f"bad_{n}", detail))
     if is_pay:
         checks.append(("t_unit_price IS NOT NULL AND p_unit_price IS NULL", "bad_unit_price",
-                       "'unit_price ' || '''' || t_unit_price || '''' || ' is not a number'"))
-    lo, hi = "TIMESTAMPTZ '1970-01-01 00:00:00+00'", f"TIMESTAMPTZ '{(opts.now + timedelta(days=1)).isoformat()}'"
+                       f"{_shown('unit_price')} || ' is not a number'"))
+    lo = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+    hi = f"TIMESTAMPTZ '{(opts.now + timedelta(days=1)).isoformat()}'"
     for col in spec.columns:
         if col.type == "timestamp":
             n = col.name
             checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
                            f"'{n} ' || CAST(p_{n} AS VARCHAR) || ' is before 1970 or in the future'"))
     if "user_id" in spec.names:
-        checks.append((f"regexp_full_match(t_user_id, {P.sql_str(EMAIL_PATTERN[1:-1])})", "user_id_email",
-                       "'user_id looks like an e-mail address; send an opaque customer id instead'"))
-        checks.append((f"regexp_full_match(t_user_id, {P.sql_str(PHONE_PATTERN)})", "user_id_phone",
-                       "'user_id looks like a phone number; send an opaque customer id instead'"))
+        checks.append((f"contains(t_user_id, '@') AND regexp_full_match(t_user_id, {P.sql_str(EMAIL_PATTERN[1:-1])})",
+                       "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
+        checks.append((f"length(t_user_id) >= 7 AND left(t_user_id, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
+                       f"'5', '6', '7', '8', '9') AND regexp_full_match(t_user_id, {P.sql_str(PHONE_PATTERN)})",
+                       "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:
         checks.append((f"p_currency NOT IN {_list(ISO_4217)}", "unknown_currency",
-                       "'currency ' || '''' || t_currency || '''' || ' is not an ISO 4217 code'"))
+                       f"{_shown('currency')} || ' is not an ISO 4217 code'"))
         checks.append((f"p_currency <> {P.sql_str(opts.currency)}", "currency_mismatch",
                        f"'currency ' || p_currency || ' is not the lake''s reporting currency {opts.currency}; "
                        f"convert the amounts before ingest'"))
+    return checks
+
+
+def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool) -> str:
+    """SQL flagging rows that may hold a card number: cheap tests before the expression.
+    Times are not probed (13-digit epochs would look like cards); a rejected time is masked
+    in its detail all the same."""
+    pattern = P.sql_str(CARD_CANDIDATE_PATTERN)
+    parts = []
+    for c in [*spec.columns, *((Column("unit_price", "decimal"),) if is_pay else ())]:
+        src = columns.get(c.name)
+        typ = types.get(src) if src else None
+        if c.type in ("timestamp", "bool") or typ is None:
+            continue
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
+            parts.append(f"(length(t_{c.name}) >= 13 AND regexp_matches(t_{c.name}, {pattern}))")
+        else:
+            parts.append(f"(abs(p_{c.name}) >= 1e12 AND regexp_matches(CAST(t_{c.name} AS VARCHAR), {pattern}))")
+    return "COALESCE(" + (" OR ".join(parts) or "FALSE") + ", FALSE)"
+
+
+def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
+                   types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions) -> str:
+    """The SQL that parses and checks `relation` into `spec` (see the module docstring).
+    Output: the canonical columns, ROW, _reason, _detail and _card_probe. A derived line_no
+    is left NULL here."""
+    is_pay = spec.name == "payments"
+    cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
+    sel_t, sel_p = [], []
+    for col in cols:
+        default = defaults.get(col.name, col.default)
+        if col.name == "currency" and default is None:
+            default = opts.currency
+        t, p = _column_sql(col, columns.get(col.name), types, default, opts)
+        sel_t.append(f"{t} AS {_q('t_' + col.name)}")
+        sel_p.append(f"{p} AS {_q('p_' + col.name)}")
+    checks = _checks(spec, opts, is_pay)
     reason = "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code, _ in checks) + " END"
     detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
-
-    key = spec.key
-    out_cols: list[str] = []
+    t_all = ", ".join(f"t_{c.name}" for c in cols)
+    out = []
     for col in spec.columns:
-        n = col.name
-        v = f"p_{n}"
+        n, v = col.name, f"p_{col.name}"
         if col.type == "int":
             v = f"TRY_CAST({v} AS INTEGER)"
+        if is_pay and n == "payment_id" and columns.get("payment_id") is None:
+            # No payment id in the source: a stable hash of the row's values.
+            v = f"COALESCE(p_payment_id, 'h' || substr(md5(concat_ws('|', {t_all})), 1, 16))"
         if is_pay and n == "amount":
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
-        out_cols.append(f"{v} AS {_q(n)}")
-    body = ", ".join(out_cols)
-    text_all = ", ".join([f"t_{c.name}" for c in spec.columns] + (["t_unit_price"] if is_pay else []))
-    derived = ""
+        out.append(f"{v} AS {_q(n)}")
+    final = "*"
     if is_pay:
-        # Missing payment_id: a stable hash of the row's values; missing line_no: the position
-        # inside the payment among distinct rows. Refunds carry negative amount and quantity.
-        derived = f"""
-, derived AS (
-  SELECT * REPLACE (
-      COALESCE(payment_id, 'h' || substr(md5(concat_ws('|', {text_all})), 1, 16)) AS payment_id),
-    row_number() OVER (PARTITION BY COALESCE(payment_id, 'h' || substr(md5(concat_ws('|', {text_all})), 1, 16)),
-                       {text_all} ORDER BY {ROW}) AS _copy
-  FROM typed
-), numbered AS (
-  SELECT * REPLACE (
-      COALESCE(line_no, CAST(sum(CASE WHEN _copy = 1 THEN 1 ELSE 0 END) OVER (
-          PARTITION BY payment_id ORDER BY {ROW} ROWS UNBOUNDED PRECEDING) AS INTEGER)) AS line_no,
-      CASE WHEN status = 'success' AND (quantity < 0 OR amount < 0) THEN 'refund' ELSE status END AS status,
-      CASE WHEN status = 'refund' OR quantity < 0 OR amount < 0 THEN -abs(quantity) ELSE quantity END AS quantity,
-      CASE WHEN status = 'refund' OR quantity < 0 OR amount < 0 THEN -abs(amount) ELSE amount END AS amount)
-  FROM derived
-)"""
-        last = "numbered"
-    else:
-        derived = f"""
-, derived AS (
-  SELECT *, row_number() OVER (PARTITION BY {text_all} ORDER BY {ROW}) AS _copy FROM typed
-)"""
-        last = "derived"
-    keys = ", ".join(_q(k) for k in key)
-    # Several rows with one key: exact copies are duplicates; different values are a conflict
-    # for an append table (first wins), an update for an upsert table (last wins).
-    if spec.mode == "append":
-        conflict = (f"CASE WHEN _reason IS NULL AND _copy = 1 AND row_number() OVER (PARTITION BY {keys}, "
-                    f"(_reason IS NULL AND _copy = 1) ORDER BY {ROW}) > 1 THEN 'conflicting_key' END")
-    else:
-        conflict = "CAST(NULL AS VARCHAR)"
-    keep_last = spec.mode != "append"
+        # Negative amount or quantity means a refund; refunds carry both negative.
+        refund = "status = 'refund' OR quantity < 0 OR amount < 0"
+        final = (f"* REPLACE (CASE WHEN status = 'success' AND (quantity < 0 OR amount < 0) THEN 'refund' "
+                 f"ELSE status END AS status, CASE WHEN {refund} THEN -abs(quantity) ELSE quantity END AS quantity, "
+                 f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount)")
     return f"""
-WITH src AS (SELECT {', '.join(sel_text)}, {', '.join(sel_parsed)}, {ROW} FROM {relation}),
-checked AS (
-  SELECT *, {reason} AS _reason, {detail} AS _detail,
-         regexp_matches({card_probe}, {P.sql_str(CARD_CANDIDATE_PATTERN)}) AS _card_probe
-  FROM src
-), typed AS (
-  SELECT {body}, {ROW}, _reason, _detail, _card_probe, {text_all}
-  FROM checked
-){derived}
-SELECT * EXCLUDE (_conflict) REPLACE (COALESCE(_reason, _conflict) AS _reason,
-       CASE WHEN _reason IS NULL AND _conflict IS NOT NULL
-            THEN 'key ({', '.join(key)}) repeats an earlier row of this input with other values' ELSE _detail END AS _detail),
-       {"row_number() OVER (PARTITION BY " + keys + ", _reason IS NULL ORDER BY " + ROW + " DESC) > 1 AND _reason IS NULL" if keep_last else "FALSE"} AS _superseded
-FROM (SELECT *, {conflict} AS _conflict FROM {last})
-ORDER BY {ROW}
+WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
+parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
+typed AS (
+  SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
+         {_card_probe(spec, types, columns, is_pay)} AS _card_probe
+  FROM parsed
+)
+SELECT {final} FROM typed
 """
+
+
+def _row_hash(spec: Table, skip: str = "") -> str:
+    """SQL hash of a row's stored values: rows with equal hashes are exact copies."""
+    return "hash(" + ", ".join(_q(n) for n in spec.names if n != skip) + ")"
+
+
+def _line_numbers(con: duckdb.DuckDBPyConnection, out: pa.Table, spec: Table) -> pa.Table:
+    """Derive line_no (position inside the payment among distinct rows, rejected rows
+    included so that a row fixed and sent again gets the same number) and mark exact copies."""
+    con.register("_out", out)
+    try:
+        return con.sql(f"""
+            SELECT * EXCLUDE (_first) REPLACE (
+                CAST(sum(CASE WHEN _first THEN 1 ELSE 0 END) OVER (PARTITION BY payment_id ORDER BY {ROW}
+                     ROWS UNBOUNDED PRECEDING) AS INTEGER) AS line_no),
+                NOT _first AS _copy
+            FROM (SELECT *, row_number() OVER (PARTITION BY payment_id, {_row_hash(spec, "line_no")}
+                                               ORDER BY {ROW}) = 1 AS _first FROM _out)
+        """).to_arrow_table()
+    finally:
+        con.unregister("_out")
+
+
+def _repeated_keys(con: duckdb.DuckDBPyConnection, out: pa.Table, spec: Table) -> tuple[pa.Array, pa.Array]:
+    """Rows of this input that repeat the key of another valid row: (copies, conflicts).
+
+    The kept row of a key is the first (append tables) or the last (upsert tables); a row
+    with the kept row's values is a copy; with other values it is a conflict (append) or a
+    superseded version (upsert: counted with the copies). Checked with one aggregate; the
+    window runs only over the repeated keys."""
+    keys = ", ".join(_q(k) for k in spec.key)
+    empty = pa.array([], pa.int64())
+    con.register("_out", out)
+    try:
+        repeated = f"SELECT {keys} FROM _out WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
+        if not con.execute(f"SELECT count(*) FROM ({repeated})").fetchall()[0][0]:
+            return empty, empty
+        order = "ASC" if spec.mode == "append" else "DESC"
+        rows = con.sql(f"""
+            SELECT {ROW}, {_row_hash(spec)} <> first_value({_row_hash(spec)}) OVER w AS _differs
+            FROM _out SEMI JOIN ({repeated}) r USING ({keys})
+            WHERE _reason IS NULL
+            WINDOW w AS (PARTITION BY {keys} ORDER BY {ROW} {order})
+            QUALIFY row_number() OVER w > 1
+        """).to_arrow_table()
+    finally:
+        con.unregister("_out")
+    if spec.mode != "append":
+        return rows.column(ROW), empty
+    differs = rows.column("_differs")
+    return pc.filter(rows.column(ROW), pc.invert(differs)), pc.filter(rows.column(ROW), differs)
+
+
+def _set(table: pa.Table, name: str, values) -> pa.Table:
+    return table.set_column(table.schema.get_field_index(name), name, values)
 
 
 def validate(con: duckdb.DuckDBPyConnection, source: pa.Table, spec: Table, columns: dict[str, str | None],
@@ -281,38 +336,52 @@ def validate(con: duckdb.DuckDBPyConnection, source: pa.Table, spec: Table, colu
         out = con.sql(validation_sql(spec, "_source", columns, types, defaults, opts)).to_arrow_table()
     finally:
         con.unregister("_source")
-    out = _confirm_cards(out, spec)
-    reason = out.column("_reason")
-    ok = pc.is_null(reason)
-    copy = pc.greater(out.column("_copy"), 1)
-    dup = pc.or_(pc.and_(ok, copy), pc.and_(ok, out.column("_superseded")))
-    acc = pc.and_(ok, pc.invert(dup))
-    accepted = out.filter(acc).select(list(spec.names))
+    out = _confirm_cards(out, source, spec, columns)
+    if spec.name == "payments" and columns.get("line_no") is None:
+        out = _line_numbers(con, out, spec)
+        copies = pc.fill_null(out.column("_copy"), False)
+    else:
+        copy_rows, conflict_rows = _repeated_keys(con, out, spec)
+        copies = pc.is_in(out.column(ROW), value_set=copy_rows)
+        if len(conflict_rows):
+            hit = pc.is_in(out.column(ROW), value_set=conflict_rows)
+            msg = f"key ({', '.join(spec.key)}) repeats an earlier row of this input with other values"
+            out = _set(out, "_reason", pc.if_else(hit, "conflicting_key", out.column("_reason")))
+            out = _set(out, "_detail", pc.if_else(hit, msg, out.column("_detail")))
+    ok = pc.is_null(out.column("_reason"))
+    dup = pc.and_(ok, copies)
+    keep = pc.and_(ok, pc.invert(copies))
+    accepted = out.select(list(spec.names))
+    if not pc.all(keep).as_py():
+        accepted = accepted.filter(keep)
     accepted = accepted.cast(spec.arrow_schema)
-    rejected = out.filter(pc.invert(ok)).select([ROW, "_reason", "_detail"]).rename_columns([ROW, "reason", "detail"])
+    bad = pc.invert(ok)
+    rejected = pa.table({ROW: pc.filter(out.column(ROW), bad), "reason": pc.filter(out.column("_reason"), bad),
+                         "detail": pc.filter(out.column("_detail"), bad)}).sort_by(ROW)
     masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
     rejected = rejected.set_column(2, "detail", masked)
     return Validated(accepted=accepted, rejected=rejected, duplicates=int(pc.sum(dup).as_py() or 0))
 
 
-def _confirm_cards(out: pa.Table, spec: Table) -> pa.Table:
-    """Rows whose text fields hold a Luhn-valid card number get reason card_number (masked)."""
-    probe = out.column("_card_probe").to_numpy(zero_copy_only=False)
-    idx = np.flatnonzero(probe)
-    if len(idx) == 0:
+def _confirm_cards(out: pa.Table, source: pa.Table, spec: Table, columns: dict[str, str | None]) -> pa.Table:
+    """Rows whose stored fields hold a Luhn-valid card number get reason card_number (masked)."""
+    probe = pc.filter(out.column(ROW), out.column("_card_probe"))
+    if len(probe) == 0:
         return out
-    reasons = out.column("_reason").to_pylist()
-    details = out.column("_detail").to_pylist()
-    string_cols = [c.name for c in spec.columns if c.type != "timestamp"]
-    sub = out.take(pa.array(idx)).select([f"t_{c}" for c in string_cols]).to_pydict()
-    for c in string_cols:
-        vals = sub[f"t_{c}"]
-        hit = has_card_number(vals)
-        for j in np.flatnonzero(hit):
-            i = idx[j]
-            if reasons[i] != "card_number":
-                reasons[i] = "card_number"
-                details[i] = (f"{c} holds a card number ({mask_card_numbers(vals[j])}); card numbers must not be "
-                              f"sent: remove them from the export")
-    out = out.set_column(out.schema.get_field_index("_reason"), "_reason", pa.array(reasons, pa.string()))
-    return out.set_column(out.schema.get_field_index("_detail"), "_detail", pa.array(details, pa.string()))
+    rows = source.take(pc.index_in(probe, value_set=source.column(ROW)))
+    found: dict[int, str] = {}
+    for c in spec.columns:
+        src = columns.get(c.name)
+        if src is None or c.type == "timestamp":
+            continue
+        values = [None if v is None else str(v) for v in rows.column(src).to_pylist()]
+        for j in np.flatnonzero(has_card_number(values)):
+            found.setdefault(int(probe[j].as_py()), f"{c.name} holds a card number ({mask_card_numbers(values[j])}); "
+                                                    "card numbers must not be sent: remove them from the export")
+    if not found:
+        return out
+    hit_rows = pa.array(list(found), pa.int64())
+    hit = pc.is_in(out.column(ROW), value_set=hit_rows)
+    details = pa.array(list(found.values()), pa.string()).take(pc.index_in(out.column(ROW), value_set=hit_rows))
+    out = _set(out, "_reason", pc.if_else(hit, "card_number", out.column("_reason")))
+    return _set(out, "_detail", pc.if_else(hit, details, out.column("_detail")))

@@ -171,7 +171,8 @@ def demo(
 
 @app.command()
 def bench(
-    sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts, e.g. 1000000,10000000.")] = "1000000",
+    sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest benchmark.")] = "1000000",
+    feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
     out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -179,7 +180,8 @@ def bench(
     """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
     from pipelines.bench import run_bench
 
-    rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress)
+    rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
+                     feature_lines=feature_lines)
     if as_json:
         state.console.result(json.dumps(rows, indent=2))
     else:

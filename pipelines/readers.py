@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
@@ -74,7 +75,7 @@ def _short(exc: Exception) -> str:
 
 
 def _with_rows(src: Source) -> Source:
-    src.table = src.table.append_column(ROW, pa.array(range(1, src.table.num_rows + 1), pa.int64()))
+    src.table = src.table.append_column(ROW, pa.array(np.arange(1, src.table.num_rows + 1, dtype=np.int64)))
     return src
 
 

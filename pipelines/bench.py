@@ -1,0 +1,160 @@
+"""`behavior bench`: performance of ingest and the stages, as medians with peak memory.
+
+Every measurement runs in a fresh Python process (so its peak RSS is its own) on data made
+here: random payment lines with users = lines / 10 and items = min(lines / 100, 200k).
+Targets (2 cores): ingest >= 1M lines/s from Parquet and >= 300k lines/s from CSV; the
+feature stage on 10M lines / 1M users in < 30 s with peak memory < 4 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+# Step name -> (target description, check of the median result)
+TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
+    "ingest parquet": (">= 1,000,000 lines/s", lambda r: r["lines_per_s"] >= 1_000_000),
+    "ingest csv": (">= 300,000 lines/s", lambda r: r["lines_per_s"] >= 300_000),
+    "features": ("< 30 s and < 4 GB at 10M lines", lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 30 and r["peak_mb"] < 4096)),
+}
+
+
+def make_payments(lines: int, seed: int = 0) -> pa.Table:
+    """Random but plausible payment lines (vectorised; 10M lines in a few seconds)."""
+    rng = np.random.default_rng(seed)
+    users = max(lines // 10, 1)
+    items = max(min(lines // 100, 200_000), 1)
+    user = rng.integers(0, users, lines)
+    item = np.minimum(rng.zipf(1.3, lines) - 1, items - 1)
+    start = 1_704_067_200  # 2024-01-01
+    paid = start + rng.integers(0, 700 * 86_400, lines)
+    status = rng.choice(np.array(["success", "failed", "refund"]), lines, p=[0.96, 0.025, 0.015])
+    amount = rng.gamma(2.0, 15.0, lines).round(2)
+    amount = np.where(status == "refund", -amount, amount)
+    return pa.table({
+        "payment_id": pa.array(np.char.add("p", np.arange(lines).astype(str))),
+        "line_no": pa.array(np.ones(lines, dtype=np.int32)),
+        "user_id": pa.array(np.char.add("u", user.astype(str))),
+        "merchant_id": pa.array(np.char.add("m", (item % 997).astype(str))),
+        "item_id": pa.array(np.char.add("i", item.astype(str))),
+        "category": pa.array(np.char.add("c", (item % 20).astype(str))),
+        "quantity": pa.array(np.where(status == "refund", -1, 1).astype(np.int32)),
+        "amount": pa.array(amount),
+        "paid_at": pa.array(paid * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "channel": pa.array(rng.choice(np.array(["app", "web", "wap", "qr", "pos"]), lines)),
+        "status": pa.array(status),
+    })
+
+
+def _child(code: str, *args: str) -> dict:
+    """Run `code` in a fresh interpreter; it prints one JSON object. Adds its peak RSS (MB)."""
+    wrapper = (
+        "import json, resource, sys, time\n"
+        f"{code}\n"
+        "res['peak_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)\n"
+        "print(json.dumps(res))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark step failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_INGEST = """
+from pathlib import Path
+from pipelines.datahome import DataHome
+from pipelines.ingest import IngestOptions, ingest
+t = time.perf_counter()
+rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions())
+res = {"seconds": time.perf_counter() - t, "stored": rep["accepted"]}
+"""
+
+_FEATURES = """
+from pathlib import Path
+from pipelines.config import Config, EngineConfig
+from pipelines.datahome import DataHome
+from pipelines.runner import open_context
+from pipelines.stages import features
+ctx = open_context(DataHome(Path(sys.argv[1])), Config(engine=EngineConfig(duckdb_threads=2)), None)
+t = time.perf_counter()
+out = features.run(ctx)
+res = {"seconds": time.perf_counter() - t, "users": out.num_rows}
+"""
+
+
+def _median(runs: list[dict], lines: int, step: str) -> dict:
+    secs = statistics.median(r["seconds"] for r in runs)
+    row = {"step": step, "lines": lines, "runs": len(runs), "seconds": round(secs, 3),
+           "lines_per_s": int(lines / secs) if secs else None,
+           "peak_mb": max(r["peak_mb"] for r in runs)}
+    target = TARGETS.get(step)
+    if target:
+        row["target"] = target[0]
+        row["met"] = bool(target[1](row))
+    return row
+
+
+def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
+              progress: Callable[[str], None] = lambda _: None, feature_lines: int | None = None) -> list[dict]:
+    """Ingest benchmarks at each size in `sizes`, then the feature stage at `feature_lines`
+    (default 10M, or the largest size if that is smaller). Returns one row per step."""
+    own = work is None
+    work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
+    work.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    try:
+        for lines in sizes:
+            progress(f"making {lines:,} payment lines")
+            table = make_payments(lines)
+            pq.write_table(table, work / "payments.parquet")
+            pacsv.write_csv(table, work / "payments.csv")
+            for fmt in ("parquet", "csv"):
+                runs = []
+                for i in range(repeat):
+                    progress(f"ingest {fmt} {lines:,} lines, run {i + 1}/{repeat}")
+                    home = work / f"home-{fmt}-{i}"
+                    shutil.rmtree(home, ignore_errors=True)
+                    runs.append(_child(_INGEST, str(home), str(work / f"payments.{fmt}")))
+                    shutil.rmtree(home, ignore_errors=True)
+                rows.append(_median(runs, lines, f"ingest {fmt}"))
+        flines = feature_lines or 10_000_000
+        progress(f"making {flines:,} payment lines for the feature stage")
+        home = work / "home-features"
+        shutil.rmtree(home, ignore_errors=True)
+        pq.write_table(make_payments(flines, seed=1), work / "features.parquet")
+        _child(_INGEST, str(home), str(work / "features.parquet"))
+        runs = []
+        for i in range(repeat):
+            progress(f"features on {flines:,} lines, run {i + 1}/{repeat}")
+            runs.append(_child(_FEATURES, str(home)))
+        row = _median(runs, flines, "features")
+        row["users"] = runs[0]["users"]
+        rows.append(row)
+    finally:
+        if own:
+            shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table (pasted into the README)."""
+    out = ["| step | lines | median s | lines/s | peak MB | target | met |",
+           "|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        out.append(f"| {r['step']} | {r['lines']:,} | {r['seconds']:.2f} | {r['lines_per_s']:,} | "
+                   f"{r['peak_mb']:,.0f} | {r.get('target', '')} | {'yes' if r.get('met') else 'no' if 'met' in r else ''} |")
+    cores = os.cpu_count()
+    out.append(f"\n{cores} cores; medians of {rows[0]['runs'] if rows else 0} runs, each in a fresh process.")
+    return "\n".join(out)

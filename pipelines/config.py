@@ -1,9 +1,9 @@
 """Stage parameters: defaults here, overridden by a TOML file (`behavior run --config FILE`).
 
 ```toml
-[features]
-duckdb_threads = 2        # 0 = all cores
-duckdb_memory_limit = "4GB"
+[engine]
+duckdb_threads = 2             # 0 = all cores
+duckdb_memory_limit = "3GB"    # DuckDB spills to <data home>/tmp beyond it
 ```
 """
 
@@ -19,7 +19,7 @@ from behavior.errors import InputError
 @dataclass(frozen=True)
 class EngineConfig:
     duckdb_threads: int = 0
-    duckdb_memory_limit: str = "8GB"
+    duckdb_memory_limit: str = "3GB"
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,9 @@ def plan(stages: dict[str, Stage], selected: list[str] | None) -> list[str]:
     return order
 
 
-def _connect(config: Config) -> duckdb.DuckDBPyConnection:
+def _connect(config: Config, home: DataHome) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{home.root / 'tmp'}'")
     con.execute("SET TimeZone = 'UTC'")
     if config.engine.duckdb_threads:
         con.execute(f"SET threads = {int(config.engine.duckdb_threads)}")
@@ -82,7 +83,7 @@ def _connect(config: Config) -> duckdb.DuckDBPyConnection:
 
 def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
     """The day after the last payment (00:00 UTC)."""
-    last = con.execute(f"SELECT max(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchone()[0]
+    last = con.execute(f"SELECT max(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
     day = last.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     return day + timedelta(days=1)
 
@@ -90,9 +91,9 @@ def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
 def open_context(home: DataHome, config: Config, as_of: datetime | None) -> StageContext:
     if not table_files(home.lake, "payments"):
         raise BehaviorError(f"the lake at {home.lake} has no payments; run `behavior ingest` first")
-    con = _connect(config)
+    con = _connect(config, home)
     as_of = as_of or default_as_of(con, home)
-    first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchone()[0]
+    first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
     if as_of <= first:
         raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
                         "nothing before it to learn from: choose a later date")

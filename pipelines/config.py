@@ -4,7 +4,17 @@
 [engine]
 duckdb_threads = 2             # 0 = all cores
 duckdb_memory_limit = "3GB"    # DuckDB spills to <data home>/tmp beyond it
+
+[loyalty]
+model = "bgnbd"                # or "mbgnbd" (one-time buyers can have dropped out)
+penalizer = 0.0
+horizon_days = 90              # expected purchases over this many days
+clv_horizon_days = 365
+discount_rate_annual = 0.10
+holdout_days = 90              # fit before as_of - holdout_days, check the next holdout_days
 ```
+
+Every horizon is in days, whatever the unit the models are fitted in (also days).
 """
 
 from __future__ import annotations
@@ -23,8 +33,26 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
+class LoyaltyConfig:
+    model: str = "bgnbd"
+    penalizer: float = 0.0
+    horizon_days: int = 90
+    clv_horizon_days: int = 365
+    discount_rate_annual: float = 0.10
+    holdout_days: int = 90
+
+    def __post_init__(self) -> None:
+        if self.model not in ("bgnbd", "mbgnbd"):
+            raise InputError(f"[loyalty] model = {self.model!r}: use \"bgnbd\" or \"mbgnbd\"")
+        for name in ("horizon_days", "clv_horizon_days", "holdout_days"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"[loyalty] {name} must be a positive number of days")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
+    loyalty: LoyaltyConfig = field(default_factory=LoyaltyConfig)
 
 
 def load_config(path: Path | None) -> Config:
@@ -46,5 +74,9 @@ def load_config(path: Path | None) -> Config:
         bad = sorted(set(values) - known)
         if bad:
             raise InputError(f"{path}: [{section}] has unknown keys {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        for key, value in values.items():
+            want = type(getattr(current, key))
+            if not (isinstance(value, want) or (want is float and isinstance(value, int))) or isinstance(value, bool) != (want is bool):
+                raise InputError(f"{path}: [{section}] {key} = {value!r} should be a {want.__name__}")
         cfg = replace(cfg, **{section: replace(current, **values)})
     return cfg

@@ -100,14 +100,16 @@ TABLE_NAMES = ("payments", "items", "users", "promotions", "assignments")
 class SynthConfig:
     """Size, seed and planted parameters of a synthetic history (time unit: day)."""
 
-    users: int = 30_000
+    users: int = 60_000  # about a million payment lines over 24 months
     months: int = 24
     seed: int = 0
     start: str = "2024-01-01"
     items: int | None = None  # default: default_item_count(users)
-    # BG/NBD: lambda ~ Gamma(r, rate alpha), dropout p ~ Beta(a, b)
+    # BG/NBD: lambda ~ Gamma(r, rate alpha), dropout p ~ Beta(a, b). alpha = 40 keeps same-day
+    # repeat purchases rare (the BTYD convention merges them into one purchase day; with
+    # alpha = 22 a fit on purchase days overstates alpha by about 9%, with 40 by about 5%).
     r: float = 0.9
-    alpha: float = 22.0
+    alpha: float = 40.0
     a: float = 0.8
     b: float = 12.0
     # Gamma-Gamma: nu ~ Gamma(q, rate v), value ~ Gamma(p, rate nu)

@@ -1,5 +1,8 @@
 """`behavior bench`: performance of ingest and the stages, as medians with peak memory.
 
+Loyalty: BG/NBD + Gamma-Gamma fit (target < 10 s) and scoring P(alive), expected purchases
+and CLV (target < 5 s) on 1M customers simulated from the models.
+
 Every measurement runs in a fresh Python process (so its peak RSS is its own) on data made
 here: random payment lines with users = lines / 10 and items = min(lines / 100, 200k).
 Targets (2 cores): ingest >= 1M lines/s from Parquet and >= 300k lines/s from CSV; the
@@ -28,6 +31,8 @@ TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "ingest parquet": (">= 1,000,000 lines/s", lambda r: r["lines_per_s"] >= 1_000_000),
     "ingest csv": (">= 300,000 lines/s", lambda r: r["lines_per_s"] >= 300_000),
     "features": ("< 30 s and < 4 GB at 10M lines", lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 30 and r["peak_mb"] < 4096)),
+    "loyalty fit": ("< 10 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 10),
+    "loyalty score": ("< 5 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 5),
 }
 
 
@@ -56,6 +61,22 @@ def make_payments(lines: int, seed: int = 0) -> pa.Table:
         "channel": pa.array(rng.choice(np.array(["app", "web", "wap", "qr", "pos"]), lines)),
         "status": pa.array(status),
     })
+
+
+def make_customers(n: int, seed: int = 0, r=0.9, alpha=22.0, a=0.8, b=12.0, p=6.0, q=3.8, v=15.0) -> dict:
+    """(frequency, recency, T, monetary_value) of `n` customers drawn from BG/NBD and
+    Gamma-Gamma, in whole days like the feature table."""
+    rng = np.random.default_rng(seed)
+    T = rng.integers(1, 731, n).astype(float)
+    lam = rng.gamma(r, 1 / alpha, n)
+    drop = rng.beta(a, b, n)
+    k = rng.poisson(lam * T)                 # purchases the Poisson process puts in (0, T]
+    x = np.minimum(k, rng.geometric(drop))   # repeat purchases made before dropping out
+    # The x-th smallest of k uniform times on (0, T] is T * Beta(x, k - x + 1).
+    rec = np.where(x > 0, T * rng.beta(np.maximum(x, 1), np.maximum(k - x + 1, 1)), 0.0)
+    nu = rng.gamma(q, 1 / v, n)
+    money = np.where(x > 0, rng.gamma(np.maximum(p * x, 1e-9), 1 / (nu * np.maximum(x, 1))), np.nan)
+    return {"frequency": x.astype(float), "recency": np.floor(rec), "T": T, "monetary_value": money}
 
 
 def _child(code: str, *args: str) -> dict:
@@ -94,6 +115,24 @@ res = {"seconds": time.perf_counter() - t, "users": out.num_rows}
 """
 
 
+_LOYALTY = """
+from pipelines.bench import make_customers
+from behavior.btyd import BetaGeoFitter, GammaGammaFitter
+c = make_customers(int(sys.argv[1]))
+rep = c["frequency"] > 0
+t = time.perf_counter()
+bg = BetaGeoFitter().fit(c["frequency"], c["recency"], c["T"])
+gg = GammaGammaFitter().fit(c["frequency"][rep], c["monetary_value"][rep])
+fit = time.perf_counter() - t
+t = time.perf_counter()
+bg.conditional_probability_alive(c["frequency"], c["recency"], c["T"])
+bg.conditional_expected_number_of_purchases_up_to_time(90, c["frequency"], c["recency"], c["T"])
+m = np.nan_to_num(c["monetary_value"])
+gg.customer_lifetime_value(bg, c["frequency"], c["recency"], c["T"], m, horizon_days=365)
+res = {"seconds": fit, "score_seconds": time.perf_counter() - t}
+"""
+
+
 def _median(runs: list[dict], lines: int, step: str) -> dict:
     secs = statistics.median(r["seconds"] for r in runs)
     row = {"step": step, "lines": lines, "runs": len(runs), "seconds": round(secs, 3),
@@ -107,9 +146,11 @@ def _median(runs: list[dict], lines: int, step: str) -> dict:
 
 
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
-              progress: Callable[[str], None] = lambda _: None, feature_lines: int | None = None) -> list[dict]:
-    """Ingest benchmarks at each size in `sizes`, then the feature stage at `feature_lines`
-    (default 10M, or the largest size if that is smaller). Returns one row per step."""
+              progress: Callable[[str], None] = lambda _: None, feature_lines: int | None = None,
+              customers: int = 1_000_000) -> list[dict]:
+    """Ingest benchmarks at each size in `sizes`, the feature stage at `feature_lines` (default
+    10M), then fitting and scoring the loyalty models on `customers`. One row per step; the
+    `lines` column of the loyalty rows counts customers."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
     work.mkdir(parents=True, exist_ok=True)
@@ -142,6 +183,12 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
         row = _median(runs, flines, "features")
         row["users"] = runs[0]["users"]
         rows.append(row)
+        runs = []
+        for i in range(repeat):
+            progress(f"loyalty fit and score on {customers:,} customers, run {i + 1}/{repeat}")
+            runs.append(_child("import numpy as np\n" + _LOYALTY, str(customers)))
+        rows.append(_median(runs, customers, "loyalty fit"))
+        rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)

@@ -51,7 +51,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write payments.parquet, users.parquet, ... and truth.json.")],
-    users: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 30_000,
+    users: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 60_000,
     months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
 ) -> None:
@@ -145,7 +145,7 @@ def run(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(min=10, help="Number of synthetic customers.")] = 30_000,
+    users: Annotated[int, typer.Option(min=10, help="Number of synthetic customers.")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """synth -> ingest -> run on a fresh synthetic data set, then a summary."""
@@ -173,6 +173,7 @@ def demo(
 def bench(
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest benchmark.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
+    customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
     out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -181,7 +182,7 @@ def bench(
     from pipelines.bench import run_bench
 
     rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
-                     feature_lines=feature_lines)
+                     feature_lines=feature_lines, customers=customers)
     if as_json:
         state.console.result(json.dumps(rows, indent=2))
     else:

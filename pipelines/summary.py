@@ -5,10 +5,40 @@ from __future__ import annotations
 from pipelines.datahome import DataHome
 
 
+def _params(p: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in p.items())
+
+
+def _loyalty(section: dict) -> list[str]:
+    lines = []
+    bg = section.get("bgnbd", {})
+    if "error" in bg:
+        lines.append(f"  loyalty: the {section.get('model')} fit failed: {bg['error']}")
+        return lines
+    lines.append(f"  loyalty: {section.get('model')} {_params(bg['params'])} (per day, {bg['customers']:,} customers)")
+    gg = section.get("gamma_gamma", {})
+    if "params" in gg:
+        lines.append(f"           gamma-gamma {_params(gg['params'])}")
+    else:
+        lines.append(f"           gamma-gamma: {gg.get('skipped') or gg.get('error')}")
+    ho = section.get("holdout", {})
+    if "skipped" in ho:
+        lines.append(f"           holdout: {ho['skipped']}")
+    elif ho:
+        lines.append(f"           holdout {ho['days']} days: expected {ho['expected_total']:,.0f} purchase days, "
+                     f"actual {ho['actual_total']:,.0f} ({ho['error_pct']:+.1f}%)")
+    return lines
+
+
 def run_summary(report: dict, home: DataHome) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of'][:10]} -> bundle {report['bundle_version']}"]
     for name, s in report["stages"].items():
         rows = f"{s['rows']:>12,} rows" if s.get("rows") is not None else ""
         lines.append(f"  {name:<12} {s['seconds']:>8.2f} s  {rows}")
+    if "loyalty" in report:
+        lines += _loyalty(report["loyalty"])
+    counts = report.get("segments", {}).get("counts")
+    if counts:
+        lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     lines.append(f"bundle: {home.bundles / report['bundle_version']}")
     return "\n".join(lines)

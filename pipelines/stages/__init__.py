@@ -4,12 +4,15 @@ Each stage module holds plain functions of a StageContext; the domain logic is i
 """
 
 from pipelines.runner import Stage
-from pipelines.stages import features, profiles
+from pipelines.stages import features, loyalty, merchants, profiles, segments
 
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("features", (), features.run, "per-user feature table (DuckDB over the lake)"),
-        Stage("profiles", ("features",), profiles.run, "one row per user for the bundle"),
+        Stage("loyalty", ("features",), loyalty.run, "BG/NBD and Gamma-Gamma: P(alive), expected purchases, CLV"),
+        Stage("segments", ("features", "loyalty"), segments.run, "RFM scores, named segments, loyalty score and tier"),
+        Stage("merchants", ("loyalty",), merchants.run, "merchant loyalty (merchants.parquet)"),
+        Stage("profiles", ("features", "loyalty", "segments"), profiles.run, "one row per user for the bundle"),
     )
 }

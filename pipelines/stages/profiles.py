@@ -1,22 +1,38 @@
 """Stage `profiles`: one row per user for the bundle (profiles.parquet).
 
-The per-user features, joined with the users table (marketing opt-out, signup) where there
-is one; later stages (loyalty, churn, segments) add their columns to the same row.
-Users without a users-table row are taken as not opted out, as the users table is optional.
+The per-user features, the columns of the per-user stages that ran (loyalty, segments, and
+later churn), and from the users table the marketing opt-out and signup time. Users without
+a users-table row are taken as not opted out, as the users table is optional.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
+PER_USER_STAGES = ("loyalty", "segments")
+
 
 def run(ctx) -> pa.Table:
-    if "users" in ctx.tables:
-        sql = ("SELECT f.*, COALESCE(u.marketing_opt_out, FALSE) AS marketing_opt_out, u.signup_at "
-               "FROM features f LEFT JOIN users u USING (user_id) ORDER BY f.user_id")
-    else:
-        sql = ("SELECT f.*, FALSE AS marketing_opt_out, CAST(NULL AS TIMESTAMPTZ) AS signup_at "
-               "FROM features f ORDER BY f.user_id")
-    profiles = ctx.con.sql(sql).to_arrow_table()
+    con = ctx.con
+    con.register("_profiles_base", ctx.outputs["features"])
+    joins, names = [], []
+    try:
+        for stage in PER_USER_STAGES:
+            out = ctx.outputs.get(stage)
+            if out is None:
+                continue
+            con.register(f"_p_{stage}", out)
+            names.append(f"_p_{stage}")
+            joins.append(f"LEFT JOIN _p_{stage} USING (user_id)")
+        if "users" in ctx.tables:
+            users = ("LEFT JOIN (SELECT user_id, marketing_opt_out AS _opt_out, signup_at FROM users) u USING (user_id)")
+            extra = "COALESCE(_opt_out, FALSE) AS marketing_opt_out"
+        else:
+            users, extra = "", "FALSE AS marketing_opt_out, CAST(NULL AS TIMESTAMPTZ) AS signup_at"
+        sql = f"SELECT * {'EXCLUDE (_opt_out)' if users else ''}, {extra} FROM _profiles_base {' '.join(joins)} {users} ORDER BY user_id"
+        profiles = con.sql(sql).to_arrow_table()
+    finally:
+        for n in ["_profiles_base", *names]:
+            con.unregister(n)
     ctx.bundle["profiles.parquet"] = profiles
     return profiles

@@ -162,7 +162,7 @@ def test_lines_agree_with_the_items_table(data):
 def test_truth_is_json_and_counts_match(data):
     truth = json.loads(json.dumps(data.truth, allow_nan=False))
     assert truth["time_unit"] == "day" and truth["seed"] == 7
-    assert truth["bgnbd"] == {"r": 0.9, "alpha": 22.0, "a": 0.8, "b": 12.0}
+    assert truth["bgnbd"] == {"r": 0.9, "alpha": 40.0, "a": 0.8, "b": 12.0}
     assert set(truth["gamma_gamma"]) == {"p", "q", "v"}
     for name in CANONICAL:
         assert truth["counts"][name] == len(data.tables[name])

@@ -115,5 +115,7 @@ def test_a_second_command_waits_for_none_and_says_who_holds_the_lock(flow):
 
 
 def test_bench_prints_its_table(tmp_path):
-    out = behavior(tmp_path, "bench", "--sizes", "20000", "--feature-lines", "20000", "--repeat", "1")
-    assert "| ingest parquet | 20,000 |" in out.stdout and "| features | 20,000 |" in out.stdout
+    out = behavior(tmp_path, "bench", "--sizes", "20000", "--feature-lines", "20000", "--customers", "5000",
+                   "--repeat", "1")
+    for step in ("ingest parquet | 20,000", "features | 20,000", "loyalty fit | 5,000", "loyalty score | 5,000"):
+        assert f"| {step} |" in out.stdout

@@ -1,0 +1,88 @@
+"""The loyalty, segments, merchants and profiles stages through the runner, on synthetic data."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from behavior.segments import SEGMENTS
+from pipelines.config import Config
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.runner import run_pipeline
+from pipelines.synth_files import write_synth
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    from pipelines.datahome import DataHome
+
+    root = tmp_path_factory.mktemp("loyalty")
+    write_synth(root / "synth", users=4000, months=18, seed=11)
+    home = DataHome(root / "data")
+    ingest(home, [root / "synth"], IngestOptions())
+    return home, root
+
+
+def bundle(home, report):
+    return home.bundles / report["bundle_version"]
+
+
+def test_report_and_profiles_carry_the_loyalty_columns(lake):
+    home, _ = lake
+    rep = run_pipeline(home, Config())
+    loy = rep["loyalty"]
+    assert set(loy["bgnbd"]["params"]) == {"r", "alpha", "a", "b"} and np.isfinite(loy["bgnbd"]["log_likelihood"])
+    assert set(loy["gamma_gamma"]["params"]) == {"p", "q", "v"}
+    assert loy["horizons_days"] == {"expected_purchases": 90, "clv": 365}
+    ho = loy["holdout"]
+    assert ho["days"] == 90 and ho["customers"] > 1000 and abs(ho["error_pct"]) < 15
+    assert sum(b["customers"] for b in ho["by_frequency"]) == ho["customers"]
+    assert list(rep["segments"]["counts"]) == list(SEGMENTS)
+    profiles = pq.read_table(bundle(home, rep) / "profiles.parquet").to_pandas()
+    assert sum(rep["segments"]["counts"].values()) == len(profiles)
+    for col in ("p_alive", "expected_purchases", "expected_spend", "clv", "segment", "loyalty_score", "loyalty_tier",
+                "r_score", "marketing_opt_out"):
+        assert col in profiles.columns, col
+    assert profiles["p_alive"].between(0, 1).all() and (profiles["clv"] >= 0).all()
+    assert profiles["loyalty_score"].between(0, 100).all()
+    # BG/NBD: a customer without repeat purchases is alive with probability 1.
+    assert np.allclose(profiles.loc[profiles["frequency"] == 0, "p_alive"], 1.0)
+    merchants = pq.read_table(bundle(home, rep) / "merchants.parquet").to_pandas()
+    assert merchants["merchant_id"].is_unique and merchants["mean_customer_clv"].notna().any()
+    assert json.loads((bundle(home, rep) / "report.json").read_text())["loyalty"]["model"] == "bgnbd"
+
+
+def test_modified_model_is_a_config_choice(lake):
+    from dataclasses import replace
+
+    home, _ = lake
+    cfg = Config()
+    rep = run_pipeline(home, replace(cfg, loyalty=replace(cfg.loyalty, model="mbgnbd")), stages=["loyalty"])
+    assert rep["loyalty"]["model"] == "mbgnbd"
+    assert set(rep["stages"]) == {"features", "loyalty"}
+
+
+def test_without_amounts_gamma_gamma_and_clv_are_skipped_not_failed(tmp_path, lake):
+    import pyarrow as pa
+
+    from pipelines.datahome import DataHome
+
+    _, root = lake
+    pay = pq.read_table(root / "synth" / "payments.parquet").drop_columns(["amount"])
+    pq.write_table(pay, tmp_path / "payments.parquet")
+    home = DataHome(tmp_path / "data")
+    ingest(home, [tmp_path / "payments.parquet"], IngestOptions())
+    rep = run_pipeline(home, Config())
+    assert "no amounts" in rep["loyalty"]["gamma_gamma"]["skipped"]
+    profiles = pq.read_table(bundle(home, rep) / "profiles.parquet").to_pandas()
+    assert profiles["clv"].isna().all() and profiles["p_alive"].notna().all()
+    assert profiles["m_score"].isna().all() and profiles["segment"].notna().all()
+
+
+def test_holdout_needs_history_and_says_so(lake):
+    from datetime import datetime, timezone
+
+    home, _ = lake
+    rep = run_pipeline(home, Config(), as_of=datetime(2024, 3, 1, tzinfo=timezone.utc), stages=["loyalty"])
+    assert "skipped" in rep["loyalty"]["holdout"]

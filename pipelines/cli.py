@@ -167,6 +167,9 @@ def demo(
     with c.status("running stages") as status:
         run_rep = run_pipeline(state.home, load_config(None), progress=status.update)
     c.result(run_summary(run_rep, state.home))
+    truth = json.loads((out / "truth.json").read_text())
+    planted = {**truth["bgnbd"], **truth["gamma_gamma"]}
+    c.result("planted truth (synth): " + ", ".join(f"{k}={v:g}" for k, v in planted.items()))
 
 
 @app.command()

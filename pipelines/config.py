@@ -13,6 +13,12 @@ clv_horizon_days = 365
 discount_rate_annual = 0.10
 holdout_days = 90              # fit before as_of - holdout_days, check the next holdout_days
 ```
+[recommend]
+test_days = 30                 # the held-out period just before as_of (reported, never used to choose)
+valid_days = 30                # the validation period before it (the model is chosen here)
+k = 10
+max_eval_users = 10000         # validation users sampled for the search
+```
 
 Every horizon is in days, whatever the unit the models are fitted in (also days).
 """
@@ -50,9 +56,24 @@ class LoyaltyConfig:
 
 
 @dataclass(frozen=True)
+class RecommendConfig:
+    test_days: int = 30
+    valid_days: int = 30
+    k: int = 10
+    max_eval_users: int = 10_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("test_days", "valid_days", "k", "max_eval_users"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"[recommend] {name} must be positive")
+
+
+@dataclass(frozen=True)
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     loyalty: LoyaltyConfig = field(default_factory=LoyaltyConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
 
 def load_config(path: Path | None) -> Config:

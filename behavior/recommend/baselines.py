@@ -1,0 +1,87 @@
+"""The two baselines every learned model has to beat.
+
+- `Popularity`: every user gets the items with the most buyers (distinct users with a
+  positive weight in training; with measure="weight", the sum of weights, e.g. of recency
+  weights for a trending list). Restricting `allowed_items` to a category gives the
+  per-category list; the serving layer also keeps one popularity vector per segment.
+- `BuyAgain`: a user's own items, scored by their confidence (with the "recency" scheme:
+  purchase counts decayed by the age of the last purchase), ties broken by popularity; no
+  other item is a candidate. It is what "people buy milk again" looks like.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from behavior.recommend.base import Recommender
+from behavior.recommend.checks import InteractionsError
+
+# popularity only breaks ties of BuyAgain: well below any difference of two confidences
+_TIE_BREAK = 1e-4
+
+
+def _popularity(confidence, measure: str) -> np.ndarray:
+    if measure == "buyers":
+        return np.bincount(confidence.indices, minlength=confidence.shape[1]).astype(np.float32)
+    if measure == "weight":
+        return np.asarray(confidence.sum(axis=0), dtype=np.float32).ravel()
+    raise InteractionsError(f"popularity measure must be 'buyers' or 'weight', got {measure!r}")
+
+
+class Popularity(Recommender):
+    kind = "popularity"
+    param_names = ("measure",)
+    item_similarity = False
+
+    def __init__(self, measure="buyers", weighting="count", weighting_params=None):
+        super().__init__(weighting, weighting_params)
+        self.measure = measure
+
+    def _fit(self, confidence):
+        self.popularity_ = _popularity(confidence, self.measure)
+
+    def _scores(self, user_idx, confidence, items):
+        pop = self.popularity_ if items is None else self.popularity_[items]
+        return np.repeat(pop[None, :], len(user_idx), axis=0)
+
+    def _item_scores(self, item_idx):
+        return self._scores(item_idx, None, None)
+
+    def _fitted_arrays(self):
+        return {"popularity": self.popularity_}
+
+    def _load_arrays(self, arrays):
+        self.popularity_ = np.asarray(arrays["popularity"], dtype=np.float32)
+
+
+class BuyAgain(Recommender):
+    kind = "buy_again"
+    item_similarity = False
+
+    def _fit(self, confidence):
+        pop = _popularity(confidence, "buyers")
+        self.popularity_ = pop / max(float(pop.max()), 1.0)
+
+    def _scores(self, user_idx, confidence, items):
+        out = np.full(confidence.shape, -np.inf, dtype=np.float32)
+        rows = np.repeat(np.arange(confidence.shape[0]), np.diff(confidence.indptr))
+        out[rows, confidence.indices] = confidence.data + _TIE_BREAK * self.popularity_[confidence.indices]
+        return out if items is None else out[:, items]
+
+    def _item_scores(self, item_idx):
+        return np.repeat(self.popularity_[None, :], len(item_idx), axis=0)
+
+    def explain(self, user_idx, user_items, item_idx, n=5, days=None):
+        self._check_fitted()
+        row = user_items[:1]
+        owned = item_idx in set(row.indices.tolist())
+        if not owned:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        weight = float(self.weighting_.transform(row, None if days is None else days[:1])[0, item_idx])
+        return np.array([item_idx], np.int64), np.array([weight], np.float32)
+
+    def _fitted_arrays(self):
+        return {"popularity": self.popularity_}
+
+    def _load_arrays(self, arrays):
+        self.popularity_ = np.asarray(arrays["popularity"], dtype=np.float32)

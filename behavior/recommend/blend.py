@@ -1,0 +1,123 @@
+"""A blend of two recommenders: score = w * norm(a) + (1 - w) * norm(b).
+
+Each component weighs the rows its own way and scores them; `normalise_rows` puts both on
+[0, 1] per user (see `behavior.recommend.topk`), and an item that neither component
+proposes stays a non-candidate. The weight is chosen on validation by the selection.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from behavior.recommend.base import Recommender, from_params, prefixed, strip_prefix
+from behavior.recommend.checks import InteractionsError, check_trainable
+from behavior.recommend.topk import normalise_rows
+from behavior.recommend.weighting import Weighting
+
+
+class Blend(Recommender):
+    kind = "blend"
+
+    @property
+    def item_similarity(self) -> bool:  # type: ignore[override]
+        return self.a.item_similarity or self.b.item_similarity
+
+    def __init__(self, a: Recommender, b: Recommender, weight: float = 0.5) -> None:
+        super().__init__("count", None)
+        self.a = a
+        self.b = b
+        self.weight = weight
+
+    def get_params(self) -> dict:
+        return {"kind": self.kind, "weight": float(self.weight), "a": self.a.get_params(), "b": self.b.get_params()}
+
+    @classmethod
+    def from_config(cls, params: dict) -> Blend:
+        try:
+            return cls(from_params(params["a"]), from_params(params["b"]), float(params["weight"]))
+        except KeyError as exc:
+            raise InteractionsError(f"blend parameters need 'a', 'b' and 'weight'; missing {exc}") from None
+
+    @classmethod
+    def of_fitted(cls, a: Recommender, b: Recommender, weight: float) -> Blend:
+        """A blend of two already fitted models over the same users and items (no refit)."""
+        if not (a.fitted and b.fitted):
+            raise InteractionsError("Blend.of_fitted needs two fitted models")
+        if (a.n_users_, a.n_items_) != (b.n_users_, b.n_items_):
+            raise InteractionsError("blended models must be fitted on the same users x items matrix")
+        blend = cls(a, b, weight)
+        blend._mark_fitted()
+        return blend
+
+    def _mark_fitted(self) -> None:
+        if not 0.0 <= float(self.weight) <= 1.0:
+            raise InteractionsError(f"blend weight must be in [0, 1], got {self.weight}")
+        self.weighting_ = Weighting("count").fit(_empty(self.a.n_items_))
+        self.n_users_, self.n_items_ = self.a.n_users_, self.a.n_items_
+
+    def fit(self, user_items, days=None) -> Self:
+        check_trainable(user_items)
+        self.a.fit(user_items, days)
+        self.b.fit(user_items, days)
+        self._mark_fitted()
+        return self
+
+    def _fit(self, confidence) -> None:  # fit() is overridden: each component weighs for itself
+        raise NotImplementedError
+
+    def _score_rows(self, user_idx, rows, days, items):
+        a = self.a._score_rows(user_idx, rows, days, items)
+        b = self.b._score_rows(user_idx, rows, days, items)
+        return self._mix(a, b)
+
+    def _mix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        w = float(self.weight)
+        out = w * normalise_rows(a) + (1.0 - w) * normalise_rows(b)
+        out[~(np.isfinite(a) | np.isfinite(b))] = -np.inf
+        return out
+
+    def _scores(self, user_idx, confidence, items):
+        raise NotImplementedError  # scoring goes through _score_rows
+
+    def _item_scores(self, item_idx):
+        # a component without item-item information (popularity) would only add noise here
+        if self.a.item_similarity != self.b.item_similarity:
+            return (self.a if self.a.item_similarity else self.b)._item_scores(item_idx)
+        return self._mix(self.a._item_scores(item_idx), self.b._item_scores(item_idx))
+
+    def explain(self, user_idx, user_items, item_idx, n=5, days=None):
+        first, second = (self.a, self.b) if self.weight >= 0.5 else (self.b, self.a)
+        for model in (first, second):
+            try:
+                items, contrib = model.explain(user_idx, user_items, item_idx, n, days)
+            except InteractionsError:
+                continue
+            if items.size:
+                return items, contrib
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        self._check_fitted()
+        out = {"kind": np.array(self.kind), "weight": np.array(float(self.weight))}
+        out.update(prefixed(self.a.to_arrays(), "a."))
+        out.update(prefixed(self.b.to_arrays(), "b."))
+        return out
+
+    def _fitted_arrays(self):
+        raise NotImplementedError
+
+    def _load_arrays(self, arrays):
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays) -> Blend:
+        a = Recommender.from_arrays(strip_prefix(arrays, "a."))
+        b = Recommender.from_arrays(strip_prefix(arrays, "b."))
+        return cls.of_fitted(a, b, float(arrays["weight"]))
+
+
+def _empty(n_items: int) -> sp.csr_matrix:
+    return sp.csr_matrix((0, n_items), dtype=np.float32)

@@ -1,0 +1,85 @@
+"""Item-item nearest neighbours (implicit's cosine or BM25 item similarity).
+
+Fitting keeps the K most similar items of every item as a sparse items x items matrix S
+(implicit's `all_pairs_knn`, the item's similarity to itself included). A user's score is
+r_u S over their confidence row r_u: only items in the neighbourhood of something the user
+owns are candidates (-inf elsewhere), so the list can be shorter than n. Serving needs only
+S's CSR arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from behavior.recommend.base import Recommender
+from behavior.recommend.checks import InteractionsError, as_index_array, check_matrix
+
+SIMILARITIES = ("cosine", "bm25")
+
+
+class ItemKNN(Recommender):
+    kind = "item_knn"
+    param_names = ("similarity", "K", "K1", "B")
+
+    def __init__(self, similarity="cosine", K=50, K1=1.2, B=0.75, weighting="count", weighting_params=None):
+        super().__init__(weighting, weighting_params)
+        self.similarity = similarity
+        self.K = K
+        self.K1 = K1
+        self.B = B
+
+    def _fit(self, confidence):
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.utils import ParameterWarning
+
+        if self.similarity not in SIMILARITIES:
+            raise InteractionsError(f"ItemKNN similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        # implicit's own weighting hands its kNN a COO matrix and warns about it: not our input
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParameterWarning)
+            if self.similarity == "cosine":
+                model = CosineRecommender(K=int(self.K), num_threads=1)
+            else:
+                model = BM25Recommender(K=int(self.K), K1=float(self.K1), B=float(self.B), num_threads=1)
+            model.fit(confidence, show_progress=False)
+        self.similarity_ = sp.csr_matrix(model.similarity, dtype=np.float32)
+        self.similarity_.sort_indices()
+
+    def _scores(self, user_idx, confidence, items):
+        product = confidence @ self.similarity_
+        # slicing the (small) product is far cheaper than slicing the columns of S
+        product = (product if items is None else sp.csr_matrix(product)[:, items]).tocoo()
+        out = np.full(product.shape, -np.inf, dtype=np.float32)
+        out[product.row, product.col] = product.data
+        return out
+
+    def _item_scores(self, item_idx):
+        rows = self.similarity_[item_idx].tocoo()
+        out = np.full(rows.shape, -np.inf, dtype=np.float32)
+        out[rows.row, rows.col] = rows.data
+        return out
+
+    def explain(self, user_idx, user_items, item_idx, n=5, days=None):
+        self._check_fitted()
+        raw = check_matrix(user_items, "user_items", self.n_items_)[:1]
+        item = int(as_index_array([item_idx], "item_idx", self.n_items_)[0])
+        row = self.weighting_.transform(raw, None if days is None else days[:1])
+        contrib = row.data * self.similarity_[row.indices][:, [item]].toarray().ravel()
+        keep = contrib > 0
+        order = np.argsort(-contrib[keep], kind="stable")[:n]
+        return row.indices[keep][order].astype(np.int64), contrib[keep][order].astype(np.float32)
+
+    def _fitted_arrays(self):
+        s = self.similarity_
+        return {"similarity.indptr": s.indptr.astype(np.int64), "similarity.indices": s.indices.astype(np.int32),
+                "similarity.data": s.data.astype(np.float32)}
+
+    def _load_arrays(self, arrays):
+        self.similarity_ = sp.csr_matrix(
+            (arrays["similarity.data"], arrays["similarity.indices"], arrays["similarity.indptr"]),
+            shape=(self.n_items_, self.n_items_),
+        )

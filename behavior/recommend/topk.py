@@ -1,0 +1,81 @@
+"""Exact, vectorised top-k of dense score rows, and the score normalisation of blends.
+
+`top_k` returns, per row, the k largest scores in descending order; -inf marks an item that
+is not a candidate and comes back as index -1 with score -inf (padding).
+
+Wide rows use a block-maximum pre-selection that stays exact: cut the columns into
+``n_blocks`` strided blocks (block j = columns j, j + n_blocks, j + 2 n_blocks, ...). If s_k is
+the k-th largest score of a row, every block that holds one of the top-k items has a maximum
+>= s_k, and at most k blocks can have a maximum >= s_k (each holds a distinct such item, up
+to ties), so the top-k items all lie in the k blocks with the largest maxima. The maxima are
+one SIMD-friendly pass over contiguous memory, after which only k * block_size candidates
+per row are partitioned instead of the whole row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# below this width a plain partition is as fast; above it, rows with many ties (mostly -inf,
+# e.g. buy-again) make numpy's introselect several times slower than the block pass
+_DIRECT_MAX_COLUMNS = 256
+
+
+def _sorted_top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    c = scores.shape[1]
+    if k < c:
+        part = np.argpartition(scores, c - k, axis=1)[:, c - k:]
+    else:
+        part = np.broadcast_to(np.arange(c), scores.shape).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1)
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices int64 [rows x k], scores float32 [rows x k]); -1 / -inf where fewer candidates."""
+    scores = np.asarray(scores, dtype=np.float32)
+    rows, c = scores.shape
+    out_idx = np.full((rows, k), -1, dtype=np.int64)
+    out_val = np.full((rows, k), -np.inf, dtype=np.float32)
+    if rows == 0 or c == 0 or k == 0:
+        return out_idx, out_val
+    kk = min(k, c)
+    block = max(8, int(np.sqrt(c / kk)))
+    n_blocks = c // block
+    if c <= _DIRECT_MAX_COLUMNS or kk * block * 2 >= c or n_blocks <= kk:
+        idx, val = _sorted_top(scores, kk)
+    else:
+        main = scores[:, : n_blocks * block].reshape(rows, block, n_blocks)
+        block_max = main.max(axis=1)
+        best_blocks = np.argpartition(block_max, n_blocks - kk, axis=1)[:, n_blocks - kk:]
+        cand = (best_blocks[:, :, None] + n_blocks * np.arange(block)[None, None, :]).reshape(rows, -1)
+        rest = np.arange(n_blocks * block, c)
+        if rest.size:
+            cand = np.concatenate([cand, np.broadcast_to(rest, (rows, rest.size))], axis=1)
+        pos, val = _sorted_top(np.take_along_axis(scores, cand, axis=1), kk)
+        idx = np.take_along_axis(cand, pos, axis=1)
+    missing = ~np.isfinite(val) & (val < 0)
+    idx = np.where(missing, -1, idx)
+    out_idx[:, :kk] = idx
+    out_val[:, :kk] = val
+    return out_idx, out_val
+
+
+def normalise_rows(scores: np.ndarray) -> np.ndarray:
+    """Per row (s - lo) / (hi - lo) with hi the largest finite score and lo = min(0, smallest).
+
+    Anchoring lo at 0 keeps models with non-negative scores on their natural [0, 1] scale
+    (an owned item with the smallest count is still > 0); -inf (not a candidate) maps to 0
+    and a row without spread maps to 0.
+    """
+    s = np.asarray(scores, dtype=np.float32)
+    finite = np.isfinite(s)
+    hi = s.max(axis=1, keepdims=True)  # scores are never +inf: -inf only in an all -inf row
+    lo = np.minimum(np.where(finite, s, np.inf).min(axis=1, keepdims=True), 0.0)
+    span = hi - lo
+    ok = np.isfinite(span) & (span > 0)
+    out = s - np.where(ok, lo, 0.0)
+    out[~finite] = 0.0
+    out *= np.where(ok, 1.0 / np.where(ok, span, 1.0), 0.0)
+    return out.astype(np.float32, copy=False)

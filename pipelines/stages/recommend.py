@@ -1,0 +1,150 @@
+"""Stage `recommend`: choose, check and publish the item recommender.
+
+Time line (days before as_of configurable):
+
+    ... train ... | valid (valid_days) | test (test_days) | as_of
+
+1. The model is chosen on `valid` (fitted on what came before; `behavior.recommend.select`).
+2. The chosen configuration and popularity are refitted on everything before `test` and
+   scored on `test`, a period neither saw: the report's `recommend.test`.
+3. The chosen configuration is refitted on everything before as_of and published as
+   `recommender.npz` (arrays only) with the id maps, owned items, item metadata and
+   popularity overall and per segment.
+
+Interactions are aggregated by DuckDB over the lake (one row per user and item; successful
+purchases, refunds, last purchase time); the matrices are built with numpy.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from behavior.errors import BehaviorError
+from behavior.features import as_of_literal
+from behavior.recommend.base import from_params
+from behavior.recommend.baselines import Popularity
+from behavior.recommend.evaluate import evaluate
+from behavior.recommend.interactions import IdMap, Interactions, build_matrix
+from behavior.recommend.select import select_model
+from behavior.recommend.serving import serving_arrays
+from behavior.segments import SEGMENTS
+
+
+def interactions_sql(start: datetime | None, end: datetime) -> str:
+    """One row per (user_id, item_id) with events in [start, end): `purchases` (successful
+    lines), `refunds` (refund lines) and `last_at` (the last successful purchase)."""
+    lo = f"AND paid_at >= {as_of_literal(start)} " if start else ""
+    return f"""
+        SELECT user_id, item_id,
+               count(*) FILTER (WHERE status = 'success') AS purchases,
+               count(*) FILTER (WHERE status = 'refund') AS refunds,
+               max(paid_at) FILTER (WHERE status = 'success') AS last_at
+        FROM payments
+        WHERE status IN ('success', 'refund') {lo}AND paid_at < {as_of_literal(end)}
+        GROUP BY user_id, item_id
+    """
+
+
+def _items(ctx, item_ids: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(category code per item, category names, active flag): the items table where there is
+    one, else the most frequent category of the item's payment lines."""
+    con = ctx.con
+    if "items" in ctx.tables:
+        meta = con.sql("SELECT item_id, category, active FROM items").to_df()
+    else:
+        meta = con.sql("SELECT item_id, mode(category) AS category, TRUE AS active FROM payments GROUP BY item_id").to_df()
+    meta = pd.DataFrame({"item_id": item_ids.ids}).merge(meta.drop_duplicates("item_id"), on="item_id", how="left")
+    names = np.array(sorted(meta["category"].dropna().astype(str).unique()), dtype=np.str_)
+    codes = np.where(meta["category"].isna(), -1, np.searchsorted(names, meta["category"].fillna("").astype(str)))
+    active = meta["active"].fillna(True).astype(bool).to_numpy()
+    return codes.astype(np.int32), names, active
+
+
+def _interactions(ctx, users: IdMap, items: IdMap, start, end) -> Interactions:
+    df = ctx.con.sql(interactions_sql(start, end)).to_df()
+    days = (pd.Timestamp(end) - pd.to_datetime(df["last_at"], utc=True)).dt.total_seconds().div(86_400)
+    return Interactions(users.index(df["user_id"]), items.index(df["item_id"]), df["purchases"].to_numpy(float),
+                        df["refunds"].to_numpy(float), days.fillna(0).clip(lower=0).to_numpy(float),
+                        len(users), len(items))
+
+
+def _purchased(ctx, users: IdMap, items: IdMap, start, end):
+    """Users x items, 1 where the user bought the item in [start, end) (the relevant items)."""
+    df = ctx.con.sql(interactions_sql(start, end)).to_df()
+    df = df[df["purchases"] > 0]
+    return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
+
+
+def _score(model, train: Interactions, relevant, k: int, exclude) -> dict:
+    net, days = train.matrices()
+    users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
+    if users.size == 0:
+        return {}
+    recs, _ = model.recommend(users, net[users], k, exclude_seen=exclude, days=days[users])
+    m = evaluate(recs, relevant[users], k, net.shape[1])
+    m["users"] = int(users.size)
+    return {key: (round(v, 5) if isinstance(v, float) else v) for key, v in m.items()}
+
+
+def _segment_codes(ctx, users: IdMap) -> np.ndarray:
+    """Each user's segment as its position in SEGMENTS (-1 unknown), for popular-in-segment."""
+    codes = np.full(len(users), -1, np.int32)
+    seg = ctx.outputs.get("segments")
+    if seg is not None:
+        s = seg.select(["user_id", "segment"]).to_pandas()
+        idx = users.index(s["user_id"])
+        position = {name: i for i, name in enumerate(SEGMENTS)}
+        ok = idx >= 0
+        codes[idx[ok]] = s.loc[ok, "segment"].map(position).fillna(-1).astype(np.int32).to_numpy()
+    return codes
+
+
+def run(ctx) -> dict:
+    cfg = ctx.config.recommend
+    end = ctx.as_of
+    test_start = end - timedelta(days=cfg.test_days)
+    valid_start = test_start - timedelta(days=cfg.valid_days)
+    pairs = ctx.con.sql(f"SELECT DISTINCT user_id, item_id FROM payments WHERE status = 'success' "
+                        f"AND paid_at < {as_of_literal(end)}").to_df()
+    if pairs["item_id"].nunique() < 2:
+        raise BehaviorError("the recommend stage needs at least two items bought before as_of; "
+                            f"found {pairs['item_id'].nunique()}")
+    users, items = IdMap.fit(pairs["user_id"]), IdMap.fit(pairs["item_id"])
+    codes, names, active = _items(ctx, items)
+    train = _interactions(ctx, users, items, None, valid_start)
+    if train.matrices()[0].nnz == 0:
+        raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
+                            "the recommender on: choose a later --as-of or shorter [recommend] periods")
+    valid = _purchased(ctx, users, items, valid_start, test_start)
+    selection = select_model(train, valid, k=cfg.k, item_category=codes, max_users=cfg.max_eval_users, seed=cfg.seed)
+    exclude = selection.exclude_mask(codes)
+
+    before_test = _interactions(ctx, users, items, None, test_start)
+    relevant = _purchased(ctx, users, items, test_start, end)
+    net, days = before_test.matrices()
+    chosen = selection.new_model().fit(net, days)
+    popular = Popularity().fit(net, days)
+    test = {"from": test_start.isoformat(), "days": cfg.test_days,
+            selection.selected: _score(chosen, before_test, relevant, cfg.k, exclude)}
+    if selection.selected != "popularity":
+        pop_exclude = selection.models.get("popularity", {}).get("exclude_seen")
+        test["popularity"] = _score(popular, before_test, relevant, cfg.k, pop_exclude is True)
+    key = f"ndcg@{cfg.k}"
+    if test.get("popularity", {}).get(key) and test[selection.selected].get(key) is not None:
+        test["ndcg_gain_over_popularity"] = round(test[selection.selected][key] / test["popularity"][key] - 1, 4)
+
+    full = _interactions(ctx, users, items, None, end)
+    net, days = full.matrices()
+    model = from_params(selection.params).fit(net, days)
+    ctx.bundle["recommender.npz"] = serving_arrays(
+        model, user_ids=users, item_ids=items, seen=net, seen_days=days, item_category=codes,
+        category_names=names, item_active=active, user_segment=_segment_codes(ctx, users),
+        segment_names=np.array(SEGMENTS, dtype=np.str_), exclude_seen=exclude, selected=selection.selected)
+    section = selection.report()
+    section["test"] = test
+    section["valid_from"] = valid_start.isoformat()
+    ctx.report["recommend"] = section
+    return {"users": len(users), "items": len(items)}

@@ -33,6 +33,9 @@ TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "features": ("< 30 s and < 4 GB at 10M lines", lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 30 and r["peak_mb"] < 4096)),
     "loyalty fit": ("< 10 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 10),
     "loyalty score": ("< 5 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 5),
+    "recommend matrix build": ("< 20 s at 20M lines", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 20),
+    "recommend top-10 all users": ("< 120 s at 1M users", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 120),
+    "recommend one user top-10": ("< 1 ms", lambda r: r["seconds"] < 0.001),
 }
 
 
@@ -135,7 +138,7 @@ res = {"seconds": fit, "score_seconds": time.perf_counter() - t}
 
 def _median(runs: list[dict], lines: int, step: str) -> dict:
     secs = statistics.median(r["seconds"] for r in runs)
-    row = {"step": step, "lines": lines, "runs": len(runs), "seconds": round(secs, 3),
+    row = {"step": step, "lines": lines, "runs": len(runs), "seconds": round(secs, 6),
            "lines_per_s": int(lines / secs) if secs else None,
            "peak_mb": max(r["peak_mb"] for r in runs)}
     target = TARGETS.get(step)
@@ -145,54 +148,107 @@ def _median(runs: list[dict], lines: int, step: str) -> dict:
     return row
 
 
+_RECOMMEND = """
+import numpy as np
+from behavior.recommend.interactions import build_matrix
+from behavior.recommend.factors import ALS
+users, items, lines = (int(a) for a in sys.argv[1:4])
+rng = np.random.default_rng(0)
+u = rng.integers(0, users, lines)
+i = np.minimum(rng.zipf(1.2, lines) - 1, items - 1)
+t = time.perf_counter()
+m = build_matrix(u, i, np.ones(lines), users, items)
+build = time.perf_counter() - t
+t = time.perf_counter()
+model = ALS(factors=64, iterations=15).fit(m)
+fit = time.perf_counter() - t
+t = time.perf_counter()
+all_users = np.arange(users)
+model.recommend(all_users, m, 10, exclude_seen=True)
+all_top = time.perf_counter() - t
+one = []
+for j in rng.integers(0, users, 200):
+    t0 = time.perf_counter(); model.recommend(np.array([j]), m[j], 10, exclude_seen=True); one.append(time.perf_counter() - t0)
+res = {"seconds": build, "fit": fit, "all_users": all_top, "one_user_ms": 1000 * float(np.median(one)), "pairs": int(m.nnz)}
+"""
+
+SUITES = ("ingest", "features", "loyalty", "recommend")
+
+
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
               progress: Callable[[str], None] = lambda _: None, feature_lines: int | None = None,
-              customers: int = 1_000_000) -> list[dict]:
-    """Ingest benchmarks at each size in `sizes`, the feature stage at `feature_lines` (default
-    10M), then fitting and scoring the loyalty models on `customers`. One row per step; the
-    `lines` column of the loyalty rows counts customers."""
+              customers: int = 1_000_000, suites: tuple[str, ...] = SUITES,
+              recommend_shape: tuple[int, int, int] = (1_000_000, 100_000, 20_000_000)) -> list[dict]:
+    """The suites' benchmarks. ingest: each size in `sizes`, Parquet and CSV; features: the
+    feature stage at `feature_lines` (default 10M); loyalty: fitting and scoring on
+    `customers`; recommend: users x items x lines of `recommend_shape` (matrix build, ALS fit
+    with 64 factors and 15 iterations, top-10 for every user, one user's top-10). One row per
+    step; `lines` counts customers for loyalty and interaction lines for recommend."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     try:
-        for lines in sizes:
-            progress(f"making {lines:,} payment lines")
-            table = make_payments(lines)
-            pq.write_table(table, work / "payments.parquet")
-            pacsv.write_csv(table, work / "payments.csv")
-            for fmt in ("parquet", "csv"):
-                runs = []
-                for i in range(repeat):
-                    progress(f"ingest {fmt} {lines:,} lines, run {i + 1}/{repeat}")
-                    home = work / f"home-{fmt}-{i}"
-                    shutil.rmtree(home, ignore_errors=True)
-                    runs.append(_child(_INGEST, str(home), str(work / f"payments.{fmt}")))
-                    shutil.rmtree(home, ignore_errors=True)
-                rows.append(_median(runs, lines, f"ingest {fmt}"))
-        flines = feature_lines or 10_000_000
-        progress(f"making {flines:,} payment lines for the feature stage")
-        home = work / "home-features"
-        shutil.rmtree(home, ignore_errors=True)
-        pq.write_table(make_payments(flines, seed=1), work / "features.parquet")
-        _child(_INGEST, str(home), str(work / "features.parquet"))
-        runs = []
-        for i in range(repeat):
-            progress(f"features on {flines:,} lines, run {i + 1}/{repeat}")
-            runs.append(_child(_FEATURES, str(home)))
-        row = _median(runs, flines, "features")
-        row["users"] = runs[0]["users"]
-        rows.append(row)
-        runs = []
-        for i in range(repeat):
-            progress(f"loyalty fit and score on {customers:,} customers, run {i + 1}/{repeat}")
-            runs.append(_child("import numpy as np\n" + _LOYALTY, str(customers)))
-        rows.append(_median(runs, customers, "loyalty fit"))
-        rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
+        if "ingest" in suites:
+            rows += _bench_ingest(sizes, repeat, work, progress)
+        if "features" in suites:
+            rows += _bench_features(feature_lines or 10_000_000, repeat, work, progress)
+        if "loyalty" in suites:
+            runs = []
+            for i in range(repeat):
+                progress(f"loyalty fit and score on {customers:,} customers, run {i + 1}/{repeat}")
+                runs.append(_child("import numpy as np\n" + _LOYALTY, str(customers)))
+            rows.append(_median(runs, customers, "loyalty fit"))
+            rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
+        if "recommend" in suites:
+            users, items, lines = recommend_shape
+            runs = []
+            for i in range(repeat):
+                progress(f"recommender on {users:,} users x {items:,} items x {lines:,} lines, run {i + 1}/{repeat}")
+                runs.append(_child(_RECOMMEND, str(users), str(items), str(lines)))
+            for step, key in (("recommend matrix build", "seconds"), ("recommend ALS fit", "fit"),
+                              ("recommend top-10 all users", "all_users")):
+                rows.append(_median([{**r, "seconds": r[key]} for r in runs], lines, step))
+            one = _median([{**r, "seconds": r["one_user_ms"] / 1000} for r in runs], lines, "recommend one user top-10")
+            rows.append(one)
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def _bench_ingest(sizes, repeat, work, progress) -> list[dict]:
+    rows = []
+    for lines in sizes:
+        progress(f"making {lines:,} payment lines")
+        table = make_payments(lines)
+        pq.write_table(table, work / "payments.parquet")
+        pacsv.write_csv(table, work / "payments.csv")
+        for fmt in ("parquet", "csv"):
+            runs = []
+            for i in range(repeat):
+                progress(f"ingest {fmt} {lines:,} lines, run {i + 1}/{repeat}")
+                home = work / f"home-{fmt}-{i}"
+                shutil.rmtree(home, ignore_errors=True)
+                runs.append(_child(_INGEST, str(home), str(work / f"payments.{fmt}")))
+                shutil.rmtree(home, ignore_errors=True)
+            rows.append(_median(runs, lines, f"ingest {fmt}"))
+    return rows
+
+
+def _bench_features(flines, repeat, work, progress) -> list[dict]:
+    progress(f"making {flines:,} payment lines for the feature stage")
+    home = work / "home-features"
+    shutil.rmtree(home, ignore_errors=True)
+    pq.write_table(make_payments(flines, seed=1), work / "features.parquet")
+    _child(_INGEST, str(home), str(work / "features.parquet"))
+    runs = []
+    for i in range(repeat):
+        progress(f"features on {flines:,} lines, run {i + 1}/{repeat}")
+        runs.append(_child(_FEATURES, str(home)))
+    row = _median(runs, flines, "features")
+    row["users"] = runs[0]["users"]
+    return [row]
 
 
 def format_table(rows: list[dict]) -> str:
@@ -200,7 +256,7 @@ def format_table(rows: list[dict]) -> str:
     out = ["| step | lines | median s | lines/s | peak MB | target | met |",
            "|---|---:|---:|---:|---:|---|---|"]
     for r in rows:
-        out.append(f"| {r['step']} | {r['lines']:,} | {r['seconds']:.2f} | {r['lines_per_s']:,} | "
+        out.append(f"| {r['step']} | {r['lines']:,} | {r['seconds']:.4g} | {r['lines_per_s']:,} | "
                    f"{r['peak_mb']:,.0f} | {r.get('target', '')} | {'yes' if r.get('met') else 'no' if 'met' in r else ''} |")
     cores = os.cpu_count()
     out.append(f"\n{cores} cores; medians of {rows[0]['runs'] if rows else 0} runs, each in a fresh process.")

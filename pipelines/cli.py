@@ -144,11 +144,61 @@ def run(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """The HTTP API on the active bundle (docs at /docs; keys from `behavior keys add`)."""
+    from api.server import serve as run_server
+
+    run_server(state.home.root, host=host, port=port, workers=workers)
+
+
+keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("add")
+def keys_add(
+    key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. marketing.")],
+    scope: Annotated[list[str], typer.Option("--scope", help="Scope (repeatable): recommendations:read, profiles:read, "
+                                                             "segments:read, segments:export, promotions:target, admin.")],
+) -> None:
+    """Create a key; prints it once (it is not stored, only its hash)."""
+    from api.keys import create_key
+
+    state.console.result(create_key(state.home.root / "api_keys.json", key_id, scope))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Remove a key."""
+    from api.keys import revoke_key
+
+    if not revoke_key(state.home.root / "api_keys.json", key_id):
+        raise BehaviorError(f"no key with id {key_id!r}; `behavior keys list` shows them")
+    state.console.result(f"revoked {key_id}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Key ids and their scopes (never the keys)."""
+    from api.keys import read_keys_file
+
+    path = state.home.root / "api_keys.json"
+    for k in read_keys_file(path) if path.exists() else []:
+        state.console.result(f"{k.key_id}: {', '.join(k.scopes)}")
+
+
+@app.command()
 def demo(
     users: Annotated[int, typer.Option(min=10, help="Number of synthetic customers.")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    port: Annotated[int, typer.Option(help="Port of the API started at the end.")] = 8000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the run (do not start the API).")] = False,
 ) -> None:
-    """synth -> ingest -> run on a fresh synthetic data set, then a summary."""
+    """synth -> ingest -> run on a fresh synthetic data set, a summary, then the API on it."""
     from pipelines.config import load_config
     from pipelines.ingest import IngestOptions, ingest as run_ingest
     from pipelines.runner import run_pipeline
@@ -170,22 +220,46 @@ def demo(
     truth = json.loads((out / "truth.json").read_text())
     planted = {**truth["bgnbd"], **truth["gamma_gamma"]}
     c.result("planted truth (synth): " + ", ".join(f"{k}={v:g}" for k, v in planted.items()))
+    if no_serve:
+        return
+    from api.keys import SCOPES, create_key, revoke_key
+    from api.server import serve as run_server
+
+    keys = state.home.root / "api_keys.json"
+    revoke_key(keys, "demo") if keys.exists() else None
+    key = create_key(keys, "demo", list(SCOPES))
+    some_user = str(run_rep.get("demo_user") or "u0000001")
+    c.result(f"\nAPI docs: http://127.0.0.1:{port}/docs   (demo key with every scope: {key})")
+    c.result(f"try:  curl -H 'X-API-Key: {key}' http://127.0.0.1:{port}/v1/users/{some_user}/profile")
+    c.result("Ctrl-C stops the server.")
+    run_server(state.home.root, host="127.0.0.1", port=port)
 
 
 @app.command()
 def bench(
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend or api (default: all but api).")] = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest benchmark.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
+    recommend_lines: Annotated[int, typer.Option(help="Interaction lines for the recommender benchmark (users = lines / 20, items = lines / 200).")] = 20_000_000,
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
     out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
-    from pipelines.bench import run_bench
+    from pipelines.bench import SUITES, run_bench
 
-    rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
-                     feature_lines=feature_lines, customers=customers)
+    if suite == "api":
+        from pipelines.bench_api import run_api_bench
+
+        rows = run_api_bench(out or state.home.root / "bench-api", 10.0, 32)
+    else:
+        if suite is not None and suite not in SUITES:
+            raise BehaviorError(f"unknown benchmark {suite!r}; choose one of {', '.join(SUITES)}, api")
+        rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
+                         feature_lines=feature_lines, customers=customers,
+                         suites=(suite,) if suite else SUITES,
+                         recommend_shape=(max(recommend_lines // 20, 10), max(recommend_lines // 200, 10), recommend_lines))
     if as_json:
         state.console.result(json.dumps(rows, indent=2))
     else:

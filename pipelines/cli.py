@@ -184,11 +184,11 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
 @keys_app.command("list")
 def keys_list() -> None:
     """Key ids and their scopes (never the keys)."""
-    from api.keys import read_keys_file
+    from api.keys import list_keys
 
     path = state.home.root / "api_keys.json"
-    for k in read_keys_file(path) if path.exists() else []:
-        state.console.result(f"{k.key_id}: {', '.join(k.scopes)}")
+    for k in list_keys(path) if path.exists() else []:
+        state.console.result(f"{k['key_id']}: {', '.join(k['scopes'])} (created {k['created_at']})")
 
 
 @app.command()
@@ -228,9 +228,14 @@ def demo(
     keys = state.home.root / "api_keys.json"
     revoke_key(keys, "demo") if keys.exists() else None
     key = create_key(keys, "demo", list(SCOPES))
-    some_user = str(run_rep.get("demo_user") or "u0000001")
-    c.result(f"\nAPI docs: http://127.0.0.1:{port}/docs   (demo key with every scope: {key})")
-    c.result(f"try:  curl -H 'X-API-Key: {key}' http://127.0.0.1:{port}/v1/users/{some_user}/profile")
+    import pyarrow.parquet as pq
+
+    bundle = state.home.bundles / run_rep["bundle_version"]
+    some_user = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0)[0].as_py()
+    base = f"http://127.0.0.1:{port}"
+    c.result(f"\nAPI docs: {base}/docs   (demo key with every scope: {key})")
+    c.result(f"try:  curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/recommendations?n=5")
+    c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/profile")
     c.result("Ctrl-C stops the server.")
     run_server(state.home.root, host="127.0.0.1", port=port)
 
@@ -250,9 +255,11 @@ def bench(
     from pipelines.bench import SUITES, run_bench
 
     if suite == "api":
-        from pipelines.bench_api import run_api_bench
+        from pipelines.bench_api import format_api_table, run_api_bench
 
-        rows = run_api_bench(out or state.home.root / "bench-api", 10.0, 32)
+        rows = run_api_bench(out or state.home.root / "bench-api", 10.0, 16, progress=state.console.progress)
+        state.console.result(json.dumps(rows, indent=2) if as_json else format_api_table(rows))
+        return
     else:
         if suite is not None and suite not in SUITES:
             raise BehaviorError(f"unknown benchmark {suite!r}; choose one of {', '.join(SUITES)}, api")

@@ -1,0 +1,386 @@
+"""Load and verify a published bundle folder into an in-memory, immutable `Bundle`.
+
+A bundle is served only if its manifest is present and valid JSON, names the folder's
+version, lists every file the API loads with a SHA-256 that matches, and its profiles have
+the required columns (user_id unique and never null, segment, marketing_opt_out). Anything
+else raises `BundleError` with a message that names the bundle version and file, never a path
+on this machine, so it can be shown to API callers as it is.
+
+Profiles stay one Arrow table; segment queries run on DuckDB over it (zero copy), a dict maps
+user_id to its row for profile lookups.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from behavior.errors import BehaviorError
+from behavior.recommend.interactions import IdMap
+from behavior.recommend.serving import ServingModel
+
+log = logging.getLogger("api.bundle")
+
+MANIFEST = "manifest.json"
+REPORT = "report.json"
+PROFILES = "profiles.parquet"
+RECOMMENDER = "recommender.npz"
+REQUIRED_FILES = (REPORT, PROFILES)
+
+Kind = Literal["integer", "number", "string", "boolean", "timestamp"]
+# Columns the API relies on, with the kind each must have.
+REQUIRED_COLUMNS: dict[str, Kind] = {"user_id": "string", "segment": "string", "marketing_opt_out": "boolean"}
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow's %S carries the fraction of the second
+DICTIONARY_MAX = 1000  # string columns with at most this many distinct values are dictionary-encoded
+
+
+class BundleError(BehaviorError):
+    """A bundle folder cannot be served (missing, incomplete, corrupted or of the wrong shape)."""
+
+    def __init__(self, version: str, message: str) -> None:
+        super().__init__(f"bundle {version}: {message}")
+        self.version = version
+
+
+def kind_of(t: pa.DataType) -> Kind | None:
+    """The query kind of an Arrow type; None for types that are returned but not queried (lists...)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_time(value: Any, what: str, version: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise BundleError(version, f"{MANIFEST}: {what} {value!r} is not an ISO date-time") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: timestamps as ISO 8601 UTC strings, NaN and infinities as null."""
+    return to_json_table(table).to_pylist()
+
+
+def to_json_table(table: pa.Table) -> pa.Table:
+    """`table` with timestamps as ISO 8601 UTC strings and non-finite floats as nulls (for JSON and CSV)."""
+    cols = []
+    for name, col in zip(table.column_names, table.columns):
+        t = col.type
+        if pa.types.is_timestamp(t):
+            col = pc.strftime(col.cast(pa.timestamp(t.unit, tz="UTC")), format=ISO_FORMAT)
+        elif pa.types.is_floating(t):
+            col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, t))
+        elif pa.types.is_decimal(t):
+            col = col.cast(pa.float64())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
+@dataclass(frozen=True)
+class SegmentStats:
+    segment: str | None
+    users: int
+    opted_out: int
+    mean_loyalty_score: float | None
+    mean_clv: float | None
+    mean_p_alive: float | None
+
+
+def _normalise(table: pa.Table) -> pa.Table:
+    """One chunk per column, NaN and infinities as nulls, timestamps in at most microseconds, UTC,
+    and strings with few distinct values (segment, tier, category...) dictionary-encoded, which
+    makes filters on them about twice as fast in DuckDB."""
+    cols = []
+    for name, col in zip(table.column_names, table.combine_chunks().columns):
+        t = col.type
+        if pa.types.is_floating(t) and pc.any(pc.invert(pc.is_finite(col))).as_py():
+            col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, t))
+        elif pa.types.is_timestamp(t) and (t.unit == "ns" or t.tz != "UTC"):
+            col = col.cast(pa.timestamp("us" if t.unit == "ns" else t.unit, tz="UTC"), safe=False)
+        elif (pa.types.is_string(t) or pa.types.is_large_string(t)) and name != "user_id" \
+                and pc.count_distinct(col).as_py() <= max(DICTIONARY_MAX, len(col) // 100):
+            col = col.dictionary_encode()
+        cols.append(col)
+    return pa.table(cols, names=table.column_names).combine_chunks()
+
+
+def _iso(t: datetime, unit: str) -> str:
+    """The ISO 8601 UTC form `to_json_table` gives a timestamp of that unit (Arrow's %S)."""
+    base = t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if unit == "ms":
+        return f"{base}.{t.microsecond // 1000:03d}Z"
+    if unit == "us":
+        return f"{base}.{t.microsecond:06d}Z"
+    return base + "Z"
+
+
+class Profiles:
+    """The profiles of one bundle: the Arrow table, a user_id -> row index, the queryable fields."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = _normalise(table)
+        ids = self.table.column("user_id").to_pylist()
+        self.index: dict[str, int] = dict(zip(ids, range(len(ids))))
+        self.fields: dict[str, Kind] = {}
+        for f in self.table.schema:
+            kind = kind_of(f.type)
+            if kind is not None:
+                self.fields[f.name] = kind
+        # per-column arrays and their timestamp units, for reading one row without slicing the table
+        self._columns = [(f.name, self.table.column(i).chunk(0) if self.table.column(i).num_chunks else
+                          pa.array([], f.type), f.type.unit if pa.types.is_timestamp(f.type) else None)
+                         for i, f in enumerate(self.table.schema)]
+        self._db = duckdb.connect()
+        self.segments = self._segment_stats()
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own (safe to use from one thread) with the table as view `profiles`."""
+        cur = self._db.cursor()
+        cur.register("profiles", self.table)
+        return cur
+
+    def row(self, user_id: str) -> dict[str, Any] | None:
+        """The user's row, JSON-ready like `json_rows` (timestamps ISO 8601 UTC, no NaN)."""
+        i = self.index.get(user_id)
+        if i is None:
+            return None
+        out = {}
+        for name, arr, unit in self._columns:
+            v = arr[i].as_py()
+            if unit is not None and v is not None:
+                v = _iso(v, unit)
+            elif isinstance(v, Decimal):
+                v = float(v)
+            out[name] = v
+        return out
+
+    def without(self, user_ids: set[str]) -> "Profiles":
+        present = [u for u in user_ids if u in self.index]
+        if not present:
+            return self
+        ids = self.table.column("user_id")
+        keep = pc.invert(pc.is_in(ids, value_set=pa.array(present, ids.type)))
+        return Profiles(self.table.filter(keep))
+
+    def _segment_stats(self) -> list[SegmentStats]:
+        def mean(col: str) -> str:
+            return f'avg("{col}") FILTER (WHERE isfinite("{col}"))' if col in self.fields else "NULL"
+
+        cur = self.connection()
+        try:
+            rows = cur.execute(
+                f"""SELECT segment, count(*), count(*) FILTER (WHERE marketing_opt_out IS NOT FALSE),
+                           {mean('loyalty_score')}, {mean('clv')}, {mean('p_alive')}
+                    FROM profiles GROUP BY segment ORDER BY count(*) DESC, segment"""
+            ).fetchall()
+        finally:
+            cur.close()
+
+        def clean(x: Any) -> float | None:
+            return None if x is None or not math.isfinite(x) else float(x)
+
+        return [SegmentStats(r[0], int(r[1]), int(r[2]), clean(r[3]), clean(r[4]), clean(r[5])) for r in rows]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One published bundle in memory. Immutable: erasing a user gives a new Bundle."""
+
+    version: str
+    as_of: datetime
+    created_at: datetime
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+    profiles: Profiles
+    recommender: ServingModel | None = None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    erased: frozenset[str] = frozenset()
+
+    def without_users(self, user_ids: set[str]) -> "Bundle":
+        """This bundle with the given users removed from the profiles and the recommender."""
+        profiles = self.profiles.without(user_ids)
+        recommender = self.recommender
+        if recommender is not None:
+            recommender = recommender_without(recommender, user_ids)
+        return replace(self, profiles=profiles, recommender=recommender, erased=self.erased | frozenset(user_ids))
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    version = folder.name
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(version, "there is no such bundle folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(version, f"no {MANIFEST}; the bundle is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(version, f"{MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("checksums"), dict):
+        raise BundleError(version, f"{MANIFEST} has no checksums")
+    return manifest
+
+
+def verify(folder: Path) -> dict[str, Any]:
+    """The manifest of `folder` after checking its version and every file's SHA-256."""
+    version = folder.name
+    manifest = read_manifest(folder)
+    if manifest.get("version") != version:
+        raise BundleError(version, f"{MANIFEST} names version {manifest.get('version')!r}, not the folder's")
+    checksums: dict[str, Any] = manifest["checksums"]
+    for name in REQUIRED_FILES:
+        if name not in checksums:
+            raise BundleError(version, f"{name} is not in the manifest; the bundle is incomplete")
+    for name, digest in checksums.items():
+        f = folder / name
+        if "/" in name or name.startswith("."):
+            raise BundleError(version, f"{MANIFEST} lists an invalid file name {name!r}")
+        if not f.is_file():
+            raise BundleError(version, f"{name} is listed in the manifest but missing")
+        if _sha256(f) != digest:
+            raise BundleError(version, f"{name} does not match its checksum; the bundle is corrupted")
+    return manifest
+
+
+def _read_profiles(folder: Path, version: str) -> pa.Table:
+    try:
+        table = pq.read_table(folder / PROFILES)
+    except (pa.ArrowException, OSError) as exc:
+        raise BundleError(version, f"{PROFILES} cannot be read ({type(exc).__name__})") from None
+    for name, kind in REQUIRED_COLUMNS.items():
+        if name not in table.column_names:
+            raise BundleError(version, f"{PROFILES} has no column {name}")
+        got = kind_of(table.schema.field(name).type)
+        if got != kind:
+            raise BundleError(version, f"{PROFILES}: column {name} is {table.schema.field(name).type}, expected a {kind}")
+    ids = table.column("user_id")
+    if ids.null_count:
+        raise BundleError(version, f"{PROFILES}: user_id is null on {ids.null_count} rows")
+    if pc.count_distinct(ids).as_py() != table.num_rows:
+        raise BundleError(version, f"{PROFILES}: user_id is not unique")
+    return table
+
+
+def _load_recommender(folder: Path, version: str) -> ServingModel | None:
+    path = folder / RECOMMENDER
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as exc:
+        raise BundleError(version, f"{RECOMMENDER} cannot be read ({type(exc).__name__})") from None
+    return build_recommender(arrays, version)
+
+
+def build_recommender(arrays: dict[str, np.ndarray], version: str) -> ServingModel:
+    """The serving recommender made from the arrays of recommender.npz."""
+    try:
+        return ServingModel.from_arrays(arrays)
+    except (BehaviorError, KeyError, ValueError, TypeError, IndexError) as exc:
+        what = f"missing array {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:300]
+        raise BundleError(version, f"{RECOMMENDER} cannot be served ({what})") from None
+
+
+class _ErasedIds(IdMap):
+    """An id map that no longer knows some of its ids (erased users): they look unknown."""
+
+    def __init__(self, ids: np.ndarray, erased: frozenset[str]) -> None:
+        self.ids = ids  # already sorted and unique: IdMap's check is skipped
+        self._erased = erased
+
+    def index(self, values) -> np.ndarray:
+        idx = super().index(values)
+        gone = np.isin(np.asarray(values, dtype=np.str_), np.array(sorted(self._erased), dtype=np.str_))
+        return np.where(gone, -1, idx)
+
+    def index_of(self, value: str) -> int:
+        return -1 if value in self._erased else super().index_of(value)
+
+
+def recommender_without(model: ServingModel, user_ids: set[str]) -> ServingModel:
+    """A shallow copy of `model` for which `user_ids` are unknown users (so they get the
+    fallback and nothing of their history is used). The original is untouched."""
+    known = [u for u in user_ids if model.users.index_of(u) >= 0]
+    if not known:
+        return model
+    erased = frozenset(known) | (model.users._erased if isinstance(model.users, _ErasedIds) else frozenset())
+    clone = copy.copy(model)
+    clone.users = _ErasedIds(model.users.ids, erased)
+    return clone
+
+
+def load_bundle(folder: Path) -> Bundle:
+    """Verify and load the bundle in `folder`. Raises BundleError, naming what is wrong."""
+    version = folder.name
+    manifest = verify(folder)
+    if RECOMMENDER in {p.name for p in folder.iterdir()} and RECOMMENDER not in manifest["checksums"]:
+        raise BundleError(version, f"{RECOMMENDER} is not in the manifest")
+    try:
+        report = json.loads((folder / REPORT).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BundleError(version, f"{REPORT} is not valid JSON") from None
+    if not isinstance(report, dict):
+        raise BundleError(version, f"{REPORT} is not a JSON object")
+    profiles = Profiles(_read_profiles(folder, version))
+    return Bundle(
+        version=version,
+        as_of=_parse_time(manifest.get("as_of", report.get("as_of")), "as_of", version),
+        created_at=_parse_time(manifest.get("created_at"), "created_at", version),
+        manifest=manifest,
+        report=report,
+        profiles=profiles,
+        recommender=_load_recommender(folder, version),
+    )
+
+
+def list_bundles(bundles_dir: Path) -> list[str]:
+    """The versions of the bundle folders, oldest first (by the manifest's created_at, then name)."""
+    found = []
+    if not bundles_dir.is_dir():
+        return []
+    for d in bundles_dir.iterdir():
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        try:
+            created = str(json.loads((d / MANIFEST).read_text()).get("created_at", ""))
+        except (OSError, ValueError):
+            created = ""
+        found.append((created, d.name))
+    return [name for _, name in sorted(found)]

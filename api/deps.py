@@ -1,0 +1,96 @@
+"""Shared dependencies of the routes, as `Annotated` aliases.
+
+    SettingsDep   the Settings the app started with (create_app(settings), an override of
+                  `get_settings` in app.dependency_overrides, or the environment)
+    StateDep      the process's ServingState
+    BundleDep     the active bundle, taken once per request (503 problem if none is loaded)
+    Caller        any valid API key
+    <Scope>Caller a key with that scope (401 without a valid X-API-Key, 403 without the scope,
+                  429 with Retry-After over the key's rate)
+
+The key is read from the request directly rather than through a nested `APIKeyHeader`
+dependency: every nested dependency costs FastAPI a solve per request, and these are on the
+hot path. `api.main` documents the X-API-Key scheme and each route's scopes in the OpenAPI
+schema instead (`security_requirements`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.routing import APIRoute
+from fastapi.security import SecurityScopes
+
+from api.bundle import Bundle
+from api.keys import ApiKey
+from api.problems import ApiProblem
+from api.settings import Settings
+from api.state import ServingState
+
+API_KEY_HEADER = "X-API-Key"
+
+
+async def get_state(request: Request) -> ServingState:
+    return request.app.state.serving
+
+
+StateDep = Annotated[ServingState, Depends(get_state)]
+
+
+async def _settings(request: Request) -> Settings:
+    return request.app.state.serving.settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def get_bundle(request: Request) -> Bundle:
+    bundle = request.app.state.serving.bundle  # one read: the request keeps this bundle to its end
+    if bundle is None:
+        raise ApiProblem(503, "no-bundle", "No bundle loaded",
+                         "no bundle is being served yet; publish one with `behavior run`", headers={"Retry-After": "5"})
+    return bundle
+
+
+BundleDep = Annotated[Bundle, Depends(get_bundle)]
+
+_CHALLENGE = {"WWW-Authenticate": f'APIKey header="{API_KEY_HEADER}"'}
+
+
+async def authorize(security_scopes: SecurityScopes, request: Request) -> ApiKey:
+    state: ServingState = request.app.state.serving
+    presented = request.headers.get(API_KEY_HEADER)
+    if not presented:
+        raise ApiProblem(401, "unauthenticated", "Unauthenticated",
+                         f"send an API key in the {API_KEY_HEADER} header", headers=_CHALLENGE)
+    key = state.keys.authenticate(presented)
+    if key is None:
+        raise ApiProblem(401, "unauthenticated", "Unauthenticated",
+                         f"the API key in {API_KEY_HEADER} is not valid (unknown or revoked)", headers=_CHALLENGE)
+    missing = [s for s in security_scopes.scopes if s not in key.scopes]
+    if missing:
+        raise ApiProblem(403, "forbidden", "Forbidden",
+                         f"key {key.key_id!r} lacks the scope {', '.join(missing)} this route needs")
+    wait = state.limiter.acquire(key.key_id)
+    if wait > 0:
+        raise ApiProblem(429, "rate-limited", "Too many requests",
+                         f"key {key.key_id!r} is over its rate of {state.limiter.rate:g} requests/s; "
+                         "retry after the time in Retry-After",
+                         headers={"Retry-After": state.limiter.retry_after(wait)})
+    return key
+
+
+Caller = Annotated[ApiKey, Security(authorize)]
+ProfilesCaller = Annotated[ApiKey, Security(authorize, scopes=["profiles:read"])]
+SegmentsCaller = Annotated[ApiKey, Security(authorize, scopes=["segments:read"])]
+RecommendationsCaller = Annotated[ApiKey, Security(authorize, scopes=["recommendations:read"])]
+AdminCaller = Annotated[ApiKey, Security(authorize, scopes=["admin"])]
+
+
+def route_scopes(route: APIRoute) -> list[str] | None:
+    """The scopes a route's key must have ([] for any valid key), or None if it needs no key."""
+    for dep in route.dependant.dependencies:
+        if dep.call is authorize:
+            return list(dep.own_oauth_scopes or [])
+    return None

@@ -1,0 +1,128 @@
+"""The FastAPI application: `create_app()` wires the routers, the problem+json handlers, the
+body-size limit and the lifespan that loads the active bundle and polls CURRENT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+import behavior
+from api import problems
+from api.bundle import BundleError
+from api.deps import API_KEY_HEADER, route_scopes
+from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
+from api.routes import admin, health, model, profiles, recommendations, segments
+from api.settings import Settings, get_settings
+from api.state import NoBundleError, ServingState, poll_forever
+
+log = logging.getLogger("api")
+SECURITY_SCHEME = "APIKeyHeader"
+ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, admin.router)
+
+DESCRIPTION = """\
+Recommendations, customer profiles and segment queries for marketing, served from the active
+published bundle.
+
+* Every route under `/v1` needs an API key in the `X-API-Key` header; the key's scopes decide
+  what it may call (401 without a valid key, 403 without the scope, 429 over the key's rate).
+* Errors are RFC 9457 `application/problem+json` documents; validation errors list the fields.
+* A newly published bundle is picked up without a restart; `model_version` / `bundle_version`
+  in the answers says which one served a request.
+"""
+
+
+def app_settings(app: FastAPI) -> Settings:
+    """The settings given to create_app, else an override of get_settings (tests), else the environment."""
+    given = getattr(app.state, "settings", None)
+    return given if given is not None else app.dependency_overrides.get(get_settings, get_settings)()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app_settings(app)
+    state = ServingState(settings)
+    app.state.serving = state
+    state.refresh_keys()
+    if len(state.keys) == 0:
+        log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
+                    "create one with `behavior keys create`", settings.keys_path)
+    try:
+        await asyncio.to_thread(state.reload)
+    except NoBundleError as exc:
+        log.warning("%s; waiting for one", exc)
+    except BundleError as exc:
+        log.error("the active bundle cannot be served: %s; waiting for a good one", exc)
+    poller = asyncio.create_task(poll_forever(state, settings.reload_interval_s)) \
+        if settings.reload_interval_s > 0 else None
+    try:
+        yield
+    finally:
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+
+def _max_body(app: FastAPI) -> int:
+    state = getattr(app.state, "serving", None)
+    return state.settings.max_body_bytes if state is not None else Settings().max_body_bytes
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app. With `settings`, they are used instead of `get_settings()` (which otherwise
+    reads the environment when the app starts)."""
+    app = FastAPI(title="Behavior API", version=behavior.__version__, description=DESCRIPTION,
+                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # Not a dependency override: FastAPI re-analyses every dependency of every request when any
+    # override is set. Routes read the settings from the serving state.
+    app.state.settings = settings
+    for r in ROUTERS:
+        app.include_router(r)
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app))
+    app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema with every error response as application/problem+json (Problem)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    ref = {"$ref": "#/components/schemas/Problem"}
+    schema.setdefault("components", {})["securitySchemes"] = {SECURITY_SCHEME: {
+        "type": "apiKey", "in": "header", "name": API_KEY_HEADER,
+        "description": "An API key; its scopes (listed on each operation) decide which routes it may call."}}
+    for route in (r for router in ROUTERS for r in router.routes):
+        scopes = route_scopes(route) if isinstance(route, APIRoute) else None
+        if scopes is None:
+            continue
+        for method in route.methods:
+            op = schema["paths"][route.path_format][method.lower()]
+            op["security"] = [{SECURITY_SCHEME: scopes}]
+            if scopes:
+                op["description"] = (op.get("description", "") + f"\n\nScope: `{'`, `'.join(scopes)}`.").strip()
+    components = schema["components"].setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(components["Problem"].pop("$defs", {}))
+    for path in schema.get("paths", {}).values():
+        for op in path.values():
+            responses = op.setdefault("responses", {})
+            responses.setdefault("500", {"description": "Internal error (details are in the server log)"})
+            for code, resp in responses.items():
+                if code.isdigit() and int(code) >= 400:
+                    resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
+                    if code == "422":
+                        resp["description"] = "Invalid request, with field-level `errors`"
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    app.openapi_schema = schema
+    return schema

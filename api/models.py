@@ -1,0 +1,262 @@
+"""Request and response models of the HTTP API (what the OpenAPI schema shows)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
+
+# ---------------------------------------------------------------- health and model
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    bundle_version: str
+
+
+class LoyaltyInfo(BaseModel):
+    model: str | None = None
+    bgnbd: dict[str, float] | None = Field(None, description="BG/NBD parameters r, alpha, a, b (per day).")
+    gamma_gamma: dict[str, float] | None = Field(None, description="Gamma-Gamma parameters p, q, v.")
+    log_likelihood: float | None = None
+    holdout_error_pct: float | None = None
+
+
+class RecommendInfo(BaseModel):
+    selected: str | None = None
+    k: int | None = None
+    metrics: dict[str, float] | None = Field(None, description="Test metrics of the selected model (precision@k ...).")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bundle_version": "20260101T000000Z-8e3680", "as_of": "2026-01-01T00:00:00Z",
+        "created_at": "2026-01-01T02:00:00Z", "loaded_at": "2026-01-01T02:00:05Z", "code_version": "0.1.0",
+        "profiles": 60000, "recommender": False,
+        "profile_fields": {"user_id": "string", "segment": "string", "clv": "number", "last_purchase_at": "timestamp"},
+        "loyalty": {"model": "bgnbd", "bgnbd": {"r": 0.91, "alpha": 41.9, "a": 0.9, "b": 14.4},
+                    "gamma_gamma": {"p": 7.5, "q": 3.7, "v": 11.9}, "log_likelihood": -92701.9,
+                    "holdout_error_pct": -1.8},
+        "recommend": None, "segments": {"Champions": 825, "Lost": 232}}]})
+
+    bundle_version: str
+    as_of: str
+    created_at: str
+    loaded_at: str
+    code_version: str | None = None
+    profiles: int = Field(description="Profiles served (after any erasure).")
+    recommender: bool = Field(description="Whether the bundle has a recommender.")
+    profile_fields: dict[str, Literal["integer", "number", "string", "boolean", "timestamp"]] = Field(
+        default_factory=dict, description="The profile fields segment queries may filter, sort and return, "
+                                          "with their kinds.")
+    loyalty: LoyaltyInfo | None = None
+    churn: dict[str, float] | None = Field(None, description="Churn test metrics (roc_auc, pr_auc, brier, lift_at_10pct).")
+    recommend: RecommendInfo | None = None
+    segments: dict[str, int] | None = Field(None, description="Users per segment in the run report.")
+
+
+# ---------------------------------------------------------------- profiles
+
+class Profile(BaseModel):
+    """One user's profile. Timestamps are ISO 8601 in UTC; absent values are null. Columns that
+    later stages add to the bundle appear as further properties."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "user_id": "u0000001", "segment": "Champions", "loyalty_score": 90.1, "loyalty_tier": "Platinum",
+        "p_alive": 0.96, "expected_purchases": 2.27, "expected_spend": 20.38, "clv": 163.4,
+        "r_score": 5, "f_score": 5, "m_score": 5, "rfm": "555", "frequency": 20, "recency_days": 14.96,
+        "net_spend": 411.32, "top_category": "restaurants", "top_channel": "wap", "marketing_opt_out": False,
+        "first_purchase_at": "2024-01-01T04:22:29.855487Z", "last_purchase_at": "2025-12-17T01:02:45.520837Z",
+        "signup_at": "2024-01-01T04:22:29.855487Z"}]})
+
+    user_id: str
+    segment: str | None = None
+    loyalty_score: float | None = None
+    loyalty_tier: str | None = None
+    p_alive: float | None = None
+    expected_purchases: float | None = None
+    expected_spend: float | None = None
+    clv: float | None = None
+    r_score: int | None = None
+    f_score: int | None = None
+    m_score: int | None = None
+    rfm: str | None = None
+    frequency: int | None = None
+    recency_days: float | None = None
+    tenure_days: float | None = None
+    n_payments: int | None = None
+    total_spend: float | None = None
+    net_spend: float | None = None
+    monetary_value: float | None = None
+    top_category: str | None = None
+    top_channel: str | None = None
+    marketing_opt_out: bool | None = None
+    first_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
+    last_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
+    signup_at: str | None = Field(None, description="ISO 8601, UTC")
+
+
+# ---------------------------------------------------------------- segments
+
+class SegmentSummary(BaseModel):
+    segment: str | None
+    users: int = Field(description="All users of the segment, opted-out users included.")
+    opted_out: int = Field(description="Users of the segment who opted out of marketing.")
+    mean_loyalty_score: float | None
+    mean_clv: float | None
+    mean_p_alive: float | None
+
+
+class Segments(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bundle_version": "20260101T000000Z-8e3680", "users": 3000,
+        "segments": [{"segment": "Champions", "users": 825, "opted_out": 41, "mean_loyalty_score": 84.2,
+                      "mean_clv": 310.5, "mean_p_alive": 0.93}]}]})
+
+    bundle_version: str
+    users: int
+    segments: list[SegmentSummary]
+
+
+Op = Literal["eq", "ne", "lt", "le", "gt", "ge", "in", "between", "is_null"]
+
+_VALUE_DOC = ("A JSON value of the field's type: a number, string, boolean, or an ISO 8601 date-time for "
+              "timestamps; a list for `in`; [low, high] (inclusive) for `between`; true (null) or false "
+              "(not null) for `is_null`.")
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"field": "segment", "op": "eq", "value": "Champions"},
+        {"field": "clv", "op": "between", "value": [100, 500]}]})
+
+    field: str = Field(min_length=1, max_length=100, description="A profile field (see GET /v1/model for the bundle).")
+    op: Op
+    value: JsonValue = Field(None, description=_VALUE_DOC)
+
+
+class Group(BaseModel):
+    """A nested group of conditions: all of them (AND) and/or any of them (OR)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    all_: list[Condition] | None = Field(None, alias="all", max_length=50)
+    any_: list[Condition] | None = Field(None, alias="any", max_length=50)
+
+
+def _member(v: Any) -> str | None:
+    if isinstance(v, dict):
+        return "group" if ("all" in v or "any" in v) and "field" not in v else "condition"
+    if isinstance(v, Group):
+        return "group"
+    if isinstance(v, Condition):
+        return "condition"
+    return None
+
+
+FilterItem = Annotated[Union[Annotated[Condition, Tag("condition")], Annotated[Group, Tag("group")]],
+                       Discriminator(_member)]
+
+
+class Filter(BaseModel):
+    """Rows must pass every condition of `all` and at least one of `any` (when given)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    all_: list[FilterItem] | None = Field(None, alias="all", max_length=50)
+    any_: list[FilterItem] | None = Field(None, alias="any", max_length=50)
+
+
+class SortKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(min_length=1, max_length=100)
+    desc: bool = False
+
+
+MAX_JSON_LIMIT = 1000
+DEFAULT_LIMIT = 100
+
+
+class SegmentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "filter": {"all": [{"field": "segment", "op": "in", "value": ["Champions", "Loyal"]},
+                           {"field": "p_alive", "op": "ge", "value": 0.5},
+                           {"any": [{"field": "top_category", "op": "eq", "value": "restaurants"},
+                                    {"field": "clv", "op": "gt", "value": 300}]}]},
+        "sort": [{"field": "clv", "desc": True}], "limit": 100,
+        "fields": ["user_id", "segment", "clv", "p_alive", "loyalty_tier"]}]})
+
+    filter: Filter = Field(default_factory=Filter)
+    sort: list[SortKey] = Field(default_factory=list, max_length=5,
+                                description="Sort keys; user_id is always the last tiebreak. Nulls sort last.")
+    limit: int | None = Field(None, ge=1, description=f"Rows per page for JSON (default {DEFAULT_LIMIT}, at most "
+                              f"{MAX_JSON_LIMIT}); for CSV, the most rows to export (default: all).")
+    cursor: str | None = Field(None, max_length=4096, description="`next_cursor` of the previous page.")
+    fields: list[str] | None = Field(None, max_length=100, description="Fields to return; user_id is always included.")
+
+
+class QueryResult(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "bundle_version": "20260101T000000Z-8e3680", "total": 1234, "count": 2,
+        "fields": ["user_id", "segment", "clv"],
+        "rows": [{"user_id": "u0000042", "segment": "Champions", "clv": 812.5},
+                 {"user_id": "u0000007", "segment": "Loyal", "clv": 640.1}],
+        "next_cursor": "eyJ2IjoiMjAyNjAxMDFUMDAwMDAwWi04ZTM2ODAiLCJxIjoiLi4uIiwiayI6WzY0MC4xLCJ1MDAwMDAwNyJdfQ"}]})
+
+    bundle_version: str
+    total: int = Field(description="Rows matching the filter, over all pages; opted-out users are never counted.")
+    count: int = Field(description="Rows on this page.")
+    fields: list[str]
+    rows: list[dict[str, str | int | float | bool | None]]
+    next_cursor: str | None = Field(None, description="Pass it as `cursor` for the next page; null on the last page.")
+
+
+# ---------------------------------------------------------------- admin
+
+class ReloadResult(BaseModel):
+    changed: bool
+    bundle_version: str
+    previous_version: str | None
+
+
+class ErasureResult(BaseModel):
+    user_id: str
+    erased: bool = True
+    bundle_version: str
+
+
+# ---------------------------------------------------------------- recommendations
+
+class ScoredItem(BaseModel):
+    item_id: str
+    score: float
+
+
+class Recommendations(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "user_id": "u0000001", "model_version": "20260101T000000Z-8e3680",
+        "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
+        "items": [{"item_id": "i00042", "score": 0.83}, {"item_id": "i00007", "score": 0.61}]}]})
+
+    user_id: str
+    model_version: str = Field(description="The bundle version that produced the list.")
+    recommendation_id: str = Field(description="A unique id of this answer (log it with clicks and purchases).")
+    source: Literal["model", "fallback"] = Field(
+        description="model: personalised; fallback: popular items (in the user's segment when known).")
+    items: list[ScoredItem]
+
+
+class SimilarItems(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "item_id": "i00042", "model_version": "20260101T000000Z-8e3680",
+        "recommendation_id": "7d0e8a57-52f4-4bf1-9a8c-4d0f9e1c2b33",
+        "items": [{"item_id": "i00043", "score": 0.74}]}]})
+
+    item_id: str
+    model_version: str
+    recommendation_id: str
+    items: list[ScoredItem]

@@ -1,0 +1,268 @@
+"""Segment queries: a typed filter over whitelisted profile fields, compiled to DuckDB SQL.
+
+Identifiers come only from the bundle's own column names (checked against a strict pattern)
+and every client value is a bound parameter, so no text of the request reaches the SQL.
+Opted-out users (`marketing_opt_out` true or unknown) are excluded from every result and count.
+
+Pagination is by keyset: the cursor carries the bundle version, a hash of the filter and
+sort, and the sort-key values of the last row; user_id is always the final sort key, so the
+order is total and each row appears on exactly one page.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from api.bundle import Kind
+from api.models import DEFAULT_LIMIT, MAX_JSON_LIMIT, Condition, Filter, Group, SegmentQuery
+from api.problems import ApiProblem, FieldError
+
+DEFAULT_FIELDS = ("user_id", "segment", "loyalty_tier", "loyalty_score", "clv", "p_alive", "expected_purchases")
+OPT_OUT_SQL = '"marketing_opt_out" IS FALSE'
+MAX_IN_VALUES = 1000
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_ORDERED = {"integer", "number", "string", "timestamp"}
+_SQL_OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:
+    """The whitelist: scalar columns with plain identifier names."""
+    return {name: kind for name, kind in fields.items() if _IDENT.match(name)}
+
+
+@dataclass
+class Compiled:
+    where: str                      # WHERE clause without the keyset part (opt-out included)
+    params: list[Any]
+    order: list[tuple[str, bool]]   # (field, descending), user_id last
+    fields: list[str]
+    query_hash: str
+    after: list[Any] | None         # keyset values from the cursor
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[FieldError] = []
+
+    def add(self, where: str, message: str) -> None:
+        self.items.append(FieldError(field=where, message=message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            fields = ", ".join(dict.fromkeys(e.field for e in self.items))
+            raise ApiProblem(422, "validation", "Invalid request", f"the query is not valid: see errors ({fields})",
+                             errors=self.items)
+
+
+def _coerce(kind: Kind, v: Any, where: str, errs: _Errors) -> Any:
+    """`v` as a value comparable to a column of `kind`; adds an error and returns None if it is not."""
+    if kind in ("integer", "number"):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            errs.add(where, f"expected a number, got {json.dumps(v)[:50]}")
+            return None
+        return v
+    if kind == "string":
+        if not isinstance(v, str) or len(v) > 1000:
+            errs.add(where, f"expected a string (at most 1000 characters), got {json.dumps(v)[:50]}")
+            return None
+        return v
+    if kind == "boolean":
+        if not isinstance(v, bool):
+            errs.add(where, f"expected true or false, got {json.dumps(v)[:50]}")
+            return None
+        return v
+    # timestamp
+    if isinstance(v, str):
+        try:
+            t = datetime.fromisoformat(v)
+        except ValueError:
+            t = None
+        if t is not None:
+            return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    errs.add(where, f"expected an ISO 8601 date-time like 2025-01-31T00:00:00Z, got {json.dumps(v)[:50]}")
+    return None
+
+
+def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
+    kind = fields.get(c.field)
+    if kind is None:
+        errs.add(f"{where}.field", f"unknown field {c.field!r}; the fields are: {', '.join(sorted(fields))}")
+        return "TRUE"
+    col, v, at = _q(c.field), c.value, f"{where}.value"
+    if c.op == "is_null":
+        if v is None or v is True:
+            return f"{col} IS NULL"
+        if v is False:
+            return f"{col} IS NOT NULL"
+        errs.add(at, "is_null takes true (the field is null), false (it is not) or no value")
+        return "TRUE"
+    if c.op in ("lt", "le", "gt", "ge", "between") and kind not in _ORDERED:
+        errs.add(f"{where}.op", f"{c.op} does not apply to {c.field!r} ({kind}); use eq, ne, in or is_null")
+        return "TRUE"
+    if c.op == "in":
+        if not isinstance(v, list) or not 1 <= len(v) <= MAX_IN_VALUES:
+            errs.add(at, f"in takes a list of 1 to {MAX_IN_VALUES} values")
+            return "TRUE"
+        values = [_coerce(kind, x, f"{at}[{i}]", errs) for i, x in enumerate(v)]
+        params.extend(values)
+        return f"{col} IN ({', '.join('?' * len(values))})"
+    if c.op == "between":
+        if not isinstance(v, list) or len(v) != 2:
+            errs.add(at, "between takes a list [low, high] (both included)")
+            return "TRUE"
+        params.extend(_coerce(kind, x, f"{at}[{i}]", errs) for i, x in enumerate(v))
+        return f"{col} BETWEEN ? AND ?"
+    if v is None:
+        errs.add(at, f"{c.op} needs a value; to match nulls use op is_null")
+        return "TRUE"
+    params.append(_coerce(kind, v, at, errs))
+    if c.op == "ne":
+        return f"{col} IS DISTINCT FROM ?"
+    return f"{col} {_SQL_OPS[c.op]} ?"
+
+
+def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
+    parts = []
+    for name, items, joiner in (("all", g.all_, " AND "), ("any", g.any_, " OR ")):
+        if items is None:
+            continue
+        if not items:
+            parts.append("TRUE" if name == "all" else "FALSE")
+            continue
+        sub = []
+        for i, item in enumerate(items):
+            at = f"{where}{'.' if where else ''}{name}[{i}]"
+            if isinstance(item, Group):
+                sub.append(_group(item, at, fields, errs, params))
+            else:
+                sub.append(_condition(item, at, fields, errs, params))
+        parts.append("(" + joiner.join(sub) + ")")
+    return " AND ".join(parts) if parts else "TRUE"
+
+
+def query_hash(q: SegmentQuery) -> str:
+    canon = json.dumps({"filter": q.filter.model_dump(by_alias=True, exclude_none=True),
+                        "sort": [s.model_dump() for s in q.sort]}, sort_keys=True, default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def encode_cursor(version: str, qhash: str, keys: list[Any]) -> str:
+    vals = [v.isoformat() if isinstance(v, datetime) else v for v in keys]
+    raw = json.dumps({"v": version, "q": qhash, "k": vals}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, version: str, qhash: str, order: list[tuple[str, bool]],
+                   fields: dict[str, Kind]) -> list[Any]:
+    bad = ApiProblem(400, "invalid-cursor", "Invalid cursor",
+                     "the cursor is not one this API issued; pass `next_cursor` of the previous page unchanged")
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        raise bad from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("k"), list) or not isinstance(doc.get("v"), str):
+        raise bad
+    if doc["v"] != version:
+        raise ApiProblem(409, "stale-cursor", "Stale cursor",
+                         f"the cursor belongs to bundle {doc['v'][:64]!r}; the active bundle is {version}: "
+                         "start the query again without a cursor")
+    if doc.get("q") != qhash:
+        raise ApiProblem(400, "cursor-mismatch", "Cursor of another query",
+                         "the cursor was issued for a different filter or sort; send the same filter and sort "
+                         "with it, or start again without a cursor")
+    if len(doc["k"]) != len(order):
+        raise bad
+    errs = _Errors()
+    out = [None if v is None else _coerce(fields[name], v, "cursor", errs) for (name, _), v in zip(order, doc["k"])]
+    if errs.items:
+        raise bad
+    return out
+
+
+def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Compiled:
+    """Check `q` against the bundle's fields and build its SQL; raises a 422 problem listing every error."""
+    fields = queryable(fields)
+    errs, params = _Errors(), []
+    where = _group(q.filter, "filter", fields, errs, params)
+    order: list[tuple[str, bool]] = []
+    for i, s in enumerate(q.sort):
+        if s.field not in fields:
+            errs.add(f"sort[{i}].field", f"unknown field {s.field!r}; the fields are: {', '.join(sorted(fields))}")
+        elif s.field not in (f for f, _ in order):
+            order.append((s.field, s.desc))
+    if "user_id" not in (f for f, _ in order):
+        order.append(("user_id", False))
+    else:  # keys after user_id cannot change the order
+        order = order[: [f for f, _ in order].index("user_id") + 1]
+    chosen = ["user_id"]
+    for i, name in enumerate(q.fields if q.fields is not None else [f for f in DEFAULT_FIELDS if f in fields]):
+        if name not in fields:
+            errs.add(f"fields[{i}]", f"unknown field {name!r}; the fields are: {', '.join(sorted(fields))}")
+        elif name not in chosen:
+            chosen.append(name)
+    errs.raise_if_any()
+    qhash = query_hash(q)
+    after = _decode_cursor(q.cursor, version, qhash, order, fields) if q.cursor else None
+    return Compiled(where=f"({where}) AND {OPT_OUT_SQL}", params=params, order=order, fields=chosen,
+                    query_hash=qhash, after=after)
+
+
+def _keyset(order: list[tuple[str, bool]], after: list[Any]) -> tuple[str, list[Any]]:
+    """Rows strictly after `after` in `order` (nulls last in every key)."""
+    ors, params = [], []
+    for i, (name, desc) in enumerate(order):
+        v = after[i]
+        if v is None:
+            continue  # nothing sorts after null within this key; later keys handle the ties
+        ands, p = [], []
+        for (prev, _), pv in zip(order[:i], after[:i]):
+            if pv is None:
+                ands.append(f"{_q(prev)} IS NULL")
+            else:
+                ands.append(f"{_q(prev)} = ?")
+                p.append(pv)
+        ands.append(f"({_q(name)} {'<' if desc else '>'} ? OR {_q(name)} IS NULL)")
+        p.append(v)
+        ors.append("(" + " AND ".join(ands) + ")")
+        params.extend(p)
+    return ("(" + " OR ".join(ors) + ")" if ors else "FALSE"), params
+
+
+def page_sql(c: Compiled, limit: int | None) -> tuple[str, list[Any]]:
+    """SQL for the rows of `c` after its cursor: the chosen fields, then the sort keys as __k0.."""
+    where, params = c.where, list(c.params)
+    if c.after is not None:
+        ks, kp = _keyset(c.order, c.after)
+        where += f" AND {ks}"
+        params += kp
+    select = ", ".join([_q(f) for f in c.fields] + [f"{_q(name)} AS __k{i}" for i, (name, _) in enumerate(c.order)])
+    order_by = ", ".join(f"{_q(name)} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in c.order)
+    sql = f"SELECT {select} FROM profiles WHERE {where} ORDER BY {order_by}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
+def count_sql(c: Compiled) -> tuple[str, list[Any]]:
+    return f"SELECT count(*) FROM profiles WHERE {c.where}", list(c.params)
+
+
+def json_limit(q: SegmentQuery) -> int:
+    if q.limit is None:
+        return DEFAULT_LIMIT
+    if q.limit > MAX_JSON_LIMIT:
+        raise ApiProblem(422, "validation", "Invalid request",
+                         f"limit is at most {MAX_JSON_LIMIT} for JSON; ask for text/csv to export more",
+                         errors=[FieldError(field="limit", message=f"at most {MAX_JSON_LIMIT} for application/json")])
+    return q.limit

@@ -1,0 +1,68 @@
+"""Admin: reload CURRENT now, roll back to the previous bundle, erase a user from serving."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from api.bundle import BundleError
+from api.deps import AdminCaller, StateDep
+from api.models import ErasureResult, ReloadResult
+from api.problems import ApiProblem
+from api.routes._responses import AUTH, problems
+from api.routes.profiles import UserId
+from api.state import NoBundleError, user_hash
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+def _refused(exc: BundleError, what: str, active: str | None) -> ApiProblem:
+    if isinstance(exc, NoBundleError):
+        return ApiProblem(409, "no-bundle", "No bundle", str(exc).split(": ", 1)[-1])
+    return ApiProblem(409, "bundle-refused", "Bundle refused",
+                      f"{what} refused: {exc}; still serving {active or 'nothing'}")
+
+
+@router.post("/reload", summary="Load the bundle CURRENT names now (verified before the swap), and the keys file",
+             responses=problems(*AUTH, 409))
+async def reload_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
+    await run_in_threadpool(state.refresh_keys)
+    try:
+        swap = await run_in_threadpool(state.reload)
+    except BundleError as exc:
+        raise _refused(exc, "reload", state.bundle.version if state.bundle else None) from None
+    if swap.changed:
+        state.audit.write(key_id=caller.key_id, endpoint="POST /v1/admin/reload", rows=len(state.bundle.profiles),
+                          bundle_version=swap.version, previous_version=swap.previous)
+    return ReloadResult(changed=swap.changed, bundle_version=swap.version, previous_version=swap.previous)
+
+
+@router.post("/rollback", summary="Serve the previous bundle (by creation order) and point CURRENT at it",
+             responses=problems(*AUTH, 409))
+async def rollback_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
+    try:
+        swap = await run_in_threadpool(state.rollback)
+    except BundleError as exc:
+        raise _refused(exc, "rollback", state.bundle.version if state.bundle else None) from None
+    state.audit.write(key_id=caller.key_id, endpoint="POST /v1/admin/rollback", rows=len(state.bundle.profiles),
+                      bundle_version=swap.version, previous_version=swap.previous)
+    return ReloadResult(changed=True, bundle_version=swap.version, previous_version=swap.previous)
+
+
+@router.delete("/users/{user_id}", summary="Erase a user from the serving side now (profiles and recommender)",
+               description="The user disappears from profiles, segment queries, exports and recommendations at "
+                           "once, and stays out of bundles this process loads later. Erasing the user from the "
+                           "lake and future bundles is `behavior forget`.",
+               responses=problems(*AUTH, 404, 422, 503))
+async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> ErasureResult:
+    if state.bundle is None:
+        raise ApiProblem(503, "no-bundle", "No bundle loaded", "no bundle is being served yet")
+    found = await run_in_threadpool(state.erase, user_id)
+    version = state.bundle.version
+    state.audit.write(key_id=caller.key_id, endpoint="DELETE /v1/admin/users/{user_id}", rows=int(found),
+                      bundle_version=version, user_sha256=user_hash(user_id))
+    if not found:
+        raise ApiProblem(404, "unknown-user", "Unknown user",
+                         f"user {user_id!r} is not in bundle {version}; they will be kept out of bundles "
+                         "this process loads later")
+    return ErasureResult(user_id=user_id, bundle_version=version)

@@ -1,0 +1,75 @@
+"""GET /v1/users/{user_id}/recommendations and GET /v1/items/{item_id}/similar."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from api.bundle import Bundle
+from api.deps import BundleDep, RecommendationsCaller
+from api.models import Recommendations, ScoredItem, SimilarItems
+from api.problems import ApiProblem, FieldError
+from api.routes._responses import AUTH, problems
+from api.routes.profiles import UserId
+from behavior.recommend.serving import ServingModel, UnknownIdError
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+
+MAX_N = 100
+N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items.")]
+ItemId = Annotated[str, Path(min_length=1, max_length=200, description="The item's id.", examples=["i00042"])]
+
+
+def _model(bundle: Bundle) -> ServingModel:
+    if bundle.recommender is None:
+        raise ApiProblem(503, "no-recommender", "No recommender",
+                         f"no recommender in the active bundle {bundle.version}")
+    return bundle.recommender
+
+
+def _items(pairs: list[tuple[str, float]]) -> list[ScoredItem]:
+    return [ScoredItem(item_id=i, score=s) for i, s in pairs if math.isfinite(s)]
+
+
+@router.get("/users/{user_id}/recommendations", summary="Top items for a user (unknown users get the fallback)",
+            responses=problems(*AUTH, 422, 503))
+async def recommend(
+    user_id: UserId, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
+    category: Annotated[str | None, Query(min_length=1, max_length=200,
+                                          description="Only items of this category.")] = None,
+    exclude_purchased: Annotated[bool | None, Query(
+        description="Leave out items the user bought (default: the catalogue's policy).")] = None,
+) -> Recommendations:
+    model = _model(bundle)
+    i = bundle.profiles.index.get(user_id)
+    segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
+    try:
+        try:
+            rec = model.recommend(user_id, n, category=category, exclude_purchased=exclude_purchased,
+                                  segment=segment)
+        except UnknownIdError:
+            if segment is None:
+                raise
+            # a segment the recommender was not trained with: it uses its own knowledge of the user
+            rec = model.recommend(user_id, n, category=category, exclude_purchased=exclude_purchased)
+    except UnknownIdError as exc:  # the category is the only id left that the client chose
+        raise ApiProblem(422, "validation", "Invalid request", f"unknown category {category!r}",
+                         errors=[FieldError(field="category", message=str(exc)[:1000])]) from None
+    return Recommendations(user_id=user_id, model_version=bundle.version, recommendation_id=str(uuid.uuid4()),
+                           source="model" if rec.source == "model" else "fallback", items=_items(rec.items))
+
+
+@router.get("/items/{item_id}/similar", summary="Items most similar to an item",
+            responses=problems(*AUTH, 404, 422, 503))
+async def similar(item_id: ItemId, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10) -> SimilarItems:
+    model = _model(bundle)
+    try:
+        pairs = model.similar(item_id, n)
+    except UnknownIdError:
+        raise ApiProblem(404, "unknown-item", "Unknown item",
+                         f"item {item_id!r} is not in the catalogue of bundle {bundle.version}") from None
+    return SimilarItems(item_id=item_id, model_version=bundle.version, recommendation_id=str(uuid.uuid4()),
+                        items=_items(pairs))

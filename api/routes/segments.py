@@ -1,0 +1,144 @@
+"""GET /v1/segments and POST /v1/segments/query (JSON pages, or a streamed CSV export)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Annotated
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from fastapi import APIRouter, Body, Header
+from fastapi.responses import StreamingResponse
+from fastapi.concurrency import run_in_threadpool
+
+from api.bundle import Bundle, json_rows, to_json_table
+from api.deps import BundleDep, SegmentsCaller, StateDep
+from api.keys import ApiKey
+from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
+from api.problems import ApiProblem
+from api.query import Compiled, compile_query, count_sql, encode_cursor, json_limit, page_sql
+from api.routes._responses import AUTH, problems
+from api.state import ServingState
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"])
+
+CSV_BATCH_ROWS = 50_000
+QUERY_ENDPOINT = "POST /v1/segments/query"
+
+
+@router.get("", summary="Segments with their sizes and mean loyalty score, CLV and P(alive)",
+            responses=problems(*AUTH, 503))
+async def list_segments(caller: SegmentsCaller, bundle: BundleDep) -> Segments:
+    stats = bundle.profiles.segments
+    return Segments(bundle_version=bundle.version, users=len(bundle.profiles),
+                    segments=[SegmentSummary(**s.__dict__) for s in stats])
+
+
+def wants_csv(accept: str | None) -> bool:
+    """True if the Accept header prefers text/csv to application/json."""
+    if not accept:
+        return False
+    best: dict[str, float] = {}
+    for part in accept.split(","):
+        bits = [b.strip() for b in part.split(";")]
+        media, q = bits[0].lower(), 1.0
+        for b in bits[1:]:
+            if b.startswith("q="):
+                try:
+                    q = float(b[2:])
+                except ValueError:
+                    q = 0.0
+        best[media] = max(q, best.get(media, 0.0))
+    csv_q = best.get("text/csv", 0.0)
+    return csv_q > 0 and csv_q > best.get("application/json", 0.0)
+
+
+def _run_json(bundle: Bundle, c: Compiled, limit: int) -> QueryResult:
+    cur = bundle.profiles.connection()
+    try:
+        sql, params = count_sql(c)
+        total = cur.execute(sql, params).fetchall()[0][0]
+        sql, params = page_sql(c, limit + 1)
+        page = cur.sql(sql, params=params).to_arrow_table()
+    finally:
+        cur.close()
+    more = page.num_rows > limit
+    page = page.slice(0, limit)
+    next_cursor = None
+    if more:
+        last = page.slice(page.num_rows - 1, 1).select([f"__k{i}" for i in range(len(c.order))]).to_pylist()[0]
+        next_cursor = encode_cursor(bundle.version, c.query_hash, list(last.values()))
+    rows = json_rows(page.select(c.fields))
+    return QueryResult(bundle_version=bundle.version, total=total, count=len(rows), fields=c.fields, rows=rows,
+                       next_cursor=next_cursor)
+
+
+def _csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingState, key: ApiKey) -> Iterator[bytes]:
+    """The export as CSV byte chunks; the audit log gets the rows sent when the stream ends."""
+    sent, done = 0, False
+    cur = bundle.profiles.connection()
+    try:
+        sql, params = page_sql(c, limit)
+        reader = cur.sql(sql, params=params).to_arrow_reader(CSV_BATCH_ROWS)
+        header = io.BytesIO()
+        empty = to_json_table(pa.Table.from_batches([], schema=reader.schema).select(c.fields))
+        pacsv.write_csv(empty, header)
+        yield header.getvalue()
+        options = pacsv.WriteOptions(include_header=False)
+        for batch in reader:
+            table = to_json_table(pa.Table.from_batches([batch]).select(c.fields))
+            buf = io.BytesIO()
+            pacsv.write_csv(table, buf, options)
+            sent += table.num_rows
+            yield buf.getvalue()
+        done = True
+    finally:
+        cur.close()
+        state.audit.write(key_id=key.key_id, endpoint=QUERY_ENDPOINT, rows=sent, bundle_version=bundle.version,
+                          format="csv", completed=done, fields=c.fields, query_hash=c.query_hash)
+
+
+_QUERY_EXAMPLES = {
+    "champions": {"summary": "Champions and Loyal users likely alive, by CLV",
+                  "value": {"filter": {"all": [{"field": "segment", "op": "in", "value": ["Champions", "Loyal"]},
+                                               {"field": "p_alive", "op": "ge", "value": 0.5}]},
+                            "sort": [{"field": "clv", "desc": True}], "limit": 50}},
+    "nested": {"summary": "At risk, and either big spenders or recent",
+               "value": {"filter": {"all": [{"field": "segment", "op": "eq", "value": "At Risk"},
+                                            {"any": [{"field": "clv", "op": "gt", "value": 200},
+                                                     {"field": "last_purchase_at", "op": "ge",
+                                                      "value": "2025-10-01T00:00:00Z"}]}]},
+                         "fields": ["user_id", "clv", "last_purchase_at"]}},
+}
+
+
+@router.post(
+    "/query",
+    summary="Users matching a filter: JSON pages, or a CSV export with Accept: text/csv",
+    description=(
+        "A typed filter over profile fields (`all` / `any` of conditions, one level of nesting), a sort "
+        "(user_id is always the last tiebreak), cursor pagination and the total count. Opted-out users are "
+        "never returned nor counted. With `Accept: text/csv` (scope segments:export) all matching rows are "
+        "streamed as CSV (or `limit` rows), and the export is written to the audit log."
+    ),
+    response_model=QueryResult,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                     "description": "A page of users (JSON) or the whole export (CSV)."},
+               **problems(400, *AUTH, 409, 413, 422, 503)},
+)
+async def query_segments(
+    query: Annotated[SegmentQuery, Body(openapi_examples=_QUERY_EXAMPLES)],
+    caller: SegmentsCaller, bundle: BundleDep, state: StateDep,
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> QueryResult | StreamingResponse:
+    csv = wants_csv(accept)
+    if csv and "segments:export" not in caller.scopes:
+        raise ApiProblem(403, "forbidden", "Forbidden",
+                         f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
+    c = compile_query(query, bundle.profiles.fields, bundle.version)
+    if not csv:
+        return await run_in_threadpool(_run_json, bundle, c, json_limit(query))
+    name = f"segment-export-{bundle.version}.csv"
+    return StreamingResponse(_csv_chunks(bundle, c, query.limit, state, caller), media_type="text/csv",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,30 @@
+"""`serve()`: run the API on uvicorn (what `behavior serve` calls)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from api.settings import get_settings
+from api.state import ServingState
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *,
+          access_log: bool = True, log_level: str = "info") -> None:
+    """Serve the active bundle of `data_dir` until interrupted. The other settings come from the
+    environment (see api.settings). Raises BundleError (before binding the port) if no bundle
+    has been published yet; a published but broken bundle is logged and the API waits for a good one."""
+    data_dir = Path(data_dir).expanduser().absolute()
+    # The app is built in each worker from the environment: pass the data dir on that way.
+    os.environ["BEHAVIOR_DATA_DIR"] = str(data_dir)
+    get_settings.cache_clear()
+    ServingState(get_settings()).current_version()  # no CURRENT -> a clear error now, not a 503 later
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["api"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, log_level=log_level, log_config=log_config,
+                server_header=False, proxy_headers=False)

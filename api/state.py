@@ -1,0 +1,170 @@
+"""The serving state of one process: the active bundle, the keys, the limiter, the audit log.
+
+The active bundle is swapped by a single reference assignment. A request takes the reference
+once (through `deps.BundleDep`) and uses that object to the end, so a swap never changes a
+bundle under a request in flight. Loads run off the event loop and one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.audit import AuditLog
+from api.bundle import Bundle, BundleError, list_bundles, load_bundle
+from api.keys import KeyFileError, KeyRing, load_keyring
+from api.ratelimit import RateLimiter
+from api.settings import Settings
+
+log = logging.getLogger("api.state")
+
+
+class NoBundleError(BundleError):
+    """No bundle has been published yet (no CURRENT file)."""
+
+
+@dataclass(frozen=True)
+class Swap:
+    changed: bool
+    version: str
+    previous: str | None
+
+
+def _write_current(path: Path, version: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write((version + "\n").encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ServingState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bundle: Bundle | None = None
+        self.keys = KeyRing([])
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.audit = AuditLog(settings.audit_log)
+        self.erased: set[str] = set()            # erased in this process: kept out of every later bundle
+        self.refused: dict[str, str] = {}        # version -> why it was refused (not retried by polling)
+        self._load_lock = threading.Lock()
+        self._keys_stamp: tuple[float, int] | None | str = "never loaded"
+
+    # ------------------------------------------------------------ keys
+
+    def refresh_keys(self) -> None:
+        """Reload the keys if the keys file changed; a broken file keeps the previous keys."""
+        path = self.settings.keys_path
+        try:
+            st = path.stat()
+            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp == self._keys_stamp:
+            return
+        try:
+            self.keys = load_keyring(path, self.settings.api_keys_json)
+        except KeyFileError as exc:
+            log.error("API keys not reloaded, the previous keys stay: %s", exc)
+        self._keys_stamp = stamp
+
+    # ------------------------------------------------------------ bundles
+
+    def current_version(self) -> str:
+        try:
+            version = self.settings.current_file.read_text().strip()
+        except FileNotFoundError:
+            raise NoBundleError("none", "no bundle has been published yet (no CURRENT); run `behavior run`") from None
+        if not version or "/" in version or version.startswith("."):
+            raise BundleError(version or "none", "CURRENT does not name a bundle version")
+        return version
+
+    def _activate(self, bundle: Bundle) -> Swap:
+        if self.erased:
+            bundle = bundle.without_users(self.erased)
+        previous = self.bundle.version if self.bundle else None
+        self.bundle = bundle  # the swap: one reference assignment
+        log.info("serving bundle %s (%d profiles)%s", bundle.version, len(bundle.profiles),
+                 f", was {previous}" if previous else "")
+        return Swap(True, bundle.version, previous)
+
+    def reload(self, *, retry_refused: bool = True) -> Swap:
+        """Load the bundle CURRENT names if it is not the active one. Raises BundleError if it
+        cannot be served; the active bundle then stays."""
+        with self._load_lock:
+            version = self.current_version()
+            active = self.bundle.version if self.bundle else None
+            if version == active:
+                return Swap(False, version, active)
+            if not retry_refused and version in self.refused:
+                raise BundleError(version, self.refused[version])
+            try:
+                bundle = load_bundle(self.settings.bundles_dir / version)
+            except BundleError as exc:
+                self.refused[version] = str(exc).split(": ", 1)[-1]
+                log.error("refused %s; still serving %s", exc, active or "nothing")
+                raise
+            self.refused.pop(version, None)
+            return self._activate(bundle)
+
+    def poll(self) -> None:
+        """One look at CURRENT and the keys file (the background task calls this)."""
+        self.refresh_keys()
+        try:
+            self.reload(retry_refused=False)
+        except NoBundleError:
+            pass
+        except BundleError:
+            pass  # logged once when refused
+
+    def rollback(self) -> Swap:
+        """Serve the bundle published before the active one and point CURRENT at it."""
+        with self._load_lock:
+            if self.bundle is None:
+                raise NoBundleError("none", "no bundle is loaded, nothing to roll back from")
+            active = self.bundle.version
+            versions = list_bundles(self.settings.bundles_dir)
+            if active not in versions or versions.index(active) == 0:
+                raise BundleError(active, "there is no earlier bundle to roll back to")
+            target = versions[versions.index(active) - 1]
+            bundle = load_bundle(self.settings.bundles_dir / target)
+            _write_current(self.settings.current_file, target)
+            swap = self._activate(bundle)
+            return Swap(True, swap.version, active)
+
+    def erase(self, user_id: str) -> bool:
+        """Drop a user from the served profiles and recommender now (and from bundles loaded later
+        by this process). False if the active bundle does not know the user."""
+        with self._load_lock:
+            self.erased.add(user_id)
+            bundle = self.bundle
+            if bundle is None or user_id not in bundle.profiles.index:
+                return False
+            self.bundle = bundle.without_users({user_id})
+            log.info("erased user %s from the serving side", user_hash(user_id))
+            return True
+
+
+def user_hash(user_id: str) -> str:
+    """What the logs say instead of an erased user's id."""
+    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
+
+
+async def poll_forever(state: ServingState, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(state.poll)
+        except Exception:  # the poller must survive anything; the next round tries again
+            log.exception("bundle poll failed")

@@ -75,14 +75,16 @@ def verify(folder: Path) -> dict:
     return manifest
 
 
-def publish(home: DataHome, ctx, report: dict) -> str:
-    """Write ctx.bundle and the report as a new bundle and make it CURRENT. Returns the version."""
+def publish(home: DataHome, ctx, report: dict, activate: bool = True) -> str:
+    """Write ctx.bundle and the report as a new bundle; with `activate`, make it CURRENT.
+    Returns the version."""
     home.bundles.mkdir(parents=True, exist_ok=True)
     for stale in home.bundles.glob(".tmp-*"):  # left by a publish that was killed
         shutil.rmtree(stale, ignore_errors=True)
     created = datetime.now(timezone.utc)
     version = created.strftime("%Y%m%dT%H%M%SZ") + "-" + report["run_id"][:6]
     report["bundle_version"] = version
+    report["active"] = activate
     tmp = home.bundles / f".tmp-{version}"
     tmp.mkdir()
     counts: dict[str, int] = {}
@@ -104,7 +106,8 @@ def publish(home: DataHome, ctx, report: dict) -> str:
     final = home.bundles / version
     tmp.rename(final)
     atomic.fsync_dir(home.bundles)
-    atomic.write_bytes(home.current, (version + "\n").encode())
+    if activate:
+        atomic.write_bytes(home.current, (version + "\n").encode())
     return version
 
 

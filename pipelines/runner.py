@@ -1,4 +1,5 @@
-"""`behavior run`: named stages in dependency order, then publish a bundle.
+"""`behavior run`: named stages in dependency order, then publish a bundle (made CURRENT
+only when every stage ran: the API needs a complete bundle).
 
 Point in time: stages see the lake only through the views of their `StageContext`
 (`payments`, `users`, `items`, `promotions`, `assignments`), which hold only rows before
@@ -137,6 +138,8 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
             report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
         report.update(ctx.report)
         progress("publishing the bundle")
-        publish(home, ctx, report)  # sets report["bundle_version"]
+        # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
+        # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.
+        publish(home, ctx, report, activate=set(order) == set(STAGES))
         ctx.con.close()
     return report

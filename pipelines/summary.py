@@ -41,4 +41,6 @@ def run_summary(report: dict, home: DataHome) -> str:
     if counts:
         lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     lines.append(f"bundle: {home.bundles / report['bundle_version']}")
+    if not report.get("active", True):
+        lines.append("partial run (--stages): the bundle above is not made CURRENT; the served bundle is unchanged")
     return "\n".join(lines)

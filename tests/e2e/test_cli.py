@@ -98,6 +98,14 @@ def test_bad_usage_exits_2_with_a_message(flow, args, message):
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_partial_run_does_not_replace_the_served_bundle(flow):
+    _, data, _, _, _ = flow
+    before = (data / "artifacts" / "CURRENT").read_text()
+    out = behavior(data, "run", "--stages", "features")
+    assert "not made CURRENT" in out.stdout
+    assert (data / "artifacts" / "CURRENT").read_text() == before
+
+
 def test_run_on_an_empty_data_home_says_what_to_do(tmp_path):
     out = behavior(tmp_path / "empty", "run", check=False)
     assert out.returncode == 2 and "behavior ingest" in out.stderr

@@ -4,7 +4,7 @@ Each stage module holds plain functions of a StageContext; the domain logic is i
 """
 
 from pipelines.runner import Stage
-from pipelines.stages import features, loyalty, merchants, profiles, recommend, segments
+from pipelines.stages import churn, features, loyalty, merchants, profiles, recommend, segments
 
 STAGES: dict[str, Stage] = {
     s.name: s
@@ -13,7 +13,8 @@ STAGES: dict[str, Stage] = {
         Stage("loyalty", ("features",), loyalty.run, "BG/NBD and Gamma-Gamma: P(alive), expected purchases, CLV"),
         Stage("segments", ("features", "loyalty"), segments.run, "RFM scores, named segments, loyalty score and tier"),
         Stage("merchants", ("loyalty",), merchants.run, "merchant loyalty (merchants.parquet)"),
+        Stage("churn", ("features", "loyalty", "segments"), churn.run, "churn probability and reasons, retention tables"),
         Stage("recommend", ("segments",), recommend.run, "item recommender: selection, test check, recommender.npz"),
-        Stage("profiles", ("features", "loyalty", "segments"), profiles.run, "one row per user for the bundle"),
+        Stage("profiles", ("features", "loyalty", "segments", "churn"), profiles.run, "one row per user for the bundle"),
     )
 }

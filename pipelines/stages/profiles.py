@@ -1,7 +1,7 @@
 """Stage `profiles`: one row per user for the bundle (profiles.parquet).
 
-The per-user features, the columns of the per-user stages that ran (loyalty, segments, and
-later churn), and from the users table the marketing opt-out and signup time. Users without
+The per-user features, the columns of the per-user stages that ran (loyalty, segments,
+churn), and from the users table the marketing opt-out and signup time. Users without
 a users-table row are taken as not opted out, as the users table is optional.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-PER_USER_STAGES = ("loyalty", "segments")
+PER_USER_STAGES = ("loyalty", "segments", "churn")
 
 
 def run(ctx) -> pa.Table:

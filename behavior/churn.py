@@ -1,0 +1,405 @@
+"""Churn prediction for non-contractual payment histories, and retention tables.
+
+Vocabulary (time unit: day, UTC):
+
+- A **cutoff** c is a point in time. The *customers at c* are the users with a successful
+  payment before c (the rows of `user_features(con, payments, c)`).
+- **Label**: a customer at c is *churned* (1) when they have no successful payment in
+  [c, c + H), H = `horizon_days` (default 90); otherwise 0.
+- **Features at c** come only from events before c: the per-user feature table of
+  `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over H days) and
+  `p_no_purchase` (P(no purchase in the next H days), closed form) from a
+  BetaGeoFitter fitted on that cutoff's (frequency, recency, T). `cutoff_dataset` builds both.
+- **Cutoffs** (`choose_cutoffs`): the test cutoff is as_of - H (the latest fully labeled one);
+  training cutoffs step back from test - H by `step_days`, so every training label window
+  [c, c + H) ends at or before the test cutoff: evaluation never overlaps training labels.
+
+Model: `ChurnClassifier` (small trees, strong leaf minimum: on BG/NBD-like data the
+BG/NBD summary is close to optimal, and a deeper booster overfits the other columns), a scikit-learn estimator: HistGradientBoostingClassifier wrapped in
+CalibratedClassifierCV (isotonic, cv=3, ensemble=False: one booster fitted on all rows and
+an isotonic map learned from out-of-fold predictions, so predict costs one booster).
+
+Metrics: `churn_metrics` (roc_auc, pr_auc = average precision, brier, lift_at_10pct = churn
+rate among the top-10% scores / base rate) and `calibration_table` (10 equal-width bins of the
+predicted probability: count, mean predicted, observed churn rate).
+
+Baselines (`baseline_scores`): `recency` (recency_days), `bgnbd_p_alive` (1 - p_alive) and
+`bgnbd_expected_purchases` (- expected_purchases). Their ROC-AUC / PR-AUC / lift use the raw
+score; for the Brier score each raw score is mapped to a probability by an isotonic fit on
+the training cutoffs (`fit_baseline_calibrators`), so the comparison is with the best
+calibrated version of each one-number rule, not with an uncalibrated score.
+
+Reasons (`churn_reasons`): a transparent partial-effect method. For each user and each of
+the interpretable features in `REASON_FEATURES`, the user's value is replaced by the
+population median (of the scored population) and the model's churn probability recomputed;
+the effect is p(user) - p(user with that feature at the median). The features with the
+largest positive effects (>= `min_effect`, at most `top`) are the reasons, rendered in words
+("no purchase for 120 days", "payments down 60% vs previous 90 days", "P(alive) 0.21").
+Cost: one extra predict per reason feature.
+
+Retention (SQL over a payments relation, point in time as the relation is):
+`cohort_retention_sql` (acquisition month x months since acquisition: cohort size, active
+users and their share) and `retention_curves_sql` (the same curve per segment of a
+user -> segment relation, counting only months already observed for each user's cohort).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from behavior.btyd import BetaGeoFitter
+from behavior.features import as_of_literal, user_features
+
+HORIZON_DAYS = 90
+STEP_DAYS = 30
+MAX_TRAIN_CUTOFFS = 4
+MIN_HISTORY_DAYS = 90      # a cutoff needs this much history after the first payment
+MIN_CUSTOMERS = 100        # per cutoff, to fit BG/NBD and learn anything
+MIN_CLASS = 20             # examples of each class needed to train / evaluate
+
+# Feature-table columns that are not model inputs (ids, times, strings, raw BTYD inputs kept).
+_NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
+LOYALTY_FEATURES = ("p_alive", "expected_purchases", "p_no_purchase")
+BASELINES = ("recency", "bgnbd_p_alive", "bgnbd_expected_purchases")
+REASON_FEATURES = ("recency_days", "spend_trend", "n_payments_90d", "p_alive", "expected_purchases",
+                   "mean_gap_days", "frequency", "tenure_days", "failure_rate", "refund_rate")
+
+
+# ---------------------------------------------------------------- cutoffs and data sets
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    train: list[datetime]
+    test: datetime | None
+    problem: str | None = None    # why there is nothing (or too little) to train on
+
+
+def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int = HORIZON_DAYS,
+                   step_days: int = STEP_DAYS, max_train: int = MAX_TRAIN_CUTOFFS,
+                   min_history_days: int = MIN_HISTORY_DAYS) -> Cutoffs:
+    """Test cutoff as_of - H; training cutoffs test - H, test - H - step, ... (at most
+    `max_train`), each at least `min_history_days` after the first payment. Every training
+    cutoff c satisfies c + H <= test."""
+    h = timedelta(days=horizon_days)
+    earliest = first_payment + timedelta(days=min_history_days)
+    test = as_of - h
+    if test < earliest:
+        return Cutoffs([], None, f"too little history for a {horizon_days}-day horizon: the test cutoff "
+                                 f"as_of - {horizon_days} days ({test.date()}) is less than {min_history_days} days "
+                                 f"after the first payment ({first_payment.date()}); need as_of on or after "
+                                 f"{(earliest + h).date()} (better {(earliest + 2 * h).date()} for a training cutoff)")
+    train = []
+    c = test - h
+    while c >= earliest and len(train) < max_train:
+        train.append(c)
+        c -= timedelta(days=step_days)
+    train.sort()
+    if not train:
+        return Cutoffs([], test, f"a single cutoff: only the test cutoff {test.date()} has {min_history_days} days "
+                                 f"of history; a training cutoff needs as_of on or after "
+                                 f"{(earliest + 2 * h).date()}")
+    return Cutoffs(train, test)
+
+
+def churn_labels(con: duckdb.DuckDBPyConnection, payments: str, cutoff: datetime,
+                 horizon_days: int = HORIZON_DAYS) -> pd.DataFrame:
+    """user_id -> churned (0/1) for the customers at `cutoff` (a successful payment before it):
+    1 when there is no successful payment in [cutoff, cutoff + H)."""
+    lo, hi = as_of_literal(cutoff), as_of_literal(cutoff + timedelta(days=horizon_days))
+    sql = f"""
+        WITH before AS (SELECT DISTINCT user_id FROM {payments} WHERE status = 'success' AND paid_at < {lo}),
+             after AS (SELECT DISTINCT user_id FROM {payments}
+                       WHERE status = 'success' AND paid_at >= {lo} AND paid_at < {hi})
+        SELECT b.user_id, CASE WHEN a.user_id IS NULL THEN 1 ELSE 0 END::TINYINT AS churned
+        FROM before b LEFT JOIN after a USING (user_id) ORDER BY b.user_id"""
+    return con.sql(sql).to_df()
+
+
+def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0) -> pd.DataFrame:
+    """Add `p_alive` and `expected_purchases` (next H days) from a BG/NBD fitted on `frame`'s
+    frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
+    out = frame.copy()
+    out["p_alive"] = np.nan
+    out["expected_purchases"] = np.nan
+    out["p_no_purchase"] = np.nan
+    fit = out["T"] > 0
+    if fit.sum() < MIN_CUSTOMERS:
+        return out
+    x, tx, T = (out[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    try:
+        bg = BetaGeoFitter(penalizer=penalizer).fit(x[fit], tx[fit], T[fit])
+    except (ValueError, RuntimeError):
+        return out
+    out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
+    out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T)
+    # P(no purchase in the next H days): dead, or alive with a Poisson rate whose posterior
+    # is Gamma(r + x, alpha + T) and no event in H days (BG/NBD drops out only after a purchase).
+    r, alpha = bg.params_["r"], bg.params_["alpha"]
+    pa_ = out["p_alive"].to_numpy(float)
+    out["p_no_purchase"] = 1.0 - pa_ + pa_ * ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
+    return out
+
+
+def cutoff_dataset(con: duckdb.DuckDBPyConnection, payments: str, cutoff: datetime,
+                   horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0) -> pd.DataFrame:
+    """Features (events before `cutoff` only) + BG/NBD at `cutoff` (+ `churned` when `labels`)."""
+    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer)
+    if labels:
+        f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
+    f["cutoff"] = cutoff
+    return f
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The numeric model inputs of a cutoff dataset (feature table + loyalty); columns with no
+    value at all (e.g. money columns of a lake without amounts) are left out."""
+    skip = _NON_FEATURES | {"churned", "cutoff"}
+    return [c for c in frame.columns
+            if c not in skip and pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
+
+
+# ---------------------------------------------------------------- the estimator
+
+
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """Calibrated gradient boosting for churn (labels 0/1, 1 = churned).
+
+    Parameters: `max_iter`, `learning_rate`, `max_leaf_nodes`, `min_samples_leaf`,
+    `l2_regularization` (of HistGradientBoostingClassifier), `calibration` ("isotonic" or
+    "sigmoid"), `cv` (folds for the calibration), `random_state`.
+    Fitted: `model_` (CalibratedClassifierCV), `feature_names_in_`, `classes_`, `n_features_in_`.
+    """
+
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 7,
+                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str = "isotonic",
+                 cv: int = 3, random_state: int | None = 0):
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.calibration = calibration
+        self.cv = cv
+        self.random_state = random_state
+
+    def _matrix(self, X) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            return X.to_numpy(dtype=float, na_value=np.nan)
+        return np.asarray(X, dtype=float)
+
+    def fit(self, X, y):
+        y = np.asarray(y).astype(int)
+        classes = np.unique(y)
+        if len(classes) != 2:
+            raise ValueError(f"churn labels need both classes, got only {classes.tolist()}")
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        hgb = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+            early_stopping=False, random_state=self.random_state)
+        self.model_ = CalibratedClassifierCV(hgb, method=self.calibration, cv=self.cv, ensemble=False)
+        M = self._matrix(X)
+        self.model_.fit(M, y)
+        self.classes_ = classes
+        self.n_features_in_ = M.shape[1]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.model_.predict_proba(self._matrix(X))
+
+    def predict(self, X) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+
+# ---------------------------------------------------------------- metrics and baselines
+
+
+def lift_at(y, score, fraction: float = 0.1) -> float:
+    """Churn rate among the top `fraction` of scores (ties broken by order) / base rate."""
+    y = np.asarray(y, float)
+    score = np.asarray(score, float)
+    k = max(1, int(np.ceil(fraction * len(y))))
+    top = np.argsort(-score, kind="stable")[:k]
+    base = y.mean()
+    return float(y[top].mean() / base) if base > 0 else float("nan")
+
+
+def churn_metrics(y, score, prob=None) -> dict:
+    """roc_auc, pr_auc (average precision), lift_at_10pct from `score`; brier from `prob`
+    (default: `score`, which must then be a probability; None when no probability is given)."""
+    y = np.asarray(y, int)
+    score = np.asarray(score, float)
+    prob = score if prob is None else np.asarray(prob, float)
+    return {"roc_auc": float(roc_auc_score(y, score)), "pr_auc": float(average_precision_score(y, score)),
+            "brier": float(brier_score_loss(y, prob)), "lift_at_10pct": lift_at(y, score, 0.1),
+            "n": int(len(y)), "churn_rate": float(y.mean())}
+
+
+def calibration_table(y, prob, bins: int = 10) -> list[dict]:
+    """Equal-width bins of the predicted probability: bin bounds, count, mean predicted, observed
+    churn rate (empty bins are left out)."""
+    y = np.asarray(y, float)
+    prob = np.asarray(prob, float)
+    idx = np.minimum((prob * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            rows.append({"bin": b, "lower": b / bins, "upper": (b + 1) / bins, "count": int(m.sum()),
+                         "mean_predicted": float(prob[m].mean()), "observed": float(y[m].mean())})
+    return rows
+
+
+def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Higher = more likely to churn. NaN (failed BG/NBD fit) scores as the least risky."""
+    return {"recency": frame["recency_days"].to_numpy(float),
+            "bgnbd_p_alive": np.nan_to_num(1.0 - frame["p_alive"].to_numpy(float), nan=0.0),
+            "bgnbd_expected_purchases": np.nan_to_num(-frame["expected_purchases"].to_numpy(float), nan=0.0)}
+
+
+def fit_baseline_calibrators(train: pd.DataFrame) -> dict[str, IsotonicRegression]:
+    """Isotonic maps score -> churn probability per baseline, learned on the training rows."""
+    y = train["churned"].to_numpy(int)
+    return {name: IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
+            for name, s in baseline_scores(train).items()}
+
+
+def evaluate_baselines(test: pd.DataFrame, calibrators: dict[str, IsotonicRegression]) -> dict[str, dict]:
+    y = test["churned"].to_numpy(int)
+    return {name: churn_metrics(y, s, calibrators[name].predict(s)) for name, s in baseline_scores(test).items()}
+
+
+# ---------------------------------------------------------------- reasons
+
+
+def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
+    v = row[feature]
+    if feature == "recency_days":
+        return f"no purchase for {v:.0f} days"
+    if feature == "spend_trend":
+        prev, now = row.get("spend_prev_90d"), row.get("spend_90d")
+        if prev is not None and np.isfinite(prev) and prev > 0 and now is not None and np.isfinite(now):
+            change = 100 * (now - prev) / prev
+            return f"payments {'down' if change < 0 else 'up'} {abs(change):.0f}% vs previous 90 days"
+        return f"spend trend {v:+.2f}"
+    if feature == "n_payments_90d":
+        return f"{v:.0f} payments in the last 90 days"
+    if feature == "p_alive":
+        return f"P(alive) {v:.2f}"
+    if feature == "expected_purchases":
+        return f"expected purchases next {horizon_days} days {v:.2f}"
+    if feature == "mean_gap_days":
+        return f"buys every {v:.0f} days on average"
+    if feature == "frequency":
+        return f"only {v:.0f} repeat purchase days" if v else "no repeat purchase yet"
+    if feature == "tenure_days":
+        return f"customer for {v:.0f} days"
+    if feature == "failure_rate":
+        return f"{100 * v:.0f}% of payments failed"
+    if feature == "refund_rate":
+        return f"{100 * v:.0f}% of lines refunded"
+    return f"{feature} {v:.3g}"
+
+
+def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
+                  top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
+                  context: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
+    """Churn probability per row of X and its reasons ("; "-joined; "" when none).
+
+    Partial effect of feature j for a user: p(x) - p(x with x_j set to the median of X[j]).
+    `context` (same rows as X) supplies extra columns for the wording (spend_90d, ...)."""
+    p = model.predict_proba(X)[:, 1]
+    feats = [f for f in features if f in X.columns and X[f].notna().any()]
+    if not feats or not len(X):
+        return p, [""] * len(X)
+    effects = np.zeros((len(X), len(feats)))
+    for j, f in enumerate(feats):
+        Xj = X.copy()
+        Xj[f] = float(X[f].median())
+        effects[:, j] = p - model.predict_proba(Xj)[:, 1]
+    values = {f: X[f].to_numpy(float) for f in feats}
+    effects[~np.isfinite(effects)] = 0.0
+    for j, f in enumerate(feats):
+        effects[np.isnan(values[f]), j] = 0.0   # a missing value is no reason to word
+    words = context if context is not None else X
+    cols = {c: words[c].to_numpy(float) for c in set(feats) | {"spend_90d", "spend_prev_90d"} if c in words}
+    order = np.argsort(-effects, axis=1)[:, :top]
+    keep = np.take_along_axis(effects, order, axis=1) >= min_effect
+    reasons = []
+    for i in np.arange(len(X)):
+        picked = [feats[j] for j, k in zip(order[i], keep[i]) if k]
+        if picked:
+            row = {c: a[i] for c, a in cols.items()}
+            reasons.append("; ".join(_fmt_reason(f, row, horizon_days) for f in picked))
+        else:
+            reasons.append("")
+    return p, reasons
+
+
+# ---------------------------------------------------------------- retention (SQL)
+
+
+def _firsts(payments: str) -> str:
+    return f"""
+        act AS (SELECT DISTINCT user_id, date_trunc('month', paid_at AT TIME ZONE 'UTC')::DATE AS m
+                FROM {payments} WHERE status = 'success'),
+        firsts AS (SELECT user_id, min(m) AS cohort FROM act GROUP BY user_id),
+        last_month AS (SELECT max(m) AS lm FROM act)"""
+
+
+def cohort_retention_sql(payments: str) -> str:
+    """cohort_month, months_since, cohort_size, active_users, retention (share of the cohort with
+    a successful payment in that month), for every month up to the last month with data."""
+    return f"""
+        WITH {_firsts(payments)},
+        sizes AS (SELECT cohort, count(*) AS cohort_size FROM firsts GROUP BY cohort),
+        grid AS (SELECT s.cohort, s.cohort_size, k.k AS months_since
+                 FROM sizes s, last_month l,
+                      range(0, CAST(date_diff('month', s.cohort, l.lm) + 1 AS BIGINT)) k(k)),
+        act_k AS (SELECT f.cohort, date_diff('month', f.cohort, a.m) AS months_since, count(*) AS active_users
+                  FROM act a JOIN firsts f USING (user_id) GROUP BY ALL)
+        SELECT g.cohort AS cohort_month, CAST(g.months_since AS INTEGER) AS months_since,
+               CAST(g.cohort_size AS BIGINT) AS cohort_size,
+               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
+               COALESCE(a.active_users, 0) / g.cohort_size::DOUBLE AS retention
+        FROM grid g LEFT JOIN act_k a ON a.cohort = g.cohort AND a.months_since = g.months_since
+        ORDER BY cohort_month, months_since"""
+
+
+def retention_curves_sql(payments: str, segments: str) -> str:
+    """segment, months_since, users (customers of the segment whose cohort has reached that
+    month), active_users, retention. `segments` is a relation (user_id, segment)."""
+    return f"""
+        WITH {_firsts(payments)},
+        us AS (SELECT f.user_id, f.cohort, COALESCE(s.segment, 'unknown') AS segment,
+                      date_diff('month', f.cohort, l.lm) AS observed
+               FROM firsts f CROSS JOIN last_month l LEFT JOIN {segments} s USING (user_id)),
+        maxk AS (SELECT max(observed) AS mk FROM us),
+        at_risk AS (SELECT us.segment, k.k AS months_since, count(*) AS users
+                    FROM us, maxk, range(0, CAST(maxk.mk + 1 AS BIGINT)) k(k)
+                    WHERE k.k <= us.observed GROUP BY ALL),
+        act_k AS (SELECT us.segment, date_diff('month', us.cohort, a.m) AS months_since, count(*) AS active_users
+                  FROM act a JOIN us USING (user_id) GROUP BY ALL)
+        SELECT r.segment, CAST(r.months_since AS INTEGER) AS months_since, CAST(r.users AS BIGINT) AS users,
+               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
+               COALESCE(a.active_users, 0) / r.users::DOUBLE AS retention
+        FROM at_risk r LEFT JOIN act_k a ON a.segment = r.segment AND a.months_since = r.months_since
+        ORDER BY segment, months_since"""
+
+
+__all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "ChurnClassifier", "Cutoffs", "add_bgnbd",
+           "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_metrics",
+           "churn_reasons", "cohort_retention_sql", "cutoff_dataset", "evaluate_baselines", "feature_columns",
+           "fit_baseline_calibrators", "lift_at", "retention_curves_sql"]

@@ -1,0 +1,128 @@
+"""Stage `churn`: churn model (trained on historical cutoffs, evaluated on the latest fully
+labeled one), churn probability and reasons per user, and the retention tables.
+
+Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every STEP_DAYS back
+from test - H (at most MAX_TRAIN_CUTOFFS), so no training label window overlaps the test
+one. Scoring: the model is refit on the training cutoffs plus the test cutoff and applied
+to the features at as_of.
+
+Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
+feature table; churn_probability is null (and the report has `skipped`) when there is too
+little history, a single cutoff or a missing class. The retention tables
+(`cohort_retention.parquet`, `retention_curves.parquet`) are written in every case.
+Report: `churn` = {horizon_days, cutoffs: {train, test}, train_rows, test, baselines,
+calibration, beats_baselines: {roc_auc, brier}, notes, [skipped], seconds}.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from behavior import churn as C
+
+HORIZON_DAYS = C.HORIZON_DAYS
+MAX_TRAIN_ROWS = 300_000   # a uniform sample (seed 0) above this keeps 1M customers within minutes
+
+
+def _cap(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sample(MAX_TRAIN_ROWS, random_state=0) if len(frame) > MAX_TRAIN_ROWS else frame
+SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
+
+
+def _empty(users: pa.Array) -> pa.Table:
+    n = len(users)
+    return pa.table({"user_id": users, "churn_probability": pa.nulls(n, pa.float64()),
+                     "churn_reasons": pa.nulls(n, pa.string())}, schema=SCHEMA)
+
+
+def _retention(ctx) -> None:
+    con = ctx.con
+    ctx.bundle["cohort_retention.parquet"] = con.sql(C.cohort_retention_sql("payments")).to_arrow_table()
+    seg = ctx.outputs.get("segments")
+    if seg is not None and "segment" in seg.column_names:
+        con.register("_churn_segments", seg.select(["user_id", "segment"]))
+        rel = "_churn_segments"
+    else:
+        rel = "(SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS segment WHERE FALSE)"
+    try:
+        ctx.bundle["retention_curves.parquet"] = con.sql(C.retention_curves_sql("payments", rel)).to_arrow_table()
+    finally:
+        if rel == "_churn_segments":
+            con.unregister("_churn_segments")
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
+    t0 = time.perf_counter()
+    users = ctx.outputs["features"].column("user_id")
+    section: dict = {"horizon_days": horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
+                     "notes": []}
+    ctx.report["churn"] = section
+    _retention(ctx)
+    penalizer = getattr(getattr(ctx.config, "loyalty", None), "penalizer", 0.0)
+    first = ctx.con.sql("SELECT min(paid_at) FROM payments WHERE status = 'success'").fetchall()[0][0]
+    if first is None:
+        section["skipped"] = "no successful payment before as_of"
+        return _empty(users)
+    cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days)
+    section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}
+    if cuts.problem:
+        section["skipped"] = cuts.problem
+        section["notes"].append(f"churn model skipped: {cuts.problem}")
+        return _empty(users)
+
+    train = pd.concat([C.cutoff_dataset(ctx.con, "payments", c, horizon_days, penalizer=penalizer)
+                       for c in cuts.train], ignore_index=True)
+    test = C.cutoff_dataset(ctx.con, "payments", cuts.test, horizon_days, penalizer=penalizer)
+    section["train_rows"] = int(len(train))
+    section["test_rows"] = int(len(test))
+    for name, part in (("training", train), ("test", test)):
+        counts = part["churned"].value_counts()
+        small = [lbl for lbl, k in (("churned", counts.get(1, 0)), ("retained", counts.get(0, 0))) if k < C.MIN_CLASS]
+        if small:
+            why = (f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} customers "
+                   f"(churned {int(counts.get(1, 0))}, retained {int(counts.get(0, 0))}); cannot train or evaluate")
+            section["skipped"] = why
+            section["notes"].append(f"churn model skipped: {why}")
+            return _empty(users)
+    if train["p_alive"].isna().all() or test["p_alive"].isna().all():
+        section["notes"].append("BG/NBD could not be fitted at some cutoff: P(alive) features and baselines are missing")
+
+    cols = C.feature_columns(train)
+    fit_rows = _cap(train)
+    model = C.ChurnClassifier().fit(fit_rows[cols], fit_rows["churned"])
+    y = test["churned"].to_numpy(int)
+    p = model.predict_proba(test[cols])[:, 1]
+    section["test"] = _round(C.churn_metrics(y, p))
+    section["baselines"] = {k: _round(v) for k, v in
+                            C.evaluate_baselines(test, C.fit_baseline_calibrators(train)).items()}
+    section["calibration"] = [_round(r) for r in C.calibration_table(y, p)]
+    beats = {m: all((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m])
+                    for b in section["baselines"].values()) for m in ("roc_auc", "brier")}
+    section["beats_baselines"] = beats
+    for m, ok in beats.items():
+        if not ok:
+            losers = [n for n, b in section["baselines"].items()
+                      if not ((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m]))]
+            section["notes"].append(f"the model does not beat the baseline(s) {', '.join(losers)} on {m} at the test "
+                                    f"cutoff; its scores are still calibrated and published")
+
+    # Score at as_of: refit on every labeled cutoff (training + test).
+    full = _cap(pd.concat([train, test], ignore_index=True))
+    final = C.ChurnClassifier().fit(full[cols], full["churned"])
+    now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
+    prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
+    section["scored_users"] = int(len(now))
+    section["reasons_method"] = ("partial effect: churn probability minus the probability with the feature set to "
+                                 "the population median; the top 3 positive effects >= 0.01")
+    section["seconds"] = round(time.perf_counter() - t0, 3)
+    out = pd.DataFrame({"user_id": now["user_id"], "churn_probability": prob.astype(float),
+                        "churn_reasons": reasons})
+    return pa.Table.from_pandas(out, schema=SCHEMA, preserve_index=False)

@@ -1,0 +1,96 @@
+"""behavior.churn: metrics by hand, the model against the baselines, no leakage."""
+
+from datetime import datetime, timedelta, timezone
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from behavior import churn as C
+from behavior.synth import SynthConfig, generate
+
+
+def test_metrics_on_a_hand_computed_example():
+    y = [1, 0, 1, 0]
+    s = [0.9, 0.8, 0.3, 0.1]
+    m = C.churn_metrics(y, s)
+    # pairs (pos, neg): (0.9>0.8) (0.9>0.1) (0.3<0.8) (0.3>0.1) -> 3/4
+    assert m["roc_auc"] == pytest.approx(0.75)
+    # AP: ranks 1 (hit, P=1), 3 (hit, P=2/3) -> (1 + 2/3) / 2
+    assert m["pr_auc"] == pytest.approx(5 / 6)
+    assert m["brier"] == pytest.approx((0.01 + 0.64 + 0.49 + 0.01) / 4)
+    # top 10% of 4 -> 1 row (0.9, churned): rate 1 / base 0.5
+    assert m["lift_at_10pct"] == pytest.approx(2.0)
+    cal = C.calibration_table(y, s)
+    assert [r["bin"] for r in cal] == [1, 3, 8, 9]
+    assert sum(r["count"] for r in cal) == 4
+    assert cal[-1]["observed"] == 1.0 and cal[-1]["mean_predicted"] == pytest.approx(0.9)
+
+
+def test_cutoffs_never_overlap_and_bad_history_is_explained():
+    as_of = datetime(2025, 12, 1, tzinfo=timezone.utc)
+    first = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    cuts = C.choose_cutoffs(as_of, first, 90)
+    assert cuts.problem is None and cuts.test == as_of - timedelta(days=90)
+    assert 1 <= len(cuts.train) <= C.MAX_TRAIN_CUTOFFS and cuts.train == sorted(cuts.train)
+    assert all(c + timedelta(days=90) <= cuts.test for c in cuts.train)
+    short = C.choose_cutoffs(datetime(2024, 4, 1, tzinfo=timezone.utc), first, 90)
+    assert short.test is None and "too little history" in short.problem
+    single = C.choose_cutoffs(first + timedelta(days=200), first, 90)
+    assert single.test is not None and not single.train and "single cutoff" in single.problem
+
+
+@pytest.fixture(scope="module")
+def synth():
+    pay = generate(SynthConfig(users=4000, months=24, seed=3)).tables["payments"]
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET threads = 1")   # parallel float sums differ in the last bit; keep the fit reproducible
+    con.register("payments", pay)
+    last = pay["paid_at"].max().to_pydatetime()
+    as_of = datetime(last.year, last.month, last.day, tzinfo=timezone.utc) + timedelta(days=1)
+    cuts = C.choose_cutoffs(as_of, pay["paid_at"].min().to_pydatetime())
+    train = pd.concat([C.cutoff_dataset(con, "payments", c) for c in cuts.train], ignore_index=True)
+    test = C.cutoff_dataset(con, "payments", cuts.test)
+    return pay, con, cuts, train, test
+
+
+def test_model_beats_every_baseline_on_roc_auc_and_brier(synth):
+    _, _, _, train, test = synth
+    cols = C.feature_columns(train)
+    assert {"recency_days", "frequency", "tenure_days", "spend_trend", "share_app", "failure_rate",
+            "p_alive", "expected_purchases"} <= set(cols)
+    model = C.ChurnClassifier(random_state=0).fit(train[cols], train["churned"])
+    assert hasattr(model, "model_") and model.get_params()["random_state"] == 0
+    p = model.predict_proba(test[cols])[:, 1]
+    m = C.churn_metrics(test["churned"], p)
+    base = C.evaluate_baselines(test, C.fit_baseline_calibrators(train))
+    assert set(base) == set(C.BASELINES)
+    for name, b in base.items():
+        assert m["roc_auc"] > b["roc_auc"], (name, m, b)
+        assert m["brier"] < b["brier"], (name, m, b)
+    prob, reasons = C.churn_reasons(model, test[cols].head(300), context=test.head(300))
+    assert np.allclose(prob, p[:300]) and any(reasons)
+    assert all(r == "" or 1 <= len(r.split("; ")) <= 3 for r in reasons)
+
+
+def test_no_leakage_events_after_a_cutoff_do_not_change_its_features_or_labels(synth):
+    pay, con, cuts, train, _ = synth
+    c = cuts.train[0]
+    h = timedelta(days=C.HORIZON_DAYS)
+    before = train[train["cutoff"] == c].drop(columns=["cutoff"]).reset_index(drop=True)
+    # delete every event after the label window, and rewrite those inside it (amounts, channel)
+    late = pay["paid_at"] >= pd.Timestamp(c + h)
+    changed = pay[~late].copy()
+    window = changed["paid_at"] >= pd.Timestamp(c)
+    changed.loc[window, "channel"] = "pos"
+    changed.loc[window, "amount"] = changed.loc[window, "amount"] * 3
+    con2 = duckdb.connect()
+    con2.execute("SET TimeZone = 'UTC'")
+    con2.register("payments", changed)
+    after = C.cutoff_dataset(con2, "payments", c).drop(columns=["cutoff"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, after)
+    # a later cutoff's label window covers the training windows only if they overlap: they never do
+    assert all(t + h <= cuts.test for t in cuts.train)
+    assert max(train["cutoff"]) + h <= cuts.test

@@ -1,0 +1,74 @@
+"""The churn stage through the runner, on a small synthetic lake."""
+
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import stages
+from pipelines.config import Config
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.runner import Stage, run_pipeline
+from pipelines.stages import churn
+from pipelines.synth_files import write_synth
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    from pipelines.datahome import DataHome
+
+    root = tmp_path_factory.mktemp("churn")
+    write_synth(root / "synth", users=2500, months=18, seed=5)
+    home = DataHome(root / "data")
+    ingest(home, [root / "synth"], IngestOptions())
+    return home
+
+
+@pytest.fixture()
+def registered(monkeypatch):
+    table = dict(stages.STAGES)
+    table["churn"] = Stage("churn", ("features", "loyalty", "segments"), churn.run)
+    monkeypatch.setattr(stages, "STAGES", table)   # restored after the test
+
+
+def test_report_and_output_through_the_runner(lake, registered):
+    captured = {}
+    real = churn.run
+
+    def spy(ctx):
+        out = real(ctx)
+        captured["out"], captured["bundle"] = out, dict(ctx.bundle)
+        return out
+
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"), spy)
+    rep = run_pipeline(lake, Config(), stages=["churn"])
+    ch = rep["churn"]
+    assert ch["horizon_days"] == 90 and "skipped" not in ch, ch.get("notes")
+    assert set(ch["test"]) >= {"roc_auc", "pr_auc", "brier", "lift_at_10pct"}
+    assert set(ch["baselines"]) == {"recency", "bgnbd_p_alive", "bgnbd_expected_purchases"}
+    assert all("roc_auc" in b and "brier" in b for b in ch["baselines"].values())
+    assert set(ch["beats_baselines"]) == {"roc_auc", "brier"} and ch["train_rows"] > 0
+    assert ch["cutoffs"]["train"] and ch["cutoffs"]["test"] > max(ch["cutoffs"]["train"])
+    assert sum(r["count"] for r in ch["calibration"]) == ch["test"]["n"]
+    assert rep["stages"]["churn"]["rows"] > 0
+    out = captured["out"].to_pandas()
+    assert list(out.columns) == ["user_id", "churn_probability", "churn_reasons"]
+    assert out["churn_probability"].between(0, 1).all() and out["user_id"].is_unique
+    assert out["churn_reasons"].str.len().gt(0).any()
+    cohort = captured["bundle"]["cohort_retention.parquet"].to_pandas()
+    assert (cohort.loc[cohort["months_since"] == 0, "retention"] == 1).all()
+    curves = captured["bundle"]["retention_curves.parquet"].to_pandas()
+    assert curves["segment"].nunique() > 1 and curves["retention"].between(0, 1).all()
+    bundle = lake.bundles / rep["bundle_version"]
+    if (bundle / "cohort_retention.parquet").exists():   # once publish writes every bundle entry
+        assert pq.read_table(bundle / "cohort_retention.parquet").num_rows == len(cohort)
+
+
+def test_as_of_too_early_gives_a_note_not_a_crash(lake, registered):
+    import duckdb
+
+    first = duckdb.sql(f"SELECT min(paid_at) FROM read_parquet('{lake.lake}/payments/**/*.parquet')").fetchall()[0][0]
+    rep = run_pipeline(lake, Config(), as_of=first + timedelta(days=120), stages=["churn"])
+    ch = rep["churn"]
+    assert "too little history" in ch["skipped"] and ch["notes"]
+    assert "test" not in ch

@@ -37,6 +37,21 @@ def run_summary(report: dict, home: DataHome) -> str:
         lines.append(f"  {name:<12} {s['seconds']:>8.2f} s  {rows}")
     if "loyalty" in report:
         lines += _loyalty(report["loyalty"])
+    churn = report.get("churn", {})
+    if churn.get("skipped"):
+        lines.append(f"  churn: skipped: {churn['skipped']}")
+    elif churn.get("test"):
+        t, base = churn["test"], churn.get("baselines", {})
+        best = max(base.items(), key=lambda kv: kv[1].get("roc_auc") or 0, default=(None, {}))
+        lines.append(f"  churn ({churn['horizon_days']} days): ROC-AUC {t['roc_auc']:.3f}, Brier {t['brier']:.3f}, "
+                     f"lift@10% {t['lift_at_10pct']:.2f}; best baseline {best[0]} ROC-AUC {best[1].get('roc_auc', 0):.3f}")
+        for note in churn.get("notes", []):
+            lines.append(f"         note: {note}")
+    rec = report.get("recommend", {})
+    if rec.get("selected"):
+        gain = rec.get("test", {}).get("ndcg_gain_over_popularity")
+        tail = f", {gain:+.0%} nDCG@10 over popularity on the held-out period" if gain is not None else ""
+        lines.append(f"  recommend: {rec['selected']}{tail}")
     counts = report.get("segments", {}).get("counts")
     if counts:
         lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))

@@ -33,6 +33,7 @@ TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "features": ("< 30 s and < 4 GB at 10M lines", lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 30 and r["peak_mb"] < 4096)),
     "loyalty fit": ("< 10 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 10),
     "loyalty score": ("< 5 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 5),
+    "churn train + score": ("< 180 s at 1M customers", lambda r: r["lines"] < 10_000_000 or r["seconds"] < 180),
     "recommend matrix build": ("< 20 s at 20M lines", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 20),
     "recommend top-10 all users": ("< 120 s at 1M users", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 120),
     "recommend one user top-10": ("< 1 ms", lambda r: r["seconds"] < 0.001),
@@ -172,7 +173,17 @@ for j in rng.integers(0, users, 200):
 res = {"seconds": build, "fit": fit, "all_users": all_top, "one_user_ms": 1000 * float(np.median(one)), "pairs": int(m.nnz)}
 """
 
-SUITES = ("ingest", "features", "loyalty", "recommend")
+_CHURN = """
+from pathlib import Path
+from pipelines.config import Config, EngineConfig
+from pipelines.datahome import DataHome
+from pipelines.runner import run_pipeline
+rep = run_pipeline(DataHome(Path(sys.argv[1])), Config(engine=EngineConfig(duckdb_threads=2)), stages=["churn"])
+res = {"seconds": rep["stages"]["churn"]["seconds"], "scored": rep["churn"].get("scored_users"),
+       "roc_auc": rep["churn"].get("test", {}).get("roc_auc")}
+"""
+
+SUITES = ("ingest", "features", "loyalty", "recommend", "churn")
 
 
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
@@ -200,6 +211,20 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
                 runs.append(_child("import numpy as np\n" + _LOYALTY, str(customers)))
             rows.append(_median(runs, customers, "loyalty fit"))
             rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
+        if "churn" in suites:
+            flines = feature_lines or 10_000_000
+            home = work / "home-churn"
+            if not (home / "lake").exists():
+                progress(f"making {flines:,} payment lines for the churn stage")
+                pq.write_table(make_payments(flines, seed=2), work / "churn.parquet")
+                _child(_INGEST, str(home), str(work / "churn.parquet"))
+            runs = []
+            for i in range(repeat):
+                progress(f"churn stage (training and scoring) on {flines // 10:,} customers, run {i + 1}/{repeat}")
+                runs.append(_child(_CHURN, str(home)))
+            row = _median(runs, flines, "churn train + score")
+            row["customers"] = runs[0]["scored"]
+            rows.append(row)
         if "recommend" in suites:
             users, items, lines = recommend_shape
             runs = []

@@ -72,3 +72,25 @@ def test_as_of_too_early_gives_a_note_not_a_crash(lake, registered):
     ch = rep["churn"]
     assert "too little history" in ch["skipped"] and ch["notes"]
     assert "test" not in ch
+
+
+def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
+    """Every customer buys every week for a year and a half: nobody churns, so there is no
+    churned example to learn from; the run completes and says so."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.datahome import DataHome
+
+    weeks = pd.date_range("2024-01-01", "2025-06-30", freq="7D", tz="UTC")
+    users = [f"u{i:03d}" for i in range(300)]
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame([(u, f"i{rng.integers(0, 30)}", t + pd.Timedelta(hours=int(rng.integers(0, 24))), 10.0)
+                         for u in users for t in weeks], columns=["user_id", "item_id", "paid_at", "amount"])
+    rows.to_parquet(tmp_path / "weekly.parquet")
+    home = DataHome(tmp_path / "data")
+    ingest(home, [tmp_path / "weekly.parquet"], IngestOptions())
+    rep = run_pipeline(home, Config(), stages=["churn"])
+    section = rep["churn"]
+    assert "fewer than" in section["skipped"] and "churned" in section["skipped"]
+    assert any("skipped" in n for n in section["notes"])

@@ -15,3 +15,19 @@ def home(tmp_path):
     from pipelines.datahome import DataHome
 
     return DataHome(tmp_path / "data")
+
+
+@pytest.fixture
+def assert_pushed_down():
+    """Check that a query over a 4-row-group Parquet file pushes `paid_at < as_of` into the
+    scan (and, where DuckDB reports it, reads only the first row group)."""
+    import re
+
+    def check(con, sql: str) -> None:
+        plan = con.sql("EXPLAIN ANALYZE " + sql).fetchall()[0][1]
+        scan = plan[plan.index("READ_PARQUET"):]
+        assert re.search(r"Filters:.*?paid_at <", scan, re.S), plan
+        if "Row Groups Scanned" in scan:
+            assert re.search(r"Row Groups Scanned: 1 / 4", scan), plan
+
+    return check

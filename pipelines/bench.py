@@ -213,11 +213,7 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
             rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
         if "churn" in suites:
             flines = feature_lines or 10_000_000
-            home = work / "home-churn"
-            if not (home / "lake").exists():
-                progress(f"making {flines:,} payment lines for the churn stage")
-                pq.write_table(make_payments(flines, seed=2), work / "churn.parquet")
-                _child(_INGEST, str(home), str(work / "churn.parquet"))
+            home = _bench_lake(work, flines, progress)
             runs = []
             for i in range(repeat):
                 progress(f"churn stage (training and scoring) on {flines // 10:,} customers, run {i + 1}/{repeat}")
@@ -261,12 +257,20 @@ def _bench_ingest(sizes, repeat, work, progress) -> list[dict]:
     return rows
 
 
+def _bench_lake(work: Path, lines: int, progress) -> Path:
+    """A data home holding `lines` generated payment lines, made once per size and reused
+    (the feature and churn benchmarks read the same lake)."""
+    home = work / f"home-{lines}"
+    if not (home / "lake" / "payments").exists():
+        shutil.rmtree(home, ignore_errors=True)
+        progress(f"making a lake of {lines:,} payment lines")
+        pq.write_table(make_payments(lines, seed=1), work / f"payments-{lines}.parquet")
+        _child(_INGEST, str(home), str(work / f"payments-{lines}.parquet"))
+    return home
+
+
 def _bench_features(flines, repeat, work, progress) -> list[dict]:
-    progress(f"making {flines:,} payment lines for the feature stage")
-    home = work / "home-features"
-    shutil.rmtree(home, ignore_errors=True)
-    pq.write_table(make_payments(flines, seed=1), work / "features.parquet")
-    _child(_INGEST, str(home), str(work / "features.parquet"))
+    home = _bench_lake(work, flines, progress)
     runs = []
     for i in range(repeat):
         progress(f"features on {flines:,} lines, run {i + 1}/{repeat}")

@@ -65,7 +65,7 @@ in both arms and the true lift.
 **Users.** `marketing_opt_out` is True for a share `opt_out_rate`; opted-out users are never
 assigned to promotions. `tables["_truth_users"]` holds per user the latent lambda,
 p_dropout, nu, alive_at_end, dropout_at, the number of natural purchases, taste and, per
-promotion, the response type and expected individual lift (tau).
+promotion, the response type and expected individual lift (tau) and P(convert | treated) (p1).
 """
 
 from __future__ import annotations

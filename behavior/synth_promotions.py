@@ -202,6 +202,9 @@ def plan_promotions(
         col_tau[chosen] = tau
         user_columns[f"type_{pid}"] = col_type
         user_columns[f"tau_{pid}"] = col_tau
+        col_p1 = np.full(n, np.nan)
+        col_p1[chosen] = expected_t
+        user_columns[f"p1_{pid}"] = col_p1  # P(convert | treated): a treated user redeems on converting
 
     def cat(parts, dtype):
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)

@@ -4,7 +4,7 @@ Each stage module holds plain functions of a StageContext; the domain logic is i
 """
 
 from pipelines.runner import Stage
-from pipelines.stages import churn, features, loyalty, merchants, profiles, recommend, segments
+from pipelines.stages import churn, features, loyalty, merchants, profiles, promotions, recommend, segments
 
 STAGES: dict[str, Stage] = {
     s.name: s
@@ -15,6 +15,8 @@ STAGES: dict[str, Stage] = {
         Stage("merchants", ("loyalty",), merchants.run, "merchant loyalty (merchants.parquet)"),
         Stage("churn", ("features", "loyalty", "segments"), churn.run, "churn probability and reasons, retention tables"),
         Stage("recommend", ("segments",), recommend.run, "item recommender: selection, test check, recommender.npz"),
+        Stage("promotions", ("features",), promotions.run,
+              "promotion effectiveness, uplift models, targeting inputs (uplift_scores.parquet)"),
         Stage("profiles", ("features", "loyalty", "segments", "churn"), profiles.run, "one row per user for the bundle"),
     )
 }

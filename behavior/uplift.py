@@ -1,0 +1,172 @@
+"""Uplift models and their metrics.
+
+Estimators follow scikit-learn's style: `fit(X, y, treatment)` with a 0/1 outcome and a
+0/1 treatment flag, `predict(X)` returns the estimated uplift
+tau(x) = P(y=1 | x, treated) - P(y=1 | x, control).
+
+- `TLearner` (two models): one classifier on the treated rows, one on the control rows;
+  uplift = mu1(x) - mu0(x). `predict_treated` gives mu1(x) = P(y=1 | x, treated).
+- `ClassTransformation` (Jaskowski & Jaroszewicz 2012): z = y*t + (1-y)*(1-t); with
+  P(t=1) = 1/2, tau(x) = 2 P(z=1 | x) - 1. When the groups are not 50/50 the rows are
+  weighted (treated by 1/(2p), control by 1/(2(1-p))) so the identity still holds.
+Both use gradient boosting (scikit-learn's HistGradientBoostingClassifier, which accepts
+missing values).
+
+Metrics (all take y, treatment and a score, higher = target first):
+- `qini_curve`: for the top k users by score, Q(k) = Y_t(k) - Y_c(k) * N_t(k) / N_c(k),
+  the incremental conversions the top k would bring (Radcliffe 2007), at every k.
+- `qini_coefficient`: the area between the model's Qini curve and the random-targeting line
+  (the straight line from (0, 0) to (N, Q(N))), divided by the same area for the perfect
+  ranking of this sample (treated converters first, control converters last). So a random
+  ranking scores 0 in expectation, the perfect ranking 1, and a ranking worse than random
+  is negative.
+- `uplift_at_k`: conversion rate of the treated minus that of the control among the top
+  k share of users (each group ranked by the score separately would bias it: both groups
+  are cut at the same score threshold). A random ranking's expected value is the overall
+  lift, not 0: compare it with `uplift_at_k(..., 1.0)`.
+- `uplift_by_decile`: the same per score decile (decile 1 = highest scores).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from behavior.errors import InputError
+
+
+def default_classifier(seed: int = 0) -> HistGradientBoostingClassifier:
+    """Shallow, regularised boosting: uplift is a small difference of two noisy probabilities."""
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=80,
+                                          l2_regularization=1.0, random_state=seed)
+
+
+def _check(X, y, treatment) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y).astype(int).ravel()
+    t = np.asarray(treatment).astype(int).ravel()
+    if len(y) != len(t) or len(y) != len(X):
+        raise InputError(f"X, y and treatment differ in length ({len(X)}, {len(y)}, {len(t)})")
+    if not np.isin(y, (0, 1)).all() or not np.isin(t, (0, 1)).all():
+        raise InputError("y and treatment must be 0/1")
+    for flag, name in ((1, "treated"), (0, "control")):
+        part = y[t == flag]
+        if len(part) == 0 or part.min() == part.max():
+            raise InputError(f"the {name} rows need both outcomes (converted and not) to fit an uplift model")
+    return y, t
+
+
+def _rows(X, mask):
+    return X[mask] if isinstance(X, np.ndarray) else X.loc[mask] if hasattr(X, "loc") else X[mask]
+
+
+class TLearner(BaseEstimator):
+    """Two classifiers: uplift = P(y | x, treated) - P(y | x, control)."""
+
+    def __init__(self, estimator=None, seed: int = 0):
+        self.estimator = estimator
+        self.seed = seed
+
+    def fit(self, X, y, treatment):
+        y, t = _check(X, y, treatment)
+        base = self.estimator if self.estimator is not None else default_classifier(self.seed)
+        self.model_t_ = clone(base).fit(_rows(X, t == 1), y[t == 1])
+        self.model_c_ = clone(base).fit(_rows(X, t == 0), y[t == 0])
+        return self
+
+    def predict_treated(self, X) -> np.ndarray:
+        return self.model_t_.predict_proba(X)[:, 1]
+
+    def predict_control(self, X) -> np.ndarray:
+        return self.model_c_.predict_proba(X)[:, 1]
+
+    def predict(self, X) -> np.ndarray:
+        return self.predict_treated(X) - self.predict_control(X)
+
+
+class ClassTransformation(BaseEstimator):
+    """One classifier on z = y*t + (1-y)*(1-t), groups reweighted to 50/50: uplift = 2 P(z=1|x) - 1."""
+
+    def __init__(self, estimator=None, seed: int = 0):
+        self.estimator = estimator
+        self.seed = seed
+
+    def fit(self, X, y, treatment):
+        y, t = _check(X, y, treatment)
+        p = t.mean()
+        z = y * t + (1 - y) * (1 - t)
+        w = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
+        base = self.estimator if self.estimator is not None else default_classifier(self.seed)
+        self.model_ = clone(base).fit(X, z, sample_weight=w)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return 2.0 * self.model_.predict_proba(X)[:, 1] - 1.0
+
+
+def _order(score) -> np.ndarray:
+    score = np.asarray(score, float)
+    return np.argsort(-score, kind="stable")
+
+
+def qini_curve(y, treatment, score) -> tuple[np.ndarray, np.ndarray]:
+    """(k, Q(k)) for k = 0..N: incremental conversions of the top k by score (see module doc)."""
+    y = np.asarray(y, float)
+    t = np.asarray(treatment).astype(bool)
+    o = _order(score)
+    yt = np.concatenate([[0.0], np.cumsum(y[o] * t[o])])
+    yc = np.concatenate([[0.0], np.cumsum(y[o] * ~t[o])])
+    nt = np.concatenate([[0.0], np.cumsum(t[o])])
+    nc = np.concatenate([[0.0], np.cumsum(~t[o])])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = yt - np.where(nc > 0, yc * nt / nc, 0.0)
+    return np.arange(len(y) + 1), q
+
+
+def _area_over_random(q: np.ndarray) -> float:
+    n = len(q) - 1
+    random_line = q[-1] * np.arange(n + 1) / max(n, 1)
+    return float(np.trapezoid(q - random_line)) / max(n, 1)
+
+
+def qini_coefficient(y, treatment, score) -> float:
+    """Normalised Qini: (area model - area random) / (area perfect - area random); random = 0, perfect = 1."""
+    y = np.asarray(y, float)
+    t = np.asarray(treatment).astype(bool)
+    if len(y) < 2 or t.all() or (~t).all():
+        raise InputError("the Qini coefficient needs treated and control rows")
+    _, q = qini_curve(y, t, score)
+    perfect_score = np.where(t & (y > 0), 2.0, np.where(~t & (y > 0), 0.0, 1.0))
+    _, qp = qini_curve(y, t, perfect_score)
+    denom = _area_over_random(qp)
+    return float(_area_over_random(q) / denom) if denom > 0 else 0.0
+
+
+def uplift_at_k(y, treatment, score, k: float = 0.3) -> float:
+    """Treated minus control conversion rate among the top share k of users by score."""
+    if not 0 < k <= 1:
+        raise InputError(f"k must be a share in (0, 1], got {k}")
+    y = np.asarray(y, float)
+    t = np.asarray(treatment).astype(bool)
+    top = _order(score)[: max(1, int(round(k * len(y))))]
+    yt, yc = y[top][t[top]], y[top][~t[top]]
+    if len(yt) == 0 or len(yc) == 0:
+        return float("nan")
+    return float(yt.mean() - yc.mean())
+
+
+def uplift_by_decile(y, treatment, score, bins: int = 10) -> list[dict]:
+    """Per score decile (1 = highest): users, treated and control conversion rates, uplift."""
+    y = np.asarray(y, float)
+    t = np.asarray(treatment).astype(bool)
+    o = _order(score)
+    rows = []
+    for i, part in enumerate(np.array_split(o, bins), start=1):
+        a, b = y[part][t[part]], y[part][~t[part]]
+        ra = float(a.mean()) if len(a) else None
+        rb = float(b.mean()) if len(b) else None
+        rows.append({"decile": i, "n": int(len(part)), "n_treatment": int(len(a)), "n_control": int(len(b)),
+                     "conversion_treatment": None if ra is None else round(ra, 6),
+                     "conversion_control": None if rb is None else round(rb, 6),
+                     "uplift": None if ra is None or rb is None else round(ra - rb, 6)})
+    return rows

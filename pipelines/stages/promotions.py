@@ -1,0 +1,191 @@
+"""Stage `promotions`: effectiveness of past promotions, uplift models, what targeting serves.
+
+Effectiveness (behavior/promotions.py): every promotion of the promotions table, and every
+promotion_id the assignments name, gets an entry in report `promotions.effectiveness`:
+`status` "estimated" with the lifts, or "cannot be estimated" / "running" with the reason
+(no control group, users in both groups, unknown promotion, still running at as_of, too
+few users). The per-segment breakdown uses each user's segment *at the promotion start*
+(a segment measured after the start would be moved by the promotion itself).
+
+Uplift (behavior/uplift_training.py): trained on the estimated promotions' assigned users
+with their features at each promotion's start; held-out figures in `promotions.uplift`.
+The model scores every customer at as_of for each target that had a randomized promotion
+(its category, or "any"): `uplift_scores.parquet` (user_id, target, uplift, p_redeem).
+
+Also published for targeting: `category_affinity.parquet` (user_id, category, share of
+successful lines before as_of) for the fallback rule, and `contacts.parquet` (user_id,
+last_contacted_at) from the treatment assignments, to skip recently contacted users.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from behavior import promotions as P
+from behavior.errors import InputError
+from behavior.features import as_of_literal, user_features
+from behavior.segments import assign_segments, rfm_scores
+from behavior.uplift_training import model_matrix, predict_p_redeem, split_users, train_and_evaluate
+
+SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
+                    ("p_redeem", pa.float64())])
+CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
+MIN_TRAIN_PER_GROUP = 200
+
+
+def _target_category(con, target: str) -> str:
+    """The category whose affinity describes a target: itself, 'any', or an item's category."""
+    if target.startswith("item:"):
+        got = con.execute("SELECT min(category) FROM payments WHERE item_id = ?", [target[5:]]).fetchall()[0][0]
+        return got or "any"
+    return target
+
+
+def _affinity(con, as_of, category: str, users: pd.Series) -> np.ndarray:
+    if category == "any":
+        return np.ones(len(users))
+    aff = con.sql(P.category_affinity_sql("payments", as_of_literal(as_of))).df()
+    aff = aff[aff["category"] == category].set_index("user_id")["share"]
+    return users.map(aff).fillna(0.0).to_numpy(float)
+
+
+def _segments_at(feats: pd.DataFrame) -> pd.Series:
+    if feats.empty:
+        return pd.Series([], dtype=object)
+    scores = rfm_scores(feats)
+    return pd.Series(assign_segments(scores).to_numpy(), index=feats["user_id"].to_numpy())
+
+
+def _entries(con, as_of, section: dict) -> list[dict]:
+    """Report entries for every promotion; returns the promotions whose effect can be estimated."""
+    promos = con.sql("SELECT promotion_id, name, starts_at, ends_at, coalesce(target, 'any') AS target, "
+                     "coalesce(cost_per_redemption, 0)::DOUBLE AS cost FROM promotions ORDER BY promotion_id").df()
+    checks = con.sql(P.assignment_checks_sql("assignments", "promotions")).df().set_index("promotion_id")
+    ok = []
+    for pid, row in checks[~checks["known"]].iterrows():
+        section["effectiveness"][pid] = {"status": P.CANNOT, "reason": P.assignment_problem(row.to_dict()),
+                                         "n_assignments": int(row["n_treatment"] + row["n_control"] + row["n_both"])}
+    for p in promos.itertuples(index=False):
+        entry = {"name": p.name, "target": p.target, "starts_at": p.starts_at.isoformat(),
+                 "ends_at": p.ends_at.isoformat(), "cost_per_redemption": p.cost}
+        section["effectiveness"][p.promotion_id] = entry
+        running = P.window_status(p.starts_at.to_pydatetime(), p.ends_at.to_pydatetime(), as_of)
+        if p.promotion_id not in checks.index:
+            entry.update(status=P.CANNOT, reason="it has no assignments, so there is no control group to compare "
+                                                 "with (a before/after comparison is not an effect)")
+            continue
+        counts = {k: int(v) for k, v in checks.loc[p.promotion_id, ["n_treatment", "n_control", "n_both"]].items()}
+        entry.update(counts)
+        problem = P.assignment_problem(counts)
+        if running and running.startswith("it is still running"):
+            entry.update(status="running", reason=running)
+        elif running or problem:
+            entry.update(status=P.CANNOT, reason=running or problem)
+        else:
+            ok.append({"promotion_id": p.promotion_id, "starts_at": p.starts_at, "ends_at": p.ends_at,
+                       "target": p.target, "cost": p.cost})
+    return ok
+
+
+def _empty_scores() -> pa.Table:
+    return SCHEMA.empty_table()
+
+
+def run(ctx) -> pa.Table:
+    t0 = time.perf_counter()
+    con = ctx.con
+    section: dict = {"effectiveness": {}, "uplift": {}, "notes": []}
+    ctx.report["promotions"] = section
+    ctx.bundle["category_affinity.parquet"] = con.sql(P.category_affinity_sql("payments", as_of_literal(ctx.as_of))
+                                                      ).to_arrow_table()
+    if not {"promotions", "assignments"} <= ctx.tables:
+        missing = sorted({"promotions", "assignments"} - ctx.tables)
+        section["uplift"]["skipped"] = (f"no {' and no '.join(missing)} table in the lake: no promotion effect can be "
+                                        "estimated and no uplift model trained; targeting uses the fallback rule")
+        section["notes"].append(section["uplift"]["skipped"])
+        ctx.bundle["contacts.parquet"] = CONTACTS.empty_table()
+        section["seconds"] = round(time.perf_counter() - t0, 3)
+        return _empty_scores()
+    ctx.bundle["contacts.parquet"] = con.sql(P.contacts_sql("assignments", "promotions")).to_arrow_table().cast(CONTACTS)
+    ok = _entries(con, ctx.as_of, section)
+    rows = _evaluate(ctx, ok, section)
+    scores = _uplift(ctx, rows, section)
+    section["seconds"] = round(time.perf_counter() - t0, 3)
+    return scores
+
+
+def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
+    """Effectiveness of each estimable promotion; returns its training rows for the uplift model."""
+    if not ok:
+        return []
+    con = ctx.con
+    windows = pd.DataFrame(ok)[["promotion_id", "starts_at", "ends_at", "target"]]
+    con.register("_promo_windows", windows)
+    try:
+        outcomes = con.sql(P.outcomes_sql("payments", "assignments", "_promo_windows")).df()
+    finally:
+        con.unregister("_promo_windows")
+    rows = []
+    for p in ok:
+        o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
+        start = p["starts_at"].to_pydatetime()
+        feats = user_features(con, "payments", start).to_pandas()
+        seg = _segments_at(feats)
+        entry = section["effectiveness"][p["promotion_id"]]
+        entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))
+        if entry["status"] != "estimated":
+            continue
+        f = o[["user_id"]].merge(feats, on="user_id", how="left")
+        category = _target_category(con, p["target"])
+        X = model_matrix(f, _affinity(con, start, category, o["user_id"]), category == "any")
+        X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
+        X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
+        X["_treated"] = (o["group"] == "treatment").to_numpy()
+        rows.append(X)
+    return rows
+
+
+def _uplift(ctx, rows: list[pd.DataFrame], section: dict) -> pa.Table:
+    up = section["uplift"]
+    if not rows:
+        up["skipped"] = "no past promotion with a randomized control group could be evaluated: no uplift model"
+        section["notes"].append(up["skipped"] + "; targeting uses the fallback rule")
+        return _empty_scores()
+    data = pd.concat(rows, ignore_index=True)
+    meta = data[[c for c in data.columns if c.startswith("_")]]
+    X = data.drop(columns=meta.columns)
+    t = meta["_treated"].to_numpy()
+    split = split_users(meta["_user_id"])
+    small = min(int((t & (split == "train")).sum()), int((~t & (split == "train")).sum()))
+    if small < MIN_TRAIN_PER_GROUP:
+        up["skipped"] = (f"only {small} training users in a group (at least {MIN_TRAIN_PER_GROUP} needed): "
+                         "no uplift model; targeting uses the fallback rule")
+        section["notes"].append(up["skipped"])
+        return _empty_scores()
+    try:
+        report, models = train_and_evaluate(X, meta["_converted"].to_numpy(), t, meta["_redeemed"].to_numpy(), split)
+    except InputError as exc:
+        up["skipped"] = f"no uplift model: {exc}"
+        section["notes"].append(up["skipped"])
+        return _empty_scores()
+    up.update(report)
+    up["trained_on"] = sorted({str(v) for v in meta["_target"]})
+    base = report["baseline"]["purchase_probability"]["test"]["qini"]
+    if report["qini"] <= base:
+        section["notes"].append(f"the uplift model's held-out Qini ({report['qini']:.3f}) does not beat ranking by "
+                                f"purchase probability ({base:.3f})")
+    feats = ctx.outputs["features"].to_pandas()
+    out = []
+    for category in up["trained_on"]:
+        Xn = model_matrix(feats, _affinity(ctx.con, ctx.as_of, category, feats["user_id"]), category == "any")
+        Xn = Xn[X.columns]
+        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": category,
+                                 "uplift": models["uplift"].predict(Xn), "p_redeem": predict_p_redeem(models, Xn)}))
+    scores = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=SCHEMA.names)
+    table = pa.Table.from_pandas(scores, schema=SCHEMA, preserve_index=False)
+    ctx.bundle["uplift_scores.parquet"] = table
+    return table

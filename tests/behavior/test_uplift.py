@@ -1,0 +1,73 @@
+"""Uplift metrics (known answers, random = 0, perfect = 1) and the two estimators."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from behavior.errors import InputError
+from behavior.uplift import (ClassTransformation, TLearner, qini_coefficient, qini_curve, uplift_at_k,
+                             uplift_by_decile)
+
+
+def test_qini_curve_by_hand():
+    # ranked: (t=1,y=1) (t=0,y=0) (t=1,y=0) (t=0,y=1)
+    y, t, s = np.array([1, 0, 0, 1]), np.array([1, 0, 1, 0]), np.array([4, 3, 2, 1])
+    k, q = qini_curve(y, t, s)
+    # k=1: yt=1, nc=0 -> 1; k=2: 1 - 0*1/1 = 1; k=3: 1 - 0*2/1 = 1; k=4: 1 - 1*2/2 = 0
+    assert list(k) == [0, 1, 2, 3, 4] and q == pytest.approx([0, 1, 1, 1, 0])
+
+
+def test_qini_coefficient_perfect_one_random_zero_reversed_negative():
+    rng = np.random.default_rng(0)
+    n = 4000
+    tau = rng.uniform(-0.1, 0.4, n)
+    t = rng.random(n) < 0.5
+    y = (rng.random(n) < 0.2 + np.where(t, tau, 0)).astype(int)
+    oracle = np.where(t & (y == 1), 2, np.where(~t & (y == 1), 0, 1))
+    assert qini_coefficient(y, t, oracle) == pytest.approx(1.0)
+    randoms = [qini_coefficient(y, t, rng.random(n)) for _ in range(40)]
+    assert abs(np.mean(randoms)) < 0.03
+    assert qini_coefficient(y, t, tau) > 0.1 > qini_coefficient(y, t, -tau)
+
+
+def test_uplift_at_k_and_deciles():
+    y = np.array([1, 0, 1, 0, 0, 0, 1, 1, 0, 0])
+    t = np.array([1, 0, 1, 0, 1, 0, 0, 1, 1, 0])
+    s = np.arange(10)[::-1]
+    # top 40%: rows 0..3 -> treated y (1,1) mean 1, control y (0,0) mean 0
+    assert uplift_at_k(y, t, s, 0.4) == pytest.approx(1.0)
+    assert uplift_at_k(y, t, s, 1.0) == pytest.approx(y[t == 1].mean() - y[t == 0].mean())
+    rows = uplift_by_decile(y, t, s, bins=5)
+    assert [r["n"] for r in rows] == [2] * 5 and rows[0]["uplift"] == pytest.approx(1.0)
+    with pytest.raises(InputError):
+        uplift_at_k(y, t, s, 0)
+
+
+def _planted(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"x0": rng.normal(size=n), "x1": rng.normal(size=n), "noise": rng.normal(size=n)})
+    tau = 0.3 * (X["x0"] > 0) - 0.1 * (X["x1"] > 1)
+    base = 0.2 + 0.1 * (X["x1"] > 0)
+    t = rng.random(n) < 0.3          # unbalanced groups: the class transformation reweights
+    y = (rng.random(n) < base + np.where(t, tau, 0)).astype(int)
+    return X, y, t.astype(int), tau.to_numpy()
+
+
+@pytest.mark.parametrize("cls", [TLearner, ClassTransformation])
+def test_estimators_rank_by_the_planted_uplift(cls):
+    X, y, t, _ = _planted(12000, 1)
+    model = cls().fit(X, y, t)
+    Xt, yt, tt, taut = _planted(6000, 2)
+    pred = model.predict(Xt)
+    assert np.corrcoef(pred, taut)[0, 1] > 0.6
+    assert qini_coefficient(yt, tt, pred) > 0.5 * qini_coefficient(yt, tt, taut) > 0
+    high, low = pred[Xt["x0"] > 0].mean(), pred[Xt["x0"] <= 0].mean()
+    assert high - low == pytest.approx(0.3, abs=0.08)
+
+
+def test_estimators_refuse_outcomes_of_one_class():
+    X = pd.DataFrame({"x": np.arange(10.0)})
+    with pytest.raises(InputError, match="both outcomes"):
+        TLearner().fit(X, np.zeros(10), np.arange(10) % 2)
+    with pytest.raises(InputError, match="0/1"):
+        ClassTransformation().fit(X, np.full(10, 2), np.arange(10) % 2)

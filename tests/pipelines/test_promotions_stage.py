@@ -1,0 +1,157 @@
+"""The promotions stage on a synthetic lake with planted heterogeneous effects, and bad inputs."""
+
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from behavior.uplift import ClassTransformation, default_classifier, qini_coefficient
+from behavior.uplift_training import split_users
+from pipelines.config import Config
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.runner import open_context, run_pipeline
+from pipelines.stages import promotions as stage
+from pipelines.synth_files import write_synth
+
+VALUE, CONTACT = 20.0, 0.2
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    from pipelines.datahome import DataHome
+
+    root = tmp_path_factory.mktemp("promotions")
+    write_synth(root / "synth", users=16000, months=18, seed=11, promo_assign_rate=0.3)
+    home = DataHome(root / "data")
+    ingest(home, [root / "synth"], IngestOptions())
+    return home, root / "synth"
+
+
+@pytest.fixture(scope="module")
+def report(lake):
+    home, _ = lake
+    return run_pipeline(home, Config(), stages=["promotions"])
+
+
+def test_effectiveness_covers_the_planted_lift(lake, report):
+    _, synth = lake
+    import json
+
+    truth = json.loads((synth / "truth.json").read_text())["promotions"]
+    eff = report["promotions"]["effectiveness"]
+    assert set(eff) == set(truth)
+    for pid, e in eff.items():
+        assert e["status"] == "estimated", e
+        lo, hi = e["conversion"]["lift_ci"]
+        # the analysis of the final data finds exactly the generator's observed lift ...
+        assert e["conversion"]["lift"] == pytest.approx(truth[pid]["observed_lift"], abs=1e-6)
+        assert e["incremental"]["redemptions"] == truth[pid]["redemptions"]
+        # ... and its interval holds the true (expected) lift of the assigned users
+        assert lo <= truth[pid]["true_lift"] <= hi, (pid, e["conversion"], truth[pid]["true_lift"])
+        assert e["segments"] and e["cuped"]["revenue"]["variance_reduction"] > 0
+
+
+def test_uplift_report_beats_zero_and_purchase_probability(report):
+    up = report["promotions"]["uplift"]
+    assert up["selected"] in ("t_learner", "class_transformation")
+    assert up["qini"] > 0.05
+    assert up["qini"] > up["baseline"]["purchase_probability"]["test"]["qini"]
+    assert len(up["by_decile_test"]) == 10 and up["rows"]["test"] > 1000
+
+
+def test_top_30pct_captures_more_true_profit_than_random_and_likeliest_buyers(lake):
+    """On held-out users, with the planted individual lift (tau) and P(convert | treated) (p1)."""
+    home, synth = lake
+    ctx = open_context(home, Config(), None)
+    section = {"effectiveness": {}, "uplift": {}, "notes": []}
+    rows = pd.concat(stage._evaluate(ctx, stage._entries(ctx.con, ctx.as_of, section), section), ignore_index=True)
+    meta = rows[[c for c in rows.columns if c.startswith("_")]]
+    X = rows.drop(columns=meta.columns)
+    y, t = meta["_converted"].to_numpy(int), meta["_treated"].to_numpy(int)
+    split = split_users(meta["_user_id"])
+    tr, te = split != "test", split == "test"
+    model = ClassTransformation().fit(X[tr], y[tr], t[tr])
+    redeem = default_classifier().fit(X[tr & (t == 1)], meta["_redeemed"].to_numpy(int)[tr & (t == 1)])
+    buyers = default_classifier().fit(X[tr], y[tr])
+
+    truth = pq.read_table(synth / "truth_users.parquet").to_pandas().set_index("user_id")
+    held = meta[te].reset_index(drop=True)
+    costs = {pid: e["cost_per_redemption"] for pid, e in section["effectiveness"].items()}
+    coupon = held["_promotion_id"].map(costs).to_numpy(float)
+    tau = np.array([truth.at[u, f"tau_{p}"] for u, p in zip(held["_user_id"], held["_promotion_id"])])
+    p1 = np.array([truth.at[u, f"p1_{p}"] for u, p in zip(held["_user_id"], held["_promotion_id"])])
+    true_profit = VALUE * tau - coupon * p1 - CONTACT
+    expected = VALUE * model.predict(X[te]) - coupon * redeem.predict_proba(X[te])[:, 1] - CONTACT
+    k = int(0.3 * len(held))
+
+    def captured(score):
+        return true_profit[np.argsort(-score, kind="stable")[:k]].sum()
+
+    ours = captured(expected)
+    random_ = 0.3 * true_profit.sum()
+    likeliest = captured(buyers.predict_proba(X[te])[:, 1])
+    assert ours > random_ and ours > likeliest, (ours, random_, likeliest)
+    assert qini_coefficient(y[te], t[te], model.predict(X[te])) > 0.05
+
+
+def test_uplift_scores_for_every_customer_and_trained_target(lake, report):
+    home, _ = lake
+    bundle = home.root / "artifacts" / "bundles" / report["bundle"] if "bundle" in report else None
+    scores = None
+    for path in (home.root / "artifacts" / "bundles").glob("*/uplift_scores.parquet"):
+        scores = pq.read_table(path).to_pandas()
+    assert scores is not None, bundle
+    up = report["promotions"]["uplift"]
+    assert set(scores["target"]) == set(up["trained_on"])
+    per_target = scores.groupby("target")["user_id"].nunique()
+    assert (per_target == report["stages"]["features"]["rows"]).all()
+    assert scores["p_redeem"].between(0, 1).all() and scores["uplift"].between(-1, 1).all()
+
+
+def _con(promotions: pd.DataFrame, assignments: pd.DataFrame):
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    con.register("promotions", promotions)
+    con.register("assignments", assignments)
+    return con
+
+
+def test_bad_assignments_give_a_reason_not_an_effect():
+    t0 = pd.Timestamp("2025-03-01", tz="UTC")
+    promos = pd.DataFrame({"promotion_id": ["p_nocontrol", "p_both", "p_ok", "p_running", "p_noassign"],
+                           "name": "x", "starts_at": [t0] * 5,
+                           "ends_at": [t0 + pd.Timedelta(days=14)] * 3 + [t0 + pd.Timedelta(days=400), t0 + pd.Timedelta(days=9)],
+                           "target": "any", "cost_per_redemption": 1.0})
+    users = [f"u{i}" for i in range(100)]
+    rows = [("p_nocontrol", u, "treatment") for u in users]
+    rows += [("p_both", u, "treatment" if i % 2 else "control") for i, u in enumerate(users)]
+    rows += [("p_both", "u0", "treatment")]
+    rows += [("p_ok", u, "treatment" if i % 2 else "control") for i, u in enumerate(users)]
+    rows += [("p_running", u, "treatment" if i % 2 else "control") for i, u in enumerate(users)]
+    rows += [("p_ghost", u, "control") for u in users[:10]]
+    assignments = pd.DataFrame(rows, columns=["promotion_id", "user_id", "group"])
+    section = {"effectiveness": {}}
+    ok = stage._entries(_con(promos, assignments), datetime(2025, 6, 1, tzinfo=timezone.utc), section)
+    eff = section["effectiveness"]
+    assert [p["promotion_id"] for p in ok] == ["p_ok"]
+    assert eff["p_nocontrol"]["status"] == "cannot be estimated" and "no control group" in eff["p_nocontrol"]["reason"]
+    assert "1 users are assigned to both" in eff["p_both"]["reason"]
+    assert eff["p_running"]["status"] == "running"
+    assert "no assignments" in eff["p_noassign"]["reason"]
+    assert "not in the promotions table" in eff["p_ghost"]["reason"] and eff["p_ghost"]["n_assignments"] == 10
+    for e in eff.values():
+        assert "conversion" not in e
+
+
+def test_without_promotion_tables_the_stage_says_so(tmp_path):
+    from pipelines.datahome import DataHome
+
+    write_synth(tmp_path / "synth", users=800, months=12, seed=2)
+    home = DataHome(tmp_path / "data")
+    ingest(home, [tmp_path / "synth" / "payments.parquet"], IngestOptions())
+    rep = run_pipeline(home, Config(), stages=["promotions"])
+    assert rep["promotions"]["effectiveness"] == {}
+    assert "no assignments and no promotions table" in rep["promotions"]["uplift"]["skipped"]

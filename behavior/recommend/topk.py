@@ -10,6 +10,9 @@ the k-th largest score of a row, every block that holds one of the top-k items h
 to ties), so the top-k items all lie in the k blocks with the largest maxima. The maxima are
 one SIMD-friendly pass over contiguous memory, after which only k * block_size candidates
 per row are partitioned instead of the whole row.
+
+`top_k_row` and `normalise_row` are the one-row forms (same operations, same results) that
+the serving layer uses for one user at a time.
 """
 
 from __future__ import annotations
@@ -62,6 +65,46 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return out_idx, out_val
 
 
+def _sorted_top_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    c = scores.shape[0]
+    part = np.argpartition(scores, c - k)[c - k:] if k < c else np.arange(c)
+    vals = scores[part]
+    order = np.argsort(-vals, kind="stable")
+    return part[order], vals[order]
+
+
+def top_k_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of a single 1-D row: (indices int64 [k], scores float32 [k]).
+
+    The same selection as `top_k(scores[None], k)` (the same partitions of the same values,
+    so the same answer, ties included) without the 2-D bookkeeping, which costs more than
+    the selection itself for one row (the serving layer's one user at a time).
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    c = scores.shape[0]
+    out_idx = np.full(k, -1, dtype=np.int64)
+    out_val = np.full(k, -np.inf, dtype=np.float32)
+    if c == 0 or k == 0:
+        return out_idx, out_val
+    kk = min(k, c)
+    block = max(8, int(np.sqrt(c / kk)))
+    n_blocks = c // block
+    if c <= _DIRECT_MAX_COLUMNS or kk * block * 2 >= c or n_blocks <= kk:
+        idx, val = _sorted_top_row(scores, kk)
+    else:
+        block_max = scores[: n_blocks * block].reshape(block, n_blocks).max(axis=0)
+        best_blocks = np.argpartition(block_max, n_blocks - kk)[n_blocks - kk:]
+        cand = (best_blocks[:, None] + n_blocks * np.arange(block)[None, :]).reshape(-1)
+        if n_blocks * block < c:
+            cand = np.concatenate([cand, np.arange(n_blocks * block, c)])
+        pos, val = _sorted_top_row(scores[cand], kk)
+        idx = cand[pos]
+    idx = np.where(~np.isfinite(val) & (val < 0), -1, idx)
+    out_idx[:kk] = idx
+    out_val[:kk] = val
+    return out_idx, out_val
+
+
 def normalise_rows(scores: np.ndarray) -> np.ndarray:
     """Per row (s - lo) / (hi - lo) with hi the largest finite score and lo = min(0, smallest).
 
@@ -78,4 +121,18 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
     out = s - np.where(ok, lo, 0.0)
     out[~finite] = 0.0
     out *= np.where(ok, 1.0 / np.where(ok, span, 1.0), 0.0)
+    return out.astype(np.float32, copy=False)
+
+
+def normalise_row(scores: np.ndarray) -> np.ndarray:
+    """`normalise_rows` of a single 1-D row, with the same float32 operations (same result)."""
+    s = np.asarray(scores, dtype=np.float32)
+    finite = np.isfinite(s)
+    hi = s.max()
+    lo = np.minimum(np.where(finite, s, np.inf).min(), np.float32(0.0))
+    span = hi - lo
+    ok = bool(np.isfinite(span) & (span > 0))
+    out = s - (lo if ok else np.float32(0.0))
+    out[~finite] = 0.0
+    out *= (np.float32(1.0) / span) if ok else np.float32(0.0)
     return out.astype(np.float32, copy=False)

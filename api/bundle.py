@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from behavior.errors import BehaviorError
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
+from api.targeting import TargetingData, load_targeting
 
 log = logging.getLogger("api.bundle")
 
@@ -229,6 +230,7 @@ class Bundle:
     report: dict[str, Any]
     profiles: Profiles
     recommender: ServingModel | None = None
+    targeting: TargetingData | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     erased: frozenset[str] = frozenset()
 
@@ -367,7 +369,15 @@ def load_bundle(folder: Path) -> Bundle:
         report=report,
         profiles=profiles,
         recommender=_load_recommender(folder, version),
+        targeting=_load_targeting(folder, version, set(manifest["checksums"])),
     )
+
+
+def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingData:
+    try:
+        return load_targeting(folder, listed)
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise BundleError(version, f"the promotion targeting files cannot be read ({type(exc).__name__})") from None
 
 
 def list_bundles(bundles_dir: Path) -> list[str]:

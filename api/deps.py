@@ -86,6 +86,7 @@ ProfilesCaller = Annotated[ApiKey, Security(authorize, scopes=["profiles:read"])
 SegmentsCaller = Annotated[ApiKey, Security(authorize, scopes=["segments:read"])]
 RecommendationsCaller = Annotated[ApiKey, Security(authorize, scopes=["recommendations:read"])]
 AdminCaller = Annotated[ApiKey, Security(authorize, scopes=["admin"])]
+PromotionsCaller = Annotated[ApiKey, Security(authorize, scopes=["promotions:target"])]
 
 
 def route_scopes(route: APIRoute) -> list[str] | None:

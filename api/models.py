@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, model_validator
 
 # ---------------------------------------------------------------- health and model
 
@@ -260,3 +260,109 @@ class SimilarItems(BaseModel):
     model_version: str
     recommendation_id: str
     items: list[ScoredItem]
+
+
+# ---------------------------------------------------------------- promotions
+
+class PromotionEconomics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value_per_conversion: float = Field(ge=0, le=1e9, description="Value (or margin) of one incremental conversion.")
+    coupon_cost: float = Field(0.0, ge=0, le=1e9, description="Cost per redemption.")
+    contact_cost: float = Field(0.0, ge=0, le=1e9, description="Cost per contacted user.")
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    users: int | None = Field(None, gt=0, le=10_000_000, description="Most users to contact.")
+    money: float | None = Field(None, gt=0, le=1e12, description="Most expected spend: contact cost plus coupon cost "
+                                "x P(redeem) per contacted user.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Budget":
+        if (self.users is None) == (self.money is None):
+            raise ValueError("give exactly one of users or money")
+        return self
+
+
+class TargetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "target": "bakery", "economics": {"value_per_conversion": 20.0, "coupon_cost": 3.0, "contact_cost": 0.1},
+        "budget": {"users": 1000}, "holdout_share": 0.1, "exclude_contacted_days": 30}]})
+
+    target: str = Field("any", min_length=1, max_length=200,
+                        description="'any', a category, or 'item:<item_id>' (scored by the item's category).")
+    economics: PromotionEconomics
+    budget: Budget
+    holdout_share: float = Field(0.1, ge=0, lt=1, description="Share of eligible users held back at random for "
+                                 "measurement; the holdout list holds those who would have been targeted.")
+    exclude_contacted_days: int = Field(30, ge=0, le=3650, description="Skip users offered a promotion in this many "
+                                        "days before the bundle's as_of.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the random holdout (same seed, same list).")
+    promotion_id: str | None = Field(None, max_length=200, description="A label for the audit log.")
+
+
+class TargetUser(BaseModel):
+    rank: int
+    user_id: str
+    score: float = Field(description="What the list is ranked by: expected profit, or the fallback rule's score.")
+    expected_profit: float | None = None
+    uplift: float | None = None
+    p_redeem: float | None = None
+
+
+class ExpectedValue(BaseModel):
+    incremental_conversions: float | None = Field(description="Null for the fallback rule (not estimable).")
+    incremental_profit: float | None
+    cost: float = Field(description="Expected contact and coupon cost of the targeted users.")
+
+
+class TargetListResponse(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "list_id": "5b0c1f2e-8c7e-4c4f-9a51-1f3e9d2b7a60", "bundle_version": "20260101T000000Z-8e3680",
+        "target": "bakery", "method": "uplift model", "notes": [],
+        "counts": {"customers": 60000, "opted_out": 3000, "recently_contacted": 0, "candidates": 57000,
+                   "non_positive": 41000, "targets": 1000, "holdout": 112},
+        "expected": {"incremental_conversions": 212.4, "incremental_profit": 3105.2, "cost": 820.5},
+        "targets": [{"rank": 1, "user_id": "u0000042", "score": 7.9, "expected_profit": 7.9, "uplift": 0.45,
+                     "p_redeem": 0.3}],
+        "holdout": [{"rank": 4, "user_id": "u0000113", "score": 7.1, "expected_profit": 7.1, "uplift": 0.41,
+                     "p_redeem": 0.28}]}]})
+
+    list_id: str
+    bundle_version: str
+    target: str
+    method: Literal["uplift model", "fallback rule"]
+    notes: list[str]
+    counts: dict[str, int]
+    expected: ExpectedValue
+    targets: list[TargetUser]
+    holdout: list[TargetUser] = Field(description="Would-be targets held back at random: do not contact them; "
+                                      "compare their conversion with the targets' to measure the list.")
+
+
+class Effectiveness(BaseModel):
+    """A past promotion's effect, by assignment (treatment vs control), from the run report."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "promotion_id": "promo002", "bundle_version": "20260101T000000Z-8e3680", "status": "estimated",
+        "name": "Bakery coupon 2025-03", "target": "bakery", "n_treatment": 3000, "n_control": 3000,
+        "conversion": {"treatment": 0.31, "control": 0.25, "lift": 0.06, "lift_ci": [0.037, 0.083],
+                       "relative_lift": 0.24, "relative_lift_ci": [0.14, 0.34], "p_value": 1e-6},
+        "incremental": {"conversions": 180.0, "revenue": 2100.5, "redemptions": 930, "promotion_cost": 2790.0,
+                        "net_revenue": -689.5}}]})
+
+    promotion_id: str
+    bundle_version: str
+    status: Literal["estimated", "cannot be estimated", "running"]
+    reason: str | None = Field(None, description="Why the effect is not estimated (no control group, ...).")
+    name: str | None = None
+    target: str | None = None
+    n_treatment: int | None = None
+    n_control: int | None = None
+    conversion: dict[str, JsonValue] | None = None
+    revenue_per_user: dict[str, JsonValue] | None = None
+    cuped: dict[str, JsonValue] | None = None
+    incremental: dict[str, JsonValue] | None = None
+    segments: dict[str, JsonValue] | None = None

@@ -238,3 +238,12 @@ def contacts_sql(assignments: str, promotions: str) -> str:
     WHERE a."group" = 'treatment'
     GROUP BY a.user_id HAVING max(coalesce(a.assigned_at, p.starts_at)) IS NOT NULL
     ORDER BY a.user_id"""
+
+
+def item_categories_sql(payments: str) -> str:
+    """(item_id, category): each item's most frequent category in the log (ties: smallest name)."""
+    return f"""
+    SELECT item_id, category FROM (
+        SELECT item_id, category, row_number() OVER (PARTITION BY item_id ORDER BY count(*) DESC, category) AS k
+        FROM {payments} WHERE category IS NOT NULL GROUP BY item_id, category)
+    WHERE k = 1 ORDER BY item_id"""

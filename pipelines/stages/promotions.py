@@ -13,7 +13,8 @@ The model scores every customer at as_of for each target that had a randomized p
 (its category, or "any"): `uplift_scores.parquet` (user_id, target, uplift, p_redeem).
 
 Also published for targeting: `category_affinity.parquet` (user_id, category, share of
-successful lines before as_of) for the fallback rule, and `contacts.parquet` (user_id,
+successful lines before as_of) for the fallback rule, `item_categories.parquet` (item_id,
+category: an item target is scored by its category), and `contacts.parquet` (user_id,
 last_contacted_at) from the treatment assignments, to skip recently contacted users.
 """
 
@@ -102,6 +103,7 @@ def run(ctx) -> pa.Table:
     ctx.report["promotions"] = section
     ctx.bundle["category_affinity.parquet"] = con.sql(P.category_affinity_sql("payments", as_of_literal(ctx.as_of))
                                                       ).to_arrow_table()
+    ctx.bundle["item_categories.parquet"] = con.sql(P.item_categories_sql("payments")).to_arrow_table()
     if not {"promotions", "assignments"} <= ctx.tables:
         missing = sorted({"promotions", "assignments"} - ctx.tables)
         section["uplift"]["skipped"] = (f"no {' and no '.join(missing)} table in the lake: no promotion effect can be "

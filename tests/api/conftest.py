@@ -133,7 +133,7 @@ def published(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("api-home")
     synth = root / "synth"
-    write_synth(synth, users=USERS, months=12, seed=11)
+    write_synth(synth, users=USERS, months=12, seed=11, promo_assign_rate=0.5)  # enough to train uplift
     home = DataHome(root / "data")
     ingest(home, [synth], IngestOptions())
     report = run_pipeline(home, Config())

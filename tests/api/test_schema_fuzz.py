@@ -14,9 +14,9 @@ def test_api_conforms_to_its_schema(home):
     # schemathesis' pytest plugin (from_fixture) does not work with this pytest: drive it directly
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(home.settings()))
     headers = home.headers("all")
-    known = {"user_id": "u0000001", "item_id": "i000001"}
+    known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 13
     for operation in operations:
         strategies = [operation.as_strategy()]
         if operation.path_parameters or operation.query or operation.body:  # something to get wrong
@@ -49,7 +49,8 @@ def test_schema_documents_problems_and_security(home):
     assert paths["/v1/admin/reload"]["post"]["security"] == [{"APIKeyHeader": ["admin"]}]
     assert paths["/v1/model"]["get"]["security"] == [{"APIKeyHeader": []}]
     assert "security" not in paths["/healthz"]["get"]
-    assert not any(p.startswith("/v1/promotions") for p in paths)
+    assert paths["/v1/promotions/targets"]["post"]["security"] == [{"APIKeyHeader": ["promotions:target"]}]
+    assert paths["/v1/promotions/targets"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     for path, ops in paths.items():
         for op in ops.values():
             for code, resp in op["responses"].items():

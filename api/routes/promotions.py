@@ -1,0 +1,82 @@
+"""POST /v1/promotions/targets and GET /v1/promotions/{promotion_id}/effectiveness."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Path
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import BundleDep, PromotionsCaller, StateDep
+from api.models import Effectiveness, ExpectedValue, TargetListResponse, TargetRequest, TargetUser
+from api.problems import ApiProblem
+from api.routes._responses import AUTH, problems
+from api.targeting import UnknownTarget, build_list
+from behavior.errors import InputError
+from behavior.targeting import Economics
+
+router = APIRouter(prefix="/v1/promotions", tags=["promotions"])
+
+TARGETS_ENDPOINT = "POST /v1/promotions/targets"
+PromotionId = Annotated[str, Path(min_length=1, max_length=200, examples=["promo001"])]
+
+
+def _users(frame) -> list[TargetUser]:
+    cols = [c for c in ("expected_profit", "uplift", "p_redeem") if c in frame.columns]
+    out = []
+    for row in frame.itertuples(index=False):
+        extra = {c: round(float(getattr(row, c)), 6) for c in cols}
+        out.append(TargetUser(rank=int(row.rank), user_id=row.user_id, score=round(float(row.score), 6), **extra))
+    return out
+
+
+@router.post(
+    "/targets",
+    summary="A ranked target list for a promotion under a budget, with a random holdout",
+    description=(
+        "Ranks the served customers by expected incremental profit = value x uplift - coupon cost x P(redeem) "
+        "- contact cost, where an uplift model was trained for the target (a past randomized promotion); "
+        "otherwise by the transparent rule affinity x churn probability x CLV (`method` says which, and "
+        "`notes` why). Opted-out users and users contacted in the last `exclude_contacted_days` days are never "
+        "included; users with a non-positive expected profit are dropped. Every list is written to the audit log."),
+    responses=problems(*AUTH, 404, 422, 503),
+)
+async def target_list(caller: PromotionsCaller, bundle: BundleDep, state: StateDep,
+                      request: Annotated[TargetRequest, Body()]) -> TargetListResponse:
+    if bundle.targeting is None:
+        raise ApiProblem(503, "no-targeting", "No targeting data",
+                         f"bundle {bundle.version} has no promotion targeting files; run the promotions stage")
+    e = request.economics
+    try:
+        result, exclusions = await run_in_threadpool(
+            build_list, bundle.targeting, bundle.profiles.table, bundle.as_of, target=request.target,
+            economics=Economics(e.value_per_conversion, e.coupon_cost, e.contact_cost),
+            budget_users=request.budget.users, budget_money=request.budget.money,
+            holdout_share=request.holdout_share, exclude_contacted_days=request.exclude_contacted_days,
+            seed=request.seed)
+    except UnknownTarget as exc:
+        raise ApiProblem(404, "unknown-target", "Unknown target", str(exc)) from None
+    except InputError as exc:
+        raise ApiProblem(422, "invalid-request", "Invalid request", str(exc)) from None
+    list_id = str(uuid.uuid4())
+    counts = {**exclusions, **result.counts}
+    state.audit.write(key_id=caller.key_id, endpoint=TARGETS_ENDPOINT, rows=counts["targets"] + counts["holdout"],
+                      bundle_version=bundle.version, list_id=list_id, target=request.target, method=result.method,
+                      targets=counts["targets"], holdout=counts["holdout"], promotion_id=request.promotion_id)
+    return TargetListResponse(list_id=list_id, bundle_version=bundle.version, target=request.target,
+                              method=result.method, notes=result.notes, counts=counts,
+                              expected=ExpectedValue(**result.expected), targets=_users(result.targets),
+                              holdout=_users(result.holdout))
+
+
+@router.get("/{promotion_id}/effectiveness", summary="How well a past promotion worked (treatment vs control)",
+            responses=problems(*AUTH, 404, 422, 503))
+async def effectiveness(promotion_id: PromotionId, caller: PromotionsCaller, bundle: BundleDep) -> Effectiveness:
+    entries = (bundle.report.get("promotions") or {}).get("effectiveness") or {}
+    entry = entries.get(promotion_id)
+    if not isinstance(entry, dict):
+        known = ", ".join(sorted(entries)[:20]) or "none"
+        raise ApiProblem(404, "unknown-promotion", "Unknown promotion",
+                         f"bundle {bundle.version} has no promotion {promotion_id!r} (known: {known})")
+    return Effectiveness.model_validate({**entry, "promotion_id": promotion_id, "bundle_version": bundle.version})

@@ -1,0 +1,120 @@
+"""What POST /v1/promotions/targets needs from a bundle, and the list it builds.
+
+Loaded from the promotions stage's files when the bundle has them (each optional):
+`uplift_scores.parquet` (per target with a trained uplift model: user_id, uplift,
+p_redeem), `category_affinity.parquet` (for the fallback rule), `item_categories.parquet`
+(an "item:<id>" target is scored by its item's category) and `contacts.parquet` (last
+contact per user). The population is always the *served* profiles: an erased user is gone
+from them, an opted-out user is never eligible.
+
+The ranking, budget and holdout are `behavior.targeting`'s; this module only gathers the
+columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from behavior import targeting as T
+
+UPLIFT = "uplift_scores.parquet"
+AFFINITY = "category_affinity.parquet"
+ITEMS = "item_categories.parquet"
+CONTACTS = "contacts.parquet"
+FILES = (UPLIFT, AFFINITY, ITEMS, CONTACTS)
+
+
+class UnknownTarget(ValueError):
+    """A target that is neither 'any', a category of the bundle, nor an item it knows."""
+
+
+@dataclass(frozen=True)
+class TargetingData:
+    uplift: dict[str, pd.DataFrame]        # target -> frame indexed by user_id (uplift, p_redeem)
+    affinity: dict[str, pd.Series]         # category -> share by user_id
+    item_category: dict[str, str]
+    last_contacted: pd.Series              # user_id -> tz-aware timestamp
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(set(self.affinity) | (set(self.uplift) - {"any"}))
+
+    def category_of(self, target: str) -> str:
+        """The category (or 'any') a target is scored by; UnknownTarget if the bundle does not know it."""
+        if target == "any":
+            return "any"
+        if target.startswith("item:"):
+            found = self.item_category.get(target[5:])
+            if found is None:
+                raise UnknownTarget(f"item {target[5:]!r} is not in the bundle's catalogue")
+            return found
+        if target not in self.affinity and target not in self.uplift:
+            shown = ", ".join(self.categories[:30]) or "none"
+            raise UnknownTarget(f"unknown target {target!r}: use 'any', 'item:<item_id>' or a category ({shown})")
+        return target
+
+
+def _read(folder: Path, name: str, present: set[str]) -> pd.DataFrame | None:
+    if name not in present:
+        return None
+    return pq.read_table(folder / name).to_pandas()
+
+
+def load_targeting(folder: Path, listed: set[str]) -> TargetingData:
+    """The targeting inputs of a verified bundle folder (`listed`: the manifest's files)."""
+    up = _read(folder, UPLIFT, listed)
+    uplift = {} if up is None else {t: g.set_index("user_id")[["uplift", "p_redeem"]] for t, g in up.groupby("target")}
+    aff = _read(folder, AFFINITY, listed)
+    affinity = {} if aff is None else {c: g.set_index("user_id")["share"] for c, g in aff.groupby("category")}
+    items = _read(folder, ITEMS, listed)
+    item_category = {} if items is None else dict(zip(items["item_id"], items["category"]))
+    contacts = _read(folder, CONTACTS, listed)
+    last = (pd.Series(dtype="datetime64[us, UTC]") if contacts is None or contacts.empty
+            else contacts.set_index("user_id")["last_contacted_at"])
+    return TargetingData(uplift, affinity, item_category, last)
+
+
+def _column(profiles: pa.Table, name: str) -> np.ndarray:
+    if name not in profiles.column_names:
+        return np.full(profiles.num_rows, np.nan)
+    return profiles.column(name).to_numpy(zero_copy_only=False).astype(float)
+
+
+def build_list(data: TargetingData, profiles: pa.Table, as_of: datetime, *, target: str, economics: T.Economics,
+               budget_users: int | None, budget_money: float | None, holdout_share: float,
+               exclude_contacted_days: int, seed: int) -> tuple[T.TargetList, dict]:
+    """(the list, counts of who was excluded and why). Raises UnknownTarget, InputError."""
+    category = data.category_of(target)
+    ids = pd.Index(profiles.column("user_id").to_pylist())
+    opted = profiles.column("marketing_opt_out").to_numpy(zero_copy_only=False)
+    opted = np.asarray([True if v is None else bool(v) for v in opted]) if opted.dtype == object else opted.astype(bool)
+    last = data.last_contacted.reindex(ids)
+    days = ((pd.Timestamp(as_of) - last).dt.total_seconds() / 86400.0).to_numpy(float)
+    eligible = T.eligible_mask(opted, days, exclude_contacted_days)
+    recent = ~opted & ~eligible
+    exclusions = {"customers": int(len(ids)), "opted_out": int(opted.sum()), "recently_contacted": int(recent.sum())}
+    keep = ids[eligible]
+    if category in data.uplift:
+        scores = data.uplift[category].reindex(keep)
+        present = scores["uplift"].notna().to_numpy()
+        frame = pd.DataFrame({"user_id": keep[present], "uplift": scores["uplift"].to_numpy()[present],
+                              "p_redeem": scores["p_redeem"].to_numpy()[present]})
+        method = T.MODEL
+    else:
+        aff = (np.ones(len(keep)) if category == "any"
+               else data.affinity.get(category, pd.Series(dtype=float)).reindex(keep).to_numpy(float))
+        rule = T.rule_score(aff, _column(profiles, "churn_probability")[eligible], _column(profiles, "clv")[eligible])
+        frame = pd.DataFrame({"user_id": keep, "score": rule})
+        method = T.RULE
+    result = T.select_targets(frame, economics, budget_users=budget_users, budget_money=budget_money,
+                              holdout_share=holdout_share, seed=seed, method=method)
+    if method == T.RULE and "clv" not in profiles.column_names:
+        result.notes.append("the bundle has no CLV (no amounts in the lake): every fallback score is 0")
+    return result, exclusions

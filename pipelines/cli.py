@@ -220,6 +220,10 @@ def demo(
     truth = json.loads((out / "truth.json").read_text())
     planted = {**truth["bgnbd"], **truth["gamma_gamma"]}
     c.result("planted truth (synth): " + ", ".join(f"{k}={v:g}" for k, v in planted.items()))
+    promos = truth.get("promotions", {})
+    if promos:
+        c.result("planted promotion lift (synth, expected over the assigned users): "
+                 + ", ".join(f"{pid} {100 * t['true_lift']:+.1f} pp" for pid, t in promos.items()))
     if no_serve:
         return
     from api.keys import SCOPES, create_key, revoke_key
@@ -236,6 +240,11 @@ def demo(
     c.result(f"\nAPI docs: {base}/docs   (demo key with every scope: {key})")
     c.result(f"try:  curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/recommendations?n=5")
     c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/profile")
+    c.result(f"      curl -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {base}/v1/promotions/targets "
+             "-d '{\"target\": \"any\", \"economics\": {\"value_per_conversion\": 20, \"coupon_cost\": 3, "
+             "\"contact_cost\": 0.1}, \"budget\": {\"users\": 100}}'")
+    if promos:
+        c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/promotions/{next(iter(promos))}/effectiveness")
     c.result("Ctrl-C stops the server.")
     run_server(state.home.root, host="127.0.0.1", port=port)
 

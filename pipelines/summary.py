@@ -30,6 +30,26 @@ def _loyalty(section: dict) -> list[str]:
     return lines
 
 
+def _promotions(section: dict) -> list[str]:
+    lines = []
+    for pid, e in section.get("effectiveness", {}).items():
+        if e.get("status") == "estimated":
+            c, inc = e["conversion"], e["incremental"]
+            lo, hi = c["lift_ci"]
+            lines.append(f"  promotion {pid} ({e.get('target')}): conversion {c['treatment']:.1%} vs {c['control']:.1%}, "
+                         f"lift {100 * c['lift']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}], net incremental revenue {inc['net_revenue']:,.0f}")
+        else:
+            lines.append(f"  promotion {pid}: {e.get('status')}: {e.get('reason')}")
+    up = section.get("uplift", {})
+    if up.get("selected"):
+        base = up["baseline"]["purchase_probability"]["test"]["qini"]
+        lines.append(f"  uplift: {up['selected']}, held-out Qini {up['qini']:.3f} (purchase probability {base:.3f}), "
+                     f"uplift@30% {up['uplift_at_30pct']:+.1%}; targets {', '.join(up['trained_on'])}")
+    elif up.get("skipped"):
+        lines.append(f"  uplift: skipped: {up['skipped']}")
+    return lines
+
+
 def run_summary(report: dict, home: DataHome) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of'][:10]} -> bundle {report['bundle_version']}"]
     for name, s in report["stages"].items():
@@ -52,6 +72,7 @@ def run_summary(report: dict, home: DataHome) -> str:
         gain = rec.get("test", {}).get("ndcg_gain_over_popularity")
         tail = f", {gain:+.0%} nDCG@10 over popularity on the held-out period" if gain is not None else ""
         lines.append(f"  recommend: {rec['selected']}{tail}")
+    lines += _promotions(report.get("promotions", {}))
     counts = report.get("segments", {}).get("counts")
     if counts:
         lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,11 +14,19 @@ from api.settings import get_settings
 from api.state import ServingState
 
 
+# uvloop and httptools (dependencies of the project) are compiled: with them one worker serves
+# about 20% more requests per second than with asyncio's loop and the pure-Python h11 parser.
+# (The fallbacks are for a platform without them, e.g. uvloop has no Windows build.)
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+HTTP = "httptools" if importlib.util.find_spec("httptools") else "h11"
+
+
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *,
-          access_log: bool = True, log_level: str = "info") -> None:
+          access_log: bool = True, log_level: str = "info", loop: str = LOOP, http: str = HTTP) -> None:
     """Serve the active bundle of `data_dir` until interrupted. The other settings come from the
     environment (see api.settings). Raises BundleError (before binding the port) if no bundle
-    has been published yet; a published but broken bundle is logged and the API waits for a good one."""
+    has been published yet; a published but broken bundle is logged and the API waits for a good one.
+    `loop` and `http` are uvicorn's event loop and HTTP parser (default: uvloop and httptools)."""
     data_dir = Path(data_dir).expanduser().absolute()
     # The app is built in each worker from the environment: pass the data dir on that way.
     os.environ["BEHAVIOR_DATA_DIR"] = str(data_dir)
@@ -27,4 +36,4 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: in
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers,
                 access_log=access_log, log_level=log_level, log_config=log_config,
-                server_header=False, proxy_headers=False)
+                server_header=False, proxy_headers=False, loop=loop, http=http)

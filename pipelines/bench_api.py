@@ -15,6 +15,7 @@ pipelines and the API meet in the bundle format, not in imports.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -65,14 +66,25 @@ def _bench_key(work: Path) -> tuple[Path, str]:
     return path, key
 
 
+def _loop_http() -> tuple[str, str]:
+    """uvicorn's event loop and HTTP parser, as `behavior serve` picks them (api.server): the
+    compiled uvloop and httptools when installed (dependencies of the project)."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
+
+
 @contextmanager
 def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300) -> Iterator[tuple[str, float]]:
-    """A uvicorn server (one worker) on a free loopback port; yields (base URL, seconds until ready)."""
+    """A uvicorn server (one worker, `_loop_http()`) on a free loopback port; yields (base URL,
+    seconds until ready)."""
     port = _free_port()
     env = {**os.environ, "BEHAVIOR_API_KEYS_FILE": str(keys_file), "BEHAVIOR_API_RATE_LIMIT": "0",
            "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": ""}
+    loop, http = _loop_http()
     code = ("from pathlib import Path; from api.server import serve; "
-            f"serve(Path({str(data_dir)!r}), '127.0.0.1', {port}, access_log=False, log_level='warning')")
+            f"serve(Path({str(data_dir)!r}), '127.0.0.1', {port}, access_log=False, log_level='warning', "
+            f"loop={loop!r}, http={http!r})")
     out = open(log, "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -253,7 +265,8 @@ def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles:
         with _server(home.root, keys_file, work / "server.log") as (base, _):
             res = _load(base, key, ids, path, duration_s, connections, work)
         row = {"step": step, "bundle": bundle.name, "profiles": len(known), "connections": connections,
-               "seconds": duration_s, **res, "note": note,
+               "seconds": duration_s, "server": "uvicorn, 1 worker, {} + {}".format(*_loop_http()), **res,
+               "note": note,
                "target": REC_TARGET[0], "met": bool(REC_TARGET[1](res))}
         rows.append(row)
 
@@ -298,8 +311,9 @@ def format_api_table(rows: list[dict]) -> str:
     for r in rows:
         if "requests_per_s" in r:
             out.append(f"| {r['step']} | {r['requests_per_s']:,.0f} req/s, p50 {r['p50_ms']:.1f} ms, "
-                       f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors ({r['generator']}, {r['connections']} "
-                       f"connections, {r['profiles']:,} profiles) | {r['target']} | {'yes' if r['met'] else 'no'} |")
+                       f"p99 {r['p99_ms']:.1f} ms, {r['errors']} errors ({r['generator']}; {r['server']}; "
+                       f"{r['connections']} connections, {r['profiles']:,} profiles) | {r['target']} | "
+                       f"{'yes' if r['met'] else 'no'} |")
         elif "median_ms" in r:
             out.append(f"| {r['step']} | median {r['median_ms']:.1f} ms of {r['runs']} runs "
                        f"(min {r['min_ms']:.1f}, max {r['max_ms']:.1f}) at {r['profiles']:,} profiles, "

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from behavior.uplift import (ClassTransformation, TLearner, default_classifier, qini_coefficient, uplift_at_k,
-                             uplift_by_decile)
+from behavior.uplift import (ClassTransformation, TLearner, default_classifier, qini_coefficient, qini_curve,
+                             uplift_at_k, uplift_by_decile)
 
 NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
 CANDIDATES = {"t_learner": TLearner, "class_transformation": ClassTransformation}
@@ -41,6 +41,15 @@ def split_users(user_ids: pd.Series, seed: int = 0) -> np.ndarray:
     h = pd.util.hash_pandas_object(user_ids.astype(str).reset_index(drop=True), index=False,
                                    hash_key=f"uplift{seed:08d}".ljust(16)[:16]).to_numpy() % 10
     return np.where(h < 6, "train", np.where(h < 8, "valid", "test"))
+
+
+def qini_points(y, t, score, points: int = 51) -> dict:
+    """The Qini curve at `points` evenly spaced shares of users: {"share": [...], "incremental": [...]}
+    (incremental conversions of the top share, as `qini_curve`)."""
+    k, q = qini_curve(y, t, score)
+    idx = np.unique(np.round(np.linspace(0, len(k) - 1, points)).astype(int))
+    return {"share": [round(float(v), 4) for v in k[idx] / max(len(k) - 1, 1)],
+            "incremental": [round(float(v), 3) for v in q[idx]]}
 
 
 def _scores(y, t, s) -> dict:
@@ -72,6 +81,8 @@ def train_and_evaluate(X: pd.DataFrame, converted: np.ndarray, treated: np.ndarr
     report["uplift_at_30pct"] = report["models"][selected]["test"]["uplift_at_30pct"]
     report["overall_lift_test"] = round(float(y[te][t[te] == 1].mean() - y[te][t[te] == 0].mean()), 6)
     report["by_decile_test"] = uplift_by_decile(y[te], t[te], fitted[selected].predict(X[te]))
+    report["qini_curve_test"] = {"model": qini_points(y[te], t[te], fitted[selected].predict(X[te])),
+                                 "purchase_probability": qini_points(y[te], t[te], response.predict_proba(X[te])[:, 1])}
     final = CANDIDATES[selected](seed=seed).fit(X, y, t)
     treated_rows = t == 1
     r = np.asarray(redeemed).astype(int)[treated_rows]

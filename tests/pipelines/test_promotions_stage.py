@@ -60,6 +60,10 @@ def test_uplift_report_beats_zero_and_purchase_probability(report):
     assert up["qini"] > 0.05
     assert up["qini"] > up["baseline"]["purchase_probability"]["test"]["qini"]
     assert len(up["by_decile_test"]) == 10 and up["rows"]["test"] > 1000
+    curve = up["qini_curve_test"]["model"]
+    assert curve["share"][0] == 0 and curve["share"][-1] == 1 and curve["incremental"][0] == 0
+    at30 = curve["incremental"][curve["share"].index(0.3)]
+    assert at30 > 0.3 * curve["incremental"][-1]   # the top 30% bring more than 30% of the incremental conversions
 
 
 def test_top_30pct_captures_more_true_profit_than_random_and_likeliest_buyers(lake):

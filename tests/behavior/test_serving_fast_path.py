@@ -181,3 +181,21 @@ def test_one_row_top_k_and_normalisation_equal_the_batched_forms(width):
             np.testing.assert_array_equal(one_val, val[0])
         batched, one = normalise_rows(row[None])[0], normalise_row(row)
         assert one.dtype == batched.dtype and one.tobytes() == batched.tobytes()  # -0.0 included
+
+
+def test_the_apis_prebuilt_json_is_what_pydantic_writes(catalogue):
+    """The recommendations route writes its JSON from the serving answer directly (no model
+    validation on the hot path): byte for byte what the `Recommendations` model would give.
+    (Here rather than in tests/api because it checks serving answers of every kind of score.)"""
+    from api.models import Recommendations, ScoredItem
+    from api.routes.recommendations import recommendations_json
+
+    served = served_model(catalogue, MODELS["blend_knn_als"](), True)
+    answers = [served.recommend(str(u), 25) for u in catalogue["users"].ids[:200:3]] + [served.recommend("new", 5)]
+    odd = [1e-05, 1.5e-07, -2.5e-10, 1e16, 1e22, 5e-324, 1 / 3, -0.0, 0.0, float("inf"), float("nan"), -float("inf")]
+    answers.append(type(answers[0])([(f"i\u00fc\"{k}\\", v) for k, v in enumerate(odd)], "model"))
+    for k, rec in enumerate(answers):
+        user = "u\u00e9\n\u2028" if k % 2 else "u0001"
+        want = Recommendations(user_id=user, model_version="v1", recommendation_id="r", source=rec.source,
+                               items=[ScoredItem(item_id=i, score=s) for i, s in rec.items if np.isfinite(s)])
+        assert recommendations_json(user, "v1", "r", rec.source, rec.items) == want.model_dump_json().encode()

@@ -8,7 +8,6 @@ bundle under a request in flight. Loads run off the event loop and one at a time
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from api.audit import AuditLog
 from api.bundle import Bundle, BundleError, list_bundles, load_bundle
+from api.erasure import ErasureLog
 from api.keys import KeyFileError, KeyRing, load_keyring
 from api.ratelimit import RateLimiter
 from api.settings import Settings
@@ -57,6 +57,8 @@ class ServingState:
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.audit = AuditLog(settings.audit_log)
         self.erased: set[str] = set()            # erased in this process: kept out of every later bundle
+        self.erasure_log = ErasureLog(settings.data_dir)   # erased anywhere (CLI or API), by keyed hash
+        self._stamp: tuple[int, int] | None = None          # the active bundle's manifest (inode, mtime)
         self.refused: dict[str, str] = {}        # version -> why it was refused (not retried by polling)
         self._load_lock = threading.Lock()
         self._keys_stamp: tuple[float, int] | None | str = "never loaded"
@@ -90,9 +92,20 @@ class ServingState:
             raise BundleError(version or "none", "CURRENT does not name a bundle version")
         return version
 
+    def _manifest_stamp(self, version: str) -> tuple[int, int] | None:
+        try:
+            st = (self.settings.bundles_dir / version / "manifest.json").stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_mtime_ns)
+
     def _activate(self, bundle: Bundle) -> Swap:
-        if self.erased:
-            bundle = bundle.without_users(self.erased)
+        self._stamp = self._manifest_stamp(bundle.version)
+        gone = self.erased | self.erasure_log.erased_among(bundle.profiles.table.column("user_id").to_pylist())
+        if bundle.recommender is not None:
+            gone |= self.erasure_log.erased_among(bundle.recommender.users.ids.tolist())
+        if gone:
+            bundle = bundle.without_users(gone)
         previous = self.bundle.version if self.bundle else None
         self.bundle = bundle  # the swap: one reference assignment
         log.info("serving bundle %s (%d profiles)%s", bundle.version, len(bundle.profiles),
@@ -105,7 +118,8 @@ class ServingState:
         with self._load_lock:
             version = self.current_version()
             active = self.bundle.version if self.bundle else None
-            if version == active:
+            # the same version is loaded again when its folder was rewritten (`behavior forget`)
+            if version == active and self._manifest_stamp(version) == self._stamp:
                 return Swap(False, version, active)
             if not retry_refused and version in self.refused:
                 raise BundleError(version, self.refused[version])
@@ -148,17 +162,13 @@ class ServingState:
         by this process). False if the active bundle does not know the user."""
         with self._load_lock:
             self.erased.add(user_id)
+            self.erasure_log.record(user_id)
             bundle = self.bundle
             if bundle is None or user_id not in bundle.profiles.index:
                 return False
             self.bundle = bundle.without_users({user_id})
-            log.info("erased user %s from the serving side", user_hash(user_id))
+            log.info("erased user %s from the serving side", self.erasure_log.key_hash(user_id)[:16])
             return True
-
-
-def user_hash(user_id: str) -> str:
-    """What the logs say instead of an erased user's id."""
-    return hashlib.sha256(user_id.encode()).hexdigest()[:16]
 
 
 async def poll_forever(state: ServingState, interval_s: float) -> None:

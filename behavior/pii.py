@@ -7,6 +7,7 @@ last four digits) before it is written anywhere, the quarantine included.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -80,3 +81,17 @@ def has_card_number(values: list[str | None]) -> np.ndarray:
         ok = luhn_valid(np.array([s for _, s in group]))
         out[idx[ok]] = True
     return out
+
+
+def erasure_hash(secret: bytes, user_id: str) -> str:
+    """The keyed hash an erased user is remembered by: SHA-256 of the secret (hex) and the id.
+
+    Without the data home's secret the hash cannot be checked against a guessed id; with it,
+    new rows of the user are recognised. `erasure_hash_sql` computes the same in SQL.
+    """
+    return hashlib.sha256((secret.hex() + user_id).encode("utf-8")).hexdigest()
+
+
+def erasure_hash_sql(secret: bytes, column: str) -> str:
+    """SQL expression of `erasure_hash` over a string column (DuckDB's sha256 gives lowercase hex)."""
+    return f"sha256('{secret.hex()}' || {column})"

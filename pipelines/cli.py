@@ -155,6 +155,29 @@ def serve(
     run_server(state.home.root, host=host, port=port, workers=workers)
 
 
+@app.command()
+def forget(
+    user_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the users to erase.")] = None,
+    file: Annotated[Optional[Path], typer.Option("--file", help="A file of user ids, one per line ('#' comments).")] = None,
+) -> None:
+    """Erase users: from the lake, the quarantine and every bundle; later ingests reject them."""
+    from behavior.errors import InputError
+    from pipelines.forget import forget as run_forget
+
+    ids = list(user_ids or [])
+    if file is not None:
+        ids += [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines()
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    if not ids:
+        raise InputError("name the users to erase: behavior forget USER_ID... or --file FILE")
+    with state.console.status("erasing"):
+        rep = run_forget(state.home, ids)
+    lake = ", ".join(f"{t} {n:,}" for t, n in rep["lake_rows"].items()) or "nothing (no lake)"
+    state.console.result(f"forget: {rep['users']:,} users recorded in the erasure log (keyed hashes only); "
+                         f"rows removed from the lake: {lake}; quarantine: {rep['quarantine_rows']:,}; "
+                         f"bundles rewritten: {len(rep['bundles'])}")
+
+
 keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

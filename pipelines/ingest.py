@@ -2,7 +2,8 @@
 
 Every input row ends in exactly one place: stored in the lake, counted as a duplicate of a
 row stored already (same key), or in the quarantine (`lake/_rejected/<table>/`) with its
-source file, row number, reason and its values (card numbers masked). Everything one call
+source file, row number, reason and its values (card numbers masked; a row of an erased
+user, reason `erased_user`, keeps no values at all). Everything one call
 ingests is committed in one transaction: all of it, or nothing.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -21,9 +22,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from behavior.errors import InputError
-from behavior.pii import mask_card_numbers
+from behavior.pii import erasure_hash, mask_card_numbers
 from behavior.schema import TABLES, Table, table
 from behavior.validate import ROW, ParseOptions, resolve_columns, validate
+from pipelines import erasure_log
 from pipelines.datahome import DataHome
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
 from pipelines.readers import FORMATS, Source, read_source
@@ -75,13 +77,15 @@ def ingest(home: DataHome, paths: list[Path], opts: IngestOptions,
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         reports = []
+        key, logged = erasure_log.secret(home), erasure_log.hashes(home)
+        erased = (key, logged) if key is not None and logged else None
         with transaction(home.lake) as txn:
             if not meta:
                 (txn.path(META)).write_text(json.dumps({"currency": currency, "created_at": _now()}) + "\n")
             merged: dict[str, list[pa.Table]] = {}
             for i, (path, spec) in enumerate(files):
                 progress(f"reading {path.name} ({spec.name})")
-                rep = _ingest_file(con, home, txn, i, path, spec, opts, popts, merged)
+                rep = _ingest_file(con, home, txn, i, path, spec, opts, popts, merged, erased)
                 reports.append(rep)
                 progress(f"{path.name}: {rep['accepted']:,} stored, {rep['duplicates']:,} duplicates, "
                          f"{rep['rejected']:,} rejected")
@@ -103,11 +107,14 @@ def _now() -> str:
 
 
 def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, spec: Table,
-                 opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]]) -> dict:
+                 opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]],
+                 erased: tuple[bytes, set[str]] | None = None) -> dict:
     known = {n.lower() for n in spec.names} | {v.lower() for v in opts.mapping.values()} | {"unit_price"}
     src = read_source(path, known, header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
     names = [n for n in src.table.column_names if n != ROW]
     columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
+    read = src.table.num_rows + len(src.malformed)
+    src, erased_rows = _drop_erased(src, columns.get("user_id"), erased)
     result = validate(con, src.table, spec, columns, opts.defaults, popts)
     accepted = result.accepted
     in_lake = 0
@@ -120,12 +127,13 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     else:
         merged.setdefault(spec.name, []).append(accepted)
     quarantine = _quarantine(src, result.rejected, spec, txn.id)
+    if erased_rows:
+        quarantine = pa.concat_tables([quarantine, _erased_quarantine(src, erased_rows, spec, txn.id)])
     if quarantine.num_rows:
         pq.write_table(quarantine, txn.path(f"_rejected/{spec.name}/part-{txn.id}-{index}.parquet"))
     by_reason: dict[str, int] = {}
     for reason in quarantine.column("reason").to_pylist():
         by_reason[reason] = by_reason.get(reason, 0) + 1
-    read = src.table.num_rows + len(src.malformed)
     rep = {"path": str(path), "table": spec.name, "format": src.format, "read": read,
            "accepted": accepted.num_rows, "duplicates": result.duplicates + in_lake,
            "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
@@ -133,6 +141,36 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     if rep["accepted"] + rep["duplicates"] + rep["rejected"] != read:
         raise AssertionError(f"row accounting broke for {path}: {rep}")
     return rep
+
+
+def _drop_erased(src: Source, column: str | None, erased: tuple[bytes, set[str]] | None) -> tuple[Source, list[int]]:
+    """The source without rows of erased users (erasure log), and their row numbers."""
+    if erased is None or column is None or src.table.num_rows == 0:
+        return src, []
+    key, logged = erased
+    values = src.table.column(column).cast(pa.string()).to_pylist()
+    cache: dict[str, bool] = {}
+    hit = [v is not None and cache.setdefault(v, erasure_hash(key, v.strip()) in logged) for v in values]
+    if not any(hit):
+        return src, []
+    rows = [r for r, h in zip(src.table.column(ROW).to_pylist(), hit) if h]
+    return replace(src, table=src.table.filter(pa.array([not h for h in hit]))), rows
+
+
+def _erased_quarantine(src: Source, rows: list[int], spec: Table, ingest_id: str) -> pa.Table:
+    """Rejections of erased users' rows: where and why, and none of their values."""
+    n = len(rows)
+    return pa.table({
+        "table": pa.array([spec.name] * n, pa.string()),
+        "source_file": pa.array([str(src.path)] * n, pa.string()),
+        "source_row": pa.array(rows, pa.int64()),
+        "reason": pa.array(["erased_user"] * n, pa.string()),
+        "detail": pa.array(["the user was erased (erasure log): their rows are not stored, and their values "
+                            "are not kept here either"] * n, pa.string()),
+        "raw": pa.nulls(n, pa.string()),
+        "ingest_id": pa.array([ingest_id] * n, pa.string()),
+        "ingested_at": pa.array([datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC")),
+    })
 
 
 def _quarantine(src: Source, rejected: pa.Table, spec: Table, ingest_id: str) -> pa.Table:

@@ -121,12 +121,14 @@ def _rows(output: Any) -> int | None:
 def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
                  stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None) -> dict:
     """Run the stages and publish a bundle; returns the run report."""
+    from pipelines.forget import purge_if_needed
     from pipelines.publish import publish
     from pipelines.stages import STAGES
 
     order = plan(STAGES, stages)
     run_id = uuid.uuid4().hex[:12]
     with locked(home, "run"):
+        erased = purge_if_needed(home)
         ctx = open_context(home, config, as_of)
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
@@ -137,6 +139,9 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
             ctx.outputs[name] = out
             report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
         report.update(ctx.report)
+        if erased:
+            report["erasure"] = {"lake_rows": erased["lake_rows"], "quarantine_rows": erased["quarantine_rows"],
+                                 "bundles": len(erased["bundles"])}
         progress("publishing the bundle")
         # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
         # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.

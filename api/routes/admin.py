@@ -11,7 +11,7 @@ from api.models import ErasureResult, ReloadResult
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
 from api.routes.profiles import UserId
-from api.state import NoBundleError, user_hash
+from api.state import NoBundleError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -50,9 +50,10 @@ async def rollback_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
 
 
 @router.delete("/users/{user_id}", summary="Erase a user from the serving side now (profiles and recommender)",
-               description="The user disappears from profiles, segment queries, exports and recommendations at "
-                           "once, and stays out of bundles this process loads later. Erasing the user from the "
-                           "lake and future bundles is `behavior forget`.",
+               description="The user disappears from profiles, segment queries, exports, target lists and "
+                           "recommendations at once. The erasure is recorded (a keyed hash, never the id) in the "
+                           "data home's erasure log: every process keeps the user out of the bundles it loads, "
+                           "the next `behavior run` purges them from the lake, later ingests reject their rows.",
                responses=problems(*AUTH, 404, 422, 503))
 async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> ErasureResult:
     if state.bundle is None:
@@ -60,7 +61,7 @@ async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> E
     found = await run_in_threadpool(state.erase, user_id)
     version = state.bundle.version
     state.audit.write(key_id=caller.key_id, endpoint="DELETE /v1/admin/users/{user_id}", rows=int(found),
-                      bundle_version=version, user_sha256=user_hash(user_id))
+                      bundle_version=version, user_key_hash=state.erasure_log.key_hash(user_id))
     if not found:
         raise ApiProblem(404, "unknown-user", "Unknown user",
                          f"user {user_id!r} is not in bundle {version}; they will be kept out of bundles "

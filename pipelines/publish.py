@@ -1,7 +1,8 @@
 """Publish a bundle: write a new folder, verify it, then point CURRENT at it atomically.
 
 Layout of `artifacts/bundles/<version>/`: the files the stages put in `ctx.bundle`
-(Parquet for tables, `.npz` for arrays, JSON for dicts), `report.json`, and `manifest.json`
+(Parquet for tables, `.npz` for arrays, JSON for dicts), `report.json`, `report.html` (key
+figures and plots on one self-contained page, see pipelines/report_html.py) and `manifest.json`
 (version, as_of, created_at, code version, row counts, SHA-256 of every file). The folder is
 written under a temporary name and renamed when complete, so a bundle folder is never
 partial; earlier bundles stay for rollback.
@@ -26,6 +27,7 @@ from pipelines import atomic
 from pipelines.datahome import DataHome
 
 MANIFEST = "manifest.json"
+REPORT_HTML = "report.html"
 
 
 class BundleError(BehaviorError):
@@ -75,6 +77,16 @@ def verify(folder: Path) -> dict:
     return manifest
 
 
+def _report_page(home: DataHome, ctx, report: dict) -> str:
+    """report.html from the final report (its time and any broken plot go in `report_html`)."""
+    from pipelines.lake import read_meta
+    from pipelines.report_html import render_report
+
+    page, info = render_report(report, ctx.bundle, getattr(ctx, "con", None), read_meta(home.lake).get("currency"))
+    report["report_html"] = info
+    return page
+
+
 def publish(home: DataHome, ctx, report: dict, activate: bool = True) -> str:
     """Write ctx.bundle and the report as a new bundle; with `activate`, make it CURRENT.
     Returns the version."""
@@ -92,6 +104,7 @@ def publish(home: DataHome, ctx, report: dict, activate: bool = True) -> str:
         n = _write(tmp, name, content)
         if n is not None:
             counts[name] = n
+    _write(tmp, REPORT_HTML, _report_page(home, ctx, report))
     _write(tmp, "report.json", report)
     manifest = {
         "version": version,
@@ -108,7 +121,25 @@ def publish(home: DataHome, ctx, report: dict, activate: bool = True) -> str:
     atomic.fsync_dir(home.bundles)
     if activate:
         atomic.write_bytes(home.current, (version + "\n").encode())
+    prune_bundles(home)
     return version
+
+
+KEEP_BUNDLES = 5
+
+
+def prune_bundles(home: DataHome, keep: int = KEEP_BUNDLES) -> list[str]:
+    """Delete all but the `keep` newest bundles (by name: versions start with their UTC creation
+    time); the active one is always kept. Old bundles hold per-user data, so they are not kept
+    for ever: rollback reaches back `keep` runs."""
+    active = home.current.read_text().strip() if home.current.exists() else None
+    versions = sorted(p.name for p in home.bundles.iterdir() if p.is_dir() and not p.name.startswith("."))
+    removed = []
+    for v in versions[:-keep] if len(versions) > keep else []:
+        if v != active:
+            shutil.rmtree(home.bundles / v)
+            removed.append(v)
+    return removed
 
 
 def current_bundle(home: DataHome) -> Path:

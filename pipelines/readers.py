@@ -130,7 +130,11 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
     enc, notes = _detect_encoding(head, encoding)
     text = head.decode(enc, errors="replace").lstrip("\ufeff")
     delim = _sniff(text, delimiter, path)
-    first = next(csv.reader(io.StringIO(text), delimiter=delim))
+    try:
+        first = next(csv.reader(io.StringIO(text, newline=""), delimiter=delim))
+    except csv.Error as exc:
+        raise InputError(f"{path}: the first record cannot be read as CSV ({exc}); check the file's encoding "
+                         "and delimiter (--encoding, --delimiter)") from None
     first = [c.strip() for c in first]
     if header is None:
         header = any(c.lower() in known for c in first)
@@ -180,12 +184,16 @@ def _read_csv_slow(path: Path, names: list[str], header: bool, delim: str, enc: 
         reader = csv.reader(fh, delimiter=delim)
         if header:
             next(reader, None)
-        for n, rec in enumerate(reader, start=1):
-            if len(rec) == len(names):
-                rows.append(rec)
-                numbers.append(n)
-            elif rec and any(v.strip() for v in rec):
-                malformed.append((n, delim.join(rec)))
+        try:
+            for n, rec in enumerate(reader, start=1):
+                if len(rec) == len(names):
+                    rows.append(rec)
+                    numbers.append(n)
+                elif rec and any(v.strip() for v in rec):
+                    malformed.append((n, delim.join(rec)))
+        except csv.Error as exc:
+            raise InputError(f"{path}: line {reader.line_num} cannot be read as CSV ({exc}); nothing of the "
+                             "file was stored: fix or remove that line and ingest the file again") from None
     cols = list(zip(*rows)) if rows else [[] for _ in names]
     table = pa.table({name: pa.array(col, pa.string()) for name, col in zip(names, cols)})
     table = table.append_column(ROW, pa.array(numbers, pa.int64()))

@@ -245,8 +245,9 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         n, v = col.name, f"p_{col.name}"
         if col.type == "int":
             v = f"TRY_CAST({v} AS INTEGER)"
-        if is_pay and n == "payment_id" and columns.get("payment_id") is None:
-            # No payment id in the source: a stable hash of the row's values.
+        if is_pay and n == "payment_id":
+            # No payment id in the source (no column, or an empty value): a stable hash of the
+            # row's values, so the key is never null and re-ingesting the row finds it stored.
             v = f"COALESCE(p_payment_id, 'h' || substr(md5(concat_ws('|', {t_all})), 1, 16))"
         if is_pay and n == "amount":
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"

@@ -145,3 +145,17 @@ def rule_score(affinity: np.ndarray, churn_probability: np.ndarray, clv: np.ndar
     """The fallback score: affinity x churn probability x CLV (missing values count as 0)."""
     parts = [np.nan_to_num(np.asarray(v, float), nan=0.0) for v in (affinity, churn_probability, clv)]
     return parts[0] * parts[1] * np.maximum(parts[2], 0.0)
+
+
+def budget_curve(candidates: pd.DataFrame, economics: Economics, budgets, *, holdout_share: float = 0.0,
+                 seed: int = 0) -> pd.DataFrame:
+    """What-if of the uplift-model list over budgets in users: for each budget, the targets,
+    expected incremental conversions, profit and cost of `select_targets` (candidates as there,
+    with `uplift` and `p_redeem`). Profit stops growing once every user with a positive
+    expected profit is targeted."""
+    rows = []
+    for b in sorted({int(b) for b in budgets if int(b) > 0}):
+        t = select_targets(candidates, economics, budget_users=b, holdout_share=holdout_share, seed=seed)
+        rows.append({"budget_users": b, "targets": t.counts["targets"], **t.expected})
+    return pd.DataFrame(rows, columns=["budget_users", "targets", "incremental_conversions", "incremental_profit",
+                                       "cost"])

@@ -82,3 +82,16 @@ def test_eligibility_and_rule():
     out = select_targets(c, ECON, budget_users=5, holdout_share=0.0, method=RULE)
     assert list(out.targets["user_id"]) == ["a"] and out.expected["incremental_profit"] is None
     assert out.method == RULE and any("cannot be estimated" in n for n in out.notes) and MODEL != RULE
+
+
+def test_budget_curve_grows_until_every_profitable_user_is_targeted():
+    from behavior.targeting import budget_curve
+
+    c = pd.DataFrame({"user_id": [f"u{i}" for i in range(6)], "uplift": [0.5, 0.4, 0.3, 0.2, 0.0, -0.1],
+                      "p_redeem": 0.5})
+    curve = budget_curve(c, Economics(10.0, coupon_cost=2.0), [2, 4, 6, 0])
+    assert curve["budget_users"].tolist() == [2, 4, 6]
+    assert curve["targets"].tolist() == [2, 4, 4]            # 4 users have a positive expected profit
+    # profit = 10 x uplift - 2 x 0.5 per target
+    assert curve["incremental_profit"].tolist() == pytest.approx([7.0, 10.0, 10.0])
+    assert curve["incremental_conversions"].tolist() == pytest.approx([0.9, 1.4, 1.4])

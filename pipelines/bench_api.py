@@ -7,6 +7,8 @@
 - A segment query (filter, sort, total count, first page) over a bundle of 1M profiles made
   here by tiling the profiles of a real bundle; the median of several runs. Target: < 100 ms.
   The same server also times a CSV export of the query and the 1M-profile bundle load.
+- Memory: the server's resident memory (Linux /proc) before and after 100k more
+  recommendation requests, once the throughput run has warmed it up. Target: flat (< 20 MB).
 
 The API runs in its own process (`api.server.serve`) and is reached over HTTP only: the
 pipelines and the API meet in the bundle format, not in imports.
@@ -75,9 +77,9 @@ def _loop_http() -> tuple[str, str]:
 
 
 @contextmanager
-def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300) -> Iterator[tuple[str, float]]:
+def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300) -> Iterator[tuple[str, float, int]]:
     """A uvicorn server (one worker, `_loop_http()`) on a free loopback port; yields (base URL,
-    seconds until ready)."""
+    seconds until ready, its pid)."""
     port = _free_port()
     env = {**os.environ, "BEHAVIOR_API_KEYS_FILE": str(keys_file), "BEHAVIOR_API_RATE_LIMIT": "0",
            "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": ""}
@@ -100,7 +102,7 @@ def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float
             if proc.poll() is not None or time.perf_counter() - t0 > startup_timeout_s:
                 raise RuntimeError("the API server did not start:\n" + log.read_text()[-2000:])
             time.sleep(0.1)
-        yield base, time.perf_counter() - t0
+        yield base, time.perf_counter() - t0, proc.pid
     finally:
         proc.terminate()
         try:
@@ -236,6 +238,39 @@ def _load(base: str, key: str, ids: list[str], path: str, duration_s: float, con
 
 # ------------------------------------------------------------------ the benchmark
 
+MEMORY_REQUESTS = 100_000
+MEMORY_TARGET = ("RSS grows < 20 MB over 100k requests", lambda r: r["rss_growth_mb"] < 20)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc (Linux only)")
+
+
+def _memory_over(base: str, key: str, ids: list[str], path: str, connections: int, work: Path, pid: int,
+                 warm: dict, progress: Callable[[str], None]) -> dict:
+    """Server RSS before and after about MEMORY_REQUESTS more requests (after the throughput run
+    warmed it up): a leak per request shows as growth."""
+    rate = max(float(warm.get("requests_per_s") or 500.0), 100.0)
+    seconds = MEMORY_REQUESTS / rate * 1.1
+    progress(f"memory: about {MEMORY_REQUESTS:,} requests ({seconds:.0f} s)")
+    before = _rss_mb(pid)
+    done = errors = 0
+    while done < MEMORY_REQUESTS:          # a busy machine serves fewer per second: go on until 100k
+        res = _load(base, key, ids, path, max(seconds * (MEMORY_REQUESTS - done) / MEMORY_REQUESTS, 1.0),
+                    connections, work)
+        done += int(res.get("requests") or 0)
+        errors += int(res.get("errors") or 0)
+    after = _rss_mb(pid)
+    row = {"step": "api memory over 100k requests", "requests": done,
+           "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
+           "rss_growth_mb": round(after - before, 1), "errors": errors, "target": MEMORY_TARGET[0]}
+    row["met"] = bool(MEMORY_TARGET[1](row)) and errors == 0
+    return row
+
+
 def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles: int = 1_000_000, *,
                   query_runs: int = 7, users: int = 20_000,
                   progress: Callable[[str], None] = lambda _: None) -> list[dict]:
@@ -262,19 +297,21 @@ def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles:
             ids = sample
             note = "no recommender.npz in the bundle: GET profile measured instead of recommendations"
         progress(f"{step}: {connections} connections for {duration_s:g} s")
-        with _server(home.root, keys_file, work / "server.log") as (base, _):
+        with _server(home.root, keys_file, work / "server.log") as (base, _, pid):
             res = _load(base, key, ids, path, duration_s, connections, work)
+            memory = _memory_over(base, key, ids, path, connections, work, pid, res, progress)
         row = {"step": step, "bundle": bundle.name, "profiles": len(known), "connections": connections,
                "seconds": duration_s, "server": "uvicorn, 1 worker, {} + {}".format(*_loop_http()), **res,
                "note": note,
                "target": REC_TARGET[0], "met": bool(REC_TARGET[1](res))}
         rows.append(row)
+        rows.append(memory)
 
         big = DataHome(home.root / f"bench-api-{profiles}")
         progress(f"making a bundle of {profiles:,} profiles")
         make_profiles_bundle(bundle, big, profiles)
         progress(f"segment query over {profiles:,} profiles, {query_runs} runs")
-        with _server(big.root, keys_file, work / "server-1m.log") as (base, ready_s):
+        with _server(big.root, keys_file, work / "server-1m.log") as (base, ready_s, _):
             rows.append({"step": "api bundle load", "profiles": profiles, "seconds": round(ready_s, 2),
                          "note": "server start to ready: verify checksums, read, index"})
             with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as c:

@@ -1,0 +1,203 @@
+"""`report.html` of a bundle: the run's key figures and main plots on one self-contained page.
+
+Everything is inline: CSS in a <style> element, each plot a PNG as a `data:` URI. No
+script, font or image is fetched, so the page reads the same offline, attached to an
+e-mail, or from the bundle folder. Only aggregates are shown (no user ids), so erasing a
+user never needs the page rewritten.
+
+The page is made at publish time from the final report and the bundle's tables; a plot
+that fails is replaced by its error message (and listed in the report's
+`report_html.errors`) rather than failing the run whose bundle the API is waiting for.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+NAME = "report.html"
+DPI = 90     # enough for a screen, keeps the page small and the render quick
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0 auto; max-width: 1180px;
+       padding: 1.5em 2em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.1em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+.meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; } td, th { padding: 0.3em 0.9em; text-align: left;
+       border-bottom: 1px solid #eee; vertical-align: top; } th { color: #555; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.92em; }
+.error { color: #a33; } .note { color: #555; font-size: 0.95em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _num(v: Any, fmt: str = "{:,.3f}") -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    return fmt.format(v) if isinstance(v, (int, float)) else str(v)
+
+
+def key_figures(report: dict, customers: int | None) -> list[tuple[str, str]]:
+    """(label, value) rows of the headline numbers of a run report (missing sections skipped)."""
+    rows: list[tuple[str, str]] = []
+    if customers is not None:
+        rows.append(("customers in the bundle", f"{customers:,}"))
+    seg = (report.get("segments") or {}).get("counts") or {}
+    if seg:
+        top = max(seg, key=seg.get)
+        rows.append(("largest segment", f"{top} ({seg[top]:,})"))
+    loy = report.get("loyalty") or {}
+    if loy.get("holdout", {}).get("error_pct") is not None:
+        rows.append((f"loyalty model ({loy.get('model', 'bgnbd')}): holdout error of expected purchases",
+                     f"{loy['holdout']['error_pct']:+.1f}%"))
+    ch = report.get("churn") or {}
+    if ch.get("skipped"):
+        rows.append(("churn model", f"skipped: {ch['skipped']}"))
+    elif ch.get("test"):
+        t = ch["test"]
+        best = max((b.get("roc_auc", 0) for b in (ch.get("baselines") or {}).values()), default=None)
+        rows.append(("churn model ROC-AUC (held-out cutoff)",
+                     f"{t['roc_auc']:.3f}" + (f" (best baseline {best:.3f})" if best is not None else "")))
+        rows.append(("churn rate / Brier score / lift in the top 10%",
+                     f"{t.get('churn_rate', float('nan')):.1%} / {t['brier']:.3f} / {t['lift_at_10pct']:.2f}x"))
+    rec = report.get("recommend") or {}
+    test = rec.get("test") or {}
+    sel = rec.get("selected")
+    if sel and sel in test and "popularity" in test:
+        rows.append((f"recommender ({sel}) nDCG@10 on the last {test.get('days', '?')} days",
+                     f"{test[sel]['ndcg@10']:.3f} (popularity {test['popularity']['ndcg@10']:.3f})"))
+    elif sel:
+        rows.append(("recommender", sel))
+    pr = report.get("promotions") or {}
+    eff = pr.get("effectiveness") or {}
+    if eff:
+        est = [p for p, e in eff.items() if e.get("status") == "estimated"]
+        rows.append(("promotions estimated", f"{len(est)} of {len(eff)}"))
+    up = pr.get("uplift") or {}
+    if up.get("qini") is not None:
+        base = ((up.get("baseline") or {}).get("purchase_probability") or {}).get("test", {}).get("qini")
+        rows.append((f"uplift model ({up.get('selected')}) held-out Qini",
+                     f"{up['qini']:.3f}" + (f" (purchase probability {base:.3f})" if base is not None else "")))
+    secs = sum(s.get("seconds", 0) for s in (report.get("stages") or {}).values())
+    rows.append(("stages run", f"{len(report.get('stages') or {})} in {secs:,.1f} s"))
+    return rows
+
+
+def _frame(tables: Mapping[str, Any], name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+    t = tables.get(name)
+    if not isinstance(t, pa.Table):
+        return None
+    if columns is not None:
+        t = t.select([c for c in columns if c in t.column_names])
+    return t.to_pandas()
+
+
+def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
+             ) -> list[tuple[str, str, Callable[[], Any]]]:
+    """(section, caption, thunk making the figure) of every plot of the page, in order."""
+    from behavior import payment_stats as S
+    from behavior import plots as P
+
+    profiles = _frame(tables, "profiles.parquet", ["loyalty_score", "churn_probability", "churn_reasons"])
+    monthly: dict[str, pd.DataFrame] = {}
+
+    def month_table() -> pd.DataFrame | None:
+        if con is not None and "m" not in monthly:
+            monthly["m"] = con.sql(S.monthly_payments_sql("payments")).df()
+        return monthly.get("m")
+
+    churn, rec, promos = report.get("churn"), report.get("recommend"), report.get("promotions") or {}
+    seg = (report.get("segments") or {}).get("counts")
+    return [
+        ("Payments", "Successful payments, customers and net sales per month.",
+         lambda: P.plot_monthly_volume(month_table(), currency)),
+        ("Payments", "Failure and refund rates per month.", lambda: P.plot_failure_refund_rates(month_table())),
+        ("Segments and loyalty", "Customers per RFM segment at as_of.", lambda: P.plot_segment_sizes(seg)),
+        ("Segments and loyalty", "Loyalty score distribution and tiers.", lambda: P.plot_loyalty_tiers(profiles)),
+        ("Retention and churn", "Monthly acquisition cohorts: share buying again k months later.",
+         lambda: P.plot_cohort_retention(_frame(tables, "cohort_retention.parquet"))),
+        ("Retention and churn", "Retention by current segment.",
+         lambda: P.plot_retention_curves(_frame(tables, "retention_curves.parquet"))),
+        ("Retention and churn", "Churn model calibration on the held-out cutoff.",
+         lambda: P.plot_calibration(churn)),
+        ("Retention and churn", "Cumulative gain and lift of the churn model and its baselines.",
+         lambda: P.plot_gain_lift(churn)),
+        ("Retention and churn", "Most common churn reasons of the customers at risk.",
+         lambda: P.plot_churn_reasons(profiles)),
+        ("Recommendations", "Top-10 metrics of every candidate and of the selected model against popularity.",
+         lambda: P.plot_recommender_metrics(rec)),
+        ("Promotions", "Lift of each past promotion over its control group, 95% intervals.",
+         lambda: P.plot_promotion_lift(promos.get("effectiveness"), currency)),
+        ("Promotions", "Held-out Qini curve of the uplift model.", lambda: P.plot_qini(promos.get("uplift"))),
+    ]
+
+
+def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
+    """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
+    bundle's tables (name -> Arrow table, as in `ctx.bundle`); `con` holds the `payments`
+    view for the monthly plots (None: they say there is no data)."""
+    t0 = time.perf_counter()
+    profiles = tables.get("profiles.parquet")
+    customers = profiles.num_rows if isinstance(profiles, pa.Table) else None
+    title = f"Run report: bundle {report.get('bundle_version') or '(unpublished)'}"
+    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+             f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{_esc(title)}</h1>",
+             f"<p class=\"meta\">as of {_esc(report.get('as_of', '?'))} · run {_esc(report.get('run_id', '?'))} · "
+             f"{'active (served by the API)' if report.get('active') else 'not active (a partial run)'} · "
+             f"time unit {_esc(report.get('time_unit', 'day'))}"
+             + (f" · money in {_esc(currency)}" if currency else "") + "</p>",
+             "<h2>Key figures</h2><table>"]
+    parts += [f"<tr><th>{_esc(k)}</th><td class=\"num\">{_esc(v)}</td></tr>" for k, v in key_figures(report, customers)]
+    parts.append("</table>")
+    notes = [(s, n) for s in ("churn", "promotions", "recommend") for n in (report.get(s) or {}).get("notes", []) or []]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
+                                                   for s, n in notes) + "</ul>")
+    errors: list[str] = []
+    section = None
+    n_figures = 0
+    for sec, caption, make in _figures(report, tables, con, currency):
+        if sec != section:
+            parts.append(f"<h2>{_esc(sec)}</h2>")
+            section = sec
+        try:
+            fig = make()
+            data = _png(fig)
+            alt = fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()
+            parts.append(f"<figure><img alt=\"{_esc(alt)}\" src=\"data:image/png;base64,{data}\">"
+                         f"<figcaption>{_esc(caption)}</figcaption></figure>")
+            n_figures += 1
+        except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the run its bundle
+            errors.append(f"{caption} {type(exc).__name__}: {exc}")
+            parts.append(f"<p class=\"error\">{_esc(caption)} could not be drawn: {_esc(type(exc).__name__)}: "
+                         f"{_esc(exc)}</p>")
+    stages = report.get("stages") or {}
+    if stages:
+        parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>rows</th></tr>")
+        parts += [f"<tr><td>{_esc(k)}</td><td class=\"num\">{_num(v.get('seconds'), '{:,.1f}')}</td>"
+                  f"<td class=\"num\">{_num(v.get('rows'), '{:,}')}</td></tr>" for k, v in stages.items()]
+        parts.append("</table>")
+    parts.append("<p class=\"meta\">Made by <code>behavior run</code> at publish time; the numbers are those of "
+                 "report.json in the same bundle. Analyst notebooks with more views: notebooks/.</p></body></html>\n")
+    info = {"seconds": round(time.perf_counter() - t0, 3), "figures": n_figures, "errors": errors}
+    return "\n".join(parts), info

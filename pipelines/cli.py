@@ -144,6 +144,23 @@ def run(
 
 
 @app.command()
+def report(
+    bundle: Annotated[Optional[str], typer.Option(help="Bundle version (default: the active bundle).")] = None,
+) -> None:
+    """Print the path of a bundle's report.html (key figures and plots; opens offline)."""
+    from pipelines.publish import REPORT_HTML, current_bundle
+
+    folder = state.home.bundles / bundle if bundle else current_bundle(state.home)
+    page = folder / REPORT_HTML
+    if not page.exists():
+        what = f"bundle {bundle}" if bundle else f"the active bundle {folder.name}"
+        hint = (f"no such bundle in {state.home.bundles}" if not folder.is_dir()
+                else "it was published before report.html existed: run `behavior run` again")
+        raise BehaviorError(f"{what} has no {REPORT_HTML}: {hint}")
+    state.console.result(str(page))
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,

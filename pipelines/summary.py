@@ -77,6 +77,11 @@ def run_summary(report: dict, home: DataHome) -> str:
     if counts:
         lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     lines.append(f"bundle: {home.bundles / report['bundle_version']}")
+    page = report.get("report_html")
+    if page:
+        broken = f"; {len(page['errors'])} plot(s) failed: see report_html.errors" if page.get("errors") else ""
+        lines.append(f"report: {home.bundles / report['bundle_version'] / 'report.html'} "
+                     f"({page['figures']} plots, {page['seconds']:.1f} s{broken})")
     if not report.get("active", True):
         lines.append("partial run (--stages): the bundle above is not made CURRENT; the served bundle is unchanged")
     return "\n".join(lines)

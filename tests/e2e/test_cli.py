@@ -128,3 +128,32 @@ def test_bench_prints_its_table(tmp_path):
     for step in ("ingest parquet | 20,000", "features | 20,000", "loyalty fit | 5,000", "loyalty score | 5,000",
                  "recommend ALS fit | 40,000", "recommend one user top-10 | 40,000"):
         assert f"| {step} |" in out.stdout
+
+
+def test_run_writes_a_self_contained_html_report_into_the_bundle(flow):
+    import re
+
+    root, data, _, _, run = flow
+    rep = json.loads((root / "run.json").read_text())
+    folder = data / "artifacts" / "bundles" / rep["bundle_version"]
+    assert "report.html" in verify(folder)["checksums"]
+    page = (folder / "report.html").read_text()
+    assert rep["report_html"]["errors"] == [] and rep["report_html"]["figures"] >= 10
+    images = re.findall(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', page)
+    assert len(images) == rep["report_html"]["figures"]
+    assert not re.search(r"https?://", page)                      # nothing fetched: readable offline
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)    # every resource is inline
+    assert rep["bundle_version"] in page and "Key figures" in page
+    assert "report.html" in run.stdout
+
+
+def test_report_prints_the_path_of_the_html_report(flow, tmp_path):
+    root, data, _, _, _ = flow
+    version = (data / "artifacts" / "CURRENT").read_text().strip()
+    path = data / "artifacts" / "bundles" / version / "report.html"
+    assert behavior(data, "report").stdout.strip() == str(path)
+    assert behavior(data, "report", "--bundle", version).stdout.strip() == str(path)
+    missing = behavior(data, "report", "--bundle", "19990101T000000Z-nope", check=False)
+    assert missing.returncode == 2 and "no such bundle" in missing.stderr
+    empty = behavior(tmp_path / "empty", "report", check=False)
+    assert empty.returncode == 2 and "no bundle has been published" in empty.stderr and not empty.stdout

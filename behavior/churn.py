@@ -247,6 +247,20 @@ def churn_metrics(y, score, prob=None) -> dict:
             "n": int(len(y)), "churn_rate": float(y.mean())}
 
 
+def gain_curve(y, score, points: int = 21) -> dict[str, list[float]]:
+    """Cumulative gain: customers ranked by `score` (highest first, ties by order); for the
+    top shares 0, 1/(points-1), ..., 1 of them, the share of all churners they hold.
+    Returns {"share": [...], "captured": [...]}; `captured` is all NaN without churners.
+    Random ranking gives captured = share; lift at a share is captured / share."""
+    y = np.asarray(y, float)
+    score = np.asarray(score, float)
+    share = np.linspace(0.0, 1.0, points)
+    hits = np.concatenate([[0.0], np.cumsum(y[np.argsort(-score, kind="stable")])])
+    k = np.ceil(share * len(y) - 1e-9).astype(int)
+    captured = hits[k] / hits[-1] if hits[-1] > 0 else np.full(points, np.nan)
+    return {"share": share.round(6).tolist(), "captured": np.round(captured, 6).tolist()}
+
+
 def calibration_table(y, prob, bins: int = 10) -> list[dict]:
     """Equal-width bins of the predicted probability: bin bounds, count, mean predicted, observed
     churn rate (empty bins are left out)."""
@@ -402,4 +416,4 @@ def retention_curves_sql(payments: str, segments: str) -> str:
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_metrics",
            "churn_reasons", "cohort_retention_sql", "cutoff_dataset", "evaluate_baselines", "feature_columns",
-           "fit_baseline_calibrators", "lift_at", "retention_curves_sql"]
+           "fit_baseline_calibrators", "gain_curve", "lift_at", "retention_curves_sql"]

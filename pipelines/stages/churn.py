@@ -11,7 +11,9 @@ feature table; churn_probability is null (and the report has `skipped`) when the
 little history, a single cutoff or a missing class. The retention tables
 (`cohort_retention.parquet`, `retention_curves.parquet`) are written in every case.
 Report: `churn` = {horizon_days, cutoffs: {train, test}, train_rows, test, baselines,
-calibration, beats_baselines: {roc_auc, brier}, notes, [skipped], seconds}.
+calibration, gain_curve: {share, model, <baseline>...} (21 points: the share of test churners
+among the top share of customers by each score), beats_baselines: {roc_auc, brier}, notes,
+[skipped], seconds}.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
     section["baselines"] = {k: _round(v) for k, v in
                             C.evaluate_baselines(test, C.fit_baseline_calibrators(train)).items()}
     section["calibration"] = [_round(r) for r in C.calibration_table(y, p)]
+    gain = C.gain_curve(y, p)
+    section["gain_curve"] = {"share": gain["share"], "model": gain["captured"],
+                             **{k: C.gain_curve(y, s)["captured"] for k, s in C.baseline_scores(test).items()}}
     beats = {m: all((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m])
                     for b in section["baselines"].values()) for m in ("roc_auc", "brier")}
     section["beats_baselines"] = beats

@@ -94,3 +94,18 @@ def test_no_leakage_events_after_a_cutoff_do_not_change_its_features_or_labels(s
     # a later cutoff's label window covers the training windows only if they overlap: they never do
     assert all(t + h <= cuts.test for t in cuts.train)
     assert max(train["cutoff"]) + h <= cuts.test
+
+
+def test_gain_curve_by_hand_and_for_random_and_perfect_rankings():
+    y = [1, 0, 1, 0]
+    g = C.gain_curve(y, [0.9, 0.8, 0.3, 0.1], points=5)   # top 0, 1, 2, 3, 4 customers
+    assert g["share"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert g["captured"] == [0.0, 0.5, 0.5, 1.0, 1.0]
+    rng = np.random.default_rng(0)
+    yy = rng.random(20_000) < 0.3
+    rand = C.gain_curve(yy, rng.random(yy.size))
+    assert len(rand["share"]) == 21
+    assert np.allclose(rand["captured"], rand["share"], atol=0.02)
+    perfect = C.gain_curve(yy, yy.astype(float))
+    assert perfect["captured"][6] == 1.0                       # the top 30% hold every churner
+    assert all(np.isnan(C.gain_curve([0, 0], [0.1, 0.2])["captured"]))

@@ -50,6 +50,12 @@ def test_report_and_output_through_the_runner(lake, registered):
     assert set(ch["beats_baselines"]) == {"roc_auc", "brier"} and ch["train_rows"] > 0
     assert ch["cutoffs"]["train"] and ch["cutoffs"]["test"] > max(ch["cutoffs"]["train"])
     assert sum(r["count"] for r in ch["calibration"]) == ch["test"]["n"]
+    gain = ch["gain_curve"]
+    assert set(gain) == {"share", "model", *ch["baselines"]} and len(gain["share"]) == 21
+    for name in ("model", *ch["baselines"]):
+        curve = gain[name]
+        assert curve[0] == 0 and curve[-1] == 1 and all(a <= b for a, b in zip(curve, curve[1:]))
+    assert gain["model"][2] > gain["share"][2]    # the top 10% hold more than 10% of the churners
     assert rep["stages"]["churn"]["rows"] > 0
     out = captured["out"].to_pandas()
     assert list(out.columns) == ["user_id", "churn_probability", "churn_reasons"]

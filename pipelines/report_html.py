@@ -110,6 +110,12 @@ def _frame(tables: Mapping[str, Any], name: str, columns: list[str] | None = Non
     return t.to_pandas()
 
 
+def _has_view(con, name: str) -> bool:
+    """Whether `con` has the lake view `name` (a Spark run without a local lake has none)."""
+    found = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()
+    return bool(found[0][0])
+
+
 def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
              ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(section, caption, thunk making the figure) of every plot of the page, in order."""
@@ -120,7 +126,7 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
     monthly: dict[str, pd.DataFrame] = {}
 
     def month_table() -> pd.DataFrame | None:
-        if con is not None and "m" not in monthly:
+        if con is not None and "m" not in monthly and _has_view(con, "payments"):
             monthly["m"] = con.sql(S.monthly_payments_sql("payments")).df()
         return monthly.get("m")
 
@@ -152,8 +158,9 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
 
 def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
     """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
-    bundle's tables (name -> Arrow table, as in `ctx.bundle`); `con` holds the `payments`
-    view for the monthly plots (None: they say there is no data)."""
+    bundle's tables (name -> Arrow table, as in `ctx.bundle`); `con` is a DuckDB connection
+    with the `payments` view for the monthly plots (None, or no such view: they say there is
+    no data)."""
     t0 = time.perf_counter()
     profiles = tables.get("profiles.parquet")
     customers = profiles.num_rows if isinstance(profiles, pa.Table) else None

@@ -1,0 +1,27 @@
+"""report.html from a report with nothing in it (a partial run, no promotions, no churn model):
+every plot says why it is empty, the page stays self-contained."""
+
+import re
+
+import duckdb
+
+from pipelines.report_html import key_figures, render_report
+
+
+def test_an_empty_run_still_gives_a_complete_offline_page():
+    report = {"run_id": "abc", "as_of": "2025-01-01T00:00:00+00:00", "bundle_version": "v1", "active": False,
+              "stages": {"features": {"seconds": 0.1, "rows": 0}},
+              "churn": {"skipped": "too little history", "notes": ["churn model skipped: too little history"]}}
+    page, info = render_report(report, {}, duckdb.connect(), "EUR")   # no payments view, no tables
+    assert info["errors"] == [] and info["figures"] == len(re.findall(r"data:image/png;base64,", page)) >= 10
+    assert "not active" in page and "churn model skipped" in page and "money in EUR" in page
+    assert not re.search(r"https?://", page)
+
+
+def test_key_figures_name_the_headlines():
+    rows = dict(key_figures({"segments": {"counts": {"Champions": 5, "Lost": 9}},
+                             "churn": {"test": {"roc_auc": 0.8, "brier": 0.2, "lift_at_10pct": 1.5, "churn_rate": 0.4},
+                                       "baselines": {"recency": {"roc_auc": 0.75}}},
+                             "stages": {"a": {"seconds": 1.0}}}, customers=14))
+    assert rows["customers in the bundle"] == "14" and rows["largest segment"] == "Lost (9)"
+    assert rows["churn model ROC-AUC (held-out cutoff)"] == "0.800 (best baseline 0.750)"

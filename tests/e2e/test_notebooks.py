@@ -1,0 +1,64 @@
+"""The analyst notebooks (notebooks/*.py, jupytext percent format) run top to bottom on a small
+demo data home: each is converted with jupytext and executed by nbclient on the venv's own
+kernel; a failing cell fails its test. Together they must take under two minutes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jupytext
+import nbclient
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9]*.py"))
+BUDGET_S = 120.0
+TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> Path:
+    """synth (800 users, 12 months, half of them in randomized promotions so that the uplift
+    model trains) -> ingest -> every stage -> a published bundle."""
+    from pipelines.config import Config
+    from pipelines.datahome import DataHome
+    from pipelines.ingest import IngestOptions, ingest
+    from pipelines.runner import run_pipeline
+    from pipelines.synth_files import write_synth
+
+    root = tmp_path_factory.mktemp("notebook-home")
+    write_synth(root / "synth", users=800, months=12, seed=11, promo_assign_rate=0.5)
+    home = DataHome(root / "data")
+    ingest(home, [root / "synth"], IngestOptions())
+    run_pipeline(home, Config())
+    return home.root
+
+
+def test_the_five_notebooks_are_there():
+    names = [p.stem for p in NOTEBOOKS]
+    assert len(names) >= 5, names
+    for topic in ("payments", "segments", "retention", "recommendations", "promotions"):
+        assert any(topic in n for n in names), f"no notebook about {topic}: {names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_on_the_demo_data(path, demo_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("BEHAVIOR_DATA_DIR", str(demo_home))   # the kernel inherits it
+    nb = jupytext.read(path)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    t0 = time.perf_counter()
+    client.execute()   # raises CellExecutionError, naming the cell, if any cell fails
+    TIMES[path.stem] = time.perf_counter() - t0
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3, f"{path.name} shows {len(images)} figures"
+
+
+def test_notebooks_together_run_in_under_two_minutes():
+    if len(TIMES) < len(NOTEBOOKS):
+        pytest.skip("runs after every notebook ran in this session")
+    total = sum(TIMES.values())
+    print("notebook seconds:", {k: round(v, 1) for k, v in TIMES.items()}, f"total {total:.1f}")
+    assert total < BUDGET_S, TIMES

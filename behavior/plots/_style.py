@@ -76,14 +76,14 @@ def percent_axis(ax: Axes, which: str = "y", decimals: int | None = None) -> Non
 
 
 def thousands_axis(ax: Axes, which: str = "y") -> None:
-    """Tick labels like 1,200 / 35k / 1.2M."""
+    """Tick labels like 850 / 1.5k / 35k / 1.2M."""
     def fmt(v: float, _pos) -> str:
         a = abs(v)
         if a >= 1e6:
-            return f"{v / 1e6:.1f}M".replace(".0M", "M")
-        if a >= 1e4:
-            return f"{v / 1e3:.0f}k"
-        return f"{v:,.0f}" if a >= 10 or v == int(v) else f"{v:.1f}"
+            return f"{v / 1e6:.1f}".rstrip("0").rstrip(".") + "M"
+        if a >= 1e3:
+            return f"{v / 1e3:.1f}".rstrip("0").rstrip(".") + "k"
+        return f"{v:.0f}" if a >= 10 or v == int(v) else f"{v:.1f}"
     (ax.yaxis if which == "y" else ax.xaxis).set_major_formatter(FuncFormatter(fmt))
 
 

@@ -57,7 +57,7 @@ def plot_promotion_lift(effectiveness: dict | None, currency: str | None = None)
         empty(conv, why)
         empty(rev, why)
     else:
-        names = [f"{r.promotion_id}: {short(str(r.name), 26)}\n(target {r.target}, "
+        names = [f"{r.promotion_id}: {short(str(r.name), 34)}\n(target {r.target}, "
                  f"{int(r.n_treatment or 0):,} treated, {int(r.n_control or 0):,} control)" for r in est.itertuples()]
         _forest(conv, names, est["lift"], est["lift_low"], est["lift_high"], PALETTE[0], scale=100)
         if est["revenue_lift"].notna().any():

@@ -183,12 +183,17 @@ def churn_reason_counts(profiles: pd.DataFrame, min_probability: float = 0.5, n:
 @styled
 def plot_churn_reasons(profiles: pd.DataFrame, min_probability: float = 0.5, n: int = 10) -> Figure:
     """The most common churn reasons (profiles' churn_reasons, numbers taken out) among the
-    customers at risk (churn probability >= `min_probability`)."""
+    customers at risk: churn probability >= `min_probability`, or, when nobody reaches it (a
+    small or easy population), the riskiest quarter."""
     fig, ax = figure(9, 4.8)
-    counts = churn_reason_counts(profiles, min_probability, n)
-    at_risk = 0 if profiles is None or "churn_probability" not in getattr(profiles, "columns", []) else \
-        int((profiles["churn_probability"].astype(float) >= min_probability).sum())
-    label(ax, f"Most common churn reasons\nof the {at_risk:,} customers with churn probability >= {min_probability:.0%}",
+    prob = pd.to_numeric(profiles["churn_probability"], errors="coerce") \
+        if profiles is not None and "churn_probability" in getattr(profiles, "columns", []) else pd.Series(dtype=float)
+    threshold = min_probability
+    if prob.notna().any() and not (prob >= min_probability).any():
+        threshold = float(prob.quantile(0.75))
+    counts = churn_reason_counts(profiles, threshold, n)
+    at_risk = int((prob >= threshold).sum())
+    label(ax, f"Most common churn reasons\nof the {at_risk:,} customers with churn probability >= {threshold:.0%}",
           "customers at risk with this reason (%)", "reason (numbers vary by customer: …)")
     if counts.empty:
         empty(ax, "no churn reasons (churn model skipped or nobody at risk)")

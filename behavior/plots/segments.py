@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from behavior.plots._style import PALETTE, empty, figure, label, money, percent_axis, styled, thousands_axis
 from behavior.segments import LOYALTY_TIERS, SEGMENTS, fm_scores, segment_of_cell
@@ -146,6 +146,8 @@ def plot_merchant_loyalty(merchants: pd.DataFrame, currency: str | None = None) 
         cbar = fig.colorbar(points, ax=ax, label="90-day retention of new customers", shrink=0.85)
         percent_axis(cbar.ax, decimals=0)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))   # 10, 20, 50, 100, ... labelled
+    ax.xaxis.set_minor_formatter(NullFormatter())
     thousands_axis(ax, "x")
     percent_axis(ax, decimals=0)
     ax.text(0.01, 0.99, "marker area ~ net revenue" + money(currency), transform=ax.transAxes, va="top",

@@ -198,3 +198,11 @@ def test_lift_table_reads_the_report_shape():
     t = P.lift_table(EFFECTIVENESS).set_index("promotion_id")
     assert t.loc["p1", "lift_low"] == 0.01 and t.loc["p1", "revenue_high"] == 4.5
     assert t.loc["p2", "status"] == "cannot be estimated" and np.isnan(t.loc["p2", "lift"])
+
+
+def test_churn_reasons_fall_back_to_the_riskiest_quarter_when_nobody_reaches_the_threshold():
+    p = profiles().assign(churn_probability=lambda f: f["churn_probability"] * 0.4)   # all below 50%
+    fig = P.plot_churn_reasons(p)
+    assert not any("no data" in t.get_text() for t in fig.axes[0].texts)
+    assert f"of the {int((p['churn_probability'] >= p['churn_probability'].quantile(0.75)).sum()):,} customers" \
+        in fig.axes[0].get_title(loc="left")

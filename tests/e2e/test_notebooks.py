@@ -44,6 +44,9 @@ def test_the_five_notebooks_are_there():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_on_the_demo_data(path, demo_home, monkeypatch, tmp_path):
     monkeypatch.setenv("BEHAVIOR_DATA_DIR", str(demo_home))   # the kernel inherits it
+    # kernel "python3" is then the venv's own (jupyter_client runs its "python" as this interpreter),
+    # not one a developer registered in their user data dir for another Python
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
     nb = jupytext.read(path)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
                                      resources={"metadata": {"path": str(tmp_path)}})

@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as pipelines/__init__.py: before OpenMP loads
+
 from pathlib import Path
 
 import pytest

@@ -122,15 +122,20 @@ def run(
     report: Annotated[Optional[Path], typer.Option(help="Write the run report (JSON) here too.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file of stage parameters.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+    engine: Annotated[Optional[str], typer.Option(help="Where the log-level SQL runs: duckdb or spark (default: [engine] name of the config, else duckdb).")] = None,
 ) -> None:
     """Run the batch stages and publish a bundle."""
     from pipelines.config import load_config
+    from pipelines.engines import ENGINES
     from pipelines.runner import run_pipeline
 
+    if engine is not None and engine not in ENGINES:
+        raise BehaviorError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
     cfg = load_config(config)
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     with state.console.status("running") as status:
-        rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update)
+        rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update,
+                           engine=engine)
     if report:
         from pipelines import atomic
 
@@ -291,8 +296,8 @@ def demo(
 
 @app.command()
 def bench(
-    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn or api (default: all but api).")] = None,
-    sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest benchmark.")] = "1000000",
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api or scale (default: all but api and scale).")] = None,
+    sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest and scale benchmarks.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
     recommend_lines: Annotated[int, typer.Option(help="Interaction lines for the recommender benchmark (users = lines / 20, items = lines / 200).")] = 20_000_000,
@@ -303,6 +308,13 @@ def bench(
     """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
     from pipelines.bench import SUITES, run_bench
 
+    if suite == "scale":
+        from pipelines.bench_scale import format_scale, run_scale
+
+        rows = run_scale([int(x) for x in sizes.split(",")], out or state.home.root / "bench-scale",
+                         progress=state.console.progress)
+        state.console.result(json.dumps(rows, indent=2) if as_json else format_scale(rows))
+        return
     if suite == "api":
         from pipelines.bench_api import format_api_table, run_api_bench
 

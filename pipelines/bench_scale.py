@@ -1,0 +1,152 @@
+"""`behavior bench scale`: the whole pipeline at growing sizes, and its cost curve.
+
+For each size (payment lines) the synthetic generator makes a history with
+users = lines / 17 (the demo's ratio: 60k users, ~1M lines over 24 months) and its
+default item count; then, each in a fresh process, `ingest` and `run` (all stages). The run
+process samples its resident memory every 50 ms, so each stage gets its own peak. Rows:
+one per (size, step) with seconds and peak MB; `scale.json` and a log-log plot of seconds
+against lines per step (`scale.png`) are written to the work folder.
+
+Target (issue 10, 2 cores): 10M lines end to end (ingest + run) < 10 minutes, peak < 8 GB.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+USERS_PER_LINE = 1 / 17
+TARGET = ("ingest + run < 600 s and peak < 8 GB at 10M lines",
+          lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 600 and r["peak_mb"] < 8192))
+
+_RUN_CHILD = r"""
+import json, sys, threading, time
+from pathlib import Path
+
+peaks, current = {}, ["start"]
+
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+def sample():
+    while True:
+        peaks[current[0]] = max(peaks.get(current[0], 0.0), rss())
+        time.sleep(0.05)
+
+threading.Thread(target=sample, daemon=True).start()
+from pipelines.config import Config
+from pipelines.datahome import DataHome
+from pipelines.runner import run_pipeline
+
+def progress(message):
+    name = message.split("] ", 1)[1] if message.startswith("[") else "publish"
+    peaks[name] = max(peaks.get(name, 0.0), rss())
+    current[0] = name
+
+t0 = time.perf_counter()
+report = run_pipeline(DataHome(Path(sys.argv[1])), Config(), progress=progress)
+total = time.perf_counter() - t0
+peaks[current[0]] = max(peaks.get(current[0], 0.0), rss())
+print(json.dumps({"stages": report["stages"], "peaks": peaks, "seconds": total}))
+"""
+
+_INGEST_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from pipelines.datahome import DataHome
+from pipelines.ingest import IngestOptions, ingest
+t0 = time.perf_counter()
+rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions())
+print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rep["accepted"],
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] = lambda _: None,
+              keep: bool = False) -> list[dict]:
+    from pipelines.synth_files import write_synth
+
+    rows: list[dict] = []
+    work.mkdir(parents=True, exist_ok=True)
+    for lines in sizes:
+        users = max(int(lines * USERS_PER_LINE), 100)
+        folder = work / f"scale-{lines}"
+        shutil.rmtree(folder, ignore_errors=True)
+        progress(f"{lines:,} lines: generating {users:,} users")
+        t0 = time.perf_counter()
+        written = write_synth(folder / "synth", users=users, months=24, seed=0)
+        made = written.get("payments.parquet", 0)
+        rows.append({"lines": made, "step": "synth", "seconds": round(time.perf_counter() - t0, 2)})
+        progress(f"{made:,} lines: ingest")
+        ing = _child(_INGEST_CHILD, str(folder / "data"), str(folder / "synth"))
+        rows.append({"lines": made, "step": "ingest", "seconds": round(ing["seconds"], 2),
+                     "peak_mb": round(ing["peak_mb"])})
+        progress(f"{made:,} lines: run")
+        run = _child(_RUN_CHILD, str(folder / "data"))
+        for name, s in run["stages"].items():
+            rows.append({"lines": made, "step": name, "seconds": s["seconds"],
+                         "peak_mb": round(run["peaks"].get(name, 0.0))})
+        rows.append({"lines": made, "step": "publish + start-up", "seconds": round(run["seconds"] - sum(
+            s["seconds"] for s in run["stages"].values()), 2), "peak_mb": round(run["peaks"].get("publish", 0.0))})
+        total = {"lines": made, "step": "ingest + run", "seconds": round(ing["seconds"] + run["seconds"], 2),
+                 "peak_mb": round(max([ing["peak_mb"], *run["peaks"].values()]))}
+        total.update(target=TARGET[0], met=bool(TARGET[1](total)))
+        rows.append(total)
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        (work / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot_scale(rows, work / "scale.png")
+    return rows
+
+
+def plot_scale(rows: list[dict], path: Path) -> None:
+    """Log-log seconds against payment lines, one line per step, with a linear reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [s for s in dict.fromkeys(r["step"] for r in rows) if s != "synth"]
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    for step in steps:
+        pts = sorted((r["lines"], r["seconds"]) for r in rows if r["step"] == step and r["seconds"] > 0)
+        if pts:
+            ax.plot(*zip(*pts), marker="o", linewidth=2.2 if step == "ingest + run" else 1.2, label=step)
+    sizes = sorted({r["lines"] for r in rows})
+    total = sorted((r["lines"], r["seconds"]) for r in rows if r["step"] == "ingest + run")
+    if len(sizes) > 1 and total:
+        x0, y0 = total[0]
+        ax.plot(sizes, [y0 * s / x0 for s in sizes], linestyle="--", color="grey", label="linear in lines")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("payment lines")
+    ax.set_ylabel("seconds (log scale)")
+    ax.set_title("behavior: cost of each step against the size of the history (2 cores)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_scale(rows: list[dict]) -> str:
+    out = ["| lines | step | seconds | peak MB |", "|---:|---|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['lines']:,} | {r['step']} | {r['seconds']:.2f} | {r.get('peak_mb', '') or ''} |")
+    return "\n".join(out)
+

@@ -41,6 +41,10 @@ Retention (SQL over a payments relation, point in time as the relation is):
 `cohort_retention_sql` (acquisition month x months since acquisition: cohort size, active
 users and their share) and `retention_curves_sql` (the same curve per segment of a
 user -> segment relation, counting only months already observed for each user's cohort).
+
+Engines: the retention SQL and the labels take a `dialect` ("duckdb" or "spark", see
+`behavior.sql_dialect`); `churn_labels` and `cutoff_dataset` take a DuckDB connection or any
+`SqlEngine`, so the cutoff data sets can be computed on Spark from the same SQL text.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from behavior.btyd import BetaGeoFitter
 from behavior.features import as_of_literal, user_features
+from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 HORIZON_DAYS = 90
 STEP_DAYS = 30
@@ -112,18 +117,27 @@ def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int =
     return Cutoffs(train, test)
 
 
-def churn_labels(con: duckdb.DuckDBPyConnection, payments: str, cutoff: datetime,
-                 horizon_days: int = HORIZON_DAYS) -> pd.DataFrame:
-    """user_id -> churned (0/1) for the customers at `cutoff` (a successful payment before it):
-    1 when there is no successful payment in [cutoff, cutoff + H)."""
-    lo, hi = as_of_literal(cutoff), as_of_literal(cutoff + timedelta(days=horizon_days))
-    sql = f"""
+def churn_labels_sql(payments: str, cutoff: datetime, horizon_days: int = HORIZON_DAYS,
+                     dialect: str | Dialect = "duckdb") -> str:
+    """user_id, churned (TINYINT 0/1) for the customers at `cutoff`, ordered by user_id."""
+    d = get_dialect(dialect)
+    lo = as_of_literal(cutoff, dialect=d)
+    hi = as_of_literal(cutoff + timedelta(days=horizon_days), dialect=d)
+    return f"""
         WITH before AS (SELECT DISTINCT user_id FROM {payments} WHERE status = 'success' AND paid_at < {lo}),
              after AS (SELECT DISTINCT user_id FROM {payments}
                        WHERE status = 'success' AND paid_at >= {lo} AND paid_at < {hi})
         SELECT b.user_id, CASE WHEN a.user_id IS NULL THEN 1 ELSE 0 END::TINYINT AS churned
         FROM before b LEFT JOIN after a USING (user_id) ORDER BY b.user_id"""
-    return con.sql(sql).to_df()
+
+
+def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
+                 horizon_days: int = HORIZON_DAYS) -> pd.DataFrame:
+    """user_id -> churned (0/1) for the customers at `cutoff` (a successful payment before it):
+    1 when there is no successful payment in [cutoff, cutoff + H). `con`: a DuckDB connection
+    or any `SqlEngine`."""
+    engine = as_engine(con)
+    return engine.frame(churn_labels_sql(payments, cutoff, horizon_days, engine.dialect))
 
 
 def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0) -> pd.DataFrame:
@@ -151,7 +165,7 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
     return out
 
 
-def cutoff_dataset(con: duckdb.DuckDBPyConnection, payments: str, cutoff: datetime,
+def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0) -> pd.DataFrame:
     """Features (events before `cutoff` only) + BG/NBD at `cutoff` (+ `churned` when `labels`)."""
     f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer)
@@ -365,24 +379,25 @@ def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
 # ---------------------------------------------------------------- retention (SQL)
 
 
-def _firsts(payments: str) -> str:
+def _firsts(payments: str, d: Dialect) -> str:
     return f"""
-        act AS (SELECT DISTINCT user_id, date_trunc('month', paid_at AT TIME ZONE 'UTC')::DATE AS m
+        act AS (SELECT DISTINCT user_id, {d.utc_month.format('paid_at')} AS m
                 FROM {payments} WHERE status = 'success'),
         firsts AS (SELECT user_id, min(m) AS cohort FROM act GROUP BY user_id),
         last_month AS (SELECT max(m) AS lm FROM act)"""
 
 
-def cohort_retention_sql(payments: str) -> str:
+def cohort_retention_sql(payments: str, dialect: str | Dialect = "duckdb") -> str:
     """cohort_month, months_since, cohort_size, active_users, retention (share of the cohort with
     a successful payment in that month), for every month up to the last month with data."""
+    d = get_dialect(dialect)
     return f"""
-        WITH {_firsts(payments)},
+        WITH {_firsts(payments, d)},
         sizes AS (SELECT cohort, count(*) AS cohort_size FROM firsts GROUP BY cohort),
         grid AS (SELECT s.cohort, s.cohort_size, k.k AS months_since
                  FROM sizes s, last_month l,
-                      range(0, CAST(date_diff('month', s.cohort, l.lm) + 1 AS BIGINT)) k(k)),
-        act_k AS (SELECT f.cohort, date_diff('month', f.cohort, a.m) AS months_since, count(*) AS active_users
+                      {d.series.format(d.month_diff.format('s.cohort', 'l.lm') + ' + 1', 'k')}),
+        act_k AS (SELECT f.cohort, {d.month_diff.format('f.cohort', 'a.m')} AS months_since, count(*) AS active_users
                   FROM act a JOIN firsts f USING (user_id) GROUP BY ALL)
         SELECT g.cohort AS cohort_month, CAST(g.months_since AS INTEGER) AS months_since,
                CAST(g.cohort_size AS BIGINT) AS cohort_size,
@@ -392,19 +407,20 @@ def cohort_retention_sql(payments: str) -> str:
         ORDER BY cohort_month, months_since"""
 
 
-def retention_curves_sql(payments: str, segments: str) -> str:
+def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = "duckdb") -> str:
     """segment, months_since, users (customers of the segment whose cohort has reached that
     month), active_users, retention. `segments` is a relation (user_id, segment)."""
+    d = get_dialect(dialect)
     return f"""
-        WITH {_firsts(payments)},
+        WITH {_firsts(payments, d)},
         us AS (SELECT f.user_id, f.cohort, COALESCE(s.segment, 'unknown') AS segment,
-                      date_diff('month', f.cohort, l.lm) AS observed
+                      {d.month_diff.format('f.cohort', 'l.lm')} AS observed
                FROM firsts f CROSS JOIN last_month l LEFT JOIN {segments} s USING (user_id)),
         maxk AS (SELECT max(observed) AS mk FROM us),
         at_risk AS (SELECT us.segment, k.k AS months_since, count(*) AS users
-                    FROM us, maxk, range(0, CAST(maxk.mk + 1 AS BIGINT)) k(k)
+                    FROM us, maxk, {d.series.format('maxk.mk + 1', 'k')}
                     WHERE k.k <= us.observed GROUP BY ALL),
-        act_k AS (SELECT us.segment, date_diff('month', us.cohort, a.m) AS months_since, count(*) AS active_users
+        act_k AS (SELECT us.segment, {d.month_diff.format('us.cohort', 'a.m')} AS months_since, count(*) AS active_users
                   FROM act a JOIN us USING (user_id) GROUP BY ALL)
         SELECT r.segment, CAST(r.months_since AS INTEGER) AS months_since, CAST(r.users AS BIGINT) AS users,
                CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
@@ -414,6 +430,6 @@ def retention_curves_sql(payments: str, segments: str) -> str:
 
 
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "ChurnClassifier", "Cutoffs", "add_bgnbd",
-           "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_metrics",
+           "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
            "churn_reasons", "cohort_retention_sql", "cutoff_dataset", "evaluate_baselines", "feature_columns",
            "fit_baseline_calibrators", "gain_curve", "lift_at", "retention_curves_sql"]

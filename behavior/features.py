@@ -88,10 +88,11 @@ value, gaps) come from a narrow (user, day, spend) table and one LAG window over
 line-level distinct counts (items, merchants, promotions), the category mix and the small
 failed / refund part are each one GROUP BY over `lines`. (Carrying every figure through the
 (user, day) table was measured slower: the window then sorts ~20 columns.) Only standard SQL
-is used (aggregates, CASE, LAG); the dialect-specific bits are isolated in `_DIALECT`
-(epoch microseconds of a timestamp, a struct value for the arg-min of the top category).
-Day numbers come from integer epoch arithmetic, so neither the engine's session time zone
-nor DST affects days or windows.
+is used (aggregates, CASE, LAG); the engine-specific bits (epoch microseconds of a timestamp,
+a struct value for the arg-min of the top category, the timestamp literal) come from the
+engine's `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text
+(`feature_sql(..., dialect="spark")`). Day numbers come from integer epoch arithmetic, so
+neither the engine's session time zone nor DST affects days or windows.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ import pyarrow as pa
 
 from behavior.errors import SchemaError
 from behavior.schema import CHANNELS
+from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "user_id",
@@ -189,25 +191,6 @@ _REQUIRED_COLUMNS = (
     "paid_at",
 )
 
-# The only engine-specific SQL. Spark SQL: epoch_us -> "unix_micros({})",
-# struct -> "named_struct({})", struct_field -> "'{0}', {1}".
-_DIALECT = {
-    "epoch_us": "epoch_us({})",
-    "struct": "{{{}}}",
-    "struct_field": "'{0}': {1}",
-}
-
-
-def _epoch_us(expr: str) -> str:
-    return _DIALECT["epoch_us"].format(expr)
-
-
-def _struct(**fields: str) -> str:
-    """A struct value with named fields (compared field by field, in order, by MIN / MAX)."""
-    items = ", ".join(_DIALECT["struct_field"].format(k, v) for k, v in fields.items())
-    return _DIALECT["struct"].format(items)
-
-
 def _day(us_expr: str) -> str:
     """The UTC day number (days since 1970-01-01) of an epoch-microseconds expression.
 
@@ -217,14 +200,19 @@ def _day(us_expr: str) -> str:
     return f"CAST(FLOOR(({us_expr}) / {_US_PER_DAY}.0) AS BIGINT)"
 
 
-def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = True) -> str:
+def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = True,
+                dialect: str | Dialect = "duckdb") -> str:
     """SQL text computing one row per user from the relation named `payments` (a view / table
     with the canonical payments columns), reading only rows with paid_at < as_of (point in time).
 
     `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
     `as_of_literal`). With `promotions_redeemed=False` the statement never references
-    `promotion_id` and the promotion features are NULL.
+    `promotion_id` and the promotion features are NULL. `dialect` ("duckdb" or "spark")
+    fills in the engine-specific templates; the rest of the text is the same.
     """
+    d = get_dialect(dialect)
+    _epoch_us = d.epoch_us.format
+    _struct = d.struct_of
     as_of_us = _epoch_us(as_of_literal)
     cut30 = f"{as_of_us} - {30 * _US_PER_DAY}"
     cut90 = f"{as_of_us} - {90 * _US_PER_DAY}"
@@ -238,7 +226,7 @@ def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = T
         n_promos = "COUNT(DISTINCT promotion_id)"
         promo_share = "CAST(u.n_promo_payments AS DOUBLE) / u.n_payments"
     else:
-        promo_line = "CAST(NULL AS VARCHAR) AS promotion_id"
+        promo_line = f"CAST(NULL AS {d.string_type}) AS promotion_id"
         pay_promo = "0"
         n_promos = "CAST(NULL AS BIGINT)"
         promo_share = "CAST(NULL AS DOUBLE)"
@@ -325,7 +313,7 @@ day_stats AS (
         MIN(day) AS first_day,
         MAX(day) AS last_day,
         -- Gamma-Gamma: mean spend of the repeat purchase days (the first day excluded).
-        AVG(CASE WHEN prev_day IS NOT NULL THEN spend END) AS monetary_value,
+        {d.avg_decimal.format('CASE WHEN prev_day IS NOT NULL THEN spend END')} AS monetary_value,
         AVG(day - prev_day) AS mean_gap_days,
         STDDEV_SAMP(day - prev_day) AS std_gap_days,
         MAX(day - prev_day) AS max_gap_days
@@ -431,16 +419,17 @@ ORDER BY u.user_id
 """
 
 
-def as_of_literal(as_of: datetime, tz_aware: bool = True) -> str:
+def as_of_literal(as_of: datetime, tz_aware: bool = True, dialect: str | Dialect = "duckdb") -> str:
     """A SQL timestamp literal for `as_of` (tz-aware; converted to UTC).
 
-    `tz_aware=True` gives a TIMESTAMPTZ literal (for a TIMESTAMP WITH TIME ZONE `paid_at`,
-    the canonical type); False a plain TIMESTAMP literal holding the UTC wall time (for a
-    `paid_at` stored without time zone, read as UTC)."""
+    `tz_aware=True` gives an instant literal (DuckDB TIMESTAMPTZ, Spark TIMESTAMP; for a
+    timestamp-with-time-zone `paid_at`, the canonical type); False a timestamp literal without
+    time zone holding the UTC wall time (for a `paid_at` stored without time zone, read as UTC)."""
     _check_as_of(as_of)
+    d = get_dialect(dialect)
     utc = as_of.astimezone(timezone.utc)
     text = utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return f"TIMESTAMPTZ '{text}+00:00'" if tz_aware else f"TIMESTAMP '{text}'"
+    return (d.timestamp_tz if tz_aware else d.timestamp_naive).format(text)
 
 
 def _check_as_of(as_of: datetime) -> None:
@@ -453,30 +442,32 @@ def _check_as_of(as_of: datetime) -> None:
         )
 
 
-def user_features(con: duckdb.DuckDBPyConnection, payments: str, as_of: datetime) -> pa.Table:
+def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime) -> pa.Table:
     """Run feature_sql on `con` (where `payments` names a view/table) and return an Arrow table.
 
-    `as_of` must be tz-aware (a naive datetime raises ValueError). The promotion features
-    are NULL when the relation has no `promotion_id` column. The table has `FEATURE_SCHEMA`
-    (columns `FEATURE_COLUMNS`); one row per user with a successful payment before `as_of`,
-    ordered by user_id.
+    `con` is a DuckDB connection or any `SqlEngine` (e.g. the Spark engine): the SQL is
+    rendered in its dialect. `as_of` must be tz-aware (a naive datetime raises ValueError).
+    The promotion features are NULL when the relation has no `promotion_id` column. The table
+    has `FEATURE_SCHEMA` (columns `FEATURE_COLUMNS`); one row per user with a successful
+    payment before `as_of`, ordered by user_id.
     """
     _check_as_of(as_of)
-    rel = con.sql(f"SELECT * FROM {payments} LIMIT 0")
-    types = dict(zip(rel.columns, (str(t) for t in rel.types)))
+    engine = as_engine(con)
+    types = engine.column_types(payments)
     missing = [c for c in _REQUIRED_COLUMNS if c not in types]
     if missing:
         raise SchemaError(
             f"{payments} lacks the payments column(s) {', '.join(missing)}; "
             f"the features need {', '.join(_REQUIRED_COLUMNS)} (and optionally promotion_id)"
         )
-    tz_aware = "TIME ZONE" in types["paid_at"].upper()
+    d = engine.dialect
     sql = feature_sql(
         payments,
-        as_of_literal(as_of, tz_aware=tz_aware),
+        as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d),
         promotions_redeemed="promotion_id" in types,
+        dialect=d,
     )
-    return con.sql(sql).to_arrow_table().cast(FEATURE_SCHEMA)
+    return engine.arrow(sql).cast(FEATURE_SCHEMA)
 
 
 __all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "as_of_literal", "feature_sql", "user_features"]

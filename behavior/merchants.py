@@ -50,8 +50,9 @@ Engines. One statement of CTEs; the log is read once (`lines`) and reduced to on
 merchant-level counts and sums straight from `pay`, customer-level figures from a narrow
 (merchant, user, day) table. Retention joins only the small acquisition cohort back to that
 table (a hash join, no sort). Standard SQL only (aggregates, CASE, joins); the only
-dialect-specific piece is the epoch-microseconds function in `_DIALECT`, which keeps days and
-windows independent of the session time zone.
+dialect-specific pieces (the epoch-microseconds function, which keeps days and windows
+independent of the session time zone, and the timestamp literal) come from the engine's
+`behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ import pyarrow as pa
 
 from behavior.errors import InputError, SchemaError
 from behavior.features import as_of_literal
+from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 MERCHANT_COLUMNS: tuple[str, ...] = (
     "merchant_id",
@@ -101,27 +103,22 @@ _US_PER_DAY = 86_400_000_000
 # The payments columns the SQL reads.
 _REQUIRED_COLUMNS = ("user_id", "payment_id", "merchant_id", "amount", "status", "paid_at")
 
-# The only engine-specific SQL. Spark SQL: "unix_micros({})".
-_DIALECT = {"epoch_us": "epoch_us({})"}
-
-
-def _epoch_us(expr: str) -> str:
-    return _DIALECT["epoch_us"].format(expr)
-
-
 def _day(us_expr: str) -> str:
     """The UTC day number of an epoch-microseconds expression (see `behavior.features`)."""
     return f"CAST(FLOOR(({us_expr}) / {_US_PER_DAY}.0) AS BIGINT)"
 
 
-def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = None) -> str:
+def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = None,
+                 dialect: str | Dialect = "duckdb") -> str:
     """SQL text computing one row per merchant (`MERCHANT_COLUMNS`) from the relation named
     `payments`, reading only rows with paid_at < as_of (point in time).
 
     `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
     `behavior.features.as_of_literal`). `user_values`, if given, names a relation with one
-    row per user (user_id, clv); without it `mean_customer_clv` is NULL.
+    row per user (user_id, clv); without it `mean_customer_clv` is NULL. `dialect` ("duckdb"
+    or "spark") fills in the engine-specific templates.
     """
+    _epoch_us = get_dialect(dialect).epoch_us.format
     as_of_us = _epoch_us(as_of_literal)
     cohort_lo = f"{as_of_us} - {2 * RETENTION_DAYS * _US_PER_DAY}"
     cohort_hi = f"{as_of_us} - {RETENTION_DAYS * _US_PER_DAY}"
@@ -236,46 +233,44 @@ ORDER BY m.merchant_id
 """
 
 
-def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
-    rel = con.sql(f"SELECT * FROM {relation} LIMIT 0")
-    return dict(zip(rel.columns, (str(t) for t in rel.types)))
-
-
 def merchant_loyalty(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | SqlEngine,
     payments: str,
     as_of: datetime,
     user_values: str | None = None,
 ) -> pa.Table:
-    """Run `merchant_sql` on `con` and return an Arrow table with `MERCHANT_SCHEMA`.
+    """Run `merchant_sql` on `con` (a DuckDB connection or any `SqlEngine`, e.g. Spark) and
+    return an Arrow table with `MERCHANT_SCHEMA`.
 
     `payments` names a view / table with the canonical payments columns, `user_values` (if
     given) one with one row per user (user_id, clv). `as_of` must be tz-aware (a naive
     datetime raises ValueError). A missing column raises SchemaError; a user_id repeated in
     `user_values` raises InputError.
     """
-    literal = as_of_literal(as_of)  # validates as_of
-    types = _columns(con, payments)
+    engine = as_engine(con)
+    d = engine.dialect
+    literal = as_of_literal(as_of, dialect=d)  # validates as_of
+    types = engine.column_types(payments)
     missing = [c for c in _REQUIRED_COLUMNS if c not in types]
     if missing:
         raise SchemaError(
             f"{payments} lacks the payments column(s) {', '.join(missing)}; "
             f"merchant loyalty needs {', '.join(_REQUIRED_COLUMNS)}"
         )
-    if "TIME ZONE" not in types["paid_at"].upper():
-        literal = as_of_literal(as_of, tz_aware=False)
+    if not d.is_tz_aware(types["paid_at"]):
+        literal = as_of_literal(as_of, tz_aware=False, dialect=d)
     if user_values is not None:
-        value_types = _columns(con, user_values)
+        value_types = engine.column_types(user_values)
         lacking = [c for c in ("user_id", "clv") if c not in value_types]
         if lacking:
             raise SchemaError(f"{user_values} lacks the column(s) {', '.join(lacking)}; it needs user_id, clv")
-        dup = con.sql(
+        dup = engine.arrow(
             f"SELECT user_id FROM {user_values} GROUP BY user_id HAVING COUNT(*) > 1 LIMIT 1"
-        ).fetchall()
+        ).column("user_id").to_pylist()
         if dup:
-            raise InputError(f"{user_values} has more than one row for user {dup[0][0]!r}; one row per user")
-    sql = merchant_sql(payments, literal, user_values)
-    return con.sql(sql).to_arrow_table().cast(MERCHANT_SCHEMA)
+            raise InputError(f"{user_values} has more than one row for user {dup[0]!r}; one row per user")
+    sql = merchant_sql(payments, literal, user_values, dialect=d)
+    return engine.arrow(sql).cast(MERCHANT_SCHEMA)
 
 
 __all__ = ["MERCHANT_COLUMNS", "MERCHANT_SCHEMA", "RETENTION_DAYS", "merchant_loyalty", "merchant_sql"]

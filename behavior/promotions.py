@@ -18,7 +18,8 @@ only at redeemers, or at a before/after, is not an effect and is never reported 
 
 `outcomes_sql` is one relational statement (a join of the assignments with the payments of
 the assigned users) so it runs on any SQL engine over the lake; `effectiveness` turns the
-per-user outcomes of one promotion into the report entry.
+per-user outcomes of one promotion into the report entry. Every `*_sql` function takes a
+`dialect` ("duckdb" or "spark", see `behavior.sql_dialect`): one text, two engines.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 
 from behavior import experiment_stats as S
 from behavior.errors import InputError
+from behavior.sql_dialect import Dialect, get_dialect
 
 PRE_DAYS = 90
 MIN_GROUP = 30   # users per group below which no effect is estimated
@@ -39,19 +41,20 @@ CANNOT = "cannot be estimated"
 
 def target_condition(target: str) -> str:
     """SQL condition on a payments row (columns `category`, `item_id`) matching the promotion
-    target held in the SQL expression `target`."""
+    target held in the SQL expression `target` (standard SQL: any dialect)."""
     return (f"CASE WHEN {target} = 'any' THEN TRUE "
-            f"WHEN starts_with({target}, 'item:') THEN item_id = substr({target}, 6) "
+            f"WHEN {target} LIKE 'item:%' THEN item_id = substr({target}, 6) "
             f"ELSE category = {target} END")
 
 
-def assignment_checks_sql(assignments: str, promotions: str) -> str:
+def assignment_checks_sql(assignments: str, promotions: str, dialect: str | Dialect = "duckdb") -> str:
     """One row per promotion_id of the assignments: counts by group, users in both groups,
     and whether the promotions table knows it."""
+    group = get_dialect(dialect).ident.format("group")
     return f"""
     WITH per_user AS (
         SELECT promotion_id, user_id,
-               bool_or("group" = 'treatment') AS t, bool_or("group" = 'control') AS c
+               bool_or({group} = 'treatment') AS t, bool_or({group} = 'control') AS c
         FROM {assignments} GROUP BY promotion_id, user_id)
     SELECT u.promotion_id,
            count(*) FILTER (WHERE t AND NOT c) AS n_treatment,
@@ -62,7 +65,8 @@ def assignment_checks_sql(assignments: str, promotions: str) -> str:
     GROUP BY u.promotion_id ORDER BY u.promotion_id"""
 
 
-def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = PRE_DAYS) -> str:
+def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = PRE_DAYS,
+                 dialect: str | Dialect = "duckdb") -> str:
     """Per assigned user of every promotion in `windows` (promotion_id, starts_at, ends_at,
     target): group, converted, revenue, redeemed, pre_spend, pre_converted.
 
@@ -71,10 +75,11 @@ def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = 
     at the run's as_of by the caller (the payments relation is).
     """
     match = target_condition("aw.target")
+    group = get_dialect(dialect).ident.format("group")
     return f"""
     WITH a AS (
-        SELECT promotion_id, user_id, min("group") AS grp FROM {assignments}
-        GROUP BY promotion_id, user_id HAVING count(DISTINCT "group") = 1),
+        SELECT promotion_id, user_id, min({group}) AS grp FROM {assignments}
+        GROUP BY promotion_id, user_id HAVING count(DISTINCT {group}) = 1),
     aw AS (SELECT a.*, w.starts_at, w.ends_at, w.target FROM a JOIN {windows} w USING (promotion_id)),
     hits AS (
         SELECT aw.promotion_id, aw.user_id,
@@ -87,7 +92,7 @@ def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = 
           ON x.user_id = aw.user_id AND x.status = 'success'
          AND x.paid_at >= aw.starts_at - INTERVAL {int(pre_days)} DAY AND x.paid_at < aw.ends_at
         GROUP BY aw.promotion_id, aw.user_id)
-    SELECT aw.promotion_id, aw.user_id, aw.grp AS "group",
+    SELECT aw.promotion_id, aw.user_id, aw.grp AS {group},
            coalesce(h.converted, FALSE) AS converted,
            coalesce(h.revenue, 0)::DOUBLE AS revenue,
            coalesce(h.redeemed, FALSE) AS redeemed,
@@ -218,8 +223,9 @@ def window_status(starts_at: datetime, ends_at: datetime, as_of: datetime) -> st
     return None
 
 
-def category_affinity_sql(payments: str, as_of_literal: str) -> str:
-    """(user_id, category, share): each user's share of successful lines per category before as_of."""
+def category_affinity_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+    """(user_id, category, share): each user's share of successful lines per category before as_of
+    (`as_of_literal` in the same dialect; the text itself is standard SQL)."""
     return f"""
     SELECT user_id, category, share FROM (
         SELECT user_id, category, count(*)::DOUBLE / sum(count(*)) OVER (PARTITION BY user_id) AS share
@@ -229,19 +235,21 @@ def category_affinity_sql(payments: str, as_of_literal: str) -> str:
     ORDER BY user_id, category"""
 
 
-def contacts_sql(assignments: str, promotions: str) -> str:
+def contacts_sql(assignments: str, promotions: str, dialect: str | Dialect = "duckdb") -> str:
     """(user_id, last_contacted_at): the latest time each user was offered a promotion (treatment
     group), at assigned_at or else the promotion's start."""
+    group = get_dialect(dialect).ident.format("group")
     return f"""
     SELECT a.user_id, max(coalesce(a.assigned_at, p.starts_at)) AS last_contacted_at
     FROM {assignments} a LEFT JOIN {promotions} p USING (promotion_id)
-    WHERE a."group" = 'treatment'
+    WHERE a.{group} = 'treatment'
     GROUP BY a.user_id HAVING max(coalesce(a.assigned_at, p.starts_at)) IS NOT NULL
     ORDER BY a.user_id"""
 
 
-def item_categories_sql(payments: str) -> str:
-    """(item_id, category): each item's most frequent category in the log (ties: smallest name)."""
+def item_categories_sql(payments: str, dialect: str | Dialect = "duckdb") -> str:
+    """(item_id, category): each item's most frequent category in the log (ties: smallest name;
+    the text is standard SQL in every dialect)."""
     return f"""
     SELECT item_id, category FROM (
         SELECT item_id, category, row_number() OVER (PARTITION BY item_id ORDER BY count(*) DESC, category) AS k

@@ -13,17 +13,22 @@ Confidence schemes (`confidence`, element-wise, on a pair's net count ``c``):
 - ``"recency"``: ``c * 0.5 ** (days_since_last / half_life_days)`` (``half_life_days`` default 90)
 - ``"bm25"`` is not element-wise (it needs each item's document frequency and each user's
   row length): `behavior.recommend.weighting.weigh` applies it to the whole matrix.
+
+The aggregation itself is SQL over the payments log (`interactions_sql`), one text for every
+engine (DuckDB, Spark; `behavior.sql_dialect`): one row per (user, item) pair.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from behavior.recommend.checks import InteractionsError, as_index_array, as_value_array
+from behavior.sql_dialect import Dialect
 
 ELEMENTWISE_SCHEMES = ("count", "log", "recency")
 SCHEME_DEFAULTS: dict[str, dict[str, float]] = {
@@ -49,6 +54,25 @@ def scheme_params(scheme: str, params: dict) -> dict[str, float]:
     if scheme == "bm25" and not 0 <= full["B"] <= 1:
         raise InteractionsError(f"scheme 'bm25': B must be in [0, 1], got {full['B']}")
     return full
+
+
+def interactions_sql(start: datetime | None, end: datetime, payments: str = "payments",
+                     dialect: str | Dialect = "duckdb") -> str:
+    """One row per (user_id, item_id) with events in [start, end) (no lower bound without
+    `start`): `purchases` (successful lines), `refunds` (refund lines) and `last_at` (the last
+    successful purchase; null for a pair with refunds only)."""
+    from behavior.features import as_of_literal
+
+    lo = f"AND paid_at >= {as_of_literal(start, dialect=dialect)} " if start else ""
+    return f"""
+        SELECT user_id, item_id,
+               count(*) FILTER (WHERE status = 'success') AS purchases,
+               count(*) FILTER (WHERE status = 'refund') AS refunds,
+               max(paid_at) FILTER (WHERE status = 'success') AS last_at
+        FROM {payments}
+        WHERE status IN ('success', 'refund') {lo}AND paid_at < {as_of_literal(end, dialect=dialect)}
+        GROUP BY user_id, item_id
+    """
 
 
 def net_counts(counts, refunds) -> np.ndarray:

@@ -2,8 +2,16 @@
 
 ```toml
 [engine]
+name = "duckdb"                # or "spark" (also `behavior run --engine spark`)
 duckdb_threads = 2             # 0 = all cores
 duckdb_memory_limit = "3GB"    # DuckDB spills to <data home>/tmp beyond it
+spark_master = ""              # "" = local[2], or spark-submit's --master; env BEHAVIOR_SPARK_MASTER
+spark_remote = ""              # a Spark Connect URL sc://host:15002; env BEHAVIOR_SPARK_REMOTE
+spark_lake = ""                # Hadoop-compatible lake URI (s3a://, hdfs://); "" = the data home's lake
+spark_shuffle_partitions = 4   # env BEHAVIOR_SPARK_SHUFFLE_PARTITIONS; raise it on a cluster
+spark_driver_memory = "2g"     # local master only
+spark_cache = true             # persist the as_of-cut payments: a run scans them ~20 times
+spark_conf = {}                # any other Spark settings, e.g. {"spark.executor.memory" = "8g"}
 
 [loyalty]
 model = "bgnbd"                # or "mbgnbd" (one-time buyers can have dropped out)
@@ -34,8 +42,23 @@ from behavior.errors import InputError
 
 @dataclass(frozen=True)
 class EngineConfig:
+    name: str = "duckdb"
     duckdb_threads: int = 0
     duckdb_memory_limit: str = "3GB"
+    # the Spark engine (pipelines/engines/spark.py; environment variables override these)
+    spark_master: str = ""
+    spark_remote: str = ""
+    spark_lake: str = ""
+    spark_shuffle_partitions: int = 4
+    spark_driver_memory: str = "2g"
+    spark_cache: bool = True
+    spark_conf: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in ("duckdb", "spark"):
+            raise InputError(f"[engine] name = {self.name!r}: use \"duckdb\" or \"spark\"")
+        if self.spark_shuffle_partitions <= 0:
+            raise InputError("[engine] spark_shuffle_partitions must be positive")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ only when every stage ran: the API needs a complete bundle).
 Point in time: stages see the lake only through the views of their `StageContext`
 (`payments`, `users`, `items`, `promotions`, `assignments`), which hold only rows before
 `as_of`. A stage cannot read an event at or after as_of because it is not in its views.
+
+Engines: the log-level SQL of a stage goes through `ctx.engine` (a `SqlEngine`), DuckDB over
+`ctx.con` by default; with `engine="spark"` (`behavior run --engine spark`, or `[engine]
+name`) it is a `pipelines.engines.spark.SparkEngine` whose views over the lake are cut at
+as_of the same way. `ctx.con` stays a DuckDB connection for per-user work on the driver.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from behavior.errors import AsOfError, BehaviorError
+from behavior.sql_dialect import DuckDBEngine
 from pipelines.config import Config
 from pipelines.datahome import DataHome
 from pipelines.lake import locked, scan_sql, table_files
@@ -37,6 +43,11 @@ class StageContext:
     outputs: dict[str, Any] = field(default_factory=dict)   # stage name -> its result
     report: dict[str, Any] = field(default_factory=dict)    # report sections
     bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
+    engine: Any = None     # where log-level SQL runs (a SqlEngine); default: DuckDB over `con`
+
+    def __post_init__(self) -> None:
+        if self.engine is None:
+            self.engine = DuckDBEngine(self.con)
 
 
 @dataclass(frozen=True)
@@ -89,15 +100,7 @@ def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
     return day + timedelta(days=1)
 
 
-def open_context(home: DataHome, config: Config, as_of: datetime | None) -> StageContext:
-    if not table_files(home.lake, "payments"):
-        raise BehaviorError(f"the lake at {home.lake} has no payments; run `behavior ingest` first")
-    con = _connect(config, home)
-    as_of = as_of or default_as_of(con, home)
-    first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
-    if as_of <= first:
-        raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
-                        "nothing before it to learn from: choose a later date")
+def _duckdb_views(con: duckdb.DuckDBPyConnection, home: DataHome, as_of: datetime) -> set[str]:
     present = set()
     for name, col in TIME_COLUMNS.items():
         if not table_files(home.lake, name):
@@ -107,6 +110,44 @@ def open_context(home: DataHome, config: Config, as_of: datetime | None) -> Stag
             where += f" OR {col} IS NULL"
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan_sql(home.lake, name)}{where}")
         present.add(name)
+    return present
+
+
+def _open_spark(home: DataHome, config: Config, as_of: datetime | None) -> StageContext:
+    from pipelines.engines.spark import SparkEngine, SparkSettings
+
+    settings = SparkSettings.resolve(config.engine, default_lake=str(home.lake))
+    engine = SparkEngine.start(settings)
+    try:
+        first, last = engine.payment_range(settings.lake)
+        day = last.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        as_of = as_of or day + timedelta(days=1)
+        if as_of <= first:
+            raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
+                            "nothing before it to learn from: choose a later date")
+        present = engine.lake_views(settings.lake, as_of, TIME_COLUMNS)
+        con = _connect(config, home)
+        if table_files(home.lake, "payments"):   # the same lake on this machine: DuckDB views too
+            _duckdb_views(con, home, as_of)
+    except BaseException:
+        engine.close()
+        raise
+    return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, engine=engine)
+
+
+def open_context(home: DataHome, config: Config, as_of: datetime | None,
+                 engine: str | None = None) -> StageContext:
+    if (engine or config.engine.name) == "spark":
+        return _open_spark(home, config, as_of)
+    if not table_files(home.lake, "payments"):
+        raise BehaviorError(f"the lake at {home.lake} has no payments; run `behavior ingest` first")
+    con = _connect(config, home)
+    as_of = as_of or default_as_of(con, home)
+    first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
+    if as_of <= first:
+        raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
+                        "nothing before it to learn from: choose a later date")
+    present = _duckdb_views(con, home, as_of)
     return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present)
 
 
@@ -118,9 +159,25 @@ def _rows(output: Any) -> int | None:
     return None
 
 
+def _engine_section(ctx: StageContext, order: list[str]) -> dict:
+    """Which stages read the lake on which engine (report key `engine`)."""
+    from pipelines.stages import LOG_LEVEL_STAGES
+
+    name = ctx.engine.name
+    section: dict[str, Any] = {"name": name,
+                               f"{name}_stages": [s for s in order if s in LOG_LEVEL_STAGES],
+                               "driver_stages": [s for s in order if s not in LOG_LEVEL_STAGES]}
+    if name == "spark":
+        section["duckdb_stages"] = []    # nothing reads the lake with DuckDB any more
+        section.update(ctx.engine.settings.describe())
+    return section
+
+
 def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
-                 stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Run the stages and publish a bundle; returns the run report."""
+                 stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None,
+                 engine: str | None = None) -> dict:
+    """Run the stages and publish a bundle; returns the run report. `engine` ("duckdb" or
+    "spark") overrides the config's `[engine] name`."""
     from pipelines.forget import purge_if_needed
     from pipelines.publish import publish
     from pipelines.stages import STAGES
@@ -129,16 +186,23 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
     run_id = uuid.uuid4().hex[:12]
     with locked(home, "run"):
         erased = purge_if_needed(home)
-        ctx = open_context(home, config, as_of)
+        if (engine or config.engine.name) == "spark":
+            progress("starting Spark")
+        ctx = open_context(home, config, as_of, engine)
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
-        for i, name in enumerate(order, start=1):
-            progress(f"[{i}/{len(order)}] {name}")
-            t0 = time.perf_counter()
-            out = STAGES[name].run(ctx)
-            ctx.outputs[name] = out
-            report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+        try:
+            for i, name in enumerate(order, start=1):
+                progress(f"[{i}/{len(order)}] {name}")
+                t0 = time.perf_counter()
+                out = STAGES[name].run(ctx)
+                ctx.outputs[name] = out
+                report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+        finally:
+            if ctx.engine.name != "duckdb":
+                ctx.engine.close()
         report.update(ctx.report)
+        report["engine"] = _engine_section(ctx, order)
         if erased:
             report["erasure"] = {"lake_rows": erased["lake_rows"], "quarantine_rows": erased["quarantine_rows"],
                                  "bundles": len(erased["bundles"])}

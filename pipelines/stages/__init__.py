@@ -6,10 +6,14 @@ Each stage module holds plain functions of a StageContext; the domain logic is i
 from pipelines.runner import Stage
 from pipelines.stages import churn, features, loyalty, merchants, profiles, promotions, recommend, segments
 
+# Stages whose log-level SQL (scans and aggregations of the lake) runs on the run's engine,
+# `ctx.engine` (DuckDB or Spark); the others work on per-user tables on the driver.
+LOG_LEVEL_STAGES = frozenset({"features", "loyalty", "merchants", "churn", "recommend", "promotions"})
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("features", (), features.run, "per-user feature table (DuckDB over the lake)"),
+        Stage("features", (), features.run, "per-user feature table (DuckDB or Spark over the lake)"),
         Stage("loyalty", ("features",), loyalty.run, "BG/NBD and Gamma-Gamma: P(alive), expected purchases, CLV"),
         Stage("segments", ("features", "loyalty"), segments.run, "RFM scores, named segments, loyalty score and tier"),
         Stage("merchants", ("loyalty",), merchants.run, "merchant loyalty (merchants.parquet)"),

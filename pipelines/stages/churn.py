@@ -42,19 +42,19 @@ def _empty(users: pa.Array) -> pa.Table:
 
 
 def _retention(ctx) -> None:
-    con = ctx.con
-    ctx.bundle["cohort_retention.parquet"] = con.sql(C.cohort_retention_sql("payments")).to_arrow_table()
+    engine, d = ctx.engine, ctx.engine.dialect
+    ctx.bundle["cohort_retention.parquet"] = engine.arrow(C.cohort_retention_sql("payments", d))
     seg = ctx.outputs.get("segments")
     if seg is not None and "segment" in seg.column_names:
-        con.register("_churn_segments", seg.select(["user_id", "segment"]))
+        engine.register("_churn_segments", seg.select(["user_id", "segment"]))
         rel = "_churn_segments"
     else:
-        rel = "(SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS segment WHERE FALSE)"
+        rel = f"(SELECT CAST(NULL AS {d.string_type}) AS user_id, CAST(NULL AS {d.string_type}) AS segment WHERE FALSE)"
     try:
-        ctx.bundle["retention_curves.parquet"] = con.sql(C.retention_curves_sql("payments", rel)).to_arrow_table()
+        ctx.bundle["retention_curves.parquet"] = engine.arrow(C.retention_curves_sql("payments", rel, d))
     finally:
         if rel == "_churn_segments":
-            con.unregister("_churn_segments")
+            engine.unregister("_churn_segments")
 
 
 def _round(d: dict) -> dict:
@@ -69,7 +69,7 @@ def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
     ctx.report["churn"] = section
     _retention(ctx)
     penalizer = getattr(getattr(ctx.config, "loyalty", None), "penalizer", 0.0)
-    first = ctx.con.sql("SELECT min(paid_at) FROM payments WHERE status = 'success'").fetchall()[0][0]
+    first = ctx.engine.arrow("SELECT min(paid_at) AS first FROM payments WHERE status = 'success'")["first"][0].as_py()
     if first is None:
         section["skipped"] = "no successful payment before as_of"
         return _empty(users)
@@ -80,9 +80,9 @@ def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
         section["notes"].append(f"churn model skipped: {cuts.problem}")
         return _empty(users)
 
-    train = pd.concat([C.cutoff_dataset(ctx.con, "payments", c, horizon_days, penalizer=penalizer)
+    train = pd.concat([C.cutoff_dataset(ctx.engine, "payments", c, horizon_days, penalizer=penalizer)
                        for c in cuts.train], ignore_index=True)
-    test = C.cutoff_dataset(ctx.con, "payments", cuts.test, horizon_days, penalizer=penalizer)
+    test = C.cutoff_dataset(ctx.engine, "payments", cuts.test, horizon_days, penalizer=penalizer)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):

@@ -1,4 +1,5 @@
-"""Stage `features`: the per-user feature table, computed by DuckDB over the lake."""
+"""Stage `features`: the per-user feature table, computed over the lake by the run's engine
+(DuckDB or Spark: the same SQL), then kept on the driver (a DuckDB view `features`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,6 @@ from behavior.features import user_features
 
 
 def run(ctx) -> pa.Table:
-    table = user_features(ctx.con, "payments", ctx.as_of)
+    table = user_features(ctx.engine, "payments", ctx.as_of)
     ctx.con.register("features", table)
     return table

@@ -34,7 +34,7 @@ def _fit_transactions(cfg, f: pd.DataFrame):
 def _holdout(ctx, cfg) -> dict:
     """Fit before as_of - H, predict the next H days, compare with the purchase days that happened."""
     cutoff = ctx.as_of - timedelta(days=cfg.holdout_days)
-    calib = user_features(ctx.con, "payments", cutoff).select(["user_id", "frequency", "recency", "T"]).to_pandas()
+    calib = user_features(ctx.engine, "payments", cutoff).select(["user_id", "frequency", "recency", "T"]).to_pandas()
     calib = calib[calib["T"] > 0]
     if len(calib) < 100:
         return {"skipped": f"fewer than 100 customers before {cutoff.date()} (as_of - {cfg.holdout_days} days); "
@@ -43,10 +43,11 @@ def _holdout(ctx, cfg) -> dict:
         model = _fit_transactions(cfg, calib)
     except ConvergenceError as exc:
         return {"skipped": f"the calibration fit did not converge: {exc}"}
-    actual = ctx.con.sql(
+    d = ctx.engine.dialect
+    actual = ctx.engine.frame(
         f"SELECT user_id, count(DISTINCT CAST(paid_at AS DATE)) AS actual FROM payments "
-        f"WHERE status = 'success' AND paid_at >= {as_of_literal(cutoff)} AND paid_at < {as_of_literal(ctx.as_of)} "
-        f"GROUP BY user_id").to_df()
+        f"WHERE status = 'success' AND paid_at >= {as_of_literal(cutoff, dialect=d)} "
+        f"AND paid_at < {as_of_literal(ctx.as_of, dialect=d)} GROUP BY user_id")
     df = calib.merge(actual, on="user_id", how="left").fillna({"actual": 0})
     df["expected"] = model.conditional_expected_number_of_purchases_up_to_time(
         cfg.holdout_days, df["frequency"].to_numpy(float), df["recency"].to_numpy(float), df["T"].to_numpy(float))

@@ -10,10 +10,10 @@ from behavior.merchants import merchant_loyalty
 
 def run(ctx) -> pa.Table:
     values = ctx.outputs["loyalty"].select(["user_id", "clv"])
-    ctx.con.register("_user_values", values)
+    ctx.engine.register("_user_values", values)
     try:
-        table = merchant_loyalty(ctx.con, "payments", ctx.as_of, "_user_values")
+        table = merchant_loyalty(ctx.engine, "payments", ctx.as_of, "_user_values")
     finally:
-        ctx.con.unregister("_user_values")
+        ctx.engine.unregister("_user_values")
     ctx.bundle["merchants.parquet"] = table
     return table

@@ -16,6 +16,10 @@ Also published for targeting: `category_affinity.parquet` (user_id, category, sh
 successful lines before as_of) for the fallback rule, `item_categories.parquet` (item_id,
 category: an item target is scored by its category), and `contacts.parquet` (user_id,
 last_contacted_at) from the treatment assignments, to skip recently contacted users.
+
+Every query of the log (outcomes in the promotion windows, affinities, features at each
+promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the same SQL); the
+uplift models are fitted on the driver.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from behavior import promotions as P
 from behavior.errors import InputError
 from behavior.features import as_of_literal, user_features
 from behavior.segments import assign_segments, rfm_scores
+from behavior.sql_dialect import as_engine
 from behavior.uplift_training import model_matrix, predict_p_redeem, split_users, train_and_evaluate
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
@@ -39,18 +44,22 @@ CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timesta
 MIN_TRAIN_PER_GROUP = 200
 
 
-def _target_category(con, target: str) -> str:
+def _target_category(engine, target: str) -> str:
     """The category whose affinity describes a target: itself, 'any', or an item's category."""
     if target.startswith("item:"):
-        got = con.execute("SELECT min(category) FROM payments WHERE item_id = ?", [target[5:]]).fetchall()[0][0]
+        engine = as_engine(engine)
+        sql = f"SELECT min(category) AS category FROM payments WHERE item_id = {engine.dialect.param.format('item')}"
+        got = engine.arrow(sql, {"item": target[5:]})["category"][0].as_py()
         return got or "any"
     return target
 
 
-def _affinity(con, as_of, category: str, users: pd.Series) -> np.ndarray:
+def _affinity(engine, as_of, category: str, users: pd.Series) -> np.ndarray:
     if category == "any":
         return np.ones(len(users))
-    aff = con.sql(P.category_affinity_sql("payments", as_of_literal(as_of))).df()
+    engine = as_engine(engine)
+    d = engine.dialect
+    aff = engine.frame(P.category_affinity_sql("payments", as_of_literal(as_of, dialect=d), d))
     aff = aff[aff["category"] == category].set_index("user_id")["share"]
     return users.map(aff).fillna(0.0).to_numpy(float)
 
@@ -62,11 +71,13 @@ def _segments_at(feats: pd.DataFrame) -> pd.Series:
     return pd.Series(assign_segments(scores).to_numpy(), index=feats["user_id"].to_numpy())
 
 
-def _entries(con, as_of, section: dict) -> list[dict]:
-    """Report entries for every promotion; returns the promotions whose effect can be estimated."""
-    promos = con.sql("SELECT promotion_id, name, starts_at, ends_at, coalesce(target, 'any') AS target, "
-                     "coalesce(cost_per_redemption, 0)::DOUBLE AS cost FROM promotions ORDER BY promotion_id").df()
-    checks = con.sql(P.assignment_checks_sql("assignments", "promotions")).df().set_index("promotion_id")
+def _entries(engine, as_of, section: dict) -> list[dict]:
+    """Report entries for every promotion; returns the promotions whose effect can be estimated.
+    `engine`: a SqlEngine or a DuckDB connection."""
+    engine = as_engine(engine)
+    promos = engine.frame("SELECT promotion_id, name, starts_at, ends_at, coalesce(target, 'any') AS target, "
+                          "coalesce(cost_per_redemption, 0)::DOUBLE AS cost FROM promotions ORDER BY promotion_id")
+    checks = engine.frame(P.assignment_checks_sql("assignments", "promotions", engine.dialect)).set_index("promotion_id")
     ok = []
     for pid, row in checks[~checks["known"]].iterrows():
         section["effectiveness"][pid] = {"status": P.CANNOT, "reason": P.assignment_problem(row.to_dict()),
@@ -99,12 +110,12 @@ def _empty_scores() -> pa.Table:
 
 def run(ctx) -> pa.Table:
     t0 = time.perf_counter()
-    con = ctx.con
+    engine, d = ctx.engine, ctx.engine.dialect
     section: dict = {"effectiveness": {}, "uplift": {}, "notes": []}
     ctx.report["promotions"] = section
-    ctx.bundle["category_affinity.parquet"] = con.sql(P.category_affinity_sql("payments", as_of_literal(ctx.as_of))
-                                                      ).to_arrow_table()
-    ctx.bundle["item_categories.parquet"] = con.sql(P.item_categories_sql("payments")).to_arrow_table()
+    ctx.bundle["category_affinity.parquet"] = engine.arrow(
+        P.category_affinity_sql("payments", as_of_literal(ctx.as_of, dialect=d), d))
+    ctx.bundle["item_categories.parquet"] = engine.arrow(P.item_categories_sql("payments", d))
     if not {"promotions", "assignments"} <= ctx.tables:
         missing = sorted({"promotions", "assignments"} - ctx.tables)
         section["uplift"]["skipped"] = (f"no {' and no '.join(missing)} table in the lake: no promotion effect can be "
@@ -113,8 +124,8 @@ def run(ctx) -> pa.Table:
         ctx.bundle["contacts.parquet"] = CONTACTS.empty_table()
         section["seconds"] = round(time.perf_counter() - t0, 3)
         return _empty_scores()
-    ctx.bundle["contacts.parquet"] = con.sql(P.contacts_sql("assignments", "promotions")).to_arrow_table().cast(CONTACTS)
-    ok = _entries(con, ctx.as_of, section)
+    ctx.bundle["contacts.parquet"] = engine.arrow(P.contacts_sql("assignments", "promotions", d)).cast(CONTACTS)
+    ok = _entries(engine, ctx.as_of, section)
     rows = _evaluate(ctx, ok, section)
     # one OpenMP thread: the boosters fit small tables, and OpenMP's spinning threads made this
     # stage 4x slower whenever another process used the second core (measured: 34 s vs 8 s)
@@ -128,26 +139,26 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
     """Effectiveness of each estimable promotion; returns its training rows for the uplift model."""
     if not ok:
         return []
-    con = ctx.con
+    engine = ctx.engine
     windows = pd.DataFrame(ok)[["promotion_id", "starts_at", "ends_at", "target"]]
-    con.register("_promo_windows", windows)
+    engine.register("_promo_windows", pa.Table.from_pandas(windows, preserve_index=False))
     try:
-        outcomes = con.sql(P.outcomes_sql("payments", "assignments", "_promo_windows")).df()
+        outcomes = engine.frame(P.outcomes_sql("payments", "assignments", "_promo_windows", dialect=engine.dialect))
     finally:
-        con.unregister("_promo_windows")
+        engine.unregister("_promo_windows")
     rows = []
     for p in ok:
         o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
         start = p["starts_at"].to_pydatetime()
-        feats = user_features(con, "payments", start).to_pandas()
+        feats = user_features(engine, "payments", start).to_pandas()
         seg = _segments_at(feats)
         entry = section["effectiveness"][p["promotion_id"]]
         entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))
         if entry["status"] != "estimated":
             continue
         f = o[["user_id"]].merge(feats, on="user_id", how="left")
-        category = _target_category(con, p["target"])
-        X = model_matrix(f, _affinity(con, start, category, o["user_id"]), category == "any")
+        category = _target_category(engine, p["target"])
+        X = model_matrix(f, _affinity(engine, start, category, o["user_id"]), category == "any")
         X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
         X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
         X["_treated"] = (o["group"] == "treatment").to_numpy()
@@ -187,7 +198,7 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict) -> pa.Table:
     feats = ctx.outputs["features"].to_pandas()
     out = []
     for category in up["trained_on"]:
-        Xn = model_matrix(feats, _affinity(ctx.con, ctx.as_of, category, feats["user_id"]), category == "any")
+        Xn = model_matrix(feats, _affinity(ctx.engine, ctx.as_of, category, feats["user_id"]), category == "any")
         Xn = Xn[X.columns]
         out.append(pd.DataFrame({"user_id": feats["user_id"], "target": category,
                                  "uplift": models["uplift"].predict(Xn), "p_redeem": predict_p_redeem(models, Xn)}))

@@ -11,8 +11,10 @@ Time line (days before as_of configurable):
    `recommender.npz` (arrays only) with the id maps, owned items, item metadata and
    popularity overall and per segment.
 
-Interactions are aggregated by DuckDB over the lake (one row per user and item; successful
-purchases, refunds, last purchase time); the matrices are built with numpy.
+Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
+user and item; successful purchases, refunds, last purchase time:
+`behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
+driver.
 """
 
 from __future__ import annotations
@@ -28,34 +30,26 @@ from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import IdMap, Interactions, build_matrix
+from behavior.recommend.interactions import interactions_sql as _interactions_sql
 from behavior.recommend.select import select_model
 from behavior.recommend.serving import serving_arrays
 from behavior.segments import SEGMENTS
 
 
-def interactions_sql(start: datetime | None, end: datetime) -> str:
-    """One row per (user_id, item_id) with events in [start, end): `purchases` (successful
-    lines), `refunds` (refund lines) and `last_at` (the last successful purchase)."""
-    lo = f"AND paid_at >= {as_of_literal(start)} " if start else ""
-    return f"""
-        SELECT user_id, item_id,
-               count(*) FILTER (WHERE status = 'success') AS purchases,
-               count(*) FILTER (WHERE status = 'refund') AS refunds,
-               max(paid_at) FILTER (WHERE status = 'success') AS last_at
-        FROM payments
-        WHERE status IN ('success', 'refund') {lo}AND paid_at < {as_of_literal(end)}
-        GROUP BY user_id, item_id
-    """
+def interactions_sql(start: datetime | None, end: datetime, dialect="duckdb") -> str:
+    """One row per (user_id, item_id) with events in [start, end) over the `payments` view
+    (see `behavior.recommend.interactions.interactions_sql`)."""
+    return _interactions_sql(start, end, "payments", dialect)
 
 
 def _items(ctx, item_ids: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(category code per item, category names, active flag): the items table where there is
     one, else the most frequent category of the item's payment lines."""
-    con = ctx.con
+    engine = ctx.engine
     if "items" in ctx.tables:
-        meta = con.sql("SELECT item_id, category, active FROM items").to_df()
+        meta = engine.frame("SELECT item_id, category, active FROM items")
     else:
-        meta = con.sql("SELECT item_id, mode(category) AS category, TRUE AS active FROM payments GROUP BY item_id").to_df()
+        meta = engine.frame("SELECT item_id, mode(category) AS category, TRUE AS active FROM payments GROUP BY item_id")
     meta = pd.DataFrame({"item_id": item_ids.ids}).merge(meta.drop_duplicates("item_id"), on="item_id", how="left")
     names = np.array(sorted(meta["category"].dropna().astype(str).unique()), dtype=np.str_)
     codes = np.where(meta["category"].isna(), -1, np.searchsorted(names, meta["category"].fillna("").astype(str)))
@@ -64,7 +58,7 @@ def _items(ctx, item_ids: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _interactions(ctx, users: IdMap, items: IdMap, start, end) -> Interactions:
-    df = ctx.con.sql(interactions_sql(start, end)).to_df()
+    df = ctx.engine.frame(interactions_sql(start, end, ctx.engine.dialect))
     days = (pd.Timestamp(end) - pd.to_datetime(df["last_at"], utc=True)).dt.total_seconds().div(86_400)
     return Interactions(users.index(df["user_id"]), items.index(df["item_id"]), df["purchases"].to_numpy(float),
                         df["refunds"].to_numpy(float), days.fillna(0).clip(lower=0).to_numpy(float),
@@ -73,7 +67,7 @@ def _interactions(ctx, users: IdMap, items: IdMap, start, end) -> Interactions:
 
 def _purchased(ctx, users: IdMap, items: IdMap, start, end):
     """Users x items, 1 where the user bought the item in [start, end) (the relevant items)."""
-    df = ctx.con.sql(interactions_sql(start, end)).to_df()
+    df = ctx.engine.frame(interactions_sql(start, end, ctx.engine.dialect))
     df = df[df["purchases"] > 0]
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
 
@@ -107,8 +101,8 @@ def run(ctx) -> dict:
     end = ctx.as_of
     test_start = end - timedelta(days=cfg.test_days)
     valid_start = test_start - timedelta(days=cfg.valid_days)
-    pairs = ctx.con.sql(f"SELECT DISTINCT user_id, item_id FROM payments WHERE status = 'success' "
-                        f"AND paid_at < {as_of_literal(end)}").to_df()
+    pairs = ctx.engine.frame(f"SELECT DISTINCT user_id, item_id FROM payments WHERE status = 'success' "
+                             f"AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}")
     if pairs["item_id"].nunique() < 2:
         raise BehaviorError("the recommend stage needs at least two items bought before as_of; "
                             f"found {pairs['item_id'].nunique()}")

@@ -1,0 +1,218 @@
+"""The Spark engine (local[2]) against the DuckDB engine on the same lake, and a whole
+`behavior run --engine spark` whose bundle the API serves.
+
+Both engines run the same SQL text (behavior.sql_dialect), so every table must agree row for
+row (floats within 1e-9). One SparkSession serves the whole module (starting a JVM costs
+seconds); the engines reuse it. Skipped only where no Java runtime is found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from datetime import timedelta, timezone
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from behavior import churn as C
+from behavior import promotions as P
+from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
+from behavior.merchants import merchant_loyalty
+from behavior.recommend.interactions import interactions_sql
+from pipelines.config import Config, EngineConfig
+from pipelines.datahome import DataHome
+from pipelines.engines.spark import SparkEngine, SparkSettings
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.publish import verify
+from pipelines.runner import open_context
+from pipelines.synth_files import write_synth
+
+
+def _java() -> bool:
+    home = os.environ.get("JAVA_HOME")
+    return bool(shutil.which("java") or (home and os.path.exists(os.path.join(home, "bin", "java"))))
+
+
+pytestmark = pytest.mark.skipif(not _java(), reason="no Java runtime (no `java` on PATH, no JAVA_HOME): Spark needs "
+                                                    "Java 17+, e.g. apt-get install openjdk-17-jre-headless")
+
+UTC = timezone.utc
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """One local[2] session for the module; the engines opened by the tests reuse it."""
+    engine = SparkEngine.start(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="1g"))
+    yield engine.spark
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> DataHome:
+    root = tmp_path_factory.mktemp("spark-home")
+    write_synth(root / "synth", users=400, months=10, seed=7, promo_assign_rate=0.5)
+    home = DataHome(root / "data")
+    ingest(home, [root / "synth"], IngestOptions())
+    return home
+
+
+@pytest.fixture(scope="module")
+def engines(spark, home):
+    """(DuckDB context, Spark context) over the same lake at the same default as_of."""
+    duck = open_context(home, Config(), None)
+    spk = open_context(home, Config(), None, "spark")
+    assert spk.engine.spark is spark and not spk.engine.owned   # the shared session
+    assert duck.as_of == spk.as_of and duck.tables == spk.tables
+    yield duck, spk
+    spk.engine.close()
+    duck.con.close()
+
+
+def assert_same(a: pa.Table, b: pa.Table, keys: list[str]) -> None:
+    """Same schema, same rows (order by `keys`), floats within 1e-9."""
+    assert a.schema == b.schema, f"{a.schema}\n!=\n{b.schema}"
+    assert a.num_rows == b.num_rows
+    da = a.to_pandas().sort_values(keys).reset_index(drop=True)
+    db = b.to_pandas().sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(da, db, check_exact=False, rtol=1e-9, atol=1e-9)
+
+
+def test_feature_table_is_the_same_on_both_engines(engines):
+    duck, spk = engines
+    cutoffs = [duck.as_of, duck.as_of - timedelta(days=100, hours=7)]   # a midnight and an intra-day as_of
+    for as_of in cutoffs:
+        a, b = user_features(duck.engine, "payments", as_of), user_features(spk.engine, "payments", as_of)
+        assert b.schema == FEATURE_SCHEMA and a.num_rows > 100
+        assert b.column("user_id").to_pylist() == sorted(b.column("user_id").to_pylist())   # ordered by user_id
+        assert_same(a, b, ["user_id"])
+
+
+def test_cohort_tables_and_churn_labels_are_the_same(engines):
+    duck, spk = engines
+    for engine, ctx in ((duck.engine, duck), (spk.engine, spk)):
+        users = user_features(engine, "payments", ctx.as_of).column("user_id")
+        seg = pa.table({"user_id": users, "segment": pa.array([("a", "b", "c")[i % 3] for i in range(len(users))])})
+        engine.register("_test_segments", seg)
+    try:
+        assert_same(duck.engine.arrow(C.cohort_retention_sql("payments")),
+                    spk.engine.arrow(C.cohort_retention_sql("payments", "spark")), ["cohort_month", "months_since"])
+        curves = [e.arrow(C.retention_curves_sql("payments", "_test_segments", e.dialect))
+                  for e in (duck.engine, spk.engine)]
+        assert set(curves[1].column("segment").to_pylist()) == {"a", "b", "c"}
+        assert_same(*curves, ["segment", "months_since"])
+    finally:
+        duck.engine.unregister("_test_segments")
+        spk.engine.unregister("_test_segments")
+    cutoff = duck.as_of - timedelta(days=120)
+    a = pa.Table.from_pandas(C.churn_labels(duck.engine, "payments", cutoff), preserve_index=False)
+    b = pa.Table.from_pandas(C.churn_labels(spk.engine, "payments", cutoff), preserve_index=False)
+    assert 0 < pd.Series(b.column("churned").to_pylist()).mean() < 1
+    assert_same(a, b, ["user_id"])
+
+
+def test_interactions_and_merchants_are_the_same(engines):
+    duck, spk = engines
+    for start in (None, duck.as_of - timedelta(days=60)):
+        a = duck.engine.arrow(interactions_sql(start, duck.as_of))
+        b = spk.engine.arrow(interactions_sql(start, duck.as_of, dialect="spark"))
+        assert a.num_rows > 0
+        assert_same(a, b, ["user_id", "item_id"])
+    values = user_features(duck.engine, "payments", duck.as_of).select(["user_id"]).append_column(
+        "clv", pa.array([float(i % 7) for i in range(len(user_features(duck.engine, "payments", duck.as_of)))]))
+    try:
+        for e in (duck.engine, spk.engine):
+            e.register("_test_values", values)
+        assert_same(merchant_loyalty(duck.engine, "payments", duck.as_of, "_test_values"),
+                    merchant_loyalty(spk.engine, "payments", duck.as_of, "_test_values"), ["merchant_id"])
+    finally:
+        duck.engine.unregister("_test_values")
+        spk.engine.unregister("_test_values")
+
+
+def test_promotion_windows_are_the_same(engines):
+    duck, spk = engines
+    promos = duck.engine.arrow("SELECT promotion_id, starts_at, ends_at, coalesce(target, 'any') AS target "
+                               "FROM promotions WHERE ends_at <= starts_at + INTERVAL 400 DAY")
+    assert promos.num_rows > 0
+    try:
+        for e in (duck.engine, spk.engine):
+            e.register("_test_windows", promos)
+        a, b = (e.arrow(P.outcomes_sql("payments", "assignments", "_test_windows", dialect=e.dialect))
+                for e in (duck.engine, spk.engine))
+        assert a.num_rows > 0 and any(a.column("converted").to_pylist())
+        assert_same(a, b, ["promotion_id", "user_id"])
+    finally:
+        duck.engine.unregister("_test_windows")
+        spk.engine.unregister("_test_windows")
+    lit = {e.dialect.name: as_of_literal(duck.as_of, dialect=e.dialect) for e in (duck.engine, spk.engine)}
+    for sql, keys in ((lambda d: P.category_affinity_sql("payments", lit[d.name], d), ["user_id", "category"]),
+                      (lambda d: P.item_categories_sql("payments", d), ["item_id"]),
+                      (lambda d: P.contacts_sql("assignments", "promotions", d), ["user_id"]),
+                      (lambda d: P.assignment_checks_sql("assignments", "promotions", d), ["promotion_id"])):
+        assert_same(duck.engine.arrow(sql(duck.engine.dialect)), spk.engine.arrow(sql(spk.engine.dialect)), keys)
+
+
+def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path):
+    from pipelines.cli import app
+
+    out = CliRunner().invoke(app, ["--data-dir", str(home.root), "--quiet", "run", "--engine", "spark", "--json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.stdout)
+    assert rep["engine"]["name"] == "spark" and rep["engine"]["duckdb_stages"] == []
+    assert set(rep["engine"]["spark_stages"]) == {"features", "loyalty", "merchants", "churn", "recommend", "promotions"}
+    folder = home.bundles / rep["bundle_version"]
+    verify(folder)
+    assert (home.current.read_text().strip() == rep["bundle_version"]) and rep["active"]
+    for name in ("profiles.parquet", "merchants.parquet", "cohort_retention.parquet", "retention_curves.parquet",
+                 "recommender.npz", "category_affinity.parquet"):
+        assert (folder / name).exists(), name
+    profiles = pq.read_table(folder / "profiles.parquet")
+    features = user_features(engines[0].engine, "payments", engines[0].as_of)   # DuckDB's users
+    assert sorted(profiles.column("user_id").to_pylist()) == features.column("user_id").to_pylist()
+    assert rep["churn"]["test"]["n"] > 0 and rep["recommend"]["selected"]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+    from api.keys import SCOPES, create_key
+    from api.main import create_app
+    from api.settings import Settings
+
+    key = create_key(tmp_path / "keys.json", "all", list(SCOPES))
+    settings = Settings(data_dir=home.root, keys_file=tmp_path / "keys.json", reload_interval_s=0, rate_limit_per_s=0)
+    user = pq.read_table(folder / "profiles.parquet", columns=["user_id"]).column("user_id")[0].as_py()
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        model = client.get("/v1/model", headers={"X-API-Key": key})
+        assert model.status_code == 200 and rep["bundle_version"] in model.text
+        recs = client.get(f"/v1/users/{user}/recommendations", headers={"X-API-Key": key})
+        assert recs.status_code == 200 and recs.json()["items"], recs.text
+        profile = client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key})
+        assert profile.status_code == 200 and profile.json()["user_id"] == user
+
+
+def test_settings_come_from_the_config_file_and_the_environment():
+    cfg = EngineConfig(name="spark", spark_master="yarn", spark_lake="s3a://bucket/lake", spark_shuffle_partitions=64,
+                       spark_conf={"spark.executor.memory": "8g"})
+    s = SparkSettings.resolve(cfg, default_lake="/data/lake", env={})
+    assert (s.master, s.lake, s.shuffle_partitions, dict(s.conf)) == ("yarn", "s3a://bucket/lake", 64,
+                                                                      {"spark.executor.memory": "8g"})
+    env = {"BEHAVIOR_SPARK_MASTER": "spark://head:7077", "BEHAVIOR_SPARK_LAKE": "hdfs://nn/lake",
+           "BEHAVIOR_SPARK_SHUFFLE_PARTITIONS": "200"}
+    s = SparkSettings.resolve(cfg, default_lake="/data/lake", env=env)
+    assert (s.master, s.lake, s.shuffle_partitions) == ("spark://head:7077", "hdfs://nn/lake", 200)
+    assert SparkSettings.resolve(EngineConfig(), default_lake="/data/lake", env={}).lake == "/data/lake"
+
+
+def test_an_unknown_engine_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setattr("sys.argv", ["behavior", "--data-dir", str(tmp_path), "run", "--engine", "hadoop"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "--engine hadoop: use one of duckdb, spark" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import warnings
-from datetime import timedelta, timezone
+from datetime import timedelta
 
 import pandas as pd
 import pyarrow as pa
@@ -41,8 +41,6 @@ def _java() -> bool:
 
 pytestmark = pytest.mark.skipif(not _java(), reason="no Java runtime (no `java` on PATH, no JAVA_HOME): Spark needs "
                                                     "Java 17+, e.g. apt-get install openjdk-17-jre-headless")
-
-UTC = timezone.utc
 
 
 @pytest.fixture(scope="module")

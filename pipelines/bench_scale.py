@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 USERS_PER_LINE = 1 / 17
+# the generator makes about the lines asked for (9,994,341 for 10M): the target applies from 9M
 TARGET = ("ingest + run < 600 s and peak < 8 GB at 10M lines",
-          lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 600 and r["peak_mb"] < 8192))
+          lambda r: r["lines"] < 9_000_000 or (r["seconds"] < 600 and r["peak_mb"] < 8192))
 
 _RUN_CHILD = r"""
 import json, sys, threading, time

@@ -124,6 +124,7 @@ def plot_scale(rows: list[dict], path: Path) -> None:
 
     steps = [s for s in dict.fromkeys(r["step"] for r in rows) if s != "synth"]
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2])
     for step in steps:
         pts = sorted((r["lines"], r["seconds"]) for r in rows if r["step"] == step and r["seconds"] > 0)
         if pts:

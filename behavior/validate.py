@@ -88,6 +88,17 @@ def resolve_columns(spec: Table, source_names: list[str], mapping: dict[str, str
     return out
 
 
+def _spreadsheet_id(t: str) -> str:
+    """Numeric ids that went through a spreadsheet come back as 17850.0: drop the '.0'."""
+    return f"CASE WHEN contains({t}, '.0') THEN regexp_replace({t}, '^([0-9]+)\\.0+$', '\\1') ELSE {t} END"
+
+
+def id_text_sql(column: str, typ: pa.DataType | None) -> str:
+    """SQL of the canonical text validation stores for an id from source column `column` (no
+    default): what the erasure check must hash to recognise an erased user's rows."""
+    return _spreadsheet_id(P.text(_q(column), typ))
+
+
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -116,8 +127,7 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
         if default is not None:
             t = f"COALESCE({t}, {P.sql_str(default)})"
         if col.is_id:
-            # Numeric ids that went through a spreadsheet come back as 17850.0.
-            t = f"CASE WHEN contains({t}, '.0') THEN regexp_replace({t}, '^([0-9]+)\\.0+$', '\\1') ELSE {t} END"
+            t = _spreadsheet_id(t)
         expr, etyp = "NULL", pa.string()
     else:
         t, expr, etyp = _q(src), tc, typ

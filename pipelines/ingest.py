@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from behavior.errors import InputError
-from behavior.pii import erasure_hash, mask_card_numbers
+from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
-from behavior.validate import ROW, ParseOptions, resolve_columns, validate
+from behavior.validate import ROW, ParseOptions, id_text_sql, resolve_columns, validate
 from pipelines import erasure_log
 from pipelines.datahome import DataHome
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
@@ -114,7 +114,7 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     names = [n for n in src.table.column_names if n != ROW]
     columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
     read = src.table.num_rows + len(src.malformed)
-    src, erased_rows = _drop_erased(src, columns.get("user_id"), erased)
+    src, erased_rows = _drop_erased(con, src, columns.get("user_id"), erased)
     result = validate(con, src.table, spec, columns, opts.defaults, popts)
     accepted = result.accepted
     in_lake = 0
@@ -143,14 +143,20 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     return rep
 
 
-def _drop_erased(src: Source, column: str | None, erased: tuple[bytes, set[str]] | None) -> tuple[Source, list[int]]:
-    """The source without rows of erased users (erasure log), and their row numbers."""
+def _drop_erased(con, src: Source, column: str | None,
+                 erased: tuple[bytes, set[str]] | None) -> tuple[Source, list[int]]:
+    """The source without rows of erased users (erasure log), and their row numbers. The id is
+    hashed in the canonical form validation would store (trimmed, spreadsheet '.0' dropped)."""
     if erased is None or column is None or src.table.num_rows == 0:
         return src, []
     key, logged = erased
-    values = src.table.column(column).cast(pa.string()).to_pylist()
-    cache: dict[str, bool] = {}
-    hit = [v is not None and cache.setdefault(v, erasure_hash(key, v.strip()) in logged) for v in values]
+    con.register("_src", src.table)
+    try:
+        canonical = id_text_sql(column, src.table.schema.field(column).type)
+        hashes = con.sql(f"SELECT {erasure_hash_sql(key, canonical)} FROM _src").to_arrow_table().column(0)
+    finally:
+        con.unregister("_src")
+    hit = pc.fill_null(pc.is_in(hashes, value_set=pa.array(sorted(logged), pa.string())), False).to_pylist()
     if not any(hit):
         return src, []
     rows = [r for r, h in zip(src.table.column(ROW).to_pylist(), hit) if h]

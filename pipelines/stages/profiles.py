@@ -1,13 +1,16 @@
 """Stage `profiles`: one row per user for the bundle (profiles.parquet).
 
 The per-user features, the columns of the per-user stages that ran (loyalty, segments,
-churn), and from the users table the marketing opt-out and signup time. Users without
-a users-table row are taken as not opted out, as the users table is optional.
+churn), and from the users table the marketing opt-out (read from the whole table: it is
+the user's current wish, whatever as_of) and signup time. Users without a users-table row
+are taken as not opted out, as the users table is optional.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
+
+from pipelines.lake import scan_sql, table_files
 
 PER_USER_STAGES = ("loyalty", "segments", "churn")
 
@@ -25,7 +28,15 @@ def run(ctx) -> pa.Table:
             names.append(f"_p_{stage}")
             joins.append(f"LEFT JOIN _p_{stage} USING (user_id)")
         if "users" in ctx.tables:
-            users = ("LEFT JOIN (SELECT user_id, marketing_opt_out AS _opt_out, signup_at FROM users) u USING (user_id)")
+            # The opt-out is the user's current wish, not a past event: it is read from the whole
+            # users table, not the view cut at as_of (a user whose signup_at is after as_of
+            # would otherwise lose the flag and become targetable).
+            opt = "users"
+            if table_files(ctx.home.lake, "users"):
+                opt = scan_sql(ctx.home.lake, "users")
+            users = (f"LEFT JOIN (SELECT user_id, signup_at FROM users) u USING (user_id) "
+                     f"LEFT JOIN (SELECT user_id, bool_or(marketing_opt_out) AS _opt_out FROM {opt} "
+                     f"GROUP BY user_id) o USING (user_id)")
             extra = "COALESCE(_opt_out, FALSE) AS marketing_opt_out"
         else:
             users, extra = "", "FALSE AS marketing_opt_out, CAST(NULL AS TIMESTAMPTZ) AS signup_at"

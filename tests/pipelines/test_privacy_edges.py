@@ -1,0 +1,43 @@
+"""Privacy edge cases found in review: a late signup must not drop an opt-out, and an erased
+numeric id sent back in spreadsheet form ('17850.0', ' 17850 ') is still recognised."""
+
+from datetime import datetime, timezone
+
+import duckdb
+import pyarrow.parquet as pq
+
+from pipelines.config import Config
+from pipelines.datahome import DataHome
+from pipelines.forget import forget
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.lake import scan_sql
+from pipelines.runner import run_pipeline
+from pipelines.synth_files import write_synth
+
+
+def test_an_opt_out_holds_even_when_signup_is_after_as_of(tmp_path):
+    write_synth(tmp_path / "synth", users=400, months=12, seed=3)
+    home = DataHome(tmp_path / "data")
+    ingest(home, [tmp_path / "synth"], IngestOptions())
+    (tmp_path / "late.csv").write_text("user_id,signup_at,marketing_opt_out\nu0000001,2025-06-01T00:00:00Z,true\n")
+    ingest(home, [tmp_path / "late.csv"], IngestOptions(table="users"))
+    rep = run_pipeline(home, Config(), as_of=datetime(2024, 12, 1, tzinfo=timezone.utc),
+                       stages=["features", "loyalty", "segments", "churn", "profiles"])
+    profiles = pq.read_table(home.bundles / rep["bundle_version"] / "profiles.parquet").to_pandas()
+    row = profiles.set_index("user_id").loc["u0000001"]
+    assert bool(row["marketing_opt_out"]) is True
+    assert row["signup_at"] != row["signup_at"] or row["signup_at"] is None   # the future signup is not read
+
+
+def test_an_erased_numeric_id_in_spreadsheet_form_is_rejected(tmp_path):
+    home = DataHome(tmp_path / "data")
+    (tmp_path / "a.csv").write_text("user_id,item_id,amount,paid_at\n17850,i1,2.5,2025-01-01T10:00:00Z\n"
+                                    "20000,i1,2.5,2025-01-01T10:00:00Z\n")
+    ingest(home, [tmp_path / "a.csv"], IngestOptions())
+    forget(home, ["17850"])
+    (tmp_path / "b.csv").write_text("user_id,item_id,amount,paid_at\n17850.0,i2,2.5,2025-01-02T10:00:00Z\n"
+                                    " 17850 ,i3,2.5,2025-01-03T10:00:00Z\n20000,i4,1.0,2025-01-03T10:00:00Z\n")
+    rep = ingest(home, [tmp_path / "b.csv"], IngestOptions())
+    assert rep["rejected_by_reason"] == {"erased_user": 2} and rep["accepted"] == 1
+    stored = duckdb.sql(f"SELECT DISTINCT user_id FROM {scan_sql(home.lake, 'payments')}").fetchall()
+    assert stored == [("20000",)]

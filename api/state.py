@@ -59,7 +59,9 @@ class ServingState:
         self.erased: set[str] = set()            # erased in this process: kept out of every later bundle
         self.erasure_log = ErasureLog(settings.data_dir)   # erased anywhere (CLI or API), by keyed hash
         self._stamp: tuple[int, int] | None = None          # the active bundle's manifest (inode, mtime)
-        self.refused: dict[str, str] = {}        # version -> why it was refused (not retried by polling)
+        # version -> (why it was refused, its manifest stamp then): polling retries it only once
+        # the folder changed (e.g. `behavior forget` finished rewriting it)
+        self.refused: dict[str, tuple[str, tuple[int, int] | None]] = {}
         self._load_lock = threading.Lock()
         self._keys_stamp: tuple[float, int] | None | str = "never loaded"
 
@@ -121,12 +123,13 @@ class ServingState:
             # the same version is loaded again when its folder was rewritten (`behavior forget`)
             if version == active and self._manifest_stamp(version) == self._stamp:
                 return Swap(False, version, active)
-            if not retry_refused and version in self.refused:
-                raise BundleError(version, self.refused[version])
+            stamp = self._manifest_stamp(version)
+            if not retry_refused and version in self.refused and self.refused[version][1] == stamp:
+                raise BundleError(version, self.refused[version][0])
             try:
                 bundle = load_bundle(self.settings.bundles_dir / version)
             except BundleError as exc:
-                self.refused[version] = str(exc).split(": ", 1)[-1]
+                self.refused[version] = (str(exc).split(": ", 1)[-1], stamp)
                 log.error("refused %s; still serving %s", exc, active or "nothing")
                 raise
             self.refused.pop(version, None)

@@ -35,3 +35,18 @@ def test_an_api_erasure_is_logged_by_keyed_hash_and_survives_a_restart(client, h
         flt = {"filter": {"all": [{"field": "user_id", "op": "eq", "value": user}]}}
         assert fresh.post("/v1/segments/query", json=flt, headers=home.headers()).json()["total"] == 0
         assert fresh.get("/v1/users/u0000010/profile", headers=home.headers()).status_code == 200
+
+
+def test_a_poll_during_the_forget_swap_does_not_stop_later_reloads(client, home):
+    """Found in review: a poll between forget's two renames refused the version for good."""
+    user = "u0000012"
+    state = client.app.state.serving
+    folder = home.bundles / home.active()
+    aside = folder.with_name(".erased-" + folder.name)
+    folder.rename(aside)                      # what a poll sees mid-swap
+    state.poll()
+    assert home.active() in state.refused
+    aside.rename(folder)
+    forget(DataHome(home.root), [user])
+    state.poll()
+    assert_problem(client.get(f"/v1/users/{user}/profile", headers=home.headers()), 404)

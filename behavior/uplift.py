@@ -8,7 +8,8 @@ tau(x) = P(y=1 | x, treated) - P(y=1 | x, control).
   uplift = mu1(x) - mu0(x). `predict_treated` gives mu1(x) = P(y=1 | x, treated).
 - `ClassTransformation` (Jaskowski & Jaroszewicz 2012): z = y*t + (1-y)*(1-t); with
   P(t=1) = 1/2, tau(x) = 2 P(z=1 | x) - 1. When the groups are not 50/50 the rows are
-  weighted (treated by 1/(2p), control by 1/(2(1-p))) so the identity still holds.
+  weighted (treated by 1/(2p), control by 1/(2(1-p))) so the identity still holds; p is
+  per row (`propensity`) when pooled campaigns had different treatment shares.
 Both use gradient boosting (scikit-learn's HistGradientBoostingClassifier, which accepts
 missing values).
 
@@ -67,7 +68,8 @@ class TLearner(BaseEstimator):
         self.estimator = estimator
         self.seed = seed
 
-    def fit(self, X, y, treatment):
+    def fit(self, X, y, treatment, propensity=None):
+        """`propensity` is accepted for a common signature; two separate models do not need it."""
         y, t = _check(X, y, treatment)
         base = self.estimator if self.estimator is not None else default_classifier(self.seed)
         self.model_t_ = clone(base).fit(_rows(X, t == 1), y[t == 1])
@@ -91,9 +93,13 @@ class ClassTransformation(BaseEstimator):
         self.estimator = estimator
         self.seed = seed
 
-    def fit(self, X, y, treatment):
+    def fit(self, X, y, treatment, propensity=None):
+        """`propensity`: each row's probability of treatment by design, when it differs between
+        rows (pooled campaigns with different treatment shares); default: the overall share."""
         y, t = _check(X, y, treatment)
-        p = t.mean()
+        p = np.full(len(t), t.mean()) if propensity is None else np.asarray(propensity, float)
+        if p.shape != t.shape or not ((p > 0) & (p < 1)).all():
+            raise InputError("propensity must hold one probability in (0, 1) per row")
         z = y * t + (1 - y) * (1 - t)
         w = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
         base = self.estimator if self.estimator is not None else default_classifier(self.seed)

@@ -56,9 +56,18 @@ def _scores(y, t, s) -> dict:
     return {"qini": round(qini_coefficient(y, t, s), 6), "uplift_at_30pct": round(uplift_at_k(y, t, s, TOP_SHARE), 6)}
 
 
+def propensity_by_group(treated: np.ndarray, groups) -> np.ndarray:
+    """Each row's treatment share within its group (its promotion): the design's propensity."""
+    frame = pd.DataFrame({"t": np.asarray(treated, float), "g": np.asarray(groups)})
+    return frame.groupby("g")["t"].transform("mean").to_numpy()
+
+
 def train_and_evaluate(X: pd.DataFrame, converted: np.ndarray, treated: np.ndarray, redeemed: np.ndarray,
-                       split: np.ndarray, seed: int = 0) -> tuple[dict, dict]:
+                       split: np.ndarray, seed: int = 0, groups=None) -> tuple[dict, dict]:
     """(report section, fitted final models {"uplift", "redeem" or None}).
+
+    `groups`: the promotion of each row; promotions may have different treatment shares, so
+    the class transformation weighs each row by its own promotion's share.
 
     The report holds every candidate's validation and test Qini and uplift@30%, the baseline's,
     the selected model, its uplift by decile on the test users and the overall test lift.
@@ -68,9 +77,10 @@ def train_and_evaluate(X: pd.DataFrame, converted: np.ndarray, treated: np.ndarr
     parts = {p: split == p for p in ("train", "valid", "test")}
     tr, va, te = parts["train"], parts["valid"], parts["test"]
     report: dict = {"rows": {p: int(m.sum()) for p, m in parts.items()}, "models": {}}
+    p = propensity_by_group(t, groups if groups is not None else np.zeros(len(t)))
     fitted = {}
     for name, cls in CANDIDATES.items():
-        model = fitted[name] = cls(seed=seed).fit(X[tr], y[tr], t[tr])
+        model = fitted[name] = cls(seed=seed).fit(X[tr], y[tr], t[tr], propensity=p[tr])
         report["models"][name] = {"validation": _scores(y[va], t[va], model.predict(X[va])),
                                   "test": _scores(y[te], t[te], model.predict(X[te]))}
     response = default_classifier(seed).fit(X[tr], y[tr])
@@ -83,7 +93,7 @@ def train_and_evaluate(X: pd.DataFrame, converted: np.ndarray, treated: np.ndarr
     report["by_decile_test"] = uplift_by_decile(y[te], t[te], fitted[selected].predict(X[te]))
     report["qini_curve_test"] = {"model": qini_points(y[te], t[te], fitted[selected].predict(X[te])),
                                  "purchase_probability": qini_points(y[te], t[te], response.predict_proba(X[te])[:, 1])}
-    final = CANDIDATES[selected](seed=seed).fit(X, y, t)
+    final = CANDIDATES[selected](seed=seed).fit(X, y, t, propensity=p)
     treated_rows = t == 1
     r = np.asarray(redeemed).astype(int)[treated_rows]
     if r.min() != r.max():

@@ -16,6 +16,7 @@ hold no id. Raw input files outside the data home are the caller's to delete.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -231,6 +232,13 @@ def _purge_bundle(folder: Path, key: bytes, erased: set[str]) -> int:
     manifest["erased_at"] = _now()
     atomic.write_json(tmp / MANIFEST, manifest)
     verify(tmp)
+    for f in tmp.iterdir():           # durable before the old folder goes (power loss, not just kill -9)
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    atomic.fsync_dir(tmp)
     old = folder.with_name(f".erased-{version}")
     folder.rename(old)          # a kill here: recover_bundles puts the rewritten folder in place
     tmp.rename(folder)

@@ -48,9 +48,11 @@ def _target_category(engine, target: str) -> str:
     """The category whose affinity describes a target: itself, 'any', or an item's category."""
     if target.startswith("item:"):
         engine = as_engine(engine)
-        sql = f"SELECT min(category) AS category FROM payments WHERE item_id = {engine.dialect.param.format('item')}"
-        got = engine.arrow(sql, {"item": target[5:]})["category"][0].as_py()
-        return got or "any"
+        # the same rule as item_categories.parquet, which serving uses: the most frequent category
+        sql = (f"SELECT category FROM ({P.item_categories_sql('payments', engine.dialect)}) ic "
+               f"WHERE item_id = {engine.dialect.param.format('item')}")
+        found = engine.arrow(sql, {"item": target[5:]})["category"]
+        return (found[0].as_py() if len(found) else None) or "any"
     return target
 
 
@@ -184,7 +186,8 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict) -> pa.Table:
         section["notes"].append(up["skipped"])
         return _empty_scores()
     try:
-        report, models = train_and_evaluate(X, meta["_converted"].to_numpy(), t, meta["_redeemed"].to_numpy(), split)
+        report, models = train_and_evaluate(X, meta["_converted"].to_numpy(), t, meta["_redeemed"].to_numpy(), split,
+                                            groups=meta["_promotion_id"].to_numpy())
     except InputError as exc:
         up["skipped"] = f"no uplift model: {exc}"
         section["notes"].append(up["skipped"])

@@ -71,3 +71,23 @@ def test_estimators_refuse_outcomes_of_one_class():
         TLearner().fit(X, np.zeros(10), np.arange(10) % 2)
     with pytest.raises(InputError, match="0/1"):
         ClassTransformation().fit(X, np.full(10, 2), np.arange(10) % 2)
+
+
+def test_class_transformation_uses_each_campaigns_own_treatment_share():
+    """Found in review: pooled campaigns with 80% and 20% treated and no effect at all looked
+    like +/-0.2 uplift when weighted by the overall share."""
+    rng = np.random.default_rng(5)
+    n = 8000
+    campaign = np.arange(n) % 2
+    X = pd.DataFrame({"campaign": campaign.astype(float), "x": rng.normal(size=n)})
+    share = np.where(campaign == 0, 0.8, 0.2)
+    t = (rng.random(n) < share).astype(int)
+    y = (rng.random(n) < 0.3).astype(int)           # no effect anywhere
+    from behavior.uplift_training import propensity_by_group
+
+    p = propensity_by_group(t, campaign)
+    fair = ClassTransformation().fit(X, y, t, propensity=p).predict(X)
+    for c in (0, 1):
+        assert abs(fair[campaign == c].mean()) < 0.05
+    naive = ClassTransformation().fit(X, y, t).predict(X)
+    assert abs(naive[campaign == 0].mean()) > 0.1     # what the overall share got wrong

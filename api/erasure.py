@@ -1,6 +1,7 @@
 """The serving side of the erasure log (`<data home>/erasure_log.jsonl`, keyed hashes only).
 
-The format is `pipelines.erasure_log`'s (the API does not import pipelines): the secret in
+The one reader and writer of the log (`pipelines.erasure_log` uses it too; the API does not
+import pipelines): the secret in
 `<data home>/erasure.key` (hex, mode 0600), one JSON line per erased user with "hash",
 "erased_at" and "source". The admin endpoint appends to it, so a user erased through the API
 stays out of every bundle this or any later process loads, and `behavior run` purges them
@@ -67,24 +68,40 @@ class ErasureLog:
             self._hashes, self._stamp = frozenset(found), stamp
         return _secret(self.data_dir, create=False), self._hashes
 
-    def key_hash(self, user_id: str) -> str:
-        return erasure_hash(_secret(self.data_dir, create=True), user_id)
-
-    def record(self, user_id: str) -> str:
-        """Append the user (keyed hash) to the log; durable before it returns."""
-        h = self.key_hash(user_id)
-        _, known = self.hashes()
-        if h not in known:
-            line = json.dumps({"hash": h, "erased_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                               "source": "api"}) + "\n"
+    def secret(self, create: bool = False) -> bytes | None:
+        """The data home's erasure secret (made with `create` if missing)."""
+        if create:
             self.data_dir.mkdir(parents=True, exist_ok=True)
+        return _secret(self.data_dir, create)
+
+    def key_hash(self, user_id: str) -> str:
+        return erasure_hash(self.secret(create=True), user_id)
+
+    def record(self, user_id: str, source: str = "api") -> str:
+        """Append the user (keyed hash) to the log; durable before it returns."""
+        return self.record_many([user_id], source)[0]
+
+    def record_many(self, user_ids: list[str], source: str) -> list[str]:
+        """Append the users not logged yet, in one durable write; returns every user's hash."""
+        key = self.secret(create=True)
+        _, known = self.hashes()
+        known = set(known)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        out, lines = [], []
+        for uid in user_ids:
+            h = erasure_hash(key, uid)
+            out.append(h)
+            if h not in known:
+                known.add(h)
+                lines.append(json.dumps({"hash": h, "erased_at": now, "source": source}) + "\n")
+        if lines:
             fd = os.open(self.data_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line.encode())
+                os.write(fd, "".join(lines).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return h
+        return out
 
     def erased_among(self, user_ids: list[str]) -> set[str]:
         """The ids of `user_ids` that the log names."""

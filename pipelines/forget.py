@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -61,12 +62,10 @@ def _mark_purged(home: DataHome) -> None:
 def purge_if_needed(home: DataHome) -> dict | None:
     """`purge` if the erasure log grew since the last purge (the API appends to it); the caller
     holds the lock. `behavior run` calls this first, so no erased user reaches a bundle."""
-    recover_bundles(home)
     log = erasure_log.log_path(home)
-    if not log.exists():
-        return None
     marker = home.root / MARKER
-    if marker.exists() and marker.read_text().strip() == str(log.stat().st_size):
+    if not log.exists() or (marker.exists() and marker.read_text().strip() == str(log.stat().st_size)):
+        recover_bundles(home)      # (purge does this itself)
         return None
     report = purge(home)
     _mark_purged(home)
@@ -269,6 +268,4 @@ def recover_bundles(home: DataHome) -> list[str]:
 
 
 def _now() -> str:
-    from datetime import datetime, timezone
-
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -26,6 +26,7 @@ test_days = 30                 # the held-out period just before as_of (reported
 valid_days = 30                # the validation period before it (the model is chosen here)
 k = 10
 max_eval_users = 10000         # validation users sampled for the search
+max_fit_users = 100000         # training users the search fits candidates on (the chosen one is refit on all)
 ```
 
 Every horizon is in days, whatever the unit the models are fitted in (also days).
@@ -84,10 +85,11 @@ class RecommendConfig:
     valid_days: int = 30
     k: int = 10
     max_eval_users: int = 10_000
+    max_fit_users: int = 100_000
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("test_days", "valid_days", "k", "max_eval_users"):
+        for name in ("test_days", "valid_days", "k", "max_eval_users", "max_fit_users"):
             if getattr(self, name) <= 0:
                 raise InputError(f"[recommend] {name} must be positive")
 

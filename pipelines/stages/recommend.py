@@ -4,7 +4,8 @@ Time line (days before as_of configurable):
 
     ... train ... | valid (valid_days) | test (test_days) | as_of
 
-1. The model is chosen on `valid` (fitted on what came before; `behavior.recommend.select`).
+1. The model is chosen on `valid` (fitted on what came before, on at most `max_fit_users`
+   users; `behavior.recommend.select`).
 2. The chosen configuration and popularity are refitted on everything before `test` and
    scored on `test`, a period neither saw: the report's `recommend.test`.
 3. The chosen configuration is refitted on everything before as_of and published as
@@ -113,7 +114,8 @@ def run(ctx) -> dict:
         raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
                             "the recommender on: choose a later --as-of or shorter [recommend] periods")
     valid = _purchased(ctx, users, items, valid_start, test_start)
-    selection = select_model(train, valid, k=cfg.k, item_category=codes, max_users=cfg.max_eval_users, seed=cfg.seed)
+    selection = select_model(train, valid, k=cfg.k, item_category=codes, max_users=cfg.max_eval_users,
+                             max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     exclude = selection.exclude_mask(codes)
 
     before_test = _interactions(ctx, users, items, None, test_start)

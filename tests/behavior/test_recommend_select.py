@@ -156,3 +156,35 @@ def dense(array) -> sp.csr_matrix:
 def test_unusable_input_is_a_precise_error(train, valid, message):
     with pytest.raises(InteractionsError, match=message):
         select_model(train, valid, [("popularity", Popularity, {})])
+
+
+def test_candidates_fit_on_a_user_sample_that_holds_every_validation_user():
+    """With more training users than max_fit_users, candidates are fitted on a seeded sample
+    that contains the validation users; the chosen configuration refitted on everyone still
+    learns the planted tastes (the search is cheap at any size, the answer the same)."""
+    data = generate(SynthConfig(users=6000, months=18, seed=7, taste_strength=0.8))
+    pay, catalogue = data.tables["payments"], data.tables["items"]
+    users, items = IdMap.fit(pay["user_id"]), IdMap.fit(catalogue["item_id"])
+    end = pay["paid_at"].max().normalize() + pd.Timedelta(days=1)
+    test_start, valid_start = end - WINDOW, end - 2 * WINDOW
+    fitted_rows: list[int] = []
+
+    class Recorded(ALS):
+        def _fit(self, confidence):
+            fitted_rows.append(confidence.shape[0])
+            super()._fit(confidence)
+
+    train = interactions_before(pay, users, items, valid_start)
+    candidates = [("popularity", Popularity, {}), ("buy_again", BuyAgain, {}),
+                  ("als", Recorded, [{"factors": 32, "iterations": 8, "alpha": 3.0, "weighting": "bm25"}])]
+    sel = select_model(train, purchases_between(pay, users, items, valid_start, test_start), candidates,
+                       k=10, max_users=400, max_fit_users=1500, seed=3)
+    assert sel.users == 400 and sel.fit_users == 1500 and fitted_rows == [1500]
+    assert sel.report()["fit_users"] == 1500
+    everyone = int((np.diff(train.matrices()[0].indptr) > 0).sum())
+    unsampled = select_model(train, purchases_between(pay, users, items, valid_start, test_start),
+                             candidates[:2], k=10, max_users=400, seed=3)
+    assert unsampled.fit_users == everyone > 1500
+    assert sel.selected in ("als", "blend"), {n: m["ndcg@10"] for n, m in sel.models.items()}
+    # the sampled validation users were scored with their own factors: ALS beats popularity there
+    assert sel.models["als"]["ndcg@10"] > 1.3 * sel.models["popularity"]["ndcg@10"]

@@ -2,7 +2,9 @@
 
 Each builder takes the SQL of a source value and its Arrow type and returns the SQL of the
 parsed value, NULL where it cannot be parsed. Text is trimmed; an empty string is missing.
-The SQL is DuckDB's dialect, kept to a small set of functions so that it can be ported.
+The SQL is one text for both engines: each builder takes a `dialect` (default DuckDB) and
+what differs (regular expressions, strptime, casts to an instant, string literals) comes from
+its templates in `behavior.sql_dialect`.
 
 Dates: ISO 8601 (with `T`, `Z` or an offset; a naive time is taken as UTC), slash dates
 month-first unless `dayfirst` (`12/01/2024` is 1 December with dayfirst, 12 January
@@ -16,21 +18,31 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from behavior.sql_dialect import DUCKDB, Dialect
+
 _SLASH_TIMES = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
+# regular expressions (whole-text matches) of the number and epoch readers
+_EPOCH_S = r"[0-9]{10}(\.[0-9]+)?"
+_EPOCH_MS = r"[0-9]{13}"
+_NOT_NUMBER = r"[^0-9,.()+\-eE]"
+_PARENTHESISED = r"\(.*\)"
+_COMMA_THOUSANDS = r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?"
+_DOT_THOUSANDS = r"[-+]?[0-9]{1,3}(\.[0-9]{3})+,[0-9]{1,2}"
+_DECIMAL_COMMA = r"[-+]?[0-9]+,[0-9]{1,2}"
 
 
-def sql_str(value: str) -> str:
+def sql_str(value: str, d: Dialect = DUCKDB) -> str:
     """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
+    return d.literal(value)
 
 
-def text(expr: str, typ: pa.DataType | None) -> str:
+def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
     """Trimmed text of a source value, NULL when missing or empty."""
     if typ is None:
-        return "CAST(NULL AS VARCHAR)"
+        return f"CAST(NULL AS {d.string_type})"
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return f"NULLIF(TRIM({expr}), '')"
-    return f"NULLIF(TRIM(CAST({expr} AS VARCHAR)), '')"
+    return f"NULLIF(TRIM(CAST({expr} AS {d.string_type})), '')"
 
 
 def date_formats(dayfirst: bool) -> list[str]:
@@ -47,71 +59,73 @@ def date_formats(dayfirst: bool) -> list[str]:
 
 
 def timestamp(expr: str, typ: pa.DataType | None, *, dayfirst: bool = False,
-              date_format: str | None = None, t: str | None = None) -> str:
-    """Parsed TIMESTAMPTZ (UTC); requires the session time zone to be UTC. `t` names the
-    already computed text of the value, if any."""
+              date_format: str | None = None, t: str | None = None, d: Dialect = DUCKDB) -> str:
+    """Parsed instant (DuckDB TIMESTAMPTZ, Spark TIMESTAMP; UTC); requires the session time
+    zone to be UTC. `t` names the already computed text of the value, if any."""
+    instant = d.instant_type
     if typ is None:
-        return "CAST(NULL AS TIMESTAMPTZ)"
+        return f"CAST(NULL AS {instant})"
     if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
-        return f"CAST({expr} AS TIMESTAMPTZ)"
+        return f"CAST({expr} AS {instant})"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ):
-        return (f"CASE WHEN {expr} > 100000000000 THEN to_timestamp({expr} / 1000.0) "
-                f"ELSE to_timestamp({expr}) END")
-    t = t or text(expr, typ)
+        return (f"CASE WHEN {expr} > 100000000000 THEN {d.epoch_seconds.format(f'{expr} / 1000.0')} "
+                f"ELSE {d.epoch_seconds.format(expr)} END")
+    t = t or text(expr, typ, d)
     if date_format:
-        return f"CAST(try_strptime({t}, {sql_str(date_format)}) AS TIMESTAMPTZ)"
-    fmts = "[" + ", ".join(sql_str(f) for f in date_formats(dayfirst)) + "]"
+        return f"CAST({d.try_strptime(t, [date_format])} AS {instant})"
+    seconds = d.epoch_seconds.format(f"CAST({t} AS DOUBLE)")
+    millis = d.epoch_seconds.format(f"CAST({t} AS DOUBLE) / 1000.0")
     return (
-        f"COALESCE(TRY_CAST({t} AS TIMESTAMPTZ), "
-        f"CAST(try_strptime({t}, {fmts}) AS TIMESTAMPTZ), "
-        f"CASE WHEN regexp_full_match({t}, '[0-9]{{10}}(\\.[0-9]+)?') THEN to_timestamp(CAST({t} AS DOUBLE)) "
-        f"WHEN regexp_full_match({t}, '[0-9]{{13}}') THEN to_timestamp(CAST({t} AS DOUBLE) / 1000.0) END)"
+        f"COALESCE({d.try_instant.format(t)}, "
+        f"CAST({d.try_strptime(t, date_formats(dayfirst))} AS {instant}), "
+        f"CASE WHEN {d.full_match(t, _EPOCH_S)} THEN {seconds} "
+        f"WHEN {d.full_match(t, _EPOCH_MS)} THEN {millis} END)"
     )
 
 
-def _number_text(t: str) -> str:
+def _number_text(t: str, d: Dialect) -> str:
     """Normalise a number written by people into one `CAST(.. AS DOUBLE)` can read."""
-    s = f"regexp_replace({t}, '[^0-9,.()+\\-eE]', '', 'g')"
-    neg = f"(CASE WHEN regexp_full_match({s}, '\\(.*\\)') THEN '-' ELSE '' END)"
-    core = f"regexp_replace({s}, '[()]', '', 'g')"
+    s = d.replace_all(t, _NOT_NUMBER, "")
+    neg = f"(CASE WHEN {d.full_match(s, _PARENTHESISED)} THEN '-' ELSE '' END)"
+    core = d.replace_all(s, "[()]", "")
     return (
         f"({neg} || CASE "
-        f"WHEN regexp_full_match({core}, '[-+]?[0-9]{{1,3}}(,[0-9]{{3}})+(\\.[0-9]+)?') THEN replace({core}, ',', '') "
-        f"WHEN regexp_full_match({core}, '[-+]?[0-9]{{1,3}}(\\.[0-9]{{3}})+,[0-9]{{1,2}}') "
+        f"WHEN {d.full_match(core, _COMMA_THOUSANDS)} THEN replace({core}, ',', '') "
+        f"WHEN {d.full_match(core, _DOT_THOUSANDS)} "
         f"THEN replace(replace({core}, '.', ''), ',', '.') "
-        f"WHEN regexp_full_match({core}, '[-+]?[0-9]+,[0-9]{{1,2}}') THEN replace({core}, ',', '.') "
+        f"WHEN {d.full_match(core, _DECIMAL_COMMA)} THEN replace({core}, ',', '.') "
         f"ELSE {core} END)"
     )
 
 
-def decimal(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
+def decimal(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:
     """Parsed DECIMAL(18,2). A plain number is cast directly; others are normalised first."""
     if typ is None:
         return "CAST(NULL AS DECIMAL(18,2))"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"TRY_CAST({expr} AS DECIMAL(18,2))"
-    t = t or text(expr, typ)
-    return f"TRY_CAST({_number(t)} AS DECIMAL(18,2))"
+    t = t or text(expr, typ, d)
+    return f"TRY_CAST({_number(t, d)} AS DECIMAL(18,2))"
 
 
-def number(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
+def number(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:
     """Parsed DOUBLE (used for integers before the whole-number check)."""
     if typ is None:
         return "CAST(NULL AS DOUBLE)"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"CAST({expr} AS DOUBLE)"
-    return _number(t or text(expr, typ))
+    return _number(t or text(expr, typ, d), d)
 
 
-def _number(t: str) -> str:
-    return f"COALESCE(TRY_CAST({t} AS DOUBLE), TRY_CAST({_number_text(t)} AS DOUBLE))"
+def _number(t: str, d: Dialect) -> str:
+    return f"COALESCE(TRY_CAST({t} AS DOUBLE), TRY_CAST({_number_text(t, d)} AS DOUBLE))"
 
 
-def boolean(expr: str, typ: pa.DataType | None, t: str | None = None) -> str:
+def boolean(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:
     if typ is None:
         return "CAST(NULL AS BOOLEAN)"
     if pa.types.is_boolean(typ):
         return expr
-    t = f"lower({t or text(expr, typ)})"
+    t = f"lower({t or text(expr, typ, d)})"
     return (f"CASE WHEN {t} IN ('true', 't', 'yes', 'y', '1', '1.0') THEN TRUE "
             f"WHEN {t} IN ('false', 'f', 'no', 'n', '0', '0.0') THEN FALSE END")

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from behavior.sql_dialect import DUCKDB, Dialect
+
 # A digit run of 13-19 digits, optionally separated by single spaces or dashes, not part of a
 # longer digit run. Used both in SQL (as a cheap prefilter) and here.
 CARD_CANDIDATE_PATTERN = r"(^|[^0-9])[0-9]([ -]?[0-9]){12,18}([^0-9]|$)"
@@ -92,6 +94,6 @@ def erasure_hash(secret: bytes, user_id: str) -> str:
     return hashlib.sha256((secret.hex() + user_id).encode("utf-8")).hexdigest()
 
 
-def erasure_hash_sql(secret: bytes, column: str) -> str:
-    """SQL expression of `erasure_hash` over a string column (DuckDB's sha256 gives lowercase hex)."""
-    return f"sha256('{secret.hex()}' || {column})"
+def erasure_hash_sql(secret: bytes, column: str, dialect: Dialect = DUCKDB) -> str:
+    """SQL expression of `erasure_hash` over a string column (lowercase hex on both engines)."""
+    return dialect.sha256.format(f"'{secret.hex()}' || {column}")

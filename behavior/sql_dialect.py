@@ -42,6 +42,45 @@ class Dialect:
     param: str               # {0}: a named query parameter (bound by `SqlEngine.arrow(params=)`)
     avg_decimal: str         # {0}: a DECIMAL expression -> its mean as DOUBLE, unrounded
     tz_types: tuple[str, ...]   # lower-case type names of a timestamp WITH time zone
+    # row validation of ingest (behavior.validate, behavior.parsing, behavior.pii)
+    instant_type: str        # the type name of an instant (timestamp with time zone) in a CAST
+    instant_text: str        # {0}: an instant -> its text, 'YYYY-MM-DD HH:MM:SS[.ffffff]+00'
+    try_instant: str         # {0}: ISO 8601 text (T or space, Z or an offset; naive = UTC) -> instant or NULL
+    epoch_seconds: str       # {0}: seconds since 1970 (a number) -> an instant
+    regexp_full: str         # {0} text, {1} a pattern literal (see `full_match`) -> whole text matches
+    regexp_find: str         # {0} text, {1} a pattern literal -> some part of the text matches
+    regexp_replace_all: str  # {0} text, {1} pattern literal, {2} replacement literal -> every match replaced
+    group_ref: str           # {0}: group number, as written in a replacement (backslash 1, $1)
+    sha256: str              # {0}: text -> lower-case hex SHA-256
+    row_hash: str            # {0}: comma-joined expressions -> a 64-bit hash (equal values, equal hash)
+    backslash_escapes: bool  # string literals treat backslash as an escape (Spark), else '' is the only one
+
+    def literal(self, value: str) -> str:
+        """A string literal holding exactly `value` (regular expressions included)."""
+        if self.backslash_escapes:
+            return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.replace("'", "''") + "'"
+
+    def full_match(self, expr: str, pattern: str) -> str:
+        """Whether all of `expr` matches the regular expression `pattern` (a Python string)."""
+        if self.name == "spark":   # RLIKE finds; anchor the pattern to match the whole text
+            pattern = f"^(?:{pattern})$"
+        return self.regexp_full.format(expr, self.literal(pattern))
+
+    def find(self, expr: str, pattern: str) -> str:
+        return self.regexp_find.format(expr, self.literal(pattern))
+
+    def replace_all(self, expr: str, pattern: str, replacement: str) -> str:
+        return self.regexp_replace_all.format(expr, self.literal(pattern), self.literal(replacement))
+
+    def try_strptime(self, expr: str, formats: list[str]) -> str:
+        """`expr` parsed by the first strftime pattern of `formats` that reads all of it, or NULL."""
+        if self.name == "spark":
+            return "COALESCE(" + ", ".join(f"try_to_timestamp({expr}, {self.literal(java_pattern(f))})"
+                                           for f in formats) + ")"
+        if len(formats) == 1:
+            return f"try_strptime({expr}, {self.literal(formats[0])})"
+        return f"try_strptime({expr}, [" + ", ".join(self.literal(f) for f in formats) + "])"
 
     def struct_of(self, **fields: str) -> str:
         """A struct value with named fields (compared field by field, in order, by MIN / MAX)."""
@@ -66,6 +105,17 @@ DUCKDB = Dialect(
     param="${0}",
     avg_decimal="AVG({0})",
     tz_types=("timestamp with time zone", "timestamptz"),
+    instant_type="TIMESTAMPTZ",
+    instant_text="CAST({0} AS VARCHAR)",
+    try_instant="TRY_CAST({0} AS TIMESTAMPTZ)",
+    epoch_seconds="to_timestamp({0})",
+    regexp_full="regexp_full_match({0}, {1})",
+    regexp_find="regexp_matches({0}, {1})",
+    regexp_replace_all="regexp_replace({0}, {1}, {2}, 'g')",
+    group_ref="\\{0}",
+    sha256="sha256({0})",
+    row_hash="hash({0})",
+    backslash_escapes=False,
 )
 
 # Spark SQL. The session time zone must be UTC (the engine sets it): Spark's TIMESTAMP is an
@@ -87,7 +137,40 @@ SPARK = Dialect(
     # is DuckDB's value
     avg_decimal="CAST(SUM({0}) AS DOUBLE) / COUNT({0})",
     tz_types=("timestamp", "timestamp_ltz"),
+    instant_type="TIMESTAMP",
+    instant_text="CAST({0} AS STRING) || '+00'",
+    # Spark's cast also reads '2024' and '2024-05' as dates; DuckDB's needs year, month and day
+    try_instant="CASE WHEN {0} RLIKE '^[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}' THEN TRY_CAST({0} AS TIMESTAMP) END",
+    epoch_seconds="timestamp_seconds({0})",
+    regexp_full="({0} RLIKE {1})",
+    regexp_find="({0} RLIKE {1})",
+    regexp_replace_all="regexp_replace({0}, {1}, {2})",
+    group_ref="${0}",
+    sha256="sha2({0}, 256)",
+    row_hash="xxhash64({0})",
+    backslash_escapes=True,
 )
+
+_JAVA_FIELDS = {"%Y": "yyyy", "%y": "yy", "%m": "M", "%d": "d", "%H": "H", "%I": "h", "%M": "m", "%S": "s",
+                "%p": "a", "%b": "MMM", "%B": "MMMM", "%f": "SSSSSS", "%z": "XXX", "%%": "%"}
+
+
+def java_pattern(strftime: str) -> str:
+    """A strftime pattern as a Spark (java.time) datetime pattern; letters outside the fields
+    are quoted. One-letter fields read one or two digits, as strptime does."""
+    out, i = [], 0
+    while i < len(strftime):
+        two = strftime[i:i + 2]
+        if two in _JAVA_FIELDS:
+            out.append(_JAVA_FIELDS[two])
+            i += 2
+            continue
+        if two.startswith("%"):
+            raise ValueError(f"date format {strftime!r}: {two} has no Spark equivalent; use %Y %y %m %d %H %I %M %S %p %b %B %f %z")
+        ch = strftime[i]
+        out.append(f"'{ch}'" if ch.isalpha() or ch == "'" else ch)
+        i += 1
+    return "".join(out)
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (DUCKDB, SPARK)}
 
@@ -152,4 +235,5 @@ def as_engine(con_or_engine: Any) -> SqlEngine:
     return con_or_engine
 
 
-__all__ = ["DIALECTS", "DUCKDB", "SPARK", "Dialect", "DuckDBEngine", "SqlEngine", "as_engine", "get_dialect"]
+__all__ = ["DIALECTS", "DUCKDB", "SPARK", "Dialect", "DuckDBEngine", "SqlEngine", "as_engine", "get_dialect",
+           "java_pattern"]

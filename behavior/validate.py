@@ -1,10 +1,13 @@
 """Validation of source rows into a canonical table: every row is accepted, a duplicate, or
 rejected with one reason.
 
-`validate` runs one SQL statement (DuckDB, on an in-memory Arrow table) that maps and parses
-the columns and names the first problem of each row; card numbers are then confirmed with
-the Luhn check in numpy; line numbers are derived and repeated keys resolved only where
-needed (window functions are the costly part, so the common case of unique keys skips them).
+`validate` runs one SQL statement (on an Arrow table registered with the engine: DuckDB, or
+Spark for `behavior ingest --engine spark`) that maps and parses the columns and names the
+first problem of each row; the statement is one text rendered for the engine's dialect
+(`behavior.sql_dialect`). Card numbers are then confirmed with the Luhn check in numpy on
+the driver (only rows the SQL flagged as holding a 13-19 digit run); line numbers are
+derived and repeated keys resolved only where needed (window functions are the costly part,
+so the common case of unique keys skips them), again by SQL on the engine.
 Reason codes, in the order in which they are checked (a row gets the first that applies):
 
 card_number        any stored text field holds a card number (masked in the detail)
@@ -25,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import duckdb
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,6 +39,7 @@ from behavior.currencies import ISO_4217
 from behavior.errors import SchemaError
 from behavior.pii import CARD_CANDIDATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, has_card_number, mask_card_numbers
 from behavior.schema import Column, Table
+from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine, as_engine
 
 ROW = "_source_row"
 STATUS_SYNONYMS = {
@@ -88,32 +93,36 @@ def resolve_columns(spec: Table, source_names: list[str], mapping: dict[str, str
     return out
 
 
-def _spreadsheet_id(t: str) -> str:
+_SPREADSHEET_ID = r"^([0-9]+)\.0+$"
+
+
+def _spreadsheet_id(t: str, d: Dialect) -> str:
     """Numeric ids that went through a spreadsheet come back as 17850.0: drop the '.0'."""
-    return f"CASE WHEN contains({t}, '.0') THEN regexp_replace({t}, '^([0-9]+)\\.0+$', '\\1') ELSE {t} END"
+    return f"CASE WHEN contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
 
 
-def id_text_sql(column: str, typ: pa.DataType | None) -> str:
+def id_text_sql(column: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
     """SQL of the canonical text validation stores for an id from source column `column` (no
     default): what the erasure check must hash to recognise an erased user's rows."""
-    return _spreadsheet_id(P.text(_q(column), typ))
+    return _spreadsheet_id(P.text(_q(column, d), typ, d), d)
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _q(name: str, d: Dialect = DUCKDB) -> str:
+    quote = d.ident[0]
+    return quote + name.replace(quote, quote * 2) + quote
 
 
-def _list(values) -> str:
-    return "(" + ", ".join(P.sql_str(v) for v in sorted(values)) + ")"
+def _list(values, d: Dialect) -> str:
+    return "(" + ", ".join(d.literal(v) for v in sorted(values)) + ")"
 
 
-def _map_case(t: str, synonyms: dict[str, str]) -> str:
-    whens = " ".join(f"WHEN {P.sql_str(k)} THEN {P.sql_str(v)}" for k, v in synonyms.items())
+def _map_case(t: str, synonyms: dict[str, str], d: Dialect) -> str:
+    whens = " ".join(f"WHEN {d.literal(k)} THEN {d.literal(v)}" for k, v in synonyms.items())
     return f"CASE lower({t}) {whens} END"
 
 
 def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], default: str | None,
-                opts: ParseOptions) -> tuple[str, str]:
+                opts: ParseOptions, d: Dialect) -> tuple[str, str]:
     """(value SQL, parsed SQL) of one canonical column.
 
     The value SQL becomes the column `t_<name>`: trimmed text for text sources, the source
@@ -123,54 +132,59 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     tc = f"t_{col.name}"
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
     if is_text:
-        t = P.text(_q(src), typ) if src else "CAST(NULL AS VARCHAR)"
+        t = P.text(_q(src, d), typ, d) if src else f"CAST(NULL AS {d.string_type})"
         if default is not None:
-            t = f"COALESCE({t}, {P.sql_str(default)})"
+            t = f"COALESCE({t}, {d.literal(default)})"
         if col.is_id:
-            t = _spreadsheet_id(t)
+            t = _spreadsheet_id(t, d)
         expr, etyp = "NULL", pa.string()
     else:
-        t, expr, etyp = _q(src), tc, typ
+        t, expr, etyp = _q(src, d), tc, typ
     if col.type == "string":
         if col.name == "currency":
             return t, f"upper({tc})"
         if col.name == "status":
-            return t, _map_case(tc, STATUS_SYNONYMS)
+            return t, _map_case(tc, STATUS_SYNONYMS, d)
         if col.name == "group":
-            return t, _map_case(tc, GROUP_SYNONYMS)
+            return t, _map_case(tc, GROUP_SYNONYMS, d)
         if col.name == "channel":
-            return t, (f"CASE WHEN lower({tc}) IN {_list(col.choices)} THEN lower({tc}) "
+            return t, (f"CASE WHEN lower({tc}) IN {_list(col.choices, d)} THEN lower({tc}) "
                        f"WHEN {tc} IS NULL THEN NULL ELSE 'other' END")
         return t, tc
 
     def parse(e: str, ty: pa.DataType, text: str | None) -> str:
         if col.type == "int":
-            return P.number(e, ty, t=text)
+            return P.number(e, ty, t=text, d=d)
         if col.type == "decimal":
-            return P.decimal(e, ty, t=text)
+            return P.decimal(e, ty, t=text, d=d)
         if col.type == "timestamp":
-            return P.timestamp(e, ty, dayfirst=opts.dayfirst, date_format=opts.date_format, t=text)
-        return P.boolean(e, ty, t=text)
+            return P.timestamp(e, ty, dayfirst=opts.dayfirst, date_format=opts.date_format, t=text, d=d)
+        return P.boolean(e, ty, t=text, d=d)
 
     p = parse(expr, etyp, tc if is_text else None)
     if default is not None and not is_text:
-        p = f"COALESCE({p}, {parse('NULL', pa.string(), P.sql_str(default))})"
+        p = f"COALESCE({p}, {parse('NULL', pa.string(), d.literal(default))})"
     return t, p
 
 
-def _shown(n: str) -> str:
+def _shown(n: str, d: Dialect) -> str:
     """SQL text: the column name and its value in quotes."""
-    return f"'{n} ''' || CAST(t_{n} AS VARCHAR) || ''''"
+    return f"{d.literal(n + ' ' + chr(39))} || CAST(t_{n} AS {d.string_type}) || {d.literal(chr(39))}"
 
 
-def _checks(spec: Table, opts: ParseOptions, is_pay: bool) -> list[tuple[str, str, str]]:
+def _instant(moment: datetime, d: Dialect) -> str:
+    utc = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return d.timestamp_tz.format(utc.isoformat(sep=" ", timespec="microseconds"))
+
+
+def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect) -> list[tuple[str, str, str]]:
     """(condition, reason code, detail SQL) in the order they are applied."""
     checks: list[tuple[str, str, str]] = []
     for col in spec.columns:
         if col.required:
             n = col.name
             checks.append((f"t_{n} IS NULL AND p_{n} IS NULL", f"missing_{n}",
-                           P.sql_str(f"{n} is empty; it is required")))
+                           d.literal(f"{n} is empty; it is required")))
     for col in spec.columns:
         n = col.name
         if col.type == "string" and not col.choices:
@@ -180,9 +194,10 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool) -> list[tuple[str, st
         cond = f"t_{n} IS NOT NULL AND p_{n} IS NULL"
         if col.type == "int":
             cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
-        detail = f"{_shown(n)} || ' is not {what}'"
+        detail = f"{_shown(n, d)} || {d.literal(' is not ' + what)}"
         if col.type == "timestamp" and not opts.date_format:
-            other = P.timestamp("NULL", pa.string(), dayfirst=not opts.dayfirst, t=f"CAST(t_{n} AS VARCHAR)")
+            other = P.timestamp("NULL", pa.string(), dayfirst=not opts.dayfirst, t=f"CAST(t_{n} AS {d.string_type})",
+                                d=d)
             fix = "leave out --dayfirst" if opts.dayfirst else "pass --dayfirst"
             detail = (f"{detail} || CASE WHEN {other} IS NOT NULL THEN '; it reads as "
                       f"{'month' if opts.dayfirst else 'day'}-first: {fix}' "
@@ -190,34 +205,34 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool) -> list[tuple[str, st
         checks.append((cond, f"bad_{n}", detail))
     if is_pay:
         checks.append(("t_unit_price IS NOT NULL AND p_unit_price IS NULL", "bad_unit_price",
-                       f"{_shown('unit_price')} || ' is not a number'"))
-    lo = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
-    hi = f"TIMESTAMPTZ '{(opts.now + timedelta(days=1)).isoformat()}'"
+                       f"{_shown('unit_price', d)} || ' is not a number'"))
+    lo = _instant(datetime(1970, 1, 1, tzinfo=timezone.utc), d)
+    hi = _instant(opts.now + timedelta(days=1), d)
     for col in spec.columns:
         if col.type == "timestamp":
             n = col.name
             checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
-                           f"'{n} ' || CAST(p_{n} AS VARCHAR) || ' is before 1970 or in the future'"))
+                           f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970 or in the future'"))
     if "user_id" in spec.names:
-        checks.append((f"contains(t_user_id, '@') AND regexp_full_match(t_user_id, {P.sql_str(EMAIL_PATTERN[1:-1])})",
+        checks.append((f"contains(t_user_id, '@') AND {d.full_match('t_user_id', EMAIL_PATTERN[1:-1])}",
                        "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
         checks.append((f"length(t_user_id) >= 7 AND left(t_user_id, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
-                       f"'5', '6', '7', '8', '9') AND regexp_full_match(t_user_id, {P.sql_str(PHONE_PATTERN)})",
+                       f"'5', '6', '7', '8', '9') AND {d.full_match('t_user_id', PHONE_PATTERN)}",
                        "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:
-        checks.append((f"p_currency NOT IN {_list(ISO_4217)}", "unknown_currency",
-                       f"{_shown('currency')} || ' is not an ISO 4217 code'"))
-        checks.append((f"p_currency <> {P.sql_str(opts.currency)}", "currency_mismatch",
-                       f"'currency ' || p_currency || ' is not the lake''s reporting currency {opts.currency}; "
-                       f"convert the amounts before ingest'"))
+        checks.append((f"p_currency NOT IN {_list(ISO_4217, d)}", "unknown_currency",
+                       f"{_shown('currency', d)} || ' is not an ISO 4217 code'"))
+        mismatch = f" is not the lake's reporting currency {opts.currency}; convert the amounts before ingest"
+        checks.append((f"p_currency <> {d.literal(opts.currency)}", "currency_mismatch",
+                       f"'currency ' || p_currency || {d.literal(mismatch)}"))
     return checks
 
 
-def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool) -> str:
+def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool,
+                d: Dialect) -> str:
     """SQL flagging rows that may hold a card number: cheap tests before the expression.
     Times are not probed (13-digit epochs would look like cards); a rejected time is masked
     in its detail all the same."""
-    pattern = P.sql_str(CARD_CANDIDATE_PATTERN)
     parts = []
     for c in [*spec.columns, *((Column("unit_price", "decimal"),) if is_pay else ())]:
         src = columns.get(c.name)
@@ -225,17 +240,20 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
         if c.type in ("timestamp", "bool") or typ is None:
             continue
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
-            parts.append(f"(length(t_{c.name}) >= 13 AND regexp_matches(t_{c.name}, {pattern}))")
+            parts.append(f"(length(t_{c.name}) >= 13 AND {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)})")
         else:
-            parts.append(f"(abs(p_{c.name}) >= 1e12 AND regexp_matches(CAST(t_{c.name} AS VARCHAR), {pattern}))")
+            text = f"CAST(t_{c.name} AS {d.string_type})"
+            parts.append(f"(abs(p_{c.name}) >= 1e12 AND {d.find(text, CARD_CANDIDATE_PATTERN)})")
     return "COALESCE(" + (" OR ".join(parts) or "FALSE") + ", FALSE)"
 
 
 def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
-                   types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions) -> str:
-    """The SQL that parses and checks `relation` into `spec` (see the module docstring).
-    Output: the canonical columns, ROW, _reason, _detail and _card_probe. A derived line_no
-    is left NULL here."""
+                   types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions,
+                   dialect: Dialect = DUCKDB) -> str:
+    """The SQL that parses and checks `relation` into `spec` (see the module docstring), in
+    `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe. A derived
+    line_no is left NULL here."""
+    d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
     sel_t, sel_p = [], []
@@ -243,10 +261,10 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         default = defaults.get(col.name, col.default)
         if col.name == "currency" and default is None:
             default = opts.currency
-        t, p = _column_sql(col, columns.get(col.name), types, default, opts)
-        sel_t.append(f"{t} AS {_q('t_' + col.name)}")
-        sel_p.append(f"{p} AS {_q('p_' + col.name)}")
-    checks = _checks(spec, opts, is_pay)
+        t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
+        sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
+        sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
+    checks = _checks(spec, opts, is_pay, d)
     reason = "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code, _ in checks) + " END"
     detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
     t_all = ", ".join(f"t_{c.name}" for c in cols)
@@ -261,72 +279,78 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
             v = f"COALESCE(p_payment_id, 'h' || substr(md5(concat_ws('|', {t_all})), 1, 16))"
         if is_pay and n == "amount":
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
-        out.append(f"{v} AS {_q(n)}")
-    final = "*"
+        out.append(f"{v} AS {_q(n, d)}")
+    final = [_q(n, d) for n in spec.names]
     if is_pay:
         # Negative amount or quantity means a refund; refunds carry both negative.
         refund = "status = 'refund' OR quantity < 0 OR amount < 0"
-        final = (f"* REPLACE (CASE WHEN status = 'success' AND (quantity < 0 OR amount < 0) THEN 'refund' "
-                 f"ELSE status END AS status, CASE WHEN {refund} THEN -abs(quantity) ELSE quantity END AS quantity, "
-                 f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount)")
+        final[spec.names.index("status")] = ("CASE WHEN status = 'success' AND (quantity < 0 OR amount < 0) "
+                                             "THEN 'refund' ELSE status END AS status")
+        final[spec.names.index("quantity")] = f"CASE WHEN {refund} THEN -abs(quantity) ELSE quantity END AS quantity"
+        final[spec.names.index("amount")] = f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount"
     return f"""
 WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
 parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
 typed AS (
   SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
-         {_card_probe(spec, types, columns, is_pay)} AS _card_probe
+         {_card_probe(spec, types, columns, is_pay, d)} AS _card_probe
   FROM parsed
 )
-SELECT {final} FROM typed
+SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
 """
 
 
-def _row_hash(spec: Table, skip: str = "") -> str:
+def _row_hash(spec: Table, d: Dialect, skip: str = "") -> str:
     """SQL hash of a row's stored values: rows with equal hashes are exact copies."""
-    return "hash(" + ", ".join(_q(n) for n in spec.names if n != skip) + ")"
+    return d.row_hash.format(", ".join(_q(n, d) for n in spec.names if n != skip))
 
 
-def _line_numbers(con: duckdb.DuckDBPyConnection, out: pa.Table, spec: Table) -> pa.Table:
+def _line_numbers(engine: Any, out: pa.Table, spec: Table) -> pa.Table:
     """Derive line_no (position inside the payment among distinct rows, rejected rows
     included so that a row fixed and sent again gets the same number) and mark exact copies."""
-    con.register("_out", out)
+    d = engine.dialect
+    rest = ", ".join(_q(n, d) for n in out.column_names if n != "line_no")
+    engine.register("_out", out)
     try:
-        return con.sql(f"""
-            SELECT * EXCLUDE (_first) REPLACE (
+        return engine.arrow(f"""
+            SELECT {rest},
                 CAST(sum(CASE WHEN _first THEN 1 ELSE 0 END) OVER (PARTITION BY payment_id ORDER BY {ROW}
-                     ROWS UNBOUNDED PRECEDING) AS INTEGER) AS line_no),
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS INTEGER) AS line_no,
                 NOT _first AS _copy
-            FROM (SELECT *, row_number() OVER (PARTITION BY payment_id, {_row_hash(spec, "line_no")}
-                                               ORDER BY {ROW}) = 1 AS _first FROM _out)
-        """).to_arrow_table()
+            FROM (SELECT *, row_number() OVER (PARTITION BY payment_id, {_row_hash(spec, d, "line_no")}
+                                               ORDER BY {ROW}) = 1 AS _first FROM _out) numbered
+        """)
     finally:
-        con.unregister("_out")
+        engine.unregister("_out")
 
 
-def _repeated_keys(con: duckdb.DuckDBPyConnection, out: pa.Table, spec: Table) -> tuple[pa.Array, pa.Array]:
+def _repeated_keys(engine: Any, out: pa.Table, spec: Table) -> tuple[pa.Array, pa.Array]:
     """Rows of this input that repeat the key of another valid row: (copies, conflicts).
 
     The kept row of a key is the first (append tables) or the last (upsert tables); a row
     with the kept row's values is a copy; with other values it is a conflict (append) or a
     superseded version (upsert: counted with the copies). Checked with one aggregate; the
     window runs only over the repeated keys."""
-    keys = ", ".join(_q(k) for k in spec.key)
+    d = engine.dialect
+    keys = ", ".join(_q(k, d) for k in spec.key)
     empty = pa.array([], pa.int64())
-    con.register("_out", out)
+    engine.register("_out", out)
     try:
         repeated = f"SELECT {keys} FROM _out WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
-        if not con.execute(f"SELECT count(*) FROM ({repeated})").fetchall()[0][0]:
+        if not engine.arrow(f"SELECT count(*) AS n FROM ({repeated}) r").column(0)[0].as_py():
             return empty, empty
         order = "ASC" if spec.mode == "append" else "DESC"
-        rows = con.sql(f"""
-            SELECT {ROW}, {_row_hash(spec)} <> first_value({_row_hash(spec)}) OVER w AS _differs
-            FROM _out SEMI JOIN ({repeated}) r USING ({keys})
-            WHERE _reason IS NULL
-            WINDOW w AS (PARTITION BY {keys} ORDER BY {ROW} {order})
-            QUALIFY row_number() OVER w > 1
-        """).to_arrow_table()
+        rows = engine.arrow(f"""
+            SELECT {ROW}, _differs FROM (
+                SELECT {ROW}, {_row_hash(spec, d)} <> first_value({_row_hash(spec, d)}) OVER w AS _differs,
+                       row_number() OVER w AS _n
+                FROM _out JOIN ({repeated}) r USING ({keys})
+                WHERE _reason IS NULL
+                WINDOW w AS (PARTITION BY {keys} ORDER BY {ROW} {order})
+            ) ranked WHERE _n > 1
+        """)
     finally:
-        con.unregister("_out")
+        engine.unregister("_out")
     if spec.mode != "append":
         return rows.column(ROW), empty
     differs = rows.column("_differs")
@@ -337,22 +361,25 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, values)
 
 
-def validate(con: duckdb.DuckDBPyConnection, source: pa.Table, spec: Table, columns: dict[str, str | None],
+def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str | None],
              defaults: dict[str, str], opts: ParseOptions) -> Validated:
-    """Validate the Arrow table `source` (which has a ROW column) against `spec`."""
+    """Validate the Arrow table `source` (which has a ROW column) against `spec` on `engine`
+    (a `behavior.sql_dialect.SqlEngine` with register / unregister, or a DuckDB connection)."""
+    engine = as_engine(engine)
     types = {f.name: f.type for f in source.schema}
-    con.execute("SET TimeZone = 'UTC'")
-    con.register("_source", source)
+    if isinstance(engine, DuckDBEngine):
+        engine.con.execute("SET TimeZone = 'UTC'")
+    engine.register("_source", source)
     try:
-        out = con.sql(validation_sql(spec, "_source", columns, types, defaults, opts)).to_arrow_table()
+        out = engine.arrow(validation_sql(spec, "_source", columns, types, defaults, opts, engine.dialect))
     finally:
-        con.unregister("_source")
+        engine.unregister("_source")
     out = _confirm_cards(out, source, spec, columns)
     if spec.name == "payments" and columns.get("line_no") is None:
-        out = _line_numbers(con, out, spec)
+        out = _line_numbers(engine, out, spec)
         copies = pc.fill_null(out.column("_copy"), False)
     else:
-        copy_rows, conflict_rows = _repeated_keys(con, out, spec)
+        copy_rows, conflict_rows = _repeated_keys(engine, out, spec)
         copies = pc.is_in(out.column(ROW), value_set=copy_rows)
         if len(conflict_rows):
             hit = pc.is_in(out.column(ROW), value_set=conflict_rows)

@@ -77,15 +77,22 @@ def ingest(
     delimiter: Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected among , ; tab |).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the ingest report (JSON) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: [engine] name of the config, else duckdb).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file; its [engine] section is used.")] = None,
 ) -> None:
     """Validate files, quarantine bad rows, append the rest to the lake."""
+    from pipelines.config import load_config
+    from pipelines.engines import ENGINES
     from pipelines.ingest import IngestOptions, ingest as run_ingest
 
+    if engine is not None and engine not in ENGINES:
+        raise BehaviorError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
+    cfg = load_config(config)
     opts = IngestOptions(table=table, mapping=_pairs(map_, "--map"), defaults=_pairs(default, "--default"),
                          dayfirst=dayfirst, date_format=date_format, encoding=encoding, header=header,
                          delimiter=delimiter)
     with state.console.status("ingesting") as status:
-        rep = run_ingest(state.home, paths, opts, progress=status.update)
+        rep = run_ingest(state.home, paths, opts, progress=status.update, engine=engine, config=cfg)
     if report:
         from pipelines import atomic
 

@@ -2,7 +2,7 @@
 
 ```toml
 [engine]
-name = "duckdb"                # or "spark" (also `behavior run --engine spark`)
+name = "duckdb"                # or "spark" (also `behavior run/ingest --engine spark`)
 duckdb_threads = 2             # 0 = all cores
 duckdb_memory_limit = "3GB"    # DuckDB spills to <data home>/tmp beyond it
 spark_master = ""              # "" = local[2], or spark-submit's --master; env BEHAVIOR_SPARK_MASTER

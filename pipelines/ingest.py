@@ -5,6 +5,21 @@ row stored already (same key), or in the quarantine (`lake/_rejected/<table>/`) 
 source file, row number, reason and its values (card numbers masked; a row of an erased
 user, reason `erased_user`, keeps no values at all). Everything one call
 ingests is committed in one transaction: all of it, or nothing.
+
+Engines (`engine=` / `behavior ingest --engine`): files are always read on the driver by
+`pipelines.readers` (format, encoding, delimiter, header and malformed-record detection need
+the file's bytes; one definition for both engines). The rows then go, as Arrow, to the
+engine, which runs the validation SQL (`behavior.validate`, one text rendered per dialect),
+derives line numbers, drops keys the lake holds already and writes the lake:
+
+- `duckdb` (default): in this process, into the data home's `lake/` (`LocalLake`).
+- `spark`: Spark (`pipelines.engines.spark.SparkLake`), into the Spark lake URI (`[engine]
+  spark_lake` / `BEHAVIOR_SPARK_LAKE`, any Hadoop path; default the data home's `lake/`),
+  with the same staging + journal transaction on the lake's Hadoop file system.
+
+Each file's rows pass through the driver (read there, rejected rows and accounting come
+back there), so one file must fit the driver's memory; the lake it is checked against and
+written to need not.
 """
 
 from __future__ import annotations
@@ -16,6 +31,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from typing import Any
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,7 +41,8 @@ import pyarrow.parquet as pq
 from behavior.errors import InputError
 from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
-from behavior.validate import ROW, ParseOptions, id_text_sql, resolve_columns, validate
+from behavior.sql_dialect import Dialect, DuckDBEngine
+from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
 from pipelines import erasure_log
 from pipelines.datahome import DataHome
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
@@ -65,48 +83,110 @@ def expand(paths: list[Path], default_table: str) -> list[tuple[Path, Table]]:
 
 
 def ingest(home: DataHome, paths: list[Path], opts: IngestOptions,
-           progress: Callable[[str], None] = lambda _: None) -> dict:
-    """Ingest `paths`; returns the report (see README: ingest report)."""
+           progress: Callable[[str], None] = lambda _: None, engine: str | None = None,
+           config: Any = None) -> dict:
+    """Ingest `paths`; returns the report (see README: ingest report). `engine` ("duckdb" or
+    "spark") overrides `config.engine.name` (a `pipelines.config.Config`; default duckdb)."""
     started = time.perf_counter()
     files = expand(paths, opts.table)
+    name = engine or (config.engine.name if config is not None else "duckdb")
     with locked(home, "ingest"):
-        home.lake.mkdir(parents=True, exist_ok=True)
-        meta = read_meta(home.lake)
-        currency = (meta.get("currency") or opts.defaults.get("currency") or opts.currency).upper()
-        popts = ParseOptions(currency=currency, dayfirst=opts.dayfirst, date_format=opts.date_format)
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        reports = []
-        key, logged = erasure_log.secret(home), erasure_log.hashes(home)
-        erased = (key, logged) if key is not None and logged else None
-        with transaction(home.lake) as txn:
-            if not meta:
-                (txn.path(META)).write_text(json.dumps({"currency": currency, "created_at": _now()}) + "\n")
-            merged: dict[str, list[pa.Table]] = {}
-            for i, (path, spec) in enumerate(files):
-                progress(f"reading {path.name} ({spec.name})")
-                rep = _ingest_file(con, home, txn, i, path, spec, opts, popts, merged, erased)
-                reports.append(rep)
-                progress(f"{path.name}: {rep['accepted']:,} stored, {rep['duplicates']:,} duplicates, "
-                         f"{rep['rejected']:,} rejected")
-            for name, parts in merged.items():
-                _write_dimension(con, home, txn, TABLES[name], parts)
-        con.close()
+        if name == "spark":
+            from pipelines.config import Config
+            from pipelines.engines.spark import SparkLake
+
+            progress("starting Spark")
+            lake = SparkLake.open(home, (config or Config()).engine)
+        elif name == "duckdb":
+            lake = LocalLake(home)
+        else:
+            from pipelines.engines import ENGINES
+
+            raise InputError(f"engine {name!r}: use one of {', '.join(ENGINES)}")
+        try:
+            reports, txn_id, currency = _ingest_files(home, lake, files, opts, progress)
+        finally:
+            lake.close()
     totals = {k: sum(r[k] for r in reports) for k in ("read", "accepted", "duplicates", "rejected")}
     by_reason: dict[str, int] = {}
     for r in reports:
         for k, v in r["rejected_by_reason"].items():
             by_reason[k] = by_reason.get(k, 0) + v
-    return {"ingest_id": txn.id, "currency": currency, "files": reports,
+    return {"ingest_id": txn_id, "currency": currency, "engine": lake.describe(), "files": reports,
             **totals, "rejected_by_reason": dict(sorted(by_reason.items())),
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], opts: IngestOptions,
+                  progress: Callable[[str], None]) -> tuple[list[dict], str, str]:
+    """Every file into one transaction of `lake`; (per-file reports, transaction id, currency)."""
+    meta = lake.read_meta()
+    currency = (meta.get("currency") or opts.defaults.get("currency") or opts.currency).upper()
+    popts = ParseOptions(currency=currency, dayfirst=opts.dayfirst, date_format=opts.date_format)
+    reports = []
+    key, logged = erasure_log.secret(home), erasure_log.hashes(home)
+    erased = (key, logged) if key is not None and logged else None
+    with lake.transaction() as txn:
+        if not meta:
+            lake.write_meta(txn, {"currency": currency, "created_at": _now()})
+        merged: dict[str, list[pa.Table]] = {}
+        for i, (path, spec) in enumerate(files):
+            progress(f"reading {path.name} ({spec.name})")
+            rep = _ingest_file(lake, txn, i, path, spec, opts, popts, merged, erased)
+            reports.append(rep)
+            progress(f"{path.name}: {rep['accepted']:,} stored, {rep['duplicates']:,} duplicates, "
+                     f"{rep['rejected']:,} rejected")
+        for name, parts in merged.items():
+            lake.upsert(txn, TABLES[name], pa.concat_tables(parts))
+    return reports, txn.id, currency
+
+
+class LocalLake:
+    """The data home's lake written by DuckDB in this process (the default engine)."""
+
+    name = "duckdb"
+
+    def __init__(self, home: DataHome) -> None:
+        self.home = home
+        self.con = duckdb.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.engine = DuckDBEngine(self.con)
+        home.lake.mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "lake": str(self.home.lake)}
+
+    def read_meta(self) -> dict:
+        return read_meta(self.home.lake)
+
+    def transaction(self):
+        return transaction(self.home.lake)
+
+    def write_meta(self, txn: Transaction, meta: dict) -> None:
+        txn.path(META).write_text(json.dumps(meta) + "\n")
+
+    def append(self, txn: Transaction, spec: Table, accepted: pa.Table, index: int) -> int:
+        """Store the rows whose key is new to the lake; returns how many were stored."""
+        new = _new_rows(self.con, self.home, txn, spec, accepted)
+        if new.num_rows:
+            _write_partitioned(self.con, txn, spec, new, index)
+        return new.num_rows
+
+    def upsert(self, txn: Transaction, spec: Table, new: pa.Table) -> None:
+        _write_dimension(self.con, self.home, txn, spec, new)
+
+    def write_quarantine(self, txn: Transaction, spec: Table, table: pa.Table, index: int) -> None:
+        pq.write_table(table, txn.path(f"_rejected/{spec.name}/part-{txn.id}-{index}.parquet"))
+
+    def close(self) -> None:
+        self.con.close()
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, spec: Table,
+def _ingest_file(lake: Any, txn: Any, index: int, path: Path, spec: Table,
                  opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]],
                  erased: tuple[bytes, set[str]] | None = None) -> dict:
     known = {n.lower() for n in spec.names} | {v.lower() for v in opts.mapping.values()} | {"unit_price"}
@@ -114,28 +194,24 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     names = [n for n in src.table.column_names if n != ROW]
     columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
     read = src.table.num_rows + len(src.malformed)
-    src, erased_rows = _drop_erased(con, src, columns.get("user_id"), erased)
-    result = validate(con, src.table, spec, columns, opts.defaults, popts)
-    accepted = result.accepted
-    in_lake = 0
+    src, erased_rows = _drop_erased(lake.engine, src, columns.get("user_id"), erased)
+    result = validate(lake.engine, src.table, spec, columns, opts.defaults, popts)
+    stored, in_lake = result.accepted.num_rows, 0
     if spec.mode == "append":
-        before = accepted.num_rows
-        accepted = _new_rows(con, home, txn, spec, accepted)
-        in_lake = before - accepted.num_rows
-        if accepted.num_rows:
-            _write_partitioned(con, txn, spec, accepted, index)
+        stored = lake.append(txn, spec, result.accepted, index) if stored else 0
+        in_lake = result.accepted.num_rows - stored
     else:
-        merged.setdefault(spec.name, []).append(accepted)
+        merged.setdefault(spec.name, []).append(result.accepted)
     quarantine = _quarantine(src, result.rejected, spec, txn.id)
     if erased_rows:
         quarantine = pa.concat_tables([quarantine, _erased_quarantine(src, erased_rows, spec, txn.id)])
     if quarantine.num_rows:
-        pq.write_table(quarantine, txn.path(f"_rejected/{spec.name}/part-{txn.id}-{index}.parquet"))
+        lake.write_quarantine(txn, spec, quarantine, index)
     by_reason: dict[str, int] = {}
     for reason in quarantine.column("reason").to_pylist():
         by_reason[reason] = by_reason.get(reason, 0) + 1
     rep = {"path": str(path), "table": spec.name, "format": src.format, "read": read,
-           "accepted": accepted.num_rows, "duplicates": result.duplicates + in_lake,
+           "accepted": stored, "duplicates": result.duplicates + in_lake,
            "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
            "notes": src.notes}
     if rep["accepted"] + rep["duplicates"] + rep["rejected"] != read:
@@ -143,19 +219,20 @@ def _ingest_file(con, home: DataHome, txn: Transaction, index: int, path: Path, 
     return rep
 
 
-def _drop_erased(con, src: Source, column: str | None,
+def _drop_erased(engine: Any, src: Source, column: str | None,
                  erased: tuple[bytes, set[str]] | None) -> tuple[Source, list[int]]:
     """The source without rows of erased users (erasure log), and their row numbers. The id is
     hashed in the canonical form validation would store (trimmed, spreadsheet '.0' dropped)."""
     if erased is None or column is None or src.table.num_rows == 0:
         return src, []
     key, logged = erased
-    con.register("_src", src.table)
+    d = engine.dialect
+    engine.register("_src", src.table)
     try:
-        canonical = id_text_sql(column, src.table.schema.field(column).type)
-        hashes = con.sql(f"SELECT {erasure_hash_sql(key, canonical)} FROM _src").to_arrow_table().column(0)
+        canonical = id_text_sql(column, src.table.schema.field(column).type, d)
+        hashes = engine.arrow(f"SELECT {erasure_hash_sql(key, canonical, d)} AS h FROM _src ORDER BY {ROW}").column(0)
     finally:
-        con.unregister("_src")
+        engine.unregister("_src")
     hit = pc.fill_null(pc.is_in(hashes, value_set=pa.array(sorted(logged), pa.string())), False).to_pylist()
     if not any(hit):
         return src, []
@@ -243,21 +320,34 @@ def _write_partitioned(con, txn: Transaction, spec: Table, accepted: pa.Table, i
         con.unregister("_accepted")
 
 
-def _write_dimension(con, home: DataHome, txn: Transaction, spec: Table, parts: list[pa.Table]) -> None:
+def dimension_merge_sql(spec: Table, old: str | None, new: str, d: Dialect) -> str:
+    """Upsert as SQL: the stored rows of `old` (None: none yet) and the rows of `new` (with a
+    `_pos` column: their order), a new row replacing a stored one with its key, the last new
+    row of a key winning; ordered by key."""
+    cols = ", ".join(_q(n, d) for n in spec.names)
+    keys = ", ".join(_q(k, d) for k in spec.key)
+    stored = f"SELECT {cols}, 0 AS _src, 0 AS _pos FROM {old} UNION ALL " if old else ""
+    return (f"SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY {keys} ORDER BY _src DESC, "
+            f"_pos DESC) AS _rn FROM ({stored}SELECT {cols}, 1 AS _src, _pos FROM {new}) u) r "
+            f"WHERE _rn = 1 ORDER BY {keys}")
+
+
+def with_positions(table: pa.Table) -> pa.Table:
+    """`table` with `_pos` = 1..n, the order `dimension_merge_sql` needs."""
+    return table.append_column("_pos", pa.array(range(1, table.num_rows + 1), pa.int64()))
+
+
+def _write_dimension(con, home: DataHome, txn: Transaction, spec: Table, new: pa.Table) -> None:
     """Upsert: the stored table plus the new rows, a new row replacing a stored one with its key."""
-    new = pa.concat_tables(parts)
     old_files = table_files(home.lake, spec.name)
-    keys = ", ".join(f'"{k}"' for k in spec.key)
-    con.register("_new", new)
+    con.register("_new", with_positions(new))
     try:
-        old = ""
+        old = None
         if old_files:
             listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in old_files)
-            old = f"SELECT *, 0 AS _src, 0 AS _pos FROM read_parquet([{listing}]) UNION ALL BY NAME "
-        merged = con.sql(
-            f"SELECT * EXCLUDE (_src, _pos) FROM ({old}SELECT *, 1 AS _src, row_number() OVER () AS _pos FROM _new) "
-            f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY _src DESC, _pos DESC) = 1 ORDER BY {keys}"
-        ).to_arrow_table().cast(spec.arrow_schema)
+            old = f"read_parquet([{listing}], union_by_name = true)"
+        merged = con.sql(dimension_merge_sql(spec, old, "_new", DuckDBEngine.dialect)).to_arrow_table()
+        merged = merged.cast(spec.arrow_schema)
     finally:
         con.unregister("_new")
     pq.write_table(merged, txn.path(f"{spec.name}/part-{txn.id}.parquet"), compression="zstd")

@@ -26,15 +26,29 @@ This is the only module that imports pyspark. What it gives the runner:
   cut at as_of exactly like the DuckDB views of `pipelines.runner`.
 - `engine.arrow(sql)` / `engine.frame(sql)`: a query's result as an Arrow table / pandas
   DataFrame on the driver; `register(name, arrow_table)` makes a driver-side table a view.
+
+And what it gives `behavior ingest --engine spark` (`pipelines.ingest`):
+
+- `SparkLake.open(home, engine_config)`: the lake at the Spark lake URI (any Hadoop path),
+  written by Spark. The driver reads each raw file (`pipelines.readers`) and hands its rows
+  to Spark as Arrow; on Spark run the validation SQL (`behavior.validate`, the DuckDB text
+  rendered for Spark), the line numbers, the check of every key against the whole lake and
+  the partitioned Parquet writes, inside a staging + journal transaction done with the
+  lake's Hadoop FileSystem (rename and delete). The driver keeps the accounting, the Luhn
+  confirmation of flagged rows and the quarantine file (rejected rows are few).
 """
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import uuid
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Mapping
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -42,6 +56,7 @@ import pyarrow as pa
 from behavior.errors import BehaviorError
 from behavior.features import as_of_literal
 from behavior.sql_dialect import SPARK
+from pipelines.lake import META, TXN
 
 ENV = {
     "master": "BEHAVIOR_SPARK_MASTER",
@@ -249,6 +264,10 @@ def _session_conf(settings: SparkSettings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.shuffle_partitions),
         # month=2025-01 stays a string, as the lake writes it
         "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+        # ingest: times as DuckDB writes them (instants in microseconds), and a date that does
+        # not fit a pattern is NULL (not an error about the pre-Spark-3 parser)
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         **{str(k): str(v) for k, v in settings.conf.items()},
     }
 
@@ -263,4 +282,201 @@ def _configure(spark: Any, settings: SparkSettings) -> None:
                 raise
 
 
-__all__ = ["SparkEngine", "SparkSettings", "SparkUnavailableError"]
+# ---------------------------------------------------------------------- ingest: the lake on Spark
+
+class SparkLake:
+    """`behavior ingest --engine spark`: validation SQL, de-duplication against the lake and the
+    lake writes on Spark, into the Spark lake URI (any Hadoop path), with the transaction of
+    `pipelines.lake` carried out on the lake's Hadoop file system: new files are written under
+    `<lake>/_txn/<id>/`, one journal `<lake>/_txn/<id>.commit` lists the moves and deletions,
+    then they are done (a journal left by a crash is completed, a staging folder without one
+    dropped, by the next ingest; for a local lake also by every command, `pipelines.lake`)."""
+
+    name = "spark"
+
+    def __init__(self, engine: SparkEngine) -> None:
+        self.engine = engine
+        self.spark = engine.spark
+        if not hasattr(self.spark, "_jvm") or self.spark._jvm is None:
+            raise SparkUnavailableError("`behavior ingest --engine spark` needs a Spark session with a JVM in this "
+                                        "process (a master or spark-submit), not Spark Connect")
+        jvm = self.spark._jvm
+        self._Path = jvm.org.apache.hadoop.fs.Path
+        path = self._Path(engine.settings.lake)
+        self.fs = path.getFileSystem(self.spark._jsc.hadoopConfiguration())
+        # a local lake: no .crc file beside each file (the lake holds Parquet and journals only)
+        self.fs.setWriteChecksum(False)
+        self.root = self.fs.makeQualified(path).toString().rstrip("/")
+        self.recover()
+
+    @classmethod
+    def open(cls, home: Any, engine_config: Any) -> SparkLake:
+        settings = SparkSettings.resolve(engine_config, default_lake=str(home.lake))
+        engine = SparkEngine.start(settings)
+        try:
+            return cls(engine)
+        except BaseException:
+            engine.close()
+            raise
+
+    def describe(self) -> dict:
+        return {"name": self.name, **self.engine.settings.describe()}
+
+    # ------------------------------------------------------------------ files
+
+    def uri(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def _exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._Path(self.uri(rel))))
+
+    def _files(self, rel: str) -> list[str]:
+        """Data files under `rel` (relative paths), without Hadoop's _SUCCESS and .crc files."""
+        if not self._exists(rel):
+            return []
+        out, it = [], self.fs.listFiles(self._Path(self.uri(rel)), True)
+        while it.hasNext():
+            full = it.next().getPath().toString()
+            name = full.rsplit("/", 1)[-1]
+            if not (name.startswith(".") or name == "_SUCCESS"):
+                out.append(full[len(self.root) + 1:])
+        return sorted(out)
+
+    def _write_bytes(self, rel: str, data: bytes) -> None:
+        out = self.fs.create(self._Path(self.uri(rel)), True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    def _read_text(self, rel: str) -> str | None:
+        if not self._exists(rel):
+            return None
+        return "".join(r[0] for r in self.spark.read.text(self.uri(rel), wholetext=True).collect())
+
+    def read_meta(self) -> dict:
+        text = self._read_text(META)
+        return json.loads(text) if text else {}
+
+    # ------------------------------------------------------------------ the transaction
+
+    def recover(self) -> None:
+        """Complete committed journals, drop uncommitted staging folders (as `pipelines.lake.recover`)."""
+        if not self._exists(TXN):
+            return
+        entries = [s.getPath() for s in self.fs.listStatus(self._Path(self.uri(TXN)))]
+        for p in sorted(entries, key=lambda p: p.getName()):
+            if p.getName().endswith(".commit"):
+                self._apply(json.loads(self._read_text(f"{TXN}/{p.getName()}")))
+                self.fs.delete(self._Path(self.uri(f"{TXN}/{p.getName()[:-len('.commit')]}")), True)
+                self.fs.delete(p, False)
+        for p in self.fs.listStatus(self._Path(self.uri(TXN))):
+            if p.isDirectory():
+                self.fs.delete(p.getPath(), True)
+
+    def _apply(self, journal: dict) -> None:
+        for rel in journal["delete"]:
+            self.fs.delete(self._Path(self.uri(rel)), False)
+        for src_rel, dst_rel in journal["move"]:
+            src, dst = self._Path(self.uri(src_rel)), self._Path(self.uri(dst_rel))
+            if self.fs.exists(src):
+                self.fs.mkdirs(dst.getParent())
+                self.fs.delete(dst, False)
+                self.fs.rename(src, dst)
+        for rel in journal.get("prune", []):
+            d = self._Path(self.uri(rel))
+            if self.fs.exists(d) and not self.fs.listStatus(d):
+                self.fs.delete(d, False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[SparkTransaction]:
+        txn = SparkTransaction(self)
+        try:
+            yield txn
+        except BaseException:
+            self.fs.delete(self._Path(self.uri(txn.staging)), True)
+            raise
+        moves = [[f, f[len(txn.staging) + 1:]] for f in self._files(txn.staging)]
+        prune = sorted({rel.rsplit("/", 1)[0] for rel in txn.deleted})
+        journal = {"id": txn.id, "move": moves, "delete": txn.deleted, "prune": prune}
+        self._write_bytes(f"{TXN}/{txn.id}.commit", json.dumps(journal).encode())
+        self.recover()
+
+    def write_meta(self, txn: SparkTransaction, meta: dict) -> None:
+        self._write_bytes(f"{txn.staging}/{META}", (json.dumps(meta) + "\n").encode())
+
+    # ------------------------------------------------------------------ tables
+
+    def _keys_stored(self, txn: SparkTransaction, spec: Any):
+        """Keys of `spec` in the lake and in this transaction's staging (None: no files yet)."""
+        frames = [self.engine._read(root, spec.name) for root in (self.root, self.uri(txn.staging))]
+        frames = [f.select(*spec.key) for f in frames if f is not None]
+        if not frames:
+            return None
+        out = frames[0]
+        for f in frames[1:]:
+            out = out.unionByName(f)
+        return out
+
+    def append(self, txn: SparkTransaction, spec: Any, accepted: pa.Table, index: int) -> int:
+        """Store the rows whose key is new to the lake (partitioned by UTC month of paid_at);
+        returns how many were stored."""
+        from pyspark.sql import functions as F
+
+        df = self.spark.createDataFrame(accepted)
+        stored = self._keys_stored(txn, spec)
+        if stored is not None:
+            # every partition is checked: a corrected paid_at may move a known key to another month
+            df = df.join(stored, on=list(spec.key), how="left_anti").select(*spec.names)
+        df = df.persist()
+        try:
+            n = df.count()
+            if n:
+                (df.withColumn("month", F.date_format("paid_at", "yyyy-MM")).write.mode("append")
+                   .partitionBy("month").option("compression", "zstd").parquet(self.uri(f"{txn.staging}/{spec.name}")))
+        finally:
+            df.unpersist()
+        return n
+
+    def upsert(self, txn: SparkTransaction, spec: Any, new: pa.Table) -> None:
+        """The stored table plus the new rows, a new row replacing a stored one with its key."""
+        from pipelines.ingest import dimension_merge_sql, with_positions
+
+        old_files = self._files(spec.name)
+        old = self.engine._read(self.root, spec.name) if old_files else None
+        self.engine.register("_new", with_positions(new))
+        if old is not None:
+            old.createOrReplaceTempView("_old")
+        try:
+            merged = self.spark.sql(dimension_merge_sql(spec, "_old" if old is not None else None, "_new", SPARK))
+            merged.coalesce(1).write.mode("append").option("compression", "zstd").parquet(
+                self.uri(f"{txn.staging}/{spec.name}"))
+        finally:
+            self.engine.unregister("_new")
+            self.spark.catalog.dropTempView("_old")
+        txn.deleted += old_files
+
+    def write_quarantine(self, txn: SparkTransaction, spec: Any, table: pa.Table, index: int) -> None:
+        """The rejected rows of one file (on the driver already: they are few) as one Parquet file."""
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        self._write_bytes(f"{txn.staging}/_rejected/{spec.name}/part-{txn.id}-{index}.parquet", buf.getvalue())
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class SparkTransaction:
+    """A transaction of a `SparkLake`: its id, its staging folder (relative to the lake) and
+    the lake files it replaces."""
+
+    def __init__(self, lake: SparkLake) -> None:
+        self.id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.staging = f"{TXN}/{self.id}"
+        self.deleted: list[str] = []
+        lake.fs.mkdirs(lake._Path(lake.uri(self.staging)))
+
+
+__all__ = ["SparkEngine", "SparkLake", "SparkSettings", "SparkUnavailableError"]

@@ -1,18 +1,16 @@
 """The recommender trained by Spark MLlib ALS (`[recommend] trainer = "spark_als"`), local[2].
 
-Known answers: Spark's ratings are the driver's confidence weights (every scheme); MLlib's
+Known answers: Spark's ratings are the driver's confidence weights (log, recency, bm25); MLlib's
 user factors are the solutions of the equations `SparkALS` folds in with (so a new user is
 folded in as MLlib would have trained them); on the synthetic lake with planted tastes the
 Spark-trained ALS beats popularity on validation, and its bundle serves known and unseen users.
-One local[2] session for the whole test run (test_spark_engine.py reuses it). Skipped only where
+One local[2] session for the whole test run (tests/pipelines/conftest.py). Skipped only where
 no Java runtime is found.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from datetime import timedelta
 
 import numpy as np
@@ -22,28 +20,10 @@ from behavior.recommend.factors import ALS, SparkALS
 from behavior.recommend.serving import ServingModel
 from pipelines.config import Config, RecommendConfig
 from pipelines.datahome import DataHome
-from pipelines.engines.spark import SparkEngine, SparkSettings
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import open_context
 from pipelines.stages import recommend as stage
 from pipelines.synth_files import write_synth
-
-
-def _java() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return bool(shutil.which("java") or (home and os.path.exists(os.path.join(home, "bin", "java"))))
-
-
-pytestmark = pytest.mark.skipif(not _java(), reason="no Java runtime (no `java` on PATH, no JAVA_HOME): Spark needs "
-                                                    "Java 17+, e.g. apt-get install openjdk-17-jre-headless")
-
-
-@pytest.fixture(scope="session")
-def spark():
-    """local[2] for the whole run: test_spark_engine's module fixture finds it active and reuses it."""
-    engine = SparkEngine.start(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="1g"))
-    yield engine.spark
-    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ Time line (days before as_of configurable):
 Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
-driver.
+driver. With `[recommend] trainer = "spark_als"` steps 1-3 train MLlib ALS on Spark instead
+(`pipelines.stages.recommend_spark`); the report's `recommend.trainer` says which.
 """
 
 from __future__ import annotations

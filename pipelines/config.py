@@ -27,6 +27,7 @@ valid_days = 30                # the validation period before it (the model is c
 k = 10
 max_eval_users = 10000         # validation users sampled for the search
 max_fit_users = 100000         # training users the search fits candidates on (the chosen one is refit on all)
+trainer = "local"              # or "spark_als": MLlib ALS on the Spark engine; env BEHAVIOR_RECOMMEND_TRAINER
 ```
 
 Every horizon is in days, whatever the unit the models are fitted in (also days).
@@ -34,11 +35,16 @@ Every horizon is in days, whatever the unit the models are fitted in (also days)
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from behavior.errors import InputError
+
+TRAINERS = ("local", "spark_als")
+TRAINER_ENV = "BEHAVIOR_RECOMMEND_TRAINER"
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,24 @@ class RecommendConfig:
     max_eval_users: int = 10_000
     max_fit_users: int = 100_000
     seed: int = 0
+    trainer: str = "local"      # "spark_als": pipelines.stages.recommend_spark (needs the Spark engine)
 
     def __post_init__(self) -> None:
         for name in ("test_days", "valid_days", "k", "max_eval_users", "max_fit_users"):
             if getattr(self, name) <= 0:
                 raise InputError(f"[recommend] {name} must be positive")
+        _check_trainer(self.trainer, "[recommend] trainer")
+
+    def resolved_trainer(self, env: Mapping[str, str] | None = None) -> str:
+        """The trainer: $BEHAVIOR_RECOMMEND_TRAINER if set, else the file's `trainer`."""
+        value = (os.environ if env is None else env).get(TRAINER_ENV) or self.trainer
+        return _check_trainer(value, TRAINER_ENV)
+
+
+def _check_trainer(value: str, where: str) -> str:
+    if value not in TRAINERS:
+        raise InputError(f"{where} = {value!r}: use one of {', '.join(repr(t) for t in TRAINERS)}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,10 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
     from pipelines.stages import STAGES
 
     order = plan(STAGES, stages)
+    if "recommend" in order:   # before any stage runs: a trainer the engine cannot run is a usage error
+        from pipelines.stages.recommend_spark import require_spark
+
+        require_spark(config.recommend.resolved_trainer(), engine or config.engine.name)
     run_id = uuid.uuid4().hex[:12]
     with locked(home, "run"):
         erased = purge_if_needed(home)

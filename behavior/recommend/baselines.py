@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from behavior.recommend.base import Recommender
 from behavior.recommend.checks import InteractionsError
+from behavior.recommend.weighting import Weighting
 
 # popularity only breaks ties of BuyAgain: well below any difference of two confidences
 _TIE_BREAK = 1e-4
@@ -28,6 +30,17 @@ def _popularity(confidence, measure: str) -> np.ndarray:
     raise InteractionsError(f"popularity measure must be 'buyers' or 'weight', got {measure!r}")
 
 
+def from_item_buyers(kind: type[Popularity] | type[BuyAgain], buyers, n_users: int) -> Popularity | BuyAgain:
+    """`kind()` (default parameters: buyers, count weighting) as `fit` would make it on a matrix
+    of `n_users` rows whose items have these numbers of buyers, e.g. counted on Spark."""
+    buyers = np.asarray(buyers, dtype=np.float32)
+    model = kind()
+    model.weighting_ = Weighting("count").fit(sp.csr_matrix((1, buyers.size), dtype=np.float32))
+    model.n_users_, model.n_items_ = int(n_users), int(buyers.size)
+    model._set_popularity(buyers)
+    return model
+
+
 class Popularity(Recommender):
     kind = "popularity"
     param_names = ("measure",)
@@ -38,7 +51,10 @@ class Popularity(Recommender):
         self.measure = measure
 
     def _fit(self, confidence):
-        self.popularity_ = _popularity(confidence, self.measure)
+        self._set_popularity(_popularity(confidence, self.measure))
+
+    def _set_popularity(self, popularity: np.ndarray) -> None:
+        self.popularity_ = popularity
 
     def _scores(self, user_idx, confidence, items):
         pop = self.popularity_ if items is None else self.popularity_[items]
@@ -59,8 +75,10 @@ class BuyAgain(Recommender):
     item_similarity = False
 
     def _fit(self, confidence):
-        pop = _popularity(confidence, "buyers")
-        self.popularity_ = pop / max(float(pop.max()), 1.0)
+        self._set_popularity(_popularity(confidence, "buyers"))
+
+    def _set_popularity(self, buyers: np.ndarray) -> None:
+        self.popularity_ = buyers / max(float(buyers.max()), 1.0)
 
     def _scores(self, user_idx, confidence, items):
         out = np.full(confidence.shape, -np.inf, dtype=np.float32)

@@ -6,6 +6,9 @@ seen (user_idx = -1) is *folded in* from their row, without retraining:
 - ALS: the exact least-squares step of Hu, Koren and Volinsky (2008) with the item factors
   fixed, x_u = (Y^T Y + reg I + Y^T (C_u - I) Y)^-1 Y^T C_u p_u, C_u = alpha * confidence
   (what implicit's `recalculate_user` computes).
+- SparkALS (factors trained by Spark MLlib's ALS with implicitPrefs): MLlib's own step,
+  x_u = (Y^T Y + reg n_u I + Y^T (C_u - I) Y)^-1 Y^T C_u p_u with C_u = 1 + alpha * weight
+  and n_u the number of the user's items (MLlib scales reg by it, as in ALS-WR).
 - BPR: the direction of steepest ascent of the BPR objective at x_u = 0, i.e.
   mean(y over the user's items) - mean(y over all items), scaled to the mean length of the
   trained user vectors (the bias column is kept at 1).
@@ -240,6 +243,32 @@ class ALS(FactorModel):
         a, y, c, items = self._system(row)
         weighted = np.linalg.solve(a, self.item_factors_[item].astype(np.float64))
         return _top_contributions(items, (y @ weighted) * c, n)
+
+
+class SparkALS(ALS):
+    """ALS whose factors were trained by Spark MLlib (`pyspark.ml.recommendation.ALS`,
+    implicitPrefs=True) on the same weighted matrix: fitting happens on Spark
+    (`pipelines.engines.spark_als`), scoring, fold-in and explanations here.
+
+    MLlib's confidence is c = 1 + alpha * weight (implicit's is alpha * weight) and its
+    regularization is regParam times the number of the row's items (implicit's is constant),
+    so the fold-in of a new user solves MLlib's normal equations, not ALS's: a trained user's
+    own row folds in to their trained vector.
+    """
+
+    kind = "spark_als"
+    param_names = ("factors", "regularization", "alpha", "iterations", "random_state")
+
+    def _fit(self, confidence):
+        raise NotImplementedError("SparkALS is trained on Spark: pipelines.engines.spark_als.SparkALSTrainer")
+
+    def _system(self, confidence_row: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        items = confidence_row.indices
+        c = 1.0 + float(self.alpha) * np.abs(confidence_row.data.astype(np.float64))
+        y = self.item_factors_[items].astype(np.float64)
+        reg = float(self.regularization) * items.size
+        a = self._yty + reg * np.eye(y.shape[1]) + (y.T * (c - 1.0)) @ y
+        return a, y, c, items
 
 
 class BPR(FactorModel):

@@ -7,8 +7,8 @@
 from behavior.recommend.base import REGISTRY, Recommender, from_params
 from behavior.recommend.baselines import BuyAgain, Popularity
 from behavior.recommend.blend import Blend
-from behavior.recommend.factors import ALS, BPR, FactorModel
+from behavior.recommend.factors import ALS, BPR, FactorModel, SparkALS
 from behavior.recommend.neighbours import ItemKNN
 
 __all__ = ["ALS", "BPR", "Blend", "BuyAgain", "FactorModel", "ItemKNN", "Popularity", "REGISTRY", "Recommender",
-           "from_params"]
+           "SparkALS", "from_params"]

@@ -23,13 +23,15 @@ of the validation period) with `behavior.recommend.evaluate`:
    selected model (people buy milk again, rarely the same phone): categories whose validation
    purchases are rarely re-purchases are excluded, at the threshold that validates best.
 
-The caller refits `selection.new_model()` on all data before the as-of date.
+The caller refits `selection.new_model()` on all data before the as-of date. `choose(bench,
+fitted)` is steps 2-5 for models fitted elsewhere (e.g. ALS trained on Spark): the caller
+builds the `Bench` of validation users and yields the fitted configurations.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,7 +132,7 @@ class _Scored:
     fit_seconds: float = 0.0
 
 
-class _Bench:
+class Bench:
     """The validation users, their training rows and what they bought in validation."""
 
     def __init__(self, net, days, valid, k, max_users, seed, max_fit_users=None):
@@ -147,6 +149,7 @@ class _Bench:
         self.fit_users = _fit_sample(np.diff(net.indptr) > 0, users, max_fit_users, rng)
         self.fit_net = net if self.fit_users is None else net[self.fit_users]
         self.fit_days = days if self.fit_users is None or days is None else days[self.fit_users]
+        self.fit_count = int((np.diff(net.indptr) > 0).sum() if self.fit_users is None else self.fit_users.size)
         # the validation users' rows in the fitted matrix (models look their factors up there)
         self.users = users if self.fit_users is None else np.searchsorted(self.fit_users, users)
         self.k = k
@@ -220,43 +223,63 @@ def select_model(
         )
     if valid.nnz == 0:
         raise InteractionsError("valid holds no purchase: the validation period is empty")
-    bench = _Bench(net, days, valid, k, max_users, seed, max_fit_users)
+    bench = Bench(net, days, valid, k, max_users, seed, max_fit_users)
     fit_net, fit_days = bench.fit_net, bench.fit_days
     candidates = default_candidates(seed) if candidates is None else candidates
-    key = f"ndcg@{k}"
 
+    def fitted():
+        for name, factory, params in candidates:
+            for config in (p for p in _configs(params) if days is not None or not _has_recency(p)):
+                start = time.perf_counter()
+                model = factory(**config).fit(fit_net, fit_days)
+                yield name, model, time.perf_counter() - start
+
+    return choose(bench, fitted(), item_category=item_category, min_gain_se=min_gain_se,
+                  popularity=lambda: Popularity().fit(fit_net, fit_days))
+
+
+def choose(
+    bench: Bench,
+    fitted: Iterable[tuple[str, Recommender, float]],
+    *,
+    item_category=None,
+    min_gain_se: float = 2.0,
+    popularity: Callable[[], Recommender] | None = None,
+    blend: bool = True,
+) -> Selection:
+    """Steps 2-5 of the module docstring on models fitted elsewhere: `fitted` yields (candidate
+    name, fitted model, fit seconds), several configurations per name allowed; `popularity`
+    makes the baseline when no candidate is one; `blend=False` skips the blend (when the
+    caller cannot refit one, e.g. models trained on Spark)."""
+    key = f"ndcg@{bench.k}"
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
-    for name, factory, params in candidates:
-        best = None
-        configs = [p for p in _configs(params) if days is not None or not _has_recency(p)]
-        for config in configs:
-            start = time.perf_counter()
-            model = factory(**config).fit(fit_net, fit_days)
-            seconds = time.perf_counter() - start
-            m, per, exclude = bench.best_policy(model, (False, True))
-            trials.append({"model": name, "params": model.get_params(), key: m[key], "exclude_seen": exclude,
-                           "fit_seconds": round(seconds, 3)})
-            if best is None or m[key] > best.metrics[key]:
-                best = _Scored(name, model, m, per, exclude, fit_seconds=seconds)
-        if best is not None:
-            best.configs = len(configs)
-            scored[name] = best
+    for name, model, seconds in fitted:
+        m, per, exclude = bench.best_policy(model, (False, True))
+        trials.append({"model": name, "params": model.get_params(), key: m[key], "exclude_seen": exclude,
+                       "fit_seconds": round(seconds, 3)})
+        best = scored.get(name)
+        configs = 1 + (best.configs if best else 0)
+        if best is None or m[key] > best.metrics[key]:
+            best = scored[name] = _Scored(name, model, m, per, exclude, fit_seconds=seconds)
+        best.configs = configs
     if not any(name in scored for name in BASELINES):
-        popularity = Popularity().fit(fit_net, fit_days)
-        m, per, exclude = bench.best_policy(popularity, (False, True))
-        scored["popularity"] = _Scored("popularity", popularity, m, per, exclude)
+        if popularity is None:
+            raise InteractionsError("no baseline among the candidates and no popularity model to compare with")
+        model = popularity()
+        m, per, exclude = bench.best_policy(model, (False, True))
+        scored["popularity"] = _Scored("popularity", model, m, per, exclude)
 
     ranked = sorted(scored.values(), key=lambda s: -s.metrics[key])
-    if len(ranked) >= 2:
+    if blend and len(ranked) >= 2:
         a, b = ranked[0], ranked[1]
-        blend = None
+        best_blend = None
         for w in BLEND_WEIGHTS:
             model = Blend.of_fitted(a.model, b.model, w)
             m, per, exclude = bench.best_policy(model, (False, True))
-            if blend is None or m[key] > blend.metrics[key]:
-                blend = _Scored("blend", model, m, per, exclude, configs=len(BLEND_WEIGHTS))
-        scored["blend"] = blend
+            if best_blend is None or m[key] > best_blend.metrics[key]:
+                best_blend = _Scored("blend", model, m, per, exclude, configs=len(BLEND_WEIGHTS))
+        scored["blend"] = best_blend
 
     baseline = max((scored[n] for n in BASELINES if n in scored), key=lambda s: s.metrics[key])
     best = max(scored.values(), key=lambda s: s.metrics[key])
@@ -281,15 +304,15 @@ def select_model(
         params=best.model.get_params(),
         exclude_seen=bool(best.exclude),
         exclude_categories=exclude_categories,
-        k=k,
+        k=bench.k,
         users=int(bench.users.size),
-        fit_users=int(bench.fit_net.shape[0] if bench.fit_users is not None else (np.diff(net.indptr) > 0).sum()),
+        fit_users=bench.fit_count,
         models=models,
         trials=trials,
     )
 
 
-def _per_category_policy(best: _Scored, bench: _Bench, item_category: np.ndarray, key: str) -> tuple[int, ...] | None:
+def _per_category_policy(best: _Scored, bench: Bench, item_category: np.ndarray, key: str) -> tuple[int, ...] | None:
     """Exclude owned items only in categories that are rarely re-bought, if that validates better."""
     if item_category.shape != (bench.n_items,):
         raise InteractionsError(

@@ -40,7 +40,7 @@ from behavior.recommend.base import Recommender, prefixed, strip_prefix
 from behavior.recommend.baselines import _TIE_BREAK, BuyAgain, Popularity
 from behavior.recommend.blend import Blend
 from behavior.recommend.checks import InteractionsError, check_matrix
-from behavior.recommend.factors import ALS, BPR, PRUNE_BLOCKS, FactorModel
+from behavior.recommend.factors import ALS, BPR, PRUNE_BLOCKS, FactorModel, SparkALS
 from behavior.recommend.interactions import IdMap, confidence
 from behavior.recommend.neighbours import ItemKNN
 from behavior.recommend.topk import normalise_row, top_k_row
@@ -147,7 +147,7 @@ def serving_arrays(
 # matrix: the same float32/float64 operations in the same order. Keep them in step with
 # Weighting.transform, each model's _scores and Blend._mix (the fast-path test catches drift).
 
-_FAST_LEAVES = (ALS, BPR, ItemKNN, Popularity, BuyAgain)
+_FAST_LEAVES = (ALS, SparkALS, BPR, ItemKNN, Popularity, BuyAgain)
 _FIRST_SEGMENT = np.zeros(1, dtype=np.intp)
 
 

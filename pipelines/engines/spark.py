@@ -1,7 +1,8 @@
 """The Spark engine: the log-level SQL of `behavior` on Apache Spark (PySpark), same text as on
 DuckDB (`behavior.sql_dialect.SPARK` fills in the few engine-specific templates).
 
-This is the only module that imports pyspark. What it gives the runner:
+With `pipelines.engines.spark_als` (the recommender's MLlib ALS) the only module that imports
+pyspark. What it gives the runner:
 
 - `SparkSettings.resolve(engine_config)`: where Spark runs and where the lake is, from the
   `[engine]` section of the config file with environment variables over it (never code):

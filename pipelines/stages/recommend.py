@@ -15,7 +15,8 @@ Time line (days before as_of configurable):
 Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
-driver.
+driver. With `[recommend] trainer = "spark_als"` steps 1-3 train MLlib ALS on Spark instead
+(`pipelines.stages.recommend_spark`); the report's `recommend.trainer` says which.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from behavior.recommend.baselines import Popularity
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import IdMap, Interactions, build_matrix
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
-from behavior.recommend.select import select_model
+from behavior.recommend.select import Selection, select_model
 from behavior.recommend.serving import serving_arrays
 from behavior.segments import SEGMENTS
 
@@ -58,17 +59,22 @@ def _items(ctx, item_ids: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return codes.astype(np.int32), names, active
 
 
-def _interactions(ctx, users: IdMap, items: IdMap, start, end) -> Interactions:
-    df = ctx.engine.frame(interactions_sql(start, end, ctx.engine.dialect))
+def _only(sql: str, only: str | None) -> str:
+    """`sql` restricted to the users of the view `only` (user_id), or as it is."""
+    return sql if only is None else f"SELECT * FROM ({sql}) q WHERE user_id IN (SELECT user_id FROM {only})"
+
+
+def _interactions(ctx, users: IdMap, items: IdMap, start, end, only: str | None = None) -> Interactions:
+    df = ctx.engine.frame(_only(interactions_sql(start, end, ctx.engine.dialect), only))
     days = (pd.Timestamp(end) - pd.to_datetime(df["last_at"], utc=True)).dt.total_seconds().div(86_400)
     return Interactions(users.index(df["user_id"]), items.index(df["item_id"]), df["purchases"].to_numpy(float),
                         df["refunds"].to_numpy(float), days.fillna(0).clip(lower=0).to_numpy(float),
                         len(users), len(items))
 
 
-def _purchased(ctx, users: IdMap, items: IdMap, start, end):
+def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = None):
     """Users x items, 1 where the user bought the item in [start, end) (the relevant items)."""
-    df = ctx.engine.frame(interactions_sql(start, end, ctx.engine.dialect))
+    df = ctx.engine.frame(_only(interactions_sql(start, end, ctx.engine.dialect), only))
     df = df[df["purchases"] > 0]
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
 
@@ -84,6 +90,17 @@ def _score(model, train: Interactions, relevant, k: int, exclude) -> dict:
     return {key: (round(v, 5) if isinstance(v, float) else v) for key, v in m.items()}
 
 
+def test_report(selection: Selection, test_start, days: int, chosen: dict, popularity: dict | None) -> dict:
+    """The report's `recommend.test`: the chosen model and popularity scored on the test period."""
+    test = {"from": test_start.isoformat(), "days": days, selection.selected: chosen}
+    if selection.selected != "popularity":
+        test["popularity"] = popularity
+    key = f"ndcg@{selection.k}"
+    if test.get("popularity", {}).get(key) and test[selection.selected].get(key) is not None:
+        test["ndcg_gain_over_popularity"] = round(test[selection.selected][key] / test["popularity"][key] - 1, 4)
+    return test
+
+
 def _segment_codes(ctx, users: IdMap) -> np.ndarray:
     """Each user's segment as its position in SEGMENTS (-1 unknown), for popular-in-segment."""
     codes = np.full(len(users), -1, np.int32)
@@ -97,18 +114,20 @@ def _segment_codes(ctx, users: IdMap) -> np.ndarray:
     return codes
 
 
-def run(ctx) -> dict:
-    cfg = ctx.config.recommend
-    end = ctx.as_of
-    test_start = end - timedelta(days=cfg.test_days)
-    valid_start = test_start - timedelta(days=cfg.valid_days)
-    pairs = ctx.engine.frame(f"SELECT DISTINCT user_id, item_id FROM payments WHERE status = 'success' "
-                             f"AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}")
-    if pairs["item_id"].nunique() < 2:
+def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
+    """Users and items with a successful purchase before `end` (per user and per item: small)."""
+    cut = f"status = 'success' AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}"
+    items = ctx.engine.frame(f"SELECT DISTINCT item_id FROM payments WHERE {cut}")["item_id"]
+    if items.nunique() < 2:
         raise BehaviorError("the recommend stage needs at least two items bought before as_of; "
-                            f"found {pairs['item_id'].nunique()}")
-    users, items = IdMap.fit(pairs["user_id"]), IdMap.fit(pairs["item_id"])
-    codes, names, active = _items(ctx, items)
+                            f"found {items.nunique()}")
+    users = ctx.engine.frame(f"SELECT DISTINCT user_id FROM payments WHERE {cut}")["user_id"]
+    return IdMap.fit(users), IdMap.fit(items)
+
+
+def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start):
+    """Selection, test and the final refit on the driver (implicit): (selection, test, model, full)."""
+    cfg, end = ctx.config.recommend, ctx.as_of
     train = _interactions(ctx, users, items, None, valid_start)
     if train.matrices()[0].nnz == 0:
         raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
@@ -122,24 +141,40 @@ def run(ctx) -> dict:
     relevant = _purchased(ctx, users, items, test_start, end)
     net, days = before_test.matrices()
     chosen = selection.new_model().fit(net, days)
-    popular = Popularity().fit(net, days)
-    test = {"from": test_start.isoformat(), "days": cfg.test_days,
-            selection.selected: _score(chosen, before_test, relevant, cfg.k, exclude)}
+    pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
+    popular = None
     if selection.selected != "popularity":
-        pop_exclude = selection.models.get("popularity", {}).get("exclude_seen")
-        test["popularity"] = _score(popular, before_test, relevant, cfg.k, pop_exclude is True)
-    key = f"ndcg@{cfg.k}"
-    if test.get("popularity", {}).get(key) and test[selection.selected].get(key) is not None:
-        test["ndcg_gain_over_popularity"] = round(test[selection.selected][key] / test["popularity"][key] - 1, 4)
+        popular = _score(Popularity().fit(net, days), before_test, relevant, cfg.k, pop_exclude)
+    test = test_report(selection, test_start, cfg.test_days, _score(chosen, before_test, relevant, cfg.k, exclude),
+                       popular)
 
     full = _interactions(ctx, users, items, None, end)
     net, days = full.matrices()
-    model = from_params(selection.params).fit(net, days)
+    return selection, test, from_params(selection.params).fit(net, days), full
+
+
+def run(ctx) -> dict:
+    cfg = ctx.config.recommend
+    trainer = cfg.resolved_trainer()
+    end = ctx.as_of
+    test_start = end - timedelta(days=cfg.test_days)
+    valid_start = test_start - timedelta(days=cfg.valid_days)
+    users, items = _id_maps(ctx, end)
+    codes, names, active = _items(ctx, items)
+    if trainer == "spark_als":
+        from pipelines.stages.recommend_spark import train_on_spark
+
+        selection, test, model, full = train_on_spark(ctx, users, items, codes, valid_start, test_start)
+    else:
+        selection, test, model, full = _train_local(ctx, users, items, codes, valid_start, test_start)
+    net, days = full.matrices()
     ctx.bundle["recommender.npz"] = serving_arrays(
         model, user_ids=users, item_ids=items, seen=net, seen_days=days, item_category=codes,
         category_names=names, item_active=active, user_segment=_segment_codes(ctx, users),
-        segment_names=np.array(SEGMENTS, dtype=np.str_), exclude_seen=exclude, selected=selection.selected)
+        segment_names=np.array(SEGMENTS, dtype=np.str_), exclude_seen=selection.exclude_mask(codes),
+        selected=selection.selected)
     section = selection.report()
+    section["trainer"] = trainer
     section["test"] = test
     section["valid_from"] = valid_start.isoformat()
     ctx.report["recommend"] = section

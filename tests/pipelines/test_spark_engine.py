@@ -2,15 +2,13 @@
 `behavior run --engine spark` whose bundle the API serves.
 
 Both engines run the same SQL text (behavior.sql_dialect), so every table must agree row for
-row (floats within 1e-9). One SparkSession serves the whole module (starting a JVM costs
-seconds); the engines reuse it. Skipped only where no Java runtime is found.
+row (floats within 1e-9). One SparkSession serves the whole test run (`spark` of
+tests/pipelines/conftest.py); the engines reuse it. Skipped only where no Java runtime is found.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -28,28 +26,11 @@ from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
 from pipelines.config import Config, EngineConfig
 from pipelines.datahome import DataHome
-from pipelines.engines.spark import SparkEngine, SparkSettings
+from pipelines.engines.spark import SparkSettings
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.publish import verify
 from pipelines.runner import open_context
 from pipelines.synth_files import write_synth
-
-
-def _java() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return bool(shutil.which("java") or (home and os.path.exists(os.path.join(home, "bin", "java"))))
-
-
-pytestmark = pytest.mark.skipif(not _java(), reason="no Java runtime (no `java` on PATH, no JAVA_HOME): Spark needs "
-                                                    "Java 17+, e.g. apt-get install openjdk-17-jre-headless")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """One local[2] session for the module; the engines opened by the tests reuse it."""
-    engine = SparkEngine.start(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="1g"))
-    yield engine.spark
-    engine.close()
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +138,10 @@ def test_promotion_windows_are_the_same(engines):
         assert_same(duck.engine.arrow(sql(duck.engine.dialect)), spk.engine.arrow(sql(spk.engine.dialect)), keys)
 
 
-def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path):
+def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path, monkeypatch):
     from pipelines.cli import app
 
+    monkeypatch.setenv("BEHAVIOR_RECOMMEND_TRAINER", "spark_als")   # the recommender trained by MLlib, too
     out = CliRunner().invoke(app, ["--data-dir", str(home.root), "--quiet", "run", "--engine", "spark", "--json"])
     assert out.exit_code == 0, out.output
     rep = json.loads(out.stdout)
@@ -175,6 +157,7 @@ def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path)
     features = user_features(engines[0].engine, "payments", engines[0].as_of)   # DuckDB's users
     assert sorted(profiles.column("user_id").to_pylist()) == features.column("user_id").to_pylist()
     assert rep["churn"]["test"]["n"] > 0 and rep["recommend"]["selected"]
+    assert rep["recommend"]["trainer"] == "spark_als" and "spark_als" in rep["recommend"]["models"]
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -191,6 +174,7 @@ def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path)
         assert model.status_code == 200 and rep["bundle_version"] in model.text
         recs = client.get(f"/v1/users/{user}/recommendations", headers={"X-API-Key": key})
         assert recs.status_code == 200 and recs.json()["items"], recs.text
+        assert recs.json()["source"] == "model" or rep["recommend"]["selected"] == "popularity", recs.text
         profile = client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key})
         assert profile.status_code == 200 and profile.json()["user_id"] == user
 

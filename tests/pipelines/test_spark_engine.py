@@ -9,6 +9,7 @@ tests/pipelines/conftest.py); the engines reuse it. Skipped only where no Java r
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from datetime import timedelta
 from pathlib import Path

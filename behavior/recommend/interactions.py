@@ -57,21 +57,40 @@ def scheme_params(scheme: str, params: dict) -> dict[str, float]:
 
 
 def interactions_sql(start: datetime | None, end: datetime, payments: str = "payments",
-                     dialect: str | Dialect = "duckdb") -> str:
+                     dialect: str | Dialect = "duckdb", *, cuts: tuple[datetime, ...] = ()) -> str:
     """One row per (user_id, item_id) with events in [start, end) (no lower bound without
     `start`): `purchases` (successful lines), `refunds` (refund lines) and `last_at` (the last
-    successful purchase; null for a pair with refunds only)."""
+    successful purchase; null for a pair with refunds only).
+
+    With `cuts` (increasing instants inside the range) the rows are per (user_id, item_id,
+    period) instead: `period` k counts the cuts at or before the event (0 before cuts[0], ...,
+    len(cuts) from the last cut to `end`), so one scan gives every period of a temporal split.
+    """
     from behavior.features import as_of_literal
 
     lo = f"AND paid_at >= {as_of_literal(start, dialect=dialect)} " if start else ""
+    period = " + ".join(f"CASE WHEN paid_at >= {as_of_literal(c, dialect=dialect)} THEN 1 ELSE 0 END"
+                        for c in cuts)
+    by = f", {period} AS period" if cuts else ""
     return f"""
-        SELECT user_id, item_id,
+        SELECT user_id, item_id{by},
                count(*) FILTER (WHERE status = 'success') AS purchases,
                count(*) FILTER (WHERE status = 'refund') AS refunds,
                max(paid_at) FILTER (WHERE status = 'success') AS last_at
         FROM {payments}
         WHERE status IN ('success', 'refund') {lo}AND paid_at < {as_of_literal(end, dialect=dialect)}
-        GROUP BY user_id, item_id
+        GROUP BY user_id, item_id{", period" if cuts else ""}
+    """
+
+
+def indexed_sql(sql: str, users: str, items: str, columns: tuple[str, ...]) -> str:
+    """`columns` of `sql` (rows with user_id and item_id) with the ids replaced by their dense
+    indices `user_idx`, `item_idx` from the relations `users` / `items` (columns id, idx: an
+    `IdMap.to_table()`); rows of unknown ids are dropped. The engine does the lookup, so the
+    driver receives integers, not millions of id strings."""
+    return f"""
+        SELECT u.idx AS user_idx, i.idx AS item_idx, {", ".join(f"q.{c}" for c in columns)}
+        FROM ({sql}) q JOIN {users} u ON q.user_id = u.id JOIN {items} i ON q.item_id = i.id
     """
 
 
@@ -152,6 +171,13 @@ class IdMap:
         pos = np.minimum(np.searchsorted(self.ids, vals), self.ids.size - 1)
         return np.where(self.ids[pos] == vals, pos, -1).astype(np.int64)
 
+    def to_table(self):
+        """An Arrow table (id, idx) to join on in SQL (`indexed_sql`)."""
+        import pyarrow as pa
+
+        return pa.table({"id": pa.array(self.ids.tolist(), pa.string()),
+                         "idx": pa.array(np.arange(self.ids.size, dtype=np.int32))})
+
     def index_of(self, value: str) -> int:
         """The index of one id, or -1."""
         pos = int(np.searchsorted(self.ids, value))
@@ -224,3 +250,50 @@ class Interactions:
         net_m = sp.csr_matrix((net[keep].astype(np.float32), indices, indptr), shape=shape)
         days_m = sp.csr_matrix((days[keep].astype(np.float32), indices.copy(), indptr.copy()), shape=shape)
         return net_m, days_m
+
+
+NO_PURCHASE_DAYS = 1e30
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Interactions per (user, item, period) of a temporal split, from one scan
+    (`interactions_sql(..., cuts=...)` through `indexed_sql`): the training matrices of any
+    prefix of periods and the purchases of any one period, without reading the log again."""
+
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    period: np.ndarray
+    purchases: np.ndarray
+    refunds: np.ndarray
+    last_us: np.ndarray  # epoch microseconds of the last success in the period; NaN: refunds only
+    n_users: int
+    n_items: int
+
+    @classmethod
+    def from_arrow(cls, table, n_users: int, n_items: int) -> Periods:
+        """From columns user_idx, item_idx, period, purchases, refunds, last_at (a timestamp)."""
+        import pyarrow as pa
+
+        last = table.column("last_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        col = lambda name, dtype: table.column(name).to_numpy(zero_copy_only=False).astype(dtype)  # noqa: E731
+        return cls(col("user_idx", np.int64), col("item_idx", np.int64), col("period", np.int8),
+                   col("purchases", np.float64), col("refunds", np.float64),
+                   last.to_numpy(zero_copy_only=False).astype(np.float64), n_users, n_items)
+
+    def before(self, period: int, at: datetime) -> Interactions:
+        """The interactions of every period before `period`, with days since the last purchase
+        counted back from `at` (the start of `period`)."""
+        rows = self.period < period
+        at_us = pd.Timestamp(at).value / 1_000
+        # a period with refunds only has no purchase date: it must not win the pair's minimum
+        # (a pair with no purchase at all has net count 0 and is dropped by `matrices`)
+        days = np.nan_to_num((at_us - self.last_us[rows]) / 86_400e6, nan=NO_PURCHASE_DAYS).clip(min=0)
+        return Interactions(self.user_idx[rows], self.item_idx[rows], self.purchases[rows], self.refunds[rows],
+                            days, self.n_users, self.n_items)
+
+    def bought(self, period: int) -> sp.csr_matrix:
+        """Users x items, 1 where the user bought the item in `period` (the relevant items)."""
+        rows = (self.period == period) & (self.purchases > 0)
+        return build_matrix(self.user_idx[rows], self.item_idx[rows], np.ones(int(rows.sum())), self.n_users,
+                            self.n_items)

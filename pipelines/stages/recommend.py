@@ -31,7 +31,7 @@ from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
 from behavior.recommend.evaluate import evaluate
-from behavior.recommend.interactions import IdMap, Interactions, build_matrix
+from behavior.recommend.interactions import IdMap, Interactions, Periods, build_matrix, indexed_sql
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
 from behavior.recommend.select import Selection, select_model
 from behavior.recommend.serving import serving_arrays
@@ -125,20 +125,34 @@ def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
     return IdMap.fit(users), IdMap.fit(items)
 
 
+def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
+    """Every period of the split (before `cuts[0]`, between the cuts, up to `end`) in one scan."""
+    engine = ctx.engine
+    engine.register("_rec_users", users.to_table())
+    engine.register("_rec_items", items.to_table())
+    try:
+        sql = indexed_sql(_interactions_sql(None, end, "payments", engine.dialect, cuts=cuts), "_rec_users",
+                          "_rec_items", ("period", "purchases", "refunds", "last_at"))
+        return Periods.from_arrow(engine.arrow(sql), len(users), len(items))
+    finally:
+        engine.unregister("_rec_users")
+        engine.unregister("_rec_items")
+
+
 def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start):
     """Selection, test and the final refit on the driver (implicit): (selection, test, model, full)."""
     cfg, end = ctx.config.recommend, ctx.as_of
-    train = _interactions(ctx, users, items, None, valid_start)
+    periods = _periods(ctx, users, items, (valid_start, test_start), end)  # 0 train, 1 valid, 2 test
+    train = periods.before(1, valid_start)
     if train.matrices()[0].nnz == 0:
         raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
                             "the recommender on: choose a later --as-of or shorter [recommend] periods")
-    valid = _purchased(ctx, users, items, valid_start, test_start)
-    selection = select_model(train, valid, k=cfg.k, item_category=codes, max_users=cfg.max_eval_users,
+    selection = select_model(train, periods.bought(1), k=cfg.k, item_category=codes, max_users=cfg.max_eval_users,
                              max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     exclude = selection.exclude_mask(codes)
 
-    before_test = _interactions(ctx, users, items, None, test_start)
-    relevant = _purchased(ctx, users, items, test_start, end)
+    before_test = periods.before(2, test_start)
+    relevant = periods.bought(2)
     net, days = before_test.matrices()
     chosen = selection.new_model().fit(net, days)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
@@ -148,7 +162,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     test = test_report(selection, test_start, cfg.test_days, _score(chosen, before_test, relevant, cfg.k, exclude),
                        popular)
 
-    full = _interactions(ctx, users, items, None, end)
+    full = periods.before(3, end)
     net, days = full.matrices()
     return selection, test, from_params(selection.params).fit(net, days), full
 

@@ -53,3 +53,32 @@ def test_bundle_serves_without_pickle(run):
     cold = model.recommend("someone-new", n=5)
     assert cold.source == "fallback" and len(cold.items) == 5
     assert len(model.similar(known.items[0][0], n=3)) == 3
+
+
+def test_one_scan_of_periods_gives_the_matrices_of_a_scan_per_period(run):
+    """The stage reads every period of its split in one scan (`Periods`); each training prefix
+    and each period's purchases equal what a query of that period alone gives."""
+    from datetime import timedelta
+
+    from pipelines.runner import open_context
+    from pipelines.stages.recommend import _id_maps, _interactions, _periods, _purchased
+
+    home, rep = run
+    ctx = open_context(home, Config(), None)
+    try:
+        end = ctx.as_of
+        cuts = (end - timedelta(days=60), end - timedelta(days=30))
+        users, items = _id_maps(ctx, end)
+        periods = _periods(ctx, users, items, cuts, end)
+        assert set(np.unique(periods.period)) == {0, 1, 2}
+        for k, (start, stop) in enumerate(zip((None, *cuts), (*cuts, end))):
+            one = _interactions(ctx, users, items, None, stop).matrices()
+            prefix = periods.before(k + 1, stop).matrices()
+            for a, b in zip(one, prefix):
+                assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
+                assert np.allclose(a.data, b.data, rtol=1e-5, atol=1e-4)  # counts; days (float32)
+            if start is not None:
+                bought = _purchased(ctx, users, items, start, stop)
+                assert bought.nnz > 0 and (bought != periods.bought(k)).nnz == 0
+    finally:
+        ctx.con.close()

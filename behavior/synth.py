@@ -127,6 +127,10 @@ class SynthConfig:
     currency: str = "EUR"
     n_promotions: int = 4
     promo_assign_rate: float = 0.10
+    # Parts of one big history (generated one at a time to bound memory): the same catalogue
+    # from `catalog_seed`, and user / payment ids prefixed so the parts never collide.
+    catalog_seed: int | None = None  # None: the catalogue is drawn from `seed`
+    id_prefix: str = ""
 
     def __post_init__(self) -> None:
         checks = [
@@ -296,7 +300,7 @@ def _payments(
         return array.to_pandas()
 
     columns = {
-        "payment_id": col(_ids("p", rank[header] + 1, max(9, len(str(n_pay))))),
+        "payment_id": col(_ids(cfg.id_prefix + "p", rank[header] + 1, max(9, len(str(n_pay))))),
         "line_no": col(pa.array(line_no, type=pa.int32())),
         "user_id": col(user_ids.take(pa.array(h_user[header]))),
         "merchant_id": col(merchant_ids.take(pa.array(catalog.merchant[item]))),
@@ -324,7 +328,8 @@ def generate(config: SynthConfig) -> SynthData:
     n = cfg.users
     n_items = cfg.items if cfg.items is not None else default_item_count(n)
 
-    catalog = build_catalog(n_items, cfg.n_styles, cfg.inactive_item_rate, rng)
+    catalog_rng = rng if cfg.catalog_seed is None else np.random.default_rng(cfg.catalog_seed)
+    catalog = build_catalog(n_items, cfg.n_styles, cfg.inactive_item_rate, catalog_rng)
     salt = int(rng.integers(0, 2**62))
     birth = _acquisition(n, horizon, cfg, rng)
     signup = np.maximum(0.0, birth - np.where(rng.random(n) < 0.6, 0.0, rng.exponential(3.0, n)))
@@ -364,7 +369,7 @@ def generate(config: SynthConfig) -> SynthData:
 
     item_ids = _ids("i", np.arange(1, n_items + 1), 6)
     merchant_ids = _ids("m", np.arange(1, catalog.n_merchants + 1), 5)
-    user_ids = _ids("u", np.arange(1, n + 1), 7)
+    user_ids = _ids(cfg.id_prefix + "u", np.arange(1, n + 1), 7)
     promo_ids = pa.array(plan.promotion_id + [None], type=pa.string())
     payments = _payments(
         cfg, rng, horizon, start_us, catalog, nu, user, t, baskets, promo, user_ids, item_ids, merchant_ids, promo_ids

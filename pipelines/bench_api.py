@@ -271,6 +271,32 @@ def _memory_over(base: str, key: str, ids: list[str], path: str, connections: in
     return row
 
 
+def _request_ids(bundle: Path) -> tuple[str, list[str]]:
+    """(path, ids): GET recommendations for random known users and 1 in 5 unknown ones (the
+    fallback), or GET profile when the bundle has no recommender."""
+    known = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column("user_id").to_pylist()
+    sample = random.Random(0).sample(known, min(len(known), 5000))
+    if (bundle / "recommender.npz").exists():
+        return "/v1/users/{id}/recommendations?n=10", sample + [f"unknown-{i:05d}" for i in range(len(sample) // 4)]
+    return "/v1/users/{id}/profile", sample
+
+
+def serve_and_load(data_dir: Path, duration_s: float, connections: int = 32) -> dict:
+    """Start the API on the data home's active bundle, time its start-up (checksums, load,
+    index) and load GET recommendations for `duration_s`: {"startup_s", "requests_per_s",
+    "p99_ms", ..., "rss_mb" (the server's, after the load)}. For `behavior bench scale`."""
+    home = DataHome(Path(data_dir).absolute())
+    work = Path(tempfile.mkdtemp(prefix="behavior-bench-api-"))
+    try:
+        keys_file, key = _bench_key(work)
+        path, ids = _request_ids(home.bundles / home.current.read_text().strip())
+        with _server(home.root, keys_file, work / "server.log") as (base, ready_s, pid):
+            res = _load(base, key, ids, path, duration_s, connections, work)
+            return {"startup_s": round(ready_s, 2), "path": path, **res, "rss_mb": round(_rss_mb(pid), 1)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles: int = 1_000_000, *,
                   query_runs: int = 7, users: int = 20_000,
                   progress: Callable[[str], None] = lambda _: None) -> list[dict]:
@@ -284,23 +310,18 @@ def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles:
     try:
         keys_file, key = _bench_key(work)
         bundle = _ensure_bundle(home, users, progress)
-        has_recommender = (bundle / "recommender.npz").exists()
-        known = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column("user_id").to_pylist()
-        rng = random.Random(0)
-        sample = rng.sample(known, min(len(known), 5000))
-        if has_recommender:
-            step, path = "api recommendations", "/v1/users/{id}/recommendations?n=10"
-            ids = sample + [f"unknown-{i:05d}" for i in range(len(sample) // 4)]  # 20% unknown: the fallback
-            note = "random users, 1 in 5 unknown (fallback)"
+        known = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).num_rows
+        path, ids = _request_ids(bundle)
+        if "recommendations" in path:
+            step, note = "api recommendations", "random users, 1 in 5 unknown (fallback)"
         else:
-            step, path = "api profile", "/v1/users/{id}/profile"
-            ids = sample
+            step = "api profile"
             note = "no recommender.npz in the bundle: GET profile measured instead of recommendations"
         progress(f"{step}: {connections} connections for {duration_s:g} s")
         with _server(home.root, keys_file, work / "server.log") as (base, _, pid):
             res = _load(base, key, ids, path, duration_s, connections, work)
             memory = _memory_over(base, key, ids, path, connections, work, pid, res, progress)
-        row = {"step": step, "bundle": bundle.name, "profiles": len(known), "connections": connections,
+        row = {"step": step, "bundle": bundle.name, "profiles": known, "connections": connections,
                "seconds": duration_s, "server": "uvicorn, 1 worker, {} + {}".format(*_loop_http()), **res,
                "note": note,
                "target": REC_TARGET[0], "met": bool(REC_TARGET[1](res))}

@@ -4,8 +4,10 @@ For each size (payment lines) the synthetic generator makes a history with
 users = lines / 17 (the demo's ratio: 60k users, ~1M lines over 24 months) and its
 default item count; then, each in a fresh process, `ingest` and `run` (all stages). The run
 process samples its resident memory every 50 ms, so each stage gets its own peak. Rows:
-one per (size, step) with seconds and peak MB; `scale.json` and a log-log plot of seconds
-against lines per step (`scale.png`) are written to the work folder.
+one per (size, step) with seconds and peak MB; then the API is started on the published
+bundle (its start-up: checksums, load, index) and loaded with GET recommendations for
+API_SECONDS (requests/s, p99, the server's memory). `scale.json` and a log-log plot of
+seconds against lines per step (`scale.png`) are written to the work folder.
 
 Target (issue 10, 2 cores): 10M lines end to end (ingest + run) < 10 minutes, peak < 8 GB.
 """
@@ -20,7 +22,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from behavior.synth_catalog import default_item_count
+from pipelines.bench_api import serve_and_load
+
 USERS_PER_LINE = 1 / 17
+PART_LINES = 10_000_000
+API_SECONDS = 10.0
+NOT_A_COST = ("synth", "api recommendations")  # not plotted: generation, and a fixed-length load test
 # the generator makes about the lines asked for (9,994,341 for 10M): the target applies from 9M
 TARGET = ("ingest + run < 600 s and peak < 8 GB at 10M lines",
           lambda r: r["lines"] < 9_000_000 or (r["seconds"] < 600 and r["peak_mb"] < 8192))
@@ -65,10 +73,22 @@ from pathlib import Path
 from pipelines.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 t0 = time.perf_counter()
-rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions())
+rep = ingest(DataHome(Path(sys.argv[1])), [Path(a) for a in sys.argv[2:]], IngestOptions())
 print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rep["accepted"],
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+def _parts(lines: int) -> list[dict]:
+    """The generator's overrides per part: histories above PART_LINES are generated (and
+    written) in parts of about PART_LINES lines, since the generator holds a whole history in
+    memory (10M lines: about 6 GB). The parts share the catalogue (`catalog_seed`, and the item
+    count of the whole population), their ids are prefixed, and only the first part runs the
+    promotions (their cost is per promotion and per assigned user, not per line)."""
+    n = max(1, round(lines / PART_LINES))
+    items = default_item_count(int(lines * USERS_PER_LINE))
+    return [{"catalog_seed": 0, "items": items, "id_prefix": f"k{k}-" if k else "",
+             **({"n_promotions": 0} if k else {})} for k in range(n)]
 
 
 def _child(code: str, *args: str) -> dict:
@@ -79,7 +99,7 @@ def _child(code: str, *args: str) -> dict:
 
 
 def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] = lambda _: None,
-              keep: bool = False) -> list[dict]:
+              keep: bool = False, api_seconds: float = API_SECONDS) -> list[dict]:
     from pipelines.synth_files import write_synth
 
     rows: list[dict] = []
@@ -88,13 +108,17 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
         users = max(int(lines * USERS_PER_LINE), 100)
         folder = work / f"scale-{lines}"
         shutil.rmtree(folder, ignore_errors=True)
-        progress(f"{lines:,} lines: generating {users:,} users")
+        parts = _parts(lines)
+        progress(f"{lines:,} lines: generating {users:,} users" + (f" in {len(parts)} parts" if len(parts) > 1 else ""))
         t0 = time.perf_counter()
-        written = write_synth(folder / "synth", users=users, months=24, seed=0)
-        made = written.get("payments.parquet", 0)
+        made = 0
+        for k, overrides in enumerate(parts):
+            written = write_synth(folder / f"synth-{k}", users=users // len(parts), months=24, seed=k,
+                                  **(overrides if len(parts) > 1 else {}))
+            made += written.get("payments.parquet", 0)
         rows.append({"lines": made, "step": "synth", "seconds": round(time.perf_counter() - t0, 2)})
         progress(f"{made:,} lines: ingest")
-        ing = _child(_INGEST_CHILD, str(folder / "data"), str(folder / "synth"))
+        ing = _child(_INGEST_CHILD, str(folder / "data"), *(str(folder / f"synth-{k}") for k in range(len(parts))))
         rows.append({"lines": made, "step": "ingest", "seconds": round(ing["seconds"], 2),
                      "peak_mb": round(ing["peak_mb"])})
         progress(f"{made:,} lines: run")
@@ -108,6 +132,12 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
                  "peak_mb": round(max([ing["peak_mb"], *run["peaks"].values()]))}
         total.update(target=TARGET[0], met=bool(TARGET[1](total)))
         rows.append(total)
+        progress(f"{made:,} lines: API on the published bundle, {api_seconds:g} s of GET recommendations")
+        api = serve_and_load(folder / "data", api_seconds)
+        rows.append({"lines": made, "step": "api start-up", "seconds": api["startup_s"], "peak_mb": api["rss_mb"]})
+        rows.append({"lines": made, "step": "api recommendations", "seconds": api_seconds, "peak_mb": api["rss_mb"],
+                     "requests_per_s": api.get("requests_per_s"), "p99_ms": api.get("p99_ms"),
+                     "errors": api.get("errors")})
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
         (work / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -122,7 +152,7 @@ def plot_scale(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [s for s in dict.fromkeys(r["step"] for r in rows) if s != "synth"]
+    steps = [s for s in dict.fromkeys(r["step"] for r in rows) if s not in NOT_A_COST]
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
     ax.set_prop_cycle(color=plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2])
     for step in steps:
@@ -147,8 +177,10 @@ def plot_scale(rows: list[dict], path: Path) -> None:
 
 
 def format_scale(rows: list[dict]) -> str:
-    out = ["| lines | step | seconds | peak MB |", "|---:|---|---:|---:|"]
+    out = ["| lines | step | seconds | peak MB | note |", "|---:|---|---:|---:|---|"]
     for r in rows:
-        out.append(f"| {r['lines']:,} | {r['step']} | {r['seconds']:.2f} | {r.get('peak_mb', '') or ''} |")
+        note = (f"{r['requests_per_s']:,.0f} req/s, p99 {r['p99_ms']} ms, {r.get('errors') or 0} errors"
+                if r.get("requests_per_s") else "")
+        out.append(f"| {r['lines']:,} | {r['step']} | {r['seconds']:.2f} | {r.get('peak_mb', '') or ''} | {note} |")
     return "\n".join(out)
 

@@ -376,6 +376,10 @@ def format_api_table(rows: list[dict]) -> str:
             out.append(f"| {r['step']} | median {r['median_ms']:.1f} ms of {r['runs']} runs "
                        f"(min {r['min_ms']:.1f}, max {r['max_ms']:.1f}) at {r['profiles']:,} profiles, "
                        f"{r['matches']:,} matches | {r['target']} | {'yes' if r['met'] else 'no'} |")
+        elif "rss_growth_mb" in r:
+            out.append(f"| {r['step']} | RSS {r['rss_before_mb']:,.1f} MB before, {r['rss_after_mb']:,.1f} MB after "
+                       f"{r['requests']:,} requests, {r['errors']} errors | {r['target']} | "
+                       f"{'yes' if r['met'] else 'no'} |")
         elif "rows_per_s" in r:
             out.append(f"| {r['step']} | {r['rows']:,} rows in {r['seconds']:.2f} s ({r['rows_per_s']:,} rows/s) | | |")
         else:

@@ -261,10 +261,9 @@ def _quarantine(src: Source, rejected: pa.Table, spec: Table, ingest_id: str) ->
     rows = rejected.column(ROW).to_pylist()
     raws: list[str] = []
     if rows:
-        pos = pc.subtract(rejected.column(ROW), 1)  # ROW is 1-based and dense unless malformed rows
-        if len(src.malformed):
-            index = {r: i for i, r in enumerate(src.table.column(ROW).to_pylist())}
-            pos = pa.array([index[r] for r in rows])
+        # by row number: malformed rows and erased users' rows have left the table, so a row's
+        # position is not its number minus one
+        pos = pc.index_in(rejected.column(ROW), value_set=src.table.column(ROW))
         values = src.table.take(pos).drop_columns([ROW]).to_pylist()
         raws = [mask_card_numbers(json.dumps(v, default=str, ensure_ascii=False)) for v in values]
     reasons = rejected.column("reason").to_pylist()

@@ -4,6 +4,7 @@ numeric id sent back in spreadsheet form ('17850.0', ' 17850 ') is still recogni
 from datetime import datetime, timezone
 
 import duckdb
+import pandas as pd
 import pyarrow.parquet as pq
 
 from pipelines.config import Config
@@ -41,3 +42,22 @@ def test_an_erased_numeric_id_in_spreadsheet_form_is_rejected(tmp_path):
     assert rep["rejected_by_reason"] == {"erased_user": 2} and rep["accepted"] == 1
     stored = duckdb.sql(f"SELECT DISTINCT user_id FROM {scan_sql(home.lake, 'payments')}").fetchall()
     assert stored == [("20000",)]
+
+
+def test_a_rejected_row_after_an_erased_one_keeps_its_own_values_in_the_quarantine(tmp_path):
+    """Erased users' rows leave the source before validation: the quarantine must still show
+    each rejected row's own values (the last row included), found by row number, not position."""
+    home = DataHome(tmp_path / "data")
+    (tmp_path / "a.csv").write_text("user_id,item_id,amount,paid_at\n17850,i1,2.5,2025-01-01T10:00:00Z\n")
+    ingest(home, [tmp_path / "a.csv"], IngestOptions())
+    forget(home, ["17850"])
+    (tmp_path / "b.csv").write_text("user_id,item_id,amount,paid_at\n17850,i2,2.5,2025-01-02T10:00:00Z\n"
+                                    "u2,i3,not-a-number,2025-01-03T10:00:00Z\nu3,i4,1.0,2025-01-03T10:00:00Z\n"
+                                    "u4,i5,also-bad,2025-01-04T10:00:00Z\n")
+    rep = ingest(home, [tmp_path / "b.csv"], IngestOptions())
+    assert rep["accepted"] == 1 and rep["rejected"] == 3
+    q = pq.read_table(home.lake / "_rejected" / "payments").to_pandas().set_index("source_row")
+    q = q[q["source_file"].str.endswith("b.csv")]
+    assert q.loc[1, "reason"] == "erased_user" and pd.isna(q.loc[1, "raw"])
+    assert '"u2"' in q.loc[2, "raw"] and "not-a-number" in q.loc[2, "raw"]
+    assert '"u4"' in q.loc[4, "raw"] and "also-bad" in q.loc[4, "raw"]

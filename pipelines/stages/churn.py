@@ -31,8 +31,8 @@ MAX_TRAIN_ROWS = 300_000   # a uniform sample (seed 0) above this, per cutoff an
                            # bounded memory at any number of customers
 
 
-def _cap(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.sample(MAX_TRAIN_ROWS, random_state=0) if len(frame) > MAX_TRAIN_ROWS else frame
+def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    return frame.sample(MAX_TRAIN_ROWS, random_state=seed) if len(frame) > MAX_TRAIN_ROWS else frame
 SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
 
 
@@ -83,8 +83,9 @@ def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
 
     # each training cutoff is sampled as it comes (at most MAX_TRAIN_ROWS): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
-    train = pd.concat([_cap(C.cutoff_dataset(ctx.engine, "payments", c, horizon_days, penalizer=penalizer))
-                       for c in cuts.train], ignore_index=True)
+    # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
+    train = pd.concat([_cap(C.cutoff_dataset(ctx.engine, "payments", c, horizon_days, penalizer=penalizer), 1 + i)
+                       for i, c in enumerate(cuts.train)], ignore_index=True)
     test = C.cutoff_dataset(ctx.engine, "payments", cuts.test, horizon_days, penalizer=penalizer)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))

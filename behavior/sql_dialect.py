@@ -34,6 +34,8 @@ class Dialect:
     timestamp_tz: str        # {0}: 'YYYY-MM-DD HH:MM:SS.ffffff' UTC wall time -> an instant literal
     timestamp_naive: str     # {0}: the same, a timestamp without time zone
     string_type: str         # the type name of text in a CAST
+    float_text: str          # {0}: a DOUBLE / FLOAT -> its text as DuckDB writes it (shortest digits, plain
+                             # from 1e-4 to 1e16, else 1.5e+16 / 1.5e-05; 'nan', 'inf')
     utc_month: str           # {0}: a timestamp -> the first day of its UTC month (DATE)
     month_diff: str          # {0}, {1}: first-of-month DATEs -> whole months from {0} to {1}
     series: str              # {0} n >= 1, {1} alias: a FROM item with rows {1}({1}) = 0 .. n-1;
@@ -98,6 +100,7 @@ DUCKDB = Dialect(
     timestamp_tz="TIMESTAMPTZ '{0}+00:00'",
     timestamp_naive="TIMESTAMP '{0}'",
     string_type="VARCHAR",
+    float_text="CAST({0} AS VARCHAR)",
     utc_month="date_trunc('month', {0} AT TIME ZONE 'UTC')::DATE",
     month_diff="date_diff('month', {0}, {1})",
     series="range(0, CAST({0} AS BIGINT)) {1}({1})",
@@ -118,6 +121,25 @@ DUCKDB = Dialect(
     backslash_escapes=False,
 )
 
+def _spark_float_text() -> str:
+    """Spark's cast of a DOUBLE to text is Java's (`1.2345678E7` from 1e7, `1.0E-4` below 1e-3);
+    rewrite it as DuckDB's: whole numbers below 1e16 exactly (`12345678.0`), others from
+    Java's digits and exponent (plain from 1e-4 to 1e16, else `1.5e+16`)."""
+    x, s = "{0}", "CAST({0} AS STRING)"
+    mantissa, n = f"substring_index({s}, 'E', 1)", f"CAST(substring_index({s}, 'E', -1) AS INT)"
+    digits = f"regexp_replace(replace({mantissa}, '-', ''), '\\\\.0$|\\\\.', '')"   # 1.05 -> 105, 1.0 -> 1
+    sign = f"CASE WHEN {x} < 0 THEN '-' ELSE '' END"
+    scientific = (f"left({digits}, 1) || CASE WHEN length({digits}) > 1 THEN '.' || substr({digits}, 2) ELSE '' END"
+                  f" || 'e' || CASE WHEN {n} < 0 THEN '-' ELSE '+' END || CASE WHEN abs({n}) < 10 THEN '0' ELSE '' END"
+                  f" || abs({n})")
+    return (f"CASE WHEN {x} = floor({x}) AND abs({x}) < 1e16 AND {x} <> 0 THEN CAST(CAST({x} AS BIGINT) AS STRING) || '.0' "
+            f"WHEN NOT contains({s}, 'E') THEN lower(replace({s}, 'Infinity', 'inf')) "   # -0.0, NaN, Infinity, 0.001 .. 1e7
+            f"ELSE {sign} || CASE WHEN {n} BETWEEN 0 AND 15 THEN left({digits}, {n} + 1) || '.' || substr({digits}, {n} + 2) "
+            f"WHEN {n} = -4 THEN '0.000' || {digits} ELSE {scientific} END END")
+
+
+_SPARK_FLOAT_TEXT = _spark_float_text()
+
 # Spark SQL. The session time zone must be UTC (the engine sets it): Spark's TIMESTAMP is an
 # instant shown in the session zone, and date_trunc works in that zone.
 SPARK = Dialect(
@@ -128,6 +150,7 @@ SPARK = Dialect(
     timestamp_tz="TIMESTAMP '{0}+00:00'",
     timestamp_naive="TIMESTAMP_NTZ '{0}'",
     string_type="STRING",
+    float_text=_SPARK_FLOAT_TEXT,
     utc_month="CAST(date_trunc('MONTH', {0}) AS DATE)",
     month_diff="timestampdiff(MONTH, {0}, {1})",
     series="LATERAL explode(sequence(0, CAST({0} AS BIGINT) - 1)) AS {1}({1})",

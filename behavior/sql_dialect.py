@@ -178,21 +178,36 @@ _JAVA_FIELDS = {"%Y": "yyyy", "%y": "yy", "%m": "M", "%d": "d", "%H": "H", "%I":
                 "%p": "a", "%b": "MMM", "%B": "MMMM", "%f": "SSSSSS", "%z": "XXX", "%%": "%"}
 
 
+_NUMERIC_FIELDS = {"%Y", "%y", "%m", "%d", "%H", "%I", "%M", "%S", "%f"}
+
+
 def java_pattern(strftime: str) -> str:
     """A strftime pattern as a Spark (java.time) datetime pattern; letters outside the fields
-    are quoted. One-letter fields read one or two digits, as strptime does."""
-    out, i = [], 0
+    are quoted. One-letter fields read one or two digits, as strptime does, except next to
+    another number field (`%Y%m%d`): java.time cannot split adjacent numbers when one has a
+    variable width, so there the field is two digits (`yyyyMMdd`; strptime reads 20240105
+    the same way)."""
+    tokens, i = [], 0
     while i < len(strftime):
         two = strftime[i:i + 2]
         if two in _JAVA_FIELDS:
-            out.append(_JAVA_FIELDS[two])
+            tokens.append(two)
             i += 2
             continue
         if two.startswith("%"):
             raise ValueError(f"date format {strftime!r}: {two} has no Spark equivalent; use %Y %y %m %d %H %I %M %S %p %b %B %f %z")
-        ch = strftime[i]
-        out.append(f"'{ch}'" if ch.isalpha() or ch == "'" else ch)
+        tokens.append(strftime[i])
         i += 1
+    out = []
+    for j, tok in enumerate(tokens):
+        if tok not in _JAVA_FIELDS:
+            out.append(f"'{tok}'" if tok.isalpha() or tok == "'" else tok)
+            continue
+        field = _JAVA_FIELDS[tok]
+        beside = {tokens[k] for k in (j - 1, j + 1) if 0 <= k < len(tokens)}
+        if len(field) == 1 and tok in _NUMERIC_FIELDS and beside & _NUMERIC_FIELDS:
+            field *= 2
+        out.append(field)
     return "".join(out)
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (DUCKDB, SPARK)}

@@ -54,7 +54,8 @@ class Dialect:
     regexp_replace_all: str  # {0} text, {1} pattern literal, {2} replacement literal -> every match replaced
     group_ref: str           # {0}: group number, as written in a replacement (backslash 1, $1)
     sha256: str              # {0}: text -> lower-case hex SHA-256
-    row_hash: str            # {0}: comma-joined expressions -> a 64-bit hash (equal values, equal hash)
+    row_hash: str            # {0}: comma-joined `row_hash_arg`s -> a 64-bit hash (equal values, equal hash)
+    row_hash_arg: str        # {0}: one expression as hashed by `row_hash` (where its NULL is counted)
     backslash_escapes: bool  # string literals treat backslash as an escape (Spark), else '' is the only one
 
     def literal(self, value: str) -> str:
@@ -68,6 +69,10 @@ class Dialect:
         if self.name == "spark":   # RLIKE finds; anchor the pattern to match the whole text
             pattern = f"^(?:{pattern})$"
         return self.regexp_full.format(expr, self.literal(pattern))
+
+    def hash_of(self, exprs: list[str]) -> str:
+        """A 64-bit hash of the values of `exprs`: equal values (NULLs in the same places), equal hash."""
+        return self.row_hash.format(", ".join(self.row_hash_arg.format(e) for e in exprs))
 
     def find(self, expr: str, pattern: str) -> str:
         return self.regexp_find.format(expr, self.literal(pattern))
@@ -118,6 +123,7 @@ DUCKDB = Dialect(
     group_ref="\\{0}",
     sha256="sha256({0})",
     row_hash="hash({0})",
+    row_hash_arg="{0}",
     backslash_escapes=False,
 )
 
@@ -170,7 +176,9 @@ SPARK = Dialect(
     regexp_replace_all="regexp_replace({0}, {1}, {2})",
     group_ref="${0}",
     sha256="sha2({0}, 256)",
+    # xxhash64 skips NULLs: (NULL, 'X') and ('X', NULL) would hash alike; a marker per value
     row_hash="xxhash64({0})",
+    row_hash_arg="{0}, {0} IS NULL",
     backslash_escapes=True,
 )
 

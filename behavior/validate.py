@@ -317,7 +317,7 @@ SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
 
 def _row_hash(spec: Table, d: Dialect, skip: str = "") -> str:
     """SQL hash of a row's stored values: rows with equal hashes are exact copies."""
-    return d.row_hash.format(", ".join(_q(n, d) for n in spec.names if n != skip))
+    return d.hash_of([_q(n, d) for n in spec.names if n != skip])
 
 
 def _line_numbers(engine: Any, out: pa.Table, spec: Table) -> pa.Table:

@@ -67,7 +67,7 @@ class Dialect:
     def full_match(self, expr: str, pattern: str) -> str:
         """Whether all of `expr` matches the regular expression `pattern` (a Python string)."""
         if self.name == "spark":   # RLIKE finds; anchor the pattern to match the whole text
-            pattern = f"^(?:{pattern})$"
+            pattern = f"^(?:{pattern})\\z"   # not $: Java's $ also matches before a final newline
         return self.regexp_full.format(expr, self.literal(pattern))
 
     def hash_of(self, exprs: list[str]) -> str:

@@ -348,6 +348,29 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
     assert b"4111111111111111" not in blob and b"4111 1111 1111 1111" not in blob and b"4222222222222" not in blob
 
 
+def test_a_cut_journal_is_an_error_naming_the_file(spark, tmp_path):
+    """A commit journal cut by a crash (written in place by older versions; now written to a
+    temporary name and renamed) stops recovery with the file named and the way out, as the
+    local lake does, not a bare JSON error; a leftover temporary is dropped."""
+    from pipelines.engines.spark import SparkEngine, SparkLake
+    from pipelines.lake import LakeError, recover
+
+    for lake in (tmp_path / "spark", tmp_path / "local"):
+        (lake / "_txn" / "20240101T000000-abc").mkdir(parents=True)
+        (lake / "_txn" / "20240101T000000-abc.commit").write_text('{"id": "20240101T000000-abc", "move": [["_t')
+        (lake / "_txn" / ".x.commit.1234.tmp").write_text('{"id": ')
+    with pytest.raises(LakeError, match=r"_txn/20240101T000000-abc\.commit is damaged.*delete the journal"):
+        SparkLake(SparkEngine(spark, owned=False, settings=SparkSettings(lake=str(tmp_path / "spark"))))
+    with pytest.raises(LakeError, match=r"_txn/20240101T000000-abc\.commit is damaged.*delete the journal"):
+        recover(tmp_path / "local")
+    (tmp_path / "spark" / "_txn" / "20240101T000000-abc.commit").unlink()   # the way out
+    lake = SparkLake(SparkEngine(spark, owned=False, settings=SparkSettings(lake=str(tmp_path / "spark"))))
+    with lake.transaction() as txn:
+        lake.write_meta(txn, {"currency": "EUR"})
+    assert lake.read_meta() == {"currency": "EUR"}   # Spark's text reader read `_lake.json` as empty
+    assert sorted(p.name for p in (tmp_path / "spark").rglob("*")) == ["_lake.json", "_txn"]
+
+
 def test_ingest_then_run_on_spark_from_the_cli_to_a_hadoop_lake_uri(spark, tmp_path, monkeypatch):
     """`behavior ingest --engine spark` into a lake named by a file:// URI (a Hadoop path, from
     the environment), then `behavior run --engine spark` on it publishes a bundle. (The URI is

@@ -1,10 +1,21 @@
 """The few SQL constructs that differ between the engines, one table per engine.
 
 Every log-level definition (features, merchant loyalty, cohort tables, churn labels,
-interactions, promotion windows) is ONE SQL text, rendered for an engine by filling in the
-templates of its `Dialect`; nothing else differs, so the engines cannot drift. DuckDB is the
+interactions, promotion windows, ingest's validation) is ONE SQL text, rendered for an engine
+by filling in the templates of its `Dialect`, so the engines cannot drift. DuckDB is the
 default; "spark" is Spark SQL (Spark 4, session time zone UTC, run by
-`pipelines.engines.spark`).
+`pipelines.engines.spark`). The Spark templates give DuckDB's answers where Spark's own
+would differ: the text of a float (`float_text`: Java writes 12345678.0 as 1.2345678E7), a
+whole-text regular expression match (anchored with `\\z`: Java's `$` also matches before a
+final newline), strptime patterns (`java_pattern`: two-digit fields where numbers touch, as
+in `%Y%m%d`), and the row hash (`row_hash_arg`: xxhash64 skips NULLs, so a marker per value).
+
+What still differs (README, Engines): a two-digit year `%y` reads 2000-2099 on Spark (DuckDB
+1969-2068); hash values themselves (`row_hash` is compared only within one engine); the text
+of a timestamp (`CAST(ts AS text)`: DuckDB adds `+00` to an instant), so a payment id derived
+from a typed (Parquet) timestamp differs; and the text of a float that is not a whole number
+below 1e16 may have one digit more on Spark where Java 17's `Double.toString` is not the
+shortest (DuckDB's is, e.g. 1.2345678901234568e+18 against 1.23456789012345677e+18).
 
 A template is a `str.format` pattern; the placeholders are documented per field. Everything
 outside these templates is standard SQL both engines accept (aggregates with FILTER, CASE,

@@ -291,7 +291,12 @@ class SparkLake:
     `pipelines.lake` carried out on the lake's Hadoop file system: new files are written under
     `<lake>/_txn/<id>/`, one journal `<lake>/_txn/<id>.commit` lists the moves and deletions,
     then they are done (a journal left by a crash is completed, a staging folder without one
-    dropped, by the next ingest; for a local lake also by every command, `pipelines.lake`)."""
+    dropped, by the next ingest; for a local lake also by every command, `pipelines.lake`).
+
+    One lake URI belongs to one data home: there is no lock on the lake itself, only the data
+    home's (held by `behavior ingest` around the whole transaction). Opening a SparkLake
+    completes or drops every transaction under `<lake>/_txn/`, so two data homes (or hosts)
+    writing one `spark_lake` would roll back each other's transactions in flight and lose rows."""
 
     name = "spark"
 

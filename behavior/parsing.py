@@ -42,7 +42,15 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
         return f"CAST(NULL AS {d.string_type})"
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         return f"NULLIF(TRIM({expr}), '')"
-    return f"NULLIF(TRIM(CAST({expr} AS {d.string_type})), '')"
+    return f"NULLIF(TRIM({as_text(expr, typ, d)}), '')"
+
+
+def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
+    """Text of a typed value, the same on both engines (a float as DuckDB writes it: Spark's
+    own cast writes 12345678.0 as 1.2345678E7)."""
+    if typ is not None and pa.types.is_floating(typ):
+        return d.float_text.format(expr)
+    return f"CAST({expr} AS {d.string_type})"
 
 
 def date_formats(dayfirst: bool) -> list[str]:

@@ -1,10 +1,21 @@
 """The few SQL constructs that differ between the engines, one table per engine.
 
 Every log-level definition (features, merchant loyalty, cohort tables, churn labels,
-interactions, promotion windows) is ONE SQL text, rendered for an engine by filling in the
-templates of its `Dialect`; nothing else differs, so the engines cannot drift. DuckDB is the
+interactions, promotion windows, ingest's validation) is ONE SQL text, rendered for an engine
+by filling in the templates of its `Dialect`, so the engines cannot drift. DuckDB is the
 default; "spark" is Spark SQL (Spark 4, session time zone UTC, run by
-`pipelines.engines.spark`).
+`pipelines.engines.spark`). The Spark templates give DuckDB's answers where Spark's own
+would differ: the text of a float (`float_text`: Java writes 12345678.0 as 1.2345678E7), a
+whole-text regular expression match (anchored with `\\z`: Java's `$` also matches before a
+final newline), strptime patterns (`java_pattern`: two-digit fields where numbers touch, as
+in `%Y%m%d`), and the row hash (`row_hash_arg`: xxhash64 skips NULLs, so a marker per value).
+
+What still differs (README, Engines): a two-digit year `%y` reads 2000-2099 on Spark (DuckDB
+1969-2068); hash values themselves (`row_hash` is compared only within one engine); the text
+of a timestamp (`CAST(ts AS text)`: DuckDB adds `+00` to an instant), so a payment id derived
+from a typed (Parquet) timestamp differs; and the text of a float that is not a whole number
+below 1e16 may have one digit more on Spark where Java 17's `Double.toString` is not the
+shortest (DuckDB's is, e.g. 1.2345678901234568e+18 against 1.23456789012345677e+18).
 
 A template is a `str.format` pattern; the placeholders are documented per field. Everything
 outside these templates is standard SQL both engines accept (aggregates with FILTER, CASE,
@@ -34,6 +45,8 @@ class Dialect:
     timestamp_tz: str        # {0}: 'YYYY-MM-DD HH:MM:SS.ffffff' UTC wall time -> an instant literal
     timestamp_naive: str     # {0}: the same, a timestamp without time zone
     string_type: str         # the type name of text in a CAST
+    float_text: str          # {0}: a DOUBLE / FLOAT -> its text as DuckDB writes it (shortest digits, plain
+                             # from 1e-4 to 1e16, else 1.5e+16 / 1.5e-05; 'nan', 'inf')
     utc_month: str           # {0}: a timestamp -> the first day of its UTC month (DATE)
     month_diff: str          # {0}, {1}: first-of-month DATEs -> whole months from {0} to {1}
     series: str              # {0} n >= 1, {1} alias: a FROM item with rows {1}({1}) = 0 .. n-1;
@@ -52,7 +65,8 @@ class Dialect:
     regexp_replace_all: str  # {0} text, {1} pattern literal, {2} replacement literal -> every match replaced
     group_ref: str           # {0}: group number, as written in a replacement (backslash 1, $1)
     sha256: str              # {0}: text -> lower-case hex SHA-256
-    row_hash: str            # {0}: comma-joined expressions -> a 64-bit hash (equal values, equal hash)
+    row_hash: str            # {0}: comma-joined `row_hash_arg`s -> a 64-bit hash (equal values, equal hash)
+    row_hash_arg: str        # {0}: one expression as hashed by `row_hash` (where its NULL is counted)
     backslash_escapes: bool  # string literals treat backslash as an escape (Spark), else '' is the only one
 
     def literal(self, value: str) -> str:
@@ -64,8 +78,12 @@ class Dialect:
     def full_match(self, expr: str, pattern: str) -> str:
         """Whether all of `expr` matches the regular expression `pattern` (a Python string)."""
         if self.name == "spark":   # RLIKE finds; anchor the pattern to match the whole text
-            pattern = f"^(?:{pattern})$"
+            pattern = f"^(?:{pattern})\\z"   # not $: Java's $ also matches before a final newline
         return self.regexp_full.format(expr, self.literal(pattern))
+
+    def hash_of(self, exprs: list[str]) -> str:
+        """A 64-bit hash of the values of `exprs`: equal values (NULLs in the same places), equal hash."""
+        return self.row_hash.format(", ".join(self.row_hash_arg.format(e) for e in exprs))
 
     def find(self, expr: str, pattern: str) -> str:
         return self.regexp_find.format(expr, self.literal(pattern))
@@ -98,6 +116,7 @@ DUCKDB = Dialect(
     timestamp_tz="TIMESTAMPTZ '{0}+00:00'",
     timestamp_naive="TIMESTAMP '{0}'",
     string_type="VARCHAR",
+    float_text="CAST({0} AS VARCHAR)",
     utc_month="date_trunc('month', {0} AT TIME ZONE 'UTC')::DATE",
     month_diff="date_diff('month', {0}, {1})",
     series="range(0, CAST({0} AS BIGINT)) {1}({1})",
@@ -115,8 +134,28 @@ DUCKDB = Dialect(
     group_ref="\\{0}",
     sha256="sha256({0})",
     row_hash="hash({0})",
+    row_hash_arg="{0}",
     backslash_escapes=False,
 )
+
+def _spark_float_text() -> str:
+    """Spark's cast of a DOUBLE to text is Java's (`1.2345678E7` from 1e7, `1.0E-4` below 1e-3);
+    rewrite it as DuckDB's: whole numbers below 1e16 exactly (`12345678.0`), others from
+    Java's digits and exponent (plain from 1e-4 to 1e16, else `1.5e+16`)."""
+    x, s = "{0}", "CAST({0} AS STRING)"
+    mantissa, n = f"substring_index({s}, 'E', 1)", f"CAST(substring_index({s}, 'E', -1) AS INT)"
+    digits = f"regexp_replace(replace({mantissa}, '-', ''), '\\\\.0$|\\\\.', '')"   # 1.05 -> 105, 1.0 -> 1
+    sign = f"CASE WHEN {x} < 0 THEN '-' ELSE '' END"
+    scientific = (f"left({digits}, 1) || CASE WHEN length({digits}) > 1 THEN '.' || substr({digits}, 2) ELSE '' END"
+                  f" || 'e' || CASE WHEN {n} < 0 THEN '-' ELSE '+' END || CASE WHEN abs({n}) < 10 THEN '0' ELSE '' END"
+                  f" || abs({n})")
+    return (f"CASE WHEN {x} = floor({x}) AND abs({x}) < 1e16 AND {x} <> 0 THEN CAST(CAST({x} AS BIGINT) AS STRING) || '.0' "
+            f"WHEN NOT contains({s}, 'E') THEN lower(replace({s}, 'Infinity', 'inf')) "   # -0.0, NaN, Infinity, 0.001 .. 1e7
+            f"ELSE {sign} || CASE WHEN {n} BETWEEN 0 AND 15 THEN left({digits}, {n} + 1) || '.' || substr({digits}, {n} + 2) "
+            f"WHEN {n} = -4 THEN '0.000' || {digits} ELSE {scientific} END END")
+
+
+_SPARK_FLOAT_TEXT = _spark_float_text()
 
 # Spark SQL. The session time zone must be UTC (the engine sets it): Spark's TIMESTAMP is an
 # instant shown in the session zone, and date_trunc works in that zone.
@@ -128,6 +167,7 @@ SPARK = Dialect(
     timestamp_tz="TIMESTAMP '{0}+00:00'",
     timestamp_naive="TIMESTAMP_NTZ '{0}'",
     string_type="STRING",
+    float_text=_SPARK_FLOAT_TEXT,
     utc_month="CAST(date_trunc('MONTH', {0}) AS DATE)",
     month_diff="timestampdiff(MONTH, {0}, {1})",
     series="LATERAL explode(sequence(0, CAST({0} AS BIGINT) - 1)) AS {1}({1})",
@@ -147,7 +187,9 @@ SPARK = Dialect(
     regexp_replace_all="regexp_replace({0}, {1}, {2})",
     group_ref="${0}",
     sha256="sha2({0}, 256)",
+    # xxhash64 skips NULLs: (NULL, 'X') and ('X', NULL) would hash alike; a marker per value
     row_hash="xxhash64({0})",
+    row_hash_arg="{0}, {0} IS NULL",
     backslash_escapes=True,
 )
 
@@ -155,21 +197,36 @@ _JAVA_FIELDS = {"%Y": "yyyy", "%y": "yy", "%m": "M", "%d": "d", "%H": "H", "%I":
                 "%p": "a", "%b": "MMM", "%B": "MMMM", "%f": "SSSSSS", "%z": "XXX", "%%": "%"}
 
 
+_NUMERIC_FIELDS = {"%Y", "%y", "%m", "%d", "%H", "%I", "%M", "%S", "%f"}
+
+
 def java_pattern(strftime: str) -> str:
     """A strftime pattern as a Spark (java.time) datetime pattern; letters outside the fields
-    are quoted. One-letter fields read one or two digits, as strptime does."""
-    out, i = [], 0
+    are quoted. One-letter fields read one or two digits, as strptime does, except next to
+    another number field (`%Y%m%d`): java.time cannot split adjacent numbers when one has a
+    variable width, so there the field is two digits (`yyyyMMdd`; strptime reads 20240105
+    the same way)."""
+    tokens, i = [], 0
     while i < len(strftime):
         two = strftime[i:i + 2]
         if two in _JAVA_FIELDS:
-            out.append(_JAVA_FIELDS[two])
+            tokens.append(two)
             i += 2
             continue
         if two.startswith("%"):
             raise ValueError(f"date format {strftime!r}: {two} has no Spark equivalent; use %Y %y %m %d %H %I %M %S %p %b %B %f %z")
-        ch = strftime[i]
-        out.append(f"'{ch}'" if ch.isalpha() or ch == "'" else ch)
+        tokens.append(strftime[i])
         i += 1
+    out = []
+    for j, tok in enumerate(tokens):
+        if tok not in _JAVA_FIELDS:
+            out.append(f"'{tok}'" if tok.isalpha() or tok == "'" else tok)
+            continue
+        field = _JAVA_FIELDS[tok]
+        beside = {tokens[k] for k in (j - 1, j + 1) if 0 <= k < len(tokens)}
+        if len(field) == 1 and tok in _NUMERIC_FIELDS and beside & _NUMERIC_FIELDS:
+            field *= 2
+        out.append(field)
     return "".join(out)
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (DUCKDB, SPARK)}

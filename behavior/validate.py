@@ -167,9 +167,22 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     return t, p
 
 
-def _shown(n: str, d: Dialect) -> str:
+def _shown(n: str, d: Dialect, floats: frozenset[str] = frozenset()) -> str:
     """SQL text: the column name and its value in quotes."""
-    return f"{d.literal(n + ' ' + chr(39))} || CAST(t_{n} AS {d.string_type}) || {d.literal(chr(39))}"
+    return f"{d.literal(n + ' ' + chr(39))} || {_t_text(n, d, floats)} || {d.literal(chr(39))}"
+
+
+def _t_text(n: str, d: Dialect, floats: frozenset[str]) -> str:
+    """SQL text of `t_<n>`, the same on both engines; `floats` names the columns whose t_ is a
+    source float (Spark's own cast of a float is Java's 1.2345678E7)."""
+    return d.float_text.format(f"t_{n}") if n in floats else f"CAST(t_{n} AS {d.string_type})"
+
+
+def _float_columns(cols: list[Column], columns: dict[str, str | None], types: dict[str, pa.DataType]) -> frozenset[str]:
+    """Canonical columns whose t_ value is a source float (typed sources keep their type,
+    except for text columns: see `_column_sql`)."""
+    return frozenset(c.name for c in cols if c.type != "string" and columns.get(c.name)
+                     and pa.types.is_floating(types.get(columns[c.name], pa.null())))
 
 
 def _instant(moment: datetime, d: Dialect) -> str:
@@ -177,7 +190,8 @@ def _instant(moment: datetime, d: Dialect) -> str:
     return d.timestamp_tz.format(utc.isoformat(sep=" ", timespec="microseconds"))
 
 
-def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect) -> list[tuple[str, str, str]]:
+def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
+            floats: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
     """(condition, reason code, detail SQL) in the order they are applied."""
     checks: list[tuple[str, str, str]] = []
     for col in spec.columns:
@@ -194,7 +208,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect) -> list[t
         cond = f"t_{n} IS NOT NULL AND p_{n} IS NULL"
         if col.type == "int":
             cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
-        detail = f"{_shown(n, d)} || {d.literal(' is not ' + what)}"
+        detail = f"{_shown(n, d, floats)} || {d.literal(' is not ' + what)}"
         if col.type == "timestamp" and not opts.date_format:
             other = P.timestamp("NULL", pa.string(), dayfirst=not opts.dayfirst, t=f"CAST(t_{n} AS {d.string_type})",
                                 d=d)
@@ -205,7 +219,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect) -> list[t
         checks.append((cond, f"bad_{n}", detail))
     if is_pay:
         checks.append(("t_unit_price IS NOT NULL AND p_unit_price IS NULL", "bad_unit_price",
-                       f"{_shown('unit_price', d)} || ' is not a number'"))
+                       f"{_shown('unit_price', d, floats)} || ' is not a number'"))
     lo = _instant(datetime(1970, 1, 1, tzinfo=timezone.utc), d)
     hi = _instant(opts.now + timedelta(days=1), d)
     for col in spec.columns:
@@ -242,7 +256,7 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
             parts.append(f"(length(t_{c.name}) >= 13 AND {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)})")
         else:
-            text = f"CAST(t_{c.name} AS {d.string_type})"
+            text = P.as_text(f"t_{c.name}", typ, d)   # a float as DuckDB writes it on both engines
             parts.append(f"(abs(p_{c.name}) >= 1e12 AND {d.find(text, CARD_CANDIDATE_PATTERN)})")
     return "COALESCE(" + (" OR ".join(parts) or "FALSE") + ", FALSE)"
 
@@ -264,10 +278,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
-    checks = _checks(spec, opts, is_pay, d)
+    floats = _float_columns(cols, columns, types)
+    checks = _checks(spec, opts, is_pay, d, floats)
     reason = "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code, _ in checks) + " END"
     detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
-    t_all = ", ".join(f"t_{c.name}" for c in cols)
+    t_all = ", ".join(_t_text(c.name, d, floats) if c.name in floats else f"t_{c.name}" for c in cols)
     out = []
     for col in spec.columns:
         n, v = col.name, f"p_{col.name}"
@@ -302,7 +317,7 @@ SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
 
 def _row_hash(spec: Table, d: Dialect, skip: str = "") -> str:
     """SQL hash of a row's stored values: rows with equal hashes are exact copies."""
-    return d.row_hash.format(", ".join(_q(n, d) for n in spec.names if n != skip))
+    return d.hash_of([_q(n, d) for n in spec.names if n != skip])
 
 
 def _line_numbers(engine: Any, out: pa.Table, spec: Table) -> pa.Table:

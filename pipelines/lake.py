@@ -32,6 +32,10 @@ class LockedError(BehaviorError):
     """Another command holds the data home."""
 
 
+class LakeError(BehaviorError):
+    """The lake's transaction state cannot be recovered without a person (a damaged journal)."""
+
+
 @contextmanager
 def locked(home: DataHome, command: str) -> Iterator[None]:
     """Hold the data home's lock for `command`, or fail at once naming the holder."""
@@ -62,7 +66,7 @@ def recover(lake: Path) -> list[str]:
     if not txn_root.exists():
         return done
     for journal in sorted(txn_root.glob("*.commit")):
-        _apply(lake, json.loads(journal.read_text()))
+        _apply(lake, parse_journal(journal.read_text(), str(journal)))
         shutil.rmtree(txn_root / journal.stem, ignore_errors=True)
         journal.unlink()
         done.append(f"completed transaction {journal.stem}")
@@ -70,6 +74,23 @@ def recover(lake: Path) -> list[str]:
         shutil.rmtree(staging, ignore_errors=True)
         done.append(f"rolled back transaction {staging.name}")
     return done
+
+
+def parse_journal(text: str, where: str) -> dict:
+    """A commit journal's content; a damaged one (written in place and cut by a crash, by a
+    version before journals were written atomically) is an error naming the file and the way
+    out, not a bare JSON error on every later command."""
+    try:
+        journal = json.loads(text)
+        if isinstance(journal, dict) and {"move", "delete"} <= journal.keys():
+            return journal
+    except ValueError:
+        pass
+    staging = where[:-len(".commit")] if where.endswith(".commit") else where
+    raise LakeError(f"the lake's commit journal {where} is damaged (not a complete journal: a crash while it was "
+                    f"being written?), so its transaction cannot be completed. Its files are still in {staging}/; "
+                    "to roll that transaction back, delete the journal and that folder, then ingest its files "
+                    "again (rows stored already are counted as duplicates)")
 
 
 def _apply(lake: Path, journal: dict) -> None:

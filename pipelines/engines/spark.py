@@ -57,7 +57,7 @@ import pyarrow as pa
 from behavior.errors import BehaviorError
 from behavior.features import as_of_literal
 from behavior.sql_dialect import SPARK
-from pipelines.lake import META, TXN
+from pipelines.lake import META, TXN, parse_journal
 
 ENV = {
     "master": "BEHAVIOR_SPARK_MASTER",
@@ -291,7 +291,12 @@ class SparkLake:
     `pipelines.lake` carried out on the lake's Hadoop file system: new files are written under
     `<lake>/_txn/<id>/`, one journal `<lake>/_txn/<id>.commit` lists the moves and deletions,
     then they are done (a journal left by a crash is completed, a staging folder without one
-    dropped, by the next ingest; for a local lake also by every command, `pipelines.lake`)."""
+    dropped, by the next ingest; for a local lake also by every command, `pipelines.lake`).
+
+    One lake URI belongs to one data home: there is no lock on the lake itself, only the data
+    home's (held by `behavior ingest` around the whole transaction). Opening a SparkLake
+    completes or drops every transaction under `<lake>/_txn/`, so two data homes (or hosts)
+    writing one `spark_lake` would roll back each other's transactions in flight and lose rows."""
 
     name = "spark"
 
@@ -344,16 +349,31 @@ class SparkLake:
         return sorted(out)
 
     def _write_bytes(self, rel: str, data: bytes) -> None:
-        out = self.fs.create(self._Path(self.uri(rel)), True)
+        """Write `rel` whole or not at all: to a hidden temporary name, then renamed (a crash
+        leaves no cut journal; `_files` and `recover` skip or drop the hidden name)."""
+        folder, name = rel.rsplit("/", 1)   # every file written here is in a folder (_txn/...)
+        tmp = self._Path(self.uri(f"{folder}/.{name}.{uuid.uuid4().hex[:8]}.tmp"))
+        out = self.fs.create(tmp, True)
         try:
             out.write(bytearray(data))
         finally:
             out.close()
+        dst = self._Path(self.uri(rel))
+        self.fs.delete(dst, False)   # Hadoop's rename does not replace
+        if not self.fs.rename(tmp, dst):
+            self.fs.delete(tmp, False)
+            raise BehaviorError(f"could not rename {tmp.toString()} to {dst.toString()} on the lake's file system")
 
     def _read_text(self, rel: str) -> str | None:
+        """A small file's text, read by the driver with the Hadoop FileSystem (Spark's readers
+        skip names starting with `_` or `.`: `_lake.json` read as empty)."""
         if not self._exists(rel):
             return None
-        return "".join(r[0] for r in self.spark.read.text(self.uri(rel), wholetext=True).collect())
+        stream = self.fs.open(self._Path(self.uri(rel)))
+        try:
+            return bytes(self.spark._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+        finally:
+            stream.close()
 
     def read_meta(self) -> dict:
         text = self._read_text(META)
@@ -368,11 +388,11 @@ class SparkLake:
         entries = [s.getPath() for s in self.fs.listStatus(self._Path(self.uri(TXN)))]
         for p in sorted(entries, key=lambda p: p.getName()):
             if p.getName().endswith(".commit"):
-                self._apply(json.loads(self._read_text(f"{TXN}/{p.getName()}")))
+                self._apply(parse_journal(self._read_text(f"{TXN}/{p.getName()}") or "", p.toString()))
                 self.fs.delete(self._Path(self.uri(f"{TXN}/{p.getName()[:-len('.commit')]}")), True)
                 self.fs.delete(p, False)
         for p in self.fs.listStatus(self._Path(self.uri(TXN))):
-            if p.isDirectory():
+            if p.isDirectory() or p.getPath().getName().endswith(".tmp"):   # uncommitted, or a cut temporary
                 self.fs.delete(p.getPath(), True)
 
     def _apply(self, journal: dict) -> None:

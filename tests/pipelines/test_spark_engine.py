@@ -25,6 +25,7 @@ from behavior import promotions as P
 from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
 from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
+from pipelines import erasure_log
 from pipelines.config import Config, EngineConfig
 from pipelines.datahome import DataHome
 from pipelines.engines.spark import SparkSettings
@@ -204,13 +205,56 @@ def test_an_unknown_engine_is_a_usage_error(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------------- ingest --engine spark
 
+FLOATS = [12345678.0, 4111111111111111.0, -4111111111111111.0, 87654321.0, 0.1, 123.456, -2.5, 12345678.5,
+          1e15, 9999999999999998.0, 1e16, -1e17, 1.5e22, 123456789012345.67, 0.001, 0.0001, 0.00012, 1.5e-5,
+          -1e-7, 0.0, -0.0, 3.0, 1.7976931348623157e308, float("nan"), float("inf"), float("-inf"), None]
+
+
+def test_dialect_templates_give_duckdbs_answers(spark):
+    """The Spark templates of what ingest's SQL reads: the text of a float (ids, card probe,
+    erasure hash), a %Y%m%d date, a whole-text match before a final newline, a row hash with
+    NULLs in different places."""
+    import duckdb
+
+    from behavior.pii import EMAIL_PATTERN
+    from behavior.sql_dialect import DuckDBEngine
+    from behavior.validate import id_text_sql
+    from pipelines.engines.spark import SparkEngine
+
+    values = pa.table({"x": pa.array(FLOATS, pa.float64()), "_source_row": pa.array(range(len(FLOATS)), pa.int64())})
+    answers = {}
+    for engine in (DuckDBEngine(duckdb.connect()), SparkEngine(spark, owned=False)):
+        d = engine.dialect
+        engine.register("_floats", values)
+        try:
+            texts = engine.arrow(f"SELECT {d.float_text.format('x')} AS t, {id_text_sql('x', pa.float64(), d)} AS id "
+                                 "FROM _floats ORDER BY _source_row")
+            other = engine.arrow(
+                f"SELECT CAST({d.try_strptime(repr('20240105'), ['%Y%m%d'])} AS {d.instant_type}) AS compact, "
+                f"CAST({d.try_strptime(repr('2024-1-5'), ['%Y-%m-%d'])} AS {d.instant_type}) AS short, "
+                f"{d.full_match(d.literal('a@b.com' + chr(10)), EMAIL_PATTERN[1:-1])} AS email_newline, "
+                f"{d.full_match(d.literal('a@b.com'), EMAIL_PATTERN[1:-1])} AS email, "
+                f"{d.hash_of(['CAST(NULL AS STRING)', repr('X')])} = {d.hash_of([repr('X'), 'CAST(NULL AS STRING)'])} "
+                "AS null_swap_same")
+        finally:
+            engine.unregister("_floats")
+        answers[d.name] = texts.to_pydict(), other.to_pylist()[0]
+    duck, spk = answers["duckdb"], answers["spark"]
+    assert spk[0]["t"] == duck[0]["t"], list(zip(FLOATS, duck[0]["t"], spk[0]["t"]))
+    assert duck[0]["t"][:3] == ["12345678.0", "4111111111111111.0", "-4111111111111111.0"]
+    assert spk[0]["id"] == duck[0]["id"] and spk[0]["id"][0] == "12345678"
+    assert spk[1] == duck[1]
+    assert spk[1]["compact"].day == 5 and spk[1]["short"].day == 5 and spk[1]["email"]
+    assert not spk[1]["email_newline"] and not spk[1]["null_swap_same"]
+
 MESSY = os.path.join(os.path.dirname(__file__), "..", "fixtures", "messy")
 RETAIL = {"payment_id": "InvoiceNo", "item_id": "StockCode", "paid_at": "InvoiceDate", "user_id": "CustomerID",
           "unit_price": "UnitPrice", "category": "Description"}
 SHOP = {"payment_id": "Bestellnr", "line_no": "Position", "user_id": "Kunde", "item_id": "Artikel",
         "category": "Kategorie", "quantity": "Menge", "amount": "Betrag", "paid_at": "Datum", "channel": "Kanal"}
-# (file, options): every reader path, a re-ingest (duplicates against the lake), derived line
-# numbers, a foreign currency, a card number, day-first dates, a malformed record, an upsert
+# (file or files of one call, options): every reader path, a re-ingest (duplicates against the
+# lake), derived line numbers, a foreign currency, a card number, day-first dates, a malformed
+# record, an upsert; typed floats, a %Y%m%d date, NULLs in other places, a trailing newline
 MESSY_CALLS = [
     ("app_payments.jsonl", IngestOptions()),
     ("shop_export_cp1252.csv", IngestOptions(mapping=SHOP, dayfirst=True)),
@@ -220,8 +264,32 @@ MESSY_CALLS = [
     ("app_payments.jsonl", IngestOptions()),
     ("users.csv", IngestOptions(table="users")),
     ("users.csv", IngestOptions(table="users")),
+    (("floats.parquet", "newline.jsonl"), IngestOptions(date_format="%Y%m%d")),
 ]
 USERS_CSV = "user_id,signup_at,marketing_opt_out\nu1,2024-01-02,yes\nu2,02/03/2024,0\nu1,2024-01-02,no\nu3,,maybe\n"
+ERASED = "12345678"   # erased before the ingest; floats.parquet has its rows as the float 12345678.0
+CARD_AMOUNT = 4222222222222.0   # a Luhn-valid (13-digit) card number in a DOUBLE amount: Spark wrote 4.222222222222E12
+
+
+def _write_extra_inputs(folder: Path) -> None:
+    """Inputs where the engines' SQL used to differ: typed float64 ids and amounts (Spark wrote
+    1.2345678E7: the erased user came back, the card escaped the probe), `%Y%m%d` dates (Spark
+    read none), an id with a trailing newline (Java's `$` matched before it), and two lines of
+    one payment that differ only in which column is NULL (a guard: two lines, both stored; the
+    payments columns that may be NULL are not next to each other, so Spark's old hash, blind
+    to NULL places, kept them apart too - the direct test below shows where it did not)."""
+    pq.write_table(pa.table({
+        "payment_id": ["f1", "f2", "f3", "f4", "f4", "f5"],
+        "user_id": pa.array([12345678.0, 87654321.0, 87654321.0, 87654321.0, 87654321.0, 123.25], pa.float64()),
+        "item_id": ["i1", "i1", "i2", "i3", "i3", "i1"],
+        "category": ["c", "c", "c", None, "X", "c"],
+        "promotion_id": [None, None, None, "X", None, None],
+        "amount": pa.array([10.5, 12345678.5, CARD_AMOUNT, 2.0, 2.0, 1e-5], pa.float64()),
+        "paid_at": ["20240105", "20240106", "20240106", "20240107", "20240107", "20241231"],
+    }), folder / "floats.parquet")
+    (folder / "newline.jsonl").write_text(
+        json.dumps({"payment_id": "n1", "user_id": "a@b.com\n", "item_id": "i1", "amount": 3, "paid_at": "20240108"})
+        + "\n")
 
 
 def _table(root, name: str) -> pd.DataFrame:
@@ -238,11 +306,17 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
     reasons, details, masked values), same accounting."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "users.csv").write_text(USERS_CSV)
+    _write_extra_inputs(tmp_path / "in")
+
+    def paths(files: str | tuple[str, ...]) -> list[Path]:
+        return [(tmp_path / "in" if (tmp_path / "in" / f).exists() else Path(MESSY)) / f
+                for f in ((files,) if isinstance(files, str) else files)]
+
     reports = {}
     for engine in ("duckdb", "spark"):
         home = DataHome(tmp_path / engine)
-        reports[engine] = [ingest(home, [(tmp_path / "in" if f == "users.csv" else Path(MESSY)) / f], o, engine=engine)
-                           for f, o in MESSY_CALLS]
+        erasure_log.record(home, [ERASED])
+        reports[engine] = [ingest(home, paths(f), o, engine=engine) for f, o in MESSY_CALLS]
     for a, b in zip(reports["duckdb"], reports["spark"]):
         assert a["engine"]["name"] == "duckdb" and b["engine"]["name"] == "spark"
         strip = ("ingest_id", "seconds", "engine")
@@ -252,6 +326,9 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
     assert total["duplicates"] >= 3 and total["accepted"] > 10
     reasons = {k for r in reports["spark"] for k in r["rejected_by_reason"]}
     assert {"card_number", "currency_mismatch", "malformed_row", "bad_status"} <= reasons
+    extra = reports["spark"][-1]["files"]
+    assert extra[0]["rejected_by_reason"] == {"card_number": 1, "erased_user": 1}
+    assert (extra[0]["accepted"], extra[0]["duplicates"], extra[1]["accepted"]) == (4, 0, 1)
     duck, spk = DataHome(tmp_path / "duckdb").lake, DataHome(tmp_path / "spark").lake
     for name in ("payments", "users", "_rejected/payments", "_rejected/users"):
         a, b = _table(duck, name), _table(spk, name)
@@ -260,10 +337,38 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
             a, b = a.drop(columns=["ingest_id", "ingested_at"]), b.drop(columns=["ingest_id", "ingested_at"])
             a["source_file"] = a["source_file"].str.replace("/duckdb/", "/")
         pd.testing.assert_frame_equal(a, b, check_dtype=True)
-    assert not list(spk.rglob("*.crc")) and not list(spk.rglob("_SUCCESS"))
+    stored = _table(spk, "payments")
+    mine = stored[stored["payment_id"].str.startswith(("f", "n"))]
+    assert sorted(mine["user_id"].unique()) == ["123.25", "87654321", "a@b.com\n"]
+    assert sorted(mine[mine["payment_id"] == "f4"]["line_no"]) == [1, 2]
+    assert not (stored["amount"].astype(float).abs() == CARD_AMOUNT).any()   # the card is not stored as an amount
+    assert not list(spk.rglob("*.crc")) and not list(spk.rglob("_SUCCESS")) and not list(spk.rglob("*.tmp"))
     assert not (spk / "_txn").exists() or not any((spk / "_txn").iterdir())
     blob = b"".join(p.read_bytes() for p in spk.rglob("*") if p.is_file())
-    assert b"4111111111111111" not in blob and b"4111 1111 1111 1111" not in blob
+    assert b"4111111111111111" not in blob and b"4111 1111 1111 1111" not in blob and b"4222222222222" not in blob
+
+
+def test_a_cut_journal_is_an_error_naming_the_file(spark, tmp_path):
+    """A commit journal cut by a crash (written in place by older versions; now written to a
+    temporary name and renamed) stops recovery with the file named and the way out, as the
+    local lake does, not a bare JSON error; a leftover temporary is dropped."""
+    from pipelines.engines.spark import SparkEngine, SparkLake
+    from pipelines.lake import LakeError, recover
+
+    for lake in (tmp_path / "spark", tmp_path / "local"):
+        (lake / "_txn" / "20240101T000000-abc").mkdir(parents=True)
+        (lake / "_txn" / "20240101T000000-abc.commit").write_text('{"id": "20240101T000000-abc", "move": [["_t')
+        (lake / "_txn" / ".x.commit.1234.tmp").write_text('{"id": ')
+    with pytest.raises(LakeError, match=r"_txn/20240101T000000-abc\.commit is damaged.*delete the journal"):
+        SparkLake(SparkEngine(spark, owned=False, settings=SparkSettings(lake=str(tmp_path / "spark"))))
+    with pytest.raises(LakeError, match=r"_txn/20240101T000000-abc\.commit is damaged.*delete the journal"):
+        recover(tmp_path / "local")
+    (tmp_path / "spark" / "_txn" / "20240101T000000-abc.commit").unlink()   # the way out
+    lake = SparkLake(SparkEngine(spark, owned=False, settings=SparkSettings(lake=str(tmp_path / "spark"))))
+    with lake.transaction() as txn:
+        lake.write_meta(txn, {"currency": "EUR"})
+    assert lake.read_meta() == {"currency": "EUR"}   # Spark's text reader read `_lake.json` as empty
+    assert sorted(p.name for p in (tmp_path / "spark").rglob("*")) == ["_lake.json", "_txn"]
 
 
 def test_ingest_then_run_on_spark_from_the_cli_to_a_hadoop_lake_uri(spark, tmp_path, monkeypatch):

@@ -228,10 +228,12 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
             checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
                            f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970 or in the future'"))
     if "user_id" in spec.names:
-        checks.append((f"contains(t_user_id, '@') AND {d.full_match('t_user_id', EMAIL_PATTERN[1:-1])}",
+        # contact data is recognised with any surrounding whitespace (a trailing newline too)
+        bare = d.replace_all("t_user_id", r"^\s+|\s+$", "")
+        checks.append((f"contains(t_user_id, '@') AND {d.full_match(bare, EMAIL_PATTERN[1:-1])}",
                        "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
-        checks.append((f"length(t_user_id) >= 7 AND left(t_user_id, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
-                       f"'5', '6', '7', '8', '9') AND {d.full_match('t_user_id', PHONE_PATTERN)}",
+        checks.append((f"length({bare}) >= 7 AND left({bare}, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
+                       f"'5', '6', '7', '8', '9') AND {d.full_match(bare, PHONE_PATTERN)}",
                        "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:
         checks.append((f"p_currency NOT IN {_list(ISO_4217, d)}", "unknown_currency",

@@ -80,6 +80,7 @@ def test_unit_price_times_quantity():
 @pytest.mark.parametrize("user_id, reason", [
     ("", "missing_user_id"), ("ann@example.com", "user_id_email"), ("+44 7911 123456", "user_id_phone"),
     ("07911123456", "user_id_phone"), ("4111 1111 1111 1111", "card_number"),
+    ("ann@example.com\n", "user_id_email"), ("\t07911123456\r\n", "user_id_phone"),
 ])
 def test_personal_data_as_user_id_is_rejected(user_id, reason):
     v = one("user_id", user_id)

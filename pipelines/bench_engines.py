@@ -2,6 +2,11 @@
 and on Spark, in one process, alternating, `repeat` times each.
 
     python -m pipelines.bench_engines --lines 1000000 --repeat 2 [--work DIR] [--master local[2]]
+    python -m pipelines.bench_engines --step ingest --lines 1000000 --repeat 2
+
+`--step ingest` times `ingest` of the same Parquet file (`pipelines.bench.make_payments`)
+into a new data home per run, per engine (alternating; the Spark session started once,
+one untimed warm-up ingest per engine), and checks both stored the same number of rows.
 
 The lake is `pipelines.bench.make_payments` (users = lines / 10) ingested into a data home
 under --work (made once, reused). DuckDB runs with 2 threads; Spark with the given master
@@ -53,16 +58,59 @@ def run(lines: int, repeat: int, work: Path, master: str) -> dict:
             "runs_seconds": runs, "median_seconds": {k: statistics.median(v) for k, v in runs.items()}}
 
 
+def run_ingest(lines: int, repeat: int, work: Path, master: str) -> dict:
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipelines.bench import make_payments
+    from pipelines.datahome import DataHome
+    from pipelines.engines.spark import SparkEngine, SparkSettings
+    from pipelines.ingest import IngestOptions, ingest
+
+    source = work / f"raw-{lines}.parquet"
+    if not source.exists():
+        pq.write_table(make_payments(lines, seed=1), source)
+    t = time.perf_counter()
+    engine = SparkEngine.start(SparkSettings(master=master))
+    start = time.perf_counter() - t
+    runs: dict[str, list[float]] = {"duckdb": [], "spark": []}
+    stored, warmup = {}, {}
+    try:
+        for i in range(repeat + 1):
+            for name in ("duckdb", "spark"):
+                home = DataHome(work / f"ingest-{name}")
+                shutil.rmtree(home.root, ignore_errors=True)
+                t = time.perf_counter()
+                rep = ingest(home, [source], IngestOptions(), engine=name)
+                seconds = round(time.perf_counter() - t, 2)
+                stored[name] = rep["accepted"]
+                if i == 0:
+                    warmup[name] = seconds
+                else:
+                    runs[name].append(seconds)
+                print(name, "warm-up" if i == 0 else "", seconds, flush=True)
+    finally:
+        engine.close()
+    if stored["duckdb"] != stored["spark"]:
+        raise RuntimeError(f"the engines stored different row counts: {stored}")
+    return {"step": "ingest parquet", "lines": lines, "stored": stored["duckdb"], "spark_master": master,
+            "spark_start_seconds": round(start, 2), "warmup_seconds": warmup, "runs_seconds": runs,
+            "median_seconds": {k: statistics.median(v) for k, v in runs.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--step", choices=("features", "ingest"), default="features")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-engines-"))
     work.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(run(args.lines, args.repeat, work, args.master), indent=2))
+    step = run_ingest if args.step == "ingest" else run
+    print(json.dumps(step(args.lines, args.repeat, work, args.master), indent=2))
 
 
 if __name__ == "__main__":

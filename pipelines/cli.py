@@ -77,8 +77,8 @@ def ingest(
     delimiter: Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected among , ; tab |).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the ingest report (JSON) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: [engine] name of the config, else duckdb).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML file; its [engine] section is used.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file; its engine section is used.")] = None,
 ) -> None:
     """Validate files, quarantine bad rows, append the rest to the lake."""
     from pipelines.config import load_config
@@ -129,7 +129,7 @@ def run(
     report: Annotated[Optional[Path], typer.Option(help="Write the run report (JSON) here too.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file of stage parameters.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
-    engine: Annotated[Optional[str], typer.Option(help="Where the log-level SQL runs: duckdb or spark (default: [engine] name of the config, else duckdb).")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="Where the log-level SQL runs: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
 ) -> None:
     """Run the batch stages and publish a bundle."""
     from pipelines.config import load_config

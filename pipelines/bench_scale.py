@@ -98,6 +98,10 @@ def _child(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _save(work: Path, rows: list[dict]) -> None:
+    (work / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] = lambda _: None,
               keep: bool = False, api_seconds: float = API_SECONDS) -> list[dict]:
     from pipelines.synth_files import write_synth
@@ -121,6 +125,7 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
         ing = _child(_INGEST_CHILD, str(folder / "data"), *(str(folder / f"synth-{k}") for k in range(len(parts))))
         rows.append({"lines": made, "step": "ingest", "seconds": round(ing["seconds"], 2),
                      "peak_mb": round(ing["peak_mb"])})
+        _save(work, rows)   # what is measured is kept if a later step fails
         progress(f"{made:,} lines: run")
         run = _child(_RUN_CHILD, str(folder / "data"))
         for name, s in run["stages"].items():
@@ -140,7 +145,7 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
                      "errors": api.get("errors")})
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
-        (work / "scale.json").write_text(json.dumps(rows, indent=2) + "\n")
+        _save(work, rows)
     plot_scale(rows, work / "scale.png")
     return rows
 

@@ -4,7 +4,7 @@
 [engine]
 name = "duckdb"                # or "spark" (also `behavior run/ingest --engine spark`)
 duckdb_threads = 2             # 0 = all cores
-duckdb_memory_limit = "25%"    # of the RAM (or "6GB"); DuckDB spills to <data home>/tmp beyond it
+duckdb_memory_limit = "3GB"    # DuckDB spills to <data home>/tmp beyond it
 spark_master = ""              # "" = local[2], or spark-submit's --master; env BEHAVIOR_SPARK_MASTER
 spark_remote = ""              # a Spark Connect URL sc://host:15002; env BEHAVIOR_SPARK_REMOTE
 spark_lake = ""                # Hadoop-compatible lake URI (s3a://, hdfs://); "" = the data home's lake
@@ -51,7 +51,7 @@ TRAINER_ENV = "BEHAVIOR_RECOMMEND_TRAINER"
 class EngineConfig:
     name: str = "duckdb"
     duckdb_threads: int = 0
-    duckdb_memory_limit: str = "25%"   # 3GB made the 100M-line churn stage fail (out of memory)
+    duckdb_memory_limit: str = "3GB"
     # the Spark engine (pipelines/engines/spark.py; environment variables override these)
     spark_master: str = ""
     spark_remote: str = ""

@@ -100,6 +100,9 @@ def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
     return day + timedelta(days=1)
 
 
+UNCUT_USERS = "users_uncut"   # the whole users table, not cut at as_of (both engines)
+
+
 def _duckdb_views(con: duckdb.DuckDBPyConnection, home: DataHome, as_of: datetime) -> set[str]:
     present = set()
     for name, col in TIME_COLUMNS.items():
@@ -110,6 +113,8 @@ def _duckdb_views(con: duckdb.DuckDBPyConnection, home: DataHome, as_of: datetim
             where += f" OR {col} IS NULL"
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM {scan_sql(home.lake, name)}{where}")
         present.add(name)
+    if "users" in present:   # the opt-out is the current wish, whatever as_of (stage profiles)
+        con.execute(f"CREATE VIEW {UNCUT_USERS} AS SELECT * FROM {scan_sql(home.lake, 'users')}")
     return present
 
 

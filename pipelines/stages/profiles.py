@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.lake import scan_sql, table_files
+from pipelines.runner import UNCUT_USERS
 
 PER_USER_STAGES = ("loyalty", "segments", "churn")
 
@@ -29,14 +29,15 @@ def run(ctx) -> pa.Table:
             joins.append(f"LEFT JOIN _p_{stage} USING (user_id)")
         if "users" in ctx.tables:
             # The opt-out is the user's current wish, not a past event: it is read from the whole
-            # users table, not the view cut at as_of (a user whose signup_at is after as_of
-            # would otherwise lose the flag and become targetable).
-            opt = "users"
-            if table_files(ctx.home.lake, "users"):
-                opt = scan_sql(ctx.home.lake, "users")
-            users = (f"LEFT JOIN (SELECT user_id, signup_at FROM users) u USING (user_id) "
-                     f"LEFT JOIN (SELECT user_id, bool_or(marketing_opt_out) AS _opt_out FROM {opt} "
-                     f"GROUP BY user_id) o USING (user_id)")
+            # users table (`users_uncut`), not the view cut at as_of (a user whose signup_at is
+            # after as_of would otherwise lose the flag and become targetable). Both come through
+            # the run's engine, so a Spark lake outside this machine works too.
+            engine = ctx.engine
+            con.register("_p_signup", engine.arrow("SELECT user_id, signup_at FROM users"))
+            con.register("_p_opt_out", engine.arrow(
+                f"SELECT user_id, bool_or(marketing_opt_out) AS _opt_out FROM {UNCUT_USERS} GROUP BY user_id"))
+            names += ["_p_signup", "_p_opt_out"]
+            users = "LEFT JOIN _p_signup u USING (user_id) LEFT JOIN _p_opt_out o USING (user_id)"
             extra = "COALESCE(_opt_out, FALSE) AS marketing_opt_out"
         else:
             users, extra = "", "FALSE AS marketing_opt_out, CAST(NULL AS TIMESTAMPTZ) AS signup_at"

@@ -374,20 +374,22 @@ def test_a_cut_journal_is_an_error_naming_the_file(spark, tmp_path):
 
 def test_ingest_then_run_on_spark_from_the_cli_to_a_hadoop_lake_uri(spark, tmp_path, monkeypatch):
     """`behavior ingest --engine spark` into a lake named by a file:// URI (a Hadoop path, from
-    the environment), then `behavior run --engine spark` on it publishes a bundle. (The URI is
-    the data home's lake: erasure and the report's figure read the local lake, see README.)"""
+    the environment) outside the data home, then `behavior run --engine spark` on it publishes
+    a bundle whose profiles carry the users' opt-outs (read through Spark, not a local file)."""
     from pipelines.cli import app
 
     write_synth(tmp_path / "synth", users=100, months=6, seed=3, promo_assign_rate=0.5)
     data = DataHome(tmp_path / "data")
-    monkeypatch.setenv("BEHAVIOR_SPARK_LAKE", data.lake.as_uri())
+    lake = tmp_path / "remote-lake"
+    monkeypatch.setenv("BEHAVIOR_SPARK_LAKE", lake.as_uri())
     out = CliRunner().invoke(app, ["--data-dir", str(data.root), "--quiet", "ingest", str(tmp_path / "synth"),
                                    "--engine", "spark", "--json"])
     assert out.exit_code == 0, out.output
     rep = json.loads(out.stdout)
-    assert rep["engine"]["name"] == "spark" and rep["engine"]["lake"] == data.lake.as_uri()
+    assert rep["engine"]["name"] == "spark" and rep["engine"]["lake"] == lake.as_uri()
     assert rep["read"] == rep["accepted"] + rep["duplicates"] + rep["rejected"] and rep["accepted"] > 500
-    assert sorted(p.name for p in data.lake.iterdir() if p.name != "_txn") == sorted(  # no .crc, no _SUCCESS
+    assert not data.lake.exists() or not list(data.lake.rglob("*.parquet"))   # nothing in the local lake
+    assert sorted(p.name for p in lake.iterdir() if p.name != "_txn") == sorted(  # no .crc, no _SUCCESS
         ["_lake.json", "payments", "items", "users", "promotions", "assignments"])
     again = CliRunner().invoke(app, ["--data-dir", str(data.root), "--quiet", "ingest",
                                      str(tmp_path / "synth" / "payments.parquet"), "--engine", "spark", "--json"])
@@ -395,7 +397,12 @@ def test_ingest_then_run_on_spark_from_the_cli_to_a_hadoop_lake_uri(spark, tmp_p
     run = CliRunner().invoke(app, ["--data-dir", str(data.root), "--quiet", "run", "--engine", "spark", "--json",
                                    "--stages", "features,loyalty,segments,churn,profiles"])
     assert run.exit_code == 0, run.output
-    verify(data.bundles / json.loads(run.stdout)["bundle_version"])
+    bundle = data.bundles / json.loads(run.stdout)["bundle_version"]
+    verify(bundle)
+    opted = pq.read_table(tmp_path / "synth" / "users.parquet").to_pandas().query("marketing_opt_out")["user_id"]
+    profiles = pq.read_table(bundle / "profiles.parquet").to_pandas().set_index("user_id")
+    assert len(opted) > 0 and profiles.loc[profiles.index.intersection(opted), "marketing_opt_out"].all()
+    assert profiles["marketing_opt_out"].sum() == len(profiles.index.intersection(opted))
 
 
 def test_ingest_engine_errors(tmp_path, monkeypatch, capsys):

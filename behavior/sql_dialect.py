@@ -256,6 +256,12 @@ class SqlEngine(Protocol):
     def frame(self, sql: str) -> pd.DataFrame:
         """The result of `sql` as a pandas DataFrame."""
 
+    def create_view(self, name: str, sql: str) -> None:
+        """A temporary view `name` over `sql` (replaced if it exists); drop it with `drop_view`."""
+
+    def drop_view(self, name: str) -> None:
+        """Drop the temporary view `name` (nothing if there is none)."""
+
 
 class DuckDBEngine:
     """A DuckDB connection as a `SqlEngine` (plus `register` / `unregister` of Arrow tables)."""
@@ -283,6 +289,12 @@ class DuckDBEngine:
 
     def unregister(self, name: str) -> None:
         self.con.unregister(name)
+
+    def create_view(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+    def drop_view(self, name: str) -> None:
+        self.con.execute(f"DROP VIEW IF EXISTS {name}")
 
 
 def as_engine(con_or_engine: Any) -> SqlEngine:

@@ -192,6 +192,13 @@ class SparkEngine:
         self.spark.catalog.dropTempView(name)
         self._views.discard(name)
 
+    def create_view(self, name: str, sql: str) -> None:
+        self.spark.sql(sql).createOrReplaceTempView(name)
+        self._views.add(name)
+
+    def drop_view(self, name: str) -> None:
+        self.unregister(name)
+
     # ------------------------------------------------------------------ the lake
 
     def payment_range(self, lake: str) -> tuple[datetime, datetime]:

@@ -4,7 +4,8 @@ labeled one), churn probability and reasons per user, and the retention tables.
 Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every STEP_DAYS back
 from test - H (at most MAX_TRAIN_CUTOFFS), so no training label window overlaps the test
 one. Scoring: the model is refit on the training cutoffs plus the test cutoff and applied
-to the features at as_of.
+to the features at as_of. Above MAX_MODEL_USERS customers the cutoff datasets are built for a
+seeded uniform sample of them (the report's `model_users`); every customer is still scored.
 
 Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
 feature table; churn_probability is null (and the report has `skipped`) when there is too
@@ -13,7 +14,7 @@ little history, a single cutoff or a missing class. The retention tables
 Report: `churn` = {horizon_days, cutoffs: {train, test}, train_rows, test, baselines,
 calibration, gain_curve: {share, model, <baseline>...} (21 points: the share of test churners
 among the top share of customers by each score), beats_baselines: {roc_auc, brier}, notes,
-[skipped], seconds}.
+[model_users: {customers, sampled, seed}], [skipped], seconds}.
 """
 
 from __future__ import annotations
@@ -29,10 +30,16 @@ from behavior import churn as C
 HORIZON_DAYS = C.HORIZON_DAYS
 MAX_TRAIN_ROWS = 300_000   # a uniform sample (seed 0) above this, per cutoff and for the fit: minutes and
                            # bounded memory at any number of customers
+MAX_MODEL_USERS = 1_000_000   # the cutoff datasets (training and test) are built for a uniform sample
+                              # (seed 0) of this many customers when there are more: each cutoff's
+                              # features then aggregate a sixth of a 100M-line log, not all of it
+_SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 
 
 def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return frame.sample(MAX_TRAIN_ROWS, random_state=seed) if len(frame) > MAX_TRAIN_ROWS else frame
+
+
 SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
 
 
@@ -62,7 +69,33 @@ def _round(d: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
+def _model_payments(ctx, users: pa.Array, max_users: int, section: dict) -> str:
+    """The payments relation the cutoff datasets read: `payments`, or with more than `max_users`
+    customers (at as_of) a view of the payments of a seeded uniform sample of them. A customer
+    at a cutoff is a customer at as_of, so each cutoff is sampled uniformly too."""
+    if len(users) <= max_users:
+        return "payments"
+    keep = np.sort(np.random.default_rng(0).choice(len(users), size=max_users, replace=False))
+    ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
+    ctx.engine.create_view(_SAMPLE_PAYMENTS, f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
+    section["model_users"] = {"customers": len(users), "sampled": max_users, "seed": 0}
+    return _SAMPLE_PAYMENTS
+
+
+def _drop_sample(ctx) -> None:
+    if ctx.report["churn"].get("model_users"):
+        ctx.engine.drop_view(_SAMPLE_PAYMENTS)
+        ctx.engine.unregister(_SAMPLE)
+
+
+def run(ctx, horizon_days: int = HORIZON_DAYS, max_users: int = MAX_MODEL_USERS) -> pa.Table:
+    try:
+        return _run(ctx, horizon_days, max_users)
+    finally:
+        _drop_sample(ctx)
+
+
+def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     t0 = time.perf_counter()
     users = ctx.outputs["features"].column("user_id")
     section: dict = {"horizon_days": horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
@@ -84,9 +117,10 @@ def run(ctx, horizon_days: int = HORIZON_DAYS) -> pa.Table:
     # each training cutoff is sampled as it comes (at most MAX_TRAIN_ROWS): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
-    train = pd.concat([_cap(C.cutoff_dataset(ctx.engine, "payments", c, horizon_days, penalizer=penalizer), 1 + i)
+    payments = _model_payments(ctx, users, max_users, section)
+    train = pd.concat([_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer), 1 + i)
                        for i, c in enumerate(cuts.train)], ignore_index=True)
-    test = C.cutoff_dataset(ctx.engine, "payments", cuts.test, horizon_days, penalizer=penalizer)
+    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -100,3 +101,39 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
     section = rep["churn"]
     assert "fewer than" in section["skipped"] and "churned" in section["skipped"]
     assert any("skipped" in n for n in section["notes"])
+
+
+def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, registered, monkeypatch):
+    """With more customers than `max_users`, each cutoff dataset holds only sampled customers,
+    and their features are exactly those computed over the whole log; every customer is scored."""
+    from behavior import churn as C
+    from behavior.features import FEATURE_COLUMNS, user_features
+
+    seen = []
+    real = C.cutoff_dataset
+
+    def spy(engine, payments, cutoff, *args, **kwargs):
+        frame = real(engine, payments, cutoff, *args, **kwargs)
+        whole = user_features(engine, "payments", cutoff).to_pandas()
+        seen.append((payments, cutoff, frame, whole))
+        return frame
+
+    monkeypatch.setattr(C, "cutoff_dataset", spy)
+    out = {}
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
+                                   lambda ctx: out.setdefault("t", churn.run(ctx, max_users=800)))
+    rep = run_pipeline(lake, Config(), stages=["churn"])
+    ch = rep["churn"]
+    customers = rep["stages"]["features"]["rows"]
+    assert customers > 1600 and ch["model_users"] == {"customers": customers, "sampled": 800, "seed": 0}
+    assert "skipped" not in ch and seen and all(p == "_churn_payments" for p, *_ in seen)
+    sample = set()
+    for _, cutoff, frame, whole in seen:
+        sample |= set(frame["user_id"])
+        assert 0 < len(frame) < len(whole)
+        mine = whole[whole["user_id"].isin(frame["user_id"])].reset_index(drop=True)
+        got = frame.sort_values("user_id").reset_index(drop=True)
+        pd.testing.assert_frame_equal(got[list(FEATURE_COLUMNS)], mine[list(FEATURE_COLUMNS)])
+    assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][2])
+    scored = out["t"].to_pandas()
+    assert len(scored) == customers and scored["churn_probability"].notna().all()

@@ -419,6 +419,45 @@ ORDER BY u.user_id
 """
 
 
+def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+    """SQL text of the BTYD summary alone: (user_id, frequency, recency, T) with the definitions
+    of `feature_sql` (a payment's day is the day of its first successful line), for the users
+    of the feature table, ordered by user_id. It reads four columns of the log and skips
+    every other aggregate: the loyalty holdout needs only these."""
+    d = get_dialect(dialect)
+    as_of_us = d.epoch_us.format(as_of_literal)
+    return f"""
+WITH pay AS (
+    SELECT user_id, MIN({d.epoch_us.format('paid_at')}) AS ts_us
+    FROM {payments}
+    WHERE paid_at < {as_of_literal} AND status = 'success'
+    GROUP BY user_id, payment_id
+),
+days AS (
+    SELECT DISTINCT user_id, {_day('ts_us')} AS day FROM pay
+)
+SELECT
+    user_id,
+    COUNT(*) - 1 AS frequency,
+    CAST(MAX(day) - MIN(day) AS DOUBLE) AS recency,
+    CAST({_day(as_of_us)} - MIN(day) AS DOUBLE) AS T
+FROM days
+GROUP BY user_id
+ORDER BY user_id
+"""
+
+
+def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime) -> pa.Table:
+    """`btyd_summary_sql` run on `con`: the columns user_id, frequency, recency, T of
+    `user_features(con, payments, as_of)`, with the same rows."""
+    _check_as_of(as_of)
+    engine = as_engine(con)
+    d = engine.dialect
+    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
+    return engine.arrow(btyd_summary_sql(payments, literal, d)).cast(
+        pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")]))
+
+
 def as_of_literal(as_of: datetime, tz_aware: bool = True, dialect: str | Dialect = "duckdb") -> str:
     """A SQL timestamp literal for `as_of` (tz-aware; converted to UTC).
 
@@ -470,4 +509,5 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
     return engine.arrow(sql).cast(FEATURE_SCHEMA)
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "as_of_literal", "feature_sql", "user_features"]
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "as_of_literal", "btyd_summary", "btyd_summary_sql", "feature_sql",
+           "user_features"]

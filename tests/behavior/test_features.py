@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from behavior.errors import SchemaError
-from behavior.features import FEATURE_COLUMNS, FEATURE_SCHEMA, as_of_literal, feature_sql, user_features
+from behavior.features import FEATURE_COLUMNS, FEATURE_SCHEMA, as_of_literal, btyd_summary, feature_sql, user_features
 from behavior.schema import CHANNELS, PAYMENTS
 
 UTC = timezone.utc
@@ -586,8 +586,11 @@ PROPERTY = settings(max_examples=50, deadline=None, suppress_health_check=[Healt
 @PROPERTY
 @given(rows=st.lists(random_line(), max_size=40), as_of=as_of_strategy)
 def test_matches_the_plain_reference_and_invariants_hold(rows, as_of):
-    got = features(rows, as_of).to_pylist()
+    table = features(rows, as_of)
+    got = table.to_pylist()
     assert_rows_equal(got, reference(rows, as_of))
+    # the BTYD summary alone (the loyalty holdout's query) is the same rows and values
+    assert btyd_summary(_SHARED, "payments", as_of).equals(table.select(["user_id", "frequency", "recency", "T"]))
     for u in got:
         assert 0 <= u["recency"] <= u["T"]
         assert u["frequency"] >= 0 and u["recency"] == int(u["recency"]) and u["T"] == int(u["T"])

@@ -192,6 +192,8 @@ def _configs(params) -> list[dict]:
 def _matrices(train) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
     if isinstance(train, Interactions):
         net, days = train.matrices()
+    elif isinstance(train, tuple):    # (net, days) as `Interactions.matrices` returns them
+        net, days = check_matrix(train[0], "train"), check_matrix(train[1], "train days")
     else:
         net, days = check_matrix(train, "train"), None
     return check_trainable(net, "train"), days
@@ -213,8 +215,9 @@ def select_model(
     seed: int = 0,
     min_gain_se: float = 2.0,
 ) -> Selection:
-    """Fit, score and choose (see the module docstring). `train`: an `Interactions` (needed for
-    the "recency" scheme) or a users x items net-count matrix; `valid`: the validation purchases."""
+    """Fit, score and choose (see the module docstring). `train`: an `Interactions`, its
+    `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
+    net-count matrix; `valid`: the validation purchases."""
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
     if valid.shape != net.shape:

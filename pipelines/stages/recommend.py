@@ -79,8 +79,8 @@ def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = N
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
 
 
-def _score(model, train: Interactions, relevant, k: int, exclude) -> dict:
-    net, days = train.matrices()
+def _score(model, net, days, relevant, k: int, exclude) -> dict:
+    """The metrics of `model` on the users who own items in `net` and bought in `relevant`."""
     users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
     if users.size == 0:
         return {}
@@ -133,6 +133,7 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     try:
         sql = indexed_sql(_interactions_sql(None, end, "payments", engine.dialect, cuts=cuts), "_rec_users",
                           "_rec_items", ("period", "purchases", "refunds", "last_at"))
+        sql += " ORDER BY user_idx, item_idx, period"   # the prefixes' matrices then need no sort
         return Periods.from_arrow(engine.arrow(sql), len(users), len(items))
     finally:
         engine.unregister("_rec_users")
@@ -140,31 +141,33 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
 
 
 def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start):
-    """Selection, test and the final refit on the driver (implicit): (selection, test, model, full)."""
+    """Selection, test and the final refit on the driver (implicit): (selection, test, model,
+    (net, days) matrices before as_of). Each prefix's matrices are built once and dropped when
+    done: at 100M lines one pair of them is ~60M entries."""
     cfg, end = ctx.config.recommend, ctx.as_of
     periods = _periods(ctx, users, items, (valid_start, test_start), end)  # 0 train, 1 valid, 2 test
-    train = periods.before(1, valid_start)
-    if train.matrices()[0].nnz == 0:
+    net, days = periods.before(1, valid_start).matrices()
+    if net.nnz == 0:
         raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
                             "the recommender on: choose a later --as-of or shorter [recommend] periods")
-    selection = select_model(train, periods.bought(1), k=cfg.k, item_category=codes, max_users=cfg.max_eval_users,
-                             max_fit_users=cfg.max_fit_users, seed=cfg.seed)
+    selection = select_model((net, days), periods.bought(1), k=cfg.k, item_category=codes,
+                             max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     exclude = selection.exclude_mask(codes)
 
-    before_test = periods.before(2, test_start)
+    net, days = periods.before(2, test_start).matrices()
     relevant = periods.bought(2)
-    net, days = before_test.matrices()
     chosen = selection.new_model().fit(net, days)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
     popular = None
     if selection.selected != "popularity":
-        popular = _score(Popularity().fit(net, days), before_test, relevant, cfg.k, pop_exclude)
-    test = test_report(selection, test_start, cfg.test_days, _score(chosen, before_test, relevant, cfg.k, exclude),
+        popular = _score(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude)
+    test = test_report(selection, test_start, cfg.test_days, _score(chosen, net, days, relevant, cfg.k, exclude),
                        popular)
+    del chosen, net, days, relevant
 
-    full = periods.before(3, end)
-    net, days = full.matrices()
-    return selection, test, from_params(selection.params).fit(net, days), full
+    full = periods.before(3, end).matrices()
+    del periods
+    return selection, test, from_params(selection.params).fit(*full), full
 
 
 def run(ctx) -> dict:
@@ -178,10 +181,9 @@ def run(ctx) -> dict:
     if trainer == "spark_als":
         from pipelines.stages.recommend_spark import train_on_spark
 
-        selection, test, model, full = train_on_spark(ctx, users, items, codes, valid_start, test_start)
+        selection, test, model, (net, days) = train_on_spark(ctx, users, items, codes, valid_start, test_start)
     else:
-        selection, test, model, full = _train_local(ctx, users, items, codes, valid_start, test_start)
-    net, days = full.matrices()
+        selection, test, model, (net, days) = _train_local(ctx, users, items, codes, valid_start, test_start)
     ctx.bundle["recommender.npz"] = serving_arrays(
         model, user_ids=users, item_ids=items, seen=net, seen_days=days, item_category=codes,
         category_names=names, item_active=active, user_segment=_segment_codes(ctx, users),

@@ -84,7 +84,7 @@ def _fit(trainer, params: dict, end):
 
 def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_start, test_start,
                    candidates=SPARK_ALS_CANDIDATES) -> tuple[Selection, dict, object, object]:
-    """(selection, report `test`, the model for the bundle, the interactions before as_of)."""
+    """(selection, report `test`, the model for the bundle, the (net, days) matrices before as_of)."""
     from pipelines.engines.spark_als import SparkALSTrainer
 
     require_spark("spark_als", ctx.engine.name)
@@ -105,12 +105,13 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
 
         selection = choose(bench, fitted(), item_category=codes, blend=False)
         before_test, relevant = _sample(ctx, users, items, test_start, end)
-        chosen = _score(_fit(trainer, selection.params, test_start), before_test, relevant, cfg.k,
+        bt_net, bt_days = before_test.matrices()
+        chosen = _score(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
                         selection.exclude_mask(codes))
         popular = None
         if selection.selected != "popularity":
             pop_exclude = selection.models["popularity"]["exclude_seen"] is True
-            popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), before_test, relevant, cfg.k,
+            popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant, cfg.k,
                              pop_exclude)
         test = test_report(selection, test_start, cfg.test_days, chosen, popular)
         test["users_sampled"] = True
@@ -118,4 +119,4 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
     finally:
         trainer.close()
     # the bundle's owned items (serving excludes and folds them in): gathered, as the API holds them
-    return selection, test, model, _interactions(ctx, users, items, None, end)
+    return selection, test, model, _interactions(ctx, users, items, None, end).matrices()

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from implicit.nearest_neighbours import bm25_weight
 
 from behavior.errors import InputError
@@ -98,6 +100,34 @@ def test_interactions_net_refunds_and_align_days():
     np.testing.assert_allclose(recency.toarray(), [[0, 3 * 2 ** (-2 / 30), 0], [1, 0, 1], [0, 0, 0]], rtol=1e-6)
     with pytest.raises(InteractionsError, match="same sparsity pattern"):
         weigh(net, "recency", days=sp.csr_matrix(net.shape))
+
+
+_entry = st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 3), st.integers(0, 2), st.integers(0, 60))
+
+
+@settings(max_examples=60, deadline=None)
+@given(entries=st.lists(_entry, max_size=30), seed=st.integers(0, 1000))
+def test_matrices_in_order_or_shuffled_equal_a_plain_reference(entries, seed):
+    """Entries in (user, item) order take the linear path, shuffled ones the sort: both must give
+    the pairs' summed counts and refunds and their smallest days, owned pairs only."""
+    ref: dict = {}
+    for u, i, c, r, d in entries:
+        c0, r0, d0 = ref.get((u, i), (0, 0, math.inf))
+        ref[(u, i)] = (c0 + c, r0 + r, min(d0, d))
+    want_net = np.zeros((4, 5))
+    want_days = np.zeros((4, 5))
+    for (u, i), (c, r, d) in ref.items():
+        if c > r:
+            want_net[u, i], want_days[u, i] = c - r, d
+    for rows in (sorted(entries, key=lambda e: (e[0], e[1])),
+                 [entries[j] for j in np.random.default_rng(seed).permutation(len(entries))]):
+        cols = list(zip(*rows)) if rows else [[]] * 5
+        net, days = Interactions(*(np.array(c, dtype=np.int64 if k < 2 else float) for k, c in enumerate(cols)),
+                                 n_users=4, n_items=5).matrices()
+        np.testing.assert_array_equal(net.toarray(), want_net)
+        np.testing.assert_array_equal(days.indices, net.indices)
+        np.testing.assert_array_equal(days.indptr, net.indptr)
+        np.testing.assert_array_equal(days.toarray(), np.where(want_net > 0, want_days, 0))
 
 
 def test_id_map_round_trip(tmp_path):

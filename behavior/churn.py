@@ -341,6 +341,9 @@ def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
     return f"{feature} {v:.3g}"
 
 
+REASON_CHUNK = 200_000   # rows per copy of X in churn_reasons
+
+
 def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
                   top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
                   context: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
@@ -353,10 +356,13 @@ def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
     if not feats or not len(X):
         return p, [""] * len(X)
     effects = np.zeros((len(X), len(feats)))
-    for j, f in enumerate(feats):
-        Xj = X.copy()
-        Xj[f] = float(X[f].median())
-        effects[:, j] = p - model.predict_proba(Xj)[:, 1]
+    medians = {f: float(X[f].median()) for f in feats}   # of the whole population, whatever the chunk
+    for lo in range(0, len(X), REASON_CHUNK):   # a copy of X per feature, a chunk at a time: bounded memory
+        part = slice(lo, lo + REASON_CHUNK)
+        for j, f in enumerate(feats):
+            Xj = X.iloc[part].copy()
+            Xj[f] = medians[f]
+            effects[part, j] = p[part] - model.predict_proba(Xj)[:, 1]
     values = {f: X[f].to_numpy(float) for f in feats}
     effects[~np.isfinite(effects)] = 0.0
     for j, f in enumerate(feats):

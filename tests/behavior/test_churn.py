@@ -73,6 +73,11 @@ def test_model_beats_every_baseline_on_roc_auc_and_brier(synth):
     prob, reasons = C.churn_reasons(model, test[cols].head(300), context=test.head(300))
     assert np.allclose(prob, p[:300]) and any(reasons)
     assert all(r == "" or 1 <= len(r.split("; ")) <= 3 for r in reasons)
+    # in chunks (bounded memory) the effects are still against the whole population's medians
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "REASON_CHUNK", 7)
+        chunked = C.churn_reasons(model, test[cols].head(300), context=test.head(300))
+    assert np.array_equal(chunked[0], prob) and chunked[1] == reasons
 
 
 def test_no_leakage_events_after_a_cutoff_do_not_change_its_features_or_labels(synth):

@@ -80,8 +80,8 @@ failures, refunds and promotions
   Both are null when the feature SQL is built with `promotions_redeemed=False` (for a
   relation without a `promotion_id` column).
 
-Engines. The SQL is one statement of CTEs, and the log is read once (`lines`; DuckDB streams
-that scan to every consumer). Successful lines are aggregated once per (user, payment)
+Engines. The SQL is one statement of CTEs over one selection of the log (`lines`; DuckDB
+materializes it for its consumers). Successful lines are aggregated once per (user, payment)
 (`pay`, about half the lines); the volume, spend, window, channel and promotion figures
 are one GROUP BY user over `pay`, and the day-level figures (BTYD summary, Gamma-Gamma
 value, gaps) come from a narrow (user, day, spend) table and one LAG window over it. The
@@ -93,6 +93,11 @@ a struct value for the arg-min of the top category, the timestamp literal) come 
 engine's `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text
 (`feature_sql(..., dialect="spark")`). Day numbers come from integer epoch arithmetic, so
 neither the engine's session time zone nor DST affects days or windows.
+
+Scale. On DuckDB a log of more than `PARTITION_LINES` lines before as_of is processed in
+user partitions (a hash of user_id; `user_partitions`), one statement per part, and the
+parts are put back in user_id order: per-user figures need only that user's lines, and a
+part's intermediate tables fit in the memory cap where the whole log's spilled to disk.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ from datetime import datetime, timezone
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior.errors import SchemaError
 from behavior.schema import CHANNELS
@@ -201,14 +207,15 @@ def _day(us_expr: str) -> str:
 
 
 def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = True,
-                dialect: str | Dialect = "duckdb") -> str:
+                dialect: str | Dialect = "duckdb", users_where: str = "") -> str:
     """SQL text computing one row per user from the relation named `payments` (a view / table
     with the canonical payments columns), reading only rows with paid_at < as_of (point in time).
 
     `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
     `as_of_literal`). With `promotions_redeemed=False` the statement never references
     `promotion_id` and the promotion features are NULL. `dialect` ("duckdb" or "spark")
-    fills in the engine-specific templates; the rest of the text is the same.
+    fills in the engine-specific templates; the rest of the text is the same. `users_where`, a
+    predicate on `user_id` (a user partition, `user_partitions`), keeps only those users' lines.
     """
     d = get_dialect(dialect)
     _epoch_us = d.epoch_us.format
@@ -252,7 +259,7 @@ lines AS (
         {promo_line},
         paid_at
     FROM {payments}
-    WHERE paid_at < {as_of_literal}
+    WHERE paid_at < {as_of_literal}{f" AND ({users_where})" if users_where else ""}
 ),
 -- One row per successful payment: its time (first line), lines, spend, channel, promotion.
 pay AS (
@@ -419,18 +426,19 @@ ORDER BY u.user_id
 """
 
 
-def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb",
+                     users_where: str = "") -> str:
     """SQL text of the BTYD summary alone: (user_id, frequency, recency, T) with the definitions
     of `feature_sql` (a payment's day is the day of its first successful line), for the users
     of the feature table, ordered by user_id. It reads four columns of the log and skips
-    every other aggregate: the loyalty holdout needs only these."""
+    every other aggregate: the loyalty holdout needs only these. `users_where` as in `feature_sql`."""
     d = get_dialect(dialect)
     as_of_us = d.epoch_us.format(as_of_literal)
     return f"""
 WITH pay AS (
     SELECT user_id, MIN({d.epoch_us.format('paid_at')}) AS ts_us
     FROM {payments}
-    WHERE paid_at < {as_of_literal} AND status = 'success'
+    WHERE paid_at < {as_of_literal} AND status = 'success'{f" AND ({users_where})" if users_where else ""}
     GROUP BY user_id, payment_id
 ),
 days AS (
@@ -454,8 +462,40 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
     engine = as_engine(con)
     d = engine.dialect
     literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
-    return engine.arrow(btyd_summary_sql(payments, literal, d)).cast(
-        pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")]))
+    schema = pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")])
+    return by_user_partition(engine, payments, literal,
+                             lambda where: engine.arrow(btyd_summary_sql(payments, literal, d, where)).cast(schema))
+
+
+# DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
+# this many lines. Its intermediate tables (one row per payment, per purchase day, per distinct
+# item...) then fit in the memory cap instead of spilling: at 100M lines the feature query took
+# 231 s in one piece, its 20M-line parts ~17 s each. Spark partitions its work itself.
+PARTITION_LINES = 20_000_000
+
+
+def user_partitions(engine: SqlEngine, payments: str, as_of_literal: str) -> list[str]:
+    """Predicates on `user_id` splitting the users of `payments` before as_of into parts of
+    about PARTITION_LINES lines (by a hash of user_id); [""] (no split) for a smaller log or
+    an engine other than DuckDB."""
+    if getattr(engine, "name", "duckdb") != "duckdb":
+        return [""]
+    lines = engine.arrow(f"SELECT count(*) AS n FROM {payments} WHERE paid_at < {as_of_literal}")["n"][0].as_py()
+    k = -(-lines // PARTITION_LINES)
+    if k <= 1:
+        return [""]
+    bucket = f"(({engine.dialect.hash_of(['user_id'])}) % {k} + {k}) % {k}"   # also for a signed hash
+    return [f"{bucket} = {i}" for i in range(k)]
+
+
+def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, query) -> pa.Table:
+    """`query(users_where)` (an Arrow table with `user_id`, one row per user) run once per user
+    partition (`user_partitions`) and the parts put back in user_id order."""
+    wheres = user_partitions(engine, payments, as_of_literal)
+    if wheres == [""]:
+        return query("")
+    table = pa.concat_tables([query(w) for w in wheres])
+    return table.take(pc.sort_indices(table, [("user_id", "ascending")]))
 
 
 def as_of_literal(as_of: datetime, tz_aware: bool = True, dialect: str | Dialect = "duckdb") -> str:
@@ -500,14 +540,11 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
             f"the features need {', '.join(_REQUIRED_COLUMNS)} (and optionally promotion_id)"
         )
     d = engine.dialect
-    sql = feature_sql(
-        payments,
-        as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d),
-        promotions_redeemed="promotion_id" in types,
-        dialect=d,
-    )
-    return engine.arrow(sql).cast(FEATURE_SCHEMA)
+    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
+    return by_user_partition(engine, payments, literal, lambda where: engine.arrow(feature_sql(
+        payments, literal, promotions_redeemed="promotion_id" in types, dialect=d, users_where=where,
+    )).cast(FEATURE_SCHEMA))
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "as_of_literal", "btyd_summary", "btyd_summary_sql", "feature_sql",
-           "user_features"]
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "as_of_literal", "btyd_summary", "btyd_summary_sql",
+           "by_user_partition", "feature_sql", "user_features", "user_partitions"]

@@ -17,9 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from behavior import features as F
 from behavior.errors import SchemaError
 from behavior.features import FEATURE_COLUMNS, FEATURE_SCHEMA, as_of_literal, btyd_summary, feature_sql, user_features
 from behavior.schema import CHANNELS, PAYMENTS
+from behavior.sql_dialect import DuckDBEngine
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 4, 1, tzinfo=UTC)
@@ -590,7 +592,15 @@ def test_matches_the_plain_reference_and_invariants_hold(rows, as_of):
     got = table.to_pylist()
     assert_rows_equal(got, reference(rows, as_of))
     # the BTYD summary alone (the loyalty holdout's query) is the same rows and values
-    assert btyd_summary(_SHARED, "payments", as_of).equals(table.select(["user_id", "frequency", "recency", "T"]))
+    btyd = table.select(["user_id", "frequency", "recency", "T"])
+    assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
+    # run in user partitions (a big log), both give the same table, in the same order
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "PARTITION_LINES", 4)
+        assert len(F.user_partitions(DuckDBEngine(_SHARED), "payments", as_of_literal(as_of))) == max(
+            1, -(-sum(r["paid_at"] < as_of for r in rows) // 4))
+        assert features(rows, as_of).equals(table)
+        assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
     for u in got:
         assert 0 <= u["recency"] <= u["T"]
         assert u["frequency"] >= 0 and u["recency"] == int(u["recency"]) and u["T"] == int(u["T"])

@@ -7,7 +7,8 @@ Time line (days before as_of configurable):
 1. The model is chosen on `valid` (fitted on what came before, on at most `max_fit_users`
    users; `behavior.recommend.select`).
 2. The chosen configuration and popularity are refitted on everything before `test` and
-   scored on `test`, a period neither saw: the report's `recommend.test`.
+   scored on `test`, a period neither saw, over at most `max_eval_users` sampled test users
+   (`users_sampled`): the report's `recommend.test`.
 3. The chosen configuration is refitted on everything before as_of and published as
    `recommender.npz` (arrays only) with the id maps, owned items, item metadata and
    popularity overall and per segment.
@@ -79,9 +80,17 @@ def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = N
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
 
 
-def _score(model, net, days, relevant, k: int, exclude) -> dict:
-    """The metrics of `model` on the users who own items in `net` and bought in `relevant`."""
+def test_users(net, relevant, max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
+    """(users to score, sampled?): the users who own items in `net` and bought in `relevant`,
+    at most `max_users` of them (a seeded sample)."""
     users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
+    if max_users is not None and users.size > max_users:
+        return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False)), True
+    return users, False
+
+
+def _score(model, net, days, relevant, k: int, exclude, users: np.ndarray) -> dict:
+    """The metrics of `model` over `users` (`test_users`), who own items in `net`."""
     if users.size == 0:
         return {}
     recs, _ = model.recommend(users, net[users], k, exclude_seen=exclude, days=days[users])
@@ -158,11 +167,15 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     relevant = periods.bought(2)
     chosen = selection.new_model().fit(net, days)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
+    # scored on at most max_eval_users test users, as the search: at 100M lines ~1M users bought in
+    # the test period, and scoring each against 200k items took longer than the fit
+    users, sampled = test_users(net, relevant, cfg.max_eval_users, cfg.seed)
     popular = None
     if selection.selected != "popularity":
-        popular = _score(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude)
-    test = test_report(selection, test_start, cfg.test_days, _score(chosen, net, days, relevant, cfg.k, exclude),
+        popular = _score(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude, users)
+    test = test_report(selection, test_start, cfg.test_days, _score(chosen, net, days, relevant, cfg.k, exclude, users),
                        popular)
+    test["users_sampled"] = sampled
     del chosen, net, days, relevant
 
     full = periods.before(3, end).matrices()

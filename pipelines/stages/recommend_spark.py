@@ -31,7 +31,7 @@ from behavior.recommend.baselines import BuyAgain, Popularity, from_item_buyers
 from behavior.recommend.factors import SparkALS
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.select import Bench, Selection, choose
-from pipelines.stages.recommend import _interactions, _purchased, _score, interactions_sql, test_report
+from pipelines.stages.recommend import _interactions, _purchased, _score, interactions_sql, test_report, test_users
 
 # MLlib's regularization is per rating of the row (ALS-WR) and its confidence 1 + alpha * w:
 # these values are not those of the local ALS search (behavior.recommend.select)
@@ -106,13 +106,14 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
         selection = choose(bench, fitted(), item_category=codes, blend=False)
         before_test, relevant = _sample(ctx, users, items, test_start, end)
         bt_net, bt_days = before_test.matrices()
+        users, _ = test_users(bt_net, relevant)   # `_sample` drew them already
         chosen = _score(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
-                        selection.exclude_mask(codes))
+                        selection.exclude_mask(codes), users)
         popular = None
         if selection.selected != "popularity":
             pop_exclude = selection.models["popularity"]["exclude_seen"] is True
             popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant, cfg.k,
-                             pop_exclude)
+                             pop_exclude, users)
         test = test_report(selection, test_start, cfg.test_days, chosen, popular)
         test["users_sampled"] = True
         model = _fit(trainer, selection.params, end)

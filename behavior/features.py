@@ -467,11 +467,12 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
                              lambda where: engine.arrow(btyd_summary_sql(payments, literal, d, where)).cast(schema))
 
 
-# DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
-# this many lines. Its intermediate tables (one row per payment, per purchase day, per distinct
-# item...) then fit in the memory cap instead of spilling: at 100M lines the feature query took
-# 231 s in one piece, its 20M-line parts ~17 s each. Spark partitions its work itself.
-PARTITION_LINES = 20_000_000
+# DuckDB: above this many lines before as_of a per-user query runs in user partitions of at most
+# this many lines. Each part rescans the log (its columns are read before the user filter), so
+# parts should be as large as the memory cap (3 GB by default) computes without spilling much.
+# Measured at 100M lines (one thread, machine shared): one part of 3 took 98 s, of 5 73 s, of 10
+# 48 s; in one piece the statement spilled ~10 GB (231 s on two threads, against 166 s in 5 parts).
+PARTITION_LINES = 35_000_000
 
 
 def user_partitions(engine: SqlEngine, payments: str, as_of_literal: str) -> list[str]:

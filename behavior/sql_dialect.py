@@ -277,8 +277,8 @@ class DuckDBEngine:
         return dict(zip(rel.columns, (str(t) for t in rel.types)))
 
     def arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
-        if params:
-            return self.con.execute(sql, params).fetch_arrow_table()
+        if params:   # (DuckDB 2 has no fetch_arrow_table; a relation takes the parameters)
+            return self.con.sql(sql, params=params).to_arrow_table()
         return self.con.sql(sql).to_arrow_table()
 
     def frame(self, sql: str) -> pd.DataFrame:

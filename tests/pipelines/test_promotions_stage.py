@@ -159,3 +159,47 @@ def test_without_promotion_tables_the_stage_says_so(tmp_path):
     rep = run_pipeline(home, Config(), stages=["promotions"])
     assert rep["promotions"]["effectiveness"] == {}
     assert "no assignments and no promotions table" in rep["promotions"]["uplift"]["skipped"]
+
+
+def test_affinity_of_one_category_equals_its_rows_of_the_whole_table(lake):
+    """The stage fetches one category's affinities at a time (at 100M lines the whole table is
+    ~35M rows): the values must be those of the published (user, category, share) table."""
+    import pyarrow as pa
+
+    from behavior.features import as_of_literal
+    from behavior.promotions import category_affinity_sql
+
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    try:
+        whole = ctx.engine.arrow(category_affinity_sql("payments", as_of_literal(ctx.as_of)))
+        frame = whole.to_pandas()
+        users = pd.Series(["nobody", *frame["user_id"].drop_duplicates().head(500)])
+        for category in frame["category"].value_counts().index[:3]:
+            want = users.map(frame[frame["category"] == category].set_index("user_id")["share"]).fillna(0.0)
+            got_at = stage._affinity_at(ctx.engine, ctx.as_of, category, users)
+            got_now = stage._affinity_now(whole, category, users)
+            np.testing.assert_array_equal(got_at, want.to_numpy())
+            np.testing.assert_array_equal(got_now, want.to_numpy())
+            assert got_at[0] == 0 and 0 < (got_at > 0).sum() < len(users)
+        assert (stage._affinity_now(whole, "any", users) == 1).all()
+        assert isinstance(whole, pa.Table)
+    finally:
+        ctx.con.close()
+
+
+def test_an_item_target_is_described_by_its_category(lake):
+    """An `item:<id>` promotion target is scored by the item's most frequent category (a query
+    with a bound parameter: it failed on DuckDB 2, which has no fetch_arrow_table)."""
+    from behavior.promotions import item_categories_sql
+
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    try:
+        items = ctx.engine.frame(item_categories_sql("payments")).dropna()
+        item, category = items.iloc[len(items) // 2][["item_id", "category"]]
+        assert stage._target_category(ctx.engine, f"item:{item}") == category
+        assert stage._target_category(ctx.engine, "item:no-such-item") == "any"
+        assert stage._target_category(ctx.engine, "groceries") == "groceries"
+    finally:
+        ctx.con.close()

@@ -77,13 +77,14 @@ def _model_payments(ctx, users: pa.Array, max_users: int, section: dict) -> str:
         return "payments"
     keep = np.sort(np.random.default_rng(0).choice(len(users), size=max_users, replace=False))
     ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
-    ctx.engine.create_view(_SAMPLE_PAYMENTS, f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
+    ctx.engine.create_view(_SAMPLE_PAYMENTS,
+                           f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
     section["model_users"] = {"customers": len(users), "sampled": max_users, "seed": 0}
     return _SAMPLE_PAYMENTS
 
 
 def _drop_sample(ctx) -> None:
-    if ctx.report["churn"].get("model_users"):
+    if ctx.report.get("churn", {}).get("model_users"):
         ctx.engine.drop_view(_SAMPLE_PAYMENTS)
         ctx.engine.unregister(_SAMPLE)
 

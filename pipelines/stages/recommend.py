@@ -80,7 +80,7 @@ def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = N
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
 
 
-def test_users(net, relevant, max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
+def users_to_score(net, relevant, max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
     """(users to score, sampled?): the users who own items in `net` and bought in `relevant`,
     at most `max_users` of them (a seeded sample)."""
     users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
@@ -90,7 +90,7 @@ def test_users(net, relevant, max_users: int | None = None, seed: int = 0) -> tu
 
 
 def _score(model, net, days, relevant, k: int, exclude, users: np.ndarray) -> dict:
-    """The metrics of `model` over `users` (`test_users`), who own items in `net`."""
+    """The metrics of `model` over `users` (`users_to_score`), who own items in `net`."""
     if users.size == 0:
         return {}
     recs, _ = model.recommend(users, net[users], k, exclude_seen=exclude, days=days[users])
@@ -169,7 +169,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
     # scored on at most max_eval_users test users, as the search: at 100M lines ~1M users bought in
     # the test period, and scoring each against 200k items took longer than the fit
-    users, sampled = test_users(net, relevant, cfg.max_eval_users, cfg.seed)
+    users, sampled = users_to_score(net, relevant, cfg.max_eval_users, cfg.seed)
     popular = None
     if selection.selected != "popularity":
         popular = _score(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude, users)

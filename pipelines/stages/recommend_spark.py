@@ -31,7 +31,8 @@ from behavior.recommend.baselines import BuyAgain, Popularity, from_item_buyers
 from behavior.recommend.factors import SparkALS
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.select import Bench, Selection, choose
-from pipelines.stages.recommend import _interactions, _purchased, _score, interactions_sql, test_report, test_users
+from pipelines.stages.recommend import (_interactions, _purchased, _score, interactions_sql, test_report,
+                                       users_to_score)
 
 # MLlib's regularization is per rating of the row (ALS-WR) and its confidence 1 + alpha * w:
 # these values are not those of the local ALS search (behavior.recommend.select)
@@ -106,7 +107,7 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
         selection = choose(bench, fitted(), item_category=codes, blend=False)
         before_test, relevant = _sample(ctx, users, items, test_start, end)
         bt_net, bt_days = before_test.matrices()
-        users, _ = test_users(bt_net, relevant)   # `_sample` drew them already
+        users, _ = users_to_score(bt_net, relevant)   # `_sample` drew them already
         chosen = _score(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
                         selection.exclude_mask(codes), users)
         popular = None

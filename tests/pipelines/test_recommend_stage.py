@@ -40,21 +40,21 @@ def test_planted_tastes_beat_popularity_on_the_held_out_period(run):
     assert test["ndcg_gain_over_popularity"] >= 0.30
 
 
-def test_test_users_are_the_eligible_ones_or_a_seeded_sample_of_them():
+def test_scored_users_are_the_eligible_ones_or_a_seeded_sample_of_them():
     import scipy.sparse as sp
 
-    from pipelines.stages.recommend import test_users
+    from pipelines.stages.recommend import users_to_score
 
     rng = np.random.default_rng(1)
     net = sp.csr_matrix((rng.random((300, 20)) < 0.1).astype(np.float32))
     relevant = sp.csr_matrix((rng.random((300, 20)) < 0.1).astype(np.float32))
     eligible = np.flatnonzero((net.getnnz(axis=1) > 0) & (relevant.getnnz(axis=1) > 0))
-    users, sampled = test_users(net, relevant)
+    users, sampled = users_to_score(net, relevant)
     assert not sampled and np.array_equal(users, eligible) and 50 < eligible.size < 300
-    users, sampled = test_users(net, relevant, 40, seed=3)
+    users, sampled = users_to_score(net, relevant, 40, seed=3)
     assert sampled and users.size == 40 and np.all(np.diff(users) > 0) and np.isin(users, eligible).all()
-    assert np.array_equal(test_users(net, relevant, 40, seed=3)[0], users)      # the same for every model
-    assert not np.array_equal(test_users(net, relevant, 40, seed=4)[0], users)
+    assert np.array_equal(users_to_score(net, relevant, 40, seed=3)[0], users)      # the same for every model
+    assert not np.array_equal(users_to_score(net, relevant, 40, seed=4)[0], users)
 
 
 def test_bundle_serves_without_pickle(run):

@@ -469,10 +469,11 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
 
 # DuckDB: above this many lines before as_of a per-user query runs in user partitions of at most
 # this many lines. Each part rescans the log (its columns are read before the user filter), so
-# parts should be as large as the memory cap (3 GB by default) computes without spilling much.
-# Measured at 100M lines (one thread, machine shared): one part of 3 took 98 s, of 5 73 s, of 10
-# 48 s; in one piece the statement spilled ~10 GB (231 s on two threads, against 166 s in 5 parts).
-PARTITION_LINES = 35_000_000
+# parts should be as large as the memory cap (3 GB by default) computes without running out.
+# Measured at 100M lines: in one piece the statement spilled ~10 GB (231 s on two threads), in 5
+# parts 166 s; one thread computes a 33M-line part within 3 GB, but two threads ran out of memory
+# on a 30M-line log (a promotion start), so the parts stay at 20M lines.
+PARTITION_LINES = 20_000_000
 
 
 def user_partitions(engine: SqlEngine, payments: str, as_of_literal: str) -> list[str]:

@@ -107,14 +107,14 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
         selection = choose(bench, fitted(), item_category=codes, blend=False)
         before_test, relevant = _sample(ctx, users, items, test_start, end)
         bt_net, bt_days = before_test.matrices()
-        users, _ = users_to_score(bt_net, relevant)   # `_sample` drew them already
+        scored, _ = users_to_score(bt_net, relevant)   # `_sample` drew them already
         chosen = _score(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
-                        selection.exclude_mask(codes), users)
+                        selection.exclude_mask(codes), scored)
         popular = None
         if selection.selected != "popularity":
             pop_exclude = selection.models["popularity"]["exclude_seen"] is True
             popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant, cfg.k,
-                             pop_exclude, users)
+                             pop_exclude, scored)
         test = test_report(selection, test_start, cfg.test_days, chosen, popular)
         test["users_sampled"] = True
         model = _fit(trainer, selection.params, end)

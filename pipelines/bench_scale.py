@@ -135,7 +135,8 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
             s["seconds"] for s in run["stages"].values()), 2), "peak_mb": round(run["peaks"].get("publish", 0.0))})
         total = {"lines": made, "step": "ingest + run", "seconds": round(ing["seconds"] + run["seconds"], 2),
                  "peak_mb": round(max([ing["peak_mb"], *run["peaks"].values()]))}
-        total.update(target=TARGET[0], met=bool(TARGET[1](total)))
+        if lines <= 2 * PART_LINES:   # the target is set at 10M lines
+            total.update(target=TARGET[0], met=bool(TARGET[1](total)))
         rows.append(total)
         progress(f"{made:,} lines: API on the published bundle, {api_seconds:g} s of GET recommendations")
         api = serve_and_load(folder / "data", api_seconds)

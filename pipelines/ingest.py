@@ -33,7 +33,6 @@ from typing import Callable
 
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -45,6 +44,7 @@ from behavior.sql_dialect import Dialect, DuckDBEngine
 from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
 from pipelines import erasure_log
 from pipelines.datahome import DataHome
+from pipelines.engines import duckdb_connection
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
 from pipelines.readers import FORMATS, Source, read_source
 
@@ -98,7 +98,9 @@ def ingest(home: DataHome, paths: list[Path], opts: IngestOptions,
             progress("starting Spark")
             lake = SparkLake.open(home, (config or Config()).engine)
         elif name == "duckdb":
-            lake = LocalLake(home)
+            from pipelines.config import EngineConfig
+
+            lake = LocalLake(home, config.engine if config is not None else EngineConfig())
         else:
             from pipelines.engines import ENGINES
 
@@ -146,10 +148,9 @@ class LocalLake:
 
     name = "duckdb"
 
-    def __init__(self, home: DataHome) -> None:
+    def __init__(self, home: DataHome, settings: Any) -> None:
         self.home = home
-        self.con = duckdb.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
+        self.con = duckdb_connection(settings, home)   # the run's memory cap and threads
         self.engine = DuckDBEngine(self.con)
         home.lake.mkdir(parents=True, exist_ok=True)
 

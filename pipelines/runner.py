@@ -26,6 +26,7 @@ from behavior.errors import AsOfError, BehaviorError
 from behavior.sql_dialect import DuckDBEngine
 from pipelines.config import Config
 from pipelines.datahome import DataHome
+from pipelines.engines import duckdb_connection
 from pipelines.lake import locked, scan_sql, table_files
 
 # Columns that place a row of each table in time (rows at or after as_of are not visible).
@@ -83,16 +84,6 @@ def plan(stages: dict[str, Stage], selected: list[str] | None) -> list[str]:
     return order
 
 
-def _connect(config: Config, home: DataHome) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    con.execute(f"SET temp_directory = '{home.root / 'tmp'}'")
-    con.execute("SET TimeZone = 'UTC'")
-    if config.engine.duckdb_threads:
-        con.execute(f"SET threads = {int(config.engine.duckdb_threads)}")
-    con.execute(f"SET memory_limit = '{config.engine.duckdb_memory_limit}'")
-    return con
-
-
 def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
     """The day after the last payment (00:00 UTC)."""
     last = con.execute(f"SELECT max(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
@@ -131,7 +122,7 @@ def _open_spark(home: DataHome, config: Config, as_of: datetime | None) -> Stage
             raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
                             "nothing before it to learn from: choose a later date")
         present = engine.lake_views(settings.lake, as_of, TIME_COLUMNS)
-        con = _connect(config, home)
+        con = duckdb_connection(config.engine, home)
         if table_files(home.lake, "payments"):   # the same lake on this machine: DuckDB views too
             _duckdb_views(con, home, as_of)
     except BaseException:
@@ -146,7 +137,7 @@ def open_context(home: DataHome, config: Config, as_of: datetime | None,
         return _open_spark(home, config, as_of)
     if not table_files(home.lake, "payments"):
         raise BehaviorError(f"the lake at {home.lake} has no payments; run `behavior ingest` first")
-    con = _connect(config, home)
+    con = duckdb_connection(config.engine, home)
     as_of = as_of or default_as_of(con, home)
     first = con.execute(f"SELECT min(paid_at) FROM {scan_sql(home.lake, 'payments')}").fetchall()[0][0]
     if as_of <= first:

@@ -6,3 +6,18 @@ dialect (`behavior.sql_dialect`).
 """
 
 ENGINES = ("duckdb", "spark")
+
+
+def duckdb_connection(settings, home):
+    """An in-memory DuckDB connection with the `[engine]` settings (a
+    `pipelines.config.EngineConfig`): its threads and memory cap, spilling to <data home>/tmp,
+    in UTC. Ingest and the run both use it, so neither takes DuckDB's default of 80% of RAM."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{home.root / 'tmp'}'")
+    con.execute("SET TimeZone = 'UTC'")
+    if settings.duckdb_threads:
+        con.execute(f"SET threads = {int(settings.duckdb_threads)}")
+    con.execute(f"SET memory_limit = '{settings.duckdb_memory_limit}'")
+    return con

@@ -95,14 +95,17 @@ engine's `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text
 neither the engine's session time zone nor DST affects days or windows.
 
 Scale. On DuckDB a log of more than `PARTITION_LINES` lines before as_of is processed in
-user partitions (a hash of user_id; `user_partitions`), one statement per part, and the
-parts are put back in user_id order: per-user figures need only that user's lines, and a
-part's intermediate tables fit in the memory cap where the whole log's spilled to disk.
+user partitions (a hash of user_id; `by_user_partition`): the lines are written once into a
+temporary Parquet folder per part, one statement runs per part, and the parts are put back
+in user_id order. Per-user figures need only that user's lines, and a part's intermediate
+tables fit in the memory cap where the whole log's spilled to disk.
 """
 
 from __future__ import annotations
 
+import tempfile
 from datetime import datetime, timezone
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -207,15 +210,14 @@ def _day(us_expr: str) -> str:
 
 
 def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = True,
-                dialect: str | Dialect = "duckdb", users_where: str = "") -> str:
+                dialect: str | Dialect = "duckdb") -> str:
     """SQL text computing one row per user from the relation named `payments` (a view / table
     with the canonical payments columns), reading only rows with paid_at < as_of (point in time).
 
     `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
     `as_of_literal`). With `promotions_redeemed=False` the statement never references
     `promotion_id` and the promotion features are NULL. `dialect` ("duckdb" or "spark")
-    fills in the engine-specific templates; the rest of the text is the same. `users_where`, a
-    predicate on `user_id` (a user partition, `user_partitions`), keeps only those users' lines.
+    fills in the engine-specific templates; the rest of the text is the same.
     """
     d = get_dialect(dialect)
     _epoch_us = d.epoch_us.format
@@ -259,7 +261,7 @@ lines AS (
         {promo_line},
         paid_at
     FROM {payments}
-    WHERE paid_at < {as_of_literal}{f" AND ({users_where})" if users_where else ""}
+    WHERE paid_at < {as_of_literal}
 ),
 -- One row per successful payment: its time (first line), lines, spend, channel, promotion.
 pay AS (
@@ -426,19 +428,18 @@ ORDER BY u.user_id
 """
 
 
-def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb",
-                     users_where: str = "") -> str:
+def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """SQL text of the BTYD summary alone: (user_id, frequency, recency, T) with the definitions
     of `feature_sql` (a payment's day is the day of its first successful line), for the users
     of the feature table, ordered by user_id. It reads four columns of the log and skips
-    every other aggregate: the loyalty holdout needs only these. `users_where` as in `feature_sql`."""
+    every other aggregate: the loyalty holdout needs only these."""
     d = get_dialect(dialect)
     as_of_us = d.epoch_us.format(as_of_literal)
     return f"""
 WITH pay AS (
     SELECT user_id, MIN({d.epoch_us.format('paid_at')}) AS ts_us
     FROM {payments}
-    WHERE paid_at < {as_of_literal} AND status = 'success'{f" AND ({users_where})" if users_where else ""}
+    WHERE paid_at < {as_of_literal} AND status = 'success'
     GROUP BY user_id, payment_id
 ),
 days AS (
@@ -463,40 +464,48 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
     d = engine.dialect
     literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
     schema = pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")])
-    return by_user_partition(engine, payments, literal,
-                             lambda where: engine.arrow(btyd_summary_sql(payments, literal, d, where)).cast(schema))
+    return by_user_partition(engine, payments, literal, ["user_id", "payment_id", "status", "paid_at"],
+                             lambda lines: engine.arrow(btyd_summary_sql(lines, literal, d)).cast(schema))
 
 
-# DuckDB: above this many lines before as_of a per-user query runs in user partitions of at most
-# this many lines. Each part rescans the log (its columns are read before the user filter), so
-# parts should be as large as the memory cap (3 GB by default) computes without running out.
-# Measured at 100M lines: in one piece the statement spilled ~10 GB (231 s on two threads), in 5
-# parts 166 s; one thread computes a 33M-line part within 3 GB, but two threads ran out of memory
-# on a 30M-line log (a promotion start), so the parts stay at 20M lines.
-PARTITION_LINES = 20_000_000
+# DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
+# this many lines. Measured at 100M lines on two threads within the 3 GB cap, the feature
+# statement on one part: 5M lines 3.7 s, 10M 8.0 s, 20M 21.6 s (it spills); in one piece 231 s.
+# Writing the parts costs ~0.5 s per million lines, so above this size the cost per line is flat.
+PARTITION_LINES = 5_000_000
 
 
-def user_partitions(engine: SqlEngine, payments: str, as_of_literal: str) -> list[str]:
-    """Predicates on `user_id` splitting the users of `payments` before as_of into parts of
-    about PARTITION_LINES lines (by a hash of user_id); [""] (no split) for a smaller log or
-    an engine other than DuckDB."""
+def partition_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int:
+    """How many user partitions of about PARTITION_LINES lines the log `payments` before as_of
+    splits into: 1 (no split) for a smaller log or an engine other than DuckDB."""
     if getattr(engine, "name", "duckdb") != "duckdb":
-        return [""]
+        return 1
     lines = engine.arrow(f"SELECT count(*) AS n FROM {payments} WHERE paid_at < {as_of_literal}")["n"][0].as_py()
-    k = -(-lines // PARTITION_LINES)
-    if k <= 1:
-        return [""]
+    return max(1, -(-lines // PARTITION_LINES))
+
+
+def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, columns: list[str], query) -> pa.Table:
+    """`query(relation)` (an Arrow table with `user_id`, one row per user, from the lines of
+    `relation` before as_of) run on `payments` or, for a big log, once per user partition.
+
+    The partitions are written once: the lines before as_of (only `columns`) go to a temporary
+    Parquet folder per hash bucket of user_id (in DuckDB's `temp_directory`), and each part's
+    query reads its own folder. The work stays linear in the lines however many parts there
+    are (a filter on the log would rescan it per part). The parts are put back in user_id order."""
+    k = partition_count(engine, payments, as_of_literal)
+    if k == 1:
+        return query(payments)
     bucket = f"(({engine.dialect.hash_of(['user_id'])}) % {k} + {k}) % {k}"   # also for a signed hash
-    return [f"{bucket} = {i}" for i in range(k)]
-
-
-def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, query) -> pa.Table:
-    """`query(users_where)` (an Arrow table with `user_id`, one row per user) run once per user
-    partition (`user_partitions`) and the parts put back in user_id order."""
-    wheres = user_partitions(engine, payments, as_of_literal)
-    if wheres == [""]:
-        return query("")
-    table = pa.concat_tables([query(w) for w in wheres])
+    spill = engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py() or None
+    if spill:
+        Path(spill).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="parts-", dir=spill) as folder:
+        engine.execute(
+            f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
+            f"WHERE paid_at < {as_of_literal}) TO '{folder}' (FORMAT parquet, PARTITION_BY (part))")
+        parts = [query(f"read_parquet('{p}/*.parquet', hive_partitioning = false)")
+                 for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
+    table = pa.concat_tables(parts)
     return table.take(pc.sort_indices(table, [("user_id", "ascending")]))
 
 
@@ -543,10 +552,12 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
         )
     d = engine.dialect
     literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
-    return by_user_partition(engine, payments, literal, lambda where: engine.arrow(feature_sql(
-        payments, literal, promotions_redeemed="promotion_id" in types, dialect=d, users_where=where,
+    promotions_redeemed = "promotion_id" in types
+    columns = [*_REQUIRED_COLUMNS, *(["promotion_id"] if promotions_redeemed else [])]
+    return by_user_partition(engine, payments, literal, columns, lambda lines: engine.arrow(feature_sql(
+        lines, literal, promotions_redeemed=promotions_redeemed, dialect=d,
     )).cast(FEATURE_SCHEMA))
 
 
 __all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "as_of_literal", "btyd_summary", "btyd_summary_sql",
-           "by_user_partition", "feature_sql", "user_features", "user_partitions"]
+           "by_user_partition", "feature_sql", "partition_count", "user_features"]

@@ -284,6 +284,10 @@ class DuckDBEngine:
     def frame(self, sql: str) -> pd.DataFrame:
         return self.con.sql(sql).df()
 
+    def execute(self, sql: str) -> None:
+        """Run a statement with no result (e.g. a COPY)."""
+        self.con.execute(sql)
+
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(name, table)
 

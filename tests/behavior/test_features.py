@@ -5,6 +5,7 @@ reference on random tables, and the point-in-time property (nothing at or after 
 from __future__ import annotations
 
 import math
+import tempfile
 import statistics
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -61,6 +62,7 @@ def to_arrow(rows: list[dict]) -> pa.Table:
 
 _SHARED = duckdb.connect()
 _SHARED.execute("SET threads = 1")
+_SHARED.execute(f"SET temp_directory = '{tempfile.mkdtemp(prefix='test-features-')}'")   # user partitions' parts
 
 
 def features(rows: list[dict] | pa.Table | pd.DataFrame, as_of: datetime = AS_OF, con=None) -> pa.Table:
@@ -597,7 +599,7 @@ def test_matches_the_plain_reference_and_invariants_hold(rows, as_of):
     # run in user partitions (a big log), both give the same table, in the same order
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(F, "PARTITION_LINES", 4)
-        assert len(F.user_partitions(DuckDBEngine(_SHARED), "payments", as_of_literal(as_of))) == max(
+        assert F.partition_count(DuckDBEngine(_SHARED), "payments", as_of_literal(as_of)) == max(
             1, -(-sum(r["paid_at"] < as_of for r in rows) // 4))
         assert features(rows, as_of).equals(table)
         assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
@@ -628,3 +630,32 @@ def test_rows_at_or_after_as_of_never_change_the_features(rows, as_of, data):
     base = features(past, as_of).to_pylist()
     for variant in (rows, changed + past):
         assert_rows_equal(features(variant, as_of).to_pylist(), base)
+
+
+def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_path):
+    """Hundreds of users in three parts: each part is a bucket written once, and the parts put
+    back equal the one-piece table (rows, values and user_id order; sums of float amounts to
+    rounding, as the lines reach the aggregates in another order)."""
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=600, months=6, seed=5)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    whole, btyd = user_features(con, "payments", as_of), btyd_summary(con, "payments", as_of)
+    before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
+    monkeypatch.setattr(F, "PARTITION_LINES", before // 3 + 1)
+    assert F.partition_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 3
+    queried = []
+    real = F.by_user_partition
+
+    def spy(engine, payments, literal, columns, query):
+        return real(engine, payments, literal, columns, lambda lines: queried.append(lines) or query(lines))
+
+    monkeypatch.setattr(F, "by_user_partition", spy)
+    assert_rows_equal(user_features(con, "payments", as_of).to_pylist(), whole.to_pylist())
+    assert btyd_summary(con, "payments", as_of).equals(btyd)
+    assert len(queried) == 6 and all("part=" in q for q in queried)
+    assert whole.num_rows > 300
+    assert list(tmp_path.iterdir()) == []   # the temporary parts are gone

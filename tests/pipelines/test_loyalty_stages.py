@@ -86,3 +86,19 @@ def test_holdout_needs_history_and_says_so(lake):
     home, _ = lake
     rep = run_pipeline(home, Config(), as_of=datetime(2024, 3, 1, tzinfo=timezone.utc), stages=["loyalty"])
     assert "skipped" in rep["loyalty"]["holdout"]
+
+
+def test_profiles_line_up_each_table_by_user_id():
+    """A per-user table in another order, or without some users, is matched on user_id (nulls
+    where a user has no row); one in the feature table's order is taken as is."""
+    import pyarrow as pa
+
+    from pipelines.stages.profiles import _aligned
+
+    ids = pa.chunked_array([["a", "b", "c", "d"]])
+    shuffled = pa.table({"user_id": ["c", "a", "d"], "x": [3, 1, 4], "y": ["C", "A", "D"]})
+    got = _aligned(ids, shuffled)
+    assert got.column_names == ["x", "y"]
+    assert got.column("x").to_pylist() == [1, None, 3, 4] and got.column("y").to_pylist() == ["A", None, "C", "D"]
+    same = pa.table({"user_id": ["a", "b", "c", "d"], "x": [1, 2, 3, 4]})
+    assert _aligned(ids, same).column("x").to_pylist() == [1, 2, 3, 4]

@@ -502,11 +502,16 @@ def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, colu
     with tempfile.TemporaryDirectory(prefix="parts-", dir=spill) as folder:
         engine.execute(
             f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
-            f"WHERE paid_at < {as_of_literal}) TO '{folder}' (FORMAT parquet, PARTITION_BY (part))")
-        parts = [query(f"read_parquet('{p}/*.parquet', hive_partitioning = false)")
+            f"WHERE paid_at < {as_of_literal}) TO {_quoted(folder)} (FORMAT parquet, PARTITION_BY (part))")
+        parts = [query(f"read_parquet({_quoted(f'{p}/*.parquet')}, hive_partitioning = false)")
                  for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
     table = pa.concat_tables(parts)
     return table.take(pc.sort_indices(table, [("user_id", "ascending")]))
+
+
+def _quoted(path: str) -> str:
+    """A SQL string literal of a path (a data home may have a quote in its name)."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def as_of_literal(as_of: datetime, tz_aware: bool = True, dialect: str | Dialect = "duckdb") -> str:

@@ -15,7 +15,8 @@ def duckdb_connection(settings, home):
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"SET temp_directory = '{home.root / 'tmp'}'")
+    spill = str(home.root / "tmp").replace("'", "''")   # a quote in the data home's path
+    con.execute(f"SET temp_directory = '{spill}'")
     con.execute("SET TimeZone = 'UTC'")
     if settings.duckdb_threads:
         con.execute(f"SET threads = {int(settings.duckdb_threads)}")

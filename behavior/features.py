@@ -103,6 +103,7 @@ tables fit in the memory cap where the whole log's spilled to disk.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -496,10 +497,14 @@ def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, colu
     if k == 1:
         return query(payments)
     bucket = f"(({engine.dialect.hash_of(['user_id'])}) % {k} + {k}) % {k}"   # also for a signed hash
-    spill = engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py() or None
+    # DuckDB's spill folder when it is set to a path (a run's: <data home>/tmp); the system's
+    # temporary folder for a plain connection (whose default is a relative '.tmp').
+    spill = engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py()
+    spill = spill if spill and Path(spill).is_absolute() else None
     if spill:
         Path(spill).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="parts-", dir=spill) as folder:
+    # named with the pid: a killed process's parts are swept by the next command (pipelines.lake)
+    with tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill) as folder:
         engine.execute(
             f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
             f"WHERE paid_at < {as_of_literal}) TO {_quoted(folder)} (FORMAT parquet, PARTITION_BY (part))")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -54,9 +55,40 @@ def locked(home: DataHome, command: str) -> Iterator[None]:
         fh.write(f"`behavior {command}` (pid {os.getpid()})")
         fh.flush()
         recover(home.lake)
+        sweep_spill(home.root / "tmp")
         yield
     finally:
         fh.close()  # closing releases the lock
+
+
+# What a process leaves in <data home>/tmp, named with its pid: DuckDB's spill files and a big
+# log's user parts (`behavior.features.by_user_partition`). Both hold payment lines.
+_SPILL = re.compile(r"^(?:duckdb_temp_|parts-)(\d+)[_-]")
+
+
+def sweep_spill(folder: Path) -> list[str]:
+    """Remove what processes that are gone left in the spill folder (a run killed mid-way:
+    the parts are removed when a statement ends, even by an error, but not after a kill), so
+    no copy of payment lines outlives its command, nor an erased user's lines. Files of a
+    live process (a notebook on the same data home) are kept."""
+    removed = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        m = _SPILL.match(path.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's live process
+        return True
+    return True
 
 
 def recover(lake: Path) -> list[str]:

@@ -50,7 +50,7 @@ def run(ctx) -> pa.Table:
 def _aligned(ids: pa.ChunkedArray, table: pa.Table) -> pa.Table:
     """`table`'s columns other than user_id, one row per id of `ids` (nulls for an id it lacks)."""
     rest = table.drop_columns(["user_id"])
-    if table.column("user_id").equals(ids):
+    if table.column("user_id").cast(ids.type).equals(ids):   # (pandas gives large_string ids)
         return rest
     return rest.take(pc.index_in(ids, value_set=table.column("user_id")))
 

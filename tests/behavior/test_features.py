@@ -5,7 +5,6 @@ reference on random tables, and the point-in-time property (nothing at or after 
 from __future__ import annotations
 
 import math
-import tempfile
 import statistics
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -62,7 +61,6 @@ def to_arrow(rows: list[dict]) -> pa.Table:
 
 _SHARED = duckdb.connect()
 _SHARED.execute("SET threads = 1")
-_SHARED.execute(f"SET temp_directory = '{tempfile.mkdtemp(prefix='test-features-')}'")   # user partitions' parts
 
 
 def features(rows: list[dict] | pa.Table | pd.DataFrame, as_of: datetime = AS_OF, con=None) -> pa.Table:

@@ -61,3 +61,30 @@ def test_a_rejected_row_after_an_erased_one_keeps_its_own_values_in_the_quaranti
     assert q.loc[1, "reason"] == "erased_user" and pd.isna(q.loc[1, "raw"])
     assert '"u2"' in q.loc[2, "raw"] and "not-a-number" in q.loc[2, "raw"]
     assert '"u4"' in q.loc[4, "raw"] and "also-bad" in q.loc[4, "raw"]
+
+
+def test_a_killed_commands_spill_and_parts_are_swept_by_the_next_command(tmp_path):
+    """Spill files and user parts (copies of payment lines) of a process that is gone are
+    removed when the next command takes the data home, forget included; a live process's
+    files and anything else in the folder are kept."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.lake import locked
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    home = DataHome(tmp_path / "data")
+    spill = home.root / "tmp"
+    (spill / f"parts-{gone.pid}-abc" / "part=0").mkdir(parents=True)
+    (spill / f"parts-{gone.pid}-abc" / "part=0" / "data_0.parquet").write_bytes(b"lines")
+    (spill / f"duckdb_temp_{gone.pid}_0_storage_DEFAULT-0.tmp").write_bytes(b"spilled")
+    (spill / f"parts-{os.getpid()}-live").mkdir()
+    (spill / "notes.txt").write_text("not ours")
+    with locked(home, "run"):
+        pass
+    assert sorted(p.name for p in spill.iterdir()) == ["notes.txt", f"parts-{os.getpid()}-live"]
+    (spill / f"duckdb_temp_{gone.pid}_1_storage_DEFAULT-0.tmp").write_bytes(b"spilled")
+    forget(home, ["u1"])
+    assert sorted(p.name for p in spill.iterdir()) == ["notes.txt", f"parts-{os.getpid()}-live"]

@@ -105,6 +105,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -465,8 +467,8 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
     d = engine.dialect
     literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
     schema = pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")])
-    return by_user_partition(engine, payments, literal, ["user_id", "payment_id", "status", "paid_at"],
-                             lambda lines: engine.arrow(btyd_summary_sql(lines, literal, d)).cast(schema))
+    return _first(by_user_partition(engine, payments, [literal], ["user_id", "payment_id", "status", "paid_at"],
+                                    lambda lines, lit: engine.arrow(btyd_summary_sql(lines, lit, d)).cast(schema)))
 
 
 # DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
@@ -485,17 +487,24 @@ def partition_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int
     return max(1, -(-lines // PARTITION_LINES))
 
 
-def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, columns: list[str], query) -> pa.Table:
-    """`query(relation)` (an Arrow table with `user_id`, one row per user, from the lines of
-    `relation` before as_of) run on `payments` or, for a big log, once per user partition.
+def by_user_partition(engine: SqlEngine, payments: str, literals: list[str], columns: list[str],
+                      query) -> Iterator[pa.Table]:
+    """`query(relation, literal)` (an Arrow table with `user_id`, one row per user, from the
+    lines of `relation` before that as_of) for each as_of literal in turn, run on `payments`
+    or, for a big log, once per user partition.
 
-    The partitions are written once: the lines before as_of (only `columns`) go to a temporary
-    Parquet folder per hash bucket of user_id (in DuckDB's `temp_directory`), and each part's
-    query reads its own folder. The work stays linear in the lines however many parts there
-    are (a filter on the log would rescan it per part). The parts are put back in user_id order."""
-    k = partition_count(engine, payments, as_of_literal)
+    The partitions are written once for all the as_ofs: the lines before the latest (only
+    `columns`) go to a temporary Parquet folder per hash bucket of user_id (in DuckDB's
+    `temp_directory`), and each part's query reads its own folder. The work stays linear in
+    the lines however many parts there are (a filter on the log would rescan it per part).
+    The parts are put back in user_id order. The folder lives until the generator ends or is
+    closed."""
+    upto = literals[0] if len(literals) == 1 else f"GREATEST({', '.join(literals)})"
+    k = partition_count(engine, payments, upto)
     if k == 1:
-        return query(payments)
+        for literal in literals:
+            yield query(payments, literal)
+        return
     bucket = f"(({engine.dialect.hash_of(['user_id'])}) % {k} + {k}) % {k}"   # also for a signed hash
     # DuckDB's spill folder when it is set to a path (a run's: <data home>/tmp); the system's
     # temporary folder for a plain connection (whose default is a relative '.tmp').
@@ -507,11 +516,17 @@ def by_user_partition(engine: SqlEngine, payments: str, as_of_literal: str, colu
     with tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill) as folder:
         engine.execute(
             f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
-            f"WHERE paid_at < {as_of_literal}) TO {_quoted(folder)} (FORMAT parquet, PARTITION_BY (part))")
-        parts = [query(f"read_parquet({_quoted(f'{p}/*.parquet')}, hive_partitioning = false)")
-                 for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
-    table = pa.concat_tables(parts)
-    return table.take(pc.sort_indices(table, [("user_id", "ascending")]))
+            f"WHERE paid_at < {upto}) TO {_quoted(folder)} (FORMAT parquet, PARTITION_BY (part))")
+        relations = [f"read_parquet({_quoted(f'{p}/*.parquet')}, hive_partitioning = false)"
+                     for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
+        for literal in literals:
+            table = pa.concat_tables([query(relation, literal) for relation in relations])
+            yield table.take(pc.sort_indices(table, [("user_id", "ascending")]))
+
+
+def _first(tables: Iterator[pa.Table]) -> pa.Table:
+    with closing(tables):   # (the parts are removed at once)
+        return next(tables)
 
 
 def _quoted(path: str) -> str:
@@ -551,7 +566,16 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
     has `FEATURE_SCHEMA` (columns `FEATURE_COLUMNS`); one row per user with a successful
     payment before `as_of`, ordered by user_id.
     """
-    _check_as_of(as_of)
+    return _first(user_features_at(con, payments, [as_of]))
+
+
+def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
+                     as_ofs: list[datetime]) -> Iterator[pa.Table]:
+    """`user_features` at each of `as_ofs` in turn, one table at a time, from one set of user
+    partitions for a big log (written once, for the latest as_of): e.g. the population's
+    features at each promotion's start. Close the generator if you stop early."""
+    for as_of in as_ofs:
+        _check_as_of(as_of)
     engine = as_engine(con)
     types = engine.column_types(payments)
     missing = [c for c in _REQUIRED_COLUMNS if c not in types]
@@ -561,13 +585,15 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
             f"the features need {', '.join(_REQUIRED_COLUMNS)} (and optionally promotion_id)"
         )
     d = engine.dialect
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
+    literals = [as_of_literal(a, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d) for a in as_ofs]
     promotions_redeemed = "promotion_id" in types
     columns = [*_REQUIRED_COLUMNS, *(["promotion_id"] if promotions_redeemed else [])]
-    return by_user_partition(engine, payments, literal, columns, lambda lines: engine.arrow(feature_sql(
+    if not literals:
+        return iter(())
+    return by_user_partition(engine, payments, literals, columns, lambda lines, literal: engine.arrow(feature_sql(
         lines, literal, promotions_redeemed=promotions_redeemed, dialect=d,
     )).cast(FEATURE_SCHEMA))
 
 
 __all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "as_of_literal", "btyd_summary", "btyd_summary_sql",
-           "by_user_partition", "feature_sql", "partition_count", "user_features"]
+           "by_user_partition", "feature_sql", "partition_count", "user_features", "user_features_at"]

@@ -25,6 +25,7 @@ uplift models are fitted on the driver.
 from __future__ import annotations
 
 import time
+from contextlib import closing
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
 from behavior.errors import InputError
-from behavior.features import as_of_literal, user_features
+from behavior.features import as_of_literal, user_features_at
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.uplift_training import model_matrix, predict_p_redeem, split_users, train_and_evaluate
@@ -166,22 +167,24 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
     finally:
         engine.unregister("_promo_windows")
     rows = []
-    for p in ok:
-        o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        start = p["starts_at"].to_pydatetime()
-        feats = user_features(engine, "payments", start).to_pandas()
-        seg = _segments_at(feats)
-        entry = section["effectiveness"][p["promotion_id"]]
-        entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))
-        if entry["status"] != "estimated":
-            continue
-        f = o[["user_id"]].merge(feats, on="user_id", how="left")
-        category = _target_category(engine, p["target"])
-        X = model_matrix(f, _affinity_at(engine, start, category, o["user_id"]), category == "any")
-        X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
-        X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
-        X["_treated"] = (o["group"] == "treatment").to_numpy()
-        rows.append(X)
+    starts = [p["starts_at"].to_pydatetime() for p in ok]
+    # the population's features at each start, one table at a time from one set of user parts
+    with closing(user_features_at(engine, "payments", starts)) as at_starts:
+        for p, start, table in zip(ok, starts, at_starts):
+            o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
+            feats = table.to_pandas()
+            seg = _segments_at(feats)
+            entry = section["effectiveness"][p["promotion_id"]]
+            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))
+            if entry["status"] != "estimated":
+                continue
+            f = o[["user_id"]].merge(feats, on="user_id", how="left")
+            category = _target_category(engine, p["target"])
+            X = model_matrix(f, _affinity_at(engine, start, category, o["user_id"]), category == "any")
+            X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
+            X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
+            X["_treated"] = (o["group"] == "treatment").to_numpy()
+            rows.append(X)
     return rows
 
 

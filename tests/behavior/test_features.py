@@ -649,8 +649,8 @@ def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_pat
     queried = []
     real = F.by_user_partition
 
-    def spy(engine, payments, literal, columns, query):
-        return real(engine, payments, literal, columns, lambda lines: queried.append(lines) or query(lines))
+    def spy(engine, payments, literals, columns, query):
+        return real(engine, payments, literals, columns, lambda lines, lit: queried.append(lines) or query(lines, lit))
 
     monkeypatch.setattr(F, "by_user_partition", spy)
     assert_rows_equal(user_features(con, "payments", as_of).to_pylist(), whole.to_pylist())
@@ -658,3 +658,28 @@ def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_pat
     assert len(queried) == 6 and all("part=" in q for q in queried)
     assert whole.num_rows > 300
     assert list(spill.iterdir()) == []   # the temporary parts are gone
+
+
+def test_features_at_several_as_ofs_share_one_set_of_parts(monkeypatch, tmp_path):
+    """`user_features_at` gives each as_of's table (the same as `user_features` there) and, for
+    a big log, writes the user partitions once, for the latest as_of."""
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=600, months=6, seed=5)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    as_ofs = [datetime(2024, m, d, tzinfo=timezone.utc) for m, d in ((5, 1), (3, 15), (6, 20))]
+    alone = [user_features(con, "payments", a) for a in as_ofs]
+    assert alone[1].num_rows < alone[0].num_rows < alone[2].num_rows
+    for table, want in zip(F.user_features_at(con, "payments", as_ofs), alone):   # one piece
+        assert_rows_equal(table.to_pylist(), want.to_pylist())
+    monkeypatch.setattr(F, "PARTITION_LINES", len(pay) // 4)
+    copies = []
+    real = DuckDBEngine.execute
+    monkeypatch.setattr(DuckDBEngine, "execute", lambda self, sql: copies.append(sql) or real(self, sql))
+    got = list(F.user_features_at(con, "payments", as_ofs))
+    assert len(copies) == 1 and "GREATEST" in copies[0]
+    for table, want in zip(got, alone):
+        assert_rows_equal(table.to_pylist(), want.to_pylist())
+    assert list(tmp_path.iterdir()) == []

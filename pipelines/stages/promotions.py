@@ -173,6 +173,7 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
         for p, start, table in zip(ok, starts, at_starts):
             o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
             feats = table.to_pandas()
+            del table   # (not kept alive while the next start's table is computed)
             seg = _segments_at(feats)
             entry = section["effectiveness"][p["promotion_id"]]
             entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))

@@ -499,7 +499,7 @@ def by_user_partition(engine: SqlEngine, payments: str, literals: list[str], col
     the lines however many parts there are (a filter on the log would rescan it per part).
     The parts are put back in user_id order. The folder lives until the generator ends or is
     closed."""
-    upto = literals[0] if len(literals) == 1 else f"GREATEST({', '.join(literals)})"
+    upto = f"GREATEST({', '.join(literals)})"
     k = partition_count(engine, payments, upto)
     if k == 1:
         for literal in literals:
@@ -516,8 +516,8 @@ def by_user_partition(engine: SqlEngine, payments: str, literals: list[str], col
     with tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill) as folder:
         engine.execute(
             f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
-            f"WHERE paid_at < {upto}) TO {_quoted(folder)} (FORMAT parquet, PARTITION_BY (part))")
-        relations = [f"read_parquet({_quoted(f'{p}/*.parquet')}, hive_partitioning = false)"
+            f"WHERE paid_at < {upto}) TO {engine.dialect.literal(folder)} (FORMAT parquet, PARTITION_BY (part))")
+        relations = [f"read_parquet({engine.dialect.literal(f'{p}/*.parquet')}, hive_partitioning = false)"
                      for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
         for literal in literals:
             table = pa.concat_tables([query(relation, literal) for relation in relations])
@@ -527,11 +527,6 @@ def by_user_partition(engine: SqlEngine, payments: str, literals: list[str], col
 def _first(tables: Iterator[pa.Table]) -> pa.Table:
     with closing(tables):   # (the parts are removed at once)
         return next(tables)
-
-
-def _quoted(path: str) -> str:
-    """A SQL string literal of a path (a data home may have a quote in its name)."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def as_of_literal(as_of: datetime, tz_aware: bool = True, dialect: str | Dialect = "duckdb") -> str:
@@ -585,11 +580,11 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
             f"the features need {', '.join(_REQUIRED_COLUMNS)} (and optionally promotion_id)"
         )
     d = engine.dialect
+    if not as_ofs:
+        return iter(())
     literals = [as_of_literal(a, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d) for a in as_ofs]
     promotions_redeemed = "promotion_id" in types
     columns = [*_REQUIRED_COLUMNS, *(["promotion_id"] if promotions_redeemed else [])]
-    if not literals:
-        return iter(())
     return by_user_partition(engine, payments, literals, columns, lambda lines, literal: engine.arrow(feature_sql(
         lines, literal, promotions_redeemed=promotions_redeemed, dialect=d,
     )).cast(FEATURE_SCHEMA))

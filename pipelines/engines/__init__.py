@@ -14,9 +14,10 @@ def duckdb_connection(settings, home):
     in UTC. Ingest and the run both use it, so neither takes DuckDB's default of 80% of RAM."""
     import duckdb
 
+    from behavior.sql_dialect import DUCKDB
+
     con = duckdb.connect()
-    spill = str(home.root / "tmp").replace("'", "''")   # a quote in the data home's path
-    con.execute(f"SET temp_directory = '{spill}'")
+    con.execute(f"SET temp_directory = {DUCKDB.literal(str(home.root / 'tmp'))}")   # (a quote in the path)
     con.execute("SET TimeZone = 'UTC'")
     if settings.duckdb_threads:
         con.execute(f"SET threads = {int(settings.duckdb_threads)}")

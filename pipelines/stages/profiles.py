@@ -8,6 +8,7 @@ are taken as not opted out, as the users table is optional.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,7 +41,7 @@ def run(ctx) -> pa.Table:
         _append(columns, signup, "users")
         columns["marketing_opt_out"] = pc.fill_null(opt_out.column("opt_out"), False)
     else:
-        columns["marketing_opt_out"] = pa.array([False] * len(ids), pa.bool_())
+        columns["marketing_opt_out"] = pa.array(np.zeros(len(ids), dtype=bool))
         columns["signup_at"] = pa.nulls(len(ids), pa.timestamp("us", tz="UTC"))
     profiles = pa.table(columns)
     ctx.bundle["profiles.parquet"] = profiles

@@ -95,9 +95,9 @@ engine's `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text
 neither the engine's session time zone nor DST affects days or windows.
 
 Scale. On DuckDB a log of more than `PARTITION_LINES` lines before as_of is processed in
-user partitions (a hash of user_id; `by_user_partition`): the lines are written once into a
+user partitions (a hash of user_id; `UserParts`): the lines are written once into a
 temporary Parquet folder per part, one statement runs per part, and the parts are put back
-in user_id order. Per-user figures need only that user's lines, and a part's intermediate
+in user_id order. A run writes one set for all its per-user queries (`parts=`). Per-user figures need only that user's lines, and a part's intermediate
 tables fit in the memory cap where the whole log's spilled to disk.
 """
 
@@ -459,16 +459,17 @@ ORDER BY user_id
 """
 
 
-def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime) -> pa.Table:
+def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime,
+                 parts: UserParts | None = None) -> pa.Table:
     """`btyd_summary_sql` run on `con`: the columns user_id, frequency, recency, T of
-    `user_features(con, payments, as_of)`, with the same rows."""
+    `user_features(con, payments, as_of)`, with the same rows. `parts`: see `user_features`."""
     _check_as_of(as_of)
     engine = as_engine(con)
     d = engine.dialect
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
     schema = pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")])
-    return _first(by_user_partition(engine, payments, [literal], ["user_id", "payment_id", "status", "paid_at"],
-                                    lambda lines, lit: engine.arrow(btyd_summary_sql(lines, lit, d)).cast(schema)))
+    return _first(by_user_partition(engine, payments, [as_of], ["user_id", "payment_id", "status", "paid_at"],
+                                    lambda lines, lit: engine.arrow(btyd_summary_sql(lines, lit, d)).cast(schema),
+                                    parts))
 
 
 # DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
@@ -487,41 +488,103 @@ def partition_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int
     return max(1, -(-lines // PARTITION_LINES))
 
 
-def by_user_partition(engine: SqlEngine, payments: str, literals: list[str], columns: list[str],
-                      query) -> Iterator[pa.Table]:
-    """`query(relation, literal)` (an Arrow table with `user_id`, one row per user, from the
-    lines of `relation` before that as_of) for each as_of literal in turn, run on `payments`
-    or, for a big log, once per user partition.
+class UserParts:
+    """The lines of `payments` before `as_of`, split by a hash of user_id into parts of about
+    PARTITION_LINES lines, for per-user queries on a big log (DuckDB only; elsewhere, or for a
+    small log, the one part is `payments` itself).
 
-    The partitions are written once for all the as_ofs: the lines before the latest (only
-    `columns`) go to a temporary Parquet folder per hash bucket of user_id (in DuckDB's
-    `temp_directory`), and each part's query reads its own folder. The work stays linear in
-    the lines however many parts there are (a filter on the log would rescan it per part).
-    The parts are put back in user_id order. The folder lives until the generator ends or is
-    closed."""
-    upto = f"GREATEST({', '.join(literals)})"
-    k = partition_count(engine, payments, upto)
-    if k == 1:
-        for literal in literals:
-            yield query(payments, literal)
-        return
-    bucket = f"(({engine.dialect.hash_of(['user_id'])}) % {k} + {k}) % {k}"   # also for a signed hash
-    # DuckDB's spill folder when it is set to a path (a run's: <data home>/tmp); the system's
-    # temporary folder for a plain connection (whose default is a relative '.tmp').
-    spill = engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py()
-    spill = spill if spill and Path(spill).is_absolute() else None
-    if spill:
-        Path(spill).mkdir(parents=True, exist_ok=True)
-    # named with the pid: a killed process's parts are swept by the next command (pipelines.lake)
-    with tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill) as folder:
-        engine.execute(
-            f"COPY (SELECT {', '.join(columns)}, {bucket} AS part FROM {payments} "
-            f"WHERE paid_at < {upto}) TO {engine.dialect.literal(folder)} (FORMAT parquet, PARTITION_BY (part))")
-        relations = [f"read_parquet({engine.dialect.literal(f'{p}/*.parquet')}, hive_partitioning = false)"
-                     for p in (Path(folder) / f"part={i}" for i in range(k)) if p.is_dir()]
-        for literal in literals:
-            table = pa.concat_tables([query(relation, literal) for relation in relations])
+    The parts are written when first asked for (`relations`), once: the lines before as_of
+    (the payments columns the per-user queries read) go to a temporary Parquet folder per
+    hash bucket of user_id in DuckDB's `temp_directory`, and each query reads its bucket's
+    folder with its own as_of filter. So a run's per-user queries before its as_of (the
+    feature table, the loyalty holdout, merchant loyalty, the promotion starts) share one
+    write, and the work stays linear in the lines however many parts there are (a filter on
+    the log would rescan it per part). `close()` (or the `with` block's end) removes them."""
+
+    def __init__(self, engine: SqlEngine, payments: str, as_of: datetime) -> None:
+        _check_as_of(as_of)
+        self.engine, self.payments, self.as_of = engine, payments, as_of
+        self.types = engine.column_types(payments)
+        self.literal = as_of_literal(as_of, tz_aware=engine.dialect.is_tz_aware(self.types["paid_at"]),
+                                     dialect=engine.dialect)
+        self.columns = [c for c in (*_REQUIRED_COLUMNS, "promotion_id") if c in self.types]
+        self._folder: tempfile.TemporaryDirectory | None = None
+        self._parts: list[tuple[int, str]] | None = None
+        self.count = 0   # buckets (0 until written; 1: not split)
+
+    def relations(self) -> list[tuple[int, str]]:
+        """(bucket, relation) of each non-empty part; [(0, payments)] when the log is not split."""
+        if self._parts is None:
+            self.count = partition_count(self.engine, self.payments, self.literal)
+            self._parts = [(0, self.payments)] if self.count == 1 else self._write()
+        return self._parts
+
+    def bucket_of(self, user_id: str) -> str:
+        """SQL of the bucket (0 .. count - 1) of the user id expression `user_id`."""
+        k = self.count
+        return f"(({self.engine.dialect.hash_of([user_id])}) % {k} + {k}) % {k}"   # also for a signed hash
+
+    def covers(self, as_ofs: list[datetime], columns: list[str]) -> None:
+        later = [a for a in as_ofs if a > self.as_of]
+        if later:
+            raise ValueError(f"the user parts hold the lines before {self.as_of.isoformat()}, "
+                             f"not before {max(later).isoformat()}")
+        if any(c not in self.columns for c in columns):
+            raise ValueError(f"the user parts lack the column(s) {sorted(set(columns) - set(self.columns))}")
+
+    def _write(self) -> list[tuple[int, str]]:
+        d = self.engine.dialect
+        # DuckDB's spill folder when it is set to a path (a run's: <data home>/tmp); the system's
+        # temporary folder for a plain connection (whose default is a relative '.tmp').
+        spill = self.engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py()
+        spill = spill if spill and Path(spill).is_absolute() else None
+        if spill:
+            Path(spill).mkdir(parents=True, exist_ok=True)
+        # named with the pid: a killed process's parts are swept by the next command (pipelines.lake)
+        self._folder = tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill)
+        folder = self._folder.name
+        self.engine.execute(
+            f"COPY (SELECT {', '.join(self.columns)}, {self.bucket_of('user_id')} AS part FROM {self.payments} "
+            f"WHERE paid_at < {self.literal}) TO {d.literal(folder)} (FORMAT parquet, PARTITION_BY (part))")
+        return [(i, f"read_parquet({d.literal(f'{p}/*.parquet')}, hive_partitioning = false)")
+                for i, p in ((i, Path(folder) / f"part={i}") for i in range(self.count)) if p.is_dir()]
+
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+        self._folder, self._parts, self.count = None, None, 0
+
+    def __enter__(self) -> "UserParts":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def by_user_partition(engine: SqlEngine, payments: str, as_ofs: list[datetime], columns: list[str],
+                      query, parts: UserParts | None = None) -> Iterator[pa.Table]:
+    """`query(relation, literal)` (an Arrow table with `user_id`, one row per user, from the
+    lines of `relation` before that as_of literal) for each of `as_ofs` in turn, on `parts`
+    (`UserParts` before at least the latest as_of; by default a set made for this call and
+    removed when the generator ends or is closed). Over several parts the tables are put back
+    in user_id order."""
+    own = parts is None
+    if own:
+        parts = UserParts(engine, payments, max(as_ofs))
+    try:
+        parts.covers(as_ofs, columns)
+        relations = parts.relations()
+        tz_aware = engine.dialect.is_tz_aware(parts.types["paid_at"])
+        for as_of in as_ofs:
+            literal = as_of_literal(as_of, tz_aware=tz_aware, dialect=engine.dialect)
+            if len(relations) == 1:
+                yield query(relations[0][1], literal)
+                continue
+            table = pa.concat_tables([query(relation, literal) for _, relation in relations])
             yield table.take(pc.sort_indices(table, [("user_id", "ascending")]))
+    finally:
+        if own:
+            parts.close()
 
 
 def _first(tables: Iterator[pa.Table]) -> pa.Table:
@@ -552,23 +615,25 @@ def _check_as_of(as_of: datetime) -> None:
         )
 
 
-def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime) -> pa.Table:
+def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_of: datetime,
+                  parts: UserParts | None = None) -> pa.Table:
     """Run feature_sql on `con` (where `payments` names a view/table) and return an Arrow table.
 
     `con` is a DuckDB connection or any `SqlEngine` (e.g. the Spark engine): the SQL is
     rendered in its dialect. `as_of` must be tz-aware (a naive datetime raises ValueError).
     The promotion features are NULL when the relation has no `promotion_id` column. The table
     has `FEATURE_SCHEMA` (columns `FEATURE_COLUMNS`); one row per user with a successful
-    payment before `as_of`, ordered by user_id.
+    payment before `as_of`, ordered by user_id. `parts`: the `UserParts` of `payments` to read
+    (a run's, shared by its per-user queries); by default a set made for this call.
     """
-    return _first(user_features_at(con, payments, [as_of]))
+    return _first(user_features_at(con, payments, [as_of], parts))
 
 
 def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
-                     as_ofs: list[datetime]) -> Iterator[pa.Table]:
+                     as_ofs: list[datetime], parts: UserParts | None = None) -> Iterator[pa.Table]:
     """`user_features` at each of `as_ofs` in turn, one table at a time, from one set of user
-    partitions for a big log (written once, for the latest as_of): e.g. the population's
-    features at each promotion's start. Close the generator if you stop early."""
+    partitions for a big log (`parts`, or one written for the latest as_of): e.g. the
+    population's features at each promotion's start. Close the generator if you stop early."""
     for as_of in as_ofs:
         _check_as_of(as_of)
     engine = as_engine(con)
@@ -579,16 +644,15 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
             f"{payments} lacks the payments column(s) {', '.join(missing)}; "
             f"the features need {', '.join(_REQUIRED_COLUMNS)} (and optionally promotion_id)"
         )
-    d = engine.dialect
     if not as_ofs:
         return iter(())
-    literals = [as_of_literal(a, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d) for a in as_ofs]
+    d = engine.dialect
     promotions_redeemed = "promotion_id" in types
     columns = [*_REQUIRED_COLUMNS, *(["promotion_id"] if promotions_redeemed else [])]
-    return by_user_partition(engine, payments, literals, columns, lambda lines, literal: engine.arrow(feature_sql(
+    return by_user_partition(engine, payments, as_ofs, columns, lambda lines, literal: engine.arrow(feature_sql(
         lines, literal, promotions_redeemed=promotions_redeemed, dialect=d,
-    )).cast(FEATURE_SCHEMA))
+    )).cast(FEATURE_SCHEMA), parts)
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "as_of_literal", "btyd_summary", "btyd_summary_sql",
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
            "by_user_partition", "feature_sql", "partition_count", "user_features", "user_features_at"]

@@ -57,13 +57,14 @@ independent of the session time zone, and the timestamp literal) come from the e
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 
 import duckdb
 import pyarrow as pa
 
 from behavior.errors import InputError, SchemaError
-from behavior.features import as_of_literal
+from behavior.features import UserParts, as_of_literal
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 MERCHANT_COLUMNS: tuple[str, ...] = (
@@ -108,36 +109,27 @@ def _day(us_expr: str) -> str:
     return f"CAST(FLOOR(({us_expr}) / {_US_PER_DAY}.0) AS BIGINT)"
 
 
-def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = None,
-                 dialect: str | Dialect = "duckdb") -> str:
-    """SQL text computing one row per merchant (`MERCHANT_COLUMNS`) from the relation named
-    `payments`, reading only rows with paid_at < as_of (point in time).
-
-    `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
-    `behavior.features.as_of_literal`). `user_values`, if given, names a relation with one
-    row per user (user_id, clv); without it `mean_customer_clv` is NULL. `dialect` ("duckdb"
-    or "spark") fills in the engine-specific templates.
-    """
+def _partial_ctes(payments: str, as_of_literal: str, user_values: str | None, dialect: str | Dialect) -> str:
+    """The CTEs up to `part`: one row per merchant of additive partial figures over the users
+    of `payments` (every figure below is a sum, count, min or max over users, so the partials
+    of disjoint sets of users combine into the whole log's)."""
     _epoch_us = get_dialect(dialect).epoch_us.format
     as_of_us = _epoch_us(as_of_literal)
     cohort_lo = f"{as_of_us} - {2 * RETENTION_DAYS * _US_PER_DAY}"
     cohort_hi = f"{as_of_us} - {RETENTION_DAYS * _US_PER_DAY}"
     if user_values is None:
-        clv_cte = ""
-        clv_col = "CAST(NULL AS DOUBLE)"
-        clv_join = ""
+        clv_cte, clv_cols, clv_join = "", "CAST(NULL AS DOUBLE) AS clv_sum, 0 AS clv_n", ""
     else:
-        clv_cte = f""",
--- Mean customer value: the merchant's customers joined to their CLV.
+        clv_cte = f"""
+-- The customers' values (CLV) summed per merchant, for the mean.
 clv AS (
-    SELECT cu.merchant_id, AVG(CAST(v.clv AS DOUBLE)) AS mean_customer_clv
+    SELECT cu.merchant_id, SUM(CAST(v.clv AS DOUBLE)) AS clv_sum, COUNT(v.clv) AS clv_n
     FROM cu JOIN {user_values} AS v ON v.user_id = cu.user_id
     GROUP BY cu.merchant_id
-)"""
-        clv_col = "v.mean_customer_clv"
+),"""
+        clv_cols = "v.clv_sum, COALESCE(v.clv_n, 0) AS clv_n"
         clv_join = "LEFT JOIN clv AS v ON v.merchant_id = m.merchant_id"
     return f"""
-WITH
 -- The only read of the log. Point in time: nothing at or after as_of, filtered in the scan.
 lines AS (
     SELECT
@@ -210,27 +202,69 @@ r AS (
     FROM cohort LEFT JOIN retained
         ON retained.merchant_id = cohort.merchant_id AND retained.user_id = cohort.user_id
     GROUP BY cohort.merchant_id
-){clv_cte}
+),{clv_cte}
+part AS (
+    SELECT
+        m.merchant_id, m.payments, m.n_failed, m.success_lines, m.refund_lines, m.revenue,
+        m.first_payment_at, m.last_payment_at,
+        COALESCE(c.customers, 0) AS customers, COALESCE(c.repeaters, 0) AS repeaters,
+        COALESCE(r.cohort_size, 0) AS cohort_size, COALESCE(r.n_retained, 0) AS n_retained,
+        {clv_cols}
+    FROM m
+    LEFT JOIN c ON c.merchant_id = m.merchant_id
+    LEFT JOIN r ON r.merchant_id = m.merchant_id
+    {clv_join}
+)"""
+
+
+def merchant_partial_sql(payments: str, as_of_literal: str, user_values: str | None = None,
+                         dialect: str | Dialect = "duckdb") -> str:
+    """SQL text of one row per merchant of partial figures (`payments`, `n_failed`,
+    `success_lines`, `refund_lines`, `revenue`, `first_payment_at`, `last_payment_at`,
+    `customers`, `repeaters`, `cohort_size`, `n_retained`, `clv_sum`, `clv_n`) over the users
+    of `payments`: `merchant_combine_sql` over the partials of disjoint sets of users (e.g.
+    user partitions) gives `merchant_sql` of the whole log. Arguments as `merchant_sql`."""
+    return f"WITH{_partial_ctes(payments, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
+
+
+def merchant_combine_sql(partials: str) -> str:
+    """SQL text of `MERCHANT_COLUMNS` from the relation named `partials`: the rows of
+    `merchant_partial_sql` over disjoint sets of users, summed per merchant."""
+    return f"""
 SELECT
-    m.merchant_id,
-    COALESCE(c.customers, 0) AS customers,
-    m.payments,
-    CAST(CASE WHEN m.success_lines + m.refund_lines = 0 THEN 0 ELSE m.revenue END AS DOUBLE) AS revenue,
-    CAST(c.repeaters AS DOUBLE) / c.customers AS repeat_customer_rate,
-    CAST(r.n_retained AS DOUBLE) / r.cohort_size AS retention_90d,
-    {clv_col} AS mean_customer_clv,
-    CASE WHEN m.n_failed + m.payments = 0 THEN NULL
-         ELSE CAST(m.n_failed AS DOUBLE) / (m.n_failed + m.payments) END AS failure_rate,
-    CASE WHEN m.success_lines = 0 THEN NULL
-         ELSE CAST(m.refund_lines AS DOUBLE) / m.success_lines END AS refund_rate,
-    m.first_payment_at,
-    m.last_payment_at
-FROM m
-LEFT JOIN c ON c.merchant_id = m.merchant_id
-LEFT JOIN r ON r.merchant_id = m.merchant_id
-{clv_join}
-ORDER BY m.merchant_id
+    merchant_id,
+    CAST(SUM(customers) AS BIGINT) AS customers,
+    CAST(SUM(payments) AS BIGINT) AS payments,
+    CAST(CASE WHEN SUM(success_lines) + SUM(refund_lines) = 0 THEN 0 ELSE SUM(revenue) END AS DOUBLE) AS revenue,
+    CASE WHEN SUM(customers) = 0 THEN NULL
+         ELSE CAST(SUM(repeaters) AS DOUBLE) / SUM(customers) END AS repeat_customer_rate,
+    CASE WHEN SUM(cohort_size) = 0 THEN NULL
+         ELSE CAST(SUM(n_retained) AS DOUBLE) / SUM(cohort_size) END AS retention_90d,
+    CASE WHEN SUM(clv_n) = 0 THEN NULL ELSE SUM(clv_sum) / SUM(clv_n) END AS mean_customer_clv,
+    CASE WHEN SUM(n_failed) + SUM(payments) = 0 THEN NULL
+         ELSE CAST(SUM(n_failed) AS DOUBLE) / (SUM(n_failed) + SUM(payments)) END AS failure_rate,
+    CASE WHEN SUM(success_lines) = 0 THEN NULL
+         ELSE CAST(SUM(refund_lines) AS DOUBLE) / SUM(success_lines) END AS refund_rate,
+    MIN(first_payment_at) AS first_payment_at,
+    MAX(last_payment_at) AS last_payment_at
+FROM {partials}
+GROUP BY merchant_id
+ORDER BY merchant_id
 """
+
+
+def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = None,
+                 dialect: str | Dialect = "duckdb") -> str:
+    """SQL text computing one row per merchant (`MERCHANT_COLUMNS`) from the relation named
+    `payments`, reading only rows with paid_at < as_of (point in time).
+
+    `as_of_literal` is a SQL timestamp literal of the same kind as `paid_at` (see
+    `behavior.features.as_of_literal`). `user_values`, if given, names a relation with one
+    row per user (user_id, clv); without it `mean_customer_clv` is NULL. `dialect` ("duckdb"
+    or "spark") fills in the engine-specific templates. One statement: the partial figures of
+    all users (`merchant_partial_sql`) combined.
+    """
+    return f"WITH{_partial_ctes(payments, as_of_literal, user_values, dialect)}{merchant_combine_sql('part')}"
 
 
 def merchant_loyalty(
@@ -238,6 +272,7 @@ def merchant_loyalty(
     payments: str,
     as_of: datetime,
     user_values: str | None = None,
+    parts: UserParts | None = None,
 ) -> pa.Table:
     """Run `merchant_sql` on `con` (a DuckDB connection or any `SqlEngine`, e.g. Spark) and
     return an Arrow table with `MERCHANT_SCHEMA`.
@@ -245,11 +280,13 @@ def merchant_loyalty(
     `payments` names a view / table with the canonical payments columns, `user_values` (if
     given) one with one row per user (user_id, clv). `as_of` must be tz-aware (a naive
     datetime raises ValueError). A missing column raises SchemaError; a user_id repeated in
-    `user_values` raises InputError.
+    `user_values` raises InputError. A big log is read in user partitions (`parts`, a run's
+    `behavior.features.UserParts`, or a set made for this call): the partial figures of each
+    part (`merchant_partial_sql`, with the part's users' values) are combined per merchant.
     """
     engine = as_engine(con)
     d = engine.dialect
-    literal = as_of_literal(as_of, dialect=d)  # validates as_of
+    as_of_literal(as_of, dialect=d)  # validates as_of
     types = engine.column_types(payments)
     missing = [c for c in _REQUIRED_COLUMNS if c not in types]
     if missing:
@@ -257,8 +294,7 @@ def merchant_loyalty(
             f"{payments} lacks the payments column(s) {', '.join(missing)}; "
             f"merchant loyalty needs {', '.join(_REQUIRED_COLUMNS)}"
         )
-    if not d.is_tz_aware(types["paid_at"]):
-        literal = as_of_literal(as_of, tz_aware=False, dialect=d)
+    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
     if user_values is not None:
         value_types = engine.column_types(user_values)
         lacking = [c for c in ("user_id", "clv") if c not in value_types]
@@ -269,8 +305,21 @@ def merchant_loyalty(
         ).column("user_id").to_pylist()
         if dup:
             raise InputError(f"{user_values} has more than one row for user {dup[0]!r}; one row per user")
-    sql = merchant_sql(payments, literal, user_values, dialect=d)
-    return engine.arrow(sql).cast(MERCHANT_SCHEMA)
+    with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
+        parts.covers([as_of], list(_REQUIRED_COLUMNS))
+        relations = parts.relations()
+        if len(relations) == 1:
+            return engine.arrow(merchant_sql(relations[0][1], literal, user_values, dialect=d)).cast(MERCHANT_SCHEMA)
+        partials = []
+        for bucket, relation in relations:
+            values = user_values and f"(SELECT * FROM {user_values} WHERE {parts.bucket_of('user_id')} = {bucket})"
+            partials.append(engine.arrow(merchant_partial_sql(relation, literal, values, dialect=d)))
+    engine.register("_merchant_partials", pa.concat_tables(partials))
+    try:
+        return engine.arrow(merchant_combine_sql("_merchant_partials")).cast(MERCHANT_SCHEMA)
+    finally:
+        engine.unregister("_merchant_partials")
 
 
-__all__ = ["MERCHANT_COLUMNS", "MERCHANT_SCHEMA", "RETENTION_DAYS", "merchant_loyalty", "merchant_sql"]
+__all__ = ["MERCHANT_COLUMNS", "MERCHANT_SCHEMA", "RETENTION_DAYS", "merchant_combine_sql", "merchant_loyalty",
+           "merchant_partial_sql", "merchant_sql"]

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from behavior.errors import AsOfError, BehaviorError
+from behavior.features import UserParts
 from behavior.sql_dialect import DuckDBEngine
 from pipelines.config import Config
 from pipelines.datahome import DataHome
@@ -45,10 +46,15 @@ class StageContext:
     report: dict[str, Any] = field(default_factory=dict)    # report sections
     bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
     engine: Any = None     # where log-level SQL runs (a SqlEngine); default: DuckDB over `con`
+    # The payments before as_of in user partitions, written once for the run's per-user
+    # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
+    user_parts: UserParts | None = None
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = DuckDBEngine(self.con)
+        if self.user_parts is None and "payments" in self.tables:
+            self.user_parts = UserParts(self.engine, "payments", self.as_of)
 
 
 @dataclass(frozen=True)
@@ -199,6 +205,8 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
                 ctx.outputs[name] = out
                 report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
         finally:
+            if ctx.user_parts is not None:
+                ctx.user_parts.close()
             if ctx.engine.name != "duckdb":
                 ctx.engine.close()
         report.update(ctx.report)

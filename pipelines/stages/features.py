@@ -9,6 +9,6 @@ from behavior.features import user_features
 
 
 def run(ctx) -> pa.Table:
-    table = user_features(ctx.engine, "payments", ctx.as_of)
+    table = user_features(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
     ctx.con.register("features", table)
     return table

@@ -34,7 +34,7 @@ def _fit_transactions(cfg, f: pd.DataFrame):
 def _holdout(ctx, cfg) -> dict:
     """Fit before as_of - H, predict the next H days, compare with the purchase days that happened."""
     cutoff = ctx.as_of - timedelta(days=cfg.holdout_days)
-    calib = btyd_summary(ctx.engine, "payments", cutoff).to_pandas()
+    calib = btyd_summary(ctx.engine, "payments", cutoff, ctx.user_parts).to_pandas()
     calib = calib[calib["T"] > 0]
     if len(calib) < 100:
         return {"skipped": f"fewer than 100 customers before {cutoff.date()} (as_of - {cfg.holdout_days} days); "

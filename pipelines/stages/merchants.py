@@ -12,7 +12,7 @@ def run(ctx) -> pa.Table:
     values = ctx.outputs["loyalty"].select(["user_id", "clv"])
     ctx.engine.register("_user_values", values)
     try:
-        table = merchant_loyalty(ctx.engine, "payments", ctx.as_of, "_user_values")
+        table = merchant_loyalty(ctx.engine, "payments", ctx.as_of, "_user_values", ctx.user_parts)
     finally:
         ctx.engine.unregister("_user_values")
     ctx.bundle["merchants.parquet"] = table

@@ -168,8 +168,8 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
         engine.unregister("_promo_windows")
     rows = []
     starts = [p["starts_at"].to_pydatetime() for p in ok]
-    # the population's features at each start, one table at a time from one set of user parts
-    with closing(user_features_at(engine, "payments", starts)) as at_starts:
+    # the population's features at each start, one table at a time from the run's user parts
+    with closing(user_features_at(engine, "payments", starts, ctx.user_parts)) as at_starts:
         for p, start, table in zip(ok, starts, at_starts):
             o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
             feats = table.to_pandas()

@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from behavior.errors import InputError, SchemaError
-from behavior.features import as_of_literal
+import behavior.features as F
+from behavior.features import UserParts, as_of_literal
 from behavior.merchants import MERCHANT_COLUMNS, MERCHANT_SCHEMA, merchant_loyalty, merchant_sql
 from behavior.schema import PAYMENTS
+from behavior.sql_dialect import DuckDBEngine
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 4, 1, tzinfo=UTC)  # cohort window: [2024-10-03, 2025-01-01)
@@ -334,6 +336,9 @@ def test_matches_the_plain_reference(rows, as_of, values):
     for r in got:
         for k in ("repeat_customer_rate", "retention_90d", "failure_rate"):
             assert r[k] is None or 0 <= r[k] <= 1
+    with pytest.MonkeyPatch.context() as mp:   # a big log: user partitions' partials combined
+        mp.setattr(F, "PARTITION_LINES", 4)
+        assert_rows_equal(table_of(rows, as_of, values), got)
 
 
 @PROPERTY
@@ -349,3 +354,30 @@ def test_rows_at_or_after_as_of_never_change_the_table(rows, as_of, values, data
     base = table_of(past, as_of, values)
     for variant in (rows, changed + past):
         assert table_of(variant, as_of, values) == base
+
+
+def test_user_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_path):
+    """Hundreds of users in three parts: the partial figures of each part, with the values of
+    its own users, combine into the one-piece table; the parts are removed afterwards."""
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=600, months=6, seed=5)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    users = sorted(pay["user_id"].unique())
+    con.register("values", pa.table({"user_id": users, "clv": [float(i % 11) or None for i in range(len(users))]}))
+    as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    whole = merchant_loyalty(con, "payments", as_of, "values")
+    before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
+    monkeypatch.setattr(F, "PARTITION_LINES", before // 3 + 1)
+    with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
+        assert len(parts.relations()) == 3
+        got = merchant_loyalty(con, "payments", as_of, "values", parts=parts)
+        with pytest.raises(ValueError, match="before"):   # the parts do not hold later lines
+            merchant_loyalty(con, "payments", as_of + timedelta(days=1), "values", parts=parts)
+    assert list(tmp_path.iterdir()) == []
+    assert whole.num_rows > 20 and whole["customers"].to_pylist() != [0] * whole.num_rows
+    assert_rows_equal(got.to_pylist(), whole.to_pylist())
+    own = merchant_loyalty(con, "payments", as_of, "values")   # its own parts when not given (sums to rounding)
+    assert_rows_equal(own.to_pylist(), got.to_pylist())

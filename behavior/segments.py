@@ -106,6 +106,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior.errors import InputError, SchemaError
 
@@ -190,9 +192,28 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise SchemaError(f"{what} lacks the column(s) {', '.join(missing)}; it needs {', '.join(columns)}")
 
 
+def _arrow_ids(ids: pd.Series) -> pa.Array | None:
+    """The ids as an Arrow string array (no copy for pandas' Arrow-backed strings), or None."""
+    try:
+        array = pa.array(ids)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    return array if pa.types.is_string(array.type) or pa.types.is_large_string(array.type) else None
+
+
+def _strictly_increasing(ids: pd.Series) -> bool:
+    """Whether the string ids are in strictly increasing order (so unique): one linear pass,
+    where a hash of millions of strings costs several times more (the pipeline's per-user
+    tables are ordered by user_id)."""
+    array = _arrow_ids(ids)
+    return array is not None and (len(array) < 2 or pc.all(pc.less(array[:-1], array[1:])).as_py())
+
+
 def _unique_users(frame: pd.DataFrame, what: str) -> None:
     if frame["user_id"].isna().any():
         raise InputError(f"{what} has a row without user_id")
+    if _strictly_increasing(frame["user_id"]):
+        return
     dup = frame["user_id"][frame["user_id"].duplicated()]
     if len(dup):
         raise InputError(f"{what} has {len(dup)} duplicate user_id(s), e.g. {dup.iloc[0]!r}; one row per user")
@@ -312,7 +333,11 @@ def loyalty_score(profiles: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
     _require(scores, ("user_id", "m_score"), "scores")
     _unique_users(profiles, what)
     _unique_users(scores, "scores")
-    position = pd.Index(profiles["user_id"]).get_indexer(scores["user_id"])
+    same = _arrow_ids(profiles["user_id"])
+    if same is not None and same.equals(_arrow_ids(scores["user_id"])):   # the same users in the same order
+        position = np.arange(len(profiles))
+    else:
+        position = pd.Index(profiles["user_id"]).get_indexer(scores["user_id"])
     if (position < 0).any():
         missing = scores["user_id"][position < 0].iloc[0]
         raise InputError(f"user {missing!r} of scores has no row in profiles")

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.runner import UNCUT_USERS
+from pipelines.stages.align import aligned
 
 PER_USER_STAGES = ("loyalty", "segments", "churn")
 
@@ -28,15 +29,15 @@ def run(ctx) -> pa.Table:
     for stage in PER_USER_STAGES:
         out = ctx.outputs.get(stage)
         if out is not None:
-            _append(columns, _aligned(ids, out), stage)
+            _append(columns, aligned(ids, out), stage)
     if "users" in ctx.tables:
         # The opt-out is the user's current wish, not a past event: it is read from the whole
         # users table (`users_uncut`), not the view cut at as_of (a user whose signup_at is
         # after as_of would otherwise lose the flag and become targetable). Both come through
         # the run's engine, so a Spark lake outside this machine works too.
         engine = ctx.engine
-        signup = _aligned(ids, engine.arrow("SELECT user_id, signup_at FROM users"))
-        opt_out = _aligned(ids, engine.arrow(
+        signup = aligned(ids, engine.arrow("SELECT user_id, signup_at FROM users"))
+        opt_out = aligned(ids, engine.arrow(
             f"SELECT user_id, bool_or(marketing_opt_out) AS opt_out FROM {UNCUT_USERS} GROUP BY user_id"))
         _append(columns, signup, "users")
         columns["marketing_opt_out"] = pc.fill_null(opt_out.column("opt_out"), False)
@@ -46,14 +47,6 @@ def run(ctx) -> pa.Table:
     profiles = pa.table(columns)
     ctx.bundle["profiles.parquet"] = profiles
     return profiles
-
-
-def _aligned(ids: pa.ChunkedArray, table: pa.Table) -> pa.Table:
-    """`table`'s columns other than user_id, one row per id of `ids` (nulls for an id it lacks)."""
-    rest = table.drop_columns(["user_id"])
-    if table.column("user_id").cast(ids.type).equals(ids):   # (pandas gives large_string ids)
-        return rest
-    return rest.take(pc.index_in(ids, value_set=table.column("user_id")))
 
 
 def _append(columns: dict, table: pa.Table, source: str) -> None:

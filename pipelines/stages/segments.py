@@ -9,14 +9,18 @@ from __future__ import annotations
 import pyarrow as pa
 
 from behavior.segments import SEGMENTS, assign_segments, loyalty_score, loyalty_tier, rfm_scores
+from pipelines.stages.align import aligned
 
 
 def run(ctx) -> pa.Table:
     cols = ["user_id", "recency_days", "n_payments", "net_spend", "tenure_days"]
-    p = ctx.outputs["features"].select(cols).to_pandas()
+    base = ctx.outputs["features"].select(cols)
     loyalty = ctx.outputs.get("loyalty")
-    if loyalty is not None:
-        p = p.merge(loyalty.select(["user_id", "p_alive", "expected_purchases"]).to_pandas(), on="user_id", how="left")
+    if loyalty is not None:   # lined up on the features' users (nulls for a user it lacks)
+        extra = aligned(base.column("user_id"), loyalty.select(["user_id", "p_alive", "expected_purchases"]))
+        for name in extra.column_names:
+            base = base.append_column(name, extra.column(name))
+    p = base.to_pandas()
     scores = rfm_scores(p)
     scores["segment"] = assign_segments(scores)
     scores["loyalty_score"] = loyalty_score(p, scores)

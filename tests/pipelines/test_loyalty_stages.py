@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas.testing as pd_testing
 import pyarrow.parquet as pq
 import pytest
 
@@ -93,12 +94,37 @@ def test_profiles_line_up_each_table_by_user_id():
     where a user has no row); one in the feature table's order is taken as is."""
     import pyarrow as pa
 
-    from pipelines.stages.profiles import _aligned
+    from pipelines.stages.align import aligned
 
     ids = pa.chunked_array([["a", "b", "c", "d"]])
     shuffled = pa.table({"user_id": ["c", "a", "d"], "x": [3, 1, 4], "y": ["C", "A", "D"]})
-    got = _aligned(ids, shuffled)
+    got = aligned(ids, shuffled)
     assert got.column_names == ["x", "y"]
     assert got.column("x").to_pylist() == [1, None, 3, 4] and got.column("y").to_pylist() == ["A", None, "C", "D"]
     same = pa.table({"user_id": ["a", "b", "c", "d"], "x": [1, 2, 3, 4]})
-    assert _aligned(ids, same).column("x").to_pylist() == [1, 2, 3, 4]
+    assert aligned(ids, same).column("x").to_pylist() == [1, 2, 3, 4]
+
+
+def test_a_run_writes_one_set_of_user_parts_for_its_per_user_queries(lake, monkeypatch):
+    """With a big log (here: parts of a few thousand lines) the feature table, the loyalty
+    holdout, merchant loyalty and the promotion starts read one set of user parts, written
+    once, and give what the one-piece queries give; the parts are gone after the run."""
+    import behavior.features as F
+    from behavior.sql_dialect import DuckDBEngine
+
+    home, _ = lake
+    stages = ["merchants", "promotions"]
+    whole = run_pipeline(home, Config(), stages=stages)
+    monkeypatch.setattr(F, "PARTITION_LINES", 20_000)
+    copies = []
+    real = DuckDBEngine.execute
+    monkeypatch.setattr(DuckDBEngine, "execute", lambda self, sql: copies.append(sql) or real(self, sql))
+    parts = run_pipeline(home, Config(), stages=stages)
+    assert len(copies) == 1 and "PARTITION_BY (part)" in copies[0]
+    assert parts["stages"]["features"]["rows"] == whole["stages"]["features"]["rows"] > 3000
+    assert parts["loyalty"]["holdout"] == whole["loyalty"]["holdout"]
+    a, b = ({k: v for k, v in r["promotions"].items() if k != "seconds"} for r in (whole, parts))
+    assert a == b and a["effectiveness"]
+    a, b = (pq.read_table(bundle(home, r) / "merchants.parquet").to_pandas() for r in (whole, parts))
+    pd_testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12)
+    assert not any((home.root / "tmp").glob("parts-*"))

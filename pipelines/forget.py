@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from behavior.pii import erasure_hash, erasure_hash_sql
+from behavior.sql_dialect import DUCKDB
 from pipelines import atomic, erasure_log
 from pipelines.datahome import DataHome
 from pipelines.lake import locked, table_files, transaction
@@ -102,7 +103,7 @@ def _purge_table(con, lake: Path, txn, table: str, key: bytes, found: set[str]) 
     files = table_files(lake, table)
     if not files:
         return 0
-    listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listing = ", ".join(DUCKDB.literal(str(f)) for f in files)
     hits = con.execute(
         f"SELECT filename, user_id FROM read_parquet([{listing}], filename = true, hive_partitioning = false) "
         f"WHERE {erasure_hash_sql(key, 'user_id')} IN (SELECT h FROM _erased) GROUP BY ALL").fetchall()

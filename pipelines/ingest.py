@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from behavior.errors import InputError
 from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
-from behavior.sql_dialect import Dialect, DuckDBEngine
+from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine
 from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
 from pipelines import erasure_log
 from pipelines.datahome import DataHome
@@ -295,13 +295,21 @@ def _new_rows(con, home: DataHome, txn: Transaction, spec: Table, accepted: pa.T
     files = table_files(home.lake, spec.name) + table_files(txn.staging, spec.name)
     if not files:
         return accepted
-    listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listing = ", ".join(DUCKDB.literal(str(f)) for f in files)
     keys = ", ".join(spec.key)
+    # Only stored keys within the file's range of the first key column can match: the bound
+    # lets the Parquet scan skip the row groups (by their min / max) outside it, so a file of
+    # new payments (ids that grow with time) reads few stored keys, not all of them; ingesting
+    # many files stays linear in the lines. Otherwise it is the same anti join.
+    first = spec.key[0]
+    bounds = pc.min_max(accepted.column(first)).as_py()
+    within = f" WHERE {first} BETWEEN $lo AND $hi" if bounds["min"] is not None else ""
     con.register("_accepted", accepted)
     try:
         return con.sql(
             f"SELECT a.* FROM _accepted a ANTI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
-            f"hive_partitioning = false)) s USING ({keys})"
+            f"hive_partitioning = false){within}) s USING ({keys})",
+            params={"lo": bounds["min"], "hi": bounds["max"]} if within else None,
         ).to_arrow_table().cast(spec.arrow_schema)
     finally:
         con.unregister("_accepted")
@@ -344,7 +352,7 @@ def _write_dimension(con, home: DataHome, txn: Transaction, spec: Table, new: pa
     try:
         old = None
         if old_files:
-            listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in old_files)
+            listing = ", ".join(DUCKDB.literal(str(f)) for f in old_files)
             old = f"read_parquet([{listing}], union_by_name = true)"
         merged = con.sql(dimension_merge_sql(spec, old, "_new", DuckDBEngine.dialect)).to_arrow_table()
         merged = merged.cast(spec.arrow_schema)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterator
 
 from behavior.errors import BehaviorError
+from behavior.sql_dialect import DUCKDB
 from pipelines import atomic
 from pipelines.datahome import DataHome
 
@@ -198,6 +199,6 @@ def scan_sql(lake: Path, table: str) -> str:
     files = table_files(lake, table)
     if not files:
         raise BehaviorError(f"the lake has no {table} yet; run `behavior ingest` first")
-    listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    listing = ", ".join(DUCKDB.literal(str(f)) for f in files)
     hive = "true" if table == "payments" else "false"
     return f"read_parquet([{listing}], hive_partitioning = {hive}, union_by_name = true)"

@@ -187,3 +187,35 @@ def test_ingest_uses_the_engine_settings_memory_cap_and_spill_folder(home):
         assert setting("temp_directory") == str(home.root / "tmp")
     finally:
         lake.close()
+
+
+def test_duplicates_at_the_edges_of_a_files_key_range_are_found(home, tmp_path):
+    """The stored keys are read only within the new file's range of payment_id: duplicates at
+    its lowest and highest id (and inside) are still found, and new ids inside the range and
+    beyond the stored ones are stored."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pipelines.synth_files import write_synth
+
+    write_synth(tmp_path / "s", users=150, months=3, seed=2)
+    ingest(home, [tmp_path / "s"], IngestOptions())
+    source = pq.read_table(tmp_path / "s" / "payments.parquet")
+    stored = sorted((r["payment_id"], r["line_no"]) for r in lake_rows(home))
+    lo, mid, hi = stored[0], stored[len(stored) // 2], stored[-1]
+
+    def row(key):
+        mask = pc.and_(pc.equal(source["payment_id"], key[0]), pc.equal(source["line_no"], key[1]))
+        return source.filter(mask).slice(0, 1)
+
+    renamed = row(mid).set_column(source.schema.get_field_index("payment_id"), "payment_id",
+                                  pa.array([mid[0] + "a"], source.schema.field("payment_id").type))      # a new id inside the range
+    beyond = row(hi).set_column(source.schema.get_field_index("payment_id"), "payment_id",
+                                pa.array([hi[0] + "z"], source.schema.field("payment_id").type))         # a new id above every stored one
+    again = tmp_path / "again" / "payments.parquet"
+    again.parent.mkdir()
+    pq.write_table(pa.concat_tables([row(hi), renamed, row(mid), beyond, row(lo)]), again)
+    rep = ingest(home, [again], IngestOptions())
+    assert (rep["read"], rep["accepted"], rep["duplicates"], rep["rejected"]) == (5, 2, 3, 0)
+    keys = [(r["payment_id"], r["line_no"]) for r in lake_rows(home)]
+    assert len(keys) == len(set(keys)) == len(stored) + 2

@@ -524,7 +524,11 @@ class UserParts:
         k = self.count
         return f"(({self.engine.dialect.hash_of([user_id])}) % {k} + {k}) % {k}"   # also for a signed hash
 
-    def covers(self, as_ofs: list[datetime], columns: list[str]) -> None:
+    def covers(self, payments: str, as_ofs: list[datetime], columns: list[str]) -> None:
+        """Raise ValueError unless these parts can answer a query of `columns` of `payments`
+        before each of `as_ofs`."""
+        if payments != self.payments:
+            raise ValueError(f"the user parts are of {self.payments}, not of {payments}")
         later = [a for a in as_ofs if a > self.as_of]
         if later:
             raise ValueError(f"the user parts hold the lines before {self.as_of.isoformat()}, "
@@ -572,7 +576,7 @@ def by_user_partition(engine: SqlEngine, payments: str, as_ofs: list[datetime], 
     if own:
         parts = UserParts(engine, payments, max(as_ofs))
     try:
-        parts.covers(as_ofs, columns)
+        parts.covers(payments, as_ofs, columns)
         relations = parts.relations()
         tz_aware = engine.dialect.is_tz_aware(parts.types["paid_at"])
         for as_of in as_ofs:

@@ -306,7 +306,7 @@ def merchant_loyalty(
         if dup:
             raise InputError(f"{user_values} has more than one row for user {dup[0]!r}; one row per user")
     with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
-        parts.covers([as_of], list(_REQUIRED_COLUMNS))
+        parts.covers(payments, [as_of], list(_REQUIRED_COLUMNS))
         relations = parts.relations()
         if len(relations) == 1:
             return engine.arrow(merchant_sql(relations[0][1], literal, user_values, dialect=d)).cast(MERCHANT_SCHEMA)

@@ -84,10 +84,16 @@ def _parts(lines: int) -> list[dict]:
     written) in parts of about PART_LINES lines, since the generator holds a whole history in
     memory (10M lines: about 6 GB). The parts share the catalogue (`catalog_seed`, and the item
     count of the whole population), their ids are prefixed, and only the first part runs the
-    promotions (their cost is per promotion and per assigned user, not per line)."""
+    promotions (their cost is per promotion and per assigned user, not per line).
+
+    The prefix is the part's number alone ("3p000000001"): ids stay within the 12 bytes DuckDB
+    keeps inline, like the one-part history's ("p000000001"). A longer prefix ("k3-", 13-byte
+    payment ids) made every hash and comparison of the 100M history's ids dearer than the 10M
+    one's, and the cost curve showed that as growth (0.82 against 0.70 s per million lines
+    in the feature parts)."""
     n = max(1, round(lines / PART_LINES))
     items = default_item_count(int(lines * USERS_PER_LINE))
-    return [{"catalog_seed": 0, "items": items, "id_prefix": f"k{k}-" if k else "",
+    return [{"catalog_seed": 0, "items": items, "id_prefix": str(k) if k else "",
              **({"n_promotions": 0} if k else {})} for k in range(n)]
 
 

@@ -376,6 +376,9 @@ def test_user_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tm
         got = merchant_loyalty(con, "payments", as_of, "values", parts=parts)
         with pytest.raises(ValueError, match="before"):   # the parts do not hold later lines
             merchant_loyalty(con, "payments", as_of + timedelta(days=1), "values", parts=parts)
+        con.register("other", pay)
+        with pytest.raises(ValueError, match="not of other"):   # nor another relation's lines
+            merchant_loyalty(con, "other", as_of, "values", parts=parts)
     assert list(tmp_path.iterdir()) == []
     assert whole.num_rows > 20 and whole["customers"].to_pylist() != [0] * whole.num_rows
     assert_rows_equal(got.to_pylist(), whole.to_pylist())

@@ -45,4 +45,4 @@ def test_parts_of_a_history_share_items_and_not_users_or_payments():
     assert a.tables["items"].equals(b.tables["items"])
     for table, key in (("users", "user_id"), ("payments", "payment_id")):
         assert not set(a.tables[table][key]) & set(b.tables[table][key])
-    assert b.tables["payments"]["user_id"].str.startswith("k1-u").all() and len(b.tables["promotions"]) == 0
+    assert b.tables["payments"]["user_id"].str.startswith("1u").all() and len(b.tables["promotions"]) == 0

@@ -97,8 +97,9 @@ neither the engine's session time zone nor DST affects days or windows.
 Scale. On DuckDB a log of more than `PARTITION_LINES` lines before as_of is processed in
 user partitions (ranges of user_id; `UserParts`): the lines are written once into a
 temporary Parquet folder per part, one statement runs per part, and the parts' tables follow
-one another in user_id order. A run writes one set for all its per-user queries (`parts=`). Per-user figures need only that user's lines, and a part's intermediate
-tables fit in the memory cap where the whole log's spilled to disk.
+one another in user_id order; a run writes one set for all its per-user queries (`parts=`).
+Per-user figures need only that user's lines, and a part's intermediate tables fit in the
+memory cap where the whole log's spilled to disk.
 """
 
 from __future__ import annotations

@@ -520,13 +520,18 @@ class UserParts:
         """(bucket, relation) of each non-empty part; [(0, payments)] when the log is not split."""
         if self._parts is None:
             self.count = partition_count(self.engine, self.payments, self.literal)
-            self._parts = [(0, self.payments)] if self.count == 1 else self._write()
+            try:
+                self._parts = [(0, self.payments)] if self.count == 1 else self._write()
+            except BaseException:
+                self.close()   # (no half-written copy of payment lines stays behind)
+                raise
         return self._parts
 
     def bucket_of(self, user_id: str) -> str:
         """SQL of the bucket (0 .. count - 1) of the user id expression `user_id`: how many
         bucket bounds are <= it (a binary search written as nested CASEs)."""
-        literal = self.engine.dialect.literal
+        def literal(bound) -> str:   # (a string id, or a number)
+            return self.engine.dialect.literal(bound) if isinstance(bound, str) else repr(bound)
 
         def search(lo: int, hi: int) -> str:   # the bucket is in [lo, hi]
             if lo == hi:

@@ -333,8 +333,8 @@ def loyalty_score(profiles: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
     _require(scores, ("user_id", "m_score"), "scores")
     _unique_users(profiles, what)
     _unique_users(scores, "scores")
-    same = _arrow_ids(profiles["user_id"])
-    if same is not None and same.equals(_arrow_ids(scores["user_id"])):   # the same users in the same order
+    mine, theirs = _arrow_ids(profiles["user_id"]), _arrow_ids(scores["user_id"])
+    if mine is not None and theirs is not None and mine.equals(theirs):   # the same users in the same order
         position = np.arange(len(profiles))
     else:
         position = pd.Index(profiles["user_id"]).get_indexer(scores["user_id"])

@@ -115,6 +115,7 @@ from pipelines.stages import features
 ctx = open_context(DataHome(Path(sys.argv[1])), Config(engine=EngineConfig(duckdb_threads=2)), None)
 t = time.perf_counter()
 out = features.run(ctx)
+ctx.user_parts.close()
 res = {"seconds": time.perf_counter() - t, "users": out.num_rows}
 """
 

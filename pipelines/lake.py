@@ -63,15 +63,15 @@ def locked(home: DataHome, command: str) -> Iterator[None]:
 
 
 # What a process leaves in <data home>/tmp, named with its pid: DuckDB's spill files and a big
-# log's user parts (`behavior.features.by_user_partition`). Both hold payment lines.
+# log's user parts (`behavior.features.UserParts`). Both hold payment lines.
 _SPILL = re.compile(r"^(?:duckdb_temp_|parts-)(\d+)[_-]")
 
 
 def sweep_spill(folder: Path) -> list[str]:
     """Remove what processes that are gone left in the spill folder (a run killed mid-way:
-    the parts are removed when a statement ends, even by an error, but not after a kill), so
-    no copy of payment lines outlives its command, nor an erased user's lines. Files of a
-    live process (a notebook on the same data home) are kept."""
+    the parts are removed when the run or query that made them ends, even by an error, but
+    not after a kill), so no copy of payment lines outlives its command, nor an erased
+    user's lines. Files of a live process (a notebook on the same data home) are kept."""
     removed = []
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
         m = _SPILL.match(path.name)

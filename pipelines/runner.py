@@ -131,10 +131,10 @@ def _open_spark(home: DataHome, config: Config, as_of: datetime | None) -> Stage
         con = duckdb_connection(config.engine, home)
         if table_files(home.lake, "payments"):   # the same lake on this machine: DuckDB views too
             _duckdb_views(con, home, as_of)
+        return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, engine=engine)
     except BaseException:
         engine.close()
         raise
-    return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, engine=engine)
 
 
 def open_context(home: DataHome, config: Config, as_of: datetime | None,
@@ -205,10 +205,12 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
                 ctx.outputs[name] = out
                 report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
         finally:
-            if ctx.user_parts is not None:
-                ctx.user_parts.close()
-            if ctx.engine.name != "duckdb":
-                ctx.engine.close()
+            try:
+                if ctx.user_parts is not None:
+                    ctx.user_parts.close()
+            finally:
+                if ctx.engine.name != "duckdb":
+                    ctx.engine.close()
         report.update(ctx.report)
         report["engine"] = _engine_section(ctx, order)
         if erased:

@@ -684,3 +684,26 @@ def test_features_at_several_as_ofs_share_one_set_of_parts(monkeypatch, tmp_path
     for table, want in zip(got, alone):
         assert_rows_equal(table.to_pylist(), want.to_pylist())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_of_the_parts_leaves_no_copy_behind(monkeypatch, tmp_path):
+    """If writing the parts fails (a full disk, a killed statement), the folder with whatever
+    was written of the payment lines is removed at once, not at garbage collection."""
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=200, months=3, seed=3)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    monkeypatch.setattr(F, "PARTITION_LINES", len(pay) // 3)
+
+    def copy_then_fail(self, sql):
+        self.con.execute(sql)
+        assert any(tmp_path.iterdir())   # the parts were written ...
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(DuckDBEngine, "execute", copy_then_fail)
+    parts = F.UserParts(DuckDBEngine(con), "payments", datetime(2030, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(OSError, match="No space"):
+        parts.relations()
+    assert list(tmp_path.iterdir()) == []   # ... and are gone

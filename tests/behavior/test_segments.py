@@ -286,6 +286,9 @@ def test_loyalty_is_aligned_to_scores_by_user_id():
     assert loyalty_score(p, s).tolist() == pytest.approx([25.0, 75.0])
     with pytest.raises(InputError, match="no row in profiles"):
         loyalty_score(p.iloc[:1], s)
+    numbered = s.assign(user_id=range(len(s)))   # ids of another type: no match, not a crash
+    with pytest.raises(InputError, match="no row in profiles"):
+        loyalty_score(p, numbered)
 
 
 def test_loyalty_tiers():

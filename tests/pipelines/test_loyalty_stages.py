@@ -103,6 +103,8 @@ def test_profiles_line_up_each_table_by_user_id():
     assert got.column("x").to_pylist() == [1, None, 3, 4] and got.column("y").to_pylist() == ["A", None, "C", "D"]
     same = pa.table({"user_id": ["a", "b", "c", "d"], "x": [1, 2, 3, 4]})
     assert aligned(ids, same).column("x").to_pylist() == [1, 2, 3, 4]
+    with pytest.raises(AssertionError, match="twice"):   # a repeated user is never silently dropped
+        aligned(ids, pa.table({"user_id": ["c", "a", "c"], "x": [3, 1, 5]}))
 
 
 def test_a_run_writes_one_set_of_user_parts_for_its_per_user_queries(lake, monkeypatch):

@@ -513,19 +513,23 @@ class UserParts:
         self.columns = [c for c in (*_REQUIRED_COLUMNS, "promotion_id") if c in self.types]
         self._folder: tempfile.TemporaryDirectory | None = None
         self._parts: list[tuple[int, str]] | None = None
-        self.count = 0   # buckets (0 until written; 1: not split)
-        self._bounds: list[str] = []   # user_id where each bucket after the first starts
+        self._bounds: list = []   # the user_id where each bucket after the first starts
 
     def relations(self) -> list[tuple[int, str]]:
         """(bucket, relation) of each non-empty part; [(0, payments)] when the log is not split."""
         if self._parts is None:
-            self.count = partition_count(self.engine, self.payments, self.literal)
+            k = partition_count(self.engine, self.payments, self.literal)
             try:
-                self._parts = [(0, self.payments)] if self.count == 1 else self._write()
+                self._parts = [(0, self.payments)] if k == 1 else self._write(k)
             except BaseException:
                 self.close()   # (no half-written copy of payment lines stays behind)
                 raise
         return self._parts
+
+    @property
+    def count(self) -> int:
+        """The buckets (1: not split, or not written yet)."""
+        return len(self._bounds) + 1
 
     def bucket_of(self, user_id: str) -> str:
         """SQL of the bucket (0 .. count - 1) of the user id expression `user_id`: how many
@@ -554,19 +558,18 @@ class UserParts:
         if any(c not in self.columns for c in columns):
             raise ValueError(f"the user parts lack the column(s) {sorted(set(columns) - set(self.columns))}")
 
-    def _write(self) -> list[tuple[int, str]]:
+    def _write(self, k: int) -> list[tuple[int, str]]:
         """Buckets are ranges of user_id of about equal lines (bounds from a sample of the lines),
         so the parts' tables, each ordered by user_id, are in user_id order one after another:
         no sort and no gather of the whole table afterwards (a gather of 45 columns of 5.9M
         users in a hashed order took ~8 s, out of the cache)."""
         d = self.engine.dialect
-        quantiles = ", ".join(str(i / self.count) for i in range(1, self.count))
+        quantiles = ", ".join(str(i / k) for i in range(1, k))
         bounds = self.engine.arrow(
             f"SELECT quantile_disc(user_id, [{quantiles}]) AS b FROM (SELECT user_id FROM (SELECT user_id FROM "
             f"{self.payments} WHERE paid_at < {self.literal}) USING SAMPLE reservoir({_SAMPLE_LINES} ROWS) "
             "REPEATABLE (7))")["b"][0].as_py()
         self._bounds = sorted(set(bounds) - {None})
-        self.count = len(self._bounds) + 1
         # DuckDB's spill folder when it is set to a path (a run's: <data home>/tmp); the system's
         # temporary folder for a plain connection (whose default is a relative '.tmp').
         spill = self.engine.arrow("SELECT current_setting('temp_directory') AS d")["d"][0].as_py()
@@ -585,7 +588,7 @@ class UserParts:
     def close(self) -> None:
         if self._folder is not None:
             self._folder.cleanup()
-        self._folder, self._parts, self.count, self._bounds = None, None, 0, []
+        self._folder, self._parts, self._bounds = None, None, []
 
     def __enter__(self) -> "UserParts":
         return self

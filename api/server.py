@@ -28,6 +28,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: in
     has been published yet; a published but broken bundle is logged and the API waits for a good one.
     `loop` and `http` are uvicorn's event loop and HTTP parser (default: uvloop and httptools)."""
     data_dir = Path(data_dir).expanduser().absolute()
+    os.umask(0o077)   # the data home is private: the audit log, keys and erasure files the API writes are 0600
     # The app is built in each worker from the environment: pass the data dir on that way.
     os.environ["BEHAVIOR_DATA_DIR"] = str(data_dir)
     get_settings.cache_clear()

@@ -228,7 +228,7 @@ def _ids(n: int) -> str:
 def _forget_summary(rep: dict) -> str:
     lake = ", ".join(f"{t} {n:,}" for t, n in rep["lake_rows"].items()) or "nothing (no lake)"
     lines = [f"forget: {_ids(rep['users'])} recorded in the erasure log (keyed hashes only); "
-             f"{rep['matched']:,} of them matched stored rows ({rep['rows_matched']:,} rows)",
+             f"{rep['matched']:,} of them matched stored rows ({rep['rows_matched']:,} rows of the lake and its quarantine)",
              f"  removed: lake {lake}; quarantine {rep['quarantine_rows']:,}; "
              f"bundles rewritten {len(rep['bundles'])} ({sum(rep['bundles'].values()):,} user rows)"]
     if rep["partial_bundles"]:

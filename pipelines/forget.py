@@ -50,9 +50,10 @@ _QUOTED = re.compile(r"'([^']*)'")
 def forget(home: DataHome, user_ids: list[str]) -> dict:
     """Record the users in the erasure log, then purge every logged user from the data home.
 
-    The report counts what was removed where, and says which of the given ids matched stored
-    rows (`matched`, `unmatched_ids`): an id that matched nothing is recorded all the same (an
-    erasure may come before the data), so later ingests reject its rows."""
+    The report counts what was removed where (`rows_matched`: rows of the lake and its
+    quarantine), and how many of the given ids were found anywhere (`matched`; `unmatched_ids`
+    lists the others): an id that matched nothing is recorded all the same (an erasure may come
+    before the data), so later ingests reject its rows."""
     ids = sorted({normalize_id(u) for u in user_ids} - {""})
     matched: set[str] = set()
     with locked(home, "forget"):
@@ -64,8 +65,7 @@ def forget(home: DataHome, user_ids: list[str]) -> dict:
     report["already_logged"] = sum(h in logged_before for h in hashes)
     report["matched"] = sum(h in matched for h in hashes)
     report["unmatched_ids"] = [u for u, h in zip(ids, hashes) if h not in matched]
-    report["rows_matched"] = (sum(report["lake_rows"].values()) + report["quarantine_rows"]
-                              + sum(report["bundles"].values()) + sum(report["demo_rows"].values()))
+    report["rows_matched"] = sum(report["lake_rows"].values()) + report["quarantine_rows"]
     return report
 
 
@@ -175,7 +175,7 @@ def _row_values(raw: str | None, detail: str | None) -> set[str]:
                 continue
             s = str(v)
             out.add(normalize_id(s))
-            out.update(normalize_id(part).strip("\"'") for part in _SPLIT.split(s))
+            out.update(normalize_id(normalize_id(part).strip("\"'")) for part in _SPLIT.split(s))
     if detail:
         out.update(normalize_id(q) for q in _QUOTED.findall(detail))
     return out

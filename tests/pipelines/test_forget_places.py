@@ -7,8 +7,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from behavior.ids import normalize_id
+from behavior.ids import ID_WHITESPACE, normalize_id, trim_sql
+from behavior.pii import erasure_hash, erasure_hash_sql
+from behavior.sql_dialect import DUCKDB
 from pipelines.datahome import DataHome
 from pipelines.forget import forget
 from pipelines.forget_files import scrub_logs
@@ -81,4 +85,17 @@ def test_forget_clears_half_written_bundles_the_demo_input_and_dead_spill(home):
     assert rep["demo_rows"] == {"synth/payments.parquet": 2}
     assert pq.read_table(home.demo_input / "payments.parquet").to_pydict() == {"user_id": ["u9"], "x": [2]}
     assert not dead.exists() and rep["spill_kept"] == [live.name]
-    assert rep["rows_matched"] == 1 + 2 and stored(home) == sorted([normalize_id(u) for u in PADDED] + ["u10"])
+    assert rep["rows_matched"] == 1 and rep["matched"] == 1 and stored(home) == sorted([normalize_id(u) for u in PADDED] + ["u10"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(core=st.text(min_size=1, max_size=12), left=st.text(ID_WHITESPACE, max_size=3),
+       right=st.text(ID_WHITESPACE, max_size=3))
+def test_the_lake_and_the_erasure_log_hash_an_id_alike(core, left, right):
+    """forget finds lake rows by hashing their trimmed id in SQL; the log hashes in Python: for
+    any id and any whitespace around it, both give the hash of the stored form."""
+    key = b"k" * 32
+    stored_form = normalize_id(core)
+    sql = f"SELECT {erasure_hash_sql(key, trim_sql('u', DUCKDB.literal))} FROM (SELECT ?::VARCHAR AS u)"
+    in_lake = duckdb.execute(sql, [left + core + right]).fetchone()[0]
+    assert in_lake == erasure_hash(key, stored_form) == erasure_hash(key, normalize_id(left + core + right))

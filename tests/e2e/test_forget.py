@@ -1,4 +1,5 @@
-"""Right to erasure through the CLI: after `behavior forget`, no file under the data home holds the id\n(lake, quarantine, bundles finished or not, the demo's input, logs), and the data home is private."""
+"""Right to erasure through the CLI: after `behavior forget`, no file under the data home holds the id
+(lake, quarantine, bundles finished or not, the demo's input, logs), and the data home is private."""
 
 import json
 import os

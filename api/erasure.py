@@ -5,7 +5,8 @@ import pipelines): the secret in
 `<data home>/erasure.key` (hex, mode 0600), one JSON line per erased user with "hash",
 "erased_at" and "source". The admin endpoint appends to it, so a user erased through the API
 stays out of every bundle this or any later process loads, and `behavior run` purges them
-from the lake.
+from the lake. An id is hashed in its stored form (`behavior.ids.normalize_id`), so ' u1\t'
+and 'u1' are one user here as in the lake.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
+from behavior.ids import normalize_id
 from behavior.pii import erasure_hash
 
 SECRET = "erasure.key"
@@ -71,11 +73,12 @@ class ErasureLog:
     def secret(self, create: bool = False) -> bytes | None:
         """The data home's erasure secret (made with `create` if missing)."""
         if create:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return _secret(self.data_dir, create)
 
     def key_hash(self, user_id: str) -> str:
-        return erasure_hash(self.secret(create=True), user_id)
+        """The keyed hash of the user's stored id."""
+        return erasure_hash(self.secret(create=True), normalize_id(user_id))
 
     def record(self, user_id: str, source: str = "api") -> str:
         """Append the user (keyed hash) to the log; durable before it returns."""
@@ -89,7 +92,7 @@ class ErasureLog:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         out, lines = [], []
         for uid in user_ids:
-            h = erasure_hash(key, uid)
+            h = erasure_hash(key, normalize_id(uid))
             out.append(h)
             if h not in known:
                 known.add(h)
@@ -104,8 +107,8 @@ class ErasureLog:
         return out
 
     def erased_among(self, user_ids: list[str]) -> set[str]:
-        """The ids of `user_ids` that the log names."""
+        """The ids of `user_ids` that the log names (as given, compared in their stored form)."""
         key, logged = self.hashes()
         if key is None or not logged:
             return set()
-        return {u for u in user_ids if erasure_hash(key, u) in logged}
+        return {u for u in user_ids if erasure_hash(key, normalize_id(u)) in logged}

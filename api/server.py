@@ -34,6 +34,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8000, workers: in
     ServingState(get_settings()).current_version()  # no CURRENT -> a clear error now, not a 503 later
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["api"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    os.umask(0o077)   # the data home is private: the audit log, keys and erasure files the API writes are 0600
     uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers,
                 access_log=access_log, log_level=log_level, log_config=log_config,
                 server_header=False, proxy_headers=False, loop=loop, http=http)

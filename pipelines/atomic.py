@@ -17,10 +17,12 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically: readers see the old or the new file, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Replace `path` with `data` atomically: readers see the old or the new file, never a part.
+    The file has mode 0600 (the data home is private)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    # whatever the umask: a library caller (a notebook) may not have set the CLI's
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -15,7 +15,7 @@ import typer
 
 from behavior.errors import BehaviorError
 from pipelines.console import Console
-from pipelines.datahome import DataHome
+from pipelines.datahome import PRIVATE_UMASK, DataHome
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
@@ -36,6 +36,20 @@ def _global(
 ) -> None:
     state.home = DataHome.resolve(data_dir)
     state.console = Console(quiet=quiet)
+    _make_private(state.home)
+
+
+def _make_private(home: DataHome) -> None:
+    """Everything this process writes is private (0700 folders, 0600 files), and so is what an
+    older version left in the data home (said once, on stderr: stdout may be a --json pipe)."""
+    os.umask(PRIVATE_UMASK)
+    done = home.make_private()
+    if done.changed:
+        print(f"note: made the data home {home.root} private: {done.changed:,} files and folders that other "
+              "local users could read are now 0600 (files) and 0700 (folders)", file=sys.stderr)
+    if done.refused:
+        print(f"warning: {len(done.refused):,} files under the data home belong to another user and stay readable "
+              f"by others, e.g. {done.refused[0]}; run `chmod -R go= {home.root}` as their owner", file=sys.stderr)
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -188,23 +202,54 @@ def serve(
 def forget(
     user_ids: Annotated[Optional[list[str]], typer.Argument(help="Ids of the users to erase.")] = None,
     file: Annotated[Optional[Path], typer.Option("--file", help="A file of user ids, one per line ('#' comments).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Erase users: from the lake, the quarantine and every bundle; later ingests reject them."""
+    """Erase users from every place under the data home (lake, quarantine, bundles, logs, ...);
+    later ingests reject them. Ids are trimmed of whitespace at both ends, as ingest stores them."""
     from behavior.errors import InputError
+    from behavior.ids import normalize_id
     from pipelines.forget import forget as run_forget
 
     ids = list(user_ids or [])
-    if file is not None:
-        ids += [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines()
-                if ln.strip() and not ln.lstrip().startswith("#")]
-    if not ids:
+    if file is not None:        # lines end at \n only: \x85 or \v are whitespace trimmed off an id, not line ends
+        lines = [normalize_id(ln) for ln in file.read_text(encoding="utf-8").split("\n")]
+        ids += [ln for ln in lines if ln and not ln.startswith("#")]
+    if not any(normalize_id(u) for u in ids):
         raise InputError("name the users to erase: behavior forget USER_ID... or --file FILE")
     with state.console.status("erasing"):
         rep = run_forget(state.home, ids)
+    state.console.result(json.dumps(rep, indent=2) if as_json else _forget_summary(rep))
+
+
+def _ids(n: int) -> str:
+    return f"{n:,} id" if n == 1 else f"{n:,} ids"
+
+
+def _forget_summary(rep: dict) -> str:
     lake = ", ".join(f"{t} {n:,}" for t, n in rep["lake_rows"].items()) or "nothing (no lake)"
-    state.console.result(f"forget: {rep['users']:,} users recorded in the erasure log (keyed hashes only); "
-                         f"rows removed from the lake: {lake}; quarantine: {rep['quarantine_rows']:,}; "
-                         f"bundles rewritten: {len(rep['bundles'])}")
+    lines = [f"forget: {_ids(rep['users'])} recorded in the erasure log (keyed hashes only); "
+             f"{rep['matched']:,} of them matched stored rows ({rep['rows_matched']:,} rows of the lake and its quarantine)",
+             f"  removed: lake {lake}; quarantine {rep['quarantine_rows']:,}; "
+             f"bundles rewritten {len(rep['bundles'])} ({sum(rep['bundles'].values()):,} user rows)"]
+    if rep["partial_bundles"]:
+        lines.append(f"  half-written bundles removed: {', '.join(rep['partial_bundles'])}")
+    if rep["demo_rows"]:
+        lines.append(f"  demo input rows removed: {sum(rep['demo_rows'].values()):,} in {', '.join(rep['demo_rows'])}")
+    if rep["log_lines"]:
+        lines.append("  log lines with the id replaced by [erased]: "
+                     + ", ".join(f"{f} {n:,}" for f, n in rep["log_lines"].items()))
+    unmatched = rep["unmatched_ids"]
+    if unmatched:
+        shown = ", ".join(repr(u) for u in unmatched[:10]) + (f" and {len(unmatched) - 10:,} more" if len(unmatched) > 10 else "")
+        lines.append(f"  {_ids(len(unmatched))} matched no stored row: {shown}. Recorded all the same (an erasure "
+                     "may come before the data): future ingests will reject rows of "
+                     + ("that id" if len(unmatched) == 1 else "those ids"))
+    if rep["already_logged"]:
+        lines.append(f"  {_ids(rep['already_logged'])} already in the erasure log")
+    if rep["spill_kept"]:
+        lines.append(f"  warning: {len(rep['spill_kept']):,} spill files of running processes were left in "
+                     f"{state.home.root / 'tmp'} (e.g. {rep['spill_kept'][0]}); they go when those processes end")
+    return "\n".join(lines)
 
 
 keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)

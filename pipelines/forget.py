@@ -1,16 +1,22 @@
-"""Right to erasure: `behavior forget` removes users from everything under the data home.
+"""Right to erasure: `behavior forget` removes users from every place under the data home.
 
-What is rewritten (users are matched by the keyed hash of the erasure log, so a user erased
-through the API, whose id was never written down, is found as well):
-- the lake: every file of `payments`, `users` and `assignments` holding one of their rows is
-  rewritten without them, in one lake transaction (a kill leaves all files old or all new);
-- the quarantine: rejected rows whose source values name the user;
+The places (tests/e2e/test_forget.py checks each, then searches every file for the id):
+- the lake: every file of a table with a `user_id` column (payments, users, assignments) that
+  holds one of their rows is rewritten without them, in one lake transaction (a kill leaves all
+  files old or all new);
+- the quarantine (`lake/_rejected`): rejected rows whose source values or detail name the user;
 - every bundle, the active one and those kept for rollback: each Parquet file with a
   `user_id` column, and the recommender's id map, seen items, segments and factor rows.
   A bundle is rebuilt in `.forget-<version>`, verified, and swapped in by two renames; the
-  next command finishes or undoes a swap that was cut short (`recover_bundles`).
-Aggregates (item popularity, similarities, segment sizes, report figures) are kept: they
-hold no id. Raw input files outside the data home are the caller's to delete.
+  next command finishes or undoes a swap that was cut short (`recover_bundles`);
+- what a killed command left: half-written bundles, spill and user-part files, the demo's input
+  copies and the logs under the data home (`pipelines.forget_files`).
+Users are matched by the keyed hash of the erasure log, so a user erased through the API, whose
+id was never written down, is found as well; ids are compared in their stored form
+(`behavior.ids.normalize_id`), and stored ids are trimmed the same way before they are hashed,
+so rows stored before ingest trimmed every whitespace are found too. Aggregates (item
+popularity, similarities, segment sizes, report figures) are kept: they hold no id. Raw input
+files outside the data home are the caller's to delete.
 """
 
 from __future__ import annotations
@@ -29,25 +35,37 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from behavior.ids import normalize_id, trim_sql
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
-from pipelines import atomic, erasure_log
+from pipelines import atomic, erasure_log, forget_files
 from pipelines.datahome import DataHome
 from pipelines.lake import locked, table_files, transaction
 from pipelines.publish import MANIFEST, sha256, verify
 
-USER_TABLES = ("payments", "users", "assignments")
 _SPLIT = re.compile(r"[,;\t|]")
+_QUOTED = re.compile(r"'([^']*)'")
 
 
 def forget(home: DataHome, user_ids: list[str]) -> dict:
-    """Record the users in the erasure log, then purge every logged user from the data home."""
-    ids = sorted({u.strip() for u in user_ids if u and u.strip()})
+    """Record the users in the erasure log, then purge every logged user from the data home.
+
+    The report counts what was removed where (`rows_matched`: rows of the lake and its
+    quarantine), and how many of the given ids were found anywhere (`matched`; `unmatched_ids`
+    lists the others): an id that matched nothing is recorded all the same (an erasure may come
+    before the data), so later ingests reject its rows."""
+    ids = sorted({normalize_id(u) for u in user_ids} - {""})
+    matched: set[str] = set()
     with locked(home, "forget"):
-        erasure_log.record(home, ids, source="cli")
-        report = purge(home, set(ids))
+        logged_before = erasure_log.hashes(home)
+        hashes = erasure_log.record(home, ids, source="cli")
+        report = purge(home, ids, matched)
         _mark_purged(home)
     report["users"] = len(ids)
+    report["already_logged"] = sum(h in logged_before for h in hashes)
+    report["matched"] = sum(h in matched for h in hashes)
+    report["unmatched_ids"] = [u for u, h in zip(ids, hashes) if h not in matched]
+    report["rows_matched"] = sum(report["lake_rows"].values()) + report["quarantine_rows"]
     return report
 
 
@@ -73,44 +91,62 @@ def purge_if_needed(home: DataHome) -> dict | None:
     return report
 
 
-def purge(home: DataHome, known_ids: set[str] = frozenset()) -> dict:
-    """Remove every user of the erasure log from the lake, the quarantine and the bundles.
-    The caller holds the data home's lock. Idempotent."""
-    report: dict = {"lake_rows": {}, "quarantine_rows": 0, "bundles": {}}
+def purge(home: DataHome, given_ids: list[str] = (), matched: set[str] | None = None) -> dict:
+    """Remove every user of the erasure log from every place under the data home (see the
+    module's docstring). `given_ids` are ids in plain text (from `behavior forget`): logs can
+    only be cleaned of those. The keyed hashes of the users found somewhere are added to
+    `matched`. The caller holds the data home's lock. Idempotent."""
+    report: dict = {"lake_rows": {}, "quarantine_rows": 0, "bundles": {}, "partial_bundles": [],
+                    "demo_rows": {}, "log_lines": {}, "spill_kept": []}
+    matched = set() if matched is None else matched
     recover_bundles(home)
+    report["partial_bundles"] = forget_files.remove_partial_bundles(home)
+    report["spill_kept"] = forget_files.live_spill(home)
+    report["log_lines"] = forget_files.scrub_logs(home, given_ids)
     key = erasure_log.secret(home)
     erased = erasure_log.hashes(home)
     if key is None or not erased:
         return report
-    found: set[str] = set(known_ids)
     if home.lake.exists():
         with transaction(home.lake) as txn:
             con = duckdb.connect()
             con.register("_erased", pa.table({"h": pa.array(sorted(erased), pa.string())}))
-            for table in USER_TABLES:
-                report["lake_rows"][table] = _purge_table(con, home.lake, txn, table, key, found)
+            for table in _user_tables(home.lake):
+                report["lake_rows"][table] = _purge_table(con, home.lake, txn, table, key, matched)
             con.close()
-            report["quarantine_rows"] = _purge_quarantine(home, txn, key, erased)
+            report["quarantine_rows"] = _purge_quarantine(home, txn, key, erased, matched)
     for folder in sorted(p for p in home.bundles.glob("*") if p.is_dir() and not p.name.startswith(".")) \
             if home.bundles.exists() else []:
-        removed = _purge_bundle(folder, key, erased)
+        removed = _purge_bundle(folder, key, erased, matched)
         if removed:
             report["bundles"][folder.name] = removed
+    report["demo_rows"] = forget_files.purge_demo_input(home, lambda ids: _erased_mask(ids, key, erased, matched))
     return report
 
 
-def _purge_table(con, lake: Path, txn, table: str, key: bytes, found: set[str]) -> int:
+def _user_tables(lake: Path) -> list[str]:
+    """The lake's tables with a `user_id` column (payments, users, assignments, and any later one)."""
+    out = []
+    for d in sorted(p for p in lake.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        files = table_files(lake, d.name)
+        if files and "user_id" in pq.read_schema(files[0]).names:
+            out.append(d.name)
+    return out
+
+
+def _purge_table(con, lake: Path, txn, table: str, key: bytes, matched: set[str]) -> int:
     files = table_files(lake, table)
     if not files:
         return 0
     listing = ", ".join(DUCKDB.literal(str(f)) for f in files)
+    stored = trim_sql("user_id", DUCKDB.literal)   # ids stored untrimmed by an older ingest
     hits = con.execute(
         f"SELECT filename, user_id FROM read_parquet([{listing}], filename = true, hive_partitioning = false) "
-        f"WHERE {erasure_hash_sql(key, 'user_id')} IN (SELECT h FROM _erased) GROUP BY ALL").fetchall()
+        f"WHERE {erasure_hash_sql(key, stored)} IN (SELECT h FROM _erased) GROUP BY ALL").fetchall()
     if not hits:
         return 0
     ids = {u for _, u in hits}
-    found |= ids
+    matched |= {erasure_hash(key, normalize_id(u)) for u in ids}
     removed = 0
     for i, name in enumerate(sorted({f for f, _ in hits})):
         f = Path(name)
@@ -125,30 +161,37 @@ def _purge_table(con, lake: Path, txn, table: str, key: bytes, found: set[str]) 
     return removed
 
 
-def _raw_values(raw: str | None) -> set[str]:
-    """The values a quarantined row's `raw` JSON holds, and for a malformed line its fields."""
-    if raw is None:
-        return set()
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    values = value.values() if isinstance(value, dict) else [value]
+def _row_values(raw: str | None, detail: str | None) -> set[str]:
+    """The values a quarantined row holds, in stored form: those of its `raw` JSON (for a
+    malformed line, its fields) and those its `detail` quotes."""
     out = set()
-    for v in values:
-        if v is None:
-            continue
-        s = str(v)
-        out.add(s.strip())
-        out.update(part.strip().strip("\"'") for part in _SPLIT.split(s))
+    if raw is not None:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if v is None:
+                continue
+            s = str(v)
+            out.add(normalize_id(s))
+            out.update(normalize_id(normalize_id(part).strip("\"'")) for part in _SPLIT.split(s))
+    if detail:
+        out.update(normalize_id(q) for q in _QUOTED.findall(detail))
     return out
 
 
-def _purge_quarantine(home: DataHome, txn, key: bytes, erased: set[str]) -> int:
+def _purge_quarantine(home: DataHome, txn, key: bytes, erased: set[str], matched: set[str]) -> int:
     removed = 0
-    for i, f in enumerate(sorted(home.rejected.rglob("*.parquet")) if home.rejected.exists() else []):
+    files = sorted(home.rejected.rglob("*.parquet")) if home.rejected.exists() else []
+    for i, f in enumerate(files):
         t = pq.ParquetFile(f).read()
-        drop = [any(erasure_hash(key, v) in erased for v in _raw_values(raw)) for raw in t.column("raw").to_pylist()]
+        details = t.column("detail").to_pylist() if "detail" in t.column_names else [None] * t.num_rows
+        drop = []
+        for raw, detail in zip(t.column("raw").to_pylist(), details):
+            hits = {h for h in (erasure_hash(key, v) for v in _row_values(raw, detail)) if h in erased}
+            matched |= hits
+            drop.append(bool(hits))
         if not any(drop):
             continue
         kept = t.filter(pa.array([not d for d in drop]))
@@ -160,7 +203,8 @@ def _purge_quarantine(home: DataHome, txn, key: bytes, erased: set[str]) -> int:
     return removed
 
 
-def _erased_mask(ids: list, key: bytes, erased: set[str]) -> np.ndarray:
+def _erased_mask(ids: list, key: bytes, erased: set[str], matched: set[str]) -> np.ndarray:
+    """Which of `ids` are erased users (in stored form); their hashes are added to `matched`."""
     cache: dict[str, bool] = {}
     out = np.zeros(len(ids), dtype=bool)
     for i, u in enumerate(ids):
@@ -168,7 +212,10 @@ def _erased_mask(ids: list, key: bytes, erased: set[str]) -> np.ndarray:
             continue
         hit = cache.get(u)
         if hit is None:
-            hit = cache[u] = erasure_hash(key, u) in erased
+            h = erasure_hash(key, normalize_id(u))
+            hit = cache[u] = h in erased
+            if hit:
+                matched.add(h)
         out[i] = hit
     return out
 
@@ -194,7 +241,7 @@ def _without_users(arrays: dict[str, np.ndarray], drop: np.ndarray) -> dict[str,
     return out
 
 
-def _purge_bundle(folder: Path, key: bytes, erased: set[str]) -> int:
+def _purge_bundle(folder: Path, key: bytes, erased: set[str], matched: set[str]) -> int:
     """Rewrite one bundle without the erased users; returns the user rows removed (0: untouched)."""
     changed: dict[str, object] = {}
     removed = 0
@@ -203,7 +250,7 @@ def _purge_bundle(folder: Path, key: bytes, erased: set[str]) -> int:
         if "user_id" not in schema.names:
             continue
         t = pq.read_table(f)
-        drop = _erased_mask(t.column("user_id").to_pylist(), key, erased)
+        drop = _erased_mask(t.column("user_id").to_pylist(), key, erased, matched)
         if drop.any():
             changed[f.name] = t.filter(pa.array(~drop))
             removed += int(drop.sum())
@@ -211,7 +258,7 @@ def _purge_bundle(folder: Path, key: bytes, erased: set[str]) -> int:
     if rec.exists():
         with np.load(rec, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-        drop = _erased_mask(arrays["user_ids"].tolist(), key, erased)
+        drop = _erased_mask(arrays["user_ids"].tolist(), key, erased, matched)
         if drop.any():
             changed[rec.name] = _without_users(arrays, drop)
             removed += int(drop.sum())

@@ -41,8 +41,8 @@ class LakeError(BehaviorError):
 @contextmanager
 def locked(home: DataHome, command: str) -> Iterator[None]:
     """Hold the data home's lock for `command`, or fail at once naming the holder."""
-    home.root.mkdir(parents=True, exist_ok=True)
-    fh = open(home.lock_file, "a+")
+    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fh = open(os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
     try:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

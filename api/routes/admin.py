@@ -12,6 +12,7 @@ from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
 from api.routes.profiles import UserId
 from api.state import NoBundleError
+from behavior.ids import normalize_id
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -56,6 +57,9 @@ async def rollback_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
                            "the next `behavior run` purges them from the lake, later ingests reject their rows.",
                responses=problems(*AUTH, 404, 422, 503))
 async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> ErasureResult:
+    user_id = normalize_id(user_id)     # the stored form, as `behavior forget` and ingest read ids
+    if not user_id:
+        raise ApiProblem(422, "invalid-request", "Invalid request", "user_id is only whitespace: name a user")
     if state.bundle is None:
         raise ApiProblem(503, "no-bundle", "No bundle loaded", "no bundle is being served yet")
     found = await run_in_threadpool(state.erase, user_id)

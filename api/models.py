@@ -54,8 +54,10 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
+    """A bundle is served. Which one is for callers with a key (GET /v1/model): an unauthenticated
+    probe learns nothing about the deployment."""
+
     status: Literal["ready"] = "ready"
-    bundle_version: str
 
 
 class LoyaltyInfo(BaseModel):

@@ -57,6 +57,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head, self._tail = (size, window[-3:]) if end < 0 else (-1, b"")
         super().data_received(data)
 
+    def on_headers_complete(self) -> None:
+        self._head = -1   # the parser's word: what follows is body (or the next request)
+        super().on_headers_complete()
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._reading = False

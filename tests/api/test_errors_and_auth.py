@@ -134,3 +134,16 @@ def test_token_bucket_refills_at_its_rate():
     now[0] = 0.5
     assert limiter.acquire("k") == 0 and limiter.acquire("k") > 0
     assert RateLimiter(rate=0, burst=1).acquire("k") == 0  # 0 = no limit
+
+
+def test_waiting_for_a_token_takes_none():
+    from api.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=1, clock=lambda: now[0])
+    assert limiter.wait("k") == 0 and limiter.acquire("k") == 0
+    assert limiter.wait("k") == 0.5 and limiter.wait("k") == 0.5
+    now[0] = 0.25
+    assert limiter.wait("k") == 0.25 and limiter.acquire("k") == 0.25
+    now[0] = 0.5
+    assert limiter.wait("k") == 0 and limiter.acquire("k") == 0

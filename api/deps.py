@@ -6,7 +6,8 @@
     BundleDep     the active bundle, taken once per request (503 problem if none is loaded)
     Caller        any valid API key
     <Scope>Caller a key with that scope (401 without a valid X-API-Key, 403 without the scope,
-                  429 with Retry-After over the key's rate)
+                  429 with Retry-After over the key's rate, or over the client address's rate of
+                  requests without a valid key)
 
 The key is read from the request directly rather than through a nested `APIKeyHeader`
 dependency: every nested dependency costs FastAPI a solve per request, and these are on the
@@ -60,12 +61,22 @@ _CHALLENGE = {"WWW-Authenticate": f'APIKey header="{API_KEY_HEADER}"'}
 
 async def authorize(security_scopes: SecurityScopes, request: Request) -> ApiKey:
     state: ServingState = request.app.state.serving
+    # Requests without a valid key are limited by client address, checked before the key is, so
+    # that guessing keys gets 429s however good the guess.
+    client = request.client.host if request.client else "unknown"
+    wait = state.unauthenticated.wait(client)
+    if wait > 0:
+        raise ApiProblem(429, "rate-limited", "Too many requests",
+                         f"too many requests without a valid API key from {client}; retry after the time in "
+                         "Retry-After", headers={"Retry-After": state.unauthenticated.retry_after(wait)})
     presented = request.headers.get(API_KEY_HEADER)
     if not presented:
+        state.unauthenticated.acquire(client)
         raise ApiProblem(401, "unauthenticated", "Unauthenticated",
                          f"send an API key in the {API_KEY_HEADER} header", headers=_CHALLENGE)
     key = state.keys.authenticate(presented)
     if key is None:
+        state.unauthenticated.acquire(client)
         raise ApiProblem(401, "unauthenticated", "Unauthenticated",
                          f"the API key in {API_KEY_HEADER} is not valid (unknown or revoked)", headers=_CHALLENGE)
     missing = [s for s in security_scopes.scopes if s not in key.scopes]

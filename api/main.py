@@ -33,6 +33,11 @@ published bundle.
 
 * Every route under `/v1` needs an API key in the `X-API-Key` header; the key's scopes decide
   what it may call (401 without a valid key, 403 without the scope, 429 over the key's rate).
+  Requests without a valid key are rate limited by client address. Each server process counts
+  on its own: with `behavior serve --workers N` a key may make up to N times its rate.
+* Users are addressed by id in the path (`/v1/users/{user_id}/profile`; percent-encode `%`, `?`,
+  `#` and spaces) or, for any id at all (`.` and `..` included), in the query
+  (`/v1/users/profile?user_id=`).
 * Errors are RFC 9457 `application/problem+json` documents; validation errors list the fields.
 * A newly published bundle is picked up without a restart; `model_version` / `bundle_version`
   in the answers says which one served a request.
@@ -117,6 +122,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     for path in schema.get("paths", {}).values():
         for op in path.values():
             responses = op.setdefault("responses", {})
+            # answered before any route runs: the body limit (every request) and FastAPI's reading of a body
+            if "requestBody" in op:
+                responses.setdefault("400", {"description": "The body could not be read as UTF-8 JSON"})
+            responses.setdefault("413", {"description": "Request body too large"})
             responses.setdefault("500", {"description": "Internal error (details are in the server log)"})
             for code, resp in responses.items():
                 if code.isdigit() and int(code) >= 400:

@@ -4,7 +4,48 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, field_validator,
+                      model_validator)
+
+# ---------------------------------------------------------------- request text and numbers
+
+# Request bodies are strict: JSON true is not the number 1, nor "5" the number 5.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def surrogate_error(text: str) -> str | None:
+    """Why `text` is not Unicode text (a lone UTF-16 surrogate, which JSON can escape as \\ud800 but
+    UTF-8, DuckDB and the bundle cannot hold), or None if it is."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"contains a lone UTF-16 surrogate at character {exc.start}; send valid Unicode text"
+    return None
+
+
+def _unicode(text: str) -> str:
+    if (why := surrogate_error(text)) is not None:
+        raise ValueError(why)
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
+def _json_text(value: Any, where: str = "") -> None:
+    """Raises ValueError naming the first string of a JSON value (keys included) that is not Unicode text."""
+    if isinstance(value, str):
+        if (why := surrogate_error(value)) is not None:
+            raise ValueError(f"{where} {why}".strip())
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _json_text(v, f"item {i}")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _json_text(k, "a key")
+            _json_text(v, f"key {k!r}")
 
 # ---------------------------------------------------------------- health and model
 
@@ -13,8 +54,10 @@ class Health(BaseModel):
 
 
 class Ready(BaseModel):
+    """A bundle is served. Which one is for callers with a key (GET /v1/model): an unauthenticated
+    probe learns nothing about the deployment."""
+
     status: Literal["ready"] = "ready"
-    bundle_version: str
 
 
 class LoyaltyInfo(BaseModel):
@@ -129,19 +172,25 @@ _VALUE_DOC = ("A JSON value of the field's type: a number, string, boolean, or a
 
 
 class Condition(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [
         {"field": "segment", "op": "eq", "value": "Champions"},
         {"field": "clv", "op": "between", "value": [100, 500]}]})
 
-    field: str = Field(min_length=1, max_length=100, description="A profile field (see GET /v1/model for the bundle).")
+    field: Text = Field(min_length=1, max_length=100, description="A profile field (see GET /v1/model for the bundle).")
     op: Op
     value: JsonValue = Field(None, description=_VALUE_DOC)
+
+    @field_validator("value")
+    @classmethod
+    def _unicode_value(cls, v: JsonValue) -> JsonValue:
+        _json_text(v)
+        return v
 
 
 class Group(BaseModel):
     """A nested group of conditions: all of them (AND) and/or any of them (OR)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(**STRICT, populate_by_name=True)
 
     all_: list[Condition] | None = Field(None, alias="all", max_length=50)
     any_: list[Condition] | None = Field(None, alias="any", max_length=50)
@@ -164,25 +213,26 @@ FilterItem = Annotated[Union[Annotated[Condition, Tag("condition")], Annotated[G
 class Filter(BaseModel):
     """Rows must pass every condition of `all` and at least one of `any` (when given)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(**STRICT, populate_by_name=True)
 
     all_: list[FilterItem] | None = Field(None, alias="all", max_length=50)
     any_: list[FilterItem] | None = Field(None, alias="any", max_length=50)
 
 
 class SortKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
-    field: str = Field(min_length=1, max_length=100)
+    field: Text = Field(min_length=1, max_length=100)
     desc: bool = False
 
 
 MAX_JSON_LIMIT = 1000
 DEFAULT_LIMIT = 100
+MAX_LIMIT = 2**63 - 1  # the largest LIMIT DuckDB takes
 
 
 class SegmentQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [{
         "filter": {"all": [{"field": "segment", "op": "in", "value": ["Champions", "Loyal"]},
                            {"field": "p_alive", "op": "ge", "value": 0.5},
                            {"any": [{"field": "top_category", "op": "eq", "value": "restaurants"},
@@ -193,10 +243,10 @@ class SegmentQuery(BaseModel):
     filter: Filter = Field(default_factory=Filter)
     sort: list[SortKey] = Field(default_factory=list, max_length=5,
                                 description="Sort keys; user_id is always the last tiebreak. Nulls sort last.")
-    limit: int | None = Field(None, ge=1, description=f"Rows per page for JSON (default {DEFAULT_LIMIT}, at most "
+    limit: int | None = Field(None, ge=1, le=MAX_LIMIT, description=f"Rows per page for JSON (default {DEFAULT_LIMIT}, at most "
                               f"{MAX_JSON_LIMIT}); for CSV, the most rows to export (default: all).")
-    cursor: str | None = Field(None, max_length=4096, description="`next_cursor` of the previous page.")
-    fields: list[str] | None = Field(None, max_length=100, description="Fields to return; user_id is always included.")
+    cursor: Text | None = Field(None, max_length=4096, description="`next_cursor` of the previous page.")
+    fields: list[Text] | None = Field(None, max_length=100, description="Fields to return; user_id is always included.")
 
 
 class QueryResult(BaseModel):
@@ -265,7 +315,7 @@ class SimilarItems(BaseModel):
 # ---------------------------------------------------------------- promotions
 
 class PromotionEconomics(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     value_per_conversion: float = Field(ge=0, le=1e9, description="Value (or margin) of one incremental conversion.")
     coupon_cost: float = Field(0.0, ge=0, le=1e9, description="Cost per redemption.")
@@ -273,7 +323,7 @@ class PromotionEconomics(BaseModel):
 
 
 class Budget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     users: int | None = Field(None, gt=0, le=10_000_000, description="Most users to contact.")
     money: float | None = Field(None, gt=0, le=1e12, description="Most expected spend: contact cost plus coupon cost "
@@ -287,11 +337,11 @@ class Budget(BaseModel):
 
 
 class TargetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+    model_config = ConfigDict(**STRICT, json_schema_extra={"examples": [{
         "target": "bakery", "economics": {"value_per_conversion": 20.0, "coupon_cost": 3.0, "contact_cost": 0.1},
         "budget": {"users": 1000}, "holdout_share": 0.1, "exclude_contacted_days": 30}]})
 
-    target: str = Field("any", min_length=1, max_length=200,
+    target: Text = Field("any", min_length=1, max_length=200,
                         description="'any', a category, or 'item:<item_id>' (scored by the item's category).")
     economics: PromotionEconomics
     budget: Budget
@@ -300,7 +350,7 @@ class TargetRequest(BaseModel):
     exclude_contacted_days: int = Field(30, ge=0, le=3650, description="Skip users offered a promotion in this many "
                                         "days before the bundle's as_of.")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the random holdout (same seed, same list).")
-    promotion_id: str | None = Field(None, max_length=200, description="A label for the audit log.")
+    promotion_id: Text | None = Field(None, max_length=200, description="A label for the audit log.")
 
 
 class TargetUser(BaseModel):

@@ -129,6 +129,7 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
 _UNION_TAGS = {"condition", "group"}  # the tags of api.models.FilterItem
 
 _ROUTE_DETAILS = {
+    400: "the request body could not be read: send UTF-8 JSON with Content-Type: application/json",
     404: "there is no such route; the routes are listed at /docs",
     405: "this route does not accept that method",
     413: "the request body is too large",

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from api.bundle import Kind
-from api.models import DEFAULT_LIMIT, MAX_JSON_LIMIT, Condition, Filter, Group, SegmentQuery
+from api.models import DEFAULT_LIMIT, MAX_JSON_LIMIT, Condition, Filter, Group, SegmentQuery, surrogate_error
 from api.problems import ApiProblem, FieldError
 
 DEFAULT_FIELDS = ("user_id", "segment", "loyalty_tier", "loyalty_score", "clv", "p_alive", "expected_purchases")
@@ -30,6 +30,7 @@ MAX_IN_VALUES = 1000
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _ORDERED = {"integer", "number", "string", "timestamp"}
 _SQL_OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+INT64 = (-2**63, 2**63 - 1)   # the whole numbers DuckDB binds as a BIGINT
 
 
 def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:
@@ -68,13 +69,20 @@ class _Errors:
 def _coerce(kind: Kind, v: Any, where: str, errs: _Errors) -> Any:
     """`v` as a value comparable to a column of `kind`; adds an error and returns None if it is not."""
     if kind in ("integer", "number"):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
             errs.add(where, f"expected a number, got {json.dumps(v)[:50]}")
+            return None
+        if isinstance(v, int) and not INT64[0] <= v <= INT64[1]:
+            errs.add(where, "a whole number must lie between -2^63 and 2^63-1; write a larger one with an exponent "
+                            "(e.g. 1e20)")
             return None
         return v
     if kind == "string":
         if not isinstance(v, str) or len(v) > 1000:
             errs.add(where, f"expected a string (at most 1000 characters), got {json.dumps(v)[:50]}")
+            return None
+        if (why := surrogate_error(v)) is not None:
+            errs.add(where, why)
             return None
         return v
     if kind == "boolean":
@@ -166,7 +174,8 @@ def encode_cursor(version: str, qhash: str, keys: list[Any]) -> str:
 def _decode_cursor(cursor: str, version: str, qhash: str, order: list[tuple[str, bool]],
                    fields: dict[str, Kind]) -> list[Any]:
     bad = ApiProblem(400, "invalid-cursor", "Invalid cursor",
-                     "the cursor is not one this API issued; pass `next_cursor` of the previous page unchanged")
+                     "the cursor is not one this API issued; pass `next_cursor` of the previous page unchanged",
+                     errors=[FieldError(field="cursor", message="not a cursor this API issued")])
     try:
         doc = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, TypeError):

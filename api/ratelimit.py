@@ -1,4 +1,6 @@
-"""Per-key token buckets: `rate` requests per second sustained, bursts up to `burst`."""
+"""Token buckets by name (an API key's id, or a client address): `rate` requests per second
+sustained, bursts up to `burst`. The buckets live in one process: each worker of `behavior serve
+--workers N` keeps its own, so a key may make up to N times the rate in all."""
 
 from __future__ import annotations
 
@@ -15,6 +17,17 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, time of last update)
         self._lock = threading.Lock()
+
+    def wait(self, key_id: str) -> float:
+        """The seconds until `key_id` has a token (0.0 if it has one now); takes nothing."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+        if bucket is None:
+            return 0.0
+        tokens = min(float(self.burst), bucket[0] + (self._clock() - bucket[1]) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def acquire(self, key_id: str) -> float:
         """Take one token for `key_id`: 0.0 if granted, else the seconds until one is available."""

@@ -7,9 +7,15 @@ Environment variables:
   BEHAVIOR_DATA_DIR            data home (default ./data)
   BEHAVIOR_API_KEYS_FILE       keys file (default <data_dir>/api_keys.json)
   BEHAVIOR_API_KEYS            keys as JSON, same format as the keys file (hashes, never plaintext)
-  BEHAVIOR_API_RATE_LIMIT      requests per second per key, sustained (0 = no limit; default 50)
+  BEHAVIOR_API_RATE_LIMIT      requests per second per key, sustained (0 = no limit; default 50), counted
+                               by each worker process on its own: with --workers N a key may make up
+                               to N times as many. Requests without a valid key are limited the same
+                               way per client address.
   BEHAVIOR_API_RATE_BURST      requests a key may make at once (default 100)
   BEHAVIOR_API_MAX_BODY_BYTES  largest request body accepted (default 65536)
+  BEHAVIOR_API_MAX_HEADER_BYTES  largest request line and headers accepted, 431 above (default 65536)
+  BEHAVIOR_API_REQUEST_TIMEOUT seconds a request may take to arrive whole, and a new connection to send
+                               its first request; 408 and close after (0 = no limit; default 10)
   BEHAVIOR_API_RELOAD_INTERVAL seconds between two looks at CURRENT (0 = no polling; default 5)
 """
 
@@ -38,6 +44,8 @@ class Settings(BaseModel):
     rate_limit_per_s: float = Field(50.0, ge=0)
     rate_limit_burst: int = Field(100, ge=1)
     max_body_bytes: int = Field(65_536, ge=0)
+    max_header_bytes: int = Field(65_536, ge=0)
+    request_timeout_s: float = Field(10.0, ge=0)
     reload_interval_s: float = Field(5.0, ge=0)
 
     @property
@@ -84,6 +92,8 @@ class Settings(BaseModel):
             rate_limit_per_s=number("BEHAVIOR_API_RATE_LIMIT", float, 50.0),
             rate_limit_burst=max(1, int(number("BEHAVIOR_API_RATE_BURST", int, 100))),
             max_body_bytes=number("BEHAVIOR_API_MAX_BODY_BYTES", int, 65_536),
+            max_header_bytes=number("BEHAVIOR_API_MAX_HEADER_BYTES", int, 65_536),
+            request_timeout_s=number("BEHAVIOR_API_REQUEST_TIMEOUT", float, 10.0),
             reload_interval_s=number("BEHAVIOR_API_RELOAD_INTERVAL", float, 5.0),
         )
 

@@ -55,6 +55,7 @@ class ServingState:
         self.bundle: Bundle | None = None
         self.keys = KeyRing([])
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.unauthenticated = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)  # by client address
         self.audit = AuditLog(settings.audit_log)
         self.erased: set[str] = set()            # erased in this process: kept out of every later bundle
         self.erasure_log = ErasureLog(settings.data_dir)   # erased anywhere (CLI or API), by keyed hash

@@ -14,7 +14,7 @@ _DESCRIPTIONS = {
     409: "Conflict with the active bundle",
     413: "Request body too large",
     422: "Invalid request, with field-level `errors`",
-    429: "Over the key's rate limit; see Retry-After",
+    429: "Over the key's rate limit, or too many requests without a valid key from this address; see Retry-After",
     503: "No bundle (or no recommender) is being served",
 }
 

@@ -7,12 +7,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.bundle import BundleError
 from api.deps import AdminCaller, StateDep
+from api.keys import ApiKey
 from api.models import ErasureResult, ReloadResult
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
-from api.routes.profiles import UserId
-from api.state import NoBundleError
-from behavior.ids import normalize_id
+from api.routes._user_id import UserIdPath, UserIdQuery, user_id_of
+from api.state import NoBundleError, ServingState
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -50,21 +50,32 @@ async def rollback_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
     return ReloadResult(changed=True, bundle_version=swap.version, previous_version=swap.previous)
 
 
-@router.delete("/users/{user_id}", summary="Erase a user from the serving side now (profiles and recommender)",
-               description="The user disappears from profiles, segment queries, exports, target lists and "
-                           "recommendations at once. The erasure is recorded (a keyed hash, never the id) in the "
-                           "data home's erasure log: every process keeps the user out of the bundles it loads, "
-                           "the next `behavior run` purges them from the lake, later ingests reject their rows.",
-               responses=problems(*AUTH, 404, 422, 503))
-async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> ErasureResult:
-    user_id = normalize_id(user_id)     # the stored form, as `behavior forget` and ingest read ids
-    if not user_id:
-        raise ApiProblem(422, "invalid-request", "Invalid request", "user_id is only whitespace: name a user")
+_ERASE_DESCRIPTION = (
+    "The user disappears from profiles, segment queries, exports, target lists and recommendations at once. "
+    "The erasure is recorded (a keyed hash, never the id) in the data home's erasure log: every process keeps "
+    "the user out of the bundles it loads, the next `behavior run` purges them from the lake, later ingests "
+    "reject their rows.")
+_ERASE_RESPONSES = problems(*AUTH, 404, 422, 503)
+
+
+@router.delete("/users/{user_id:id}", summary="Erase a user from the serving side now (profiles and recommender)",
+               description=_ERASE_DESCRIPTION, responses=_ERASE_RESPONSES)
+async def erase_user(user_id: UserIdPath, caller: AdminCaller, state: StateDep) -> ErasureResult:
+    return await _erase(state, caller, user_id_of(user_id), "DELETE /v1/admin/users/{user_id}")
+
+
+@router.delete("/users", summary="Erase a user from the serving side now (any id, as a query parameter)",
+               description=_ERASE_DESCRIPTION, responses=_ERASE_RESPONSES)
+async def erase_user_by_query(user_id: UserIdQuery, caller: AdminCaller, state: StateDep) -> ErasureResult:
+    return await _erase(state, caller, user_id_of(user_id), "DELETE /v1/admin/users")
+
+
+async def _erase(state: ServingState, caller: ApiKey, user_id: str, endpoint: str) -> ErasureResult:
     if state.bundle is None:
         raise ApiProblem(503, "no-bundle", "No bundle loaded", "no bundle is being served yet")
     found = await run_in_threadpool(state.erase, user_id)
     version = state.bundle.version
-    state.audit.write(key_id=caller.key_id, endpoint="DELETE /v1/admin/users/{user_id}", rows=int(found),
+    state.audit.write(key_id=caller.key_id, endpoint=endpoint, rows=int(found),
                       bundle_version=version, user_key_hash=state.erasure_log.key_hash(user_id))
     if not found:
         raise ApiProblem(404, "unknown-user", "Unknown user",

@@ -18,4 +18,4 @@ async def healthz() -> Health:
 
 @router.get("/readyz", summary="A bundle is loaded and served", responses=problems(503))
 async def readyz(bundle: BundleDep) -> Ready:
-    return Ready(bundle_version=bundle.version)
+    return Ready()

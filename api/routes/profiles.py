@@ -1,24 +1,31 @@
-"""GET /v1/users/{user_id}/profile."""
+"""GET /v1/users/{user_id}/profile, and GET /v1/users/profile?user_id= for any id."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Path
-
+from api.bundle import Bundle
 from api.deps import BundleDep, ProfilesCaller
 from api.models import Profile
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
+from api.routes._user_id import UserIdPath, UserIdQuery, user_id_of
 
 router = APIRouter(prefix="/v1", tags=["profiles"])
+RESPONSES = problems(*AUTH, 404, 422, 503)
 
-UserId = Annotated[str, Path(min_length=1, max_length=200, description="The user's opaque id.", examples=["u0000001"])]
+
+@router.get("/users/{user_id:id}/profile", summary="One user's profile", responses=RESPONSES)
+async def get_profile(user_id: UserIdPath, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
+    return _profile(bundle, user_id_of(user_id))
 
 
-@router.get("/users/{user_id}/profile", summary="One user's profile",
-            responses=problems(*AUTH, 404, 422, 503))
-async def get_profile(user_id: UserId, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
+@router.get("/users/profile", summary="One user's profile (any id, as a query parameter)", responses=RESPONSES)
+async def get_profile_by_query(user_id: UserIdQuery, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
+    return _profile(bundle, user_id_of(user_id))
+
+
+def _profile(bundle: Bundle, user_id: str) -> Profile:
     row = bundle.profiles.row(user_id)
     if row is None:
         raise ApiProblem(404, "unknown-user", "Unknown user",

@@ -1,4 +1,5 @@
-"""GET /v1/users/{user_id}/recommendations and GET /v1/items/{item_id}/similar."""
+"""GET /v1/users/{user_id}/recommendations (or /v1/users/recommendations?user_id= for any id)
+and GET /v1/items/{item_id}/similar."""
 
 from __future__ import annotations
 
@@ -14,14 +15,19 @@ from api.deps import BundleDep, RecommendationsCaller
 from api.models import Recommendations, ScoredItem, SimilarItems
 from api.problems import ApiProblem, FieldError
 from api.routes._responses import AUTH, problems
-from api.routes.profiles import UserId
+from api.routes._user_id import UserIdPath, UserIdQuery, user_id_of
 from behavior.recommend.serving import ServingModel, UnknownIdError
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 MAX_N = 100
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items.")]
-ItemId = Annotated[str, Path(min_length=1, max_length=200, description="The item's id.", examples=["i00042"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=200, description="The item's id (`/` may stay, %2F-encoded "
+                            "or not).", examples=["i00042"])]
+Category = Annotated[str | None, Query(min_length=1, max_length=200, description="Only items of this category.")]
+ExcludePurchased = Annotated[bool | None, Query(
+    description="Leave out items the user bought (default: the catalogue's policy).")]
+RESPONSES = problems(*AUTH, 422, 503)
 
 
 def _model(bundle: Bundle) -> ServingModel:
@@ -44,15 +50,21 @@ def recommendations_json(user_id: str, model_version: str, recommendation_id: st
                     "source": source, "items": [{"item_id": i, "score": s} for i, s in pairs if math.isfinite(s)]})
 
 
-@router.get("/users/{user_id}/recommendations", summary="Top items for a user (unknown users get the fallback)",
-            response_model=Recommendations, responses=problems(*AUTH, 422, 503))
-async def recommend(
-    user_id: UserId, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
-    category: Annotated[str | None, Query(min_length=1, max_length=200,
-                                          description="Only items of this category.")] = None,
-    exclude_purchased: Annotated[bool | None, Query(
-        description="Leave out items the user bought (default: the catalogue's policy).")] = None,
-) -> Response:
+@router.get("/users/{user_id:id}/recommendations", summary="Top items for a user (unknown users get the fallback)",
+            response_model=Recommendations, responses=RESPONSES)
+async def recommend(user_id: UserIdPath, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
+                    category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
+    return _recommend(bundle, user_id_of(user_id), n, category, exclude_purchased)
+
+
+@router.get("/users/recommendations", summary="Top items for a user (any id, as a query parameter)",
+            response_model=Recommendations, responses=RESPONSES)
+async def recommend_by_query(user_id: UserIdQuery, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
+                             category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
+    return _recommend(bundle, user_id_of(user_id), n, category, exclude_purchased)
+
+
+def _recommend(bundle: Bundle, user_id: str, n: int, category: str | None, exclude_purchased: bool | None) -> Response:
     model = _model(bundle)
     i = bundle.profiles.index.get(user_id)
     segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
@@ -73,7 +85,7 @@ async def recommend(
     return Response(body, media_type="application/json")
 
 
-@router.get("/items/{item_id}/similar", summary="Items most similar to an item",
+@router.get("/items/{item_id:id}/similar", summary="Items most similar to an item",
             responses=problems(*AUTH, 404, 422, 503))
 async def similar(item_id: ItemId, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10) -> SimilarItems:
     model = _model(bundle)

@@ -20,6 +20,7 @@ from api.problems import ApiProblem
 from api.query import Compiled, compile_query, count_sql, encode_cursor, json_limit, page_sql
 from api.routes._responses import AUTH, problems
 from api.state import ServingState
+from behavior.csv_safety import neutralize_formulas
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 
@@ -87,7 +88,7 @@ def _csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingSt
         yield header.getvalue()
         options = pacsv.WriteOptions(include_header=False)
         for batch in reader:
-            table = to_json_table(pa.Table.from_batches([batch]).select(c.fields))
+            table = neutralize_formulas(to_json_table(pa.Table.from_batches([batch]).select(c.fields)))
             buf = io.BytesIO()
             pacsv.write_csv(table, buf, options)
             sent += table.num_rows

@@ -49,7 +49,6 @@ def test_a_corrupted_bundle_is_refused_and_the_old_one_keeps_serving(make_client
         p = assert_problem(client.post("/v1/admin/reload", headers=home.headers("admin")), 409)
         assert "profiles.parquet does not match its checksum" in p["detail"] and old in p["detail"]
         assert client.get("/v1/users/u0000001/profile", headers=home.headers()).status_code == 200
-        assert client.get("/readyz").json()["bundle_version"] == old
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) >= 1 and len(refusals) <= 2  # logged once by the poller (and once by the admin call)
 

@@ -19,7 +19,8 @@ ROUTES = [  # (method, path, json body, scope needed)
 
 def test_health_needs_no_key(client, home):
     assert client.get("/healthz").json() == {"status": "ok"}
-    assert client.get("/readyz").json() == {"status": "ready", "bundle_version": home.active()}
+    # which bundle is served is for callers with a key (issue 23 item 11)
+    assert client.get("/readyz").json() == {"status": "ready"}
 
 
 @pytest.mark.parametrize("method, path, body, scope", ROUTES)
@@ -120,7 +121,7 @@ def test_settings_can_come_from_a_dependency_override(home):
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: home.settings()
     with TestClient(app) as client:
-        assert client.get("/readyz").json()["bundle_version"] == home.active()
+        assert client.get("/v1/model", headers=home.headers()).json()["bundle_version"] == home.active()
 
 
 def test_token_bucket_refills_at_its_rate():
@@ -133,3 +134,16 @@ def test_token_bucket_refills_at_its_rate():
     now[0] = 0.5
     assert limiter.acquire("k") == 0 and limiter.acquire("k") > 0
     assert RateLimiter(rate=0, burst=1).acquire("k") == 0  # 0 = no limit
+
+
+def test_waiting_for_a_token_takes_none():
+    from api.ratelimit import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(rate=2.0, burst=1, clock=lambda: now[0])
+    assert limiter.wait("k") == 0 and limiter.acquire("k") == 0
+    assert limiter.wait("k") == 0.5 and limiter.wait("k") == 0.5
+    now[0] = 0.25
+    assert limiter.wait("k") == 0.25 and limiter.acquire("k") == 0.25
+    now[0] = 0.5
+    assert limiter.wait("k") == 0 and limiter.acquire("k") == 0

@@ -85,3 +85,12 @@ def test_settings_come_from_the_environment_when_asked(tmp_path):
     assert s.audit_log == tmp_path / "audit" / "api.log"
     with pytest.raises(SettingsError, match="BEHAVIOR_API_RATE_LIMIT"):
         Settings.from_env({"BEHAVIOR_API_RATE_LIMIT": "fast"})
+
+
+def test_server_limits_come_from_the_environment(tmp_path):
+    s = Settings.from_env({"BEHAVIOR_DATA_DIR": str(tmp_path)})
+    assert (s.max_header_bytes, s.request_timeout_s) == (65_536, 10.0)
+    s = Settings.from_env({"BEHAVIOR_API_MAX_HEADER_BYTES": "8192", "BEHAVIOR_API_REQUEST_TIMEOUT": "2.5"})
+    assert (s.max_header_bytes, s.request_timeout_s) == (8192, 2.5)
+    with pytest.raises(SettingsError, match="BEHAVIOR_API_REQUEST_TIMEOUT"):
+        Settings.from_env({"BEHAVIOR_API_REQUEST_TIMEOUT": "-1"})

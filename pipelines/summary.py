@@ -54,6 +54,8 @@ def run_summary(report: dict, home: DataHome) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of'][:10]} -> bundle {report['bundle_version']}"]
     for name, s in report["stages"].items():
         rows = f"{s['rows']:>12,} rows" if s.get("rows") is not None else ""
+        if s.get("skipped"):
+            rows = f"skipped: {s['skipped']}"
         lines.append(f"  {name:<12} {s['seconds']:>8.2f} s  {rows}")
     if "loyalty" in report:
         lines += _loyalty(report["loyalty"])

@@ -25,9 +25,12 @@ ItemId = Annotated[str, Path(min_length=1, max_length=200, description="The item
 
 
 def _model(bundle: Bundle) -> ServingModel:
+    """The bundle's recommender; a 503 problem saying why when the bundle has none."""
     if bundle.recommender is None:
-        raise ApiProblem(503, "no-recommender", "No recommender",
-                         f"no recommender in the active bundle {bundle.version}")
+        why = bundle.skipped("recommend")
+        detail = (f"bundle {bundle.version} has no recommender: the recommend stage was skipped: {why}" if why
+                  else f"no recommender in the active bundle {bundle.version}; run the recommend stage")
+        raise ApiProblem(503, "no-recommender", "No recommender", detail)
     return bundle.recommender
 
 

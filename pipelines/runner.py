@@ -56,12 +56,22 @@ class StageContext:
     # The payments before as_of in user partitions, written once for the run's per-user
     # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
     user_parts: UserParts | None = None
+    _has_amounts: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = DuckDBEngine(self.con)
         if self.user_parts is None and "payments" in self.tables:
             self.user_parts = UserParts(self.engine, "payments", self.as_of)
+
+    def has_amounts(self) -> bool:
+        """Whether any payment line before as_of has an amount. Without any, the stages leave
+        out their spend-based outputs (monetary value, Gamma-Gamma and CLV, revenue lifts) and
+        their report sections say so, instead of reading every spend as 0."""
+        if self._has_amounts is None:
+            n = self.engine.arrow("SELECT count(amount) AS n FROM payments")["n"][0].as_py()
+            self._has_amounts = bool(n)
+        return self._has_amounts
 
 
 class StageSkipped(BehaviorError):

@@ -36,8 +36,10 @@ def _promotions(section: dict) -> list[str]:
         if e.get("status") == "estimated":
             c, inc = e["conversion"], e["incremental"]
             lo, hi = c["lift_ci"]
+            revenue = (f", net incremental revenue {inc['net_revenue']:,.0f}" if "net_revenue" in inc
+                       else ", no revenue (no amounts)")
             lines.append(f"  promotion {pid} ({e.get('target')}): conversion {c['treatment']:.1%} vs {c['control']:.1%}, "
-                         f"lift {100 * c['lift']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}], net incremental revenue {inc['net_revenue']:,.0f}")
+                         f"lift {100 * c['lift']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}]{revenue}")
         else:
             lines.append(f"  promotion {pid}: {e.get('status')}: {e.get('reason')}")
     up = section.get("uplift", {})

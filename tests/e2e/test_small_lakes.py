@@ -30,7 +30,7 @@ ONE_ORDER = "payment_id,user_id,item_id,paid_at,amount,currency\nA-1001,C-17,SKU
 def test_a_one_item_one_user_one_day_lake_publishes_a_bundle_the_api_serves(tmp_path):
     data, src = tmp_path / "data", tmp_path / "orders.csv"
     src.write_text(ONE_ORDER)
-    behavior(data, "ingest", str(src))
+    behavior(data, "ingest", str(src), "--default", "currency=EUR")
     out = behavior(data, "run", "--report", str(tmp_path / "run.json"))   # exit 0 (was 2: no bundle)
     rep = json.loads((tmp_path / "run.json").read_text())
 

@@ -21,7 +21,7 @@ def lake(tmp_path, lines: list[str]) -> DataHome:
     rows = [f"O-{i},{line},19.90,EUR" for i, line in enumerate(lines, start=1)]
     src.write_text("payment_id,user_id,item_id,paid_at,amount,currency\n" + "\n".join(rows) + "\n")
     home = DataHome(tmp_path / "data")
-    ingest(home, [src], IngestOptions())
+    ingest(home, [src], IngestOptions(defaults={"currency": "EUR"}))
     return home
 
 

@@ -4,6 +4,7 @@ answering the missing part with a 503 problem that carries the reason."""
 
 from __future__ import annotations
 
+import html
 import json
 import warnings
 
@@ -50,6 +51,8 @@ def test_a_one_item_one_user_one_day_lake_publishes_a_bundle_the_api_serves(tmp_
     files = set(verify(folder)["checksums"])
     assert {"profiles.parquet", "report.json", "report.html"} <= files and "recommender.npz" not in files
     assert rep["report_html"]["errors"] == []
+    page = html.unescape((folder / "report.html").read_text())
+    assert f"<th>recommender</th><td class=\"num\">skipped: {why}</td>" in page and f"recommend skipped: {why}" in page
     assert pq.read_table(folder / "profiles.parquet").column("user_id").to_pylist() == ["C-17"]
 
     key = create_key(data / "api_keys.json", "all", list(SCOPES))

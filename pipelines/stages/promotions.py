@@ -4,8 +4,9 @@ Effectiveness (behavior/promotions.py): every promotion of the promotions table,
 promotion_id the assignments name, gets an entry in report `promotions.effectiveness`:
 `status` "estimated" with the lifts, or "cannot be estimated" / "running" with the reason
 (no control group, users in both groups, unknown promotion, still running at as_of, too
-few users). Without amounts in the lake the revenue lifts are left out and a note says so. The per-segment breakdown uses each user's segment *at the promotion start*
-(a segment measured after the start would be moved by the promotion itself).
+few users); without amounts in the lake the revenue lifts are left out and a note says so.
+The per-segment breakdown uses each user's segment *at the promotion start* (a segment
+measured after the start would be moved by the promotion itself).
 
 Uplift (behavior/uplift_training.py): trained on the estimated promotions' assigned users
 with their features at each promotion's start; held-out figures in `promotions.uplift`.

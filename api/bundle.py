@@ -2,7 +2,10 @@
 
 A bundle is served only if its manifest is present and valid JSON, names the folder's
 version, lists every file the API loads with a SHA-256 that matches, and its profiles have
-the required columns (user_id unique and never null, segment, marketing_opt_out). Anything
+the required columns (user_id unique and never null, segment, marketing_opt_out). The
+recommender and the promotion targeting files are optional: a run that skipped their stage
+publishes a bundle without them, and the routes that need them answer 503 with the report's
+reason (`Bundle.skipped`). Anything
 else raises `BundleError` with a message that names the bundle version and file, never a path
 on this machine, so it can be shown to API callers as it is.
 
@@ -32,6 +35,7 @@ import pyarrow.parquet as pq
 from behavior.errors import BehaviorError
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
+from api.targeting import FILES as TARGETING_FILES
 from api.targeting import TargetingData, load_targeting
 
 log = logging.getLogger("api.bundle")
@@ -234,6 +238,12 @@ class Bundle:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     erased: frozenset[str] = frozenset()
 
+    def skipped(self, stage: str) -> str | None:
+        """Why the run that made this bundle skipped `stage` (its report section's `skipped`), or None."""
+        section = self.report.get(stage)
+        why = section.get("skipped") if isinstance(section, dict) else None
+        return why if isinstance(why, str) else None
+
     def without_users(self, user_ids: set[str]) -> "Bundle":
         """This bundle with the given users removed from the profiles and the recommender."""
         profiles = self.profiles.without(user_ids)
@@ -373,7 +383,11 @@ def load_bundle(folder: Path) -> Bundle:
     )
 
 
-def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingData:
+def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingData | None:
+    """The targeting inputs, or None when the bundle has none of their files (the promotions
+    stage was skipped or not run)."""
+    if not listed & set(TARGETING_FILES):
+        return None
     try:
         return load_targeting(folder, listed)
     except (pa.ArrowException, OSError, KeyError) as exc:

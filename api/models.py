@@ -123,6 +123,9 @@ class Profile(BaseModel):
     expected_purchases: float | None = None
     expected_spend: float | None = None
     clv: float | None = None
+    spend_fallback: bool | None = Field(None, description="expected_spend and clv use the population mean spend: "
+                                        "the spend model cannot score this repeat customer (a zero, negative or "
+                                        "missing mean spend)")
     r_score: int | None = None
     f_score: int | None = None
     m_score: int | None = None

@@ -35,6 +35,16 @@ class UnknownTarget(ValueError):
     """A target that is neither 'any', a category of the bundle, nor an item it knows."""
 
 
+class RuleUnavailable(ValueError):
+    """The target has no uplift model and the fallback rule's inputs are missing for every
+    customer (`missing`: churn_probability and/or clv, e.g. their model was skipped)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"no uplift model for this target, and the fallback rule's {' and '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} missing for every customer")
+        self.missing = missing
+
+
 @dataclass(frozen=True)
 class TargetingData:
     uplift: dict[str, pd.DataFrame]        # target -> frame indexed by user_id (uplift, p_redeem)
@@ -90,7 +100,8 @@ def _column(profiles: pa.Table, name: str) -> np.ndarray:
 def build_list(data: TargetingData, profiles: pa.Table, as_of: datetime, *, target: str, economics: T.Economics,
                budget_users: int | None, budget_money: float | None, holdout_share: float,
                exclude_contacted_days: int, seed: int) -> tuple[T.TargetList, dict]:
-    """(the list, counts of who was excluded and why). Raises UnknownTarget, InputError."""
+    """(the list, counts of who was excluded and why). Raises UnknownTarget, InputError, and
+    RuleUnavailable when the fallback rule is needed but cannot score anyone."""
     category = data.category_of(target)
     ids = pd.Index(profiles.column("user_id").to_pylist())
     opted = profiles.column("marketing_opt_out").to_numpy(zero_copy_only=False)
@@ -108,13 +119,15 @@ def build_list(data: TargetingData, profiles: pa.Table, as_of: datetime, *, targ
                               "p_redeem": scores["p_redeem"].to_numpy()[present]})
         method = T.MODEL
     else:
+        inputs = {name: _column(profiles, name) for name in ("churn_probability", "clv")}
+        missing = [name for name, col in inputs.items() if len(col) and np.isnan(col).all()]
+        if missing:   # every score would be 0: an empty list that hides why
+            raise RuleUnavailable(missing)
         aff = (np.ones(len(keep)) if category == "any"
                else data.affinity.get(category, pd.Series(dtype=float)).reindex(keep).to_numpy(float))
-        rule = T.rule_score(aff, _column(profiles, "churn_probability")[eligible], _column(profiles, "clv")[eligible])
+        rule = T.rule_score(aff, inputs["churn_probability"][eligible], inputs["clv"][eligible])
         frame = pd.DataFrame({"user_id": keep, "score": rule})
         method = T.RULE
     result = T.select_targets(frame, economics, budget_users=budget_users, budget_money=budget_money,
                               holdout_share=holdout_share, seed=seed, method=method)
-    if method == T.RULE and "clv" not in profiles.column_names:
-        result.notes.append("the bundle has no CLV (no amounts in the lake): every fallback score is 0")
     return result, exclusions

@@ -418,16 +418,40 @@ class GammaGammaFitter(_Fitted):
         p, q, v = self._params_array()
         return p * v / (q - 1.0) if q > 1 else math.inf
 
-    def conditional_expected_average_profit(self, frequency, monetary_value) -> np.ndarray:
+    def scorable(self, frequency, monetary_value) -> np.ndarray:
+        """True for the customers the model can score: one-time buyers (frequency 0) and repeat
+        customers whose mean spend is positive and finite. The others (a repeat customer whose
+        mean spend is zero, negative or missing: e.g. a free repeat order) are outside the
+        model, whose spend per transaction is Gamma distributed, hence positive."""
+        x = check_frequency(frequency)
+        m = as_array("monetary_value", monetary_value)
+        check_lengths(("frequency", "monetary_value"), (x, m))
+        with np.errstate(invalid="ignore"):
+            return (x == 0) | (np.isfinite(m) & (m > 0))
+
+    def conditional_expected_average_profit(self, frequency, monetary_value, *,
+                                            unscorable: str = "raise") -> np.ndarray:
         """Expected spend per future transaction: p (v + x m) / (p x + q - 1); customers with
-        frequency 0 (whose monetary_value may be missing) get the population mean."""
+        frequency 0 (whose monetary_value may be missing) get the population mean.
+
+        `unscorable` says what happens to a repeat customer the model cannot score (see
+        `scorable`): "raise" a ValueError (the default), or "population_mean": give them the
+        population mean, as a one-time buyer."""
         p, q, v = self._params_array()
         x = check_frequency(frequency)
-        m = check_monetary(x, monetary_value)
-        repeat = x > 0
+        if unscorable == "population_mean":
+            ok = self.scorable(x, monetary_value)
+            x_ok = np.where(ok, x, 0.0)
+            m = np.where(ok, as_array("monetary_value", monetary_value), np.nan)
+        elif unscorable == "raise":
+            x_ok = x
+            m = check_monetary(x, monetary_value)
+        else:
+            raise ValueError(f"unscorable must be 'raise' or 'population_mean', got {unscorable!r}")
+        repeat = x_ok > 0
         mm = np.where(repeat, m, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = p * (v + x * mm) / (p * x + q - 1.0)
+            out = p * (v + x_ok * mm) / (p * x_ok + q - 1.0)
         return np.where(repeat, out, self.population_mean())
 
     def customer_lifetime_value(
@@ -441,6 +465,7 @@ class GammaGammaFitter(_Fitted):
         horizon_days: float,
         discount_rate_annual: float = 0.1,
         step_days: float = 30.0,
+        unscorable: str = "raise",
     ) -> np.ndarray:
         """Discounted expected spend over the next `horizon_days` days per customer.
 
@@ -448,7 +473,9 @@ class GammaGammaFitter(_Fitted):
         expected purchases of `transaction_model` (fitted with recency and T in days) in each
         step times the expected spend per purchase are discounted to today at the end of the
         step with the per-step rate (1 + discount_rate_annual) ** (step_days / 365) - 1, i.e.
-        by (1 + discount_rate_annual) ** (t / 365) at day t, and summed.
+        by (1 + discount_rate_annual) ** (t / 365) at day t, and summed. `unscorable`: as in
+        `conditional_expected_average_profit` (the purchases still come from the customer's own
+        frequency, recency and T).
         """
         check_is_fitted(self)
         if not isinstance(transaction_model, BetaGeoFitter):
@@ -461,7 +488,7 @@ class GammaGammaFitter(_Fitted):
         if not (np.isfinite(discount_rate_annual) and discount_rate_annual > -1):
             raise ValueError(f"discount_rate_annual must be > -1, got {discount_rate_annual!r}")
         x, tx, T_ = check_bg_inputs(frequency, recency, T, fitting=False)
-        spend = self.conditional_expected_average_profit(x, monetary_value)
+        spend = self.conditional_expected_average_profit(x, monetary_value, unscorable=unscorable)
         n_steps = max(1, math.ceil(horizon_days / step_days - 1e-9))
         times = np.minimum(np.arange(1, n_steps + 1) * float(step_days), float(horizon_days))
         discounts = (1.0 + discount_rate_annual) ** (-times / _DAYS_PER_YEAR)

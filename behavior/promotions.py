@@ -39,6 +39,8 @@ SEGMENT_MIN_GROUP = 30
 CANNOT = "cannot be estimated"
 
 
+NO_AMOUNTS = "the lake has no amounts: revenue lifts are not computed (every revenue would read 0)"
+
 def target_condition(target: str) -> str:
     """SQL condition on a payments row (columns `category`, `item_id`) matching the promotion
     target held in the SQL expression `target` (standard SQL: any dialect)."""
@@ -146,7 +148,7 @@ def _cuped_block(y: np.ndarray, x: np.ndarray, treated: np.ndarray) -> dict:
 
 
 def effectiveness(outcomes: pd.DataFrame, cost_per_redemption: float = 0.0, *, segments: pd.Series | None = None,
-                  use_cuped: bool = True, seed: int = 0) -> dict:
+                  use_cuped: bool = True, seed: int = 0, amounts: bool = True) -> dict:
     """The report entry of one promotion from its per-user outcomes (columns of `outcomes_sql`).
 
     `segments`: the segment of each outcome row at the promotion start (same index) for the
@@ -154,6 +156,10 @@ def effectiveness(outcomes: pd.DataFrame, cost_per_redemption: float = 0.0, *, s
     listed with their counts only). Incremental conversions and revenue are scaled to the
     treatment group: lift x n_treatment. Net revenue subtracts cost_per_redemption x the
     treatment group's redemptions.
+
+    `amounts=False` (a lake without amounts, where every revenue would read 0): the revenue
+    figures are left out (`revenue_per_user` = {"skipped": NO_AMOUNTS}; no revenue in `cuped`
+    and `incremental`); conversions, redemptions and the promotion's cost stay.
     """
     missing = {"group", "converted", "revenue", "redeemed"} - set(outcomes.columns)
     if missing:
@@ -169,31 +175,39 @@ def effectiveness(outcomes: pd.DataFrame, cost_per_redemption: float = 0.0, *, s
     rev = outcomes["revenue"].to_numpy(float)
     entry["status"] = "estimated"
     entry["conversion"] = _lift_block(conv[treated], conv[~treated])
-    r = S.revenue_difference(rev[treated], rev[~treated], seed=seed)
-    rel = S.relative_difference(rev[treated], rev[~treated])
-    entry["revenue_per_user"] = {"treatment": r["treatment"], "control": r["control"], "lift": r["diff"],
-                                 "lift_ci": r["ci"], "relative_lift": rel["relative"], "method": r["method"],
-                                 "skewness": r["skewness"]}
+    if amounts:
+        r = S.revenue_difference(rev[treated], rev[~treated], seed=seed)
+        rel = S.relative_difference(rev[treated], rev[~treated])
+        entry["revenue_per_user"] = {"treatment": r["treatment"], "control": r["control"], "lift": r["diff"],
+                                     "lift_ci": r["ci"], "relative_lift": rel["relative"], "method": r["method"],
+                                     "skewness": r["skewness"]}
+    else:
+        entry["revenue_per_user"] = {"skipped": NO_AMOUNTS}
     if use_cuped and "pre_spend" in outcomes:
         entry["cuped"] = {
-            "covariates": {"conversion": f"converted in the {PRE_DAYS} days before the start",
-                           "revenue": f"spend in the {PRE_DAYS} days before the start"},
+            "covariates": {"conversion": f"converted in the {PRE_DAYS} days before the start"},
             "conversion": _cuped_block(conv, outcomes["pre_converted"].to_numpy(float), treated),
-            "revenue": _cuped_block(rev, outcomes["pre_spend"].to_numpy(float), treated),
         }
+        if amounts:
+            entry["cuped"]["covariates"]["revenue"] = f"spend in the {PRE_DAYS} days before the start"
+            entry["cuped"]["revenue"] = _cuped_block(rev, outcomes["pre_spend"].to_numpy(float), treated)
     redemptions = int(outcomes.loc[treated, "redeemed"].sum())
     cost = float(cost_per_redemption) * redemptions
-    c_ci, r_ci = entry["conversion"]["lift_ci"], entry["revenue_per_user"]["lift_ci"]
+    c_ci = entry["conversion"]["lift_ci"]
     entry["incremental"] = {
         "conversions": round(entry["conversion"]["lift"] * n1, 2),
         "conversions_ci": [round(c_ci[0] * n1, 2), round(c_ci[1] * n1, 2)],
-        "revenue": round(r["diff"] * n1, 2),
-        "revenue_ci": [round(r_ci[0] * n1, 2), round(r_ci[1] * n1, 2)],
         "redemptions": redemptions,
         "promotion_cost": round(cost, 2),
-        "net_revenue": round(r["diff"] * n1 - cost, 2),
-        "net_revenue_ci": [round(r_ci[0] * n1 - cost, 2), round(r_ci[1] * n1 - cost, 2)],
     }
+    if amounts:
+        r_ci = entry["revenue_per_user"]["lift_ci"]
+        entry["incremental"].update({
+            "revenue": round(r["diff"] * n1, 2),
+            "revenue_ci": [round(r_ci[0] * n1, 2), round(r_ci[1] * n1, 2)],
+            "net_revenue": round(r["diff"] * n1 - cost, 2),
+            "net_revenue_ci": [round(r_ci[0] * n1 - cost, 2), round(r_ci[1] * n1 - cost, 2)],
+        })
     if segments is not None:
         entry["segments"] = _by_segment(conv, treated, segments.to_numpy())
     return entry

@@ -295,13 +295,17 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the API started at the end.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the run (do not start the API).")] = False,
 ) -> None:
-    """synth -> ingest -> run on a fresh synthetic data set, a summary, then the API on it."""
+    """synth -> ingest -> run on a fresh synthetic data set, a summary, then the API on it.
+
+    Refuses (exit 2) a data home with data no demo wrote (no demo.json): use --data-dir DIR / make demo DATA_DIR=DIR."""
     from pipelines.config import load_config
+    from pipelines.demo_home import claim_for_demo
     from pipelines.ingest import IngestOptions, ingest as run_ingest
     from pipelines.runner import run_pipeline
     from pipelines.summary import run_summary
     from pipelines.synth_files import write_synth
 
+    claim_for_demo(state.home, users=users, seed=seed)
     out = state.home.root / "synth"
     c = state.console
     with c.status("generating synthetic payment histories"):

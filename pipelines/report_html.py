@@ -68,6 +68,11 @@ def key_figures(report: dict, customers: int | None) -> list[tuple[str, str]]:
     if loy.get("holdout", {}).get("error_pct") is not None:
         rows.append((f"loyalty model ({loy.get('model', 'bgnbd')}): holdout error of expected purchases",
                      f"{loy['holdout']['error_pct']:+.1f}%"))
+    gg = loy.get("gamma_gamma") or {}
+    if gg.get("skipped"):
+        rows.append(("spend model (Gamma-Gamma) and CLV", f"skipped: {gg['skipped']}"))
+    elif (gg.get("fallback") or {}).get("customers"):
+        rows.append(("customers given the population mean spend (spend_fallback)", f"{gg['fallback']['customers']:,}"))
     ch = report.get("churn") or {}
     if ch.get("skipped"):
         rows.append(("churn model", f"skipped: {ch['skipped']}"))
@@ -86,6 +91,8 @@ def key_figures(report: dict, customers: int | None) -> list[tuple[str, str]]:
                      f"{test[sel]['ndcg@10']:.3f} (popularity {test['popularity']['ndcg@10']:.3f})"))
     elif sel:
         rows.append(("recommender", sel))
+    elif rec.get("skipped"):
+        rows.append(("recommender", f"skipped: {rec['skipped']}"))
     pr = report.get("promotions") or {}
     eff = pr.get("effectiveness") or {}
     if eff:
@@ -176,7 +183,8 @@ def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: s
              "<h2>Key figures</h2><table>"]
     parts += [f"<tr><th>{_esc(k)}</th><td class=\"num\">{_esc(v)}</td></tr>" for k, v in key_figures(report, customers)]
     parts.append("</table>")
-    notes = [(s, n) for s in ("churn", "promotions", "recommend") for n in (report.get(s) or {}).get("notes", []) or []]
+    notes = [(s, n) for s, section in report.items() if isinstance(section, dict)
+             for n in (section.get("notes") if isinstance(section.get("notes"), list) else [])]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")

@@ -1,5 +1,12 @@
 """`behavior run`: named stages in dependency order, then publish a bundle (made CURRENT
-only when every stage ran: the API needs a complete bundle).
+only when every stage was run, i.e. not a `--stages` run).
+
+A stage that cannot work on the data it gets (one product, a history shorter than its
+evaluation periods, ...) raises `StageSkipped` with the reason: the run goes on without its
+output, the report's `stages.<stage>` and the stage's own section say `"skipped": "<why>"`,
+and the bundle holds what the other stages built (the API answers the missing part with a
+503 that carries the reason). A stage whose required input stage was skipped is skipped too.
+Any other error still fails the run.
 
 Point in time: stages see the lake only through the views of their `StageContext`
 (`payments`, `users`, `items`, `promotions`, `assignments`), which hold only rows before
@@ -49,12 +56,26 @@ class StageContext:
     # The payments before as_of in user partitions, written once for the run's per-user
     # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
     user_parts: UserParts | None = None
+    _has_amounts: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.engine is None:
             self.engine = DuckDBEngine(self.con)
         if self.user_parts is None and "payments" in self.tables:
             self.user_parts = UserParts(self.engine, "payments", self.as_of)
+
+    def has_amounts(self) -> bool:
+        """Whether any payment line before as_of has an amount. Without any, the stages leave
+        out their spend-based outputs (monetary value, Gamma-Gamma and CLV, revenue lifts) and
+        their report sections say so, instead of reading every spend as 0."""
+        if self._has_amounts is None:
+            n = self.engine.arrow("SELECT count(amount) AS n FROM payments")["n"][0].as_py()
+            self._has_amounts = bool(n)
+        return self._has_amounts
+
+
+class StageSkipped(BehaviorError):
+    """A stage cannot work on the data it was given; the message says why (it goes in the report)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,13 @@ class Stage:
     needs: tuple[str, ...]
     run: Callable[[StageContext], Any]   # returns its output; rows are counted if it has num_rows/len
     help: str = ""
+    # the stages of `needs` it can do without (it reads them with ctx.outputs.get): run before
+    # it when planned, but their being skipped does not skip it
+    optional: frozenset[str] = frozenset()
+
+    def missing_input(self, outputs: dict[str, Any]) -> str | None:
+        """The first required stage of `needs` without an output (it was skipped), or None."""
+        return next((d for d in self.needs if d not in self.optional and d not in outputs), None)
 
 
 def plan(stages: dict[str, Stage], selected: list[str] | None) -> list[str]:
@@ -175,6 +203,31 @@ def _engine_section(ctx: StageContext, order: list[str]) -> dict:
     return section
 
 
+def _run_stage(stage: Stage, ctx: StageContext) -> dict:
+    """Run one stage into `ctx`; its `stages` entry of the report. A skipped stage leaves no
+    output and no bundle file, and its report section says why."""
+    t0 = time.perf_counter()
+    before = set(ctx.bundle)
+    try:
+        dep = stage.missing_input(ctx.outputs)
+        if dep is not None:
+            raise StageSkipped(f"it needs the output of the {dep} stage, which was skipped "
+                               f"({ctx.report[dep]['skipped']})")
+        out = stage.run(ctx)
+    except StageSkipped as exc:
+        why = str(exc)
+        for name in set(ctx.bundle) - before:   # nothing half-built goes into the bundle
+            del ctx.bundle[name]
+        section = ctx.report.get(stage.name)
+        section = section if isinstance(section, dict) else {}
+        section["skipped"] = why
+        section.setdefault("notes", []).append(f"{stage.name} skipped: {why}")
+        ctx.report[stage.name] = section
+        return {"seconds": round(time.perf_counter() - t0, 3), "rows": None, "skipped": why}
+    ctx.outputs[stage.name] = out
+    return {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+
+
 def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
                  stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None,
                  engine: str | None = None) -> dict:
@@ -200,10 +253,7 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         try:
             for i, name in enumerate(order, start=1):
                 progress(f"[{i}/{len(order)}] {name}")
-                t0 = time.perf_counter()
-                out = STAGES[name].run(ctx)
-                ctx.outputs[name] = out
-                report["stages"][name] = {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+                report["stages"][name] = _run_stage(STAGES[name], ctx)
         finally:
             try:
                 if ctx.user_parts is not None:

@@ -36,8 +36,10 @@ def _promotions(section: dict) -> list[str]:
         if e.get("status") == "estimated":
             c, inc = e["conversion"], e["incremental"]
             lo, hi = c["lift_ci"]
+            revenue = (f", net incremental revenue {inc['net_revenue']:,.0f}" if "net_revenue" in inc
+                       else ", no revenue (no amounts)")
             lines.append(f"  promotion {pid} ({e.get('target')}): conversion {c['treatment']:.1%} vs {c['control']:.1%}, "
-                         f"lift {100 * c['lift']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}], net incremental revenue {inc['net_revenue']:,.0f}")
+                         f"lift {100 * c['lift']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}]{revenue}")
         else:
             lines.append(f"  promotion {pid}: {e.get('status')}: {e.get('reason')}")
     up = section.get("uplift", {})
@@ -54,6 +56,8 @@ def run_summary(report: dict, home: DataHome) -> str:
     lines = [f"run {report['run_id']} as of {report['as_of'][:10]} -> bundle {report['bundle_version']}"]
     for name, s in report["stages"].items():
         rows = f"{s['rows']:>12,} rows" if s.get("rows") is not None else ""
+        if s.get("skipped"):
+            rows = f"skipped: {s['skipped']}"
         lines.append(f"  {name:<12} {s['seconds']:>8.2f} s  {rows}")
     if "loyalty" in report:
         lines += _loyalty(report["loyalty"])

@@ -12,7 +12,7 @@ from api.deps import BundleDep, PromotionsCaller, StateDep
 from api.models import Effectiveness, ExpectedValue, TargetListResponse, TargetRequest, TargetUser
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
-from api.targeting import UnknownTarget, build_list
+from api.targeting import RuleUnavailable, UnknownTarget, build_list
 from behavior.errors import InputError
 from behavior.targeting import Economics
 
@@ -20,6 +20,27 @@ router = APIRouter(prefix="/v1/promotions", tags=["promotions"])
 
 TARGETS_ENDPOINT = "POST /v1/promotions/targets"
 PromotionId = Annotated[str, Path(min_length=1, max_length=200, examples=["promo001"])]
+
+
+def _no_promotions(bundle, slug: str, title: str, what: str) -> ApiProblem:
+    """A 503 problem for a bundle without the promotions stage's output, with the report's reason."""
+    why = bundle.skipped("promotions")
+    detail = (f"bundle {bundle.version} has {what}: the promotions stage was skipped: {why}" if why
+              else f"bundle {bundle.version} has {what}; run the promotions stage")
+    return ApiProblem(503, slug, title, detail)
+
+
+def _why_missing(bundle, column: str) -> str:
+    """The run report's reason for a profile column that is null for everyone."""
+    if column == "churn_probability":
+        return bundle.skipped("churn") or "the churn stage did not score the customers"
+    loyalty = bundle.report.get("loyalty") if isinstance(bundle.report.get("loyalty"), dict) else {}
+    for part in ("bgnbd", "gamma_gamma"):
+        section = loyalty.get(part) if isinstance(loyalty.get(part), dict) else {}
+        why = section.get("skipped") or section.get("error")
+        if why:
+            return f"{part} {'skipped' if 'skipped' in section else 'failed'}: {why}"
+    return bundle.skipped("loyalty") or "the loyalty stage did not score the customers"
 
 
 def _users(frame) -> list[TargetUser]:
@@ -45,8 +66,7 @@ def _users(frame) -> list[TargetUser]:
 async def target_list(caller: PromotionsCaller, bundle: BundleDep, state: StateDep,
                       request: Annotated[TargetRequest, Body()]) -> TargetListResponse:
     if bundle.targeting is None:
-        raise ApiProblem(503, "no-targeting", "No targeting data",
-                         f"bundle {bundle.version} has no promotion targeting files; run the promotions stage")
+        raise _no_promotions(bundle, "no-targeting", "No targeting data", "no promotion targeting files")
     e = request.economics
     try:
         result, exclusions = await run_in_threadpool(
@@ -57,6 +77,11 @@ async def target_list(caller: PromotionsCaller, bundle: BundleDep, state: StateD
             seed=request.seed)
     except UnknownTarget as exc:
         raise ApiProblem(404, "unknown-target", "Unknown target", str(exc)) from None
+    except RuleUnavailable as exc:
+        reasons = "; ".join(f"{name}: {_why_missing(bundle, name)}" for name in exc.missing)
+        raise ApiProblem(503, "no-targeting", "No targeting data",
+                         f"bundle {bundle.version} cannot rank users for target {request.target!r}: {exc} "
+                         f"({reasons})") from None
     except InputError as exc:
         raise ApiProblem(422, "invalid-request", "Invalid request", str(exc)) from None
     list_id = str(uuid.uuid4())
@@ -73,6 +98,8 @@ async def target_list(caller: PromotionsCaller, bundle: BundleDep, state: StateD
 @router.get("/{promotion_id}/effectiveness", summary="How well a past promotion worked (treatment vs control)",
             responses=problems(*AUTH, 404, 422, 503))
 async def effectiveness(promotion_id: PromotionId, caller: PromotionsCaller, bundle: BundleDep) -> Effectiveness:
+    if bundle.skipped("promotions"):
+        raise _no_promotions(bundle, "no-effectiveness", "No promotion effectiveness", "no promotion effectiveness")
     entries = (bundle.report.get("promotions") or {}).get("effectiveness") or {}
     entry = entries.get(promotion_id)
     if not isinstance(entry, dict):

@@ -31,9 +31,12 @@ RESPONSES = problems(*AUTH, 422, 503)
 
 
 def _model(bundle: Bundle) -> ServingModel:
+    """The bundle's recommender; a 503 problem saying why when the bundle has none."""
     if bundle.recommender is None:
-        raise ApiProblem(503, "no-recommender", "No recommender",
-                         f"no recommender in the active bundle {bundle.version}")
+        why = bundle.skipped("recommend")
+        detail = (f"bundle {bundle.version} has no recommender: the recommend stage was skipped: {why}" if why
+                  else f"no recommender in the active bundle {bundle.version}; run the recommend stage")
+        raise ApiProblem(503, "no-recommender", "No recommender", detail)
     return bundle.recommender
 
 

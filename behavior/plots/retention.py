@@ -78,6 +78,9 @@ def plot_retention_curves(curves: pd.DataFrame, min_users: int = 50) -> Figure:
     ax.set_ylim(0, 1.02)
     ax.set_xlim(left=0)
     percent_axis(ax)
+    if not ax.get_lines():   # every segment is below min_users (a small lake)
+        empty(ax, f"every segment has fewer than {min_users} customers")
+        return fig
     ax.legend(title="segment at as_of", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 

@@ -15,12 +15,16 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("features", (), features.run, "per-user feature table (DuckDB or Spark over the lake)"),
         Stage("loyalty", ("features",), loyalty.run, "BG/NBD and Gamma-Gamma: P(alive), expected purchases, CLV"),
-        Stage("segments", ("features", "loyalty"), segments.run, "RFM scores, named segments, loyalty score and tier"),
+        Stage("segments", ("features", "loyalty"), segments.run, "RFM scores, named segments, loyalty score and tier",
+              optional=frozenset({"loyalty"})),
         Stage("merchants", ("loyalty",), merchants.run, "merchant loyalty (merchants.parquet)"),
-        Stage("churn", ("features", "loyalty", "segments"), churn.run, "churn probability and reasons, retention tables"),
-        Stage("recommend", ("segments",), recommend.run, "item recommender: selection, test check, recommender.npz"),
+        Stage("churn", ("features", "loyalty", "segments"), churn.run, "churn probability and reasons, retention tables",
+              optional=frozenset({"loyalty", "segments"})),
+        Stage("recommend", ("segments",), recommend.run, "item recommender: selection, test check, recommender.npz",
+              optional=frozenset({"segments"})),
         Stage("promotions", ("features",), promotions.run,
               "promotion effectiveness, uplift models, targeting inputs (uplift_scores.parquet)"),
-        Stage("profiles", ("features", "loyalty", "segments", "churn"), profiles.run, "one row per user for the bundle"),
+        Stage("profiles", ("features", "loyalty", "segments", "churn"), profiles.run, "one row per user for the bundle",
+              optional=frozenset({"loyalty", "segments", "churn"})),
     )
 }

@@ -6,6 +6,12 @@ holds the fitted parameters (time unit: day), log-likelihoods, standard errors, 
 horizons, and a holdout check: the model fitted on events before as_of - holdout_days
 predicts the purchase days of the next holdout_days, compared with what happened.
 Without amounts in the lake Gamma-Gamma and CLV are skipped and the report says so.
+
+Gamma-Gamma is fitted on the repeat customers with a positive mean spend. A repeat customer
+it cannot score (a mean spend of zero, e.g. a free repeat order, negative or missing) gets
+the population mean spend per transaction p * v / (q - 1), as a one-time buyer does, in
+`expected_spend` and `clv` (their own P(alive) and expected purchases are kept), and
+`spend_fallback` is true for them; the report's `loyalty.gamma_gamma.fallback` counts them.
 """
 
 from __future__ import annotations
@@ -66,6 +72,15 @@ def _holdout(ctx, cfg) -> dict:
             "by_frequency": rows}
 
 
+def _fallback(customers: int, population_mean: float) -> dict:
+    """The report's `gamma_gamma.fallback`: who got the population mean spend instead of their own."""
+    return {"customers": customers,
+            "expected_spend": round(population_mean, 6) if np.isfinite(population_mean) else None,
+            "rule": "repeat customers whose mean spend is zero, negative or missing cannot be scored by "
+                    "Gamma-Gamma: expected_spend is the population mean spend per transaction and clv uses it "
+                    "(spend_fallback = true)"}
+
+
 def run(ctx) -> pa.Table:
     cfg = ctx.config.loyalty
     f = ctx.outputs["features"].select(["user_id", "frequency", "recency", "T", "monetary_value"]).to_pandas()
@@ -77,6 +92,7 @@ def run(ctx) -> pa.Table:
     out = pd.DataFrame({"user_id": f["user_id"]})
     for col in ("p_alive", "expected_purchases", "expected_spend", "clv"):
         out[col] = np.nan
+    out["spend_fallback"] = False
     try:
         bg = _fit_transactions(cfg, f[fit_rows])
     except (ConvergenceError, ValueError) as exc:
@@ -99,12 +115,16 @@ def run(ctx) -> pa.Table:
         try:
             gg = GammaGammaFitter(penalizer=cfg.penalizer).fit(f.loc[repeat, "frequency"].to_numpy(float),
                                                                money[repeat].to_numpy(float))
-            m = money.fillna(0).clip(lower=0).to_numpy(float)
-            out["expected_spend"] = gg.conditional_expected_average_profit(freq, m)
+            m = money.to_numpy(float)
+            out["expected_spend"] = gg.conditional_expected_average_profit(freq, m, unscorable="population_mean")
             out["clv"] = gg.customer_lifetime_value(bg, freq, rec, T, m, horizon_days=cfg.clv_horizon_days,
-                                                    discount_rate_annual=cfg.discount_rate_annual)
+                                                    discount_rate_annual=cfg.discount_rate_annual,
+                                                    unscorable="population_mean")
+            out["spend_fallback"] = ~gg.scorable(freq, m)
             section["gamma_gamma"] = {"params": gg.params_, "log_likelihood": gg.log_likelihood_,
-                                      "standard_errors": gg.standard_errors_, "customers": int(repeat.sum())}
+                                      "standard_errors": gg.standard_errors_, "customers": int(repeat.sum()),
+                                      "fallback": _fallback(int(out["spend_fallback"].sum()),
+                                                            gg.population_mean())}
         except (ConvergenceError, ValueError) as exc:
             section["gamma_gamma"] = {"error": str(exc)}
     section["holdout"] = _holdout(ctx, cfg)

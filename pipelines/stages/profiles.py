@@ -3,7 +3,8 @@
 The per-user features, the columns of the per-user stages that ran (loyalty, segments,
 churn), and from the users table the marketing opt-out (read from the whole table: it is
 the user's current wish, whatever as_of) and signup time. Users without a users-table row
-are taken as not opted out, as the users table is optional.
+are taken as not opted out, as the users table is optional. A per-user stage that was
+skipped adds no columns, except `segment`, which the API needs: it is then null.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def run(ctx) -> pa.Table:
         out = ctx.outputs.get(stage)
         if out is not None:
             _append(columns, aligned(ids, out), stage)
+    if "segment" not in columns:   # the segments stage was skipped: the API still finds the column
+        columns["segment"] = pa.nulls(len(ids), pa.string())
     if "users" in ctx.tables:
         # The opt-out is the user's current wish, not a past event: it is read from the whole
         # users table (`users_uncut`), not the view cut at as_of (a user whose signup_at is

@@ -4,8 +4,9 @@ Effectiveness (behavior/promotions.py): every promotion of the promotions table,
 promotion_id the assignments name, gets an entry in report `promotions.effectiveness`:
 `status` "estimated" with the lifts, or "cannot be estimated" / "running" with the reason
 (no control group, users in both groups, unknown promotion, still running at as_of, too
-few users). The per-segment breakdown uses each user's segment *at the promotion start*
-(a segment measured after the start would be moved by the promotion itself).
+few users); without amounts in the lake the revenue lifts are left out and a note says so.
+The per-segment breakdown uses each user's segment *at the promotion start* (a segment
+measured after the start would be moved by the promotion itself).
 
 Uplift (behavior/uplift_training.py): trained on the estimated promotions' assigned users
 with their features at each promotion's start; held-out figures in `promotions.uplift`.
@@ -146,6 +147,8 @@ def run(ctx) -> pa.Table:
         return _empty_scores()
     ctx.bundle["contacts.parquet"] = engine.arrow(P.contacts_sql("assignments", "promotions", d)).cast(CONTACTS)
     ok = _entries(engine, ctx.as_of, section)
+    if ok and not ctx.has_amounts():
+        section["notes"].append(P.NO_AMOUNTS)
     rows = _evaluate(ctx, ok, section)
     # one OpenMP thread: the boosters fit small tables, and OpenMP's spinning threads made this
     # stage 4x slower whenever another process used the second core (measured: 34 s vs 8 s)
@@ -176,7 +179,7 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
             del table   # (not kept alive while the next start's table is computed)
             seg = _segments_at(feats)
             entry = section["effectiveness"][p["promotion_id"]]
-            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg)))
+            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts()))
             if entry["status"] != "estimated":
                 continue
             f = o[["user_id"]].merge(feats, on="user_id", how="left")
@@ -198,6 +201,9 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict, affinity_now: pa.Table
     data = pd.concat(rows, ignore_index=True)
     meta = data[[c for c in data.columns if c.startswith("_")]]
     X = data.drop(columns=meta.columns)
+    # a feature no training row has (the spend features of a lake without amounts) tells the
+    # model nothing, and the boosters' binning fails on a column of only NaN
+    X = X.loc[:, X.notna().any()]
     t = meta["_treated"].to_numpy()
     split = split_users(meta["_user_id"])
     small = min(int((t & (split == "train")).sum()), int((~t & (split == "train")).sum()))

@@ -18,6 +18,11 @@ user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
 driver. With `[recommend] trainer = "spark_als"` steps 1-3 train MLlib ALS on Spark instead
 (`pipelines.stages.recommend_spark`); the report's `recommend.trainer` says which.
+
+The stage is skipped (`StageSkipped`: no recommender.npz, the report's `recommend.skipped`
+says why) when the data cannot support it: fewer than two items bought before as_of (one
+product: nothing to rank), no purchase before the validation period, none in it, or no
+validation buyer who also bought before it (a history shorter than valid_days + test_days).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from behavior.errors import BehaviorError
 from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
@@ -37,6 +41,7 @@ from behavior.recommend.interactions import interactions_sql as _interactions_sq
 from behavior.recommend.select import Selection, select_model
 from behavior.recommend.serving import serving_arrays
 from behavior.segments import SEGMENTS
+from pipelines.runner import StageSkipped
 
 
 def interactions_sql(start: datetime | None, end: datetime, dialect="duckdb") -> str:
@@ -128,8 +133,9 @@ def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
     cut = f"status = 'success' AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}"
     items = ctx.engine.frame(f"SELECT DISTINCT item_id FROM payments WHERE {cut}")["item_id"]
     if items.nunique() < 2:
-        raise BehaviorError("the recommend stage needs at least two items bought before as_of; "
-                            f"found {items.nunique()}")
+        n = items.nunique()
+        raise StageSkipped(f"only {n} item{'' if n == 1 else 's'} bought before as_of: recommending needs at least "
+                           "two items to rank (a shop with one product has nothing to recommend)")
     users = ctx.engine.frame(f"SELECT DISTINCT user_id FROM payments WHERE {cut}")["user_id"]
     return IdMap.fit(users), IdMap.fit(items)
 
@@ -149,6 +155,21 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
         engine.unregister("_rec_items")
 
 
+def _check_selectable(net, valid, valid_start, test_start) -> None:
+    """StageSkipped unless the model can be chosen: purchases before the validation period, in
+    it, and a validation buyer who also bought before it (the users the choice is scored on)."""
+    hint = ("the history is too short for the recommender's periods: choose a later --as-of or shorter "
+            "[recommend] valid_days / test_days")
+    period = f"the validation period {valid_start.date()} to {test_start.date()}"
+    if not (net.data > 0).any():
+        raise StageSkipped(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train the "
+                           f"recommender on; {hint}")
+    if valid.nnz == 0:
+        raise StageSkipped(f"no purchase in {period} to choose the recommender on; {hint}")
+    if not ((np.diff(valid.indptr) > 0) & (np.diff(net.indptr) > 0)).any():
+        raise StageSkipped(f"no buyer in {period} also bought before it: nothing to choose the recommender on; {hint}")
+
+
 def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start):
     """Selection, test and the final refit on the driver (implicit): (selection, test, model,
     (net, days) matrices before as_of). Each prefix's matrices are built once and dropped when
@@ -156,12 +177,12 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     cfg, end = ctx.config.recommend, ctx.as_of
     periods = _periods(ctx, users, items, (valid_start, test_start), end)  # 0 train, 1 valid, 2 test
     net, days = periods.before(1, valid_start).matrices()
-    if net.nnz == 0:
-        raise BehaviorError(f"no purchase before {valid_start.date()} (as_of - test_days - valid_days) to train "
-                            "the recommender on: choose a later --as-of or shorter [recommend] periods")
-    selection = select_model((net, days), periods.bought(1), k=cfg.k, item_category=codes,
+    valid = periods.bought(1)
+    _check_selectable(net, valid, valid_start, test_start)
+    selection = select_model((net, days), valid, k=cfg.k, item_category=codes,
                              max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     exclude = selection.exclude_mask(codes)
+    del valid
 
     net, days = periods.before(2, test_start).matrices()
     relevant = periods.bought(2)

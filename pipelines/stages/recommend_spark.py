@@ -31,6 +31,7 @@ from behavior.recommend.baselines import BuyAgain, Popularity, from_item_buyers
 from behavior.recommend.factors import SparkALS
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.select import Bench, Selection, choose
+from pipelines.runner import StageSkipped
 from pipelines.stages.recommend import (_interactions, _purchased, _score, interactions_sql, test_report,
                                        users_to_score)
 
@@ -61,7 +62,7 @@ def _sample(ctx, users: IdMap, items: IdMap, start, stop):
     idx = np.unique(users.index(ctx.engine.frame(sql)["user_id"]))
     idx = idx[idx >= 0]
     if idx.size == 0:
-        raise InputError(f"no user bought both before {start.date()} and in the {(stop - start).days} days after it: "
+        raise StageSkipped(f"no user bought both before {start.date()} and in the {(stop - start).days} days after it: "
                          "nothing to evaluate the recommender on; choose a later --as-of or longer [recommend] periods")
     if idx.size > cfg.max_eval_users:
         idx = np.sort(np.random.default_rng(cfg.seed).choice(idx, size=cfg.max_eval_users, replace=False))

@@ -1,7 +1,8 @@
 """Stage `segments`: RFM scores, the named segment, the loyalty score (0-100) and tier.
 
 The rules are in `behavior/segments.py`; the report's `segments.counts` has every segment
-(zero where empty) in the library's order.
+(zero where empty) in the library's order; without amounts in the lake its `notes` say that
+the scores leave spend out.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import pyarrow as pa
 
 from behavior.segments import SEGMENTS, assign_segments, loyalty_score, loyalty_tier, rfm_scores
 from pipelines.stages.align import aligned
+
+NO_AMOUNTS = ("the lake has no amounts: net_spend and monetary_value are null, m_score is null (the RFM code "
+              "ends in '-') and the loyalty score leaves spend out")
 
 
 def run(ctx) -> pa.Table:
@@ -27,6 +31,8 @@ def run(ctx) -> pa.Table:
     scores["loyalty_tier"] = loyalty_tier(scores["loyalty_score"])
     counts = scores["segment"].value_counts().reindex(list(SEGMENTS), fill_value=0)
     ctx.report["segments"] = {"counts": {k: int(v) for k, v in counts.items()}}
+    if not ctx.has_amounts():
+        ctx.report["segments"]["notes"] = [NO_AMOUNTS]
     schema = pa.schema([("user_id", pa.string()), ("r_score", pa.int8()), ("f_score", pa.int8()),
                         ("m_score", pa.int8()), ("rfm", pa.string()), ("segment", pa.string()),
                         ("loyalty_score", pa.float64()), ("loyalty_tier", pa.string())])

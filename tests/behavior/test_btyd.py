@@ -144,6 +144,33 @@ def test_gamma_gamma_one_time_buyers_get_the_population_mean():
     assert model.log_likelihood([0], [np.nan])[0] == 0.0
 
 
+def test_gamma_gamma_gives_customers_it_cannot_score_the_population_mean_on_request():
+    """A repeat customer with a zero (a free repeat order), negative or missing mean spend is
+    outside the model: by default an error, with unscorable="population_mean" the population
+    mean, as a one-time buyer; the others keep their own conditional expectation."""
+    model = fitted(GammaGammaFitter, GG_TRUTH)
+    x, m = np.array([0, 2, 3, 1, 4]), np.array([np.nan, 0.0, 10.0, -5.0, np.nan])
+    np.testing.assert_array_equal(model.scorable(x, m), [True, False, True, False, False])
+    with pytest.raises(ValueError, match="monetary_value has 1 missing"):
+        model.conditional_expected_average_profit(x, m)
+    with pytest.raises(ValueError, match="monetary_value must be positive .* 3 are zero or negative"):
+        model.conditional_expected_average_profit(x, np.nan_to_num(m))
+    got = model.conditional_expected_average_profit(x, m, unscorable="population_mean")
+    mean = 6.0 * 15.0 / 2.8
+    np.testing.assert_allclose(got, [mean, mean, 6.0 * (15.0 + 30.0) / (18.0 + 2.8), mean, mean], rtol=1e-12)
+    with pytest.raises(ValueError, match="unscorable must be 'raise' or 'population_mean'"):
+        model.conditional_expected_average_profit(x, m, unscorable="zero")
+
+    bg = fitted(BetaGeoFitter, BG_TRUTH)
+    tx, T = np.array([0.0, 40.0, 90.0, 10.0, 100.0]), np.full(5, 120.0)
+    clv = model.customer_lifetime_value(bg, x, tx, T, m, horizon_days=365, unscorable="population_mean")
+    # the spend is the population mean, the discounted purchases the customer's own
+    ones = np.ones(5)
+    purchases = (model.customer_lifetime_value(bg, x, tx, T, ones, horizon_days=365)
+                 / model.conditional_expected_average_profit(x, ones))
+    np.testing.assert_allclose(clv, got * purchases, rtol=1e-12)
+
+
 # ---------------------------------------------------------------------- CLV (in days)
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from behavior import experiment_stats as S
-from behavior.promotions import CANNOT, effectiveness
+from behavior.promotions import CANNOT, NO_AMOUNTS, effectiveness
 from behavior.synth_promotions import response_probabilities
 
 
@@ -95,6 +95,17 @@ def test_effectiveness_entry_and_cannot_estimate_without_control():
     only_treated = outcomes.assign(group="treatment")
     e = effectiveness(only_treated)
     assert e["status"] == CANNOT and "control group" in e["reason"] and "conversion" not in e
+
+
+def test_effectiveness_without_amounts_leaves_the_revenue_out_and_keeps_the_rest():
+    outcomes, _ = _campaign(np.random.default_rng(4), 2000)
+    full = effectiveness(outcomes, 3.0)
+    bare = effectiveness(outcomes.assign(revenue=0.0, pre_spend=0.0), 3.0, amounts=False)
+    assert bare["revenue_per_user"] == {"skipped": NO_AMOUNTS}
+    assert bare["conversion"] == full["conversion"] and bare["cuped"]["conversion"] == full["cuped"]["conversion"]
+    assert "revenue" not in bare["cuped"] and "revenue" not in bare["cuped"]["covariates"]
+    assert bare["incremental"] == {k: full["incremental"][k] for k in
+                                   ("conversions", "conversions_ci", "redemptions", "promotion_cost")}
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,7 +15,10 @@ the three kinds in turn (`TRAJECTORIES`):
   when q is capped the realised factor is lower, and the truth says which).
 - `declining`: from c on, each of its purchases moves away with probability 1 - `DECLINE`,
   so its volume falls to `DECLINE` times what it was.
-- `stopped`: from c on, every one of its purchases moves away: it has no payment after c.
+- `stopped`: its volume fades linearly to nothing over the `STOP_FADE_DAYS` before c (each
+  purchase at it in [c - 90, c) moves away with probability (t - c + 90) / 90), and from c on
+  every one of its purchases moves away: it has no payment after c. (Merchants that stop
+  usually fade first, which is what a churn risk can see coming.)
 
 Change days: growing and declining in [H - 130, H - 95) days (H = the window's length), so that
 at the window's end the last 90 days are wholly after the change and at least two thirds of the
@@ -41,6 +44,7 @@ from behavior.synth_catalog import Baskets, Catalog
 TRAJECTORIES = ("growing", "declining", "stopped")
 GROWTH = 3.0
 DECLINE = 0.6
+STOP_FADE_DAYS = 90
 _MAX_TAKE = 0.9
 _GROWING_MAX_SHARE = 0.3
 _STREAM = 0x6D65_7263   # the planting generator's stream, apart from the main one
@@ -113,12 +117,15 @@ def plant_merchant_trends(baskets: Baskets, t: np.ndarray, catalog: Catalog, hor
             new_merchant[hit] = m
             factor[j] = 1.0 + take * (1.0 - share) / max(1e-9, share)
         else:
-            keep = DECLINE if kind == "declining" else 0.0
-            hit = (t >= c) & (merchant == m) & (u >= keep)
+            if kind == "declining":
+                keep = np.where(t >= c, DECLINE, 1.0)
+            else:   # fading linearly to nothing over the STOP_FADE_DAYS before the stop
+                keep = np.clip((c - t) / STOP_FADE_DAYS, 0.0, 1.0)
+            hit = (merchant == m) & (u >= keep)
             w = before[others] + 1.0
             new_merchant[hit] = others[np.searchsorted(np.cumsum(w / w.sum()), rng.random(int(hit.sum())),
                                                        side="right").clip(0, len(others) - 1)]
-            factor[j] = keep
+            factor[j] = DECLINE if kind == "declining" else 0.0
         moved[j] = int(hit.sum())
     changed = new_merchant != merchant
     line_changed = changed[baskets.purchase]
@@ -149,4 +156,4 @@ def merchant_truth(plan: MerchantPlan, catalog: Catalog, merchant_ids: list[str]
     return out
 
 
-__all__ = ["DECLINE", "GROWTH", "MerchantPlan", "TRAJECTORIES", "merchant_truth", "plant_merchant_trends"]
+__all__ = ["DECLINE", "GROWTH", "STOP_FADE_DAYS", "MerchantPlan", "TRAJECTORIES", "merchant_truth", "plant_merchant_trends"]

@@ -1,4 +1,5 @@
-"""Stage `merchants`: merchant profiles and merchant churn risk (merchants.parquet).
+"""Stage `merchants`: merchant profiles and churn risk (merchants.parquet) and the merchants'
+own audiences (merchant_customers.parquet).
 
 Profiles: merchant loyalty, windows and trends, share of wallet, the customers' tier mix and the
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
@@ -11,7 +12,10 @@ cutoff; the chosen one (the model only when better by more than its bootstrap in
 on every labelled cutoff and scores the active merchants at as_of. With too little history or
 too few merchants the risk is null and the report says why (`skipped`), the stage still succeeds.
 
-Report: `merchants` = {merchants, counts: {<merchant segment>: n} (every segment, zero where
+Audiences (`behavior/merchant_audience.py`): merchant_customers.parquet, one row per
+(merchant, customer) in its loyal, at-risk or lapsed audience.
+
+Report: `merchants` = {merchants, audiences: {<audience>: rows}, counts: {<merchant segment>: n} (every segment, zero where
 empty, in `MERCHANT_SEGMENTS` order), churn: {horizon_days, definition, cutoffs: {train, test},
 train_rows, test_rows, test (the model's metrics), baselines: {<name>: metrics}, selection:
 {chosen, best_baseline, roc_auc: {model, <baseline>...}, difference, ci95}, scored, high_risk,
@@ -28,6 +32,7 @@ import pyarrow as pa
 
 from behavior import merchant_churn as MC
 from behavior.churn import choose_cutoffs, churn_metrics
+from behavior.merchant_audience import AUDIENCES, merchant_customers
 from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles
 
 MAX_TRAIN_CUTOFFS = 6
@@ -129,4 +134,8 @@ def run(ctx) -> pa.Table:
     profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
     table = pa.Table.from_pandas(profiles, preserve_index=False)
     ctx.bundle["merchants.parquet"] = table
+    audience = merchant_customers(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
+    sizes = pd.Series(audience.column("audience").to_pylist(), dtype="object").value_counts()
+    section["audiences"] = {a: int(sizes.get(a, 0)) for a in AUDIENCES}
+    ctx.bundle["merchant_customers.parquet"] = audience
     return table

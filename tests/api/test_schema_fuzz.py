@@ -14,9 +14,9 @@ def test_api_conforms_to_its_schema(home):
     # schemathesis' pytest plugin (from_fixture) does not work with this pytest: drive it directly
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(home.settings()))
     headers = home.headers("all")
-    known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001"}
+    known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001", "merchant_id": "m00001"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 16
     for operation in operations:
         strategies = [operation.as_strategy()]
         if operation.path_parameters or operation.query or operation.body:  # something to get wrong
@@ -56,6 +56,9 @@ def test_schema_documents_problems_and_security(home):
             for code, resp in op["responses"].items():
                 if int(code) >= 400:
                     assert list(resp["content"]) == ["application/problem+json"], (path, code)
+    assert paths["/v1/merchants/{merchant_id}"]["get"]["security"] == [{"APIKeyHeader": ["merchants:read"]}]
+    assert paths["/v1/merchants/{merchant_id}/customers"]["get"]["security"] == [
+        {"APIKeyHeader": ["merchants:read", "merchants:export"]}]
     query = paths["/v1/segments/query"]["post"]
     assert set(query["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     assert query["requestBody"]["content"]["application/json"]["examples"]

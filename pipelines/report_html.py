@@ -153,6 +153,9 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
         ("Promotions", "Lift of each past promotion over its control group, 95% intervals.",
          lambda: P.plot_promotion_lift(promos.get("effectiveness"), currency)),
         ("Promotions", "Held-out Qini curve of the uplift model.", lambda: P.plot_qini(promos.get("uplift"))),
+        ("Merchants", "Merchants per segment, the riskiest by revenue at stake (churn risk x net revenue of the "
+                      "last 90 days) and the share of wallet.",
+         lambda: P.plot_merchant_health(_frame(tables, "merchants.parquet"), currency)),
     ]
 
 
@@ -177,6 +180,7 @@ def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: s
     parts += [f"<tr><th>{_esc(k)}</th><td class=\"num\">{_esc(v)}</td></tr>" for k, v in key_figures(report, customers)]
     parts.append("</table>")
     notes = [(s, n) for s in ("churn", "promotions", "recommend") for n in (report.get(s) or {}).get("notes", []) or []]
+    notes += [("merchants", n) for n in ((report.get("merchants") or {}).get("churn") or {}).get("notes", []) or []]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")

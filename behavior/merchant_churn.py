@@ -79,7 +79,7 @@ GROUP BY merchant_id
 """
 
 
-def label_merchants(con, payments: str, profiles_at_cutoff: pd.DataFrame, cutoff: datetime,
+def label_merchants(con: SqlEngine, payments: str, profiles_at_cutoff: pd.DataFrame, cutoff: datetime,
                     horizon_days: int = HORIZON_DAYS) -> pd.DataFrame:
     """The active merchants of `profiles_at_cutoff` (profiles as of `cutoff`) with
     `future_payments` and `churned` (0/1). Reads [cutoff, cutoff + H) of `payments`, which

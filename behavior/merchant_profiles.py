@@ -101,7 +101,7 @@ def merchant_window_partial_sql(payments: str, as_of_literal: str, categories: s
     def since(days: int) -> str:
         return f"{a} - {days * _US_PER_DAY}"
 
-    w_cols, c_cols, c_sums = [], [], []
+    w_cols, c_cols, c_sums, c_names = [], [], [], []
     for w in WINDOWS:
         cur, prev = f"t >= {since(w)}", f"t >= {since(2 * w)} AND t < {since(w)}"
         for tag, cond in (("", cur), ("prev_", prev)):
@@ -110,6 +110,7 @@ def merchant_window_partial_sql(payments: str, as_of_literal: str, categories: s
             w_cols.append(f"COUNT(CASE WHEN {cond} THEN 1 END) AS revlines_{tag}{w}d")
             c_cols.append(f"MAX(CASE WHEN status = 'success' AND {cond} THEN 1 ELSE 0 END) AS c_{tag}{w}")
             c_sums.append(f"SUM(c_{tag}{w}) AS customers_{tag}{w}d")
+            c_names.append(f"cs.customers_{tag}{w}d")
     if tiers is None:
         tier_cte, tier_cols, tier_join = "", ", ".join(f"0 AS n_tier_{t.lower()}" for t in TIERS), ""
     else:
@@ -173,7 +174,7 @@ den AS (
     JOIN ucat AS u ON u.user_id = mu.user_id AND u.category = mc.category
     GROUP BY mc.merchant_id
 )
-SELECT w.*, cs.{', cs.'.join(c.split(' AS ')[1] for c in c_sums)},
+SELECT w.*, {', '.join(c_names)},
        num.sow_num, den.sow_den, {tier_cols}
 FROM w
 JOIN cs ON cs.merchant_id = w.merchant_id

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from behavior.ids import normalize_id
 from api.bundle import Bundle
 from api.deps import BundleDep, MerchantsCaller, MerchantsExportCaller, StateDep
 from api.merchants_data import DEFAULT_FIELDS, MerchantData
@@ -46,6 +47,7 @@ def _known(data: MerchantData, merchant_id: str, bundle: Bundle) -> None:
             responses=problems(*AUTH, 404, 422, 503))
 async def get_merchant(merchant_id: MerchantId, caller: MerchantsCaller, bundle: BundleDep) -> MerchantProfile:
     data = _merchants(bundle)
+    merchant_id = normalize_id(merchant_id)
     _known(data, merchant_id, bundle)
     row = data.row(merchant_id)
     reasons = row.get("churn_reasons")
@@ -103,6 +105,7 @@ async def merchant_customers(
     n: Annotated[int, Query(ge=1, le=MAX_AUDIENCE, description="At most this many customers.")] = 100,
 ) -> MerchantAudience:
     data = _merchants(bundle)
+    merchant_id = normalize_id(merchant_id)
     _known(data, merchant_id, bundle)
     rows = await run_in_threadpool(data.audience, merchant_id, segment, n, bundle.profiles.table, bundle.erased)
     state.audit.write(key_id=caller.key_id, endpoint=AUDIENCE_ENDPOINT, rows=len(rows),

@@ -41,6 +41,9 @@ def test_profile_of_a_merchant(client, home, merchants):
     assert body["customers"] == m.customers and body["payments_90d"] == m.payments_90d
     assert body["share_of_wallet"] == pytest.approx(m.share_of_wallet)
     assert isinstance(body["reasons"], list) and body["last_payment_at"].endswith("Z")
+    # an id is read as its stored form (behavior.ids): surrounding whitespace does not matter
+    r = client.get(f"/v1/merchants/%20{m.merchant_id}%09", headers=home.headers("merchants"))
+    assert r.status_code == 200 and r.json()["merchant_id"] == m.merchant_id
 
 
 def test_reasons_are_split_into_a_list(client, home):

@@ -31,9 +31,12 @@ MerchantId = Annotated[str, Path(min_length=1, max_length=200, description="The 
 
 def _merchants(bundle: Bundle) -> MerchantData:
     if bundle.merchants is None:
-        raise ApiProblem(503, "no-merchants", "No merchant profiles",
-                         f"bundle {bundle.version} has no merchant profiles; publish one with the merchants stage "
-                         "(`behavior run`)", headers={"Retry-After": "60"})
+        section = bundle.report.get("merchants")
+        why = section.get("skipped") if isinstance(section, dict) else None
+        detail = (f"bundle {bundle.version} has no merchant profiles: the merchants stage was skipped: {why}" if why
+                  else f"bundle {bundle.version} has no merchant profiles; publish one with the merchants stage "
+                       "(`behavior run`)")
+        raise ApiProblem(503, "no-merchants", "No merchant profiles", detail, headers={"Retry-After": "60"})
     return bundle.merchants
 
 

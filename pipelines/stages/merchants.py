@@ -118,14 +118,17 @@ def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> t
 
 def run(ctx) -> pa.Table:
     values = ctx.outputs["loyalty"].select(["user_id", "clv"])
-    tiers = ctx.outputs["segments"].select(["user_id", "loyalty_tier"])
+    segments = ctx.outputs.get("segments")   # without it (skipped) the tier shares are null
     ctx.engine.register("_user_values", values)
-    ctx.engine.register("_user_tiers", tiers)
+    if segments is not None:
+        ctx.engine.register("_user_tiers", segments.select(["user_id", "loyalty_tier"]))
     try:
-        profiles = merchant_profiles(ctx.engine, "payments", ctx.as_of, "_user_values", "_user_tiers", ctx.user_parts)
+        profiles = merchant_profiles(ctx.engine, "payments", ctx.as_of, "_user_values",
+                                     "_user_tiers" if segments is not None else None, ctx.user_parts)
     finally:
         ctx.engine.unregister("_user_values")
-        ctx.engine.unregister("_user_tiers")
+        if segments is not None:
+            ctx.engine.unregister("_user_tiers")
     counts = profiles["merchant_segment"].value_counts().reindex(list(MERCHANT_SEGMENTS), fill_value=0)
     section = {"merchants": int(len(profiles)), "counts": {k: int(v) for k, v in counts.items()}}
     ctx.report["merchants"] = section

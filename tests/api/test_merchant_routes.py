@@ -176,6 +176,8 @@ def test_a_bundle_without_merchants_answers_503(client, home, merchants):
     write_manifest(folder, json.loads((folder / "manifest.json").read_text()))
     point_current(home, "v-nomerchants")
     assert client.post("/v1/admin/reload", headers=home.headers("admin")).status_code == 200
-    assert_problem(client.get(f"/v1/merchants/{merchants.merchant_id.iloc[0]}", headers=home.headers("merchants")), 503)
+    p = assert_problem(client.get(f"/v1/merchants/{merchants.merchant_id.iloc[0]}", headers=home.headers("merchants")),
+                       503)
+    assert "v-nomerchants has no merchant profiles" in p["detail"]
     assert_problem(query(client, home, {}), 503)
     assert client.get("/v1/segments", headers=home.headers("segments")).status_code == 200

@@ -235,6 +235,7 @@ class Bundle:
     profiles: Profiles
     recommender: ServingModel | None = None
     targeting: TargetingData | None = None
+    merchants: Any = None   # api.merchants_data.MerchantData (which builds on this module), or None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     erased: frozenset[str] = frozenset()
 
@@ -250,7 +251,9 @@ class Bundle:
         recommender = self.recommender
         if recommender is not None:
             recommender = recommender_without(recommender, user_ids)
-        return replace(self, profiles=profiles, recommender=recommender, erased=self.erased | frozenset(user_ids))
+        merchants = self.merchants.without(user_ids) if self.merchants is not None else None
+        return replace(self, profiles=profiles, recommender=recommender, merchants=merchants,
+                       erased=self.erased | frozenset(user_ids))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -380,7 +383,14 @@ def load_bundle(folder: Path) -> Bundle:
         profiles=profiles,
         recommender=_load_recommender(folder, version),
         targeting=_load_targeting(folder, version, set(manifest["checksums"])),
+        merchants=_load_merchants(folder, set(manifest["checksums"])),
     )
+
+
+def _load_merchants(folder: Path, listed: set[str]) -> Any:
+    from api.merchants_data import load_merchants   # (it imports this module)
+
+    return load_merchants(folder, listed)
 
 
 def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingData | None:

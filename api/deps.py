@@ -98,6 +98,8 @@ SegmentsCaller = Annotated[ApiKey, Security(authorize, scopes=["segments:read"])
 RecommendationsCaller = Annotated[ApiKey, Security(authorize, scopes=["recommendations:read"])]
 AdminCaller = Annotated[ApiKey, Security(authorize, scopes=["admin"])]
 PromotionsCaller = Annotated[ApiKey, Security(authorize, scopes=["promotions:target"])]
+MerchantsCaller = Annotated[ApiKey, Security(authorize, scopes=["merchants:read"])]
+MerchantsExportCaller = Annotated[ApiKey, Security(authorize, scopes=["merchants:read", "merchants:export"])]
 
 
 def route_scopes(route: APIRoute) -> list[str] | None:

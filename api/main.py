@@ -18,14 +18,14 @@ from api import problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
-from api.routes import admin, health, model, profiles, promotions, recommendations, segments
+from api.routes import admin, health, merchants, model, profiles, promotions, recommendations, segments
 from api.settings import Settings, get_settings
 from api.state import NoBundleError, ServingState, poll_forever
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"
 ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, promotions.router,
-           admin.router)
+           merchants.router, admin.router)
 
 DESCRIPTION = """\
 Recommendations, customer profiles and segment queries for marketing, served from the active

@@ -419,3 +419,42 @@ class Effectiveness(BaseModel):
     cuped: dict[str, JsonValue] | None = None
     incremental: dict[str, JsonValue] | None = None
     segments: dict[str, JsonValue] | None = None
+
+
+# ---------------------------------------------------------------- merchants
+
+class MerchantProfile(BaseModel):
+    """One merchant's profile as of the bundle: activity over 30/90/365 days and its trends,
+    loyalty of its customers, share of wallet, reliability, segment and churn risk. Timestamps
+    are ISO 8601 in UTC; absent values are null. Further profile columns appear as properties."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "merchant_id": "m00017", "merchant_segment": "at_risk", "churn_risk": 0.83,
+        "reasons": ["payments down 76% vs the previous 90 days", "no payment for 21 days"],
+        "customers": 812, "payments_90d": 140, "payments_trend_90d": -0.76, "revenue_90d": 3120.5,
+        "share_of_wallet": 0.41, "repeat_customer_rate": 0.55, "failure_rate": 0.02}]})
+
+    merchant_id: str
+    merchant_segment: str | None = Field(None, description="growing, steady, declining, at_risk, new or dormant.")
+    churn_risk: float | None = Field(None, description="P(payments in the next 90 days < half of the last 90); "
+                                                       "null for merchants with too few payments to score.")
+    reasons: list[str] = Field(default_factory=list, description="Why the churn risk is high, in words "
+                                                                 "(empty when it is not high).")
+
+
+class AudienceMember(BaseModel):
+    user_id: str
+    purchase_days: int | None = None
+    payments: int | None = None
+    revenue: float | None = None
+    last_payment_at: str | None = Field(None, description="ISO 8601, UTC")
+    days_since: float | None = Field(None, description="Days from the last payment at the merchant to as_of.")
+
+
+class MerchantAudience(BaseModel):
+    bundle_version: str
+    merchant_id: str
+    segment: str = Field(description="loyal, at_risk or lapsed (customers of this merchant).")
+    count: int
+    customers: list[AudienceMember] = Field(description="Most purchase days first; opted-out and erased users "
+                                                        "never appear.")

@@ -42,10 +42,11 @@ def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:
 class Compiled:
     where: str                      # WHERE clause without the keyset part (opt-out included)
     params: list[Any]
-    order: list[tuple[str, bool]]   # (field, descending), user_id last
+    order: list[tuple[str, bool]]   # (field, descending), the key (user_id) last
     fields: list[str]
     query_hash: str
     after: list[Any] | None         # keyset values from the cursor
+    table: str = "profiles"         # the view the query reads
 
 
 def _q(name: str) -> str:
@@ -199,8 +200,14 @@ def _decode_cursor(cursor: str, version: str, qhash: str, order: list[tuple[str,
     return out
 
 
-def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Compiled:
-    """Check `q` against the bundle's fields and build its SQL; raises a 422 problem listing every error."""
+def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str, *, table: str = "profiles",
+                  key: str = "user_id", default_fields: tuple[str, ...] = DEFAULT_FIELDS,
+                  restrict: str | None = OPT_OUT_SQL) -> Compiled:
+    """Check `q` against the bundle's fields and build its SQL; raises a 422 problem listing every error.
+
+    By default a query of the profiles (key user_id, opted-out users excluded); another table
+    (e.g. the merchants) names its view, its unique key (always returned, the last sort key),
+    its default fields and the condition every row must meet (`restrict`, None for none)."""
     fields = queryable(fields)
     errs, params = _Errors(), []
     where = _group(q.filter, "filter", fields, errs, params)
@@ -210,12 +217,12 @@ def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Com
             errs.add(f"sort[{i}].field", f"unknown field {s.field!r}; the fields are: {', '.join(sorted(fields))}")
         elif s.field not in (f for f, _ in order):
             order.append((s.field, s.desc))
-    if "user_id" not in (f for f, _ in order):
-        order.append(("user_id", False))
-    else:  # keys after user_id cannot change the order
-        order = order[: [f for f, _ in order].index("user_id") + 1]
-    chosen = ["user_id"]
-    for i, name in enumerate(q.fields if q.fields is not None else [f for f in DEFAULT_FIELDS if f in fields]):
+    if key not in (f for f, _ in order):
+        order.append((key, False))
+    else:  # keys after the unique key cannot change the order
+        order = order[: [f for f, _ in order].index(key) + 1]
+    chosen = [key]
+    for i, name in enumerate(q.fields if q.fields is not None else [f for f in default_fields if f in fields]):
         if name not in fields:
             errs.add(f"fields[{i}]", f"unknown field {name!r}; the fields are: {', '.join(sorted(fields))}")
         elif name not in chosen:
@@ -223,8 +230,8 @@ def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Com
     errs.raise_if_any()
     qhash = query_hash(q)
     after = _decode_cursor(q.cursor, version, qhash, order, fields) if q.cursor else None
-    return Compiled(where=f"({where}) AND {OPT_OUT_SQL}", params=params, order=order, fields=chosen,
-                    query_hash=qhash, after=after)
+    return Compiled(where=f"({where}) AND {restrict}" if restrict else f"({where})", params=params, order=order,
+                    fields=chosen, query_hash=qhash, after=after, table=table)
 
 
 def _keyset(order: list[tuple[str, bool]], after: list[Any]) -> tuple[str, list[Any]]:
@@ -257,14 +264,14 @@ def page_sql(c: Compiled, limit: int | None) -> tuple[str, list[Any]]:
         params += kp
     select = ", ".join([_q(f) for f in c.fields] + [f"{_q(name)} AS __k{i}" for i, (name, _) in enumerate(c.order)])
     order_by = ", ".join(f"{_q(name)} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in c.order)
-    sql = f"SELECT {select} FROM profiles WHERE {where} ORDER BY {order_by}"
+    sql = f"SELECT {select} FROM {c.table} WHERE {where} ORDER BY {order_by}"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sql, params
 
 
 def count_sql(c: Compiled) -> tuple[str, list[Any]]:
-    return f"SELECT count(*) FROM profiles WHERE {c.where}", list(c.params)
+    return f"SELECT count(*) FROM {c.table} WHERE {c.where}", list(c.params)
 
 
 def json_limit(q: SegmentQuery) -> int:

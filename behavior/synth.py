@@ -62,6 +62,11 @@ do-not-disturb, withhold under treatment) one purchase in the window; see
 the promotion_id. Truth per promotion: type counts, expected and realized conversion rates
 in both arms and the true lift.
 
+**Merchant trajectories.** A share `merchant_trend_rate` of the merchants grow, decline or
+stop from a change day on (`behavior.synth_merchants`): only the merchant (and item) of some
+purchases changes, never who buys, when, in which category or for how much. Truth per planted
+merchant in `truth["merchants"]`; the other merchants are steady.
+
 **Users.** `marketing_opt_out` is True for a share `opt_out_rate`; opted-out users are never
 assigned to promotions. `tables["_truth_users"]` holds per user the latent lambda,
 p_dropout, nu, alive_at_end, dropout_at, the number of natural purchases, taste and, per
@@ -90,6 +95,7 @@ from behavior.synth_catalog import (
     draw_tastes,
     sample_baskets,
 )
+from behavior.synth_merchants import merchant_truth, plant_merchant_trends
 from behavior.synth_promotions import CONVERSION_DEFINITION, plan_promotions, redeem_and_observe
 
 DAY_US = 86_400_000_000
@@ -127,6 +133,7 @@ class SynthConfig:
     currency: str = "EUR"
     n_promotions: int = 4
     promo_assign_rate: float = 0.10
+    merchant_trend_rate: float = 0.10  # share of merchants planted growing, declining or stopped
     # Parts of one big history (generated one at a time to bound memory): the same catalogue
     # from `catalog_seed`, and user / payment ids prefixed so the parts never collide.
     catalog_seed: int | None = None  # None: the catalogue is drawn from `seed`
@@ -146,7 +153,8 @@ class SynthConfig:
             (self.n_promotions >= 0, "n_promotions must be >= 0"),
             (len(self.currency) == 3 and self.currency.isalpha(), "currency must be an ISO 4217 code"),
         ]
-        for name in ("opt_out_rate", "fail_rate", "refund_rate", "inactive_item_rate", "promo_assign_rate"):
+        for name in ("opt_out_rate", "fail_rate", "refund_rate", "inactive_item_rate", "promo_assign_rate",
+                     "merchant_trend_rate"):
             checks.append((0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1]"))
         for ok, message in checks:
             if not ok:
@@ -366,6 +374,8 @@ def generate(config: SynthConfig) -> SynthData:
     user = np.concatenate([nat_user, plan.extra_user])
     t = np.concatenate([nat_t, plan.extra_t])
     promo = redeem_and_observe(plan, n, user, t, baskets.category)
+    baskets, merchant_plan = plant_merchant_trends(baskets, t, catalog, horizon, cfg.merchant_trend_rate,
+                                                   cfg.seed if cfg.catalog_seed is None else cfg.catalog_seed)
 
     item_ids = _ids("i", np.arange(1, n_items + 1), 6)
     merchant_ids = _ids("m", np.arange(1, catalog.n_merchants + 1), 5)
@@ -440,6 +450,7 @@ def generate(config: SynthConfig) -> SynthData:
         "_truth_users": truth_users,
     }
     truth = _truth(cfg, start, end, horizon, tables, plan, nat_user, nat_t, alive, n_items)
+    truth["merchants"] = merchant_truth(merchant_plan, catalog, merchant_ids.to_pylist(), CATEGORIES, start)
     return SynthData(tables=tables, truth=truth)
 
 

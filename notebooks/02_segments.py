@@ -15,8 +15,9 @@
 # # 2. Customer segments and loyalty
 #
 # RFM scores and the segments cut from them, how customers moved between segments over the
-# last 90 days, the loyalty score and tiers, and merchant loyalty. Definitions are in
-# `behavior/segments.py` and `behavior/merchants.py`.
+# last 90 days, the loyalty score and tiers, merchant loyalty and the merchant side (merchant
+# segments, churn risk, share of wallet). Definitions are in `behavior/segments.py`,
+# `behavior/merchants.py`, `behavior/merchant_profiles.py` and `behavior/merchant_churn.py`.
 
 # %%
 # %matplotlib inline
@@ -78,3 +79,24 @@ P.plot_merchant_loyalty(merchants, demo.currency)
 merchants.sort_values("revenue", ascending=False).head(10)[
     ["merchant_id", "customers", "revenue", "repeat_customer_rate", "retention_90d", "mean_customer_clv",
      "failure_rate", "refund_rate"]].round(3)
+
+# %% [markdown]
+# ## The merchant side: segments, churn risk and share of wallet
+#
+# Merchant segments (growing, steady, declining, at risk, new, dormant) follow the rules of
+# `behavior/merchant_profiles.py`. The churn risk is P(a merchant's payments over the next 90
+# days fall below half of the last 90); revenue at stake is that risk times its net revenue of
+# the last 90 days. The run report says whether the model or a simpler baseline was published,
+# and by how much it differs:
+
+# %%
+(demo.report.get("merchants") or {}).get("churn", {}).get("notes")
+
+# %%
+P.plot_merchant_health(merchants, demo.currency)
+
+# %%
+at_stake = merchants.assign(revenue_at_stake=P.revenue_at_stake(merchants))
+at_stake.sort_values("revenue_at_stake", ascending=False).head(10)[
+    ["merchant_id", "merchant_segment", "churn_risk", "revenue_at_stake", "revenue_90d", "payments_trend_90d",
+     "share_of_wallet", "churn_reasons"]].round(3)

@@ -160,6 +160,9 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
         ("Promotions", "Lift of each past promotion over its control group, 95% intervals.",
          lambda: P.plot_promotion_lift(promos.get("effectiveness"), currency)),
         ("Promotions", "Held-out Qini curve of the uplift model.", lambda: P.plot_qini(promos.get("uplift"))),
+        ("Merchants", "Merchants per segment, the riskiest by revenue at stake (churn risk x net revenue of the "
+                      "last 90 days) and the share of wallet.",
+         lambda: P.plot_merchant_health(_frame(tables, "merchants.parquet"), currency)),
     ]
 
 
@@ -185,6 +188,7 @@ def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: s
     parts.append("</table>")
     notes = [(s, n) for s, section in report.items() if isinstance(section, dict)
              for n in (section.get("notes") if isinstance(section.get("notes"), list) else [])]
+    notes += [("merchants", n) for n in ((report.get("merchants") or {}).get("churn") or {}).get("notes", []) or []]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")

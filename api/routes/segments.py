@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Protocol
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from fastapi import APIRouter, Body, Header
@@ -25,6 +26,14 @@ from behavior.csv_safety import neutralize_formulas
 router = APIRouter(prefix="/v1/segments", tags=["segments"])
 
 CSV_BATCH_ROWS = 50_000
+
+
+class Queryable(Protocol):
+    """A table a query runs on: `connection()` gives a cursor with it as the query's view."""
+
+    def connection(self) -> duckdb.DuckDBPyConnection: ...
+
+
 QUERY_ENDPOINT = "POST /v1/segments/query"
 
 
@@ -55,8 +64,9 @@ def wants_csv(accept: str | None) -> bool:
     return csv_q > 0 and csv_q > best.get("application/json", 0.0)
 
 
-def _run_json(bundle: Bundle, c: Compiled, limit: int) -> QueryResult:
-    cur = bundle.profiles.connection()
+def run_json(bundle: Bundle, c: Compiled, limit: int, source: Queryable | None = None) -> QueryResult:
+    """A JSON page of `c` over `source` (default: the bundle's profiles)."""
+    cur = (source or bundle.profiles).connection()
     try:
         sql, params = count_sql(c)
         total = cur.execute(sql, params).fetchall()[0][0]
@@ -75,10 +85,12 @@ def _run_json(bundle: Bundle, c: Compiled, limit: int) -> QueryResult:
                        next_cursor=next_cursor)
 
 
-def _csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingState, key: ApiKey) -> Iterator[bytes]:
-    """The export as CSV byte chunks; the audit log gets the rows sent when the stream ends."""
+def csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingState, key: ApiKey,
+               source: Queryable | None = None, endpoint: str = QUERY_ENDPOINT) -> Iterator[bytes]:
+    """The export of `c` over `source` (default: the bundle's profiles) as CSV byte chunks; the
+    audit log gets the rows sent, under `endpoint`, when the stream ends."""
     sent, done = 0, False
-    cur = bundle.profiles.connection()
+    cur = (source or bundle.profiles).connection()
     try:
         sql, params = page_sql(c, limit)
         reader = cur.sql(sql, params=params).to_arrow_reader(CSV_BATCH_ROWS)
@@ -96,7 +108,7 @@ def _csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingSt
         done = True
     finally:
         cur.close()
-        state.audit.write(key_id=key.key_id, endpoint=QUERY_ENDPOINT, rows=sent, bundle_version=bundle.version,
+        state.audit.write(key_id=key.key_id, endpoint=endpoint, rows=sent, bundle_version=bundle.version,
                           format="csv", completed=done, fields=c.fields, query_hash=c.query_hash)
 
 
@@ -139,7 +151,7 @@ async def query_segments(
                          f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
     c = compile_query(query, bundle.profiles.fields, bundle.version)
     if not csv:
-        return await run_in_threadpool(_run_json, bundle, c, json_limit(query))
+        return await run_in_threadpool(run_json, bundle, c, json_limit(query))
     name = f"segment-export-{bundle.version}.csv"
-    return StreamingResponse(_csv_chunks(bundle, c, query.limit, state, caller), media_type="text/csv",
+    return StreamingResponse(csv_chunks(bundle, c, query.limit, state, caller), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})

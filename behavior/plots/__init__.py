@@ -14,12 +14,14 @@ from behavior.plots.recommend import (plot_coverage, plot_recommendation_example
                                       recommendation_examples)
 from behavior.plots.retention import (churn_reason_counts, plot_calibration, plot_churn_reasons,
                                       plot_cohort_retention, plot_gain_lift, plot_retention_curves)
-from behavior.plots.segments import (plot_loyalty_tiers, plot_merchant_loyalty, plot_rfm_distribution,
-                                     plot_segment_migration, plot_segment_sizes)
+from behavior.plots.segments import (plot_loyalty_tiers, plot_merchant_health, plot_merchant_loyalty,
+                                     plot_rfm_distribution, plot_segment_migration, plot_segment_sizes,
+                                     revenue_at_stake)
 
 __all__ = ["churn_reason_counts", "lift_table", "plot_basket_sizes", "plot_calibration", "plot_channel_mix",
            "plot_churn_reasons", "plot_cohort_retention", "plot_coverage", "plot_failure_refund_rates",
-           "plot_gain_lift", "plot_loyalty_tiers", "plot_merchant_loyalty", "plot_monthly_volume",
+           "plot_gain_lift", "plot_loyalty_tiers", "plot_merchant_health", "plot_merchant_loyalty", "plot_monthly_volume",
            "plot_promotion_lift", "plot_qini", "plot_recommendation_examples", "plot_recommender_metrics",
            "plot_retention_curves", "plot_rfm_distribution", "plot_segment_migration", "plot_segment_sizes",
-           "plot_targeting_what_if", "plot_top", "plot_weekday_hour", "recommendation_examples"]
+           "plot_targeting_what_if", "plot_top", "plot_weekday_hour", "recommendation_examples",
+           "revenue_at_stake"]

@@ -1,5 +1,6 @@
 """Plots of customer segments and loyalty, from the bundle's profiles, the report's segment
-counts, `behavior.segments.segment_migration` and merchants.parquet."""
+counts, `behavior.segments.segment_migration` and merchants.parquet (merchant loyalty and the
+merchant side: segments, risk, share of wallet)."""
 
 from __future__ import annotations
 
@@ -157,5 +158,58 @@ def plot_merchant_loyalty(merchants: pd.DataFrame, currency: str | None = None) 
     return fig
 
 
-__all__ = ["plot_loyalty_tiers", "plot_merchant_loyalty", "plot_rfm_distribution", "plot_segment_migration",
-           "plot_segment_sizes"]
+MERCHANT_SEGMENT_COLORS = {"growing": "#2e7d32", "steady": "#5b7d9a", "new": "#8e7cc3", "declining": "#e69138",
+                           "at_risk": "#c62828", "dormant": "#9e9e9e"}
+
+
+def revenue_at_stake(merchants: pd.DataFrame) -> pd.Series:
+    """churn_risk x net revenue of the last 90 days (negative revenue counts as 0): the revenue a
+    merchant's fall would put at stake over the next 90 days; null where the risk is."""
+    return merchants["churn_risk"].astype(float) * merchants["revenue_90d"].astype(float).clip(lower=0)
+
+
+@styled
+def plot_merchant_health(merchants: pd.DataFrame, currency: str | None = None, top: int = 10) -> Figure:
+    """The merchant side in three panels: merchants per merchant segment; the `top` riskiest
+    merchants by revenue at stake (`revenue_at_stake`), labelled with risk and segment; and the
+    distribution of share of wallet. From merchants.parquet."""
+    fig, (a, b, c) = figure(15, 5, ncols=3, width_ratios=[1, 1.4, 1])
+    fig.suptitle("The merchant side: segments, churn risk and share of wallet", x=0.01, ha="left")
+    label(a, "Merchants per segment", "merchant segment", "merchants")
+    label(b, f"Riskiest merchants by revenue at stake{money(currency)}",
+          f"churn risk x net revenue of the last 90 days{money(currency)}", "merchant")
+    label(c, "Share of wallet", "its share of its customers' spend in its categories", "merchants")
+    if merchants is None or merchants.empty or "merchant_segment" not in merchants:
+        for ax in (a, b, c):
+            empty(ax, "no merchant profiles")
+        return fig
+    counts = merchants["merchant_segment"].value_counts()
+    order = [s for s in MERCHANT_SEGMENT_COLORS if s in counts.index]
+    bars = a.bar(order, [counts[s] for s in order], color=[MERCHANT_SEGMENT_COLORS[s] for s in order])
+    a.bar_label(bars, labels=[f"{counts[s]:,}" for s in order], fontsize=8)
+    a.tick_params(axis="x", rotation=30)
+    thousands_axis(a)
+    stake = revenue_at_stake(merchants) if {"churn_risk", "revenue_90d"} <= set(merchants) else pd.Series(dtype=float)
+    if stake.notna().any() and stake.max() > 0:
+        riskiest = merchants.assign(stake=stake).dropna(subset=["stake"]).nlargest(top, "stake").iloc[::-1]
+        colors = [MERCHANT_SEGMENT_COLORS.get(s, "#777777") for s in riskiest["merchant_segment"]]
+        hb = b.barh(riskiest["merchant_id"].astype(str), riskiest["stake"], color=colors)
+        b.bar_label(hb, labels=[f"risk {r:.0%} · {s}" for r, s in zip(riskiest["churn_risk"], riskiest["merchant_segment"])],
+                    fontsize=8, padding=3)
+        b.set_xlim(0, riskiest["stake"].max() * 1.45)
+        thousands_axis(b, "x")
+    else:
+        empty(b, "no merchant churn risk in this bundle (see the report's merchants notes)")
+    share = merchants["share_of_wallet"].astype(float).dropna() if "share_of_wallet" in merchants else pd.Series()
+    if len(share):
+        c.hist(share, bins=np.linspace(0, 1, 21), color=PALETTE[0], edgecolor="white")
+        c.axvline(share.median(), color="#333333", linestyle="--", linewidth=1)
+        c.text(share.median(), c.get_ylim()[1] * 0.95, f" median {share.median():.0%}", fontsize=8, va="top")
+        percent_axis(c, "x", decimals=0)
+    else:
+        empty(c, "no share of wallet (no amounts or categories)")
+    return fig
+
+
+__all__ = ["MERCHANT_SEGMENT_COLORS", "plot_loyalty_tiers", "plot_merchant_health", "plot_merchant_loyalty",
+           "plot_rfm_distribution", "plot_segment_migration", "plot_segment_sizes", "revenue_at_stake"]

@@ -1,19 +1,144 @@
-"""Stage `merchants`: merchant loyalty (merchants.parquet), with the mean CLV of each
-merchant's customers from the loyalty stage. Definitions in `behavior/merchants.py`."""
+"""Stage `merchants`: merchant profiles and churn risk (merchants.parquet) and the merchants'
+own audiences (merchant_customers.parquet).
+
+Profiles: merchant loyalty, windows and trends, share of wallet, the customers' tier mix and the
+merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
+their tiers from the segments stage (`behavior/merchants.py`, `behavior/merchant_profiles.py`).
+
+Churn risk (`behavior/merchant_churn.py`): profiles at the cutoffs of `behavior.churn.choose_cutoffs`
+(test = as_of - 90 days; training cutoffs every 30 days back from test - 90, at most
+`MAX_TRAIN_CUTOFFS`), labelled by the next 90 days; the model against the baselines on the test
+cutoff; the chosen one (the model only when better by more than its bootstrap interval) is refit
+on every labelled cutoff and scores the active merchants at as_of. With too little history or
+too few merchants the risk is null and the report says why (`skipped`), the stage still succeeds.
+
+Audiences (`behavior/merchant_audience.py`): merchant_customers.parquet, one row per
+(merchant, customer) in its loyal, at-risk or lapsed audience.
+
+Report: `merchants` = {merchants, audiences: {<audience>: rows}, counts: {<merchant segment>: n} (every segment, zero where
+empty, in `MERCHANT_SEGMENTS` order), churn: {horizon_days, definition, cutoffs: {train, test},
+train_rows, test_rows, test (the model's metrics), baselines: {<name>: metrics}, selection:
+{chosen, best_baseline, roc_auc: {model, <baseline>...}, difference, ci95}, scored, high_risk,
+notes, [skipped]}}.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
-from behavior.merchants import merchant_loyalty
+from behavior import merchant_churn as MC
+from behavior.churn import choose_cutoffs, churn_metrics
+from behavior.merchant_audience import AUDIENCES, merchant_customers
+from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles
+
+MAX_TRAIN_CUTOFFS = 6
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def _labelled(ctx, cutoff: datetime) -> pd.DataFrame:
+    prof = MC.add_tenure(merchant_profiles(ctx.engine, "payments", cutoff, parts=ctx.user_parts), cutoff)
+    return MC.label_merchants(ctx.engine, "payments", prof, cutoff)
+
+
+def _skip(section: dict, why: str) -> None:
+    section["skipped"] = why
+    section["notes"].append(f"merchant churn risk skipped: {why}")
+
+
+def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> tuple[np.ndarray, dict]:
+    """Merchant churn risk of each row of `now` (profiles at as_of; NaN where not scored) and
+    the report section."""
+    section: dict = {"horizon_days": horizon_days,
+                     "definition": f"P(successful payments in the next {horizon_days} days < "
+                                   f"{MC.FALL_SHARE:g} x those of the last {horizon_days}) for merchants with at "
+                                   f"least {MC.MIN_VOLUME} payments in the last {horizon_days} days",
+                     "cutoffs": {"train": [], "test": None}, "notes": []}
+    risk = np.full(len(now), np.nan)
+    first = pd.to_datetime(now["first_payment_at"], utc=True).min()
+    if pd.isna(first):
+        _skip(section, "no successful payment before as_of")
+        return risk, section
+    cuts = choose_cutoffs(ctx.as_of, first.to_pydatetime(), horizon_days, max_train=MAX_TRAIN_CUTOFFS)
+    section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train],
+                          "test": cuts.test.isoformat() if cuts.test else None}
+    if cuts.problem:
+        _skip(section, cuts.problem)
+        return risk, section
+    train = pd.concat([_labelled(ctx, c) for c in cuts.train], ignore_index=True)
+    test = _labelled(ctx, cuts.test)
+    section["train_rows"], section["test_rows"] = int(len(train)), int(len(test))
+    if len(test) < MC.MIN_MERCHANTS:
+        _skip(section, f"only {len(test)} merchants with at least {MC.MIN_VOLUME} payments in the "
+                       f"{horizon_days} days before the test cutoff; need {MC.MIN_MERCHANTS}")
+        return risk, section
+    for name, part in (("training", train), ("test", test)):
+        k = int(part["churned"].sum())
+        if min(k, len(part) - k) < MC.MIN_CLASS:
+            _skip(section, f"the {name} cutoffs have {k} merchants whose volume fell by half and {len(part) - k} "
+                           f"that kept it; need {MC.MIN_CLASS} of each")
+            return risk, section
+    y = test["churned"].to_numpy(int)
+    p = MC.MerchantRiskModel().fit(train, train["churned"]).predict_proba(test)[:, 1]
+    calibrators = MC.fit_baseline_calibrators(train)
+    scores = MC.baseline_scores(test)
+    section["test"] = _round(churn_metrics(y, p))
+    section["baselines"] = {k: _round(churn_metrics(y, s, calibrators[k].predict(s))) for k, s in scores.items()}
+    sel = MC.select(y, p, scores)
+    section["selection"] = {"chosen": sel.chosen, "best_baseline": sel.best_baseline,
+                            "roc_auc": _round(sel.auc), "difference": round(sel.difference, 6),
+                            "ci95": [round(v, 6) for v in sel.ci95]}
+    span = f"{sel.difference:+.3f} (95% interval {sel.ci95[0]:+.3f} to {sel.ci95[1]:+.3f})"
+    if sel.chosen == "model":
+        section["notes"].append(f"the model beats the best baseline ({sel.best_baseline}) on ROC-AUC by {span}: "
+                                "the model's risk is published")
+    else:
+        section["notes"].append(f"the model does not beat the {sel.best_baseline} baseline by more than its "
+                                f"uncertainty (ROC-AUC difference {span}): the calibrated {sel.best_baseline} "
+                                "baseline is published as the risk")
+
+    labelled = pd.concat([train, test], ignore_index=True)
+    active = (now["payments_90d"] >= MC.MIN_VOLUME).to_numpy()
+    scored = MC.add_tenure(now.loc[active], ctx.as_of)
+    if sel.chosen == "model":
+        risk[active] = MC.MerchantRiskModel().fit(labelled, labelled["churned"]).predict_proba(scored)[:, 1]
+    else:
+        calibrator = MC.fit_baseline_calibrators(labelled)[sel.chosen]
+        risk[active] = calibrator.predict(MC.baseline_scores(scored)[sel.chosen])
+    section["scored"] = int(active.sum())
+    section["high_risk"] = int((risk >= MC.HIGH_RISK).sum())
+    return risk, section
 
 
 def run(ctx) -> pa.Table:
     values = ctx.outputs["loyalty"].select(["user_id", "clv"])
+    segments = ctx.outputs.get("segments")   # without it (skipped) the tier shares are null
     ctx.engine.register("_user_values", values)
+    if segments is not None:
+        ctx.engine.register("_user_tiers", segments.select(["user_id", "loyalty_tier"]))
     try:
-        table = merchant_loyalty(ctx.engine, "payments", ctx.as_of, "_user_values", ctx.user_parts)
+        profiles = merchant_profiles(ctx.engine, "payments", ctx.as_of, "_user_values",
+                                     "_user_tiers" if segments is not None else None, ctx.user_parts)
     finally:
         ctx.engine.unregister("_user_values")
+        if segments is not None:
+            ctx.engine.unregister("_user_tiers")
+    counts = profiles["merchant_segment"].value_counts().reindex(list(MERCHANT_SEGMENTS), fill_value=0)
+    section = {"merchants": int(len(profiles)), "counts": {k: int(v) for k, v in counts.items()}}
+    ctx.report["merchants"] = section
+    risk, section["churn"] = churn_risk(ctx, profiles)
+    profiles["churn_risk"] = risk
+    profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
+    table = pa.Table.from_pandas(profiles, preserve_index=False)
     ctx.bundle["merchants.parquet"] = table
+    audience = merchant_customers(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
+    sizes = pd.Series(audience.column("audience").to_pylist(), dtype="object").value_counts()
+    section["audiences"] = {a: int(sizes.get(a, 0)) for a in AUDIENCES}
+    ctx.bundle["merchant_customers.parquet"] = audience
     return table

@@ -151,7 +151,8 @@ def home(published, tmp_path) -> Home:
     keys_file = root / "api_keys.json"
     roles = {"all": list(SCOPES), "admin": ["admin"], "profiles": ["profiles:read"],
              "segments": ["segments:read"], "export": ["segments:read", "segments:export"],
-             "recs": ["recommendations:read"], "promo": ["promotions:target"]}
+             "recs": ["recommendations:read"], "promo": ["promotions:target"],
+             "merchants": ["merchants:read"], "mexport": ["merchants:read", "merchants:export"]}
     return Home(root, {name: create_key(keys_file, name, scopes) for name, scopes in roles.items()})
 
 

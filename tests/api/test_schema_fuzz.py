@@ -18,9 +18,9 @@ def test_api_conforms_to_its_schema(home):
     # schemathesis' pytest plugin (from_fixture) does not work with this pytest: drive it directly
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(home.settings()))
     headers = {"X-API-Key": create_key(home.root / "api_keys.json", "fuzz", [s for s in SCOPES if s != "admin"])}
-    known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001"}
+    known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001", "merchant_id": "m00001"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 16
+    assert len(operations) == 19
     for operation in operations:
         strategies = [operation.as_strategy()]
         if operation.path_parameters or operation.query or operation.body:  # something to get wrong
@@ -68,6 +68,9 @@ def test_schema_documents_problems_and_security(home):
     for path in ("/v1/admin/reload", "/v1/admin/rollback", "/v1/users/{user_id}/profile", "/healthz"):
         assert "413" in paths[path][next(iter(paths[path]))]["responses"], path
     assert "with `behavior serve --workers N` a key may make up to N times its rate" in doc["info"]["description"]
+    assert paths["/v1/merchants/{merchant_id}"]["get"]["security"] == [{"APIKeyHeader": ["merchants:read"]}]
+    assert paths["/v1/merchants/{merchant_id}/customers"]["get"]["security"] == [
+        {"APIKeyHeader": ["merchants:read", "merchants:export"]}]
     query = paths["/v1/segments/query"]["post"]
     assert set(query["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     assert query["requestBody"]["content"]["application/json"]["examples"]

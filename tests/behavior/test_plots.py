@@ -112,6 +112,7 @@ def full_cases():
         "segment_migration": lambda: P.plot_segment_migration(mig, "2025-01-01", "2025-04-01"),
         "loyalty_tiers": lambda: P.plot_loyalty_tiers(profiles()),
         "merchant_loyalty": lambda: P.plot_merchant_loyalty(merchants, "EUR"),
+        "merchant_health": lambda: P.plot_merchant_health(MERCHANT_SIDE, "EUR"),
         "cohort_retention": lambda: P.plot_cohort_retention(cohort),
         "retention_curves": lambda: P.plot_retention_curves(curves),
         "calibration": lambda: P.plot_calibration(CHURN),
@@ -127,6 +128,10 @@ def full_cases():
 
 
 EMPTY = pd.DataFrame()
+MERCHANT_SIDE = pd.DataFrame({"merchant_id": ["m1", "m2", "m3", "m4"],
+                              "merchant_segment": ["steady", "at_risk", "growing", "dormant"],
+                              "churn_risk": [0.1, 0.9, 0.05, np.nan], "revenue_90d": [5000.0, 800.0, 100.0, 0.0],
+                              "share_of_wallet": [0.4, 0.7, 0.2, np.nan]})
 DEGENERATE = {
     "monthly_volume": lambda: P.plot_monthly_volume(EMPTY),
     "monthly_volume_no_amounts": lambda: P.plot_monthly_volume(monthly().assign(sales=np.nan, refunds=np.nan)),
@@ -142,6 +147,8 @@ DEGENERATE = {
     "segment_migration": lambda: P.plot_segment_migration(EMPTY),
     "loyalty_tiers": lambda: P.plot_loyalty_tiers(EMPTY),
     "merchant_loyalty": lambda: P.plot_merchant_loyalty(EMPTY),
+    "merchant_health": lambda: P.plot_merchant_health(EMPTY),
+    "merchant_health_no_risk": lambda: P.plot_merchant_health(MERCHANT_SIDE.assign(churn_risk=np.nan)),
     "cohort_retention": lambda: P.plot_cohort_retention(EMPTY),
     "retention_curves": lambda: P.plot_retention_curves(EMPTY),
     "calibration_no_churn": lambda: P.plot_calibration(None),
@@ -171,6 +178,14 @@ def test_every_plot_has_a_title_and_labelled_axes(name):
 def test_empty_or_degenerate_input_says_so_instead_of_failing(name):
     fig = DEGENERATE[name]()
     assert_readable(fig)
+
+
+def test_merchant_health_ranks_by_revenue_at_stake():
+    stake = P.revenue_at_stake(MERCHANT_SIDE)
+    assert list(stake.round(6)[:3]) == [500.0, 720.0, 5.0] and np.isnan(stake[3])
+    fig = P.plot_merchant_health(MERCHANT_SIDE, "EUR", top=2)
+    bars = fig.axes[1].get_yticklabels()
+    assert [t.get_text() for t in bars] == ["m1", "m2"]   # drawn bottom-up: the riskiest (m2) on top
 
 
 def test_an_empty_plot_says_why():

@@ -51,6 +51,10 @@ def test_report_and_profiles_carry_the_loyalty_columns(lake):
     assert np.allclose(profiles.loc[profiles["frequency"] == 0, "p_alive"], 1.0)
     merchants = pq.read_table(bundle(home, rep) / "merchants.parquet").to_pandas()
     assert merchants["merchant_id"].is_unique and merchants["mean_customer_clv"].notna().any()
+    for col in ("payments_90d", "payments_trend_90d", "share_of_wallet", "tier_share_gold", "merchant_segment"):
+        assert col in merchants.columns, col
+    assert merchants["tier_share_gold"].notna().any()
+    assert sum(rep["merchants"]["counts"].values()) == len(merchants) == rep["merchants"]["merchants"]
     assert json.loads((bundle(home, rep) / "report.json").read_text())["loyalty"]["model"] == "bgnbd"
 
 

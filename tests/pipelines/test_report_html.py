@@ -25,3 +25,15 @@ def test_key_figures_name_the_headlines():
                              "stages": {"a": {"seconds": 1.0}}}, customers=14))
     assert rows["customers in the bundle"] == "14" and rows["largest segment"] == "Lost (9)"
     assert rows["churn model ROC-AUC (held-out cutoff)"] == "0.800 (best baseline 0.750)"
+
+
+def test_the_merchant_side_is_drawn_and_its_notes_listed():
+    import pyarrow as pa
+
+    merchants = pa.table({"merchant_id": ["m1", "m2"], "merchant_segment": ["at_risk", "steady"],
+                          "churn_risk": [0.9, 0.1], "revenue_90d": [1000.0, 50.0], "share_of_wallet": [0.5, 0.3]})
+    report = {"merchants": {"churn": {"notes": ["the model does not beat the volume_trend baseline"]}}}
+    page, info = render_report(report, {"merchants.parquet": merchants}, duckdb.connect(), "EUR")
+    assert info["errors"] == [] and "<h2>Merchants</h2>" in page
+    assert "<b>merchants</b>: the model does not beat the volume_trend baseline" in page
+    assert 'alt="The merchant side: segments, churn risk and share of wallet"' in page

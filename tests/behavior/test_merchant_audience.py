@@ -1,0 +1,44 @@
+"""A merchant's own audiences: known answers on a hand-made log."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+
+from behavior.merchant_audience import merchant_customers
+from behavior.schema import PAYMENTS
+
+AS_OF = datetime(2025, 4, 1, tzinfo=timezone.utc)
+
+
+def line(payment, user, days_before, amount="10.00", status="success", merchant="m1"):
+    return {"payment_id": payment, "line_no": 0, "user_id": user, "merchant_id": merchant, "item_id": "i1",
+            "category": "food", "quantity": 1, "amount": Decimal(amount), "currency": "EUR",
+            "paid_at": AS_OF - timedelta(days=days_before), "channel": "app", "status": status, "promotion_id": None}
+
+
+def test_audiences_of_one_merchant():
+    rows = [
+        line("a1", "loyal", 10), line("a2", "loyal", 40), line("a3", "loyal", 80),
+        line("a4", "loyal", 5, "-4.00", "refund"),
+        line("b1", "risky", 100), line("b2", "risky", 150),
+        line("c1", "once", 100),
+        line("d1", "gone", 200), line("d2", "gone", 250),
+        line("e1", "recent", 3), line("e2", "recent", 3.1),           # one purchase day, recent: none
+        line("f1", "forgotten", 400),                                 # a year or more: none
+        line("g1", "failed", 100, status="failed"),                   # no success: no customer
+        line("h1", "later", 0), line("h2", "later", 95), line("h3", "later", 120), line("h4", "later", -3),
+    ]
+    con = duckdb.connect()
+    con.register("payments", pa.Table.from_pylist(rows, schema=PAYMENTS.arrow_schema))
+    t = merchant_customers(con, "payments", AS_OF).to_pandas().set_index("user_id")
+    assert t["audience"].to_dict() == {"gone": "lapsed", "later": "at_risk", "loyal": "loyal", "once": "lapsed",
+                                       "risky": "at_risk"}
+    assert t.loc["loyal", "purchase_days"] == 3 and t.loc["loyal", "payments"] == 3
+    assert t.loc["loyal", "revenue"] == 26.0
+    # the lines at and after as_of are never read: else "later" would be a recent customer
+    assert t.loc["later", "purchase_days"] == 2
+    assert list(t.index) == sorted(t.index)

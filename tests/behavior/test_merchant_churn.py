@@ -1,0 +1,114 @@
+"""Merchant churn risk: labels on a hand-made log, the selection rule, reasons in words."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from behavior import merchant_churn as MC
+from behavior.merchant_profiles import merchant_profiles
+from behavior.schema import PAYMENTS
+
+UTC = timezone.utc
+CUT = datetime(2025, 4, 1, tzinfo=UTC)
+
+
+def _lines(merchant: str, n: int, start_days: float, span_days: float) -> list[dict]:
+    """n successful payments at `merchant` spread over [CUT + start, CUT + start + span)."""
+    return [{"payment_id": f"{merchant}-{start_days}-{i}", "line_no": 0, "user_id": f"u{i % 7}",
+             "merchant_id": merchant, "item_id": "i1", "category": "food", "quantity": 1,
+             "amount": Decimal("10.00"), "currency": "EUR",
+             "paid_at": CUT + timedelta(days=start_days + span_days * (i + 0.5) / n), "channel": "app",
+             "status": "success", "promotion_id": None} for i in range(n)]
+
+
+def test_labels_mark_a_fall_by_more_than_half_among_active_merchants():
+    rows = (_lines("fell", 20, -90, 90) + _lines("fell", 9, 0, 90)       # 9 < 10: churned
+            + _lines("kept", 20, -90, 90) + _lines("kept", 10, 0, 90)    # exactly half: kept
+            + _lines("tiny", 9, -90, 90) + _lines("gone", 30, -90, 90)   # tiny: not active; gone: churned
+            + _lines("late", 30, 100, 10))                              # after the label window: not read
+    con = duckdb.connect()
+    con.register("payments", pa.Table.from_pylist(rows, schema=PAYMENTS.arrow_schema))
+    prof = merchant_profiles(con, "payments", CUT)
+    lab = MC.label_merchants(con, "payments", prof, CUT).set_index("merchant_id")
+    assert set(lab.index) == {"fell", "kept", "gone"}
+    assert lab.loc["fell", "churned"] == 1 and lab.loc["fell", "future_payments"] == 9
+    assert lab.loc["kept", "churned"] == 0 and lab.loc["gone", "churned"] == 1
+    assert lab.loc["gone", "future_payments"] == 0
+
+
+def test_selection_keeps_the_baseline_unless_the_model_is_clearly_better():
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.2).astype(int)
+    noise = rng.random(400)
+    good = y + 0.3 * rng.random(400)                     # separates the classes
+    sel = MC.select(y, good, {"volume_trend": noise, "recency": rng.random(400)})
+    assert sel.chosen == "model" and sel.ci95[0] > 0 and sel.difference > 0.3
+    same = MC.select(y, noise, {"volume_trend": noise})  # no better than the baseline
+    assert same.chosen == "volume_trend" and same.difference == pytest.approx(0.0)
+    slight = MC.select(y, good, {"volume_trend": good + 0.01 * rng.random(400)})
+    assert slight.chosen == "volume_trend"                # inside its uncertainty
+    assert slight.ci95[0] <= slight.difference <= slight.ci95[1]
+
+
+def test_model_learns_a_falling_volume_and_follows_sklearn_conventions():
+    rng = np.random.default_rng(1)
+    n = 600
+    trend = rng.uniform(-0.9, 0.5, n)
+    frame = pd.DataFrame({c: rng.random(n) for c in MC.FEATURES})
+    frame["payments_trend_90d"] = trend
+    y = (trend + 0.2 * rng.standard_normal(n) < -0.4).astype(int)
+    model = MC.MerchantRiskModel().fit(frame, y)
+    p = model.predict_proba(frame)[:, 1]
+    assert p[trend < -0.7].mean() > 0.5 > p[trend > 0].mean()
+    with pytest.raises(ValueError, match="both"):
+        MC.MerchantRiskModel().fit(frame, np.zeros(n))
+    from sklearn.exceptions import NotFittedError
+    with pytest.raises(NotFittedError):
+        MC.MerchantRiskModel().predict_proba(frame)
+
+
+def test_reasons_say_in_words_why_the_risk_is_high():
+    frame = pd.DataFrame([
+        {"payments_trend_90d": -0.6, "customers_trend_90d": -0.1, "revenue_trend_90d": np.nan,
+         "days_since_last_payment": 40.0, "payments_trend_30d": 0.0, "failure_rate": 0.01, "refund_rate": 0.0,
+         "retention_90d": 0.5},
+        {"payments_trend_90d": 0.1, "customers_trend_90d": 0.0, "revenue_trend_90d": 0.0,
+         "days_since_last_payment": 1.0, "payments_trend_30d": 0.0, "failure_rate": 0.2, "refund_rate": 0.0,
+         "retention_90d": 0.5},
+        {"payments_trend_90d": 0.1, "customers_trend_90d": 0.0, "revenue_trend_90d": 0.0,
+         "days_since_last_payment": 1.0, "payments_trend_30d": 0.0, "failure_rate": 0.0, "refund_rate": 0.0,
+         "retention_90d": 0.5},
+    ] * 2)
+    reasons = MC.risk_reasons(frame, np.array([0.9, 0.8, 0.7, 0.2, np.nan, 0.1]))
+    assert reasons[0] == "no payment for 40 days; payments down 60% vs the previous 90 days"
+    assert reasons[1] == "20% of payment attempts fail"
+    assert "no single sign" in reasons[2]
+    assert reasons[3:] == [None, None, None]
+
+
+def test_planted_merchants_that_stop_are_labelled_churned_before_they_stop():
+    from behavior.synth import SynthConfig, generate
+
+    d = generate(SynthConfig(users=6000, seed=3, items=1500))
+    con = duckdb.connect()
+    con.register("payments", d.tables["payments"])
+    checked = 0
+    for mid, t in d.truth["merchants"].items():
+        change = datetime.fromisoformat(t["change_at"])
+        # a stopped merchant 30 days before its stop (its fade half done), a growing one after its change
+        cut = change - timedelta(days=30) if t["trajectory"] == "stopped" else change + timedelta(days=5)
+        if t["trajectory"] == "declining" or cut + timedelta(days=90) > pd.Timestamp(d.truth["observation_end"]):
+            continue
+        lab = MC.label_merchants(con, "payments", merchant_profiles(con, "payments", cut), cut).set_index("merchant_id")
+        if mid not in lab.index:
+            continue   # fewer than MIN_VOLUME payments: not active
+        assert lab.loc[mid, "churned"] == (1 if t["trajectory"] == "stopped" else 0), (mid, t)
+        checked += 1
+    assert checked >= 4

@@ -18,14 +18,15 @@ from api import problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
-from api.routes import admin, health, model, profiles, promotions, recommendations, segments
+from api.notify import Receiver
+from api.routes import admin, health, model, notifications, profiles, promotions, recommendations, segments
 from api.settings import Settings, get_settings
 from api.state import NoBundleError, ServingState, poll_forever
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"
 ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, promotions.router,
-           admin.router)
+           admin.router, notifications.router)
 
 DESCRIPTION = """\
 Recommendations, customer profiles and segment queries for marketing, served from the active
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app_settings(app)
     state = ServingState(settings)
     app.state.serving = state
+    app.state.receiver = Receiver(settings.data_dir)
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in ROUTERS:
         app.include_router(r)
     problems.install(app)
-    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app))
+    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app), exempt=(notifications.PATH,))
     app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -11,6 +11,7 @@ Environment variables:
   BEHAVIOR_API_RATE_BURST      requests a key may make at once (default 100)
   BEHAVIOR_API_MAX_BODY_BYTES  largest request body accepted (default 65536)
   BEHAVIOR_API_RELOAD_INTERVAL seconds between two looks at CURRENT (0 = no polling; default 5)
+  BEHAVIOR_API_MAX_NOTIFICATION_BYTES  largest payment notification body (default 2097152)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Settings(BaseModel):
     rate_limit_burst: int = Field(100, ge=1)
     max_body_bytes: int = Field(65_536, ge=0)
     reload_interval_s: float = Field(5.0, ge=0)
+    max_notification_bytes: int = Field(2_097_152, ge=0)
 
     @property
     def keys_path(self) -> Path:
@@ -85,6 +87,7 @@ class Settings(BaseModel):
             rate_limit_burst=max(1, int(number("BEHAVIOR_API_RATE_BURST", int, 100))),
             max_body_bytes=number("BEHAVIOR_API_MAX_BODY_BYTES", int, 65_536),
             reload_interval_s=number("BEHAVIOR_API_RELOAD_INTERVAL", float, 5.0),
+            max_notification_bytes=number("BEHAVIOR_API_MAX_NOTIFICATION_BYTES", int, 2_097_152),
         )
 
 

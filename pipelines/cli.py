@@ -66,7 +66,7 @@ def synth(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, or folders written by `behavior synth`.")],
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files, or folders written by `behavior synth`.")] = None,
     table: Annotated[str, typer.Option(help="Table of a single file: payments, items, users, promotions, assignments.")] = "payments",
     map_: Annotated[list[str], typer.Option("--map", help="canonical=source column name (repeatable).")] = [],
     default: Annotated[list[str], typer.Option(help="col=value for a column the file lacks or leaves empty.")] = [],
@@ -79,8 +79,13 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file; its engine section is used.")] = None,
+    inbox: Annotated[bool, typer.Option("--inbox", help="Move the payment notifications of the inbox into the lake (instead of files).")] = False,
 ) -> None:
     """Validate files, quarantine bad rows, append the rest to the lake."""
+    if inbox or not paths:
+        from pipelines.notify_cli import ingest_inbox_command
+
+        return ingest_inbox_command(paths, inbox, as_json, config)
     from pipelines.config import load_config
     from pipelines.engines import ENGINES
     from pipelines.ingest import IngestOptions, ingest as run_ingest
@@ -206,6 +211,10 @@ def forget(
                          f"rows removed from the lake: {lake}; quarantine: {rep['quarantine_rows']:,}; "
                          f"bundles rewritten: {len(rep['bundles'])}")
 
+
+from pipelines.notify_cli import senders_app  # noqa: E402 - registered beside the other sub-commands
+
+app.add_typer(senders_app, name="senders")
 
 keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

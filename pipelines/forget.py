@@ -82,6 +82,9 @@ def purge(home: DataHome, known_ids: set[str] = frozenset()) -> dict:
     erased = erasure_log.hashes(home)
     if key is None or not erased:
         return report
+    from pipelines.inbox_ingest import purge_inbox
+
+    report["inbox_rows"] = purge_inbox(home, key, erased)
     found: set[str] = set(known_ids)
     if home.lake.exists():
         with transaction(home.lake) as txn:

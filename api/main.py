@@ -18,6 +18,7 @@ from api import problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
+from api.live import LiveState, poll_live
 from api.notify import Receiver
 from api.routes import admin, health, model, notifications, profiles, promotions, recommendations, segments
 from api.settings import Settings, get_settings
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = ServingState(settings)
     app.state.serving = state
     app.state.receiver = Receiver(settings.data_dir)
+    app.state.live = LiveState(settings.data_dir)
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
@@ -64,9 +66,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("the active bundle cannot be served: %s; waiting for a good one", exc)
     poller = asyncio.create_task(poll_forever(state, settings.reload_interval_s)) \
         if settings.reload_interval_s > 0 else None
+    live = asyncio.create_task(poll_live(app.state.live, state))
     try:
         yield
     finally:
+        live.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await live
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from api.deps import BundleDep, ProfilesCaller
 from api.models import Profile
@@ -18,8 +18,9 @@ UserId = Annotated[str, Path(min_length=1, max_length=200, description="The user
 
 @router.get("/users/{user_id}/profile", summary="One user's profile",
             responses=problems(*AUTH, 404, 422, 503))
-async def get_profile(user_id: UserId, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
-    row = bundle.profiles.row(user_id)
+async def get_profile(user_id: UserId, caller: ProfilesCaller, bundle: BundleDep, request: Request) -> Profile:
+    # the payments notified since the bundle (api.live); a user new since then has a live-only profile
+    row = request.app.state.live.profile(user_id, bundle.profiles.row(user_id), bundle.as_of)
     if row is None:
         raise ApiProblem(404, "unknown-user", "Unknown user",
                          f"no profile for user {user_id!r} in bundle {bundle.version}")

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from behavior.errors import BehaviorError
 from behavior.pii import erasure_hash
 from behavior.schema import PAYMENTS
 
@@ -58,8 +59,8 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE INDEX IF NOT EXISTS lines_pending ON lines (seq) WHERE moved_at IS NULL;
 """
 COLUMNS = PAYMENTS.names    # the order of the canonical columns in `lines`
-LIVE_COLUMNS = ("seq", "user_id", "item_id", "category", "quantity", "amount", "paid_at", "status",
-                "promotion_id", "received_at", "moved_at")
+LIVE_COLUMNS = ("seq", "payment_id", "user_id", "item_id", "category", "quantity", "amount", "paid_at", "status",
+                "promotion_id", "moved_at")
 
 
 def inbox_path(data_dir: Path) -> Path:
@@ -212,11 +213,20 @@ class Inbox:
             return 0
         con = self.connection()
         gone = 0
+        # zeroes the deleted rows' bytes in the pages instead of only unlinking them
+        con.execute("PRAGMA secure_delete=ON")
         for table in ("lines", "rejected"):
             users = [u for (u,) in con.execute(f"SELECT DISTINCT user_id FROM {table} WHERE user_id IS NOT NULL")]
             erased = [u for u in users if erasure_hash(secret, u) in hashes]
             for u in erased:
                 gone += con.execute(f"DELETE FROM {table} WHERE user_id = ?", (u,)).rowcount
+        if gone:
+            # the write-ahead log still holds the rows as they were inserted: copy it into the
+            # database (zeroed pages) and truncate it
+            busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                raise BehaviorError("the inbox's write-ahead log could not be truncated (a reader held "
+                                               "it too long); run `behavior forget` again")
         return gone
 
     # ------------------------------------------------------------ the live view

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -236,3 +237,67 @@ def test_forget_purges_the_inbox(root):
     assert [row[3] for row in inbox_rows(home)] == ["u0000004"]
     for f in (root / "inbox").iterdir():
         assert b"u0000003" not in f.read_bytes(), f.name
+
+
+@pytest.mark.slow
+def test_a_purchase_is_live_on_every_worker_within_a_second(root, tmp_path):
+    from api.keys import create_key
+
+    secret = add_sender(root, "psp")
+    key = create_key(root / "api_keys.json", "all", ["profiles:read", "recommendations:read"])
+    server = Server(root, tmp_path / "server.log", workers=2)
+    user = "u0000012"
+    try:
+        def get(path: str) -> dict:    # a new connection each time: the kernel spreads them over the workers
+            return httpx.get(server.base + path, headers={"X-API-Key": key}, timeout=10).json()
+
+        recs = [x["item_id"] for x in get(f"/v1/users/{user}/recommendations?n=10")["items"]]
+        item = recs[0]
+        body = encode(payment("n-live", user=user, items=(item,)))
+        r = httpx.post(server.base + PATH, content=body, headers=signed("psp", body, secret=secret), timeout=10)
+        assert r.json()["accepted"] == 1
+        time.sleep(1.0)
+        for _ in range(30):
+            profile = get(f"/v1/users/{user}/profile")
+            assert profile["recency_days"] < 1 and profile["live_since"]["items"] == [item]
+            after = [x["item_id"] for x in get(f"/v1/users/{user}/recommendations?n=10&exclude_purchased=true")["items"]]
+            assert item not in after
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_the_next_run_holds_the_live_lines_and_drops_them_from_the_live_state(root):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    from api.keys import create_key
+    from api.main import create_app
+    from api.settings import Settings
+
+    key = create_key(root / "api_keys.json", "all", ["profiles:read"])
+    user = "u0000021"
+    app = create_app(Settings(data_dir=root, reload_interval_s=0.2, rate_limit_per_s=0))
+    with TestClient(app) as c:
+        before = c.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key}).json()
+        last = duckdb.connect().execute("SELECT max(paid_at) FROM read_parquet($f, hive_partitioning = false)", {
+            "f": sorted(str(p) for p in (root / "lake" / "payments").rglob("*.parquet"))}).fetchone()[0]
+        # paid an hour after the lake's last payment: the run's default as_of (the next day) takes it
+        _receive(root, [payment("n-run", user=user, amount="30.00", paid_at=last + timedelta(hours=1))])
+        deadline = time.monotonic() + 1
+        while not (live := c.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key}).json())["live_since"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        rep = json.loads(behavior(root, "run", "--json").stdout)
+        assert rep["inbox"]["accepted"] == 1
+        deadline = time.monotonic() + 10
+        while (now := c.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key}).json())["live_since"]:
+            assert time.monotonic() < deadline, "the new bundle did not replace the live state"
+            time.sleep(0.1)
+    assert now["n_payments"] == before["n_payments"] + 1 == live["n_payments"]
+    assert now["last_purchase_at"][:19] == live["last_purchase_at"][:19]
+    # the next move prunes the lines the active bundle holds
+    assert json.loads(behavior(root, "ingest", "--inbox", "--json").stdout)["pruned"] == 1

@@ -31,6 +31,7 @@ POLL_S = 0.1
 class LiveLine:
     seq: int
     payment_id: str
+    line_no: int
     item_id: str
     category: str | None
     quantity: int | None
@@ -77,14 +78,14 @@ class LiveState:
             if key != self._bundle_key:
                 by_user, self._watermark = {}, 0
             rows = self._inbox.lines_after(self._watermark)
-            users = {r[2] for r in rows}
+            users = {r[3] for r in rows}
             if rows or key != self._bundle_key:
                 by_user = {u: list(v) for u, v in by_user.items()}   # readers keep the dict they took
-                for seq, payment_id, user, item, category, qty, amount, paid, status, promo, moved in rows:
+                for seq, payment_id, line_no, user, item, category, qty, amount, paid, status, promo, moved in rows:
                     if key is not None and moved is not None and moved < key[1] + CREATED_SLACK_US and paid < key[2]:
                         continue   # the bundle holds it
                     by_user.setdefault(user, []).append(LiveLine(
-                        seq, payment_id, item, category, qty, None if amount is None else float(amount), paid,
+                        seq, payment_id, line_no, item, category, qty, None if amount is None else float(amount), paid,
                         status or "success", promo, moved))
                 if rows:
                     self._watermark = rows[-1][0]
@@ -157,3 +158,72 @@ async def poll_live(live: LiveState, serving: Any, interval_s: float = POLL_S) -
         except Exception:  # the poller must survive anything (a locked or damaged inbox): next round
             log.exception("reading the inbox for live state failed")
         await asyncio.sleep(interval_s)
+
+
+class PromotionMonitor:
+    """A running promotion's arms so far: the lake's in-window payments (re-read when the lake
+    changes) plus the live lines not yet in it, each line counted once by its key."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._cache: dict[str, tuple[tuple, Any]] = {}
+        self._lock = threading.Lock()
+
+    def experiment(self, promotion_id: str):
+        from behavior.store.experiments import read_experiment, stamp
+
+        now_stamp = stamp(self.data_dir)
+        with self._lock:
+            hit = self._cache.get(promotion_id)
+            if hit is None or hit[0] != now_stamp:
+                hit = (now_stamp, read_experiment(self.data_dir, promotion_id))
+                self._cache[promotion_id] = hit
+            return hit[1]
+
+    def summary(self, promotion_id: str, live: LiveState, now: datetime | None = None) -> dict[str, Any] | None:
+        """Users, conversions and revenue by arm with anytime-valid intervals; None if unknown.
+        Blocking (DuckDB on a changed lake): run it off the event loop."""
+        import numpy as np
+
+        from behavior.experiment_stats import confidence_sequence
+
+        exp = self.experiment(promotion_id)
+        if exp is None:
+            return None
+        now = now or datetime.now(timezone.utc)
+        start, end = _micros(exp.starts_at), _micros(exp.ends_at)
+        paid = dict(exp.paid)
+        live_lines = 0
+        for user, lines in live.all_lines().items():
+            if user not in exp.arms:
+                continue
+            for ln in lines:
+                if ln.status == "success" and start <= ln.paid_at_us < end and (ln.payment_id, ln.line_no) not in paid:
+                    paid[(ln.payment_id, ln.line_no)] = (user, ln.amount or 0.0)
+                    live_lines += 1
+        arms = {u: g for u, g in exp.arms.items() if u not in self._erased(list(exp.arms))}
+        revenue: dict[str, float] = {}
+        for user, amount in paid.values():
+            if user in arms:
+                revenue[user] = revenue.get(user, 0.0) + amount
+        out: dict[str, Any] = {}
+        outcomes = {}
+        for arm in ("treatment", "control"):
+            users = [u for u, g in arms.items() if g == arm]
+            spend = np.array([revenue.get(u, 0.0) for u in users])
+            converted = np.array([u in revenue for u in users], float)
+            outcomes[arm] = (converted, spend)
+            out[arm] = {"users": len(users), "conversions": int(converted.sum()),
+                        "conversion_rate": round(float(converted.mean()), 6) if users else None,
+                        "revenue": round(float(spend.sum()), 2),
+                        "revenue_per_user": round(float(spend.mean()), 4) if users else None}
+        return {"promotion_id": promotion_id, "name": exp.name,
+                "starts_at": _iso(start), "ends_at": _iso(end), "at": _iso(_micros(now)),
+                "running": start <= _micros(now) < end, "arms": out, "live_lines": live_lines,
+                "conversion": confidence_sequence(outcomes["treatment"][0], outcomes["control"][0]),
+                "revenue_per_user": confidence_sequence(outcomes["treatment"][1], outcomes["control"][1])}
+
+    def _erased(self, users: list[str]) -> set[str]:
+        from api.erasure import ErasureLog
+
+        return ErasureLog(self.data_dir).erased_among(users)

@@ -18,16 +18,17 @@ from api import problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
-from api.live import LiveState, poll_live
+from api.live import LiveState, PromotionMonitor, poll_live
 from api.notify import Receiver
-from api.routes import admin, health, model, notifications, profiles, promotions, recommendations, segments
+from api.routes import (admin, health, model, notifications, profiles, promotions, promotions_live, recommendations,
+                        segments)
 from api.settings import Settings, get_settings
 from api.state import NoBundleError, ServingState, poll_forever
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"
 ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, promotions.router,
-           admin.router, notifications.router)
+           admin.router, notifications.router, promotions_live.router)
 
 DESCRIPTION = """\
 Recommendations, customer profiles and segment queries for marketing, served from the active
@@ -54,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.serving = state
     app.state.receiver = Receiver(settings.data_dir)
     app.state.live = LiveState(settings.data_dir)
+    app.state.promotions_live = PromotionMonitor(settings.data_dir)
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE INDEX IF NOT EXISTS lines_pending ON lines (seq) WHERE moved_at IS NULL;
 """
 COLUMNS = PAYMENTS.names    # the order of the canonical columns in `lines`
-LIVE_COLUMNS = ("seq", "payment_id", "user_id", "item_id", "category", "quantity", "amount", "paid_at", "status",
+LIVE_COLUMNS = ("seq", "payment_id", "line_no", "user_id", "item_id", "category", "quantity", "amount", "paid_at", "status",
                 "promotion_id", "moved_at")
 
 

@@ -301,3 +301,56 @@ def test_the_next_run_holds_the_live_lines_and_drops_them_from_the_live_state(ro
     assert now["last_purchase_at"][:19] == live["last_purchase_at"][:19]
     # the next move prunes the lines the active bundle holds
     assert json.loads(behavior(root, "ingest", "--inbox", "--json").stdout)["pruned"] == 1
+
+
+def test_a_running_promotion_is_watched_live_by_arm(root, tmp_path):
+    import warnings
+    from datetime import datetime, timezone
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    from api.keys import create_key
+    from api.main import create_app
+    from api.settings import Settings
+
+    now = datetime.now(timezone.utc)
+    # ends within a day: ingest refuses times more than a day ahead (date_out_of_range), ends_at included
+    (tmp_path / "promotions.csv").write_text(
+        "promotion_id,name,starts_at,ends_at,target,cost_per_redemption\n"
+        f"promo-live,Live test,{(now - timedelta(days=1)).isoformat()},{(now + timedelta(hours=12)).isoformat()},any,1\n")
+    users = [f"u{i:07d}" for i in range(1, 41)]
+    (tmp_path / "assignments.csv").write_text("promotion_id,user_id,group\n" + "".join(
+        f"promo-live,{u},{'treatment' if i % 2 else 'control'}\n" for i, u in enumerate(users)))
+    behavior(root, "ingest", str(tmp_path / "promotions.csv"), "--table", "promotions")
+    behavior(root, "ingest", str(tmp_path / "assignments.csv"), "--table", "assignments")
+    key = create_key(root / "api_keys.json", "promo", ["promotions:target"])
+    with TestClient(create_app(Settings(data_dir=root, reload_interval_s=0, rate_limit_per_s=0))) as c:
+        def live() -> dict:
+            r = c.get("/v1/promotions/promo-live/live", headers={"X-API-Key": key})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+        before = live()
+        assert before["running"] and before["arms"]["treatment"]["users"] == 20
+        assert before["arms"]["treatment"]["conversions"] == before["arms"]["control"]["conversions"] == 0
+        treated = [u for i, u in enumerate(users) if i % 2][:12]
+        _receive(root, [payment(f"n-promo-{u}", user=u, amount="10.00", promotion_id="promo-live") for u in treated]
+                 + [payment("n-promo-c", user=users[0], amount="4.00")])
+        deadline = time.monotonic() + 1
+        while (after := live())["live_lines"] < 13:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert after["arms"]["treatment"]["conversions"] == 12 and after["arms"]["treatment"]["revenue"] == 120.0
+        assert after["arms"]["control"]["conversions"] == 1
+        conv = after["conversion"]
+        assert conv["anytime_valid"] and conv["diff"] == pytest.approx(12 / 20 - 1 / 20)
+        assert conv["ci"][0] < conv["diff"] < conv["ci"][1]
+        assert c.get("/v1/promotions/nope/live", headers={"X-API-Key": key}).status_code == 404
+    # moved into the lake, each line still counted once
+    behavior(root, "ingest", "--inbox")
+    with TestClient(create_app(Settings(data_dir=root, reload_interval_s=0, rate_limit_per_s=0))) as c:
+        time.sleep(0.3)
+        moved = c.get("/v1/promotions/promo-live/live", headers={"X-API-Key": key}).json()
+        assert moved["arms"] == after["arms"] and moved["live_lines"] == 0

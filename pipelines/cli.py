@@ -212,9 +212,10 @@ def forget(
                          f"bundles rewritten: {len(rep['bundles'])}")
 
 
-from pipelines.notify_cli import senders_app  # noqa: E402 - registered beside the other sub-commands
+from pipelines.notify_cli import notify_command, senders_app  # noqa: E402 - registered beside the other commands
 
 app.add_typer(senders_app, name="senders")
+app.command("notify")(notify_command)
 
 keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

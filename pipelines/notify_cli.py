@@ -90,3 +90,45 @@ def ingest_inbox_command(paths: list[Path] | None, inbox: bool, as_json: bool, c
     with st.console.status("moving the inbox") as status:
         rep = ingest_inbox(st.home, progress=status.update, config=load_config(config))
     st.console.result(json.dumps(rep, indent=2) if as_json else inbox_summary(rep))
+
+
+def notify_command(
+    file: Annotated[Path, typer.Argument(help="A payment export (CSV, Parquet, JSON lines) with payment_id and line_no.")],
+    sender: Annotated[str, typer.Option(help="The sender's name (Behavior-Sender), as registered with `behavior senders add`.")],
+    url: Annotated[str, typer.Option(help="The API's base URL, e.g. http://127.0.0.1:8000.")],
+    secret_file: Annotated[Optional[Path], typer.Option(help="File holding the sender's HMAC secret (default: $BEHAVIOR_NOTIFY_SECRET, else the data home's senders file).")] = None,
+    rsa_private_key: Annotated[Optional[Path], typer.Option(help="PEM file of an RSA2 sender's private key (signs instead of an HMAC secret).")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=1000, help="Payments per request.")] = 100,
+    retries: Annotated[int, typer.Option(min=0, help="Retries of a request that failed in transit or got 429 / 5xx (exponential backoff).")] = 6,
+) -> None:
+    """Sign and send a payment export as payment notifications (POST /v1/notifications/payments)."""
+    import os
+
+    from behavior.store.senders import read_senders
+    from pipelines.notify_send import payments_from_table, send_payments, signer
+    from pipelines.readers import read_source
+    from behavior.validate import ROW
+
+    st = _cli()
+    if rsa_private_key is not None:
+        sign = signer(rsa_private_pem=rsa_private_key.read_bytes())
+    else:
+        secret = secret_file.read_text() if secret_file else os.environ.get("BEHAVIOR_NOTIFY_SECRET")
+        if secret is None:
+            known = {s.name: s for s in read_senders(st.home.root)}
+            if sender not in known or known[sender].secret is None:
+                raise BehaviorError(f"no HMAC secret for sender {sender!r}: pass --secret-file, set "
+                                    "BEHAVIOR_NOTIFY_SECRET, or --rsa-private-key for an RSA2 sender")
+            secret = known[sender].secret.hex()
+        sign = signer(secret_hex=secret)
+    src = read_source(file, {"payment_id", "line_no"})
+    payments = payments_from_table(src.table.drop_columns([ROW]))
+    with st.console.status(f"sending {len(payments):,} payments") as status:
+        rep = send_payments(url, sender, payments, sign, batch=batch, retries=retries, progress=status.update)
+    reasons: dict[str, int] = {}
+    for r in rep.rejected:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    st.console.result(f"notify: {rep.payments:,} payments in {rep.requests:,} requests: accepted {rep.accepted:,} lines, "
+                      f"duplicates {rep.duplicates:,}, rejected {len(rep.rejected):,}"
+                      + (" (" + ", ".join(f"{n:,} {r}" for r, n in sorted(reasons.items())) + ")" if reasons else "")
+                      + (f"; {rep.retries} retries" if rep.retries else ""))

@@ -43,8 +43,8 @@ def root(published, tmp_path) -> Path:
 
 
 class Server:
-    def __init__(self, root: Path, log: Path, workers: int = 1) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, log: Path, workers: int = 1, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(log, "a")
         env = {**os.environ, "PYTHONPATH": str(REPO), "BEHAVIOR_API_RELOAD_INTERVAL": "0.2"}
@@ -354,3 +354,39 @@ def test_a_running_promotion_is_watched_live_by_arm(root, tmp_path):
         time.sleep(0.3)
         moved = c.get("/v1/promotions/promo-live/live", headers={"X-API-Key": key}).json()
         assert moved["arms"] == after["arms"] and moved["live_lines"] == 0
+
+
+@pytest.mark.slow
+def test_behavior_notify_signs_sends_and_retries_until_the_api_is_up(root, tmp_path):
+    behavior(root, "senders", "add", "shop")
+    export = tmp_path / "export.csv"
+    export.write_text("payment_id,line_no,user_id,item_id,amount,paid_at,currency\n"
+                      "n-a,1,u0000001,i00001,10.00,2026-12-01T10:00:00Z,EUR\n"
+                      "n-a,2,u0000001,i00002,5.00,2026-12-01T10:00:00Z,EUR\n"
+                      "n-b,1,u0000002,i00003,7.50,2026-12-01T11:00:00Z,EUR\n"
+                      "n-c,1,u0000003,4111111111111111,1.00,2026-12-01T12:00:00Z,EUR\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir", str(root), "notify",
+           str(export), "--sender", "shop", "--url", url, "--batch", "2"]
+    sending = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    time.sleep(1.0)                      # nothing listens yet: the sender backs off and retries
+    server = Server(root, tmp_path / "server.log", port=port)
+    try:
+        out, err = sending.communicate(timeout=120)
+        assert sending.returncode == 0, err
+        assert "3 payments in 2 requests: accepted 3 lines, duplicates 0, rejected 1 (1 card_number)" in out
+        assert "retries" in out
+        again = behavior(root, "notify", str(export), "--sender", "shop", "--url", url)
+        assert "accepted 0 lines, duplicates 3" in again.stdout
+        wrong = tmp_path / "wrong.secret"
+        wrong.write_text("ab" * 32)
+        bad = behavior(root, "notify", str(export), "--sender", "shop", "--url", url, "--secret-file", str(wrong),
+                       check=False)
+        assert bad.returncode == 2 and "401" in bad.stderr
+    finally:
+        server.stop()
+    assert lake_keys(root) == Counter()   # not in the lake before ingest --inbox
+    behavior(root, "ingest", "--inbox")
+    assert lake_keys(root) == Counter({("n-a", 1): 1, ("n-a", 2): 1, ("n-b", 1): 1})

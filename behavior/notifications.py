@@ -45,7 +45,7 @@ class NotificationError(BehaviorError, ValueError):
 @dataclass
 class Checked:
     accepted: pa.Table          # canonical payment lines, typed as the lake stores them
-    rejected: list[dict]        # payment_id, line_no, user_id, reason, detail, raw (values as JSON, card numbers masked)
+    rejected: list[dict]        # payment_id, line_no, user_id, reason, detail, raw, _row (index in the input) (values as JSON, card numbers masked)
     duplicates: int             # exact repeats inside the body
 
 
@@ -105,5 +105,5 @@ def check_lines(engine: Any, rows: list[dict[str, str | None]], currency: str, n
         row = rows[r - 1]
         rejected.append({"payment_id": mask_card_numbers(row["payment_id"] or ""), "line_no": int(row["line_no"]),
                          "user_id": mask_card_numbers(normalize_id(row["user_id"] or "")) or None, "reason": reason, "detail": detail,
-                         "raw": mask_card_numbers(json.dumps(row, ensure_ascii=False))})
+                         "raw": mask_card_numbers(json.dumps(row, ensure_ascii=False)), "_row": r - 1})
     return Checked(result.accepted, rejected, result.duplicates)

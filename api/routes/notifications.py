@@ -13,7 +13,6 @@ a `code` as well:
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -101,7 +100,7 @@ async def receive_payments(request: Request) -> Response:
             return _problem(request, 400, "40004", f"the body is not valid JSON: {exc.message}", slug="malformed")
         return _problem(request, 422, "40004", f"the body is not payments of the documented shape: {exc}",
                         errors=[FieldError(field=exc.field, message=exc.message)], slug="validation")
-    receipt = await asyncio.to_thread(receiver.receive, rows, sender.name)
+    receipt = await receiver.submit(rows, sender.name)
     return Response(to_json({"code": SUCCESS, "msg": "Success", "accepted": receipt.accepted,
                              "duplicates": receipt.duplicates, "rejected": receipt.rejected}),
                     media_type="application/json")

@@ -127,10 +127,13 @@ class Inbox:
 
     # ------------------------------------------------------------ the endpoint
 
-    def append(self, accepted: pa.Table, rejected: list[dict], sender: str, received_at_us: int) -> Appended:
-        """Store the new lines of `accepted` (canonical payment lines) and the `rejected` lines
-        (payment_id, line_no, user_id, reason, detail, raw) in one transaction, durable when it
-        returns. A line whose key the inbox has seen is not stored again: a duplicate."""
+    def append(self, accepted: pa.Table, rejected: list[dict], sender: str | list[str],
+               received_at_us: int) -> Appended:
+        """Store the new lines of `accepted` (canonical payment lines; `sender` names their
+        sender, or each line's) and the `rejected` lines (payment_id, line_no, user_id, reason,
+        detail, raw, and their "sender" if given) in one transaction, durable when it returns.
+        A line whose key the inbox has seen is not stored again: a duplicate."""
+        senders = [sender] * accepted.num_rows if isinstance(sender, str) else sender
         values = {n: accepted.column(n).to_pylist() for n in COLUMNS if n not in ("amount", "paid_at")}
         values["amount"] = [None if a is None else str(a) for a in accepted.column("amount").to_pylist()]
         values["paid_at"] = _micros(accepted.column("paid_at"))
@@ -143,7 +146,7 @@ class Inbox:
                 cur = con.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)",
                                   (values["payment_id"][i], values["line_no"][i], received_at_us))
                 if cur.rowcount == 1:
-                    new.append(tuple(values[n][i] for n in COLUMNS) + (sender, received_at_us))
+                    new.append(tuple(values[n][i] for n in COLUMNS) + (senders[i], received_at_us))
                 else:
                     dup_rows.append(i)
             if new:
@@ -153,7 +156,7 @@ class Inbox:
                 con.executemany("INSERT INTO rejected (payment_id, line_no, user_id, reason, detail, raw, sender, "
                                 "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                 [(r["payment_id"], r["line_no"], r.get("user_id"), r["reason"], r["detail"],
-                                  r.get("raw"), sender, received_at_us) for r in rejected])
+                                  r.get("raw"), r.get("sender", sender), received_at_us) for r in rejected])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -193,3 +193,34 @@ def test_an_erased_users_notifications_are_refused(client, home, secret):
     assert gone[3] is None and gone[6] is None          # neither the id nor the values are kept
     for f in inbox_path(home.root).parent.iterdir():
         assert b"u0000007" not in f.read_bytes(), f.name
+
+
+def test_concurrent_requests_are_stored_in_batches_with_the_answers_of_one_by_one(tmp_path):
+    import asyncio
+
+    from api.notify import Receiver
+    from behavior.notifications import parse_body
+
+    ErasureLog(tmp_path).record("u-gone")
+    receiver = Receiver(tmp_path)
+    card = payment("c-1")
+    card["lines"][0]["item_id"] = "4111111111111111"
+    docs = [payment(f"b-{i}", user=f"u{i}", items=("i1", "i2")) for i in range(30)]
+    docs += [payment("b-3", user="u3", items=("i1", "i2"))] * 3          # retries of one payment
+    docs += [card, payment("g-1", user="u-gone")]
+
+    async def main():
+        return await asyncio.gather(*(receiver.submit(parse_body(encode(d)), "psp") for d in docs))
+
+    receipts = asyncio.run(main())
+    assert receiver.commits < len(docs) - 5                              # batched
+    assert [(r.accepted, r.duplicates) for r in receipts[:30]] == [(2, 0)] * 30
+    assert [(r.accepted, r.duplicates) for r in receipts[30:33]] == [(0, 2)] * 3
+    assert [x["reason"] for x in receipts[33].rejected] == ["card_number"]
+    assert [(x["payment_id"], x["reason"]) for x in receipts[34].rejected] == [("g-1", "erased_user")]
+
+    class Home:
+        root = tmp_path
+
+    assert len(inbox_rows(Home)) == 60
+    assert sorted(r[7] for r in inbox_rows(Home, "rejected")) == ["psp", "psp"]

@@ -289,7 +289,6 @@ def demo(
     if no_serve:
         return
     from api.keys import SCOPES, create_key, revoke_key
-    from api.server import serve as run_server
 
     keys = state.home.root / "api_keys.json"
     revoke_key(keys, "demo") if keys.exists() else None
@@ -307,13 +306,14 @@ def demo(
              "\"contact_cost\": 0.1}, \"budget\": {\"users\": 100}}'")
     if promos:
         c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/promotions/{next(iter(promos))}/effectiveness")
-    c.result("Ctrl-C stops the server.")
-    run_server(state.home.root, host="127.0.0.1", port=port)
+    from pipelines.notify_demo import serve_with_live_loop
+
+    serve_with_live_loop(state.home, port, key, some_user, c.result)   # a few signed purchases, live
 
 
 @app.command()
 def bench(
-    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api or scale (default: all but api and scale).")] = None,
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify or scale (default: all but api, notify and scale).")] = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest and scale benchmarks.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
@@ -331,6 +331,12 @@ def bench(
         rows = run_scale([int(x) for x in sizes.split(",")], out or state.home.root / "bench-scale",
                          progress=state.console.progress)
         state.console.result(json.dumps(rows, indent=2) if as_json else format_scale(rows))
+        return
+    if suite == "notify":
+        from pipelines.bench_notify import format_notify_table, run_notify_bench
+
+        rows = run_notify_bench(out or state.home.root / "bench-notify", progress=state.console.progress)
+        state.console.result(json.dumps(rows, indent=2) if as_json else format_notify_table(rows))
         return
     if suite == "api":
         from pipelines.bench_api import format_api_table, run_api_bench

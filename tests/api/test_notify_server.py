@@ -390,3 +390,21 @@ def test_behavior_notify_signs_sends_and_retries_until_the_api_is_up(root, tmp_p
     assert lake_keys(root) == Counter()   # not in the lake before ingest --inbox
     behavior(root, "ingest", "--inbox")
     assert lake_keys(root) == Counter({("n-a", 1): 1, ("n-a", 2): 1, ("n-b", 1): 1})
+
+
+@pytest.mark.slow
+def test_the_demos_live_loop_shows_recommendations_change(root, tmp_path):
+    from api.keys import create_key
+    from pipelines.datahome import DataHome
+    from pipelines.notify_demo import live_loop
+
+    key = create_key(root / "api_keys.json", "demo", ["recommendations:read", "profiles:read"])
+    said: list[str] = []
+    server = Server(root, tmp_path / "server.log")
+    try:
+        got = live_loop(DataHome(root), server.base, key, "u0000030", said.append)
+    finally:
+        server.stop()
+    assert got["live_since"]["payments"] == 3 and sorted(got["live_since"]["items"]) == sorted(got["before"][:3])
+    assert got["after"] != got["before"]
+    assert any("a second later" in line for line in said)

@@ -46,6 +46,21 @@ class NotificationReceipt(BaseModel):
     rejected: list[RejectedLine] = Field(description="Lines refused, with the reason; kept in the quarantine.")
 
 
+_VALUE = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+_PAYMENT = {
+    "type": "object", "required": ["payment_id", "lines"],
+    "properties": {"payment_id": {"type": "string", "minLength": 1},
+                   **{f: _VALUE for f in ("user_id", "merchant_id", "paid_at", "status", "currency", "channel",
+                                          "promotion_id")},
+                   "lines": {"type": "array", "minItems": 1, "items": {
+                       "type": "object", "required": ["line_no"],
+                       "properties": {"line_no": {"type": "integer", "minimum": 0, "maximum": 2_147_483_647},
+                                      **{f: _VALUE for f in ("item_id", "category", "quantity", "amount")}}}}}}
+BODY_SCHEMA = {"description": f"One payment or a list of up to {MAX_PAYMENTS}; the columns are the lake's "
+                              "(user_id and item_id required, checked as ingest checks them).",
+               "anyOf": [_PAYMENT, {"type": "array", "minItems": 1, "maxItems": MAX_PAYMENTS, "items": _PAYMENT}]}
+
+
 def _problem(request: Request, status: int, code: str, detail: str, *, headers: dict | None = None,
              errors: list[FieldError] | None = None, slug: str = "notification") -> ProblemResponse:
     return problem_response(status, detail=detail, slug=slug, instance=request.url.path, headers=headers,
@@ -70,10 +85,7 @@ async def _read(request: Request, limit: int) -> bytes | None:
              response_model=NotificationReceipt,
              responses={400: {"description": "Not JSON"}, 401: {"description": "Not signed by an active sender"},
                         413: {"description": "Body too large"}, 422: {"description": "Not payments"}},
-             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-                 "description": f"One payment or a list of up to {MAX_PAYMENTS}: {{payment_id, user_id, merchant_id, "
-                                "paid_at, status, currency, channel, promotion_id, lines: [{line_no, item_id, "
-                                "category, quantity, amount}]}"}}}}})
+             openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": BODY_SCHEMA}}}})
 async def receive_payments(request: Request) -> Response:
     receiver = request.app.state.receiver
     settings = request.app.state.serving.settings

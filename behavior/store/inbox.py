@@ -25,6 +25,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -108,14 +109,26 @@ class Inbox:
             except FileExistsError:
                 pass
         con = self.connection()
+        # WAL is a property of the database file, set once; SQLite answers a mode change while
+        # another connection (another worker) holds a lock with "database is locked" at once,
+        # without waiting, so it is retried here
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         con.executescript(_SCHEMA)
 
     def connection(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=True)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA synchronous=FULL")   # per connection: a commit fsyncs the WAL
             self._local.con = con
         return con
 

@@ -18,14 +18,17 @@ from api import problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
-from api.routes import admin, health, merchants, model, profiles, promotions, recommendations, segments
+from api.live import LiveState, PromotionMonitor, poll_live
+from api.notify import Receiver
+from api.routes import (admin, health, merchants, model, notifications, profiles, promotions, promotions_live,
+                        recommendations, segments)
 from api.settings import Settings, get_settings
 from api.state import NoBundleError, ServingState, poll_forever
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"
 ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, promotions.router,
-           merchants.router, admin.router)
+           merchants.router, admin.router, notifications.router, promotions_live.router)
 
 DESCRIPTION = """\
 Recommendations, customer profiles and segment queries for marketing, served from the active
@@ -55,6 +58,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app_settings(app)
     state = ServingState(settings)
     app.state.serving = state
+    app.state.receiver = Receiver(settings.data_dir)
+    app.state.live = LiveState(settings.data_dir)
+    app.state.promotions_live = PromotionMonitor(settings.data_dir)
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
@@ -67,9 +73,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.error("the active bundle cannot be served: %s; waiting for a good one", exc)
     poller = asyncio.create_task(poll_forever(state, settings.reload_interval_s)) \
         if settings.reload_interval_s > 0 else None
+    live = asyncio.create_task(poll_live(app.state.live, state))
     try:
         yield
     finally:
+        live.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await live
         if poller is not None:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -92,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in ROUTERS:
         app.include_router(r)
     problems.install(app)
-    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app))
+    app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app), exempt=(notifications.PATH,))
     app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -103,6 +103,15 @@ class ModelInfo(BaseModel):
 
 # ---------------------------------------------------------------- profiles
 
+class LiveSince(BaseModel):
+    since: str = Field(description="The bundle's as_of (ISO 8601, UTC): the live payments are those it does not hold.")
+    payments: int = Field(description="Successful payments notified since.")
+    lines: int = Field(description="Payment lines notified since (any status).")
+    net_spend: float = Field(description="Their amounts, refunds negative.")
+    last_paid_at: str = Field(description="ISO 8601, UTC")
+    items: list[str] = Field(description="Items bought since (folded into the recommendations).")
+
+
 class Profile(BaseModel):
     """One user's profile. Timestamps are ISO 8601 in UTC; absent values are null. Columns that
     later stages add to the bundle appear as further properties."""
@@ -143,6 +152,8 @@ class Profile(BaseModel):
     first_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
     last_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
     signup_at: str | None = Field(None, description="ISO 8601, UTC")
+    live_since: LiveSince | None = Field(None, description="Payments notified since the bundle's as_of, already "
+                                         "counted in the fields above; null when there are none.")
 
 
 # ---------------------------------------------------------------- segments

@@ -195,18 +195,20 @@ class CatchAll:
 
 
 class BodyLimit:
-    """413 for request bodies larger than `max_bytes` (by Content-Length, or counted as they stream)."""
+    """413 for request bodies larger than `max_bytes` (by Content-Length, or counted as they stream),
+    except on the paths of `exempt`, whose routes apply their own limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: Callable[[], int]) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: Callable[[], int], exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self._max_bytes = max_bytes  # read per request: the settings are known only once the app started
+        self.exempt = exempt
 
     @property
     def max_bytes(self) -> int:
         return self._max_bytes()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes

@@ -17,6 +17,7 @@ Environment variables:
   BEHAVIOR_API_REQUEST_TIMEOUT seconds a request may take to arrive whole, and a new connection to send
                                its first request; 408 and close after (0 = no limit; default 10)
   BEHAVIOR_API_RELOAD_INTERVAL seconds between two looks at CURRENT (0 = no polling; default 5)
+  BEHAVIOR_API_MAX_NOTIFICATION_BYTES  largest payment notification body (default 2097152)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Settings(BaseModel):
     max_header_bytes: int = Field(65_536, ge=0)
     request_timeout_s: float = Field(10.0, ge=0)
     reload_interval_s: float = Field(5.0, ge=0)
+    max_notification_bytes: int = Field(2_097_152, ge=0)
 
     @property
     def keys_path(self) -> Path:
@@ -95,6 +97,7 @@ class Settings(BaseModel):
             max_header_bytes=number("BEHAVIOR_API_MAX_HEADER_BYTES", int, 65_536),
             request_timeout_s=number("BEHAVIOR_API_REQUEST_TIMEOUT", float, 10.0),
             reload_interval_s=number("BEHAVIOR_API_RELOAD_INTERVAL", float, 5.0),
+            max_notification_bytes=number("BEHAVIOR_API_MAX_NOTIFICATION_BYTES", int, 2_097_152),
         )
 
 

@@ -80,7 +80,7 @@ def synth(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files, or folders written by `behavior synth`.")],
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files, or folders written by `behavior synth`.")] = None,
     table: Annotated[str, typer.Option(help="Table of a single file: payments, items, users, promotions, assignments.")] = "payments",
     map_: Annotated[list[str], typer.Option("--map", help="canonical=source column name (repeatable).")] = [],
     default: Annotated[list[str], typer.Option(help="col=value for a column the file lacks or leaves empty.")] = [],
@@ -93,8 +93,13 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="TOML file; its engine section is used.")] = None,
+    inbox: Annotated[bool, typer.Option("--inbox", help="Move the payment notifications of the inbox into the lake (instead of files).")] = False,
 ) -> None:
     """Validate files, quarantine bad rows, append the rest to the lake."""
+    if inbox or not paths:
+        from pipelines.notify_cli import ingest_inbox_command
+
+        return ingest_inbox_command(paths, inbox, as_json, config)
     from pipelines.config import load_config
     from pipelines.engines import ENGINES
     from pipelines.ingest import IngestOptions, ingest as run_ingest
@@ -252,6 +257,11 @@ def _forget_summary(rep: dict) -> str:
     return "\n".join(lines)
 
 
+from pipelines.notify_cli import notify_command, senders_app  # noqa: E402 - registered beside the other commands
+
+app.add_typer(senders_app, name="senders")
+app.command("notify")(notify_command)
+
 keys_app = typer.Typer(help="API keys: each has an id and scopes; only its SHA-256 is stored.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -328,7 +338,6 @@ def demo(
     if no_serve:
         return
     from api.keys import SCOPES, create_key, revoke_key
-    from api.server import serve as run_server
 
     keys = state.home.root / "api_keys.json"
     revoke_key(keys, "demo") if keys.exists() else None
@@ -346,13 +355,14 @@ def demo(
              "\"contact_cost\": 0.1}, \"budget\": {\"users\": 100}}'")
     if promos:
         c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/promotions/{next(iter(promos))}/effectiveness")
-    c.result("Ctrl-C stops the server.")
-    run_server(state.home.root, host="127.0.0.1", port=port)
+    from pipelines.notify_demo import serve_with_live_loop
+
+    serve_with_live_loop(state.home, port, key, some_user, c.result)   # a few signed purchases, live
 
 
 @app.command()
 def bench(
-    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api or scale (default: all but api and scale).")] = None,
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify or scale (default: all but api, notify and scale).")] = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest and scale benchmarks.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
@@ -370,6 +380,12 @@ def bench(
         rows = run_scale([int(x) for x in sizes.split(",")], out or state.home.root / "bench-scale",
                          progress=state.console.progress)
         state.console.result(json.dumps(rows, indent=2) if as_json else format_scale(rows))
+        return
+    if suite == "notify":
+        from pipelines.bench_notify import format_notify_table, run_notify_bench
+
+        rows = run_notify_bench(out or state.home.root / "bench-notify", progress=state.console.progress)
+        state.console.result(json.dumps(rows, indent=2) if as_json else format_notify_table(rows))
         return
     if suite == "api":
         from pipelines.bench_api import format_api_table, run_api_bench

@@ -40,6 +40,7 @@ from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
 from pipelines import atomic, erasure_log, forget_files
 from pipelines.datahome import DataHome
+from pipelines.inbox_ingest import purge_inbox
 from pipelines.lake import locked, table_files, transaction
 from pipelines.publish import MANIFEST, sha256, verify
 
@@ -107,6 +108,7 @@ def purge(home: DataHome, given_ids: list[str] = (), matched: set[str] | None = 
     erased = erasure_log.hashes(home)
     if key is None or not erased:
         return report
+    report["inbox_rows"] = purge_inbox(home, key, erased)
     if home.lake.exists():
         with transaction(home.lake) as txn:
             con = duckdb.connect()

@@ -243,6 +243,9 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
 
         require_spark(config.recommend.resolved_trainer(), engine or config.engine.name)
     run_id = uuid.uuid4().hex[:12]
+    from pipelines.inbox_ingest import ingest_inbox
+
+    inbox = ingest_inbox(home, progress=progress, config=config)   # the notifications first: the bundle holds them
     with locked(home, "run"):
         erased = purge_if_needed(home)
         if (engine or config.engine.name) == "spark":
@@ -263,6 +266,8 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
                     ctx.engine.close()
         report.update(ctx.report)
         report["engine"] = _engine_section(ctx, order)
+        if inbox["ingest_id"] is not None:
+            report["inbox"] = {k: inbox[k] for k in ("ingest_id", "read", "accepted", "duplicates", "rejected")}
         if erased:
             report["erasure"] = {"lake_rows": erased["lake_rows"], "quarantine_rows": erased["quarantine_rows"],
                                  "bundles": len(erased["bundles"])}

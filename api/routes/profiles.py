@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from api.bundle import Bundle
 from api.deps import BundleDep, ProfilesCaller
@@ -16,17 +16,19 @@ RESPONSES = problems(*AUTH, 404, 422, 503)
 
 
 @router.get("/users/{user_id:id}/profile", summary="One user's profile", responses=RESPONSES)
-async def get_profile(user_id: UserIdPath, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
-    return _profile(bundle, user_id_of(user_id))
+async def get_profile(user_id: UserIdPath, caller: ProfilesCaller, bundle: BundleDep, request: Request) -> Profile:
+    return _profile(bundle, request, user_id_of(user_id))
 
 
 @router.get("/users/profile", summary="One user's profile (any id, as a query parameter)", responses=RESPONSES)
-async def get_profile_by_query(user_id: UserIdQuery, caller: ProfilesCaller, bundle: BundleDep) -> Profile:
-    return _profile(bundle, user_id_of(user_id))
+async def get_profile_by_query(user_id: UserIdQuery, caller: ProfilesCaller, bundle: BundleDep,
+                               request: Request) -> Profile:
+    return _profile(bundle, request, user_id_of(user_id))
 
 
-def _profile(bundle: Bundle, user_id: str) -> Profile:
-    row = bundle.profiles.row(user_id)
+def _profile(bundle: Bundle, request: Request, user_id: str) -> Profile:
+    # the payments notified since the bundle (api.live); a user new since then has a live-only profile
+    row = request.app.state.live.profile(user_id, bundle.profiles.row(user_id), bundle.as_of)
     if row is None:
         raise ApiProblem(404, "unknown-user", "Unknown user",
                          f"no profile for user {user_id!r} in bundle {bundle.version}")

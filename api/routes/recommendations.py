@@ -3,11 +3,12 @@ and GET /v1/items/{item_id}/similar."""
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic_core import to_json
 
 from api.bundle import Bundle
@@ -55,31 +56,35 @@ def recommendations_json(user_id: str, model_version: str, recommendation_id: st
 
 @router.get("/users/{user_id:id}/recommendations", summary="Top items for a user (unknown users get the fallback)",
             response_model=Recommendations, responses=RESPONSES)
-async def recommend(user_id: UserIdPath, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
+async def recommend(user_id: UserIdPath, caller: RecommendationsCaller, bundle: BundleDep, request: Request, n: N = 10,
                     category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
-    return _recommend(bundle, user_id_of(user_id), n, category, exclude_purchased)
+    return _recommend(bundle, request, user_id_of(user_id), n, category, exclude_purchased)
 
 
 @router.get("/users/recommendations", summary="Top items for a user (any id, as a query parameter)",
             response_model=Recommendations, responses=RESPONSES)
-async def recommend_by_query(user_id: UserIdQuery, caller: RecommendationsCaller, bundle: BundleDep, n: N = 10,
+async def recommend_by_query(user_id: UserIdQuery, caller: RecommendationsCaller, bundle: BundleDep, request: Request,
+                             n: N = 10,
                              category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
-    return _recommend(bundle, user_id_of(user_id), n, category, exclude_purchased)
+    return _recommend(bundle, request, user_id_of(user_id), n, category, exclude_purchased)
 
 
-def _recommend(bundle: Bundle, user_id: str, n: int, category: str | None, exclude_purchased: bool | None) -> Response:
+def _recommend(bundle: Bundle, request: Request, user_id: str, n: int, category: str | None,
+               exclude_purchased: bool | None) -> Response:
     model = _model(bundle)
     i = bundle.profiles.index.get(user_id)
     segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
+    bought = request.app.state.live.purchased_items(user_id)   # notified since the bundle: folded in
+    recommend = functools.partial(model.recommend_folded, user_id, bought) if bought else \
+        functools.partial(model.recommend, user_id)
     try:
         try:
-            rec = model.recommend(user_id, n, category=category, exclude_purchased=exclude_purchased,
-                                  segment=segment)
+            rec = recommend(n, category=category, exclude_purchased=exclude_purchased, segment=segment)
         except UnknownIdError:
             if segment is None:
                 raise
             # a segment the recommender was not trained with: it uses its own knowledge of the user
-            rec = model.recommend(user_id, n, category=category, exclude_purchased=exclude_purchased)
+            rec = recommend(n, category=category, exclude_purchased=exclude_purchased)
     except UnknownIdError as exc:  # the category is the only id left that the client chose
         raise ApiProblem(422, "validation", "Invalid request", f"unknown category {category!r}",
                          errors=[FieldError(field="category", message=str(exc)[:1000])]) from None

@@ -431,16 +431,45 @@ class ServingModel:
     def _recommend_for_items(self, item_ids, n, category, exclude_purchased, segment, *, fast: bool):
         """Fast path (models without factors: those fold the row in) or general path."""
         cols, counts = self._items_counts(item_ids)
+        return self._recommend_row(cols, counts, np.zeros(cols.size, np.float32), n, category, exclude_purchased,
+                                   self._segment(segment, -1), fast=fast)
+
+    def _recommend_row(self, cols, counts, days, n, category, exclude_purchased, seg: int, *, fast: bool):
         code = self._category(category)
         allowed = self._allowed_for(code)
-        seg = self._segment(segment, -1)
         exclude = self._exclusion(exclude_purchased)
         if fast:
-            items, scores = self._fast_top(-1, cols, counts, np.zeros(cols.size, np.float32), n, code, exclude)
+            items, scores = self._fast_top(-1, cols, counts, days, n, code, exclude)
             return self._complete(items, scores, n, allowed, seg, cols, exclude)
         row = sp.csr_matrix((counts, cols, [0, cols.size]), shape=(1, self._n_items))
-        days = sp.csr_matrix((np.zeros(row.nnz, np.float32), row.indices, row.indptr), shape=row.shape)
+        days = sp.csr_matrix((days, row.indices, row.indptr), shape=row.shape)
         return self._general(-1, row, days, n, allowed, seg, exclude)
+
+    def recommend_folded(self, user_id: str, new_item_ids, n: int = 10, category: str | None = None,
+                         exclude_purchased: bool | None = None, segment: str | None = None) -> Recommendation:
+        """Top-n for a user who, besides what the bundle knows of them, just bought
+        `new_item_ids` (one unit per id, 0 days ago): their row plus these items is folded in
+        as for `recommend_for_items` (factor models: a new vector, no retraining), and owned
+        items, the new ones included, are left out where the catalogue's policy says so. A
+        user the bundle does not know gets personalised items from the new ones alone."""
+        if n < 1:
+            raise InteractionsError(f"n must be >= 1, got {n}")
+        idx = self.items.index(list(new_item_ids))
+        added = np.bincount(idx[idx >= 0], minlength=self._n_items).astype(np.float32)
+        uidx = self._user_index(user_id)
+        a, b = (int(self._indptr[uidx]), int(self._indptr[uidx + 1])) if uidx >= 0 else (0, 0)
+        if not added.any():
+            return self.recommend(user_id, n, category, exclude_purchased, segment)
+        counts = added
+        days = np.zeros(self._n_items, np.float32)
+        owned = self._indices[a:b]
+        counts[owned] += self._data[a:b]
+        if self._days is not None:
+            days[owned] = self._days[a:b]
+        days[added > 0] = 0.0
+        cols = np.flatnonzero(counts > 0)
+        return self._recommend_row(cols, counts[cols], days[cols], n, category, exclude_purchased,
+                                   self._segment(segment, uidx), fast=self._fast_anonymous)
 
     # ------------------------------------------------------------------ the fast path
     def _fast_top(self, uidx: int, cols: np.ndarray, data: np.ndarray, days: np.ndarray | None, n: int,

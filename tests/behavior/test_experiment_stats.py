@@ -122,3 +122,49 @@ def test_effectiveness_never_crashes_and_intervals_hold_the_estimate(rows):
         assert lo <= e["conversion"]["lift"] <= hi
     else:
         assert e["reason"]
+
+
+def test_confidence_sequence_known_answer():
+    from behavior.experiment_stats import _cs_factor, confidence_sequence
+
+    # n = n_star = 1000, alpha = 0.05: rho^2 = (5.991465 + ln 6.991465) / 1000 = 0.007936155,
+    # factor = sqrt(2 * 8.936155 / 7.936155 * ln(sqrt(8.936155) / 0.05)) = 3.035209
+    assert _cs_factor(1000, 0.05, 1000) == pytest.approx(3.035209, abs=1e-6)
+    t = np.array([1.0, 0.0] * 250)           # mean 0.5, var 0.2505 (n-1)
+    c = np.array([1.0, 0.0, 0.0, 0.0] * 125)  # mean 0.25
+    cs = confidence_sequence(t, c, 0.05, 1000)
+    se = np.sqrt(t.var(ddof=1) / 500 + c.var(ddof=1) / 500)
+    assert cs["diff"] == pytest.approx(0.25)
+    assert cs["ci"] == pytest.approx([0.25 - 3.035209 * se, 0.25 + 3.035209 * se], abs=1e-5)
+    assert cs["anytime_valid"] and cs["n"] == 1000
+
+
+def test_confidence_sequence_is_wider_than_the_fixed_n_interval_and_shrinks_with_n():
+    from behavior.experiment_stats import _cs_factor
+
+    widths = [_cs_factor(n, 0.05, 1000) / np.sqrt(n) for n in (100, 1000, 10_000, 100_000)]
+    assert widths == sorted(widths, reverse=True)
+    assert all(_cs_factor(n, 0.05, 1000) > 1.96 for n in (10, 1000, 10**6))
+
+
+def test_confidence_sequence_covers_at_every_look_under_the_null():
+    """Looking after every 50 users for 4,000 users: the fixed-n interval excludes 0 at some look
+    in far more than 5% of null experiments; the confidence sequence in at most about 5%."""
+    from behavior.experiment_stats import confidence_sequence
+
+    rng = np.random.default_rng(7)
+    runs, looks = 200, range(100, 4001, 100)
+    cs_false = fixed_false = 0
+    for _ in range(runs):
+        t, c = rng.binomial(1, 0.1, 4000).astype(float), rng.binomial(1, 0.1, 4000).astype(float)
+        cs_hit = fixed_hit = False
+        for n in looks:
+            ci = confidence_sequence(t[:n], c[:n], 0.05, 1000)["ci"]
+            cs_hit |= ci[0] > 0 or ci[1] < 0
+            se = np.sqrt(t[:n].var(ddof=1) / n + c[:n].var(ddof=1) / n)
+            d = t[:n].mean() - c[:n].mean()
+            fixed_hit |= abs(d) > 1.96 * se
+        cs_false += cs_hit
+        fixed_false += fixed_hit
+    assert cs_false / runs <= 0.06
+    assert fixed_false / runs > 2 * max(cs_false / runs, 0.05)

@@ -1,0 +1,229 @@
+"""Live state of one worker: the payment lines acknowledged since the active bundle.
+
+Every worker reads the inbox (`behavior.store.inbox`) on its own: a background task looks
+for lines committed after its watermark (`seq`) every POLL_S, so a line acknowledged by any
+worker is served by every worker well within a second. A line is live for a bundle unless
+the bundle holds it: moved into the lake before the bundle was made and paid before its
+as_of. On a bundle swap the worker re-reads the inbox from the start (lines moved since are
+then known), which drops what the new bundle holds. Users of the erasure log are dropped
+as soon as the log changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from api.erasure import ErasureLog
+from behavior.store.inbox import CREATED_SLACK_US, Inbox, inbox_path
+
+log = logging.getLogger("api.live")
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class LiveLine:
+    seq: int
+    payment_id: str
+    line_no: int
+    item_id: str
+    category: str | None
+    quantity: int | None
+    amount: float | None
+    paid_at_us: int
+    status: str
+    promotion_id: str | None
+    moved_at_us: int | None
+
+
+def _micros(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LiveState:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.erasure = ErasureLog(data_dir)
+        self._inbox: Inbox | None = None
+        self._watermark = 0
+        self._by_user: dict[str, list[LiveLine]] = {}
+        self._bundle_key: tuple[str, int, int] | None = None   # version, created (us), as_of (us)
+        self._erased_stamp: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ reading the inbox
+
+    def refresh(self, bundle: Any) -> None:
+        """Take the lines committed since the last look (all of them after a bundle swap).
+        Blocking (SQLite): the poller runs it off the event loop."""
+        with self._lock:
+            if self._inbox is None:
+                if not inbox_path(self.data_dir).exists():
+                    return
+                self._inbox = Inbox(self.data_dir, create=False)
+            key = None if bundle is None else (bundle.version, _micros(bundle.created_at), _micros(bundle.as_of))
+            by_user = self._by_user
+            if key != self._bundle_key:
+                by_user, self._watermark = {}, 0
+            rows = self._inbox.lines_after(self._watermark)
+            users = {r[3] for r in rows}
+            if rows or key != self._bundle_key:
+                by_user = {u: list(v) for u, v in by_user.items()}   # readers keep the dict they took
+                for seq, payment_id, line_no, user, item, category, qty, amount, paid, status, promo, moved in rows:
+                    if key is not None and moved is not None and moved < key[1] + CREATED_SLACK_US and paid < key[2]:
+                        continue   # the bundle holds it
+                    by_user.setdefault(user, []).append(LiveLine(
+                        seq, payment_id, line_no, item, category, qty, None if amount is None else float(amount), paid,
+                        status or "success", promo, moved))
+                if rows:
+                    self._watermark = rows[-1][0]
+            self._bundle_key = key
+            self._by_user = self._drop_erased(by_user, users)   # the swap: one reference assignment
+
+    def _drop_erased(self, by_user: dict[str, list[LiveLine]], new_users: set[str]) -> dict[str, list[LiveLine]]:
+        """`by_user` without erased users: all users are checked when the log changed, else the new ones."""
+        _, logged = self.erasure.hashes()
+        check = list(by_user) if logged != self._erased_stamp else [u for u in new_users if u in by_user]
+        self._erased_stamp = logged
+        gone = self.erasure.erased_among(check) if check else set()
+        return {u: v for u, v in by_user.items() if u not in gone} if gone else by_user
+
+    # ------------------------------------------------------------ what the routes ask
+
+    def lines(self, user_id: str) -> list[LiveLine]:
+        return self._by_user.get(user_id, [])
+
+    def all_lines(self) -> dict[str, list[LiveLine]]:
+        return self._by_user
+
+    def purchased_items(self, user_id: str) -> list[str]:
+        """Item ids of the user's live successful purchases (one per unit bought)."""
+        out = []
+        for line in self.lines(user_id):
+            if line.status == "success":
+                out += [line.item_id] * max(1, line.quantity or 1)
+        return out
+
+    def profile(self, user_id: str, row: dict[str, Any] | None, as_of: datetime,
+                now: datetime | None = None) -> dict[str, Any] | None:
+        """The bundle's profile row (None: not in the bundle) with the live lines folded in,
+        and `live_since` saying what changed; the row as it is if nothing is live."""
+        lines = self.lines(user_id)
+        if not lines:
+            return row
+        now = now or datetime.now(timezone.utc)
+        out = dict(row) if row is not None else {"user_id": user_id}
+        bought = [ln for ln in lines if ln.status == "success"]
+        payments = {ln.payment_id for ln in bought}
+        spend = sum(ln.amount for ln in bought if ln.amount is not None)
+        net = sum(ln.amount for ln in lines if ln.amount is not None and ln.status in ("success", "refund"))
+        if bought:
+            last_us = max(ln.paid_at_us for ln in bought)
+            last = _iso(last_us)
+            if out.get("last_purchase_at") is None or out["last_purchase_at"] < last:
+                out["last_purchase_at"] = last
+                out["recency_days"] = max(0.0, (_micros(now) - last_us) / 86_400e6)
+            first = _iso(min(ln.paid_at_us for ln in bought))
+            if out.get("first_purchase_at") is None or out["first_purchase_at"] > first:
+                out["first_purchase_at"] = first
+        for field, delta in (("n_payments", len(payments)), ("total_spend", spend), ("net_spend", net)):
+            base = out.get(field)
+            if delta or base is not None:
+                value = (base or 0) + delta
+                out[field] = round(value, 2) if isinstance(value, float) and math.isfinite(value) else value
+        out["live_since"] = {"since": as_of.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                             "payments": len(payments), "lines": len(lines), "net_spend": round(net, 2),
+                             "last_paid_at": _iso(max(ln.paid_at_us for ln in lines)),
+                             "items": sorted({ln.item_id for ln in bought})}
+        return out
+
+
+async def poll_live(live: LiveState, serving: Any, interval_s: float = POLL_S) -> None:
+    """Keep `live` up to date with the inbox and the active bundle, every `interval_s`."""
+    while True:
+        try:
+            await asyncio.to_thread(live.refresh, serving.bundle)
+        except Exception:  # the poller must survive anything (a locked or damaged inbox): next round
+            log.exception("reading the inbox for live state failed")
+        await asyncio.sleep(interval_s)
+
+
+class PromotionMonitor:
+    """A running promotion's arms so far: the lake's in-window payments (re-read when the lake
+    changes) plus the live lines not yet in it, each line counted once by its key."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._cache: dict[str, tuple[tuple, Any]] = {}
+        self._lock = threading.Lock()
+
+    def experiment(self, promotion_id: str):
+        from behavior.store.experiments import read_experiment, stamp
+
+        now_stamp = stamp(self.data_dir)
+        with self._lock:
+            hit = self._cache.get(promotion_id)
+            if hit is None or hit[0] != now_stamp:
+                hit = (now_stamp, read_experiment(self.data_dir, promotion_id))
+                self._cache[promotion_id] = hit
+            return hit[1]
+
+    def summary(self, promotion_id: str, live: LiveState, now: datetime | None = None) -> dict[str, Any] | None:
+        """Users, conversions and revenue by arm with anytime-valid intervals; None if unknown.
+        Blocking (DuckDB on a changed lake): run it off the event loop."""
+        import numpy as np
+
+        from behavior.experiment_stats import confidence_sequence
+
+        exp = self.experiment(promotion_id)
+        if exp is None:
+            return None
+        now = now or datetime.now(timezone.utc)
+        start, end = _micros(exp.starts_at), _micros(exp.ends_at)
+        paid = dict(exp.paid)
+        live_lines = 0
+        for user, lines in live.all_lines().items():
+            if user not in exp.arms:
+                continue
+            for ln in lines:
+                if ln.status == "success" and start <= ln.paid_at_us < end and (ln.payment_id, ln.line_no) not in paid:
+                    paid[(ln.payment_id, ln.line_no)] = (user, ln.amount or 0.0)
+                    live_lines += 1
+        arms = {u: g for u, g in exp.arms.items() if u not in self._erased(list(exp.arms))}
+        revenue: dict[str, float] = {}
+        for user, amount in paid.values():
+            if user in arms:
+                revenue[user] = revenue.get(user, 0.0) + amount
+        out: dict[str, Any] = {}
+        outcomes = {}
+        for arm in ("treatment", "control"):
+            users = [u for u, g in arms.items() if g == arm]
+            spend = np.array([revenue.get(u, 0.0) for u in users])
+            converted = np.array([u in revenue for u in users], float)
+            outcomes[arm] = (converted, spend)
+            out[arm] = {"users": len(users), "conversions": int(converted.sum()),
+                        "conversion_rate": round(float(converted.mean()), 6) if users else None,
+                        "revenue": round(float(spend.sum()), 2),
+                        "revenue_per_user": round(float(spend.mean()), 4) if users else None}
+        return {"promotion_id": promotion_id, "name": exp.name,
+                "starts_at": _iso(start), "ends_at": _iso(end), "at": _iso(_micros(now)),
+                "running": start <= _micros(now) < end, "arms": out, "live_lines": live_lines,
+                "conversion": confidence_sequence(outcomes["treatment"][0], outcomes["control"][0]),
+                "revenue_per_user": confidence_sequence(outcomes["treatment"][1], outcomes["control"][1])}
+
+    def _erased(self, users: list[str]) -> set[str]:
+        from api.erasure import ErasureLog
+
+        return ErasureLog(self.data_dir).erased_among(users)

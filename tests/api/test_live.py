@@ -1,0 +1,101 @@
+"""Live state: a notified purchase shows in the profile and the recommendations within a second."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from behavior.store.senders import add_sender
+from tests.api.notify_helpers import PATH, encode, payment, signed
+
+
+@pytest.fixture
+def secret(home) -> str:
+    return add_sender(home.root, "psp")
+
+
+def _wait(check, timeout: float = 1.0):
+    """The first truthy result of check() within `timeout` seconds (else the last one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.02)
+
+
+def _unowned_top_item(client, home, user: str) -> tuple[str, list[str]]:
+    recs = client.get(f"/v1/users/{user}/recommendations?n=10", headers=home.headers()).json()
+    items = [x["item_id"] for x in recs["items"]]
+    return items[0], items
+
+
+def test_a_purchase_is_live_in_the_profile_and_the_recommendations(client, home, secret):
+    user = "u0000005"
+    before = client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()
+    item, recs_before = _unowned_top_item(client, home, user)
+    body = encode(payment("live-1", user=user, items=(item,), amount="20.00"))
+    assert client.post(PATH, content=body, headers=signed("psp", body, secret=secret)).json()["accepted"] == 1
+    t0 = time.monotonic()
+
+    def profile():
+        p = client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()
+        return p if p["live_since"] else None
+
+    after = _wait(profile)
+    assert after, "the purchase did not reach the profile within a second"
+    assert time.monotonic() - t0 < 1.0
+    assert after["recency_days"] < 1 and after["last_purchase_at"] > before["last_purchase_at"]
+    assert after["n_payments"] == before["n_payments"] + 1
+    assert after["net_spend"] == pytest.approx(before["net_spend"] + 20.0)
+    assert after["live_since"]["items"] == [item] and after["live_since"]["payments"] == 1
+    for key in ("segment", "clv", "loyalty_score"):
+        assert after[key] == before[key]
+    recs = client.get(f"/v1/users/{user}/recommendations?n=10&exclude_purchased=true",
+                      headers=home.headers()).json()
+    assert item not in [x["item_id"] for x in recs["items"]]
+    default = client.get(f"/v1/users/{user}/recommendations?n=10", headers=home.headers()).json()
+    assert [x["item_id"] for x in default["items"]] != recs_before     # the purchase is folded in
+
+
+def test_a_user_new_to_the_bundle_gets_personalised_items_after_a_first_purchase(client, home, secret):
+    user = "new-customer-1"
+    r = client.get(f"/v1/users/{user}/recommendations?n=5", headers=home.headers()).json()
+    assert r["source"] == "fallback"
+    assert client.get(f"/v1/users/{user}/profile", headers=home.headers()).status_code == 404
+    item = r["items"][0]["item_id"]
+    body = encode(payment("live-new", user=user, items=(item,)))
+    client.post(PATH, content=body, headers=signed("psp", body, secret=secret))
+    got = _wait(lambda: (rec := client.get(f"/v1/users/{user}/recommendations?n=5", headers=home.headers()).json())
+                ["source"] == "model" and rec)
+    assert got and got["source"] == "model"
+    profile = client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()
+    assert profile["n_payments"] == 1 and profile["recency_days"] < 1 and profile["segment"] is None
+
+
+def test_recommend_folded_matches_recommend_for_items_for_an_unknown_user(home):
+    from api.bundle import load_bundle
+
+    model = load_bundle(home.bundles / home.active()).recommender
+    items = model.items.ids[:3].tolist()
+    assert model.recommend_folded("nobody", items, 5) == model.recommend_for_items(items, 5)
+    known = model.users.ids[0]
+    assert model.recommend_folded(known, [], 5) == model.recommend(known, 5)
+    owned = model._indices[model._indptr[0]:model._indptr[1]]
+    new = next(i for i in range(len(model.items)) if i not in set(owned.tolist()) and model.active[i])
+    folded = model.recommend_folded(known, [model.items.ids[new]], 10, exclude_purchased=True)
+    assert model.items.ids[new] not in [i for i, _ in folded.items]
+    assert np.all(np.isfinite([s for _, s in folded.items]))
+
+
+def test_erased_users_leave_the_live_state(client, home, secret):
+    from api.erasure import ErasureLog
+
+    user = "u0000009"
+    body = encode(payment("live-e", user=user))
+    client.post(PATH, content=body, headers=signed("psp", body, secret=secret))
+    assert _wait(lambda: client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()["live_since"])
+    ErasureLog(home.root).record(user)
+    assert _wait(lambda: client.app.state.live.lines(user) == [])

@@ -49,11 +49,18 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
     """Trimmed text of a source value, NULL when missing, empty or one of `na_values`."""
     if typ is None:
         return f"CAST(NULL AS {d.string_type})"
-    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
-        expr = as_text(expr, typ, d)
     markers = ", ".join(d.literal(v) for v in ("", *na_values))
-    trimmed = trim_sql(expr, d.literal)
-    return f"CASE WHEN {trimmed} IN ({markers}) THEN NULL ELSE {trimmed} END"
+
+    def unless_marker(e: str) -> str:
+        return f"CASE WHEN {e} IN ({markers}) THEN NULL ELSE {e} END"
+
+    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        return unless_marker(as_text(expr, typ, d))   # the text of a number or time has no spaces
+
+    # Trimming every Unicode space is costly, and `IN` repeats its operand for each marker: a
+    # text that starts and ends with a printable ASCII character (most) has nothing to trim.
+    return (f"CASE WHEN left({expr}, 1) BETWEEN '!' AND '~' AND right({expr}, 1) BETWEEN '!' AND '~' "
+            f"THEN {unless_marker(expr)} ELSE {unless_marker(trim_sql(expr, d.literal))} END")
 
 
 def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:

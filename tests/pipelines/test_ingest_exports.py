@@ -113,9 +113,8 @@ def test_replace_stores_the_files_version_of_known_keys(home, tmp_path):
     assert sorted(r["payment_id"] for r in rows) == ["A1", "A2", "A3"]                    # one line per key
     a1 = next(r for r in rows if r["payment_id"] == "A1")
     assert (str(a1["amount"]), a1["paid_at"].month) == ("12.00", 2)                      # moved to February
-    assert not (home.lake / "payments" / "month=2025-01").glob("*") or \
-        all(r["payment_id"] != "A1" for r in pq.read_table(table_files(home.lake, "payments")[0]).to_pylist()
-            if r["paid_at"].month == 1)
+    january = sorted((home.lake / "payments" / "month=2025-01").glob("*.parquet"))
+    assert sorted(pq.read_table(january).column("payment_id").to_pylist()) == ["A2", "A3"]   # A1 left January
 
 
 def test_replace_twice_in_one_call_keeps_the_last_file_and_erased_users_stay_erased(home, tmp_path):
@@ -231,7 +230,8 @@ def _csv(rows) -> str:
     return "payment_id,user_id,item_id,amount,paid_at,currency\n" + "".join(",".join(r) + "\n" for r in rows)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.lists(row, max_size=12), st.lists(row, max_size=12))
 def test_every_row_is_stored_replaced_a_duplicate_or_rejected_and_no_marker_is_stored(first, second):
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,7 +11,7 @@ so the common case of unique keys skips them), again by SQL on the engine.
 Reason codes, in the order in which they are checked (a row gets the first that applies):
 
 card_number        any stored text field holds a card number (masked in the detail)
-missing_<column>   a required column is empty
+missing_<column>   a required column is empty or holds a missing-value marker (NA, #N/A, null, ...)
 bad_<column>       a value cannot be parsed (date, number, whole number, yes/no, listed value)
 date_out_of_range  a time before 1970 or more than a day in the future
 user_id_email / user_id_phone   the customer id looks like personal contact data

@@ -34,8 +34,9 @@ def ingest_summary(report: dict, home: DataHome) -> str:
             lines.append(f"    note: {note}")
     if report["rejected"]:
         lines.append(f"rejected rows and their reasons: {home.rejected}")
+    currency = f" (the lake's currency: {report['currency']})" if report.get("currency") else ""
     lines.append(f"ingest {report['ingest_id']}: {report['accepted']:,} rows stored, {report['replaced']:,} replaced "
-                 f"in {report['seconds']:.1f} s")
+                 f"in {report['seconds']:.1f} s{currency}")
     return "\n".join(lines)
 
 

@@ -448,7 +448,8 @@ class SparkLake:
         from pyspark.sql import functions as F
 
         frames = [self.engine._read(root, spec.name) for root in (self.root, self.uri(txn.staging))]
-        frames = [f.select(*columns, F.input_file_name().alias("_file")) for f in frames if f is not None]
+        # the file's URI as the lake's root writes it (file:/..., where input_file_name() gives file:///...)
+        frames = [f.select(*columns, F.col("_metadata.file_path").alias("_file")) for f in frames if f is not None]
         if not frames:
             return None
         out = frames[0]

@@ -131,6 +131,21 @@ def test_replace_twice_in_one_call_keeps_the_last_file_and_erased_users_stay_era
     assert len(lake_rows(home)) == 2 and accounted(rep)
 
 
+def test_dates_stored_in_the_wrong_order_are_corrected_with_replace(home, tmp_path):
+    """The issue's dead end: a file stored month-first (here forced by --date-format) could not
+    be corrected, since its lines (keys derived from their values) were duplicates."""
+    src = tmp_path / "no_ids.csv"
+    src.write_text("customer,product,total,date\nc1,p1,10.00,05/02/2025\nc2,p2,3.00,04/03/2025\n")
+    mapping = {k: v for k, v in SHOP.items() if k != "payment_id"}
+    ingest(home, [src], IngestOptions(mapping=mapping, defaults=EUR, date_format="%m/%d/%Y"))
+    assert sorted(r["paid_at"].month for r in lake_rows(home)) == [4, 5]
+    again = ingest(home, [src], IngestOptions(mapping=mapping, dayfirst=True))
+    assert (again["accepted"], again["replaced"], again["duplicates"]) == (0, 0, 2)
+    fixed = ingest(home, [src], IngestOptions(mapping=mapping, dayfirst=True, replace=True))
+    assert (fixed["accepted"], fixed["replaced"], fixed["duplicates"]) == (0, 2, 0)
+    assert sorted((r["paid_at"].month, r["paid_at"].day) for r in lake_rows(home)) == [(2, 5), (3, 4)]
+
+
 # ------------------------------------------------------------------ 4. epochs from the 1990s
 
 def test_a_ratings_log_with_1990s_unix_times(home):

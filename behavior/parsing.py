@@ -1,7 +1,9 @@
 """SQL expressions that turn source values into canonical typed values.
 
 Each builder takes the SQL of a source value and its Arrow type and returns the SQL of the
-parsed value, NULL where it cannot be parsed. Text is trimmed; an empty string is missing.
+parsed value, NULL where it cannot be parsed. Text is trimmed of every whitespace character
+(`behavior.ids.trim_sql`, the one normalisation of ids); an empty text or a missing-value
+marker (`NA_VALUES`: what spreadsheets, R, pandas and databases write for "no value") is missing.
 The SQL is one text for both engines: each builder takes a `dialect` (default DuckDB) and
 what differs (regular expressions, strptime, casts to an instant, string literals) comes from
 its templates in `behavior.sql_dialect`.
@@ -9,21 +11,28 @@ its templates in `behavior.sql_dialect`.
 Dates: ISO 8601 (with `T`, `Z` or an offset; a naive time is taken as UTC), slash dates
 month-first unless `dayfirst` (`12/01/2024` is 1 December with dayfirst, 12 January
 without), dotted dates (`31.12.2024`, always day-first), `01 Dec 2024`, `Dec 01 2024`,
-`20241201`, and Unix epochs in seconds (10 digits) or milliseconds (13 digits).
+`20241201`, and Unix epochs in seconds (9-10 digits: 1973 to 2286) or milliseconds (12-13
+digits).
 Numbers: `1234.5`, `1,234.50` (comma thousands), `1234,50` and `1.234,50` (decimal comma
 with one or two decimals), currency signs and spaces ignored, `(12.50)` is -12.50.
 """
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 
-from behavior.sql_dialect import DUCKDB, Dialect
+from behavior.errors import InputError
+from behavior.ids import trim_sql
+from behavior.sql_dialect import DATE_CODES, DUCKDB, Dialect
 
+# Missing-value markers: R and pandas (NA, NaN, None), Excel (#N/A), databases (NULL), people (-).
+NA_VALUES: tuple[str, ...] = ("NA", "N/A", "#N/A", "null", "NULL", "None", "nan", "NaN", "-")
 _SLASH_TIMES = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
 # regular expressions (whole-text matches) of the number and epoch readers
-_EPOCH_S = r"[0-9]{10}(\.[0-9]+)?"
-_EPOCH_MS = r"[0-9]{13}"
+_EPOCH_S = r"[0-9]{9,10}(\.[0-9]+)?"
+_EPOCH_MS = r"[0-9]{12,13}"
 _NOT_NUMBER = r"[^0-9,.()+\-eE]"
 _PARENTHESISED = r"\(.*\)"
 _COMMA_THOUSANDS = r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?"
@@ -36,13 +45,22 @@ def sql_str(value: str, d: Dialect = DUCKDB) -> str:
     return d.literal(value)
 
 
-def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
-    """Trimmed text of a source value, NULL when missing or empty."""
+def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES) -> str:
+    """Trimmed text of a source value, NULL when missing, empty or one of `na_values`."""
     if typ is None:
         return f"CAST(NULL AS {d.string_type})"
-    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
-        return f"NULLIF(TRIM({expr}), '')"
-    return f"NULLIF(TRIM({as_text(expr, typ, d)}), '')"
+    markers = ", ".join(d.literal(v) for v in ("", *na_values))
+
+    def unless_marker(e: str) -> str:
+        return f"CASE WHEN {e} IN ({markers}) THEN NULL ELSE {e} END"
+
+    if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+        return unless_marker(as_text(expr, typ, d))   # the text of a number or time has no spaces
+
+    # Trimming every Unicode space is costly, and `IN` repeats its operand for each marker: a
+    # text that starts and ends with a printable ASCII character (most) has nothing to trim.
+    return (f"CASE WHEN left({expr}, 1) BETWEEN '!' AND '~' AND right({expr}, 1) BETWEEN '!' AND '~' "
+            f"THEN {unless_marker(expr)} ELSE {unless_marker(trim_sql(expr, d.literal))} END")
 
 
 def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
@@ -53,13 +71,33 @@ def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
     return f"CAST({expr} AS {d.string_type})"
 
 
-def date_formats(dayfirst: bool) -> list[str]:
+def check_date_format(fmt: str) -> str:
+    """`fmt` if it is a strftime pattern both engines read; else an InputError naming
+    `--date-format` and the codes it may use."""
+    codes = re.findall(r"%.?", fmt)
+    unknown = sorted({c for c in codes if c not in DATE_CODES})
+    if unknown or not set(codes) - {"%%"}:
+        what = f"{', '.join(unknown)} is not a code it may use" if unknown else "it has no date code"
+        raise InputError(f"--date-format {fmt!r}: {what}; write the dates' strftime pattern with "
+                         f"{' '.join(c for c in DATE_CODES if c != '%%')}, e.g. --date-format '%d/%m/%Y %H:%M' "
+                         "(Unix epochs need no option: they are read as they are)")
+    return fmt
+
+
+def slash_formats(dayfirst: bool) -> list[str]:
+    """The patterns whose order of day and month is a choice (`12/01/2024`, `12-01-24 10:00`)."""
     d, m = ("%d", "%m") if dayfirst else ("%m", "%d")
     fmts = []
     for sep in ("/", "-"):
         for year in ("%Y", "%y"):
             day = f"{d}{sep}{m}{sep}{year}"
             fmts += [f"{day} {t}" for t in _SLASH_TIMES] + [day]
+    return fmts
+
+
+def date_formats(dayfirst: bool) -> list[str]:
+    """Every pattern read without --date-format, in the order tried."""
+    fmts = slash_formats(dayfirst)
     for t in ("%H:%M:%S", "%H:%M"):
         fmts += [f"%d.%m.%Y {t}", f"%Y/%m/%d {t}", f"%d %b %Y {t}", f"%b %d %Y {t}", f"%d-%b-%Y {t}"]
     fmts += ["%d.%m.%Y", "%Y/%m/%d", "%d %b %Y", "%b %d %Y", "%d-%b-%Y", "%b %d, %Y", "%Y%m%d"]

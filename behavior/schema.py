@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+ROW = "_source_row"   # the column of an input's rows holding each row's 1-based number in its file
 CHANNELS = ("app", "web", "wap", "qr", "pos", "other")
 STATUSES = ("success", "failed", "refund")
 GROUPS = ("treatment", "control")

@@ -197,6 +197,8 @@ _JAVA_FIELDS = {"%Y": "yyyy", "%y": "yy", "%m": "M", "%d": "d", "%H": "H", "%I":
                 "%p": "a", "%b": "MMM", "%B": "MMMM", "%f": "SSSSSS", "%z": "XXX", "%%": "%"}
 
 
+# the strftime codes both engines read (what --date-format may use)
+DATE_CODES: tuple[str, ...] = tuple(_JAVA_FIELDS)
 _NUMERIC_FIELDS = {"%Y", "%y", "%m", "%d", "%H", "%I", "%M", "%S", "%f"}
 
 
@@ -308,5 +310,5 @@ def as_engine(con_or_engine: Any) -> SqlEngine:
     return con_or_engine
 
 
-__all__ = ["DIALECTS", "DUCKDB", "SPARK", "Dialect", "DuckDBEngine", "SqlEngine", "as_engine", "get_dialect",
+__all__ = ["DATE_CODES", "DIALECTS", "DUCKDB", "SPARK", "Dialect", "DuckDBEngine", "SqlEngine", "as_engine", "get_dialect",
            "java_pattern"]

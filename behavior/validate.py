@@ -11,7 +11,7 @@ so the common case of unique keys skips them), again by SQL on the engine.
 Reason codes, in the order in which they are checked (a row gets the first that applies):
 
 card_number        any stored text field holds a card number (masked in the detail)
-missing_<column>   a required column is empty
+missing_<column>   a required column is empty or holds a missing-value marker (NA, #N/A, null, ...)
 bad_<column>       a value cannot be parsed (date, number, whole number, yes/no, listed value)
 date_out_of_range  a time before 1970 or more than a day in the future
 user_id_email / user_id_phone   the customer id looks like personal contact data
@@ -25,7 +25,7 @@ Exact repeats of a row (same key, same values) are duplicates: stored once, coun
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 from typing import Any
@@ -36,12 +36,12 @@ import pyarrow.compute as pc
 
 from behavior import parsing as P
 from behavior.currencies import ISO_4217
+from behavior.date_order import decide_date_order
 from behavior.errors import SchemaError
 from behavior.pii import CARD_CANDIDATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, has_card_number, mask_card_numbers
-from behavior.schema import Column, Table
+from behavior.schema import ROW, Column, Table
 from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine, as_engine
 
-ROW = "_source_row"
 STATUS_SYNONYMS = {
     "success": "success", "succeeded": "success", "successful": "success", "completed": "success",
     "complete": "success", "paid": "success", "ok": "success", "settled": "success",
@@ -55,8 +55,10 @@ GROUP_SYNONYMS = {"treatment": "treatment", "treated": "treatment", "test": "tre
 @dataclass(frozen=True)
 class ParseOptions:
     currency: str = "EUR"  # the lake's reporting currency
-    dayfirst: bool = False
+    dayfirst: bool = False   # every date column day-first (--dayfirst); else decided per column
     date_format: str | None = None
+    na_values: tuple[str, ...] = P.NA_VALUES   # texts that mean "no value" (--na-values)
+    dayfirst_columns: frozenset[str] = frozenset()   # columns decided day-first (behavior.date_order)
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -65,6 +67,7 @@ class Validated:
     accepted: pa.Table   # canonical columns, typed
     rejected: pa.Table   # ROW, reason, detail
     duplicates: int      # exact repeats inside the input
+    notes: list[str] = field(default_factory=list)   # how the input was read (e.g. a column read day-first)
 
 
 def resolve_columns(spec: Table, source_names: list[str], mapping: dict[str, str],
@@ -101,10 +104,11 @@ def _spreadsheet_id(t: str, d: Dialect) -> str:
     return f"CASE WHEN contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
 
 
-def id_text_sql(column: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:
+def id_text_sql(column: str, typ: pa.DataType | None, d: Dialect = DUCKDB,
+                na_values: tuple[str, ...] = P.NA_VALUES) -> str:
     """SQL of the canonical text validation stores for an id from source column `column` (no
     default): what the erasure check must hash to recognise an erased user's rows."""
-    return _spreadsheet_id(P.text(_q(column, d), typ, d), d)
+    return _spreadsheet_id(P.text(_q(column, d), typ, d, na_values), d)
 
 
 def _q(name: str, d: Dialect = DUCKDB) -> str:
@@ -132,7 +136,7 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     tc = f"t_{col.name}"
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
     if is_text:
-        t = P.text(_q(src, d), typ, d) if src else f"CAST(NULL AS {d.string_type})"
+        t = P.text(_q(src, d), typ, d, opts.na_values) if src else f"CAST(NULL AS {d.string_type})"
         if default is not None:
             t = f"COALESCE({t}, {d.literal(default)})"
         if col.is_id:
@@ -140,6 +144,8 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
         expr, etyp = "NULL", pa.string()
     else:
         t, expr, etyp = _q(src, d), tc, typ
+        if pa.types.is_floating(typ):   # NaN is how a float column says "no value"
+            t = f"CASE WHEN isnan({t}) THEN NULL ELSE {t} END"
     if col.type == "string":
         if col.name == "currency":
             return t, f"upper({tc})"
@@ -152,13 +158,15 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
                        f"WHEN {tc} IS NULL THEN NULL ELSE 'other' END")
         return t, tc
 
+    dayfirst = opts.dayfirst or col.name in opts.dayfirst_columns
+
     def parse(e: str, ty: pa.DataType, text: str | None) -> str:
         if col.type == "int":
             return P.number(e, ty, t=text, d=d)
         if col.type == "decimal":
             return P.decimal(e, ty, t=text, d=d)
         if col.type == "timestamp":
-            return P.timestamp(e, ty, dayfirst=opts.dayfirst, date_format=opts.date_format, t=text, d=d)
+            return P.timestamp(e, ty, dayfirst=dayfirst, date_format=opts.date_format, t=text, d=d)
         return P.boolean(e, ty, t=text, d=d)
 
     p = parse(expr, etyp, tc if is_text else None)
@@ -198,7 +206,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
         if col.required:
             n = col.name
             checks.append((f"t_{n} IS NULL AND p_{n} IS NULL", f"missing_{n}",
-                           d.literal(f"{n} is empty; it is required")))
+                           d.literal(f"{n} is empty or a missing-value marker (such as NA); it is required")))
     for col in spec.columns:
         n = col.name
         if col.type == "string" and not col.choices:
@@ -210,12 +218,13 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
             cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
         detail = f"{_shown(n, d, floats)} || {d.literal(' is not ' + what)}"
         if col.type == "timestamp" and not opts.date_format:
-            other = P.timestamp("NULL", pa.string(), dayfirst=not opts.dayfirst, t=f"CAST(t_{n} AS {d.string_type})",
-                                d=d)
-            fix = "leave out --dayfirst" if opts.dayfirst else "pass --dayfirst"
-            detail = (f"{detail} || CASE WHEN {other} IS NOT NULL THEN '; it reads as "
-                      f"{'month' if opts.dayfirst else 'day'}-first: {fix}' "
-                      f"ELSE '; pass --date-format with its strftime pattern' END")
+            # Without --dayfirst a column is read in the one order all its dates allow
+            # (behavior.date_order), so only a forced order can leave a date the other reads.
+            fix = "'; pass --date-format with its strftime pattern'"
+            if opts.dayfirst:
+                other = P.timestamp("NULL", pa.string(), t=f"CAST(t_{n} AS {d.string_type})", d=d)
+                fix = f"CASE WHEN {other} IS NOT NULL THEN '; it reads as month-first: leave out --dayfirst' ELSE {fix} END"
+            detail = f"{detail} || {fix}"
         checks.append((cond, f"bad_{n}", detail))
     if is_pay:
         checks.append(("t_unit_price IS NOT NULL AND p_unit_price IS NULL", "bad_unit_price",
@@ -379,15 +388,21 @@ def _set(table: pa.Table, name: str, values) -> pa.Table:
 
 
 def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str | None],
-             defaults: dict[str, str], opts: ParseOptions) -> Validated:
+             defaults: dict[str, str], opts: ParseOptions, where: str = "the input") -> Validated:
     """Validate the Arrow table `source` (which has a ROW column) against `spec` on `engine`
-    (a `behavior.sql_dialect.SqlEngine` with register / unregister, or a DuckDB connection)."""
+    (a `behavior.sql_dialect.SqlEngine` with register / unregister, or a DuckDB connection).
+    Without --dayfirst / --date-format the order of day and month is decided per date column
+    (`behavior.date_order`; a column mixing both raises MixedDateOrderError naming `where`)."""
     engine = as_engine(engine)
     types = {f.name: f.type for f in source.schema}
     if isinstance(engine, DuckDBEngine):
         engine.con.execute("SET TimeZone = 'UTC'")
     engine.register("_source", source)
     try:
+        notes = []
+        if not (opts.dayfirst or opts.date_format):
+            order = decide_date_order(engine, "_source", source, spec, columns, opts.na_values, where)
+            opts, notes = replace(opts, dayfirst_columns=order.dayfirst), order.notes
         out = engine.arrow(validation_sql(spec, "_source", columns, types, defaults, opts, engine.dialect))
     finally:
         engine.unregister("_source")
@@ -415,7 +430,7 @@ def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str 
                          "detail": pc.filter(out.column("_detail"), bad)}).sort_by(ROW)
     masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
     rejected = rejected.set_column(2, "detail", masked)
-    return Validated(accepted=accepted, rejected=rejected, duplicates=int(pc.sum(dup).as_py() or 0))
+    return Validated(accepted=accepted, rejected=rejected, duplicates=int(pc.sum(dup).as_py() or 0), notes=notes)
 
 
 def _confirm_cards(out: pa.Table, source: pa.Table, spec: Table, columns: dict[str, str | None]) -> pa.Table:

@@ -104,7 +104,7 @@ from pathlib import Path
 from pipelines.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 t = time.perf_counter()
-rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions())
+rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions(defaults={"currency": "EUR"}))
 res = {"seconds": time.perf_counter() - t, "stored": rep["accepted"]}
 """
 

@@ -84,7 +84,7 @@ def run_ingest(lines: int, repeat: int, work: Path, master: str) -> dict:
                 home = DataHome(work / f"ingest-{name}")
                 shutil.rmtree(home.root, ignore_errors=True)
                 t = time.perf_counter()
-                rep = ingest(home, [source], IngestOptions(), engine=name)
+                rep = ingest(home, [source], IngestOptions(defaults={"currency": "EUR"}), engine=name)
                 seconds = round(time.perf_counter() - t, 2)
                 stored[name] = rep["accepted"]
                 if i == 0:

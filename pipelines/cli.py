@@ -89,6 +89,8 @@ def ingest(
     encoding: Annotated[Optional[str], typer.Option(help="Text encoding of CSV files (default: UTF-8, else Windows-1252).")] = None,
     header: Annotated[Optional[bool], typer.Option("--header/--no-header", help="Whether CSV files have a header (default: detected).")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected among , ; tab |).")] = None,
+    na_values: Annotated[Optional[str], typer.Option(help="Comma-separated texts that mean 'no value' in every column (default: NA,N/A,#N/A,null,NULL,None,nan,NaN,-); empty cells always do.")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="A row whose key is stored with other values replaces the stored line (counted as replaced).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write the ingest report (JSON) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     engine: Annotated[Optional[str], typer.Option(help="Where validation and lake writes run: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
@@ -107,28 +109,52 @@ def ingest(
     if engine is not None and engine not in ENGINES:
         raise BehaviorError(f"--engine {engine}: use one of {', '.join(ENGINES)}")
     cfg = load_config(config)
+    markers = {} if na_values is None else {"na_values": tuple(v.strip() for v in na_values.split(",") if v.strip())}
     opts = IngestOptions(table=table, mapping=_pairs(map_, "--map"), defaults=_pairs(default, "--default"),
                          dayfirst=dayfirst, date_format=date_format, encoding=encoding, header=header,
-                         delimiter=delimiter)
+                         delimiter=delimiter, replace=replace, **markers)
     with state.console.status("ingesting") as status:
         rep = run_ingest(state.home, paths, opts, progress=status.update, engine=engine, config=cfg)
     if report:
         from pipelines import atomic
 
         atomic.write_json(report, rep)
-    if as_json:
-        state.console.result(json.dumps(rep, indent=2))
-        return
-    for f in rep["files"]:
-        state.console.result(f"{f['path']} -> {f['table']}: read {f['read']:,}, stored {f['accepted']:,}, "
-                             f"duplicates {f['duplicates']:,}, rejected {f['rejected']:,}")
-        for reason, n in f["rejected_by_reason"].items():
-            state.console.result(f"    {n:>8,}  {reason}")
-        for note in f["notes"]:
-            state.console.result(f"    note: {note}")
-    if rep["rejected"]:
-        state.console.result(f"rejected rows and their reasons: {state.home.rejected}")
-    state.console.result(f"ingest {rep['ingest_id']}: {rep['accepted']:,} rows stored in {rep['seconds']:.1f} s")
+    from pipelines.summary import all_rejected, ingest_summary
+
+    state.console.result(json.dumps(rep, indent=2) if as_json else ingest_summary(rep, state.home))
+    refused = all_rejected(rep)
+    if refused:
+        raise BehaviorError(refused)
+
+
+lake_app = typer.Typer(help="The lake's settings.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("currency")
+def lake_currency_command(
+    code: Annotated[Optional[str], typer.Argument(help="ISO 4217 code to set (only while the lake holds no payments).")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="The lake of this engine: duckdb or spark (default: the config file's engine name, else duckdb).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="TOML file; its engine section is used.")] = None,
+) -> None:
+    """Show the lake's reporting currency, or set it while the lake holds no payments."""
+    from pipelines.config import load_config
+    from pipelines.ingest import open_lake
+    from pipelines.lake import locked
+    from pipelines.lake_currency import lake_currency
+
+    with locked(state.home, "lake currency"):
+        lake = open_lake(state.home, engine, load_config(config))
+        try:
+            got = lake_currency(lake, code)
+        finally:
+            lake.close()
+    if got["currency"] is None:
+        state.console.result("the lake has no reporting currency yet: set it with `behavior lake currency XXX`, "
+                             "or let the first ingest of payments set it (--default currency=XXX)")
+    else:
+        held = "it holds payments, so it is fixed" if got["payments"] else "it holds no payments yet, so it can change"
+        state.console.result(f"{got['currency']} ({held})")
 
 
 def _parse_as_of(value: Optional[str]) -> Optional[datetime]:

@@ -3,8 +3,13 @@
 Every input row ends in exactly one place: stored in the lake, counted as a duplicate of a
 row stored already (same key), or in the quarantine (`lake/_rejected/<table>/`) with its
 source file, row number, reason and its values (card numbers masked; a row of an erased
-user, reason `erased_user`, keeps no values at all). Everything one call
-ingests is committed in one transaction: all of it, or nothing.
+user, reason `erased_user`, keeps no values at all). With `replace` (`behavior ingest
+--replace`) a row whose key is stored with other values replaces the stored line (counted as
+`replaced`): read = accepted (stored as new) + replaced + duplicates + rejected. Everything one
+call ingests is committed in one transaction: all of it, or nothing.
+
+The lake's reporting currency is fixed by the first ingest of payments, never silently
+(`pipelines.lake_currency`).
 
 Engines (`engine=` / `behavior ingest --engine`): files are always read on the driver by
 `pipelines.readers` (format, encoding, delimiter, header and malformed-record detection need
@@ -38,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from behavior.errors import InputError
+from behavior.parsing import NA_VALUES, check_date_format
 from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
 from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine
@@ -45,10 +51,11 @@ from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_column
 from pipelines import erasure_log
 from pipelines.datahome import DataHome
 from pipelines.engines import duckdb_connection
+from pipelines.ingest_report import NO_AMOUNT, column_report, rejection_examples
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
+from pipelines.lake_currency import first_currency
+from pipelines.local_replace import changed_and_new, drop_keys
 from pipelines.readers import FORMATS, Source, read_source
-
-DEFAULT_CURRENCY = "EUR"
 
 
 @dataclass
@@ -61,7 +68,8 @@ class IngestOptions:
     encoding: str | None = None
     header: bool | None = None
     delimiter: str | None = None
-    currency: str = DEFAULT_CURRENCY  # reporting currency of a new lake
+    na_values: tuple[str, ...] = NA_VALUES   # texts that mean "no value" in every column
+    replace: bool = False   # a row whose key is stored with other values replaces the stored line
 
 
 def expand(paths: list[Path], default_table: str) -> list[tuple[Path, Table]]:
@@ -88,28 +96,16 @@ def ingest(home: DataHome, paths: list[Path], opts: IngestOptions,
     """Ingest `paths`; returns the report (see README: ingest report). `engine` ("duckdb" or
     "spark") overrides `config.engine.name` (a `pipelines.config.Config`; default duckdb)."""
     started = time.perf_counter()
+    if opts.date_format:
+        check_date_format(opts.date_format)
     files = expand(paths, opts.table)
-    name = engine or (config.engine.name if config is not None else "duckdb")
     with locked(home, "ingest"):
-        if name == "spark":
-            from pipelines.config import Config
-            from pipelines.engines.spark import SparkLake
-
-            progress("starting Spark")
-            lake = SparkLake.open(home, (config or Config()).engine)
-        elif name == "duckdb":
-            from pipelines.config import EngineConfig
-
-            lake = LocalLake(home, config.engine if config is not None else EngineConfig())
-        else:
-            from pipelines.engines import ENGINES
-
-            raise InputError(f"engine {name!r}: use one of {', '.join(ENGINES)}")
+        lake = open_lake(home, engine, config, progress)
         try:
             reports, txn_id, currency = _ingest_files(home, lake, files, opts, progress)
         finally:
             lake.close()
-    totals = {k: sum(r[k] for r in reports) for k in ("read", "accepted", "duplicates", "rejected")}
+    totals = {k: sum(r[k] for r in reports) for k in ("read", "accepted", "replaced", "duplicates", "rejected")}
     by_reason: dict[str, int] = {}
     for r in reports:
         for k, v in r["rejected_by_reason"].items():
@@ -119,27 +115,57 @@ def ingest(home: DataHome, paths: list[Path], opts: IngestOptions,
             "seconds": round(time.perf_counter() - started, 3)}
 
 
+def open_lake(home: DataHome, engine: str | None = None, config: Any = None,
+              progress: Callable[[str], None] = lambda _: None) -> Any:
+    """The lake ingest writes: a LocalLake (DuckDB, the default) or a SparkLake (`engine`
+    "spark", or `config.engine.name`). The caller holds the data home's lock and closes it."""
+    name = engine or (config.engine.name if config is not None else "duckdb")
+    if name == "spark":
+        from pipelines.config import Config
+        from pipelines.engines.spark import SparkLake
+
+        progress("starting Spark")
+        return SparkLake.open(home, (config or Config()).engine)
+    if name == "duckdb":
+        from pipelines.config import EngineConfig
+
+        return LocalLake(home, config.engine if config is not None else EngineConfig())
+    from pipelines.engines import ENGINES
+
+    raise InputError(f"engine {name!r}: use one of {', '.join(ENGINES)}")
+
+
 def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], opts: IngestOptions,
-                  progress: Callable[[str], None]) -> tuple[list[dict], str, str]:
+                  progress: Callable[[str], None]) -> tuple[list[dict], str, str | None]:
     """Every file into one transaction of `lake`; (per-file reports, transaction id, currency)."""
     meta = lake.read_meta()
-    currency = (meta.get("currency") or opts.defaults.get("currency") or opts.currency).upper()
-    popts = ParseOptions(currency=currency, dayfirst=opts.dayfirst, date_format=opts.date_format)
+    currency = meta.get("currency")
+    popts = ParseOptions(dayfirst=opts.dayfirst, date_format=opts.date_format, na_values=tuple(opts.na_values))
     reports = []
     key, logged = erasure_log.secret(home), erasure_log.hashes(home)
     erased = (key, logged) if key is not None and logged else None
     with lake.transaction() as txn:
-        if not meta:
-            lake.write_meta(txn, {"currency": currency, "created_at": _now()})
+        new_meta = dict(meta) or {"created_at": _now()}
         merged: dict[str, list[pa.Table]] = {}
         for i, (path, spec) in enumerate(files):
             progress(f"reading {path.name} ({spec.name})")
-            rep = _ingest_file(lake, txn, i, path, spec, opts, popts, merged, erased)
+            src, columns = _read(path, spec, opts)
+            notes = []
+            if spec.name == "payments" and currency is None:
+                currency, how = first_currency(lake.engine, src.table, columns.get("currency"),
+                                               opts.defaults.get("currency"), popts.na_values, path)
+                new_meta["currency"] = currency
+                notes.append(f"the lake's reporting currency is now {currency} ({how})")
+            rep = _ingest_file(lake, txn, i, src, columns, spec, opts,
+                               replace(popts, currency=currency or popts.currency), merged, erased)
+            rep["notes"] = notes + rep["notes"]
             reports.append(rep)
-            progress(f"{path.name}: {rep['accepted']:,} stored, {rep['duplicates']:,} duplicates, "
-                     f"{rep['rejected']:,} rejected")
+            progress(f"{path.name}: {rep['accepted']:,} stored, {rep['replaced']:,} replaced, "
+                     f"{rep['duplicates']:,} duplicates, {rep['rejected']:,} rejected")
         for name, parts in merged.items():
             lake.upsert(txn, TABLES[name], pa.concat_tables(parts))
+        if new_meta != meta:
+            lake.write_meta(txn, new_meta)
     return reports, txn.id, currency
 
 
@@ -160,18 +186,30 @@ class LocalLake:
     def read_meta(self) -> dict:
         return read_meta(self.home.lake)
 
+    def holds(self, name: str) -> bool:
+        """Whether the lake holds files of table `name`."""
+        return bool(table_files(self.home.lake, name))
+
     def transaction(self):
         return transaction(self.home.lake)
 
     def write_meta(self, txn: Transaction, meta: dict) -> None:
         txn.path(META).write_text(json.dumps(meta) + "\n")
 
-    def append(self, txn: Transaction, spec: Table, accepted: pa.Table, index: int) -> int:
-        """Store the rows whose key is new to the lake; returns how many were stored."""
-        new = _new_rows(self.con, self.home, txn, spec, accepted)
-        if new.num_rows:
-            _write_partitioned(self.con, txn, spec, new, index)
-        return new.num_rows
+    def append(self, txn: Transaction, spec: Table, accepted: pa.Table, index: int,
+               replace: bool = False) -> tuple[int, int]:
+        """Store the rows whose key is new to the lake and, with `replace`, the rows whose key is
+        stored with other values in place of the stored lines; returns (stored, replaced)."""
+        files = _stored_files(self.home, txn, spec)
+        if replace and files and accepted.num_rows:
+            rows, changed = changed_and_new(self.con, files, spec, accepted)
+            if changed.num_rows:
+                drop_keys(self.con, txn, self.home.lake, files, spec, changed, index)
+        else:
+            rows, changed = _new_rows(self.con, files, spec, accepted), accepted.slice(0, 0)
+        if rows.num_rows:
+            _write_partitioned(self.con, txn, spec, rows, index)
+        return rows.num_rows - changed.num_rows, changed.num_rows
 
     def upsert(self, txn: Transaction, spec: Table, new: pa.Table) -> None:
         _write_dimension(self.con, self.home, txn, spec, new)
@@ -187,20 +225,26 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _ingest_file(lake: Any, txn: Any, index: int, path: Path, spec: Table,
-                 opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]],
-                 erased: tuple[bytes, set[str]] | None = None) -> dict:
+def _read(path: Path, spec: Table, opts: IngestOptions) -> tuple[Source, dict[str, str | None]]:
+    """The file's rows and its canonical columns (canonical -> source column or None)."""
     known = {n.lower() for n in spec.names} | {v.lower() for v in opts.mapping.values()} | {"unit_price"}
     src = read_source(path, known, header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
     names = [n for n in src.table.column_names if n != ROW]
-    columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
+    return src, resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
+
+
+def _ingest_file(lake: Any, txn: Any, index: int, src: Source, columns: dict[str, str | None], spec: Table,
+                 opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]],
+                 erased: tuple[bytes, set[str]] | None = None) -> dict:
+    path = src.path
     read = src.table.num_rows + len(src.malformed)
-    src, erased_rows = _drop_erased(lake.engine, src, columns.get("user_id"), erased)
-    result = validate(lake.engine, src.table, spec, columns, opts.defaults, popts)
-    stored, in_lake = result.accepted.num_rows, 0
+    src, erased_rows = _drop_erased(lake.engine, src, columns.get("user_id"), erased, popts.na_values)
+    result = validate(lake.engine, src.table, spec, columns, opts.defaults, popts, where=str(path))
+    stored, replaced, in_lake = result.accepted.num_rows, 0, 0
     if spec.mode == "append":
-        stored = lake.append(txn, spec, result.accepted, index) if stored else 0
-        in_lake = result.accepted.num_rows - stored
+        if stored:
+            stored, replaced = lake.append(txn, spec, result.accepted, index, replace=opts.replace)
+        in_lake = result.accepted.num_rows - stored - replaced
     else:
         merged.setdefault(spec.name, []).append(result.accepted)
     quarantine = _quarantine(src, result.rejected, spec, txn.id)
@@ -211,17 +255,21 @@ def _ingest_file(lake: Any, txn: Any, index: int, path: Path, spec: Table,
     by_reason: dict[str, int] = {}
     for reason in quarantine.column("reason").to_pylist():
         by_reason[reason] = by_reason.get(reason, 0) + 1
+    cols = column_report(spec, columns, opts.defaults, popts.currency if spec.name == "payments" else None)
+    notes = src.notes + result.notes + ([NO_AMOUNT] if "amount" in cols["missing"] else [])
     rep = {"path": str(path), "table": spec.name, "format": src.format, "read": read,
-           "accepted": stored, "duplicates": result.duplicates + in_lake,
+           "accepted": stored, "replaced": replaced, "duplicates": result.duplicates + in_lake,
            "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
-           "notes": src.notes}
-    if rep["accepted"] + rep["duplicates"] + rep["rejected"] != read:
+           "rejected_examples": rejection_examples(quarantine), "columns": cols, "notes": notes}
+    if spec.name == "payments":
+        rep["without_amount"] = result.accepted.column("amount").null_count
+    if rep["accepted"] + rep["replaced"] + rep["duplicates"] + rep["rejected"] != read:
         raise AssertionError(f"row accounting broke for {path}: {rep}")
     return rep
 
 
-def _drop_erased(engine: Any, src: Source, column: str | None,
-                 erased: tuple[bytes, set[str]] | None) -> tuple[Source, list[int]]:
+def _drop_erased(engine: Any, src: Source, column: str | None, erased: tuple[bytes, set[str]] | None,
+                 na_values: tuple[str, ...] = NA_VALUES) -> tuple[Source, list[int]]:
     """The source without rows of erased users (erasure log), and their row numbers. The id is
     hashed in the canonical form validation would store (trimmed, spreadsheet '.0' dropped)."""
     if erased is None or column is None or src.table.num_rows == 0:
@@ -230,7 +278,7 @@ def _drop_erased(engine: Any, src: Source, column: str | None,
     d = engine.dialect
     engine.register("_src", src.table)
     try:
-        canonical = id_text_sql(column, src.table.schema.field(column).type, d)
+        canonical = id_text_sql(column, src.table.schema.field(column).type, d, na_values)
         hashes = engine.arrow(f"SELECT {erasure_hash_sql(key, canonical, d)} AS h FROM _src ORDER BY {ROW}").column(0)
     finally:
         engine.unregister("_src")
@@ -287,12 +335,18 @@ def _quarantine(src: Source, rejected: pa.Table, spec: Table, ingest_id: str) ->
     })
 
 
-def _new_rows(con, home: DataHome, txn: Transaction, spec: Table, accepted: pa.Table) -> pa.Table:
-    """Drop rows whose key is stored already (in the lake or earlier in this transaction)."""
+def _stored_files(home: DataHome, txn: Transaction, spec: Table) -> list[Path]:
+    """The files of `spec` as this transaction leaves them: the lake's (but those it deletes)
+    and its staging's. Every partition: a corrected paid_at may move a known key to another month."""
+    gone = txn.deleted
+    return [f for f in table_files(home.lake, spec.name) if str(f.relative_to(home.lake)) not in gone] + \
+        table_files(txn.staging, spec.name)
+
+
+def _new_rows(con, files: list[Path], spec: Table, accepted: pa.Table) -> pa.Table:
+    """Drop rows whose key is stored already in `files`."""
     if accepted.num_rows == 0:
         return accepted
-    # Every partition is checked: a corrected paid_at may move a known key to another month.
-    files = table_files(home.lake, spec.name) + table_files(txn.staging, spec.name)
     if not files:
         return accepted
     listing = ", ".join(DUCKDB.literal(str(f)) for f in files)

@@ -158,6 +158,11 @@ class Transaction:
     def delete(self, path: Path) -> None:
         self._delete.append(str(path.relative_to(self.lake)))
 
+    @property
+    def deleted(self) -> set[str]:
+        """The lake files (paths relative to the lake) this transaction deletes when it commits."""
+        return set(self._delete)
+
     def commit(self) -> None:
         moves = []
         for f in sorted(self.staging.rglob("*")):

@@ -67,6 +67,9 @@ def read_source(path: Path, known_names: set[str], *, header: bool | None = None
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         if isinstance(exc, InputError):
             raise
+        if isinstance(exc, UnicodeDecodeError) and not encoding:
+            # past the first bytes, bytes that neither UTF-8 nor Windows-1252 text holds (0x81, 0x8f, ...)
+            raise _not_text(path, f"byte {exc.object[exc.start:exc.start + 1]!r} is not text") from None
         raise InputError(f"{path}: cannot be read as {fmt}: {_short(exc)}") from None
 
 
@@ -79,7 +82,33 @@ def _with_rows(src: Source) -> Source:
     return src
 
 
+# the first bytes of binary files people take for tables
+_MAGIC = {b"PK\x03\x04": "a zip archive, e.g. an Excel .xlsx workbook", b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook",
+          b"PAR1": "a Parquet file: name it .parquet", b"%PDF": "a PDF document", b"\x1f\x8b": "gzip-compressed: unpack it",
+          b"SQLite format 3": "an SQLite database"}
+_TEXT_CONTROLS = {9, 10, 12, 13, 27}
+
+
+def refuse_binary(path: Path, head: bytes) -> None:
+    """An InputError if the file's first bytes are not text (a NUL byte, control characters,
+    or the signature of a workbook, archive or document)."""
+    kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
+    controls = sum(1 for b in head if b < 32 and b not in _TEXT_CONTROLS)
+    if kind is None and (b"\x00" in head or controls > max(1, len(head) // 100)):
+        kind = "binary content"
+    if kind is not None:
+        raise _not_text(path, kind)
+
+
+def _not_text(path: Path, why: str) -> InputError:
+    return InputError(f"{path}: is not a text table ({why}); ingest reads CSV or TSV text (UTF-8 or Windows-1252; "
+                      "--encoding for another, e.g. utf-16), Parquet (.parquet) and JSON Lines (.jsonl): export the "
+                      "data as one of those")
+
+
 def _read_jsonl(path: Path) -> Source:
+    with path.open("rb") as fh:
+        refuse_binary(path, fh.read(_SNIFF_BYTES))
     table = pajson.read_json(path)
     # Nested values are not canonical; keep every column as text so validation sees one type.
     cols = {}
@@ -127,6 +156,8 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
         head = fh.read(_SNIFF_BYTES)
     if not head.strip():
         raise InputError(f"{path}: the file is empty")
+    if not encoding:
+        refuse_binary(path, head)
     enc, notes = _detect_encoding(head, encoding)
     text = head.decode(enc, errors="replace").lstrip("\ufeff")
     delim = _sniff(text, delimiter, path)
@@ -163,6 +194,7 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
         if "invalid UTF8" in str(exc) and not encoding and enc == "utf-8":
             return _read_csv(path, known, header=header, delimiter=delim, encoding="cp1252")
         raise
+
     src = Source(path, "csv", table, notes=notes)
     if malformed:
         # Row numbers of the good records are only exact when we know where the bad ones were:

@@ -1,8 +1,54 @@
-"""The human summary printed after `behavior run` (the JSON report is the contract)."""
+"""The human summaries printed after `behavior ingest` and `behavior run` (the JSON reports are
+the contract)."""
 
 from __future__ import annotations
 
 from pipelines.datahome import DataHome
+
+
+def _columns(cols: dict) -> str:
+    parts = []
+    if cols["found"]:
+        parts.append("found " + ", ".join(cols["found"]))
+    if cols["mapped"]:
+        parts.append("mapped " + ", ".join(f"{k}<-{v}" for k, v in cols["mapped"].items()))
+    if cols["defaulted"]:
+        parts.append("defaulted " + ", ".join(f"{k}={v}" for k, v in cols["defaulted"].items()))
+    if cols["missing"]:
+        parts.append("missing " + ", ".join(cols["missing"]))
+    return "; ".join(parts)
+
+
+def ingest_summary(report: dict, home: DataHome) -> str:
+    """Per file: its counts, its columns, each rejection reason with its count and an example, notes."""
+    lines = []
+    for f in report["files"]:
+        lines.append(f"{f['path']} -> {f['table']}: read {f['read']:,}, stored {f['accepted']:,}, "
+                     f"replaced {f['replaced']:,}, duplicates {f['duplicates']:,}, rejected {f['rejected']:,}")
+        lines.append(f"    columns: {_columns(f['columns'])}")
+        for reason, n in f["rejected_by_reason"].items():
+            lines.append(f"    {n:>8,} {reason}, e.g. {f['rejected_examples'][reason]}")
+        if f.get("without_amount"):
+            lines.append(f"    {f['without_amount']:>8,} rows stored without an amount")
+        for note in f["notes"]:
+            lines.append(f"    note: {note}")
+    if report["rejected"]:
+        lines.append(f"rejected rows and their reasons: {home.rejected}")
+    currency = f" (the lake's currency: {report['currency']})" if report.get("currency") else ""
+    lines.append(f"ingest {report['ingest_id']}: {report['accepted']:,} rows stored, {report['replaced']:,} replaced "
+                 f"in {report['seconds']:.1f} s{currency}")
+    return "\n".join(lines)
+
+
+def all_rejected(report: dict) -> str | None:
+    """The error of an ingest in which some file had rows and every one was rejected (exit 2:
+    its quarantine is written all the same), or None."""
+    bad = [f for f in report["files"] if f["read"] and f["rejected"] == f["read"]]
+    if not bad:
+        return None
+    names = ", ".join(f"{f['path']} ({f['read']:,} rows)" for f in bad)
+    return (f"every row of {names} was rejected, so nothing of it was stored: the reasons are above and the rows "
+            "with their reasons in the quarantine (lake/_rejected); fix the file or the options and ingest it again")
 
 
 def _params(p: dict) -> str:

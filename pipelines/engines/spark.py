@@ -389,6 +389,10 @@ class SparkLake:
         text = self._read_text(META)
         return json.loads(text) if text else {}
 
+    def holds(self, name: str) -> bool:
+        """Whether the lake holds files of table `name`."""
+        return bool(self._files(name))
+
     # ------------------------------------------------------------------ the transaction
 
     def recover(self) -> None:
@@ -438,28 +442,40 @@ class SparkLake:
 
     # ------------------------------------------------------------------ tables
 
-    def _keys_stored(self, txn: SparkTransaction, spec: Any):
-        """Keys of `spec` in the lake and in this transaction's staging (None: no files yet)."""
+    def _stored(self, txn: SparkTransaction, spec: Any, columns: list[str]):
+        """`columns` of `spec`'s rows in the lake (but files this transaction deletes) and in its
+        staging, with `_file`: the file holding each (None: no files yet)."""
+        from pyspark.sql import functions as F
+
         frames = [self.engine._read(root, spec.name) for root in (self.root, self.uri(txn.staging))]
-        frames = [f.select(*spec.key) for f in frames if f is not None]
+        # the file's URI as the lake's root writes it (file:/..., where input_file_name() gives file:///...)
+        frames = [f.select(*columns, F.col("_metadata.file_path").alias("_file")) for f in frames if f is not None]
         if not frames:
             return None
         out = frames[0]
         for f in frames[1:]:
             out = out.unionByName(f)
+        if txn.deleted:
+            out = out.where(~F.col("_file").isin([self.uri(rel) for rel in txn.deleted]))
         return out
 
-    def append(self, txn: SparkTransaction, spec: Any, accepted: pa.Table, index: int) -> int:
-        """Store the rows whose key is new to the lake (partitioned by UTC month of paid_at);
-        returns how many were stored."""
+    def append(self, txn: SparkTransaction, spec: Any, accepted: pa.Table, index: int,
+               replace: bool = False) -> tuple[int, int]:
+        """Store the rows whose key is new to the lake (partitioned by UTC month of paid_at) and,
+        with `replace`, the rows whose key is stored with other values in place of the stored
+        lines (the files holding those are rewritten without them); returns (stored, replaced)."""
         from pyspark.sql import functions as F
 
         df = self.spark.createDataFrame(accepted)
-        stored = self._keys_stored(txn, spec)
-        if stored is not None:
-            # every partition is checked: a corrected paid_at may move a known key to another month
-            df = df.join(stored, on=list(spec.key), how="left_anti").select(*spec.names)
-        df = df.persist()
+        changed = 0
+        stored = self._stored(txn, spec, list(spec.names) if replace else list(spec.key))
+        if stored is not None and replace:
+            df, changed = self._replace(txn, spec, df, stored)
+        else:
+            if stored is not None:
+                # every partition is checked: a corrected paid_at may move a known key to another month
+                df = df.join(stored.drop("_file"), on=list(spec.key), how="left_anti").select(*spec.names)
+            df = df.persist()
         try:
             n = df.count()
             if n:
@@ -467,8 +483,44 @@ class SparkLake:
                    .partitionBy("month").option("compression", "zstd").parquet(self.uri(f"{txn.staging}/{spec.name}")))
         finally:
             df.unpersist()
-        return n
+        return n - changed, changed
 
+    def _replace(self, txn: SparkTransaction, spec: Any, df: Any, stored: Any) -> tuple[Any, int]:
+        """(the rows to write, persisted: new keys and stored keys with other values; how many of
+        the latter); the files holding the latter are rewritten without them into the staging."""
+        keys, cols = list(spec.key), list(spec.names)
+        stored = stored.selectExpr(*keys, "_file", f"{SPARK.hash_of(cols)} AS _h").persist()
+        rows = (df.alias("a").join(stored.alias("s"), on=keys, how="left")
+                  .selectExpr(*[f"a.{SPARK.ident.format(c)}" if c not in keys else SPARK.ident.format(c) for c in cols],
+                              f"s._h IS NULL OR s._h <> {SPARK.hash_of(['a.' + SPARK.ident.format(c) for c in cols])} "
+                              "AS _write", "s._h IS NOT NULL AS _stored")
+                  .where("_write"))
+        out = rows.select(*cols).persist()
+        try:
+            out.count()   # computed before a staged file it reads is deleted below
+            changed = rows.where("_stored").select(*keys).persist()
+            n = changed.count()
+            files = [r["_file"] for r in stored.join(changed, on=keys, how="left_semi").select("_file").distinct()
+                     .orderBy("_file").collect()] if n else []
+            for k, name in enumerate(files):
+                rel = name[len(self.root) + 1:]
+                staged = rel.startswith(txn.staging + "/")
+                folder = rel.rsplit("/", 1)[0]
+                if staged:
+                    folder = folder[len(txn.staging) + 1:]
+                kept = self.spark.read.parquet(name).join(changed, on=keys, how="left_anti").persist()
+                if kept.count():
+                    kept.coalesce(1).write.mode("append").option("compression", "zstd").parquet(
+                        self.uri(f"{txn.staging}/{folder}"))
+                kept.unpersist()
+                if staged:
+                    self.fs.delete(self._Path(name), False)
+                else:
+                    txn.deleted.append(rel)
+            changed.unpersist()
+            return out, n
+        finally:
+            stored.unpersist()
     def upsert(self, txn: SparkTransaction, spec: Any, new: pa.Table) -> None:
         """The stored table plus the new rows, a new row replacing a stored one with its key."""
         from pipelines.ingest import dimension_merge_sql, with_positions

@@ -14,11 +14,12 @@ from behavior.validate import ROW, ParseOptions, resolve_columns, validate
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def run(rows: dict[str, list], mapping=None, defaults=None, spec=PAYMENTS, **opts):
+def run(rows: dict[str, list], mapping=None, defaults=None, spec=PAYMENTS, where=None, **opts):
     n = len(next(iter(rows.values())))
     src = pa.table({**{k: pa.array(v, pa.string()) for k, v in rows.items()}, ROW: list(range(1, n + 1))})
     cols = resolve_columns(spec, list(rows), mapping or {}, defaults or {}, "test.csv")
-    return validate(duckdb.connect(), src, spec, cols, defaults or {}, ParseOptions(now=NOW, **opts))
+    return validate(duckdb.connect(), src, spec, cols, defaults or {}, ParseOptions(now=NOW, **opts),
+                    **({"where": where} if where else {}))
 
 
 def one(value_key: str, value: str, **opts):
@@ -44,10 +45,105 @@ def test_dates(text, dayfirst, expected):
     assert v.accepted.column("paid_at")[0].as_py() == expected.replace(tzinfo=timezone.utc)
 
 
-def test_day_first_date_without_the_option_names_the_fix():
-    v = one("paid_at", "13/01/2025 10:00")
-    assert v.rejected.column("reason").to_pylist() == ["bad_paid_at"]
-    assert "pass --dayfirst" in v.rejected.column("detail")[0].as_py()
+def test_a_column_with_day_first_dates_is_read_day_first_whole():
+    """Issue 19 item 2: 13/01/2025 made the file day-first, so 05/02/2025 is 5 February (it
+    was stored as 2 May while 13/01/2025 was rejected)."""
+    v = run({"user_id": ["u1", "u2", "u3"], "item_id": ["i1"] * 3,
+             "paid_at": ["13/01/2025 10:00", "05/02/2025", "2025-03-04"]})
+    assert v.rejected.num_rows == 0
+    days = {r["user_id"]: (r["paid_at"].month, r["paid_at"].day) for r in v.accepted.to_pylist()}
+    assert days == {"u1": (1, 13), "u2": (2, 5), "u3": (3, 4)}
+    assert v.notes == ["paid_at read day-first: 1 of its dates are only valid day-first (e.g. row 1: "
+                       "'13/01/2025 10:00') and none only month-first"]
+
+
+def test_ambiguous_dates_alone_stay_month_first():
+    v = one("paid_at", "05/02/2025")
+    assert v.accepted.column("paid_at")[0].as_py().month == 5 and v.notes == []
+
+
+def test_a_column_mixing_both_orders_is_refused_with_an_example_of_each():
+    from behavior.date_order import MixedDateOrderError
+
+    rows = {"user_id": ["u1", "u2", "u3", "u4"], "item_id": ["i1"] * 4,
+            "paid_at": ["05/02/2025", "13/01/2025", "NA", "01/30/2025"]}
+    with pytest.raises(MixedDateOrderError, match=r"shop\.csv: paid_at .*\(row 2: '13/01/2025'\).*"
+                                                  r"\(row 4: '01/30/2025'\).*--dayfirst or --date-format"):
+        run(rows, where="shop.csv")
+    forced = run(rows, dayfirst=True)   # --dayfirst still forces the order: the others are rejected
+    assert forced.rejected.column("reason").to_pylist() == ["missing_paid_at", "bad_paid_at"]
+    assert "reads as month-first: leave out --dayfirst" in forced.rejected.column("detail")[1].as_py()
+
+
+@pytest.mark.parametrize("column, marker, reason", [
+    ("user_id", "NA", "missing_user_id"), ("user_id", "#N/A", "missing_user_id"), ("user_id", " \t\r\n", "missing_user_id"),
+    ("item_id", "null", "missing_item_id"), ("item_id", "N/A", "missing_item_id"), ("paid_at", "-", "missing_paid_at"),
+    ("paid_at", "NaN", "missing_paid_at"), ("user_id", "None", "missing_user_id"), ("item_id", "nan", "missing_item_id"),
+    ("user_id", "NULL", "missing_user_id"),
+])
+def test_missing_value_markers_are_missing(column, marker, reason):
+    """Issue 19 item 1: R's NA, Excel's #N/A and the others were stored as ids."""
+    v = one(column, marker)
+    assert v.rejected.column("reason").to_pylist() == [reason] and v.accepted.num_rows == 0
+
+
+def test_markers_in_optional_columns_take_the_default_or_stay_empty():
+    v = run({"user_id": ["u1"], "item_id": ["i1"], "paid_at": ["2025-01-02"], "amount": ["NA"],
+             "merchant_id": ["#N/A"], "currency": ["N/A"], "channel": ["null"], "category": ["-"]})
+    row = v.accepted.to_pylist()[0]
+    assert (row["amount"], row["merchant_id"], row["currency"], row["channel"], row["category"]) == \
+        (None, "unknown", "EUR", "other", None)
+
+
+def test_na_values_changes_the_list():
+    v = one("user_id", "NA", na_values=("-",))
+    assert v.accepted.column("user_id").to_pylist() == ["NA"]
+    assert one("user_id", "-", na_values=("-",)).rejected.column("reason").to_pylist() == ["missing_user_id"]
+
+
+@pytest.mark.parametrize("raw", ["\tu1\n", "u1\r\n", "\u00a0u1\u2028", " u1\x0b"])
+def test_ids_are_trimmed_of_every_whitespace(raw):
+    from behavior.ids import normalize_id
+
+    v = one("user_id", raw)
+    assert v.accepted.column("user_id").to_pylist() == [normalize_id(raw)] == ["u1"]
+
+
+def test_nan_in_a_float_column_is_missing():
+    src = pa.table({"user_id": ["u1", "u2"], "item_id": ["i1", "i1"], "paid_at": ["2025-01-02"] * 2,
+                    "amount": pa.array([float("nan"), 2.5], pa.float64()), ROW: [1, 2]})
+    cols = resolve_columns(PAYMENTS, ["user_id", "item_id", "paid_at", "amount"], {}, {}, "t.parquet")
+    v = validate(duckdb.connect(), src, PAYMENTS, cols, {}, ParseOptions(now=NOW))
+    assert v.rejected.num_rows == 0
+    amounts = {r["user_id"]: r["amount"] for r in v.accepted.to_pylist()}
+    assert amounts["u1"] is None and str(amounts["u2"]) == "2.50"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("881250949", datetime(1997, 12, 4, 15, 55, 49)),          # 9-digit seconds (MovieLens ratings)
+    ("881250949000", datetime(1997, 12, 4, 15, 55, 49)),       # 12-digit milliseconds
+    ("999999999", datetime(2001, 9, 9, 1, 46, 39)),
+])
+def test_epochs_before_september_2001(text, expected):
+    """Issue 19 item 4: 9-digit seconds and 12-digit milliseconds were rejected."""
+    v = one("paid_at", text)
+    assert v.rejected.num_rows == 0
+    assert v.accepted.column("paid_at")[0].as_py() == expected.replace(tzinfo=timezone.utc)
+
+
+def test_longer_digit_runs_are_not_epochs():
+    assert one("paid_at", "99999999999999").rejected.column("reason").to_pylist() == ["bad_paid_at"]
+
+
+@pytest.mark.parametrize("fmt, message", [("%s", "%s is not a code"), ("%Q/%m", "%Q is not a code"),
+                                          ("date", "it has no date code"), ("%d/%m/%", "% is not a code")])
+def test_a_bad_date_format_names_the_option(fmt, message):
+    from behavior.errors import InputError
+    from behavior.parsing import check_date_format
+
+    with pytest.raises(InputError, match=f"--date-format '{fmt}': {message}"):
+        check_date_format(fmt)
+    assert check_date_format("%d/%m/%Y %H:%M") == "%d/%m/%Y %H:%M"
 
 
 def test_future_and_ancient_dates_are_rejected():

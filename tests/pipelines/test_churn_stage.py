@@ -96,7 +96,7 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
                          for u in users for t in weeks], columns=["user_id", "item_id", "paid_at", "amount"])
     rows.to_parquet(tmp_path / "weekly.parquet")
     home = DataHome(tmp_path / "data")
-    ingest(home, [tmp_path / "weekly.parquet"], IngestOptions())
+    ingest(home, [tmp_path / "weekly.parquet"], IngestOptions(defaults={"currency": "EUR"}))
     rep = run_pipeline(home, Config(), stages=["churn"])
     section = rep["churn"]
     assert "fewer than" in section["skipped"] and "churned" in section["skipped"]

@@ -53,7 +53,7 @@ def test_online_retail_export(home, messy):
 
 
 def test_reingest_and_overlap_never_duplicate(home, messy, tmp_path):
-    opts = IngestOptions(mapping=RETAIL)
+    opts = IngestOptions(mapping=RETAIL, defaults={"currency": "GBP"})
     ingest(home, [messy / "online_retail.csv"], opts)
     again = ingest(home, [messy / "online_retail.csv"], opts)
     assert (again["accepted"], again["duplicates"]) == (0, 10)
@@ -68,7 +68,8 @@ def test_reingest_and_overlap_never_duplicate(home, messy, tmp_path):
 
 
 def test_european_cp1252_export_with_day_first_dates(home, messy):
-    rep = ingest(home, [messy / "shop_export_cp1252.csv"], IngestOptions(mapping=SHOP, dayfirst=True))
+    rep = ingest(home, [messy / "shop_export_cp1252.csv"], IngestOptions(mapping=SHOP, dayfirst=True,
+                                                                            defaults={"currency": "EUR"}))
     assert rep["rejected_by_reason"] == {"bad_amount": 1, "user_id_email": 1}
     assert any("Windows-1252" in n for n in rep["files"][0]["notes"])
     rows = {r["item_id"]: r for r in lake_rows(home)}
@@ -80,7 +81,7 @@ def test_european_cp1252_export_with_day_first_dates(home, messy):
 def test_bom_tabs_and_a_malformed_record(home, messy):
     mapping = {"payment_id": "order_id", "user_id": "user", "item_id": "sku", "unit_price": "price",
                "quantity": "qty", "paid_at": "created"}
-    rep = ingest(home, [messy / "bom_tabs.tsv"], IngestOptions(mapping=mapping))
+    rep = ingest(home, [messy / "bom_tabs.tsv"], IngestOptions(mapping=mapping, defaults={"currency": "EUR"}))
     assert rep["rejected_by_reason"] == {"bad_status": 1, "malformed_row": 1}
     assert {r["source_row"]: r["reason"] for r in quarantine(home)} == {3: "malformed_row", 5: "bad_status"}
     statuses = {r["payment_id"]: r["status"] for r in lake_rows(home)}
@@ -88,7 +89,7 @@ def test_bom_tabs_and_a_malformed_record(home, messy):
 
 
 def test_json_lines_with_a_card_number_never_reach_disk(home, messy):
-    rep = ingest(home, [messy / "app_payments.jsonl"], IngestOptions())
+    rep = ingest(home, [messy / "app_payments.jsonl"], IngestOptions(defaults={"currency": "EUR"}))
     assert rep["rejected_by_reason"] == {"card_number": 1, "currency_mismatch": 1, "unknown_currency": 1}
     blob = every_file_text(home.root)
     assert b"4111111111111111" not in blob and b"4111 1111 1111 1111" not in blob
@@ -100,7 +101,8 @@ def test_headerless_file_with_positional_mapping(home, messy):
     with pytest.raises(SchemaError, match="col1, col2, col3, col4"):
         ingest(home, [messy / "headerless.csv"], IngestOptions())
     rep = ingest(home, [messy / "headerless.csv"],
-                 IngestOptions(mapping={"user_id": "col1", "item_id": "col2", "amount": "col3", "paid_at": "col4"}))
+                 IngestOptions(mapping={"user_id": "col1", "item_id": "col2", "amount": "col3", "paid_at": "col4"},
+                               defaults={"currency": "EUR"}))
     assert (rep["accepted"], rep["rejected"]) == (2, 1)
 
 
@@ -111,7 +113,8 @@ def test_headerless_file_with_positional_mapping(home, messy):
     ("nocols.csv", b"a,b\n1,2\n", "no column for required"),
 ])
 def test_unusable_input_writes_nothing(home, tmp_path, messy, name, content, message):
-    ingest(home, [messy / "headerless.csv"], IngestOptions(mapping={"user_id": "col1", "item_id": "col2", "paid_at": "col4"}))
+    ingest(home, [messy / "headerless.csv"], IngestOptions(mapping={"user_id": "col1", "item_id": "col2", "paid_at": "col4"},
+                                                           defaults={"currency": "EUR"}))
     before = sorted(p.relative_to(home.root) for p in home.root.rglob("*") if p.is_file() and p.name != ".lock")
     bad = tmp_path / name
     if content is not None:
@@ -124,7 +127,7 @@ def test_unusable_input_writes_nothing(home, tmp_path, messy, name, content, mes
 
 
 def test_recovery_rolls_back_staging_and_completes_journals(home, messy):
-    ingest(home, [messy / "app_payments.jsonl"], IngestOptions())
+    ingest(home, [messy / "app_payments.jsonl"], IngestOptions(defaults={"currency": "EUR"}))
     n = len(lake_rows(home))
     # A staging folder without a journal (killed before commit) is dropped.
     staged = home.lake / TXN / "dead" / "payments" / "month=2025-01"
@@ -158,7 +161,8 @@ def test_kill_during_ingest_leaves_the_lake_consistent(tmp_path):
         "paid_at": pa.array(1_700_000_000_000_000 + rng.integers(0, 10**13, n), pa.timestamp("us", tz="UTC")),
         "amount": rng.uniform(1, 50, n).round(2)}), src)
     data = tmp_path / "data"
-    cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir", str(data), "-q", "ingest", str(src)]
+    cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir", str(data), "-q", "ingest", str(src),
+           "--default", "currency=EUR"]
     for delay in (0.3, 0.8, 1.5):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)

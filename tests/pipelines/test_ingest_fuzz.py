@@ -41,13 +41,13 @@ def _ingest_accounts(data: bytes) -> None:
         path.write_bytes(data)
         home = DataHome(Path(tmp) / "data")
         try:
-            rep = ingest(home, [path], IngestOptions())
+            rep = ingest(home, [path], IngestOptions(defaults={"currency": "EUR"}))
         except BehaviorError as exc:     # an unreadable file: a clear error, and nothing stored
             assert str(exc) and _stored(home) == 0
             return
         assert rep["read"] == rep["accepted"] + rep["duplicates"] + rep["rejected"]
         assert _stored(home) == rep["accepted"]
-        again = ingest(home, [path], IngestOptions())          # the same rows again add nothing
+        again = ingest(home, [path], IngestOptions(defaults={"currency": "EUR"}))          # the same rows again add nothing
         assert again["accepted"] == 0 and _stored(home) == rep["accepted"]
 
 

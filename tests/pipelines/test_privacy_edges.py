@@ -34,7 +34,7 @@ def test_an_erased_numeric_id_in_spreadsheet_form_is_rejected(tmp_path):
     home = DataHome(tmp_path / "data")
     (tmp_path / "a.csv").write_text("user_id,item_id,amount,paid_at\n17850,i1,2.5,2025-01-01T10:00:00Z\n"
                                     "20000,i1,2.5,2025-01-01T10:00:00Z\n")
-    ingest(home, [tmp_path / "a.csv"], IngestOptions())
+    ingest(home, [tmp_path / "a.csv"], IngestOptions(defaults={"currency": "EUR"}))
     forget(home, ["17850"])
     (tmp_path / "b.csv").write_text("user_id,item_id,amount,paid_at\n17850.0,i2,2.5,2025-01-02T10:00:00Z\n"
                                     " 17850 ,i3,2.5,2025-01-03T10:00:00Z\n20000,i4,1.0,2025-01-03T10:00:00Z\n")
@@ -49,7 +49,7 @@ def test_a_rejected_row_after_an_erased_one_keeps_its_own_values_in_the_quaranti
     each rejected row's own values (the last row included), found by row number, not position."""
     home = DataHome(tmp_path / "data")
     (tmp_path / "a.csv").write_text("user_id,item_id,amount,paid_at\n17850,i1,2.5,2025-01-01T10:00:00Z\n")
-    ingest(home, [tmp_path / "a.csv"], IngestOptions())
+    ingest(home, [tmp_path / "a.csv"], IngestOptions(defaults={"currency": "EUR"}))
     forget(home, ["17850"])
     (tmp_path / "b.csv").write_text("user_id,item_id,amount,paid_at\n17850,i2,2.5,2025-01-02T10:00:00Z\n"
                                     "u2,i3,not-a-number,2025-01-03T10:00:00Z\nu3,i4,1.0,2025-01-03T10:00:00Z\n"

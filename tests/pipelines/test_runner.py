@@ -24,7 +24,7 @@ def test_views_hold_nothing_at_or_after_as_of(home, tmp_path):
     src = tmp_path / "p.csv"
     pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["a", "b", "c"],
                   "paid_at": ["2025-01-01 10:00", "2025-02-01 00:00:00", "2025-03-01"]}).to_csv(src, index=False)
-    ingest(home, [src], IngestOptions())
+    ingest(home, [src], IngestOptions(defaults={"currency": "EUR"}))
     ctx = open_context(home, Config(), datetime(2025, 2, 1, tzinfo=timezone.utc))
     rows = ctx.con.sql("SELECT item_id FROM payments ORDER BY paid_at").fetchall()
     assert rows == [("a",)]  # the event exactly at as_of is not visible

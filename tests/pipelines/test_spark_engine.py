@@ -252,11 +252,15 @@ RETAIL = {"payment_id": "InvoiceNo", "item_id": "StockCode", "paid_at": "Invoice
           "unit_price": "UnitPrice", "category": "Description"}
 SHOP = {"payment_id": "Bestellnr", "line_no": "Position", "user_id": "Kunde", "item_id": "Artikel",
         "category": "Kategorie", "quantity": "Menge", "amount": "Betrag", "paid_at": "Datum", "channel": "Kanal"}
+EXPORTS = os.path.join(os.path.dirname(__file__), "..", "fixtures", "exports")
+UK_SHOP = {"payment_id": "order_id", "user_id": "customer", "item_id": "product", "amount": "total", "paid_at": "date"}
 # (file or files of one call, options): every reader path, a re-ingest (duplicates against the
 # lake), derived line numbers, a foreign currency, a card number, day-first dates, a malformed
-# record, an upsert; typed floats, a %Y%m%d date, NULLs in other places, a trailing newline
+# record, an upsert; typed floats, a %Y%m%d date, NULLs in other places, a trailing newline;
+# missing-value markers and ids with other whitespace, a column decided day-first, 1990s
+# epochs, and --replace (twice in one call: a line replaced in the lake, then in the staging)
 MESSY_CALLS = [
-    ("app_payments.jsonl", IngestOptions()),
+    ("app_payments.jsonl", IngestOptions(defaults={"currency": "EUR"})),
     ("shop_export_cp1252.csv", IngestOptions(mapping=SHOP, dayfirst=True)),
     ("bom_tabs.tsv", IngestOptions(mapping={"payment_id": "order_id", "user_id": "user", "item_id": "sku",
                                             "unit_price": "price", "quantity": "qty", "paid_at": "created"})),
@@ -265,6 +269,12 @@ MESSY_CALLS = [
     ("users.csv", IngestOptions(table="users")),
     ("users.csv", IngestOptions(table="users")),
     (("floats.parquet", "newline.jsonl"), IngestOptions(date_format="%Y%m%d")),
+    ("r_retail_na.csv", IngestOptions(mapping=RETAIL)),
+    ("excel_export.tsv", IngestOptions(mapping={"payment_id": "order", "user_id": "customer", "item_id": "sku",
+                                                "paid_at": "date", "merchant_id": "merchant"})),
+    ("uk_shop_dayfirst.csv", IngestOptions(mapping=UK_SHOP)),
+    ("ratings_1997.tsv", IngestOptions(mapping={"user_id": "col1", "item_id": "col2", "paid_at": "col4"})),
+    (("uk_fixed.csv", "uk_fixed_again.csv"), IngestOptions(mapping=UK_SHOP, replace=True)),
 ]
 USERS_CSV = "user_id,signup_at,marketing_opt_out\nu1,2024-01-02,yes\nu2,02/03/2024,0\nu1,2024-01-02,no\nu3,,maybe\n"
 ERASED = "12345678"   # erased before the ingest; floats.parquet has its rows as the float 12345678.0
@@ -287,6 +297,9 @@ def _write_extra_inputs(folder: Path) -> None:
         "amount": pa.array([10.5, 12345678.5, CARD_AMOUNT, 2.0, 2.0, 1e-5], pa.float64()),
         "paid_at": ["20240105", "20240106", "20240106", "20240107", "20240107", "20241231"],
     }), folder / "floats.parquet")
+    header = "order_id,customer,product,total,date\n"
+    (folder / "uk_fixed.csv").write_text(header + "A1,c1,p1,11.00,05/03/2025 09:00\nA2,c2,p2,0.00,13/01/2025 10:30\n")
+    (folder / "uk_fixed_again.csv").write_text(header + "A1,c1,p1,12.00,25/03/2025 09:00\nA4,c3,p1,7.50,02/03/2025\n")
     (folder / "newline.jsonl").write_text(
         json.dumps({"payment_id": "n1", "user_id": "a@b.com\n", "item_id": "i1", "amount": 3, "paid_at": "20240108"})
         + "\n")
@@ -309,7 +322,7 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
     _write_extra_inputs(tmp_path / "in")
 
     def paths(files: str | tuple[str, ...]) -> list[Path]:
-        return [(tmp_path / "in" if (tmp_path / "in" / f).exists() else Path(MESSY)) / f
+        return [next(Path(d) / f for d in (tmp_path / "in", MESSY, EXPORTS) if (Path(d) / f).exists())
                 for f in ((files,) if isinstance(files, str) else files)]
 
     reports = {}
@@ -321,12 +334,14 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
         assert a["engine"]["name"] == "duckdb" and b["engine"]["name"] == "spark"
         strip = ("ingest_id", "seconds", "engine")
         assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
-    total = {k: sum(r[k] for r in reports["spark"]) for k in ("read", "accepted", "duplicates", "rejected")}
-    assert total["read"] == total["accepted"] + total["duplicates"] + total["rejected"]
+    total = {k: sum(r[k] for r in reports["spark"]) for k in ("read", "accepted", "replaced", "duplicates", "rejected")}
+    assert total["read"] == total["accepted"] + total["replaced"] + total["duplicates"] + total["rejected"]
     assert total["duplicates"] >= 3 and total["accepted"] > 10
     reasons = {k for r in reports["spark"] for k in r["rejected_by_reason"]}
     assert {"card_number", "currency_mismatch", "malformed_row", "bad_status"} <= reasons
-    extra = reports["spark"][-1]["files"]
+    fixed = reports["spark"][-1]["files"]
+    assert [(f["accepted"], f["replaced"], f["duplicates"]) for f in fixed] == [(0, 1, 1), (0, 2, 0)]
+    extra = reports["spark"][-6]["files"]
     assert extra[0]["rejected_by_reason"] == {"card_number": 1, "erased_user": 1}
     assert (extra[0]["accepted"], extra[0]["duplicates"], extra[1]["accepted"]) == (4, 0, 0)
     assert extra[1]["rejected_by_reason"] == {"user_id_email": 1}   # an e-mail with a final newline
@@ -339,6 +354,8 @@ def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path
             a["source_file"] = a["source_file"].str.replace("/duckdb/", "/")
         pd.testing.assert_frame_equal(a, b, check_dtype=True)
     stored = _table(spk, "payments")
+    assert [str(a) for a in stored.loc[stored["payment_id"] == "A1", "amount"]] == ["12.00"]   # one line, replaced
+    assert not {"NA", "#N/A", "C-3\u00a0", " C-3"} & set(stored["user_id"]) and "C-3" in set(stored["user_id"])
     mine = stored[stored["payment_id"].str.startswith(("f", "n"))]
     assert sorted(mine["user_id"].unique()) == ["123.25", "87654321"]
     assert sorted(mine[mine["payment_id"] == "f4"]["line_no"]) == [1, 2]

@@ -1,0 +1,86 @@
+"""Day-first or month-first: decided once per input and date column, from all its values.
+
+A slash or dash date (`05/02/2025`, `13-01-25 10:00`) reads both ways unless one of its first
+two numbers is above 12. One cheap aggregate over the column (on the validation engine)
+counts the values only day-first (13-31, then 1-12) and those only month-first:
+
+- only day-first ones (and no only month-first one): the whole column is read day-first;
+- only month-first ones, or none of either: month-first (the default);
+- both: the input is refused (`MixedDateOrderError`), with an example row of each, since any
+  order would store some of its dates wrong.
+
+An input is never read in two orders. `--dayfirst` or `--date-format` force the order (no
+decision is made).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from behavior import parsing as P
+from behavior.errors import InputError
+from behavior.schema import ROW, Table
+
+
+class MixedDateOrderError(InputError):
+    """A date column holds dates only valid day-first and dates only valid month-first."""
+
+
+@dataclass(frozen=True)
+class DateOrder:
+    dayfirst: frozenset[str] = frozenset()        # canonical columns read day-first
+    notes: list[str] = field(default_factory=list)
+
+
+def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table, columns: dict[str, str | None],
+                      na_values: tuple[str, ...], where: str) -> DateOrder:
+    """The order of each text date column of `relation` (registered on `engine`; `source` is
+    the same rows as Arrow, for the examples). Raises MixedDateOrderError naming `where`."""
+    d = engine.dialect
+    types = {f.name: f.type for f in source.schema}
+    todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
+            and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
+    if not todo or source.num_rows == 0:
+        return DateOrder()
+    quote = d.ident[0]
+    texts = ", ".join(f"{P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values)} "
+                      f"AS c{i}" for i, n in enumerate(todo))
+    flags = []
+    for i in range(len(todo)):
+        # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
+        # is far cheaper than trying the strptime patterns both ways
+        u = f"replace(c{i}, '-', '/')"
+        first, second = (f"TRY_CAST(split_part({u}, '/', {k}) AS INTEGER)" for k in (1, 2))
+        year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
+        flags += [f"{year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 AS d{i}",
+                  f"{year} AND {second} BETWEEN 13 AND 31 AND {first} BETWEEN 1 AND 12 AS m{i}"]
+    aggs = []
+    for i in range(len(todo)):
+        for name, only in (("day", f"d{i}"), ("month", f"m{i}")):
+            aggs += [f"count(CASE WHEN {only} THEN 1 END) AS n_{name}{i}",
+                     f"min(CASE WHEN {only} THEN {ROW} END) AS r_{name}{i}"]
+    row = engine.arrow(f"SELECT {', '.join(aggs)} FROM (SELECT {ROW}, {', '.join(flags)} FROM "
+                       f"(SELECT {ROW}, {texts} FROM {relation}) t) f").to_pylist()[0]
+    dayfirst, notes = set(), []
+    for i, n in enumerate(todo):
+        days, months = row[f"n_day{i}"], row[f"n_month{i}"]
+        if days and months:
+            raise MixedDateOrderError(
+                f"{where}: {n} has dates only valid day-first ({_example(source, columns[n], row[f'r_day{i}'])}) "
+                f"and dates only valid month-first ({_example(source, columns[n], row[f'r_month{i}'])}), so no one "
+                "order reads the file right; nothing of it was stored. Correct the dates, or read them all one way "
+                "with --dayfirst or --date-format (the dates that do not fit are then rejected)")
+        if days:
+            dayfirst.add(n)
+            notes.append(f"{n} read day-first: {days:,} of its dates are only valid day-first "
+                         f"(e.g. {_example(source, columns[n], row[f'r_day{i}'])}) and none only month-first")
+    return DateOrder(frozenset(dayfirst), notes)
+
+
+def _example(source: pa.Table, column: str, row: int) -> str:
+    at = pc.index_in(pa.array([row], pa.int64()), value_set=source.column(ROW))[0].as_py()
+    return f"row {row}: {str(source.column(column)[at].as_py()).strip()!r}"

@@ -12,13 +12,48 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from behavior.errors import BehaviorError
 from pipelines.console import Console
 from pipelines.datahome import PRIVATE_UMASK, DataHome
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
+
+
+def hoist_global_options(args: list[str], params: list) -> list[str]:
+    """`args` with the options of `params` (the global ones) moved to the front, wherever they
+    stand: `behavior run --data-dir X` means `behavior --data-dir X run`. Nothing after `--` moves."""
+    flags, valued = set(), set()
+    for p in params:
+        if p.param_type_name == "option":   # (typer vendors its own click: no isinstance)
+            (flags if p.is_flag or p.count else valued).update(p.opts + p.secondary_opts)
+    front, rest, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        name = a.split("=", 1)[0]
+        if a in flags or (name in valued and "=" in a):
+            front.append(a)
+        elif a in valued:
+            front += args[i:i + 2]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+class GlobalOptionsAnywhere(TyperGroup):
+    """The top command group: its options are accepted before or after the command."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args, self.params))
+
+
+app = typer.Typer(cls=GlobalOptionsAnywhere, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False, help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
 
 
 class State:
@@ -192,10 +227,25 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """The HTTP API on the active bundle (docs at /docs; keys from `behavior keys add`)."""
-    from api.server import serve as run_server
+    """The HTTP API on the active bundle (docs at /docs; keys from `behavior keys add`).
+    A port that is in use is exit 2 with a message."""
+    _serve(host, port, workers)
 
-    run_server(state.home.root, host=host, port=port, workers=workers)
+
+def _serve(host: str, port: int, workers: int = 1) -> None:
+    """Run the API until interrupted. A port another process took meanwhile is PortUnavailable
+    (exit 2), not uvicorn's exit code 3."""
+    from api.server import serve as run_server
+    from pipelines.ports import check_port
+
+    check_port(host, port)
+    try:
+        run_server(state.home.root, host=host, port=port, workers=workers)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        check_port(host, port)
+        raise RuntimeError(f"the API did not start (uvicorn exit code {exc.code}); its log above says why") from None
 
 
 @app.command()
@@ -305,6 +355,10 @@ def demo(
     from pipelines.summary import run_summary
     from pipelines.synth_files import write_synth
 
+    if not no_serve:   # before minutes of work, not after
+        from pipelines.ports import check_port
+
+        check_port("127.0.0.1", port)
     claim_for_demo(state.home, users=users, seed=seed)
     out = state.home.root / "synth"
     c = state.console
@@ -328,7 +382,6 @@ def demo(
     if no_serve:
         return
     from api.keys import SCOPES, create_key, revoke_key
-    from api.server import serve as run_server
 
     keys = state.home.root / "api_keys.json"
     revoke_key(keys, "demo") if keys.exists() else None
@@ -347,7 +400,7 @@ def demo(
     if promos:
         c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/promotions/{next(iter(promos))}/effectiveness")
     c.result("Ctrl-C stops the server.")
-    run_server(state.home.root, host="127.0.0.1", port=port)
+    _serve("127.0.0.1", port)
 
 
 @app.command()

@@ -68,9 +68,11 @@ state = State()
 def _global(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Data home (default: $BEHAVIOR_DATA_DIR or ./data).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="Progress off a terminal (stderr): text (a timestamped "
+                                            "line per stage start and end) or json (one JSON object per line).")] = "text",
 ) -> None:
+    state.console = Console(quiet=quiet, log_format=log_format)
     state.home = DataHome.resolve(data_dir)
-    state.console = Console(quiet=quiet)
     _make_private(state.home)
 
 
@@ -191,7 +193,7 @@ def run(
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     with state.console.status("running") as status:
         rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update,
-                           engine=engine)
+                           engine=engine, on_stage=status.stage)
     if report:
         from pipelines import atomic
 
@@ -370,7 +372,7 @@ def demo(
     c.result(f"ingest: {rep['accepted']:,} rows stored, {rep['duplicates']:,} duplicates, "
              f"{rep['rejected']:,} rejected ({rep['seconds']:.1f} s)")
     with c.status("running stages") as status:
-        run_rep = run_pipeline(state.home, load_config(None), progress=status.update)
+        run_rep = run_pipeline(state.home, load_config(None), progress=status.update, on_stage=status.stage)
     c.result(run_summary(run_rep, state.home))
     truth = json.loads((out / "truth.json").read_text())
     planted = {**truth["bgnbd"], **truth["gamma_gamma"]}

@@ -12,17 +12,24 @@ order is total and each row appears on exactly one page.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import json
 import math
 import re
+import weakref
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from api.bundle import Kind
+import pyarrow.compute as pc
+
+from api.bundle import Kind, Profiles
 from api.models import DEFAULT_LIMIT, MAX_JSON_LIMIT, Condition, Filter, Group, SegmentQuery, surrogate_error
 from api.problems import ApiProblem, FieldError
+from behavior.schema import CHANNELS
+from behavior.segments import LOYALTY_TIERS, SEGMENTS
 
 DEFAULT_FIELDS = ("user_id", "segment", "loyalty_tier", "loyalty_score", "clv", "p_alive", "expected_purchases")
 OPT_OUT_SQL = '"marketing_opt_out" IS FALSE'
@@ -31,6 +38,43 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _ORDERED = {"integer", "number", "string", "timestamp"}
 _SQL_OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 INT64 = (-2**63, 2**63 - 1)   # the whole numbers DuckDB binds as a BIGINT
+
+
+# Profile fields with a closed set of values. A value outside the set is a typo (`"champions"` for
+# "Champions") that would match no row in silence, so eq, ne and in answer it with a 422 listing the
+# valid values: the bundle's own, plus the names each vocabulary always has (a segment may be empty in
+# one bundle and not in the next).
+ENUM_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "segment": SEGMENTS, "loyalty_tier": tuple(name for name, _ in LOYALTY_TIERS), "top_channel": CHANNELS,
+    "top_category": ()}
+_ENUM_OPS = ("eq", "ne", "in")
+_enum_cache: "weakref.WeakKeyDictionary[Profiles, dict[str, frozenset[str]]]" = weakref.WeakKeyDictionary()
+
+
+def enum_values(profiles: Profiles) -> dict[str, frozenset[str]]:
+    """The valid values of each enumerated string field of the profiles (computed once per bundle)."""
+    values = _enum_cache.get(profiles)
+    if values is None:
+        values = {}
+        for name, known in ENUM_VOCABULARIES.items():
+            if profiles.fields.get(name) == "string":
+                present = pc.unique(profiles.table.column(name).drop_null()).to_pylist()
+                values[name] = frozenset(known).union(present)
+        _enum_cache[profiles] = values
+    return values
+
+
+def _unknown_value(field: str, value: str, valid: Collection[str]) -> str:
+    """The message for a value outside an enumerated field's set, with the closest valid value."""
+    folded = {v.casefold().strip(): v for v in valid}
+    match = folded.get(value.casefold().strip())
+    if match is None:
+        close = difflib.get_close_matches(value.casefold(), list(folded), n=1, cutoff=0.6)
+        match = folded[close[0]] if close else None
+    hint = f"; did you mean {match!r}?" if match is not None else "."
+    names = sorted(valid)
+    shown = ", ".join(repr(v) for v in names[:50]) + (f" and {len(names) - 50} more" if len(names) > 50 else "")
+    return f"unknown {field} {value!r}{hint} The {field} values are: {shown}"
 
 
 def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:
@@ -102,12 +146,24 @@ def _coerce(kind: Kind, v: Any, where: str, errs: _Errors) -> Any:
     return None
 
 
-def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
+def _check_enum(c: Condition, at: str, valid: Collection[str] | None, errs: _Errors) -> None:
+    """A 422 error for each value of an eq, ne or in condition outside an enumerated field's set."""
+    if valid is None or c.op not in _ENUM_OPS:
+        return
+    values = c.value if c.op == "in" and isinstance(c.value, list) else [c.value]
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v not in valid:
+            errs.add(f"{at}[{i}]" if c.op == "in" else at, _unknown_value(c.field, v, valid))
+
+
+def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any],
+               enums: Mapping[str, Collection[str]]) -> str:
     kind = fields.get(c.field)
     if kind is None:
         errs.add(f"{where}.field", f"unknown field {c.field!r}; the fields are: {', '.join(sorted(fields))}")
         return "TRUE"
     col, v, at = _q(c.field), c.value, f"{where}.value"
+    _check_enum(c, at, enums.get(c.field), errs)
     if c.op == "is_null":
         if v is None or v is True:
             return f"{col} IS NULL"
@@ -140,7 +196,8 @@ def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors,
     return f"{col} {_SQL_OPS[c.op]} ?"
 
 
-def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
+def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any],
+           enums: Mapping[str, Collection[str]]) -> str:
     parts = []
     for name, items, joiner in (("all", g.all_, " AND "), ("any", g.any_, " OR ")):
         if items is None:
@@ -152,9 +209,9 @@ def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors
         for i, item in enumerate(items):
             at = f"{where}{'.' if where else ''}{name}[{i}]"
             if isinstance(item, Group):
-                sub.append(_group(item, at, fields, errs, params))
+                sub.append(_group(item, at, fields, errs, params, enums))
             else:
-                sub.append(_condition(item, at, fields, errs, params))
+                sub.append(_condition(item, at, fields, errs, params, enums))
         parts.append("(" + joiner.join(sub) + ")")
     return " AND ".join(parts) if parts else "TRUE"
 
@@ -199,11 +256,13 @@ def _decode_cursor(cursor: str, version: str, qhash: str, order: list[tuple[str,
     return out
 
 
-def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Compiled:
-    """Check `q` against the bundle's fields and build its SQL; raises a 422 problem listing every error."""
+def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str,
+                  enums: Mapping[str, Collection[str]] | None = None) -> Compiled:
+    """Check `q` against the bundle's fields (and the valid values of its enumerated fields,
+    `enums`: field -> values) and build its SQL; raises a 422 problem listing every error."""
     fields = queryable(fields)
     errs, params = _Errors(), []
-    where = _group(q.filter, "filter", fields, errs, params)
+    where = _group(q.filter, "filter", fields, errs, params, enums or {})
     order: list[tuple[str, bool]] = []
     for i, s in enumerate(q.sort):
         if s.field not in fields:

@@ -17,7 +17,7 @@ from api.deps import BundleDep, SegmentsCaller, StateDep
 from api.keys import ApiKey
 from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
-from api.query import Compiled, compile_query, count_sql, encode_cursor, json_limit, page_sql
+from api.query import Compiled, compile_query, count_sql, encode_cursor, enum_values, json_limit, page_sql
 from api.routes._responses import AUTH, problems
 from api.state import ServingState
 from behavior.csv_safety import neutralize_formulas
@@ -137,7 +137,7 @@ async def query_segments(
     if csv and "segments:export" not in caller.scopes:
         raise ApiProblem(403, "forbidden", "Forbidden",
                          f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
-    c = compile_query(query, bundle.profiles.fields, bundle.version)
+    c = compile_query(query, bundle.profiles.fields, bundle.version, enum_values(bundle.profiles))
     if not csv:
         return await run_in_threadpool(_run_json, bundle, c, json_limit(query))
     name = f"segment-export-{bundle.version}.csv"

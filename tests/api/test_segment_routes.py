@@ -165,8 +165,10 @@ def test_queries_are_checked_against_the_bundle_fields(client, home):
         "filter.all[0].field", "filter.all[1].value", "filter.all[2].op", "filter.all[3].value",
         "filter.all[4].value", "filter.all[5].value", "sort[0].field", "fields[1]"]
     # a value is only ever a value
-    r = query(client, home, {"filter": {"all": [{"field": "segment", "op": "eq", "value": "x' OR '1'='1"}]}})
+    r = query(client, home, {"filter": {"all": [{"field": "user_id", "op": "eq", "value": "x' OR '1'='1"}]}})
     assert r.status_code == 200 and r.json()["total"] == 0
+    r = query(client, home, {"filter": {"all": [{"field": "segment", "op": "eq", "value": "x' OR '1'='1"}]}})
+    assert "unknown segment \"x' OR '1'='1\"" in assert_problem(r, 422)["errors"][0]["message"]
 
 
 def test_cursors_are_checked(client, home):

@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.bundle import Bundle, json_rows, to_json_table
 from api.deps import BundleDep, SegmentsCaller, StateDep
+from api.display import shown_row
 from api.keys import ApiKey
 from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
@@ -33,7 +34,7 @@ QUERY_ENDPOINT = "POST /v1/segments/query"
 async def list_segments(caller: SegmentsCaller, bundle: BundleDep) -> Segments:
     stats = bundle.profiles.segments
     return Segments(bundle_version=bundle.version, users=len(bundle.profiles),
-                    segments=[SegmentSummary(**s.__dict__) for s in stats])
+                    segments=[SegmentSummary(**shown_row(s.__dict__)) for s in stats])
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -70,7 +71,7 @@ def _run_json(bundle: Bundle, c: Compiled, limit: int) -> QueryResult:
     if more:
         last = page.slice(page.num_rows - 1, 1).select([f"__k{i}" for i in range(len(c.order))]).to_pylist()[0]
         next_cursor = encode_cursor(bundle.version, c.query_hash, list(last.values()))
-    rows = json_rows(page.select(c.fields))
+    rows = [shown_row(r) for r in json_rows(page.select(c.fields))]
     return QueryResult(bundle_version=bundle.version, total=total, count=len(rows), fields=c.fields, rows=rows,
                        next_cursor=next_cursor)
 

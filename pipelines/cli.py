@@ -229,7 +229,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """The HTTP API on the active bundle (docs at /docs; keys from `behavior keys add`).
+    """The HTTP API on the active bundle (docs at /docs and /redoc, offline; keys from `behavior keys add`).
     A port that is in use is exit 2 with a message."""
     _serve(host, port, workers)
 
@@ -393,7 +393,7 @@ def demo(
     bundle = state.home.bundles / run_rep["bundle_version"]
     some_user = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0)[0].as_py()
     base = f"http://127.0.0.1:{port}"
-    c.result(f"\nAPI docs: {base}/docs   (demo key with every scope: {key})")
+    c.result(f"\nAPI docs: {base}/docs or {base}/redoc   (demo key with every scope: {key})")
     c.result(f"try:  curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/recommendations?n=5")
     c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/profile")
     c.result(f"      curl -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {base}/v1/promotions/targets "

@@ -19,7 +19,6 @@ from pipelines.console import Console
 from pipelines.datahome import PRIVATE_UMASK, DataHome
 
 
-
 def hoist_global_options(args: list[str], params: list) -> list[str]:
     """`args` with the options of `params` (the global ones) moved to the front, wherever they
     stand: `behavior run --data-dir X` means `behavior --data-dir X run`. Nothing after `--` moves."""
@@ -53,7 +52,9 @@ class GlobalOptionsAnywhere(TyperGroup):
 
 
 app = typer.Typer(cls=GlobalOptionsAnywhere, add_completion=False, no_args_is_help=True,
-                  pretty_exceptions_enable=False, help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
+                  pretty_exceptions_enable=False,
+                  help="Consumer behavior analytics: payment lake, features, models and a published bundle. "
+                       "The options below may also follow the command: behavior run --data-dir DIR.")
 
 
 class State:

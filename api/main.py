@@ -39,6 +39,8 @@ published bundle.
   `#` and spaces) or, for any id at all (`.` and `..` included), in the query
   (`/v1/users/profile?user_id=`).
 * Errors are RFC 9457 `application/problem+json` documents; validation errors list the fields.
+* Numbers are rounded for reading: money, scores and days to 2 decimals, probabilities, shares and
+  rates to 4, counts are integers. CSV exports keep the bundle's full precision.
 * A newly published bundle is picked up without a restart; `model_version` / `bundle_version`
   in the answers says which one served a request.
 """

@@ -77,6 +77,34 @@ def _unknown_value(field: str, value: str, valid: Collection[str]) -> str:
     return f"unknown {field} {value!r}{hint} The {field} values are: {shown}"
 
 
+def _check_enum(c: Condition, at: str, valid: Collection[str] | None, errs: _Errors) -> None:
+    """An error for each value of an eq, ne or in condition outside an enumerated field's set."""
+    if valid is None or c.op not in _ENUM_OPS:
+        return
+    values = c.value if c.op == "in" and isinstance(c.value, list) else [c.value]
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v not in valid:
+            errs.add(f"{at}[{i}]" if c.op == "in" else at, _unknown_value(c.field, v, valid))
+
+
+def _enum_errors(g: Filter | Group, where: str, enums: Mapping[str, Collection[str]], errs: _Errors) -> None:
+    for name, items in (("all", g.all_), ("any", g.any_)):
+        for i, item in enumerate(items or []):
+            at = f"{where}.{name}[{i}]"
+            if isinstance(item, Group):
+                _enum_errors(item, at, enums, errs)
+            else:
+                _check_enum(item, f"{at}.value", enums.get(item.field), errs)
+
+
+def check_enum_values(q: SegmentQuery, enums: Mapping[str, Collection[str]]) -> None:
+    """Raises a 422 problem listing every eq, ne or in value of `q`'s filter that its enumerated
+    field cannot take (`enums`: field -> valid values, e.g. `enum_values(profiles)`)."""
+    errs = _Errors()
+    _enum_errors(q.filter, "filter", enums, errs)
+    errs.raise_if_any()
+
+
 def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:
     """The whitelist: scalar columns with plain identifier names."""
     return {name: kind for name, kind in fields.items() if _IDENT.match(name)}
@@ -146,24 +174,12 @@ def _coerce(kind: Kind, v: Any, where: str, errs: _Errors) -> Any:
     return None
 
 
-def _check_enum(c: Condition, at: str, valid: Collection[str] | None, errs: _Errors) -> None:
-    """A 422 error for each value of an eq, ne or in condition outside an enumerated field's set."""
-    if valid is None or c.op not in _ENUM_OPS:
-        return
-    values = c.value if c.op == "in" and isinstance(c.value, list) else [c.value]
-    for i, v in enumerate(values):
-        if isinstance(v, str) and v not in valid:
-            errs.add(f"{at}[{i}]" if c.op == "in" else at, _unknown_value(c.field, v, valid))
-
-
-def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any],
-               enums: Mapping[str, Collection[str]]) -> str:
+def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
     kind = fields.get(c.field)
     if kind is None:
         errs.add(f"{where}.field", f"unknown field {c.field!r}; the fields are: {', '.join(sorted(fields))}")
         return "TRUE"
     col, v, at = _q(c.field), c.value, f"{where}.value"
-    _check_enum(c, at, enums.get(c.field), errs)
     if c.op == "is_null":
         if v is None or v is True:
             return f"{col} IS NULL"
@@ -196,8 +212,7 @@ def _condition(c: Condition, where: str, fields: dict[str, Kind], errs: _Errors,
     return f"{col} {_SQL_OPS[c.op]} ?"
 
 
-def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any],
-           enums: Mapping[str, Collection[str]]) -> str:
+def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors, params: list[Any]) -> str:
     parts = []
     for name, items, joiner in (("all", g.all_, " AND "), ("any", g.any_, " OR ")):
         if items is None:
@@ -209,9 +224,9 @@ def _group(g: Filter | Group, where: str, fields: dict[str, Kind], errs: _Errors
         for i, item in enumerate(items):
             at = f"{where}{'.' if where else ''}{name}[{i}]"
             if isinstance(item, Group):
-                sub.append(_group(item, at, fields, errs, params, enums))
+                sub.append(_group(item, at, fields, errs, params))
             else:
-                sub.append(_condition(item, at, fields, errs, params, enums))
+                sub.append(_condition(item, at, fields, errs, params))
         parts.append("(" + joiner.join(sub) + ")")
     return " AND ".join(parts) if parts else "TRUE"
 
@@ -256,13 +271,11 @@ def _decode_cursor(cursor: str, version: str, qhash: str, order: list[tuple[str,
     return out
 
 
-def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str,
-                  enums: Mapping[str, Collection[str]] | None = None) -> Compiled:
-    """Check `q` against the bundle's fields (and the valid values of its enumerated fields,
-    `enums`: field -> values) and build its SQL; raises a 422 problem listing every error."""
+def compile_query(q: SegmentQuery, fields: dict[str, Kind], version: str) -> Compiled:
+    """Check `q` against the bundle's fields and build its SQL; raises a 422 problem listing every error."""
     fields = queryable(fields)
     errs, params = _Errors(), []
-    where = _group(q.filter, "filter", fields, errs, params, enums or {})
+    where = _group(q.filter, "filter", fields, errs, params)
     order: list[tuple[str, bool]] = []
     for i, s in enumerate(q.sort):
         if s.field not in fields:

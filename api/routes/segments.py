@@ -18,7 +18,8 @@ from api.display import shown_row
 from api.keys import ApiKey
 from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
-from api.query import Compiled, compile_query, count_sql, encode_cursor, enum_values, json_limit, page_sql
+from api.query import (Compiled, check_enum_values, compile_query, count_sql, encode_cursor, enum_values, json_limit,
+                       page_sql)
 from api.routes._responses import AUTH, problems
 from api.state import ServingState
 from behavior.csv_safety import neutralize_formulas
@@ -138,7 +139,8 @@ async def query_segments(
     if csv and "segments:export" not in caller.scopes:
         raise ApiProblem(403, "forbidden", "Forbidden",
                          f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
-    c = compile_query(query, bundle.profiles.fields, bundle.version, enum_values(bundle.profiles))
+    c = compile_query(query, bundle.profiles.fields, bundle.version)
+    check_enum_values(query, enum_values(bundle.profiles))
     if not csv:
         return await run_in_threadpool(_run_json, bundle, c, json_limit(query))
     name = f"segment-export-{bundle.version}.csv"

@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= data
+PORT ?= 8000
 
 .PHONY: demo test bench env check-python clean
 
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/behavior --data-dir $(DATA_DIR) demo
+	$(BIN)/behavior --data-dir $(DATA_DIR) demo --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

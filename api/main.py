@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 import behavior
-from api import problems
+from api import docs_pages, problems
 from api.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
@@ -42,6 +42,8 @@ published bundle.
   `#` and spaces) or, for any id at all (`.` and `..` included), in the query
   (`/v1/users/profile?user_id=`).
 * Errors are RFC 9457 `application/problem+json` documents; validation errors list the fields.
+* Numbers are rounded for reading: money, scores and days to 2 decimals, probabilities, shares and
+  rates to 4, counts are integers. CSV exports keep the bundle's full precision.
 * A newly published bundle is picked up without a restart; `model_version` / `bundle_version`
   in the answers says which one served a request.
 """
@@ -95,12 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app. With `settings`, they are used instead of `get_settings()` (which otherwise
     reads the environment when the app starts)."""
     app = FastAPI(title="Behavior API", version=behavior.__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)   # docs_pages serves them offline
     # Not a dependency override: FastAPI re-analyses every dependency of every request when any
     # override is set. Routes read the settings from the serving state.
     app.state.settings = settings
     for r in ROUTERS:
         app.include_router(r)
+    docs_pages.install(app)
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app), exempt=(notifications.PATH,))
     app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit

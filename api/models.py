@@ -62,8 +62,10 @@ class Ready(BaseModel):
 
 class LoyaltyInfo(BaseModel):
     model: str | None = None
-    bgnbd: dict[str, float] | None = Field(None, description="BG/NBD parameters r, alpha, a, b (per day).")
-    gamma_gamma: dict[str, float] | None = Field(None, description="Gamma-Gamma parameters p, q, v.")
+    bgnbd: dict[str, float] | None = Field(None, description="BG/NBD parameters r, alpha, a, b (per day), to 4 "
+                                                             "significant digits.")
+    gamma_gamma: dict[str, float] | None = Field(None, description="Gamma-Gamma parameters p, q, v, to 4 significant "
+                                                                   "digits.")
     log_likelihood: float | None = None
     holdout_error_pct: float | None = None
 
@@ -71,7 +73,9 @@ class LoyaltyInfo(BaseModel):
 class RecommendInfo(BaseModel):
     selected: str | None = None
     k: int | None = None
-    metrics: dict[str, float] | None = Field(None, description="Test metrics of the selected model (precision@k ...).")
+    metrics: dict[str, int | float] | None = Field(
+        None, description="Test metrics of the selected model (precision@k ... to 4 decimals; users and configs are "
+                          "counts; fit_seconds to 3 decimals).")
 
 
 class ModelInfo(BaseModel):
@@ -96,7 +100,8 @@ class ModelInfo(BaseModel):
         default_factory=dict, description="The profile fields segment queries may filter, sort and return, "
                                           "with their kinds.")
     loyalty: LoyaltyInfo | None = None
-    churn: dict[str, float] | None = Field(None, description="Churn test metrics (roc_auc, pr_auc, brier, lift_at_10pct).")
+    churn: dict[str, int | float] | None = Field(None, description="Churn test metrics (roc_auc, pr_auc, brier, "
+                                                 "lift_at_10pct, to 4 decimals) and the test customers `n` (a count).")
     recommend: RecommendInfo | None = None
     segments: dict[str, int] | None = Field(None, description="Users per segment in the run report.")
 
@@ -114,7 +119,9 @@ class LiveSince(BaseModel):
 
 class Profile(BaseModel):
     """One user's profile. Timestamps are ISO 8601 in UTC; absent values are null. Columns that
-    later stages add to the bundle appear as further properties."""
+    later stages add to the bundle appear as further properties. Numbers are rounded for reading:
+    money and scores (loyalty_score, expected_purchases) and days to 2 decimals, probabilities,
+    shares and rates to 4."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
         "user_id": "u0000001", "segment": "Champions", "loyalty_score": 90.1, "loyalty_tier": "Platinum",

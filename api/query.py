@@ -12,17 +12,24 @@ order is total and each row appears on exactly one page.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import json
 import math
 import re
+import weakref
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from api.bundle import Kind
+import pyarrow.compute as pc
+
+from api.bundle import Kind, Profiles
 from api.models import DEFAULT_LIMIT, MAX_JSON_LIMIT, Condition, Filter, Group, SegmentQuery, surrogate_error
 from api.problems import ApiProblem, FieldError
+from behavior.schema import CHANNELS
+from behavior.segments import LOYALTY_TIERS, SEGMENTS
 
 DEFAULT_FIELDS = ("user_id", "segment", "loyalty_tier", "loyalty_score", "clv", "p_alive", "expected_purchases")
 OPT_OUT_SQL = '"marketing_opt_out" IS FALSE'
@@ -31,6 +38,71 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 _ORDERED = {"integer", "number", "string", "timestamp"}
 _SQL_OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 INT64 = (-2**63, 2**63 - 1)   # the whole numbers DuckDB binds as a BIGINT
+
+
+# Profile fields with a closed set of values. A value outside the set is a typo (`"champions"` for
+# "Champions") that would match no row in silence, so eq, ne and in answer it with a 422 listing the
+# valid values: the bundle's own, plus the names each vocabulary always has (a segment may be empty in
+# one bundle and not in the next).
+ENUM_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "segment": SEGMENTS, "loyalty_tier": tuple(name for name, _ in LOYALTY_TIERS), "top_channel": CHANNELS,
+    "top_category": ()}
+_ENUM_OPS = ("eq", "ne", "in")
+_enum_cache: "weakref.WeakKeyDictionary[Profiles, dict[str, frozenset[str]]]" = weakref.WeakKeyDictionary()
+
+
+def enum_values(profiles: Profiles) -> dict[str, frozenset[str]]:
+    """The valid values of each enumerated string field of the profiles (computed once per bundle)."""
+    values = _enum_cache.get(profiles)
+    if values is None:
+        values = {}
+        for name, known in ENUM_VOCABULARIES.items():
+            if profiles.fields.get(name) == "string":
+                present = pc.unique(profiles.table.column(name).drop_null()).to_pylist()
+                values[name] = frozenset(known).union(present)
+        _enum_cache[profiles] = values
+    return values
+
+
+def _unknown_value(field: str, value: str, valid: Collection[str]) -> str:
+    """The message for a value outside an enumerated field's set, with the closest valid value."""
+    folded = {v.casefold().strip(): v for v in valid}
+    match = folded.get(value.casefold().strip())
+    if match is None:
+        close = difflib.get_close_matches(value.casefold(), list(folded), n=1, cutoff=0.6)
+        match = folded[close[0]] if close else None
+    hint = f"; did you mean {match!r}?" if match is not None else "."
+    names = sorted(valid)
+    shown = ", ".join(repr(v) for v in names[:50]) + (f" and {len(names) - 50} more" if len(names) > 50 else "")
+    return f"unknown {field} {value!r}{hint} The {field} values are: {shown}"
+
+
+def _check_enum(c: Condition, at: str, valid: Collection[str] | None, errs: _Errors) -> None:
+    """An error for each value of an eq, ne or in condition outside an enumerated field's set."""
+    if valid is None or c.op not in _ENUM_OPS:
+        return
+    values = c.value if c.op == "in" and isinstance(c.value, list) else [c.value]
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v not in valid:
+            errs.add(f"{at}[{i}]" if c.op == "in" else at, _unknown_value(c.field, v, valid))
+
+
+def _enum_errors(g: Filter | Group, where: str, enums: Mapping[str, Collection[str]], errs: _Errors) -> None:
+    for name, items in (("all", g.all_), ("any", g.any_)):
+        for i, item in enumerate(items or []):
+            at = f"{where}.{name}[{i}]"
+            if isinstance(item, Group):
+                _enum_errors(item, at, enums, errs)
+            else:
+                _check_enum(item, f"{at}.value", enums.get(item.field), errs)
+
+
+def check_enum_values(q: SegmentQuery, enums: Mapping[str, Collection[str]]) -> None:
+    """Raises a 422 problem listing every eq, ne or in value of `q`'s filter that its enumerated
+    field cannot take (`enums`: field -> valid values, e.g. `enum_values(profiles)`)."""
+    errs = _Errors()
+    _enum_errors(q.filter, "filter", enums, errs)
+    errs.raise_if_any()
 
 
 def queryable(fields: dict[str, Kind]) -> dict[str, Kind]:

@@ -12,13 +12,49 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from behavior.errors import BehaviorError
 from pipelines.console import Console
 from pipelines.datahome import PRIVATE_UMASK, DataHome
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Consumer behavior analytics: payment lake, features, models and a published bundle.")
+
+def hoist_global_options(args: list[str], params: list) -> list[str]:
+    """`args` with the options of `params` (the global ones) moved to the front, wherever they
+    stand: `behavior run --data-dir X` means `behavior --data-dir X run`. Nothing after `--` moves."""
+    flags, valued = set(), set()
+    for p in params:
+        if p.param_type_name == "option":   # (typer vendors its own click: no isinstance)
+            (flags if p.is_flag or p.count else valued).update(p.opts + p.secondary_opts)
+    front, rest, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest += args[i:]
+            break
+        name = a.split("=", 1)[0]
+        if a in flags or (name in valued and "=" in a):
+            front.append(a)
+        elif a in valued:
+            front += args[i:i + 2]
+            i += 1
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+class GlobalOptionsAnywhere(TyperGroup):
+    """The top command group: its options are accepted before or after the command."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args, self.params))
+
+
+app = typer.Typer(cls=GlobalOptionsAnywhere, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
+                  help="Consumer behavior analytics: payment lake, features, models and a published bundle. "
+                       "The options below may also follow the command: behavior run --data-dir DIR.")
 
 
 class State:
@@ -33,9 +69,11 @@ state = State()
 def _global(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Data home (default: $BEHAVIOR_DATA_DIR or ./data).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, only results and errors.")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="Progress off a terminal (stderr): text (a timestamped "
+                                            "line per stage start and end) or json (one JSON object per line).")] = "text",
 ) -> None:
+    state.console = Console(quiet=quiet, log_format=log_format)
     state.home = DataHome.resolve(data_dir)
-    state.console = Console(quiet=quiet)
     _make_private(state.home)
 
 
@@ -187,7 +225,7 @@ def run(
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     with state.console.status("running") as status:
         rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update,
-                           engine=engine)
+                           engine=engine, on_stage=status.stage)
     if report:
         from pipelines import atomic
 
@@ -223,10 +261,25 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
 ) -> None:
-    """The HTTP API on the active bundle (docs at /docs; keys from `behavior keys add`)."""
-    from api.server import serve as run_server
+    """The HTTP API on the active bundle (docs at /docs and /redoc, offline; keys from `behavior keys add`).
+    A port that is in use is exit 2 with a message."""
+    _serve(host, port, workers)
 
-    run_server(state.home.root, host=host, port=port, workers=workers)
+
+def _serve(host: str, port: int, workers: int = 1) -> None:
+    """Run the API until interrupted. A port another process took meanwhile is PortUnavailable
+    (exit 2), not uvicorn's exit code 3."""
+    from api.server import serve as run_server
+    from pipelines.ports import check_port
+
+    check_port(host, port)
+    try:
+        run_server(state.home.root, host=host, port=port, workers=workers)
+    except SystemExit as exc:
+        if exc.code in (0, None):
+            raise
+        check_port(host, port)
+        raise RuntimeError(f"the API did not start (uvicorn exit code {exc.code}); its log above says why") from None
 
 
 @app.command()
@@ -341,6 +394,10 @@ def demo(
     from pipelines.summary import run_summary
     from pipelines.synth_files import write_synth
 
+    if not no_serve:   # before minutes of work, not after
+        from pipelines.ports import check_port
+
+        check_port("127.0.0.1", port)
     claim_for_demo(state.home, users=users, seed=seed)
     out = state.home.root / "synth"
     c = state.console
@@ -352,7 +409,7 @@ def demo(
     c.result(f"ingest: {rep['accepted']:,} rows stored, {rep['duplicates']:,} duplicates, "
              f"{rep['rejected']:,} rejected ({rep['seconds']:.1f} s)")
     with c.status("running stages") as status:
-        run_rep = run_pipeline(state.home, load_config(None), progress=status.update)
+        run_rep = run_pipeline(state.home, load_config(None), progress=status.update, on_stage=status.stage)
     c.result(run_summary(run_rep, state.home))
     truth = json.loads((out / "truth.json").read_text())
     planted = {**truth["bgnbd"], **truth["gamma_gamma"]}
@@ -373,7 +430,7 @@ def demo(
     bundle = state.home.bundles / run_rep["bundle_version"]
     some_user = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0)[0].as_py()
     base = f"http://127.0.0.1:{port}"
-    c.result(f"\nAPI docs: {base}/docs   (demo key with every scope: {key})")
+    c.result(f"\nAPI docs: {base}/docs or {base}/redoc   (demo key with every scope: {key})")
     c.result(f"try:  curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/recommendations?n=5")
     c.result(f"      curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/profile")
     c.result(f"      curl -H 'X-API-Key: {key}' -H 'Content-Type: application/json' {base}/v1/promotions/targets "

@@ -56,6 +56,8 @@ class StageContext:
     # The payments before as_of in user partitions, written once for the run's per-user
     # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
     user_parts: UserParts | None = None
+    # progress messages of a stage's long loops (the churn fit, the recommender search)
+    progress: Callable[[str], None] = field(default=lambda _: None, repr=False)
     _has_amounts: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -230,9 +232,12 @@ def _run_stage(stage: Stage, ctx: StageContext) -> dict:
 
 def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
                  stages: list[str] | None = None, progress: Callable[[str], None] = lambda _: None,
-                 engine: str | None = None) -> dict:
+                 engine: str | None = None, on_stage: Callable[[dict], None] | None = None) -> dict:
     """Run the stages and publish a bundle; returns the run report. `engine` ("duckdb" or
-    "spark") overrides the config's `[engine] name`."""
+    "spark") overrides the config's `[engine] name`. `progress` gets progress messages (the
+    stages' own included); `on_stage` gets {"event": "stage_start", "stage", "index", "of"} before
+    each stage and {"event": "stage_end", "stage", "seconds", "rows"[, "skipped"]} after it
+    (without it, each start is a progress message "[i/n] stage")."""
     from pipelines.forget import purge_if_needed
     from pipelines.publish import publish
     from pipelines.stages import STAGES
@@ -251,12 +256,18 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         if (engine or config.engine.name) == "spark":
             progress("starting Spark")
         ctx = open_context(home, config, as_of, engine)
+        ctx.progress = progress
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
         try:
             for i, name in enumerate(order, start=1):
-                progress(f"[{i}/{len(order)}] {name}")
+                if on_stage is None:
+                    progress(f"[{i}/{len(order)}] {name}")
+                else:
+                    on_stage({"event": "stage_start", "stage": name, "index": i, "of": len(order)})
                 report["stages"][name] = _run_stage(STAGES[name], ctx)
+                if on_stage is not None:
+                    on_stage({"event": "stage_end", "stage": name, **report["stages"][name]})
         finally:
             try:
                 if ctx.user_parts is not None:

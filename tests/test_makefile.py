@@ -44,3 +44,9 @@ def test_python_311_passes_the_check():
     out = make("check-python", f"PY={sys.executable}")
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
+
+
+def test_make_demo_passes_the_port_on():
+    venv = "/nonexistent-venv"
+    assert "demo --port 8000" in make("-n", "demo", f"VENV={venv}").stdout
+    assert "demo --port 8123" in make("-n", "demo", "PORT=8123", f"VENV={venv}").stdout

@@ -8,18 +8,12 @@ from fastapi import APIRouter
 
 from api.bundle import Bundle
 from api.deps import BundleDep, Caller
+from api.display import metrics, parameters
 from api.query import queryable
 from api.models import LoyaltyInfo, ModelInfo, RecommendInfo
 from api.routes._responses import AUTH, problems
 
 router = APIRouter(prefix="/v1", tags=["model"])
-
-
-def _numbers(d: Any) -> dict[str, float] | None:
-    if not isinstance(d, dict):
-        return None
-    out = {k: float(v) for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return out or None
 
 
 def _iso(t: Any) -> str:
@@ -37,19 +31,19 @@ def model_info(bundle: Bundle) -> ModelInfo:
         ll = bg.get("log_likelihood")
         err = hold.get("error_pct")
         loyalty = LoyaltyInfo(model=lo.get("model") if isinstance(lo.get("model"), str) else None,
-                              bgnbd=_numbers(bg.get("params")), gamma_gamma=_numbers(gg.get("params")),
-                              log_likelihood=ll if isinstance(ll, (int, float)) else None,
-                              holdout_error_pct=err if isinstance(err, (int, float)) else None)
+                              bgnbd=parameters(bg.get("params")), gamma_gamma=parameters(gg.get("params")),
+                              log_likelihood=round(ll, 2) if isinstance(ll, (int, float)) else None,
+                              holdout_error_pct=round(err, 2) if isinstance(err, (int, float)) else None)
     churn = None
     if isinstance(report.get("churn"), dict):
-        churn = _numbers(report["churn"].get("test"))
+        churn = metrics(report["churn"].get("test"))
     recommend = None
     if isinstance(report.get("recommend"), dict):
         rec = report["recommend"]
         selected = rec.get("selected") if isinstance(rec.get("selected"), str) else None
         models = rec.get("models") if isinstance(rec.get("models"), dict) else {}
         recommend = RecommendInfo(selected=selected, k=rec.get("k") if isinstance(rec.get("k"), int) else None,
-                                  metrics=_numbers(models.get(selected)) if selected else None)
+                                  metrics=metrics(models.get(selected)) if selected else None)
     segments = None
     counts = report.get("segments", {}).get("counts") if isinstance(report.get("segments"), dict) else None
     if isinstance(counts, dict):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from api.bundle import Bundle
 from api.deps import BundleDep, ProfilesCaller
+from api.display import shown_row
 from api.models import Profile
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
@@ -32,4 +33,4 @@ def _profile(bundle: Bundle, request: Request, user_id: str) -> Profile:
     if row is None:
         raise ApiProblem(404, "unknown-user", "Unknown user",
                          f"no profile for user {user_id!r} in bundle {bundle.version}")
-    return Profile.model_validate(row)
+    return Profile.model_validate(shown_row(row))

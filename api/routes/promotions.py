@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Body, Path
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import BundleDep, PromotionsCaller, StateDep
+from api.display import shown, shown_row
 from api.models import Effectiveness, ExpectedValue, TargetListResponse, TargetRequest, TargetUser
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
@@ -43,12 +45,26 @@ def _why_missing(bundle, column: str) -> str:
     return bundle.skipped("loyalty") or "the loyalty stage did not score the customers"
 
 
+MIN_HOLDOUT = 10   # held-back users below which a list's effect cannot be measured
+
+
+def _holdout_note(share: float, targets: int, holdout: int) -> str | None:
+    """A note when a holdout was asked for but the list holds back fewer than MIN_HOLDOUT users."""
+    if share <= 0 or targets == 0 or holdout >= MIN_HOLDOUT:
+        return None
+    needed = math.ceil(MIN_HOLDOUT * (1 - share) / share)
+    held = "no user was" if holdout == 0 else f"only {holdout} {'user was' if holdout == 1 else 'users were'}"
+    return (f"{held} held back: a holdout share of {share:g} holds back about {share / (1 - share):.2g} users per "
+            f"target, too few to measure this list's effect; for at least {MIN_HOLDOUT} held-back users ask for "
+            f"about {needed:,} targets, or raise holdout_share")
+
+
 def _users(frame) -> list[TargetUser]:
-    cols = [c for c in ("expected_profit", "uplift", "p_redeem") if c in frame.columns]
+    cols = [c for c in ("score", "expected_profit", "uplift", "p_redeem") if c in frame.columns]
     out = []
     for row in frame.itertuples(index=False):
-        extra = {c: round(float(getattr(row, c)), 6) for c in cols}
-        out.append(TargetUser(rank=int(row.rank), user_id=row.user_id, score=round(float(row.score), 6), **extra))
+        numbers = {c: shown(c, float(getattr(row, c))) for c in cols}
+        out.append(TargetUser(rank=int(row.rank), user_id=row.user_id, **numbers))
     return out
 
 
@@ -86,12 +102,14 @@ async def target_list(caller: PromotionsCaller, bundle: BundleDep, state: StateD
         raise ApiProblem(422, "invalid-request", "Invalid request", str(exc)) from None
     list_id = str(uuid.uuid4())
     counts = {**exclusions, **result.counts}
+    note = _holdout_note(request.holdout_share, counts["targets"], counts["holdout"])
+    notes = result.notes + ([note] if note else [])
     state.audit.write(key_id=caller.key_id, endpoint=TARGETS_ENDPOINT, rows=counts["targets"] + counts["holdout"],
                       bundle_version=bundle.version, list_id=list_id, target=request.target, method=result.method,
                       targets=counts["targets"], holdout=counts["holdout"], promotion_id=request.promotion_id)
     return TargetListResponse(list_id=list_id, bundle_version=bundle.version, target=request.target,
-                              method=result.method, notes=result.notes, counts=counts,
-                              expected=ExpectedValue(**result.expected), targets=_users(result.targets),
+                              method=result.method, notes=notes, counts=counts,
+                              expected=ExpectedValue(**shown_row(result.expected)), targets=_users(result.targets),
                               holdout=_users(result.holdout))
 
 

@@ -15,10 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.bundle import Bundle, json_rows, to_json_table
 from api.deps import BundleDep, SegmentsCaller, StateDep
+from api.display import shown_row
 from api.keys import ApiKey
 from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
-from api.query import Compiled, compile_query, count_sql, encode_cursor, json_limit, page_sql
+from api.query import (Compiled, check_enum_values, compile_query, count_sql, encode_cursor, enum_values, json_limit,
+                       page_sql)
 from api.routes._responses import AUTH, problems
 from api.state import ServingState
 from behavior.csv_safety import neutralize_formulas
@@ -42,7 +44,7 @@ QUERY_ENDPOINT = "POST /v1/segments/query"
 async def list_segments(caller: SegmentsCaller, bundle: BundleDep) -> Segments:
     stats = bundle.profiles.segments
     return Segments(bundle_version=bundle.version, users=len(bundle.profiles),
-                    segments=[SegmentSummary(**s.__dict__) for s in stats])
+                    segments=[SegmentSummary(**shown_row(s.__dict__)) for s in stats])
 
 
 def wants_csv(accept: str | None) -> bool:
@@ -80,7 +82,7 @@ def run_json(bundle: Bundle, c: Compiled, limit: int, source: Queryable | None =
     if more:
         last = page.slice(page.num_rows - 1, 1).select([f"__k{i}" for i in range(len(c.order))]).to_pylist()[0]
         next_cursor = encode_cursor(bundle.version, c.query_hash, list(last.values()))
-    rows = json_rows(page.select(c.fields))
+    rows = [shown_row(r) for r in json_rows(page.select(c.fields))]
     return QueryResult(bundle_version=bundle.version, total=total, count=len(rows), fields=c.fields, rows=rows,
                        next_cursor=next_cursor)
 
@@ -150,6 +152,7 @@ async def query_segments(
         raise ApiProblem(403, "forbidden", "Forbidden",
                          f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
     c = compile_query(query, bundle.profiles.fields, bundle.version)
+    check_enum_values(query, enum_values(bundle.profiles))
     if not csv:
         return await run_in_threadpool(run_json, bundle, c, json_limit(query))
     name = f"segment-export-{bundle.version}.csv"

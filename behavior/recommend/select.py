@@ -214,10 +214,12 @@ def select_model(
     max_fit_users: int | None = None,
     seed: int = 0,
     min_gain_se: float = 2.0,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> Selection:
     """Fit, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
-    net-count matrix; `valid`: the validation purchases."""
+    net-count matrix; `valid`: the validation purchases. `progress` gets a message before each
+    candidate configuration is fitted."""
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
     if valid.shape != net.shape:
@@ -230,12 +232,15 @@ def select_model(
     fit_net, fit_days = bench.fit_net, bench.fit_days
     candidates = default_candidates(seed) if candidates is None else candidates
 
+    todo = [(name, factory, config) for name, factory, params in candidates
+            for config in _configs(params) if days is not None or not _has_recency(config)]
+
     def fitted():
-        for name, factory, params in candidates:
-            for config in (p for p in _configs(params) if days is not None or not _has_recency(p)):
-                start = time.perf_counter()
-                model = factory(**config).fit(fit_net, fit_days)
-                yield name, model, time.perf_counter() - start
+        for i, (name, factory, config) in enumerate(todo, start=1):
+            progress(f"recommender search: fitting {name} ({i}/{len(todo)})")
+            start = time.perf_counter()
+            model = factory(**config).fit(fit_net, fit_days)
+            yield name, model, time.perf_counter() - start
 
     return choose(bench, fitted(), item_category=item_category, min_gain_se=min_gain_se,
                   popularity=lambda: Popularity().fit(fit_net, fit_days))

@@ -119,8 +119,13 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
     payments = _model_payments(ctx, users, max_users, section)
-    train = pd.concat([_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer), 1 + i)
-                       for i, c in enumerate(cuts.train)], ignore_index=True)
+    parts = []
+    for i, c in enumerate(cuts.train):
+        ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
+        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer), 1 + i))
+    train = pd.concat(parts, ignore_index=True)
+    del parts
+    ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
     test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
@@ -138,6 +143,7 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
 
     cols = C.feature_columns(train)
     fit_rows = _cap(train)
+    ctx.progress(f"churn: fitting the classifier on {len(fit_rows):,} rows")
     model = C.ChurnClassifier().fit(fit_rows[cols], fit_rows["churned"])
     y = test["churned"].to_numpy(int)
     p = model.predict_proba(test[cols])[:, 1]
@@ -160,6 +166,7 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
 
     # Score at as_of: refit on every labeled cutoff (training + test).
     full = _cap(pd.concat([train, test], ignore_index=True))
+    ctx.progress(f"churn: refitting on every cutoff ({len(full):,} rows), then scoring")
     final = C.ChurnClassifier().fit(full[cols], full["churned"])
     now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
     prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)

@@ -180,7 +180,8 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     valid = periods.bought(1)
     _check_selectable(net, valid, valid_start, test_start)
     selection = select_model((net, days), valid, k=cfg.k, item_category=codes,
-                             max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
+                             max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed,
+                             progress=ctx.progress)
     exclude = selection.exclude_mask(codes)
     del valid
 

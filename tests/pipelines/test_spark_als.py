@@ -80,11 +80,12 @@ def test_mllib_factors_solve_the_equations_the_fold_in_uses(ctx, maps):
     folded = model.fold_in(net[trained], days[trained])
     scale = np.linalg.norm(model.user_factors_[trained], axis=1).mean()
     assert np.abs(folded - model.user_factors_[trained]).max() < 1e-3 * scale
-    # implicit's equations (c = alpha * w, constant regularization) give other vectors: the check has teeth
+    # implicit's equations (c = alpha * w, constant regularization) give other vectors, 20 times
+    # further than the tolerance above: the check has teeth (how much further depends on the data)
     as_implicit = ALS(factors=8, regularization=0.05, alpha=4.0)
     as_implicit.item_factors_, as_implicit._yty = model.item_factors_, model._yty
     other = as_implicit._fold_in(model.weighting_.transform(net[trained], days[trained]))
-    assert np.abs(other - model.user_factors_[trained]).max() > 0.05 * scale
+    assert np.abs(other - model.user_factors_[trained]).max() > 20 * 1e-3 * scale
 
 
 def test_the_stage_trains_on_spark_and_publishes_a_bundle_that_serves(ctx, maps):

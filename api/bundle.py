@@ -17,7 +17,8 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -148,13 +149,49 @@ def _iso(t: datetime, unit: str) -> str:
     return base + "Z"
 
 
+class RowIndex(Mapping[str, int]):
+    """user_id -> row of a table some rows were dropped from (erased users): the index of the
+    table as loaded, and where each of its rows is now (-1: dropped). Lookups stay O(1) and
+    dropping rows costs one numpy pass, not a new dict of every user."""
+
+    def __init__(self, loaded: dict[str, int], moved_to: np.ndarray) -> None:
+        self.loaded = loaded
+        self.moved_to = moved_to
+
+    def get(self, user_id: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        i = self.loaded.get(user_id)
+        if i is None:
+            return default
+        j = int(self.moved_to[i])
+        return default if j < 0 else j
+
+    def __getitem__(self, user_id: str) -> int:
+        j = self.get(user_id)
+        if j is None:
+            raise KeyError(user_id)
+        return j
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, str) and self.get(user_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (u for u, i in self.loaded.items() if self.moved_to[i] >= 0)
+
+    def __len__(self) -> int:
+        return int((self.moved_to >= 0).sum())
+
+
 class Profiles:
     """The profiles of one bundle: the Arrow table, a user_id -> row index, the queryable fields."""
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = _normalise(table)
-        ids = self.table.column("user_id").to_pylist()
-        self.index: dict[str, int] = dict(zip(ids, range(len(ids))))
+        table = _normalise(table)
+        ids = table.column("user_id").to_pylist()
+        self._setup(table, dict(zip(ids, range(len(ids)))), duckdb.connect())
+
+    def _setup(self, table: pa.Table, index: dict[str, int] | RowIndex, db: duckdb.DuckDBPyConnection) -> None:
+        self.table = table
+        self.index = index
         self.fields: dict[str, Kind] = {}
         for f in self.table.schema:
             kind = kind_of(f.type)
@@ -164,7 +201,7 @@ class Profiles:
         self._columns = [(f.name, self.table.column(i).chunk(0) if self.table.column(i).num_chunks else
                           pa.array([], f.type), f.type.unit if pa.types.is_timestamp(f.type) else None)
                          for i, f in enumerate(self.table.schema)]
-        self._db = duckdb.connect()
+        self._db = db   # shared by the views `updated` makes; each request takes a cursor of its own
         self.segments = self._segment_stats()
 
     def __len__(self) -> int:
@@ -191,13 +228,32 @@ class Profiles:
             out[name] = v
         return out
 
-    def without(self, user_ids: set[str]) -> "Profiles":
-        present = [u for u in user_ids if u in self.index]
-        if not present:
+    def updated(self, drop: list[int], opt_out: list[int]) -> "Profiles":
+        """These profiles without the rows `drop` (erased users) and with the rows `opt_out`
+        flagged `marketing_opt_out`; self if there is nothing to change. Costs a filter of the
+        table and one pass over the index's rows, never a new dict of every user."""
+        if not drop and not opt_out:
             return self
-        ids = self.table.column("user_id")
-        keep = pc.invert(pc.is_in(ids, value_set=pa.array(present, ids.type)))
-        return Profiles(self.table.filter(keep))
+        table = self.table
+        if opt_out:
+            flag = np.zeros(table.num_rows, bool)
+            flag[opt_out] = True
+            col = table.column("marketing_opt_out").combine_chunks()
+            table = table.set_column(table.column_names.index("marketing_opt_out"), "marketing_opt_out",
+                                     pc.or_kleene(col, pa.array(flag)))
+        index = self.index
+        if drop:
+            keep = np.ones(table.num_rows, bool)
+            keep[drop] = False
+            table = table.filter(pa.array(keep))
+            step = np.where(keep, np.cumsum(keep) - 1, -1)
+            if isinstance(index, RowIndex):
+                index = RowIndex(index.loaded, np.where(index.moved_to >= 0, step[np.maximum(index.moved_to, 0)], -1))
+            else:
+                index = RowIndex(index, step)
+        view = Profiles.__new__(Profiles)
+        view._setup(table.combine_chunks(), index, self._db)
+        return view
 
     def _segment_stats(self) -> list[SegmentStats]:
         def mean(col: str) -> str:
@@ -221,7 +277,8 @@ class Profiles:
 
 @dataclass(frozen=True)
 class Bundle:
-    """One published bundle in memory. Immutable: erasing a user gives a new Bundle."""
+    """One published bundle in memory. Immutable: erasing a user gives a new Bundle
+    (`api.privacy.apply`)."""
 
     version: str
     as_of: datetime
@@ -232,15 +289,6 @@ class Bundle:
     recommender: ServingModel | None = None
     targeting: TargetingData | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    erased: frozenset[str] = frozenset()
-
-    def without_users(self, user_ids: set[str]) -> "Bundle":
-        """This bundle with the given users removed from the profiles and the recommender."""
-        profiles = self.profiles.without(user_ids)
-        recommender = self.recommender
-        if recommender is not None:
-            recommender = recommender_without(recommender, user_ids)
-        return replace(self, profiles=profiles, recommender=recommender, erased=self.erased | frozenset(user_ids))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -149,6 +149,19 @@ def _iso(t: datetime, unit: str) -> str:
     return base + "Z"
 
 
+INDEX_CHUNK = 8192
+
+
+def _index(ids: pa.ChunkedArray) -> dict[str, int]:
+    """user_id -> row, built a slice at a time: a bundle loads beside the event loop, and one
+    call over a million ids would hold the GIL (and stall every request) for a quarter second."""
+    index: dict[str, int] = {}
+    for start in range(0, len(ids), INDEX_CHUNK):
+        chunk = ids.slice(start, INDEX_CHUNK).to_pylist()
+        index.update(zip(chunk, range(start, start + len(chunk))))
+    return index
+
+
 class RowIndex(Mapping[str, int]):
     """user_id -> row of a table some rows were dropped from (erased users): the index of the
     table as loaded, and where each of its rows is now (-1: dropped). Lookups stay O(1) and
@@ -186,8 +199,7 @@ class Profiles:
 
     def __init__(self, table: pa.Table) -> None:
         table = _normalise(table)
-        ids = table.column("user_id").to_pylist()
-        self._setup(table, dict(zip(ids, range(len(ids)))), duckdb.connect())
+        self._setup(table, _index(table.column("user_id")), duckdb.connect())
 
     def _setup(self, table: pa.Table, index: dict[str, int] | RowIndex, db: duckdb.DuckDBPyConnection) -> None:
         self.table = table

@@ -30,7 +30,7 @@ log = logging.getLogger("api.privacy")
 
 HEX_DIGITS = 15  # a hash is found by its first 60 bits, then checked in full
 
-Stamp = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+Stamp = tuple[opt_outs.Stamp | None, opt_outs.Stamp | None]   # (erasure log, opt-outs file)
 
 
 def _prefix(hex_hash: str) -> int:
@@ -52,7 +52,7 @@ class PrivacyFiles:
     def __init__(self, data_dir: Path, erasure_log: ErasureLog) -> None:
         self.data_dir = data_dir
         self.erasure_log = erasure_log
-        self._opt_outs: tuple[tuple[int, int, int] | None, frozenset[str]] = (None, frozenset())
+        self._opt_outs: tuple[opt_outs.Stamp | None, frozenset[str]] = (None, frozenset())
 
     def stamp(self) -> Stamp:
         """One stat of each file: equal stamps, equal contents."""
@@ -64,6 +64,7 @@ class PrivacyFiles:
         return erasures, opt_outs.stamp(self.data_dir)
 
     def read(self) -> Changes:
+        """The secret and both lists of hashes, as the files hold them now."""
         secret, erased = self.erasure_log.hashes()
         stamp = opt_outs.stamp(self.data_dir)
         if stamp != self._opt_outs[0]:

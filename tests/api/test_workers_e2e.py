@@ -5,7 +5,7 @@ only the per-request check can make them hold.
 A worker is told apart by its `loaded_at` (GET /v1/model): each worker loads the bundle
 itself. Every probe opens a new connection (the kernel hands it to either worker), asks
 /v1/model on it, then the question, on the same connection, so each answer is tied to a
-worker; the probes go on until both workers answered.
+worker; the probes go on, four at a time, until every worker answered twice.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -68,16 +69,21 @@ def behavior_serve(root: Path, workers: int, log: Path) -> Iterator[str]:
 
 
 def per_worker(base: str, headers: dict, ask: Callable[[httpx.Client], object], workers: int,
-               max_probes: int = 200) -> dict[str, list]:
-    """`ask` on new connections until `workers` workers answered: {worker: [answers]}."""
-    seen: dict[str, list] = {}
-    for _ in range(max_probes):
+               max_rounds: int = 50, parallel: int = 4) -> dict[str, list]:
+    """`ask` on new connections, `parallel` at a time (a busy worker leaves the next connection
+    to another), until `workers` workers answered twice each: {worker: [answers]}."""
+    def probe(_: int) -> tuple[str, object]:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            worker = c.get("/v1/model").json()["loaded_at"]
-            seen.setdefault(worker, []).append(ask(c))
-        if len(seen) >= workers and sum(map(len, seen.values())) >= 2 * workers:
-            return seen
-    raise AssertionError(f"only {len(seen)} of {workers} workers answered in {max_probes} probes")
+            return c.get("/v1/model").json()["loaded_at"], ask(c)
+
+    seen: dict[str, list] = {}
+    with ThreadPoolExecutor(parallel) as pool:
+        for _ in range(max_rounds):
+            for worker, answer in pool.map(probe, range(parallel)):
+                seen.setdefault(worker, []).append(answer)
+            if len(seen) >= workers and all(len(a) >= 2 for a in seen.values()):
+                return seen
+    raise AssertionError(f"only {len(seen)} of {workers} workers answered in {max_rounds * parallel} probes")
 
 
 def user_everywhere(c: httpx.Client, user: str) -> dict[str, bool]:

@@ -14,6 +14,7 @@ through `IdHashes` (made once per bundle, at load) and gives the bundle without 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,7 +31,16 @@ log = logging.getLogger("api.privacy")
 
 HEX_DIGITS = 15  # a hash is found by its first 60 bits, then checked in full
 
-Stamp = tuple[opt_outs.Stamp | None, opt_outs.Stamp | None]   # (erasure log, opt-outs file)
+FileStamp = tuple[int, int, int]            # inode, size, mtime in ns
+Stamp = tuple[FileStamp | None, FileStamp | None]   # (erasure log, opt-outs file)
+
+
+def _stamp(path: str) -> FileStamp | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _prefix(hex_hash: str) -> int:
@@ -52,21 +62,19 @@ class PrivacyFiles:
     def __init__(self, data_dir: Path, erasure_log: ErasureLog) -> None:
         self.data_dir = data_dir
         self.erasure_log = erasure_log
-        self._opt_outs: tuple[opt_outs.Stamp | None, frozenset[str]] = (None, frozenset())
+        # str paths: a request stats both, and joining Paths would cost more than the stats
+        self._paths = (str(data_dir / LOG), str(data_dir / opt_outs.FILE))
+        self._opt_outs: tuple[FileStamp | None, frozenset[str]] = (None, frozenset())
 
     def stamp(self) -> Stamp:
-        """One stat of each file: equal stamps, equal contents."""
-        try:
-            st = (self.data_dir / LOG).stat()
-            erasures = (st.st_ino, st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            erasures = None
-        return erasures, opt_outs.stamp(self.data_dir)
+        """One stat of each file: equal stamps, equal contents (the log is appended to, the
+        opt-outs file replaced)."""
+        return _stamp(self._paths[0]), _stamp(self._paths[1])
 
     def read(self) -> Changes:
         """The secret and both lists of hashes, as the files hold them now."""
         secret, erased = self.erasure_log.hashes()
-        stamp = opt_outs.stamp(self.data_dir)
+        stamp = _stamp(self._paths[1])
         if stamp != self._opt_outs[0]:
             try:
                 self._opt_outs = (stamp, opt_outs.read(self.data_dir))

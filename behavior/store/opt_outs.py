@@ -7,10 +7,11 @@ has `marketing_opt_out` true:
     {"format": 1, "updated_at": "2026-12-04T22:00:00+00:00", "hashes": ["<64 hex>", ...]}
 
 `behavior ingest` updates it after each commit of `users` rows (`update`): a user whose new row
-is true is added, one whose new row is false is removed, everyone else stays. The file is
-replaced atomically (readers see the old or the new file). The API reads it (`read`) whenever
-its `stamp` moves, and flags those users as opted out in the bundle it serves; the bundle's own
-flag (from the last `behavior run`) still holds for an opt-in until the next run.
+is true is added, one whose new row is false is removed, everyone else stays. A change replaces
+the file atomically (a new inode: readers see the old or the new file, and one stat tells them
+it changed). The API reads it (`read`) when it changed and flags those users as opted out in the
+bundle it serves; the bundle's own flag (from the last `behavior run`) still holds for an
+opt-in until the next run.
 """
 
 from __future__ import annotations
@@ -29,21 +30,8 @@ from behavior.pii import erasure_hash_sql
 FILE = "opt_outs.json"
 FORMAT = 1
 
-Stamp = tuple[int, int, int]
-
-
 class OptOutsError(BehaviorError, ValueError):
     """The opt-outs file cannot be read (not the JSON this module writes)."""
-
-
-def stamp(root: Path) -> Stamp | None:
-    """(inode, size, mtime in ns) of the file, None if there is none: one stat, to tell a reader
-    whether to read again."""
-    try:
-        st = (root / FILE).stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def read(root: Path) -> frozenset[str]:

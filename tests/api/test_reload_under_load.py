@@ -11,7 +11,7 @@ import pytest
 from api.settings import Settings
 from api.state import ServingState
 from pipelines import atomic
-from pipelines.bench_api import make_profiles_bundle
+from pipelines.bench_api import format_api_table, make_profiles_bundle
 from pipelines.bench_reload import reload_under_load
 from pipelines.datahome import DataHome
 from tests.api.conftest import clone_bundle
@@ -56,3 +56,4 @@ def test_the_reload_benchmark_measures_requests_during_reloads(home):
     assert row["step"] == "api reload under load" and row["errors"] == 0 and len(row["swap_s"]) == 2
     assert row["requests_during_reloads"] > 0 and row["reload_p99_ms"] >= row["reload_p50_ms"] > 0
     assert home.active() == row["bundle"] and sorted(p.name for p in home.bundles.iterdir()) == [row["bundle"]]
+    assert "| api reload under load | p99 " in format_api_table([row])

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -289,8 +289,7 @@ class Profiles:
 
 @dataclass(frozen=True)
 class Bundle:
-    """One published bundle in memory. Immutable: erasing a user gives a new Bundle
-    (`api.privacy.apply`)."""
+    """One published bundle in memory. Immutable: erasing a user gives a new Bundle."""
 
     version: str
     as_of: datetime
@@ -301,6 +300,24 @@ class Bundle:
     recommender: ServingModel | None = None
     targeting: TargetingData | None = None
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    erased: frozenset[str] = frozenset()
+
+    def without_users(self, user_ids: set[str], opted_out: set[str] = frozenset()) -> "Bundle":
+        """This bundle without `user_ids` (profiles and recommender) and with `opted_out` flagged
+        `marketing_opt_out`; itself if that changes nothing. Cheap enough for the request path
+        (`Profiles.updated`)."""
+        index = self.profiles.index
+        drop = {u: i for u in user_ids if (i := index.get(u)) is not None}
+        flag = self.profiles.table.column("marketing_opt_out")
+        opt_out = [i for i in map(index.get, set(opted_out) - set(user_ids))
+                   if i is not None and flag[i].as_py() is not True]
+        recommender = self.recommender
+        if recommender is not None and user_ids:
+            recommender = recommender_without(recommender, user_ids)
+        if not drop and not opt_out and recommender is self.recommender:
+            return self
+        return replace(self, profiles=self.profiles.updated(list(drop.values()), opt_out), recommender=recommender,
+                       erased=self.erased | frozenset(user_ids))
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from api.bundle import Bundle, recommender_without
+from api.bundle import Bundle
 from api.erasure import LOG, ErasureLog
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.store import opt_outs
@@ -133,17 +133,9 @@ def apply(bundle: Bundle, hashes: IdHashes | None, changes: Changes) -> Bundle:
     if hashes is None or changes.secret is None:
         return bundle
     erased = hashes.find(changes.erased, changes.secret)
-    opted = hashes.find(changes.opted_out, changes.secret, profiles_only=True) - erased
-    profiles = bundle.profiles
-    drop = [i for i in map(profiles.index.get, erased) if i is not None]
-    flag = profiles.table.column("marketing_opt_out")
-    opt_out = [i for i in map(profiles.index.get, opted) if i is not None and flag[i].as_py() is not True]
-    recommender = bundle.recommender
-    if recommender is not None and erased:
-        recommender = recommender_without(recommender, erased)
-    if not drop and not opt_out and recommender is bundle.recommender:
-        return bundle
-    if drop or opt_out:
-        log.info("bundle %s: %d erased and %d opted-out users taken out since it was built",
-                 bundle.version, len(drop), len(opt_out))
-    return replace(bundle, profiles=profiles.updated(drop, opt_out), recommender=recommender)
+    opted = hashes.find(changes.opted_out, changes.secret, profiles_only=True)
+    served = bundle.without_users(erased, opted)
+    if served is not bundle:
+        log.info("bundle %s: %d profiles now, after the erasures and opt-outs recorded since it was built",
+                 bundle.version, len(served.profiles))
+    return served

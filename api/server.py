@@ -28,6 +28,7 @@ from behavior.pii import erasure_hash
 
 # the user id is all between the prefix and a known ending (ids may hold '/')
 _USER_PATH = re.compile(r"^(/v1/(?:admin/)?users/)(.+?)(/profile|/recommendations)?$", re.S)
+_QUERY_FORMS = {"/v1/users/profile", "/v1/users/recommendations"}   # the id is in ?user_id=
 _USER_PARAMS = {"user_id"}
 HASH_DIGITS = 16
 
@@ -49,7 +50,7 @@ class UserIdsHashed(logging.Filter):
     def path(self, path_and_query: str) -> str:
         """`path_and_query` (as uvicorn logs it: the path percent-encoded) with user ids hashed."""
         path, sep, query = path_and_query.partition("?")
-        m = _USER_PATH.match(path)
+        m = _USER_PATH.match(path) if path not in _QUERY_FORMS else None
         if m:
             path = m.group(1) + self._hash(unquote(m.group(2))) + (m.group(3) or "")
         if query:

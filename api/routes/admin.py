@@ -12,7 +12,6 @@ from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
 from api.routes.profiles import UserId
 from api.state import NoBundleError
-from behavior.ids import normalize_id
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -52,16 +51,11 @@ async def rollback_bundle(caller: AdminCaller, state: StateDep) -> ReloadResult:
 
 @router.delete("/users/{user_id}", summary="Erase a user from the serving side now (profiles and recommender)",
                description="The user disappears from profiles, segment queries, exports, target lists and "
-                           "recommendations at once, on every worker and every server of the data home (each "
-                           "checks the erasure log before it serves a request). The erasure is recorded (a "
-                           "keyed hash, never the id) in the data home's erasure log before the answer: every "
-                           "process keeps the user out of the bundles it loads, the next `behavior run` purges "
-                           "them from the lake, later ingests reject their rows.",
+                           "recommendations at once. The erasure is recorded (a keyed hash, never the id) in the "
+                           "data home's erasure log: every process keeps the user out of the bundles it loads, "
+                           "the next `behavior run` purges them from the lake, later ingests reject their rows.",
                responses=problems(*AUTH, 404, 422, 503))
 async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> ErasureResult:
-    user_id = normalize_id(user_id)     # the stored form, as `behavior forget` and ingest read ids
-    if not user_id:
-        raise ApiProblem(422, "invalid-request", "Invalid request", "user_id is only whitespace: name a user")
     if state.bundle is None:
         raise ApiProblem(503, "no-bundle", "No bundle loaded", "no bundle is being served yet")
     found = await run_in_threadpool(state.erase, user_id)
@@ -70,6 +64,6 @@ async def erase_user(user_id: UserId, caller: AdminCaller, state: StateDep) -> E
                       bundle_version=version, user_key_hash=state.erasure_log.key_hash(user_id))
     if not found:
         raise ApiProblem(404, "unknown-user", "Unknown user",
-                         f"user {user_id!r} is not in bundle {version}; the erasure is recorded all the same: "
-                         "they are kept out of every bundle loaded later")
+                         f"user {user_id!r} is not in bundle {version}; they will be kept out of bundles "
+                         "this process loads later")
     return ErasureResult(user_id=user_id, bundle_version=version)

@@ -55,8 +55,7 @@ def wants_csv(accept: str | None) -> bool:
     return csv_q > 0 and csv_q > best.get("application/json", 0.0)
 
 
-def _run_json(bundle: Bundle, c: Compiled, limit: int, state: ServingState, key: ApiKey) -> QueryResult:
-    """A page of rows (ids and per-user fields: an export, written to the audit log)."""
+def _run_json(bundle: Bundle, c: Compiled, limit: int) -> QueryResult:
     cur = bundle.profiles.connection()
     try:
         sql, params = count_sql(c)
@@ -72,29 +71,8 @@ def _run_json(bundle: Bundle, c: Compiled, limit: int, state: ServingState, key:
         last = page.slice(page.num_rows - 1, 1).select([f"__k{i}" for i in range(len(c.order))]).to_pylist()[0]
         next_cursor = encode_cursor(bundle.version, c.query_hash, list(last.values()))
     rows = json_rows(page.select(c.fields))
-    state.audit.write(key_id=key.key_id, endpoint=QUERY_ENDPOINT, rows=len(rows), bundle_version=bundle.version,
-                      format="json", fields=c.fields, query_hash=c.query_hash, first_page=c.after is None)
     return QueryResult(bundle_version=bundle.version, total=total, count=len(rows), fields=c.fields, rows=rows,
                        next_cursor=next_cursor)
-
-
-def _run_count(bundle: Bundle, c: Compiled) -> QueryResult:
-    """The count alone: no id, no per-user field (what segments:read may see)."""
-    cur = bundle.profiles.connection()
-    try:
-        sql, params = count_sql(c)
-        total = cur.execute(sql, params).fetchall()[0][0]
-    finally:
-        cur.close()
-    return QueryResult(bundle_version=bundle.version, total=total, count=0, fields=[], rows=[], next_cursor=None)
-
-
-def _conditions(flt: Filter) -> Iterator[Condition]:
-    for item in (flt.all_ or []) + (flt.any_ or []):
-        if isinstance(item, Group):
-            yield from (item.all_ or []) + (item.any_ or [])
-        else:
-            yield item
 
 
 def _csv_chunks(bundle: Bundle, c: Compiled, limit: int | None, state: ServingState, key: ApiKey) -> Iterator[bytes]:
@@ -136,6 +114,25 @@ _QUERY_EXAMPLES = {
 }
 
 
+def _run_count(bundle: Bundle, c: Compiled) -> QueryResult:
+    """The count alone: no id, no per-user field (what segments:read may see)."""
+    cur = bundle.profiles.connection()
+    try:
+        sql, params = count_sql(c)
+        total = cur.execute(sql, params).fetchall()[0][0]
+    finally:
+        cur.close()
+    return QueryResult(bundle_version=bundle.version, total=total, count=0, fields=[], rows=[], next_cursor=None)
+
+
+def _conditions(flt: Filter) -> Iterator[Condition]:
+    for item in (flt.all_ or []) + (flt.any_ or []):
+        if isinstance(item, Group):
+            yield from (item.all_ or []) + (item.any_ or [])
+        else:
+            yield item
+
+
 @router.post(
     "/query",
     summary="Users matching a filter: JSON pages, or a CSV export with Accept: text/csv",
@@ -173,7 +170,10 @@ async def query_segments(
     if not csv and not exporter:
         return await run_in_threadpool(_run_count, bundle, c)
     if not csv:
-        return await run_in_threadpool(_run_json, bundle, c, json_limit(query), state, caller)
+        page = await run_in_threadpool(_run_json, bundle, c, json_limit(query))
+        state.audit.write(key_id=caller.key_id, endpoint=QUERY_ENDPOINT, rows=page.count, bundle_version=bundle.version,
+                          format="json", fields=c.fields, query_hash=c.query_hash, first_page=c.after is None)
+        return page
     name = f"segment-export-{bundle.version}.csv"
     return StreamingResponse(_csv_chunks(bundle, c, query.limit, state, caller), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -20,7 +20,9 @@ def test_paths_with_user_ids_are_logged_with_their_keyed_hash(tmp_path):
         f"/v1/users/#{key('a/b')[:16]}/recommendations?n=3&category=x"
     assert f.path("/v1/admin/users/caf%C3%A9") == f"/v1/admin/users/#{key('café')[:16]}"
     assert f.path("/v1/users/%20u1%09/profile") == f.path("/v1/users/u1/profile")   # one normalisation
-    assert f.path("/v1/x?user_id=u%2F1&n=2") == f"/v1/x?user_id=#{key('u/1')[:16]}&n=2"
+    assert f.path("/v1/users/profile?user_id=u%2F1") == f"/v1/users/profile?user_id=#{key('u/1')[:16]}"
+    assert f.path("/v1/users/recommendations?n=2&user_id=x") == f"/v1/users/recommendations?n=2&user_id=#{key('x')[:16]}"
+    assert f.path("/v1/users/profile/profile") == f"/v1/users/#{key('profile')[:16]}/profile"
     for untouched in ("/v1/model", "/v1/items/i1/similar?n=5", "/v1/segments/query", "/healthz"):
         assert f.path(untouched) == untouched
 

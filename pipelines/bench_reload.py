@@ -3,7 +3,8 @@ in newly published bundles.
 
 A real server (`api.server.serve`, one uvicorn worker, polling CURRENT every
 `POLL_S`) is loaded with GET recommendations (or GET profile when the bundle has no
-recommender) by an asyncio + httpx client on `connections` connections, while this process
+recommender) by an asyncio + httpx client on `connections` connections (4 by default: on two
+cores a Python client with more queues requests itself), while this process
 publishes copies of the active bundle (a new folder, then CURRENT replaced) one after the
 other. Each request's start time and latency is kept; a request counts as "during a reload"
 when it started between CURRENT's replacement and half a second after the server was first
@@ -100,7 +101,7 @@ def _p(latencies: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(latencies, q)) * 1000, 2) if latencies.size else None
 
 
-def reload_under_load(data_dir: Path, *, reloads: int = 4, gap_s: float = 3.0, connections: int = 8,
+def reload_under_load(data_dir: Path, *, reloads: int = 4, gap_s: float = 3.0, connections: int = 4,
                       users: int = 20_000, progress: Callable[[str], None] = lambda _: None) -> dict:
     """Publish `reloads` bundles `gap_s` apart while the server is under load; the row of the
     benchmark (see the module docstring). The published copies are removed afterwards and

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -152,13 +153,61 @@ def _iso(t: datetime, unit: str) -> str:
     return base + "Z"
 
 
+INDEX_CHUNK = 8192
+
+
+def _index(ids: pa.ChunkedArray) -> dict[str, int]:
+    """user_id -> row, built a slice at a time: a bundle loads beside the event loop, and one
+    call over a million ids would hold the GIL (and stall every request) for a quarter second."""
+    index: dict[str, int] = {}
+    for start in range(0, len(ids), INDEX_CHUNK):
+        chunk = ids.slice(start, INDEX_CHUNK).to_pylist()
+        index.update(zip(chunk, range(start, start + len(chunk))))
+    return index
+
+
+class RowIndex(Mapping[str, int]):
+    """user_id -> row of a table some rows were dropped from (erased users): the index of the
+    table as loaded, and where each of its rows is now (-1: dropped). Lookups stay O(1) and
+    dropping rows costs one numpy pass, not a new dict of every user."""
+
+    def __init__(self, loaded: dict[str, int], moved_to: np.ndarray) -> None:
+        self.loaded = loaded
+        self.moved_to = moved_to
+
+    def get(self, user_id: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        i = self.loaded.get(user_id)
+        if i is None:
+            return default
+        j = int(self.moved_to[i])
+        return default if j < 0 else j
+
+    def __getitem__(self, user_id: str) -> int:
+        j = self.get(user_id)
+        if j is None:
+            raise KeyError(user_id)
+        return j
+
+    def __contains__(self, user_id: object) -> bool:
+        return isinstance(user_id, str) and self.get(user_id) is not None
+
+    def __iter__(self) -> Iterator[str]:
+        return (u for u, i in self.loaded.items() if self.moved_to[i] >= 0)
+
+    def __len__(self) -> int:
+        return int((self.moved_to >= 0).sum())
+
+
 class Profiles:
     """The profiles of one bundle: the Arrow table, a user_id -> row index, the queryable fields."""
 
     def __init__(self, table: pa.Table) -> None:
-        self.table = _normalise(table)
-        ids = self.table.column("user_id").to_pylist()
-        self.index: dict[str, int] = dict(zip(ids, range(len(ids))))
+        table = _normalise(table)
+        self._setup(table, _index(table.column("user_id")), duckdb.connect())
+
+    def _setup(self, table: pa.Table, index: dict[str, int] | RowIndex, db: duckdb.DuckDBPyConnection) -> None:
+        self.table = table
+        self.index = index
         self.fields: dict[str, Kind] = {}
         for f in self.table.schema:
             kind = kind_of(f.type)
@@ -168,7 +217,7 @@ class Profiles:
         self._columns = [(f.name, self.table.column(i).chunk(0) if self.table.column(i).num_chunks else
                           pa.array([], f.type), f.type.unit if pa.types.is_timestamp(f.type) else None)
                          for i, f in enumerate(self.table.schema)]
-        self._db = duckdb.connect()
+        self._db = db   # shared by the views `updated` makes; each request takes a cursor of its own
         self.segments = self._segment_stats()
 
     def __len__(self) -> int:
@@ -195,13 +244,32 @@ class Profiles:
             out[name] = v
         return out
 
-    def without(self, user_ids: set[str]) -> "Profiles":
-        present = [u for u in user_ids if u in self.index]
-        if not present:
+    def updated(self, drop: list[int], opt_out: list[int]) -> "Profiles":
+        """These profiles without the rows `drop` (erased users) and with the rows `opt_out`
+        flagged `marketing_opt_out`; self if there is nothing to change. Costs a filter of the
+        table and one pass over the index's rows, never a new dict of every user."""
+        if not drop and not opt_out:
             return self
-        ids = self.table.column("user_id")
-        keep = pc.invert(pc.is_in(ids, value_set=pa.array(present, ids.type)))
-        return Profiles(self.table.filter(keep))
+        table = self.table
+        if opt_out:
+            flag = np.zeros(table.num_rows, bool)
+            flag[opt_out] = True
+            col = table.column("marketing_opt_out").combine_chunks()
+            table = table.set_column(table.column_names.index("marketing_opt_out"), "marketing_opt_out",
+                                     pc.or_kleene(col, pa.array(flag)))
+        index = self.index
+        if drop:
+            keep = np.ones(table.num_rows, bool)
+            keep[drop] = False
+            table = table.filter(pa.array(keep))
+            step = np.where(keep, np.cumsum(keep) - 1, -1)
+            if isinstance(index, RowIndex):
+                index = RowIndex(index.loaded, np.where(index.moved_to >= 0, step[np.maximum(index.moved_to, 0)], -1))
+            else:
+                index = RowIndex(index, step)
+        view = Profiles.__new__(Profiles)
+        view._setup(table.combine_chunks(), index, self._db)
+        return view
 
     def _segment_stats(self) -> list[SegmentStats]:
         def mean(col: str) -> str:
@@ -245,14 +313,25 @@ class Bundle:
         why = section.get("skipped") if isinstance(section, dict) else None
         return why if isinstance(why, str) else None
 
-    def without_users(self, user_ids: set[str]) -> "Bundle":
-        """This bundle with the given users removed from the profiles and the recommender."""
-        profiles = self.profiles.without(user_ids)
+    def without_users(self, user_ids: set[str], opted_out: set[str] = frozenset()) -> "Bundle":
+        """This bundle without `user_ids` (profiles and recommender) and with `opted_out` flagged
+        `marketing_opt_out`; itself if that changes nothing. Cheap enough for the request path
+        (`Profiles.updated`)."""
+        index = self.profiles.index
+        drop = {u: i for u in user_ids if (i := index.get(u)) is not None}
+        flag = self.profiles.table.column("marketing_opt_out")
+        opt_out = [i for i in map(index.get, set(opted_out) - set(user_ids))
+                   if i is not None and flag[i].as_py() is not True]
         recommender = self.recommender
-        if recommender is not None:
+        if recommender is not None and user_ids:
             recommender = recommender_without(recommender, user_ids)
-        merchants = self.merchants.without(user_ids) if self.merchants is not None else None
-        return replace(self, profiles=profiles, recommender=recommender, merchants=merchants,
+        merchants = self.merchants
+        if merchants is not None and user_ids:
+            merchants = merchants.without(user_ids)
+        if not drop and not opt_out and recommender is self.recommender and merchants is self.merchants:
+            return self
+        return replace(self, profiles=self.profiles.updated(list(drop.values()), opt_out), recommender=recommender,
+                       merchants=merchants,
                        erased=self.erased | frozenset(user_ids))
 
 

@@ -3,7 +3,8 @@
     SettingsDep   the Settings the app started with (create_app(settings), an override of
                   `get_settings` in app.dependency_overrides, or the environment)
     StateDep      the process's ServingState
-    BundleDep     the active bundle, taken once per request (503 problem if none is loaded)
+    BundleDep     the active bundle, taken once per request (503 problem if none is loaded), with
+                  every erasure and opt-out recorded so far taken out
     Caller        any valid API key
     <Scope>Caller a key with that scope (401 without a valid X-API-Key, 403 without the scope,
                   429 with Retry-After over the key's rate, or over the client address's rate of
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 from fastapi.security import SecurityScopes
 
@@ -47,7 +49,10 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
 async def get_bundle(request: Request) -> Bundle:
-    bundle = request.app.state.serving.bundle  # one read: the request keeps this bundle to its end
+    state: ServingState = request.app.state.serving
+    if state.privacy_changed():  # an erasure or opt-out since: it holds before this request is served
+        await run_in_threadpool(state.apply_privacy)
+    bundle = state.bundle  # one read: the request keeps this bundle to its end
     if bundle is None:
         raise ApiProblem(503, "no-bundle", "No bundle loaded",
                          "no bundle is being served yet; publish one with `behavior run`", headers={"Retry-After": "5"})

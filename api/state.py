@@ -2,26 +2,51 @@
 
 The active bundle is swapped by a single reference assignment. A request takes the reference
 once (through `deps.BundleDep`) and uses that object to the end, so a swap never changes a
-bundle under a request in flight. Loads run off the event loop and one at a time.
+bundle under a request in flight. Loads run off the event loop and one at a time, and hold no
+lock a request waits on: a bundle is read, verified, indexed and matched against the erasure
+log and the opt-outs before it is swapped in.
+
+Erasures and opt-outs recorded since the bundle was built (by any process) hold here before
+the next request is served: `privacy_changed` is one stat of each file, `apply_privacy` takes
+the users out (`api.privacy`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from api.audit import AuditLog
 from api.bundle import Bundle, BundleError, list_bundles, load_bundle
 from api.erasure import ErasureLog
+from api.privacy import IdHashes, PrivacyFiles, Stamp, apply
 from api.keys import KeyFileError, KeyRing, load_keyring
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 
 log = logging.getLogger("api.state")
+
+
+LOAD_SWITCH_INTERVAL_S = 0.001
+
+
+@contextlib.contextmanager
+def short_gil_turns() -> Iterator[None]:
+    """While a bundle loads beside the event loop, a thread waiting for the GIL (the event loop)
+    gets it after 1 ms instead of Python's 5: a request waits at most that long per turn."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(LOAD_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 class NoBundleError(BundleError):
@@ -57,9 +82,12 @@ class ServingState:
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.unauthenticated = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)  # by client address
         self.audit = AuditLog(settings.audit_log)
-        self.erased: set[str] = set()            # erased in this process: kept out of every later bundle
         self.erasure_log = ErasureLog(settings.data_dir)   # erased anywhere (CLI or API), by keyed hash
+        self.privacy = PrivacyFiles(settings.data_dir, self.erasure_log)
         self._stamp: tuple[int, int] | None = None          # the active bundle's manifest (inode, mtime)
+        self._hashes: IdHashes | None = None                # of the active bundle's users
+        self._privacy_seen: Stamp | None = None             # the privacy files the active bundle reflects
+        self._privacy_lock = threading.Lock()               # the bundle reference is set under it
         # version -> (why it was refused, its manifest stamp then): polling retries it only once
         # the folder changed (e.g. `behavior forget` finished rewriting it)
         self.refused: dict[str, tuple[str, tuple[int, int] | None]] = {}
@@ -102,18 +130,42 @@ class ServingState:
             return None
         return (st.st_ino, st.st_mtime_ns)
 
-    def _activate(self, bundle: Bundle) -> Swap:
-        self._stamp = self._manifest_stamp(bundle.version)
-        gone = self.erased | self.erasure_log.erased_among(bundle.profiles.table.column("user_id").to_pylist())
-        if bundle.recommender is not None:
-            gone |= self.erasure_log.erased_among(bundle.recommender.users.ids.tolist())
-        if gone:
-            bundle = bundle.without_users(gone)
-        previous = self.bundle.version if self.bundle else None
-        self.bundle = bundle  # the swap: one reference assignment
-        log.info("serving bundle %s (%d profiles)%s", bundle.version, len(bundle.profiles),
+    def _activate(self, bundle: Bundle, stamp: tuple[int, int] | None) -> Swap:
+        """Match the loaded bundle against the erasure log and the opt-outs, then swap it in."""
+        secret = self.erasure_log.secret()
+        # no secret, no erasure and no opt-out yet: hashes are made when one first appears
+        hashes = IdHashes.of(bundle, secret) if secret is not None else None
+        while True:
+            seen = self.privacy.stamp()
+            served = apply(bundle, hashes, self.privacy.read())
+            with self._privacy_lock:
+                if self.privacy.stamp() != seen:
+                    continue            # an erasure or opt-out came in meanwhile: match again
+                previous = self.bundle.version if self.bundle else None
+                self.bundle = served    # the swap: one reference assignment
+                self._hashes, self._privacy_seen, self._stamp = hashes, seen, stamp
+                break
+        log.info("serving bundle %s (%d profiles)%s", bundle.version, len(served.profiles),
                  f", was {previous}" if previous else "")
         return Swap(True, bundle.version, previous)
+
+    def privacy_changed(self) -> bool:
+        """True if the erasure log or the opt-outs changed since the active bundle was matched
+        against them (one stat of each; called on every request)."""
+        return self.privacy.stamp() != self._privacy_seen
+
+    def apply_privacy(self) -> None:
+        """Take the users the erasure log and the opt-outs name now out of the active bundle."""
+        with self._privacy_lock:
+            seen = self.privacy.stamp()
+            if seen == self._privacy_seen:
+                return
+            if self.bundle is not None:
+                changes = self.privacy.read()
+                if self._hashes is None and changes.secret is not None:
+                    self._hashes = IdHashes.of(self.bundle, changes.secret)
+                self.bundle = apply(self.bundle, self._hashes, changes)
+            self._privacy_seen = seen
 
     def reload(self, *, retry_refused: bool = True) -> Swap:
         """Load the bundle CURRENT names if it is not the active one. Raises BundleError if it
@@ -127,14 +179,15 @@ class ServingState:
             stamp = self._manifest_stamp(version)
             if not retry_refused and version in self.refused and self.refused[version][1] == stamp:
                 raise BundleError(version, self.refused[version][0])
-            try:
-                bundle = load_bundle(self.settings.bundles_dir / version)
-            except BundleError as exc:
-                self.refused[version] = (str(exc).split(": ", 1)[-1], stamp)
-                log.error("refused %s; still serving %s", exc, active or "nothing")
-                raise
-            self.refused.pop(version, None)
-            return self._activate(bundle)
+            with short_gil_turns():
+                try:
+                    bundle = load_bundle(self.settings.bundles_dir / version)
+                except BundleError as exc:
+                    self.refused[version] = (str(exc).split(": ", 1)[-1], stamp)
+                    log.error("refused %s; still serving %s", exc, active or "nothing")
+                    raise
+                self.refused.pop(version, None)
+                return self._activate(bundle, stamp)
 
     def poll(self) -> None:
         """One look at CURRENT and the keys file (the background task calls this)."""
@@ -156,23 +209,24 @@ class ServingState:
             if active not in versions or versions.index(active) == 0:
                 raise BundleError(active, "there is no earlier bundle to roll back to")
             target = versions[versions.index(active) - 1]
-            bundle = load_bundle(self.settings.bundles_dir / target)
-            _write_current(self.settings.current_file, target)
-            swap = self._activate(bundle)
+            with short_gil_turns():
+                bundle = load_bundle(self.settings.bundles_dir / target)
+                _write_current(self.settings.current_file, target)
+                swap = self._activate(bundle, self._manifest_stamp(target))
             return Swap(True, swap.version, active)
 
     def erase(self, user_id: str) -> bool:
-        """Drop a user from the served profiles and recommender now (and from bundles loaded later
-        by this process). False if the active bundle does not know the user."""
-        with self._load_lock:
-            self.erased.add(user_id)
-            self.erasure_log.record(user_id)
-            bundle = self.bundle
-            if bundle is None or user_id not in bundle.profiles.index:
-                return False
-            self.bundle = bundle.without_users({user_id})
+        """Record the user in the erasure log (durably: every process serving this data home
+        drops them at its next request) and drop them here now. False if the active bundle
+        does not know the user."""
+        bundle = self.bundle
+        known = bundle is not None and (user_id in bundle.profiles.index or (
+            bundle.recommender is not None and bundle.recommender.users.index_of(user_id) >= 0))
+        self.erasure_log.record(user_id)
+        self.apply_privacy()
+        if known:
             log.info("erased user %s from the serving side", self.erasure_log.key_hash(user_id)[:16])
-            return True
+        return known
 
 
 async def poll_forever(state: ServingState, interval_s: float) -> None:

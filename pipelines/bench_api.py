@@ -9,6 +9,8 @@
   The same server also times a CSV export of the query and the 1M-profile bundle load.
 - Memory: the server's resident memory (Linux /proc) before and after 100k more
   recommendation requests, once the throughput run has warmed it up. Target: flat (< 20 MB).
+- Reload under load (`pipelines.bench_reload`): the latency of the same requests while new
+  bundles are published and picked up. Target: p99 < 50 ms during a reload, no error.
 
 The API runs in its own process (`api.server.serve`) and is reached over HTTP only: the
 pipelines and the API meet in the bundle format, not in imports.
@@ -77,12 +79,13 @@ def _loop_http() -> tuple[str, str]:
 
 
 @contextmanager
-def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300) -> Iterator[tuple[str, float, int]]:
-    """A uvicorn server (one worker, `_loop_http()`) on a free loopback port; yields (base URL,
-    seconds until ready, its pid)."""
+def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300,
+            env: dict[str, str] | None = None) -> Iterator[tuple[str, float, int]]:
+    """A uvicorn server (one worker, `_loop_http()`) on a free loopback port, with `env` over its
+    environment; yields (base URL, seconds until ready, its pid)."""
     port = _free_port()
     env = {**os.environ, "BEHAVIOR_API_KEYS_FILE": str(keys_file), "BEHAVIOR_API_RATE_LIMIT": "0",
-           "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": ""}
+           "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": "", **(env or {})}
     loop, http = _loop_http()
     code = ("from pathlib import Path; from api.server import serve; "
             f"serve(Path({str(data_dir)!r}), '127.0.0.1', {port}, access_log=False, log_level='warning', "
@@ -327,6 +330,9 @@ def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles:
                "target": REC_TARGET[0], "met": bool(REC_TARGET[1](res))}
         rows.append(row)
         rows.append(memory)
+        from pipelines.bench_reload import reload_under_load   # (it builds on this module's server)
+
+        rows.append(reload_under_load(home.root, users=users, progress=progress))
 
         big = DataHome(home.root / f"bench-api-{profiles}")
         progress(f"making a bundle of {profiles:,} profiles")
@@ -376,6 +382,11 @@ def format_api_table(rows: list[dict]) -> str:
             out.append(f"| {r['step']} | median {r['median_ms']:.1f} ms of {r['runs']} runs "
                        f"(min {r['min_ms']:.1f}, max {r['max_ms']:.1f}) at {r['profiles']:,} profiles, "
                        f"{r['matches']:,} matches | {r['target']} | {'yes' if r['met'] else 'no'} |")
+        elif "reload_p99_ms" in r:
+            out.append(f"| {r['step']} | p99 {r['reload_p99_ms']:.1f} ms (p50 {r['reload_p50_ms']:.1f}, max "
+                       f"{r['reload_max_ms']:.1f}) over {r['requests_during_reloads']:,} requests during {r['reloads']} "
+                       f"reloads, {r['steady_p99_ms']:.1f} ms between them; {r['errors']} errors "
+                       f"({r['connections']} connections) | {r['target']} | {'yes' if r['met'] else 'no'} |")
         elif "rss_growth_mb" in r:
             out.append(f"| {r['step']} | RSS {r['rss_before_mb']:,.1f} MB before, {r['rss_after_mb']:,.1f} MB after "
                        f"{r['requests']:,} requests, {r['errors']} errors | {r['target']} | "

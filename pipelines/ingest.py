@@ -46,6 +46,7 @@ from behavior.errors import InputError
 from behavior.parsing import NA_VALUES, check_date_format
 from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
+from behavior.store import opt_outs
 from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine
 from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
 from pipelines import erasure_log
@@ -166,6 +167,8 @@ def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], op
             lake.upsert(txn, TABLES[name], pa.concat_tables(parts))
         if new_meta != meta:
             lake.write_meta(txn, new_meta)
+    if "users" in merged:  # committed: the API flags new opt-outs now, not after the next run
+        opt_outs.update(home.root, erasure_log.secret(home, create=True), pa.concat_tables(merged["users"]))
     return reports, txn.id, currency
 
 

@@ -1,4 +1,4 @@
-"""GET /v1/segments and POST /v1/segments/query (JSON pages, or a streamed CSV export)."""
+"""GET /v1/segments and POST /v1/segments/query (a count, JSON pages or a streamed CSV export)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from api.bundle import Bundle, json_rows, to_json_table
 from api.deps import BundleDep, SegmentsCaller, StateDep
 from api.display import shown_row
 from api.keys import ApiKey
-from api.models import QueryResult, SegmentQuery, Segments, SegmentSummary
+from api.models import Condition, Filter, Group, QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
 from api.query import (Compiled, check_enum_values, compile_query, count_sql, encode_cursor, enum_values, json_limit,
                        page_sql)
@@ -37,6 +37,7 @@ class Queryable(Protocol):
 
 
 QUERY_ENDPOINT = "POST /v1/segments/query"
+EXPORT_SCOPE = "segments:export"   # user ids and per-user fields, as JSON pages or CSV
 
 
 @router.get("", summary="Segments with their sizes and mean loyalty score, CLV and P(alive)",
@@ -128,18 +129,42 @@ _QUERY_EXAMPLES = {
 }
 
 
+def _run_count(bundle: Bundle, c: Compiled) -> QueryResult:
+    """The count alone: no id, no per-user field (what segments:read may see)."""
+    cur = bundle.profiles.connection()
+    try:
+        sql, params = count_sql(c)
+        total = cur.execute(sql, params).fetchall()[0][0]
+    finally:
+        cur.close()
+    return QueryResult(bundle_version=bundle.version, total=total, count=0, fields=[], rows=[], next_cursor=None)
+
+
+def _conditions(flt: Filter) -> Iterator[Condition]:
+    for item in (flt.all_ or []) + (flt.any_ or []):
+        if isinstance(item, Group):
+            yield from (item.all_ or []) + (item.any_ or [])
+        else:
+            yield item
+
+
 @router.post(
     "/query",
     summary="Users matching a filter: JSON pages, or a CSV export with Accept: text/csv",
     description=(
         "A typed filter over profile fields (`all` / `any` of conditions, one level of nesting), a sort "
         "(user_id is always the last tiebreak), cursor pagination and the total count. Opted-out users are "
-        "never returned nor counted. With `Accept: text/csv` (scope segments:export) all matching rows are "
-        "streamed as CSV (or `limit` rows), and the export is written to the audit log."
+        "never returned nor counted.\n\n"
+        "User ids and per-user fields are an export: they need the scope segments:export, and every page is "
+        "written to the audit log (key id, row count, fields, bundle version; never an id). A key with "
+        "segments:read alone gets the count: `total`, with `rows` and `fields` empty and no cursor; it may not "
+        "filter on user_id (403). With `Accept: text/csv` (segments:export) all matching rows are streamed as "
+        "CSV (or `limit` rows), also audited."
     ),
     response_model=QueryResult,
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                     "description": "A page of users (JSON) or the whole export (CSV)."},
+                     "description": "A page of users (JSON, segments:export), the count alone (JSON, "
+                                    "segments:read) or the whole export (CSV, segments:export)."},
                **problems(400, *AUTH, 409, 413, 422, 503)},
 )
 async def query_segments(
@@ -148,13 +173,23 @@ async def query_segments(
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> QueryResult | StreamingResponse:
     csv = wants_csv(accept)
-    if csv and "segments:export" not in caller.scopes:
+    exporter = EXPORT_SCOPE in caller.scopes
+    if csv and not exporter:
         raise ApiProblem(403, "forbidden", "Forbidden",
-                         f"key {caller.key_id!r} lacks the scope segments:export that CSV exports need")
+                         f"key {caller.key_id!r} lacks the scope {EXPORT_SCOPE} that CSV exports need")
+    if not exporter and any(cond.field == "user_id" for cond in _conditions(query.filter)):
+        raise ApiProblem(403, "forbidden", "Forbidden",
+                         f"key {caller.key_id!r} lacks the scope {EXPORT_SCOPE} that filtering on user_id needs "
+                         "(counts of one user would tell their fields)")
     c = compile_query(query, bundle.profiles.fields, bundle.version)
     check_enum_values(query, enum_values(bundle.profiles))
+    if not csv and not exporter:
+        return await run_in_threadpool(_run_count, bundle, c)
     if not csv:
-        return await run_in_threadpool(run_json, bundle, c, json_limit(query))
+        page = await run_in_threadpool(run_json, bundle, c, json_limit(query))
+        state.audit.write(key_id=caller.key_id, endpoint=QUERY_ENDPOINT, rows=page.count, bundle_version=bundle.version,
+                          format="json", fields=c.fields, query_hash=c.query_hash, first_page=c.after is None)
+        return page
     name = f"segment-export-{bundle.version}.csv"
     return StreamingResponse(csv_chunks(bundle, c, query.limit, state, caller), media_type="text/csv",
                              headers={"Content-Disposition": f'attachment; filename="{name}"'})

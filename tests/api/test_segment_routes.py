@@ -184,3 +184,31 @@ def test_cursors_are_checked(client, home):
     assert client.post("/v1/admin/reload", headers=home.headers("admin")).status_code == 200
     p = assert_problem(query(client, home, {**body, "cursor": cursor}), 409)
     assert "v-next" in p["detail"]
+
+
+def test_a_read_only_key_gets_counts_and_no_ids(client, home, frame):
+    body = {"filter": {"all": [{"field": "segment", "op": "in", "value": ["Champions", "Loyal"]}]},
+            "fields": ["user_id", "clv"], "limit": 1000}
+    full = query(client, home, body, "export").json()
+    audited = len(home.audit())
+    r = query(client, home, body, "segments")
+    assert r.status_code == 200
+    assert r.json() == {"bundle_version": home.active(), "total": full["total"], "count": 0, "fields": [],
+                        "rows": [], "next_cursor": None}
+    assert full["total"] > 0 and len(home.audit()) == audited          # no id returned: nothing to audit
+    p = assert_problem(query(client, home, {"filter": {"any": [{"all": [
+        {"field": "user_id", "op": "eq", "value": frame.user_id.iloc[0]}]}]}}, "segments"), 403)
+    assert "segments:export" in p["detail"] and "user_id" in p["detail"]
+
+
+def test_json_pages_of_ids_need_the_export_scope_and_are_audited(client, home):
+    body = {"filter": {"all": [{"field": "segment", "op": "eq", "value": "Champions"}]}, "limit": 40}
+    before = len(home.audit())
+    rows, pages = all_pages(client, home, body)
+    entries = home.audit()[before:]
+    assert len(entries) == pages > 1 and sum(e["rows"] for e in entries) == len(rows)
+    assert all(e["endpoint"] == "POST /v1/segments/query" and e["format"] == "json" and e["key_id"] == "all"
+               and e["bundle_version"] == home.active() for e in entries)
+    assert [e["first_page"] for e in entries] == [True] + [False] * (pages - 1)
+    text = (home.root / "audit" / "api.log").read_text()
+    assert not any(r["user_id"] in text for r in rows)

@@ -80,7 +80,12 @@ class LiveState:
             rows = self._inbox.lines_after(self._watermark)
             users = {r[3] for r in rows}
             if rows or key != self._bundle_key:
-                by_user = {u: list(v) for u, v in by_user.items()}   # readers keep the dict they took
+                # readers keep the dict they took: a new dict, and new lists for the users that get lines
+                # (copying every user's lines on each look made a look cost the whole live state)
+                by_user = dict(by_user)
+                for u in users:
+                    if u in by_user:
+                        by_user[u] = list(by_user[u])
                 for seq, payment_id, line_no, user, item, category, qty, amount, paid, status, promo, moved in rows:
                     if key is not None and moved is not None and moved < key[1] + CREATED_SLACK_US and paid < key[2]:
                         continue   # the bundle holds it

@@ -13,7 +13,8 @@ Reason codes, in the order in which they are checked (a row gets the first that 
 card_number        any stored text field holds a card number (masked in the detail)
 missing_<column>   a required column is empty or holds a missing-value marker (NA, #N/A, null, ...)
 bad_<column>       a value cannot be parsed (date, number, whole number, yes/no, listed value)
-date_out_of_range  a time before 1970 or more than a day in the future
+date_out_of_range  a time before 1970, or more than a day in the future (except the times of a
+                   schedule, which may lie ahead: see FUTURE_TIMES)
 user_id_email / user_id_phone   the customer id looks like personal contact data
 unknown_currency   not an ISO 4217 code
 currency_mismatch  not the lake's reporting currency (one reporting currency per lake)
@@ -48,6 +49,10 @@ STATUS_SYNONYMS = {
     "failed": "failed", "failure": "failed", "declined": "failed", "error": "failed", "rejected": "failed",
     "refund": "refund", "refunded": "refund", "returned": "refund", "chargeback": "refund",
 }
+# Times that name a schedule rather than an event: a promotion running for weeks, or one
+# scheduled to start next month, is ingested while it runs or before it starts. They keep
+# the 1970 lower bound only.
+FUTURE_TIMES: dict[str, frozenset[str]] = {"promotions": frozenset({"starts_at", "ends_at"})}
 GROUP_SYNONYMS = {"treatment": "treatment", "treated": "treatment", "test": "treatment", "t": "treatment",
                   "control": "control", "holdout": "control", "c": "control"}
 
@@ -231,11 +236,16 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
                        f"{_shown('unit_price', d, floats)} || ' is not a number'"))
     lo = _instant(datetime(1970, 1, 1, tzinfo=timezone.utc), d)
     hi = _instant(opts.now + timedelta(days=1), d)
+    ahead = FUTURE_TIMES.get(spec.name, frozenset())
     for col in spec.columns:
         if col.type == "timestamp":
             n = col.name
-            checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
-                           f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970 or in the future'"))
+            if n in ahead:
+                checks.append((f"p_{n} < {lo}", "date_out_of_range",
+                               f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970'"))
+            else:
+                checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
+                               f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970 or in the future'"))
     if "user_id" in spec.names:
         # contact data is recognised with any surrounding whitespace (a trailing newline too)
         bare = d.replace_all("t_user_id", r"^\s+|\s+$", "")

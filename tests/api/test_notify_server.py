@@ -316,14 +316,16 @@ def test_a_running_promotion_is_watched_live_by_arm(root, tmp_path):
     from api.settings import Settings
 
     now = datetime.now(timezone.utc)
-    # ends within a day: ingest refuses times more than a day ahead (date_out_of_range), ends_at included
+    # a two-week promotion in its third day: its end lies days ahead, and it is in the lake while it runs
     (tmp_path / "promotions.csv").write_text(
         "promotion_id,name,starts_at,ends_at,target,cost_per_redemption\n"
-        f"promo-live,Live test,{(now - timedelta(days=1)).isoformat()},{(now + timedelta(hours=12)).isoformat()},any,1\n")
+        f"promo-live,Live test,{(now - timedelta(days=2)).isoformat()},{(now + timedelta(days=12)).isoformat()},any,1\n")
     users = [f"u{i:07d}" for i in range(1, 41)]
     (tmp_path / "assignments.csv").write_text("promotion_id,user_id,group\n" + "".join(
         f"promo-live,{u},{'treatment' if i % 2 else 'control'}\n" for i, u in enumerate(users)))
-    behavior(root, "ingest", str(tmp_path / "promotions.csv"), "--table", "promotions")
+    promos = json.loads(behavior(root, "ingest", str(tmp_path / "promotions.csv"), "--table", "promotions",
+                                 "--json").stdout)
+    assert promos["accepted"] == 1, promos
     behavior(root, "ingest", str(tmp_path / "assignments.csv"), "--table", "assignments")
     key = create_key(root / "api_keys.json", "promo", ["promotions:target"])
     with TestClient(create_app(Settings(data_dir=root, reload_interval_s=0, rate_limit_per_s=0))) as c:

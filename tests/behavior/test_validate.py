@@ -151,6 +151,24 @@ def test_future_and_ancient_dates_are_rejected():
     assert one("paid_at", "1960-01-01").rejected.column("reason").to_pylist() == ["date_out_of_range"]
 
 
+def test_a_promotion_running_or_scheduled_ahead_is_accepted():
+    """A promotion's start and end may lie ahead (it runs for weeks, or starts next month);
+    they keep the 1970 bound, and event times stay bounded to a day ahead."""
+    from behavior.schema import ASSIGNMENTS, PROMOTIONS
+
+    v = run({"promotion_id": ["p-running", "p-scheduled", "p-ancient"],
+             "starts_at": ["2025-12-20", "2026-02-01", "1960-01-01"],
+             "ends_at": ["2026-01-20", "2026-03-01", "2026-01-20"]}, spec=PROMOTIONS)
+    assert sorted(v.accepted.column("promotion_id").to_pylist()) == ["p-running", "p-scheduled"]
+    assert v.accepted.filter(pa.compute.equal(v.accepted.column("promotion_id"), "p-scheduled")) \
+        .column("ends_at")[0].as_py() == datetime(2026, 3, 1, tzinfo=timezone.utc)
+    assert v.rejected.column("reason").to_pylist() == ["date_out_of_range"]
+    assert v.rejected.column("detail")[0].as_py().endswith("is before 1970")
+    late = run({"promotion_id": ["p"], "user_id": ["u1"], "group": ["control"], "assigned_at": ["2030-01-01"]},
+               spec=ASSIGNMENTS)
+    assert late.rejected.column("reason").to_pylist() == ["date_out_of_range"]
+
+
 @pytest.mark.parametrize("text, expected", [
     ("12.5", "12.50"), ("1,234.50", "1234.50"), ("1234,5", "1234.50"), ("1.234,50", "1234.50"),
     ("€ 7,90", "7.90"), ("(3.00)", "-3.00"), ("$1,000", "1000.00"), ("0", "0.00"),

@@ -66,7 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
-                    "create one with `behavior keys create`", settings.keys_path)
+                    "create one with `behavior keys add`", settings.keys_path)
     try:
         await asyncio.to_thread(state.reload)
     except NoBundleError as exc:

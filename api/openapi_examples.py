@@ -33,7 +33,8 @@ _LIVE = {"promotion_id": "promo001", "name": "Spring coupon", "starts_at": "2026
          "live_lines": 5180, "conversion": _INTERVAL,
          "revenue_per_user": {**_INTERVAL, "treatment": 2.74, "control": 1.67, "diff": 1.07, "ci": [0.21, 1.93],
                               "se": 0.44}}
-_CSV = "user_id,segment,churn_probability\nu0000001,At Risk,0.71\nu0000007,Champions,0.08\n"
+_USERS_CSV = "user_id,segment,churn_probability\nu0000001,At Risk,0.71\nu0000007,Champions,0.08\n"
+_MERCHANTS_CSV = "merchant_id,merchant_segment,revenue_90d\nm00017,at_risk,3120.5\nm00004,declining,2210.0\n"
 
 
 def _one(summary: str, value: Any) -> dict[str, dict]:
@@ -56,8 +57,8 @@ EXAMPLES: dict[tuple[str, str], dict[str, dict]] = {
                                 "value": [_PAYMENT, {**_PAYMENT, "payment_id": "p-2026-000124", "user_id": "u0000002"}]}},
         "200": _one("Stored in the inbox", _RECEIPT)},
     ("get", "/v1/promotions/{promotion_id}/live"): {"200": _one("A running promotion, treatment against holdout", _LIVE)},
-    ("post", "/v1/segments/query"): {"200 text/csv": _one("Accept: text/csv, for a mailing tool", _CSV)},
-    ("post", "/v1/merchants/query"): {"200 text/csv": _one("Accept: text/csv", _CSV)},
+    ("post", "/v1/segments/query"): {"200 text/csv": _one("Accept: text/csv, for a mailing tool", _USERS_CSV)},
+    ("post", "/v1/merchants/query"): {"200 text/csv": _one("Accept: text/csv, with the fields asked for", _MERCHANTS_CSV)},
 }
 
 

@@ -49,6 +49,7 @@ def test_notebook_runs_on_the_demo_data(path, demo_home, monkeypatch, tmp_path):
     # kernel "python3" is then the venv's own (jupyter_client runs its "python" as this interpreter),
     # not one a developer registered in their user data dir for another Python
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))   # 06_your_data's data home goes where pytest cleans up
     nb = jupytext.read(path)
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
                                      resources={"metadata": {"path": str(tmp_path)}})

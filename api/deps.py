@@ -5,7 +5,8 @@
     StateDep      the process's ServingState
     BundleDep     the active bundle, taken once per request (503 problem if none is loaded), with
                   every erasure and opt-out recorded so far taken out
-    Caller        any valid API key
+    Caller        any valid API key, as the keys file holds them now (one stat per request: a key
+                  added or revoked by any process holds on every worker at its next request)
     <Scope>Caller a key with that scope (401 without a valid X-API-Key, 403 without the scope,
                   429 with Retry-After over the key's rate, or over the client address's rate of
                   requests without a valid key)
@@ -74,6 +75,8 @@ async def authorize(security_scopes: SecurityScopes, request: Request) -> ApiKey
         raise ApiProblem(429, "rate-limited", "Too many requests",
                          f"too many requests without a valid API key from {client}; retry after the time in "
                          "Retry-After", headers={"Retry-After": state.unauthenticated.retry_after(wait)})
+    if state.keys_changed():  # a key added or revoked by any process holds from this request on
+        await run_in_threadpool(state.refresh_keys)
     presented = request.headers.get(API_KEY_HEADER)
     if not presented:
         state.unauthenticated.acquire(client)

@@ -20,6 +20,7 @@ from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
 from api.live import LiveState, PromotionMonitor, poll_live
 from api.notify import Receiver
+from api.openapi_examples import add_examples
 from api.routes import (admin, health, merchants, model, notifications, profiles, promotions, promotions_live,
                         recommendations, segments)
 from api.settings import Settings, get_settings
@@ -66,7 +67,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.refresh_keys()
     if len(state.keys) == 0:
         log.warning("no API keys in %s or BEHAVIOR_API_KEYS: every /v1 request will get 401; "
-                    "create one with `behavior keys create`", settings.keys_path)
+                    "create one with `behavior keys add`", settings.keys_path)
     try:
         await asyncio.to_thread(state.reload)
     except NoBundleError as exc:
@@ -112,7 +113,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema with every error response as application/problem+json (Problem)."""
+    """FastAPI's schema with every error response as application/problem+json (Problem), and a
+    worked example on every request body and successful response (`api.openapi_examples`)."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -145,6 +147,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     resp["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
                     if code == "422":
                         resp["description"] = "Invalid request, with field-level `errors`"
+    add_examples(schema)
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     app.openapi_schema = schema

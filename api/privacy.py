@@ -35,7 +35,8 @@ FileStamp = tuple[int, int, int]            # inode, size, mtime in ns
 Stamp = tuple[FileStamp | None, FileStamp | None]   # (erasure log, opt-outs file)
 
 
-def _stamp(path: str) -> FileStamp | None:
+def file_stamp(path: str) -> FileStamp | None:
+    """(inode, size, mtime) of the file at `path`, None if there is none: one stat."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -69,12 +70,12 @@ class PrivacyFiles:
     def stamp(self) -> Stamp:
         """One stat of each file: equal stamps, equal contents (the log is appended to, the
         opt-outs file replaced)."""
-        return _stamp(self._paths[0]), _stamp(self._paths[1])
+        return file_stamp(self._paths[0]), file_stamp(self._paths[1])
 
     def read(self) -> Changes:
         """The secret and both lists of hashes, as the files hold them now."""
         secret, erased = self.erasure_log.hashes()
-        stamp = _stamp(self._paths[1])
+        stamp = file_stamp(self._paths[1])
         if stamp != self._opt_outs[0]:
             try:
                 self._opt_outs = (stamp, opt_outs.read(self.data_dir))

@@ -8,7 +8,8 @@ log and the opt-outs before it is swapped in.
 
 Erasures and opt-outs recorded since the bundle was built (by any process) hold here before
 the next request is served: `privacy_changed` is one stat of each file, `apply_privacy` takes
-the users out (`api.privacy`).
+the users out (`api.privacy`). So do keys added or revoked since: `keys_changed` is one stat of
+the keys file, `refresh_keys` reads it again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 from api.audit import AuditLog
 from api.bundle import Bundle, BundleError, list_bundles, load_bundle
 from api.erasure import ErasureLog
-from api.privacy import IdHashes, PrivacyFiles, Stamp, apply
+from api.privacy import FileStamp, IdHashes, PrivacyFiles, Stamp, apply, file_stamp
 from api.keys import KeyFileError, KeyRing, load_keyring
 from api.ratelimit import RateLimiter
 from api.settings import Settings
@@ -92,22 +93,24 @@ class ServingState:
         # the folder changed (e.g. `behavior forget` finished rewriting it)
         self.refused: dict[str, tuple[str, tuple[int, int] | None]] = {}
         self._load_lock = threading.Lock()
-        self._keys_stamp: tuple[float, int] | None | str = "never loaded"
+        self._keys_path = str(settings.keys_path)           # a str: stat on every request, no Path join
+        self._keys_stamp: FileStamp | None | str = "never loaded"
 
     # ------------------------------------------------------------ keys
 
+    def keys_changed(self) -> bool:
+        """True if the keys file changed since the keys were read (one stat; called on every
+        request, so that a key added or revoked by any process holds on every worker at once)."""
+        return file_stamp(self._keys_path) != self._keys_stamp
+
     def refresh_keys(self) -> None:
         """Reload the keys if the keys file changed; a broken file keeps the previous keys."""
-        path = self.settings.keys_path
-        try:
-            st = path.stat()
-            stamp: tuple[float, int] | None = (st.st_mtime, st.st_size)
-        except FileNotFoundError:
-            stamp = None
+        # stamp first: a file replaced between the stat and the read is read again next request
+        stamp = file_stamp(self._keys_path)
         if stamp == self._keys_stamp:
             return
         try:
-            self.keys = load_keyring(path, self.settings.api_keys_json)
+            self.keys = load_keyring(self.settings.keys_path, self.settings.api_keys_json)
         except KeyFileError as exc:
             log.error("API keys not reloaded, the previous keys stay: %s", exc)
         self._keys_stamp = stamp

@@ -349,12 +349,24 @@ app.add_typer(keys_app, name="keys")
 def keys_add(
     key_id: Annotated[str, typer.Argument(help="A name for the key, e.g. marketing.")],
     scope: Annotated[list[str], typer.Option("--scope", help="Scope (repeatable): recommendations:read, profiles:read, "
-                                                             "segments:read, segments:export, promotions:target, admin.")],
+                                                             "segments:read, segments:export, promotions:target, "
+                                                             "merchants:read, merchants:export, admin.")],
 ) -> None:
-    """Create a key; prints it once (it is not stored, only its hash)."""
+    """Create a key; prints it once on stdout (it is not stored, only its hash), and on stderr
+    where its hash was stored. A running API accepts it at its next request."""
     from api.keys import create_key
 
-    state.console.result(create_key(state.home.root / "api_keys.json", key_id, scope))
+    path = _keys_file()
+    state.console.result(create_key(path, key_id, scope))
+    # run from another folder, ./data may not be the data home the user meant: name it
+    state.console.note(f"key {key_id!r} is shown once, above: keep it now, it cannot be shown again. "
+                       f"Only its SHA-256 is stored, in {path} (data home {path.parent}; another one: "
+                       "--data-dir DIR or $BEHAVIOR_DATA_DIR).")
+
+
+def _keys_file() -> Path:
+    """The data home's keys file, as an absolute path (what `behavior serve` on this home reads)."""
+    return state.home.root / "api_keys.json"
 
 
 @keys_app.command("revoke")
@@ -362,9 +374,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
     """Remove a key."""
     from api.keys import revoke_key
 
-    if not revoke_key(state.home.root / "api_keys.json", key_id):
-        raise BehaviorError(f"no key with id {key_id!r}; `behavior keys list` shows them")
-    state.console.result(f"revoked {key_id}")
+    path = _keys_file()
+    if not path.exists() or not revoke_key(path, key_id):
+        raise BehaviorError(f"no key with id {key_id!r} in {path}; `behavior keys list` shows them")
+    state.console.result(f"revoked {key_id} in {path}; a running API refuses it from its next request")
 
 
 @keys_app.command("list")
@@ -372,7 +385,7 @@ def keys_list() -> None:
     """Key ids and their scopes (never the keys)."""
     from api.keys import list_keys
 
-    path = state.home.root / "api_keys.json"
+    path = _keys_file()
     for k in list_keys(path) if path.exists() else []:
         state.console.result(f"{k['key_id']}: {', '.join(k['scopes'])} (created {k['created_at']})")
 

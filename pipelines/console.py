@@ -57,6 +57,7 @@ class Console:
         self.interactive = tty and not quiet
         self.logging = not tty and not quiet   # timestamped lines instead of a spinner
         self.log_format = log_format
+        self.quiet = quiet
         self._err = RichConsole(stderr=True)
 
     def log(self, event: str, text: str, /, **fields: Any) -> None:
@@ -98,6 +99,11 @@ class Console:
         if self.interactive:
             self._err.print(f"[dim]{message}[/dim]")
         self.log("progress", message, detail=message)
+
+    def note(self, text: str) -> None:
+        """A line for the reader on stderr (not part of the result on stdout), unless --quiet."""
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
 
     def result(self, text: str) -> None:
         print(text, flush=True)

@@ -94,3 +94,12 @@ def test_server_limits_come_from_the_environment(tmp_path):
     assert (s.max_header_bytes, s.request_timeout_s) == (8192, 2.5)
     with pytest.raises(SettingsError, match="BEHAVIOR_API_REQUEST_TIMEOUT"):
         Settings.from_env({"BEHAVIOR_API_REQUEST_TIMEOUT": "-1"})
+
+
+def test_a_key_added_or_revoked_holds_at_the_next_request_without_polling(make_client, home):
+    path = home.root / "api_keys.json"
+    with make_client(reload_interval_s=0) as c:
+        late = create_key(path, "late", ["profiles:read"])
+        assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 200
+        assert revoke_key(path, "late")
+        assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 401

@@ -98,3 +98,22 @@ def test_opted_out_users_are_exported_and_erased_users_never_appear(exporter, cl
     line = home.audit()[-1]
     assert line["audience"] == "filter" and line["format"] == "parquet" and line["users"] == len(members)
     assert line["rows"] == len(table)
+
+
+def test_csv_and_parquet_stream_in_chunks_and_hold_the_same_rows(exporter, client, home, monkeypatch):
+    from api.routes import recommendations_export
+
+    monkeypatch.setattr(recommendations_export, "BATCH_USERS", 7)   # many row groups and CSV chunks
+    users = list(profiles(home)["user_id"].iloc[:30]) + ["new-1", "new-2"]
+    body = {"user_ids": users, "n": 3}
+    with client.stream("POST", URL, json=body, headers=exporter) as r:
+        chunks = list(r.iter_raw())
+    assert len(chunks) > 2
+    csv = read_csv(client.post(URL, json=body, headers=exporter))
+    parquet = pq.ParquetFile(io.BytesIO(client.post(URL, json={**body, "format": "parquet"},
+                                                    headers=exporter).content))
+    assert parquet.metadata.num_row_groups == 5
+    table = parquet.read().to_pandas()
+    assert list(table["user_id"].drop_duplicates()) == users == list(csv["user_id"].drop_duplicates())
+    assert table[["user_id", "rank", "item_id"]].values.tolist() == csv[["user_id", "rank", "item_id"]].values.tolist()
+    assert (table["score"] - csv["score"]).abs().max() < 1e-9

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from behavior.errors import BehaviorError
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
+from api.items import ItemDetails
 from api.targeting import FILES as TARGETING_FILES
 from api.targeting import TargetingData, load_targeting
 
@@ -304,6 +305,7 @@ class Bundle:
     recommender: ServingModel | None = None
     targeting: TargetingData | None = None
     merchants: Any = None   # api.merchants_data.MerchantData (which builds on this module), or None
+    item_details: ItemDetails | None = None   # the recommender's item attributes, prepared at load
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     erased: frozenset[str] = frozenset()
 
@@ -453,6 +455,7 @@ def load_bundle(folder: Path) -> Bundle:
     if not isinstance(report, dict):
         raise BundleError(version, f"{REPORT} is not a JSON object")
     profiles = Profiles(_read_profiles(folder, version))
+    recommender = _load_recommender(folder, version)
     return Bundle(
         version=version,
         as_of=_parse_time(manifest.get("as_of", report.get("as_of")), "as_of", version),
@@ -460,7 +463,8 @@ def load_bundle(folder: Path) -> Bundle:
         manifest=manifest,
         report=report,
         profiles=profiles,
-        recommender=_load_recommender(folder, version),
+        recommender=recommender,
+        item_details=ItemDetails(recommender) if recommender is not None else None,
         targeting=_load_targeting(folder, version, set(manifest["checksums"])),
         merchants=_load_merchants(folder, set(manifest["checksums"])),
     )

@@ -26,7 +26,7 @@ from typing import Any
 
 from behavior.errors import BehaviorError
 
-SCOPES = ("recommendations:read", "profiles:read", "segments:read", "segments:export", "promotions:target",
+SCOPES = ("recommendations:read", "recommendations:export", "profiles:read", "segments:read", "segments:export", "promotions:target",
           "merchants:read", "merchants:export", "admin")
 KEY_PREFIX = "bk_"
 _KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

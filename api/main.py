@@ -22,14 +22,14 @@ from api.live import LiveState, PromotionMonitor, poll_live
 from api.notify import Receiver
 from api.openapi_examples import add_examples
 from api.routes import (admin, health, merchants, model, notifications, profiles, promotions, promotions_live,
-                        recommendations, segments)
+                        recommendations, recommendations_export, segments)
 from api.settings import Settings, get_settings
 from api.state import NoBundleError, ServingState, poll_forever
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"
 ROUTERS = (health.router, model.router, recommendations.router, profiles.router, segments.router, promotions.router,
-           merchants.router, admin.router, notifications.router, promotions_live.router)
+           merchants.router, admin.router, notifications.router, promotions_live.router, recommendations_export.router)
 
 DESCRIPTION = """\
 Recommendations, customer profiles and segment queries for marketing, served from the active

@@ -305,13 +305,20 @@ class ErasureResult(BaseModel):
 class ScoredItem(BaseModel):
     item_id: str
     score: float
+    name: str | None = Field(None, description="The item's name, where the items table has one.")
+    category: str | None = Field(None, description="The item's category (null when unknown).")
+    merchant_id: str | None = Field(None, description="The merchant selling the item (null when unknown).")
+    price: float | None = Field(None, description="The item's list price from the items table (null when unknown).")
 
 
 class Recommendations(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "user_id": "u0000001", "model_version": "20260101T000000Z-8e3680",
         "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
-        "items": [{"item_id": "i00042", "score": 0.83}, {"item_id": "i00007", "score": 0.61}]}]})
+        "items": [{"item_id": "i00042", "score": 0.83, "name": None, "category": "groceries", "merchant_id": "m0012",
+                   "price": 24.9},
+                  {"item_id": "i00007", "score": 0.61, "name": None, "category": "restaurants", "merchant_id": "m0003",
+                   "price": 18.0}]}]})
 
     user_id: str
     model_version: str = Field(description="The bundle version that produced the list.")

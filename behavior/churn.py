@@ -29,12 +29,15 @@ score; for the Brier score each raw score is mapped to a probability by an isoto
 the training cutoffs (`fit_baseline_calibrators`), so the comparison is with the best
 calibrated version of each one-number rule, not with an uncalibrated score.
 
-Reasons (`churn_reasons`): a transparent partial-effect method. For each user and each of
-the interpretable features in `REASON_FEATURES`, the user's value is replaced by the
-population median (of the scored population) and the model's churn probability recomputed;
-the effect is p(user) - p(user with that feature at the median). The features with the
-largest positive effects (>= `min_effect`, at most `top`) are the reasons, rendered in words
-("no purchase for 120 days", "payments down 60% vs previous 90 days", "P(alive) 0.21").
+Reasons (`churn_reasons`, `reason_features`): a transparent partial-effect method against
+healthy customers. The reference of each interpretable feature in `REASON_FEATURES` is its
+median over the customers scored below `REASON_THRESHOLD` (0.5). A feature can be a reason for
+a user only when the user's value is on its risky side (`RISK_DIRECTION`: a longer silence, a
+falling spend trend below zero, a lower P(alive), ...); its effect is p(user) - p(user with
+that feature at the reference). The largest effects (>= `min_effect`, at most `top`) are the
+reasons; a user scored >= the threshold always gets at least the risky-side feature with the
+largest effect. Rendered in words ("one-time buyer, not back for 730 days", "no purchase for
+120 days, usually buys every 30 days", "payments down 60% vs previous 90 days").
 Cost: one extra predict per reason feature.
 
 Retention (SQL over a payments relation, point in time as the relation is):
@@ -77,7 +80,13 @@ _NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_catego
 LOYALTY_FEATURES = ("p_alive", "expected_purchases", "p_no_purchase")
 BASELINES = ("recency", "bgnbd_p_alive", "bgnbd_expected_purchases")
 REASON_FEATURES = ("recency_days", "spend_trend", "n_payments_90d", "p_alive", "expected_purchases",
-                   "mean_gap_days", "frequency", "tenure_days", "failure_rate", "refund_rate")
+                   "mean_gap_days", "frequency", "failure_rate", "refund_rate")
+# +1: a higher value means more churn risk; -1: a lower value does. Only the risky side of a
+# feature can be a reason (tenure has no direction a marketer could act on, so it is none).
+RISK_DIRECTION = {"recency_days": 1, "spend_trend": -1, "n_payments_90d": -1, "p_alive": -1,
+                  "expected_purchases": -1, "mean_gap_days": 1, "frequency": -1, "failure_rate": 1,
+                  "refund_rate": 1}
+REASON_THRESHOLD = 0.5     # every customer scored at or above this gets at least one reason
 
 
 # ---------------------------------------------------------------- cutoffs and data sets
@@ -315,25 +324,27 @@ def evaluate_baselines(test: pd.DataFrame, calibrators: dict[str, IsotonicRegres
 def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
     v = row[feature]
     if feature == "recency_days":
+        gap = row.get("mean_gap_days")
+        if row.get("frequency") == 0:
+            return f"one-time buyer, not back for {v:.0f} days"
+        if gap is not None and np.isfinite(gap) and gap > 0:
+            return f"no purchase for {v:.0f} days, usually buys every {gap:.0f} days"
         return f"no purchase for {v:.0f} days"
     if feature == "spend_trend":
         prev, now = row.get("spend_prev_90d"), row.get("spend_90d")
         if prev is not None and np.isfinite(prev) and prev > 0 and now is not None and np.isfinite(now):
-            change = 100 * (now - prev) / prev
-            return f"payments {'down' if change < 0 else 'up'} {abs(change):.0f}% vs previous 90 days"
-        return f"spend trend {v:+.2f}"
+            return f"payments down {100 * (prev - now) / prev:.0f}% vs previous 90 days"
+        return "spending falling vs previous 90 days"
     if feature == "n_payments_90d":
-        return f"{v:.0f} payments in the last 90 days"
+        return "no payment in the last 90 days" if v == 0 else f"only {v:.0f} payments in the last 90 days"
     if feature == "p_alive":
-        return f"P(alive) {v:.2f}"
+        return f"likely lapsed: P(still active) {v:.2f}"
     if feature == "expected_purchases":
-        return f"expected purchases next {horizon_days} days {v:.2f}"
+        return f"only {v:.2f} purchases expected in the next {horizon_days} days"
     if feature == "mean_gap_days":
-        return f"buys every {v:.0f} days on average"
+        return f"buys only every {v:.0f} days on average"
     if feature == "frequency":
         return f"only {v:.0f} repeat purchase days" if v else "no repeat purchase yet"
-    if feature == "tenure_days":
-        return f"customer for {v:.0f} days"
     if feature == "failure_rate":
         return f"{100 * v:.0f}% of payments failed"
     if feature == "refund_rate":
@@ -344,41 +355,79 @@ def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
 REASON_CHUNK = 200_000   # rows per copy of X in churn_reasons
 
 
-def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
-                  top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
-                  context: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
-    """Churn probability per row of X and its reasons ("; "-joined; "" when none).
+def reason_references(X: pd.DataFrame, p: np.ndarray, features: tuple[str, ...] = REASON_FEATURES,
+                      threshold: float = REASON_THRESHOLD) -> dict[str, float]:
+    """The healthy value of each reason feature: its median over the rows of X scored below
+    `threshold` (the whole of X when none is). A churn reason compares a customer with the
+    customers expected to stay, not with a population that may itself be mostly lapsed."""
+    healthy = X[p < threshold] if (p < threshold).any() else X
+    refs = {}
+    for f in features:
+        if f in X.columns:
+            m = healthy[f].median()
+            refs[f] = float(m) if pd.notna(m) else float(X[f].median())
+    return {f: v for f, v in refs.items() if np.isfinite(v)}
 
-    Partial effect of feature j for a user: p(x) - p(x with x_j set to the median of X[j]).
-    `context` (same rows as X) supplies extra columns for the wording (spend_90d, ...)."""
+
+def _risky_side(f: str, values: np.ndarray, ref: float) -> np.ndarray:
+    """True where the value is worse than the healthy reference in the feature's risk direction
+    (a falling spend trend must also be below zero: growth is never a reason to churn)."""
+    risky = RISK_DIRECTION[f] * (values - ref) > 0
+    if f == "spend_trend":
+        risky &= values < 0
+    return risky & np.isfinite(values)
+
+
+def reason_features(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
+                    top: int = 3, min_effect: float = 0.01, threshold: float = REASON_THRESHOLD
+                    ) -> tuple[np.ndarray, list[list[str]], dict[str, float]]:
+    """Churn probability per row of X, the reason features per row (most effect first) and the
+    healthy references they were measured against.
+
+    A feature is a candidate for a user only when the user's value is on the risky side of the
+    healthy reference (`reason_references`, `RISK_DIRECTION`); its effect is
+    p(x) - p(x with x_j set to the reference). The candidates with effect >= `min_effect` (at
+    most `top`) are the reasons. A user scored >= `threshold` whose candidates all fall below
+    `min_effect` (a flat region of the trees) gets the candidate with the largest effect, so
+    every at-risk customer has a reason and none points the wrong way."""
     p = model.predict_proba(X)[:, 1]
-    feats = [f for f in features if f in X.columns and X[f].notna().any()]
+    refs = reason_references(X, p, tuple(f for f in features if f in RISK_DIRECTION), threshold)
+    feats = [f for f in features if f in refs and X[f].notna().any()]
     if not feats or not len(X):
-        return p, [""] * len(X)
-    effects = np.zeros((len(X), len(feats)))
-    medians = {f: float(X[f].median()) for f in feats}   # of the whole population, whatever the chunk
+        return p, [[] for _ in range(len(X))], refs
+    values = {f: X[f].to_numpy(float) for f in feats}
+    candidate = np.column_stack([_risky_side(f, values[f], refs[f]) for f in feats])
+    effects = np.full((len(X), len(feats)), -np.inf)
     for lo in range(0, len(X), REASON_CHUNK):   # a copy of X per feature, a chunk at a time: bounded memory
         part = slice(lo, lo + REASON_CHUNK)
         for j, f in enumerate(feats):
             Xj = X.iloc[part].copy()
-            Xj[f] = medians[f]
+            Xj[f] = refs[f]
             effects[part, j] = p[part] - model.predict_proba(Xj)[:, 1]
-    values = {f: X[f].to_numpy(float) for f in feats}
     effects[~np.isfinite(effects)] = 0.0
-    for j, f in enumerate(feats):
-        effects[np.isnan(values[f]), j] = 0.0   # a missing value is no reason to word
+    effects[~candidate] = -np.inf   # the healthy side of a feature is never a reason
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :top]
+    best = np.take_along_axis(effects, order, axis=1)
+    keep = best >= min_effect
+    keep[:, 0] |= (p >= threshold) & np.isfinite(best[:, 0])
+    return p, [[feats[j] for j, k in zip(order[i], keep[i]) if k] for i in range(len(X))], refs
+
+
+def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
+                  top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
+                  context: pd.DataFrame | None = None, threshold: float = REASON_THRESHOLD
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Churn probability per row of X and its reasons in words ("; "-joined; "" when none), as
+    chosen by `reason_features`. `context` (same rows as X) supplies extra columns for the
+    wording (spend_90d, mean_gap_days, ...)."""
+    p, picked, _ = reason_features(model, X, features, top, min_effect, threshold)
     words = context if context is not None else X
-    cols = {c: words[c].to_numpy(float) for c in set(feats) | {"spend_90d", "spend_prev_90d"} if c in words}
-    order = np.argsort(-effects, axis=1)[:, :top]
-    keep = np.take_along_axis(effects, order, axis=1) >= min_effect
+    wanted = set(features) | {"spend_90d", "spend_prev_90d", "mean_gap_days", "frequency"}
+    cols = {c: words[c].to_numpy(float) for c in wanted if c in words}
     reasons = []
-    for i in np.arange(len(X)):
-        picked = [feats[j] for j, k in zip(order[i], keep[i]) if k]
-        if picked:
-            row = {c: a[i] for c, a in cols.items()}
-            reasons.append("; ".join(_fmt_reason(f, row, horizon_days) for f in picked))
-        else:
-            reasons.append("")
+    for i, fs in enumerate(picked):
+        row = {c: a[i] for c, a in cols.items()}
+        reasons.append("; ".join(_fmt_reason(f, row, horizon_days) for f in fs))
     return p, reasons
 
 
@@ -435,7 +484,7 @@ def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = 
         ORDER BY segment, months_since"""
 
 
-__all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "ChurnClassifier", "Cutoffs", "add_bgnbd",
+__all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "cutoff_dataset", "evaluate_baselines", "feature_columns",
+           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "evaluate_baselines", "feature_columns",
            "fit_baseline_calibrators", "gain_curve", "lift_at", "retention_curves_sql"]

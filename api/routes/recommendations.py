@@ -13,6 +13,7 @@ from pydantic_core import to_json
 
 from api.bundle import Bundle
 from api.deps import BundleDep, RecommendationsCaller
+from api.items import ItemDetails
 from api.models import Recommendations, ScoredItem, SimilarItems
 from api.problems import ApiProblem, FieldError
 from api.routes._responses import AUTH, problems
@@ -33,7 +34,7 @@ RESPONSES = problems(*AUTH, 422, 503)
 
 def _model(bundle: Bundle) -> ServingModel:
     """The bundle's recommender; a 503 problem saying why when the bundle has none."""
-    if bundle.recommender is None:
+    if bundle.recommender is None or bundle.item_details is None:
         why = bundle.skipped("recommend")
         detail = (f"bundle {bundle.version} has no recommender: the recommend stage was skipped: {why}" if why
                   else f"no recommender in the active bundle {bundle.version}; run the recommend stage")
@@ -41,17 +42,19 @@ def _model(bundle: Bundle) -> ServingModel:
     return bundle.recommender
 
 
-def _items(pairs: list[tuple[str, float]]) -> list[ScoredItem]:
-    return [ScoredItem(item_id=i, score=s) for i, s in pairs if math.isfinite(s)]
+def _items(pairs: list[tuple[str, float]], details: ItemDetails) -> list[ScoredItem]:
+    return [ScoredItem(item_id=i, score=s, **details.row(i)) for i, s in pairs if math.isfinite(s)]
 
 
 def recommendations_json(user_id: str, model_version: str, recommendation_id: str, source: str,
-                         pairs: list[tuple[str, float]]) -> bytes:
+                         pairs: list[tuple[str, float]], details: ItemDetails) -> bytes:
     """The `Recommendations` document as JSON, built from values that already have its types (str
     ids, float scores, source "model" or "fallback"): the bytes pydantic would write for the
-    model, without validating and copying it field by field (the API's hottest route)."""
-    return to_json({"user_id": user_id, "model_version": model_version, "recommendation_id": recommendation_id,
-                    "source": source, "items": [{"item_id": i, "score": s} for i, s in pairs if math.isfinite(s)]})
+    model, without validating and copying it field by field (the API's hottest route). Each
+    item carries its attributes from `details` (prepared at load)."""
+    head = {"user_id": user_id, "model_version": model_version, "recommendation_id": recommendation_id,
+            "source": source}
+    return to_json(head)[:-1] + b',"items":' + details.items_json([(i, s) for i, s in pairs if math.isfinite(s)]) + b"}"
 
 
 @router.get("/users/{user_id:id}/recommendations", summary="Top items for a user (unknown users get the fallback)",
@@ -69,27 +72,35 @@ async def recommend_by_query(user_id: UserIdQuery, caller: RecommendationsCaller
     return _recommend(bundle, request, user_id_of(user_id), n, category, exclude_purchased)
 
 
-def _recommend(bundle: Bundle, request: Request, user_id: str, n: int, category: str | None,
-               exclude_purchased: bool | None) -> Response:
+def top_items(bundle: Bundle, live, user_id: str, n: int, category: str | None,
+              exclude_purchased: bool | None):
+    """The user's top-n (a `Recommendation`: items and source), with the purchases notified since
+    the bundle folded in and the user's segment for the fallback. Raises a 422 problem for an
+    unknown category."""
     model = _model(bundle)
     i = bundle.profiles.index.get(user_id)
     segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
-    bought = request.app.state.live.purchased_items(user_id)   # notified since the bundle: folded in
+    bought = live.purchased_items(user_id)   # notified since the bundle: folded in
     recommend = functools.partial(model.recommend_folded, user_id, bought) if bought else \
         functools.partial(model.recommend, user_id)
     try:
         try:
-            rec = recommend(n, category=category, exclude_purchased=exclude_purchased, segment=segment)
+            return recommend(n, category=category, exclude_purchased=exclude_purchased, segment=segment)
         except UnknownIdError:
             if segment is None:
                 raise
             # a segment the recommender was not trained with: it uses its own knowledge of the user
-            rec = recommend(n, category=category, exclude_purchased=exclude_purchased)
+            return recommend(n, category=category, exclude_purchased=exclude_purchased)
     except UnknownIdError as exc:  # the category is the only id left that the client chose
         raise ApiProblem(422, "validation", "Invalid request", f"unknown category {category!r}",
                          errors=[FieldError(field="category", message=str(exc)[:1000])]) from None
+
+
+def _recommend(bundle: Bundle, request: Request, user_id: str, n: int, category: str | None,
+               exclude_purchased: bool | None) -> Response:
+    rec = top_items(bundle, request.app.state.live, user_id, n, category, exclude_purchased)
     body = recommendations_json(user_id, bundle.version, str(uuid.uuid4()),
-                                "model" if rec.source == "model" else "fallback", rec.items)
+                                "model" if rec.source == "model" else "fallback", rec.items, bundle.item_details)
     return Response(body, media_type="application/json")
 
 
@@ -103,4 +114,4 @@ async def similar(item_id: ItemId, caller: RecommendationsCaller, bundle: Bundle
         raise ApiProblem(404, "unknown-item", "Unknown item",
                          f"item {item_id!r} is not in the catalogue of bundle {bundle.version}") from None
     return SimilarItems(item_id=item_id, model_version=bundle.version, recommendation_id=str(uuid.uuid4()),
-                        items=_items(pairs))
+                        items=_items(pairs, bundle.item_details))

@@ -3,7 +3,7 @@
 `serving_arrays(...)` gathers, as plain arrays (`np.savez(..., **arrays)`; load with
 `np.load(path, allow_pickle=False)`), the id maps, each user's owned items (the net-count
 CSR the model was refitted on, and the days since each last purchase), item metadata
-(category code, active flag), the catalogue default for excluding owned items, popularity
+(category code, active flag; optionally merchant, price and name, shown with each item), the catalogue default for excluding owned items, popularity
 overall and per segment, and the model's own arrays under "model.". `ServingModel` is built
 from them and answers one user at a time:
 
@@ -81,9 +81,14 @@ def serving_arrays(
     segment_names=(),
     exclude_seen: bool | np.ndarray = True,
     selected: str = "",
+    item_merchant=None,
+    item_price=None,
+    item_name=None,
 ) -> dict[str, np.ndarray]:
     """Every array the serving layer needs (names and dtypes in the bundle docs). `seen`: the
-    users x items net counts the model was fitted on; codes are -1 for "none"."""
+    users x items net counts the model was fitted on; codes are -1 for "none". The optional
+    item attributes (one per item; "" or NaN where unknown) are stored as `item_merchant`,
+    `item_price` and `item_name` for the API to show beside each recommended item."""
     n_users, n_items = len(user_ids), len(item_ids)
     m = check_matrix(seen, "seen", n_items)
     if m.shape[0] != n_users or (model.n_users_, model.n_items_) != m.shape:
@@ -137,6 +142,13 @@ def serving_arrays(
         if not (np.array_equal(d.indptr, m.indptr) and np.array_equal(d.indices, m.indices)):
             raise InteractionsError("seen_days must have the sparsity pattern of seen (Interactions.matrices())")
         out["seen.days"] = d.data.astype(np.float32)
+    for name, values, dtype in (("item_merchant", item_merchant, np.str_), ("item_price", item_price, np.float64),
+                                ("item_name", item_name, np.str_)):
+        if values is not None:
+            arr = np.asarray(values, dtype=dtype)
+            if arr.shape != (n_items,):
+                raise InteractionsError(f"{name} must have {n_items} entries, got shape {arr.shape}")
+            out[name] = arr
     out.update(prefixed(model.to_arrays(), "model."))
     return out
 
@@ -233,7 +245,12 @@ class ServingModel:
         self._data = np.asarray(arrays["seen.data"], dtype=np.float32)
         self._days = np.asarray(arrays["seen.days"], dtype=np.float32) if "seen.days" in arrays else None
         self.item_category = np.asarray(arrays["item_category"], dtype=np.int32)
-        self._category_code = {str(name): code for code, name in enumerate(arrays["category_names"])}
+        self.category_names = np.asarray(arrays["category_names"], dtype=np.str_)
+        self._category_code = {str(name): code for code, name in enumerate(self.category_names)}
+        # item attributes shown beside each item; None for bundles written without them
+        self.item_merchant = np.asarray(arrays["item_merchant"], np.str_) if "item_merchant" in arrays else None
+        self.item_price = np.asarray(arrays["item_price"], np.float64) if "item_price" in arrays else None
+        self.item_name = np.asarray(arrays["item_name"], np.str_) if "item_name" in arrays else None
         self._segment_code = {str(name): code for code, name in enumerate(arrays["segment_names"])}
         self.user_segment = np.asarray(arrays["user_segment"], dtype=np.int32)
         self.active = np.asarray(arrays["item_active"], dtype=bool)

@@ -171,8 +171,13 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
     prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
     section["scored_users"] = int(len(now))
-    section["reasons_method"] = ("partial effect: churn probability minus the probability with the feature set to "
-                                 "the population median; the top 3 positive effects >= 0.01")
+    section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "
+                                 f"with the feature set to its median among customers scored below "
+                                 f"{C.REASON_THRESHOLD}; only features on their risky side; the top 3 effects >= 0.01, "
+                                 f"and at least one reason for every customer scored >= {C.REASON_THRESHOLD}")
+    at_risk = prob >= C.REASON_THRESHOLD
+    section["at_risk_users"] = int(at_risk.sum())
+    section["at_risk_without_reason"] = int(sum(1 for r, a in zip(reasons, at_risk) if a and not r))
     section["seconds"] = round(time.perf_counter() - t0, 3)
     out = pd.DataFrame({"user_id": now["user_id"], "churn_probability": prob.astype(float),
                         "churn_reasons": reasons})

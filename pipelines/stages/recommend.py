@@ -50,19 +50,27 @@ def interactions_sql(start: datetime | None, end: datetime, dialect="duckdb") ->
     return _interactions_sql(start, end, "payments", dialect)
 
 
-def _items(ctx, item_ids: IdMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(category code per item, category names, active flag): the items table where there is
-    one, else the most frequent category of the item's payment lines."""
+def _items(ctx, item_ids: IdMap) -> dict[str, np.ndarray]:
+    """Item metadata in item order: category code, category names, active flag, and the
+    attributes shown with each recommended item (merchant, price, name where the items table
+    has one; "" or NaN where unknown). From the items table where there is one, else from
+    the item's payment lines (most frequent category and merchant; no price)."""
     engine = ctx.engine
     if "items" in ctx.tables:
-        meta = engine.frame("SELECT item_id, category, active FROM items")
+        cols = set(engine.frame("SELECT * FROM items LIMIT 0").columns)
+        extra = ", ".join(c if c in cols else f"NULL AS {c}" for c in ("merchant_id", "price", "name"))
+        meta = engine.frame(f"SELECT item_id, category, active, {extra} FROM items")
     else:
-        meta = engine.frame("SELECT item_id, mode(category) AS category, TRUE AS active FROM payments GROUP BY item_id")
+        meta = engine.frame("SELECT item_id, mode(category) AS category, TRUE AS active, mode(merchant_id) AS merchant_id, "
+                            "CAST(NULL AS DOUBLE) AS price, CAST(NULL AS VARCHAR) AS name FROM payments GROUP BY item_id")
     meta = pd.DataFrame({"item_id": item_ids.ids}).merge(meta.drop_duplicates("item_id"), on="item_id", how="left")
     names = np.array(sorted(meta["category"].dropna().astype(str).unique()), dtype=np.str_)
     codes = np.where(meta["category"].isna(), -1, np.searchsorted(names, meta["category"].fillna("").astype(str)))
-    active = meta["active"].fillna(True).astype(bool).to_numpy()
-    return codes.astype(np.int32), names, active
+    return {"item_category": codes.astype(np.int32), "category_names": names,
+            "item_active": meta["active"].fillna(True).astype(bool).to_numpy(),
+            "item_merchant": meta["merchant_id"].fillna("").astype(str).to_numpy(np.str_),
+            "item_price": pd.to_numeric(meta["price"], errors="coerce").to_numpy(np.float64),
+            "item_name": meta["name"].fillna("").astype(str).to_numpy(np.str_)}
 
 
 def _only(sql: str, only: str | None) -> str:
@@ -212,7 +220,8 @@ def run(ctx) -> dict:
     test_start = end - timedelta(days=cfg.test_days)
     valid_start = test_start - timedelta(days=cfg.valid_days)
     users, items = _id_maps(ctx, end)
-    codes, names, active = _items(ctx, items)
+    meta = _items(ctx, items)
+    codes = meta["item_category"]
     if trainer == "spark_als":
         from pipelines.stages.recommend_spark import train_on_spark
 
@@ -220,10 +229,9 @@ def run(ctx) -> dict:
     else:
         selection, test, model, (net, days) = _train_local(ctx, users, items, codes, valid_start, test_start)
     ctx.bundle["recommender.npz"] = serving_arrays(
-        model, user_ids=users, item_ids=items, seen=net, seen_days=days, item_category=codes,
-        category_names=names, item_active=active, user_segment=_segment_codes(ctx, users),
-        segment_names=np.array(SEGMENTS, dtype=np.str_), exclude_seen=selection.exclude_mask(codes),
-        selected=selection.selected)
+        model, user_ids=users, item_ids=items, seen=net, seen_days=days, **meta,
+        user_segment=_segment_codes(ctx, users), segment_names=np.array(SEGMENTS, dtype=np.str_),
+        exclude_seen=selection.exclude_mask(codes), selected=selection.selected)
     section = selection.report()
     section["trainer"] = trainer
     section["test"] = test

@@ -114,3 +114,43 @@ def test_gain_curve_by_hand_and_for_random_and_perfect_rankings():
     perfect = C.gain_curve(yy, yy.astype(float))
     assert perfect["captured"][6] == 1.0                       # the top 30% hold every churner
     assert all(np.isnan(C.gain_curve([0, 0], [0.1, 0.2])["captured"]))
+
+
+@pytest.fixture(scope="module")
+def scored(synth):
+    """The stage's scoring: a model refitted on every labeled cutoff, applied at as_of."""
+    pay, con, cuts, train, test = synth
+    full = pd.concat([train, test], ignore_index=True)
+    cols = C.feature_columns(full)
+    model = C.ChurnClassifier(max_iter=60).fit(full[cols], full["churned"])
+    as_of = cuts.test + timedelta(days=C.HORIZON_DAYS)
+    now = C.cutoff_dataset(con, "payments", as_of, labels=False)
+    return model, now, cols
+
+
+def test_every_at_risk_customer_has_a_reason_and_none_points_the_wrong_way(scored):
+    model, now, cols = scored
+    p, words = C.churn_reasons(model, now[cols], context=now)
+    at_risk = p >= C.REASON_THRESHOLD
+    assert at_risk.sum() >= 50   # the checks below must cover many customers
+    assert all(words[i] for i in np.flatnonzero(at_risk))
+    assert not any("up " in w or "spend trend +" in w for w in words)
+    p, picked, refs = C.reason_features(model, now[cols])
+    assert all(picked[i] for i in np.flatnonzero(at_risk))
+    for i, feats in enumerate(picked):
+        for f in feats:
+            v = now[f].iat[i]
+            assert C.RISK_DIRECTION[f] * (v - refs[f]) > 0, (f, v, refs[f])
+            if f == "spend_trend":
+                assert v < 0, v   # growth is never a reason to churn
+    # the healthy reference is the customers expected to stay: they have bought more recently
+    assert refs["recency_days"] < now.loc[at_risk, "recency_days"].median()
+
+
+def test_reasons_are_worded_for_one_time_buyers_and_against_the_own_gap():
+    row = {"recency_days": 730.0, "frequency": 0.0, "mean_gap_days": np.nan}
+    assert C._fmt_reason("recency_days", row, 90) == "one-time buyer, not back for 730 days"
+    row = {"recency_days": 120.0, "frequency": 4.0, "mean_gap_days": 30.0}
+    assert C._fmt_reason("recency_days", row, 90) == "no purchase for 120 days, usually buys every 30 days"
+    row = {"spend_trend": -0.6, "spend_90d": 40.0, "spend_prev_90d": 100.0}
+    assert C._fmt_reason("spend_trend", row, 90) == "payments down 60% vs previous 90 days"

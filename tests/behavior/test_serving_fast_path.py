@@ -50,12 +50,12 @@ def catalogue(world):  # noqa: F811
     return {**world, "active": active, "empty_category": str(cats.categories[empty]), "exclude": exclude}
 
 
-def served_model(w, model, exclude_seen) -> ServingModel:
+def served_model(w, model, exclude_seen, **attributes) -> ServingModel:
     arrays = serving_arrays(
         model.fit(w["net"], w["days"]), user_ids=w["users"], item_ids=w["items"], seen=w["net"],
         seen_days=w["days"], item_category=w["category"].codes, category_names=w["category"].categories,
         item_active=w["active"], user_segment=w["segment"], segment_names=SEGMENTS, exclude_seen=exclude_seen,
-        selected=model.kind,
+        selected=model.kind, **attributes,
     )
     return ServingModel.from_arrays(arrays)
 
@@ -187,15 +187,25 @@ def test_the_apis_prebuilt_json_is_what_pydantic_writes(catalogue):
     """The recommendations route writes its JSON from the serving answer directly (no model
     validation on the hot path): byte for byte what the `Recommendations` model would give.
     (Here rather than in tests/api because it checks serving answers of every kind of score.)"""
+    from api.items import ItemDetails
     from api.models import Recommendations, ScoredItem
     from api.routes.recommendations import recommendations_json
 
-    served = served_model(catalogue, MODELS["blend_knn_als"](), True)
+    n = len(catalogue["items"])
+    odd_names = np.array([["", "Caf\u00e9 \"latte\"", "=cmd", "a\nb"][k % 4] for k in range(n)])
+    prices = np.where(np.arange(n) % 3 == 0, np.nan, np.arange(n) / 7)
+    served = served_model(catalogue, MODELS["blend_knn_als"](), True, item_name=odd_names, item_price=prices,
+                          item_merchant=np.array([f"m{k % 5}" if k % 4 else "" for k in range(n)]))
+    details = ItemDetails(served)
+    assert details.row(str(catalogue["items"].ids[1])) == {
+        "name": "Caf\u00e9 \"latte\"", "category": served.category_names[served.item_category[1]] if
+        served.item_category[1] >= 0 else None, "merchant_id": "m1", "price": 1 / 7}
     answers = [served.recommend(str(u), 25) for u in catalogue["users"].ids[:200:3]] + [served.recommend("new", 5)]
     odd = [1e-05, 1.5e-07, -2.5e-10, 1e16, 1e22, 5e-324, 1 / 3, -0.0, 0.0, float("inf"), float("nan"), -float("inf")]
     answers.append(type(answers[0])([(f"i\u00fc\"{k}\\", v) for k, v in enumerate(odd)], "model"))
     for k, rec in enumerate(answers):
         user = "u\u00e9\n\u2028" if k % 2 else "u0001"
         want = Recommendations(user_id=user, model_version="v1", recommendation_id="r", source=rec.source,
-                               items=[ScoredItem(item_id=i, score=s) for i, s in rec.items if np.isfinite(s)])
-        assert recommendations_json(user, "v1", "r", rec.source, rec.items) == want.model_dump_json().encode()
+                               items=[ScoredItem(item_id=i, score=s, **details.row(i))
+                                      for i, s in rec.items if np.isfinite(s)])
+        assert recommendations_json(user, "v1", "r", rec.source, rec.items, details) == want.model_dump_json().encode()

@@ -34,6 +34,8 @@ _LIVE = {"promotion_id": "promo001", "name": "Spring coupon", "starts_at": "2026
          "revenue_per_user": {**_INTERVAL, "treatment": 2.74, "control": 1.67, "diff": 1.07, "ci": [0.21, 1.93],
                               "se": 0.44}}
 _USERS_CSV = "user_id,segment,churn_probability\nu0000001,At Risk,0.71\nu0000007,Champions,0.08\n"
+_RECS_CSV = ("user_id,rank,item_id,score,name,category,merchant_id,price,source\n"
+             "u0000001,1,i00042,0.91,,grocery,m00017,4.5,model\nu0000001,2,i00007,0.87,,grocery,m00004,2.25,model\n")
 _MERCHANTS_CSV = "merchant_id,merchant_segment,revenue_90d\nm00017,at_risk,3120.5\nm00004,declining,2210.0\n"
 
 
@@ -59,6 +61,16 @@ EXAMPLES: dict[tuple[str, str], dict[str, dict]] = {
     ("get", "/v1/promotions/{promotion_id}/live"): {"200": _one("A running promotion, treatment against holdout", _LIVE)},
     ("post", "/v1/segments/query"): {"200 text/csv": _one("Accept: text/csv, for a mailing tool", _USERS_CSV)},
     ("post", "/v1/merchants/query"): {"200 text/csv": _one("Accept: text/csv, with the fields asked for", _MERCHANTS_CSV)},
+    ("post", "/v1/recommendations/export"): {
+        "request": {"ids": {"summary": "Top 5 for a list of users, as CSV",
+                            "value": {"user_ids": ["u0000001", "u0000007"], "n": 5}},
+                    "segment": {"summary": "Top 10 for a segment, as Parquet",
+                                "value": {"filter": {"all": [{"field": "segment", "op": "eq", "value": "At Risk"}]},
+                                          "format": "parquet"}}},
+        "200 text/csv": _one("format csv (the default)", _RECS_CSV),
+        "200 application/vnd.apache.parquet": _one("format parquet: the same columns in one Parquet file",
+                                                   "(binary Parquet: user_id, rank, item_id, score, name, category, "
+                                                   "merchant_id, price, source)")},
 }
 
 

@@ -176,6 +176,7 @@ def _stream(bundle: Bundle, state: ServingState, live, key: ApiKey, users: list[
         f"Needs recommendations:read and {EXPORT_SCOPE}; every export is written to the audit log "
         "(key id, rows, users, audience kind, format; never an id). CSV text that a spreadsheet would run "
         "as a formula is prefixed with '."),
+    response_class=StreamingResponse,   # CSV or Parquet only: no JSON body to document
     responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
                                  MEDIA["parquet"]: {"schema": {"type": "string", "format": "binary"}}},
                      "description": "The export, streamed."},

@@ -21,7 +21,7 @@ import pytest
 
 from behavior.store.senders import add_sender
 from tests.api.notify_helpers import PATH, encode, payment, signed
-from tests.api.test_server_e2e import free_port
+from tests.live_server import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,17 +52,11 @@ class Server:
             [sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir", str(root), "serve",
              "--port", str(self.port), "--workers", str(workers)],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("server did not start:\n" + log.read_text())
-            time.sleep(0.1)
+        try:
+            wait_ready(self.base, self.proc, log, timeout=60)
+        except AssertionError:
+            self.stop()
+            raise
 
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)     # the server and its workers: the group this test started

@@ -2,7 +2,6 @@
 swapped under concurrent requests."""
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -16,14 +15,9 @@ import pytest
 from api.bundle import BundleError
 from api.server import serve
 from tests.api.conftest import clone_bundle, point_current
+from tests.live_server import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -36,16 +30,7 @@ def server(home, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.1)
+        wait_ready(base, proc, (tmp_path / "server.log"), timeout=30)
         yield base
     finally:
         proc.terminate()

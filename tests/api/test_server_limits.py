@@ -20,7 +20,7 @@ import pytest
 
 from api.keys import SCOPES, create_key
 from tests.api.conftest import Home, assert_problem, clone_bundle, point_current
-from tests.api.test_server_e2e import free_port
+from tests.live_server import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 1.0
@@ -38,16 +38,7 @@ def running(home, tmp_path, **env: str) -> Iterator[tuple[str, int]]:
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("server did not start:\n" + (tmp_path / "server.log").read_text())
-            time.sleep(0.1)
+        wait_ready(base, proc, (tmp_path / "server.log"), timeout=30)
         yield base, port
     finally:
         proc.terminate()

@@ -27,7 +27,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from tests.api.test_server_e2e import REPO, free_port
+from tests.api.test_server_e2e import REPO
+from tests.live_server import free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -47,16 +48,7 @@ def behavior_serve(root: Path, workers: int, log: Path) -> Iterator[str]:
     proc = subprocess.Popen(cmd, cwd=log.parent, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("server did not start:\n" + log.read_text())
-            time.sleep(0.1)
+        wait_ready(base, proc, log, timeout=60)
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)   # the supervisor and its workers

@@ -4,11 +4,9 @@
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 from pipelines.publish import verify
 from pipelines.synth_files import write_synth
 from tests.e2e.test_cli import behavior
+from tests.live_server import free_port, wait_ready
 
 pytestmark = pytest.mark.slow       # two runs and a server (~45 s)
 
@@ -68,25 +67,14 @@ def loose_modes(root: Path) -> list[str]:
 @contextmanager
 def serving(data: Path, log: Path):
     """`behavior serve` on a loopback port, its output (the access log) written to `log`."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "BEHAVIOR_API_RATE_LIMIT": "0"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir",
                                  str(data), "serve", "--port", str(port)], stdout=out, stderr=subprocess.STDOUT, env=env)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("server did not start:\n" + log.read_text())
-                time.sleep(0.2)
+            wait_ready(base, proc, log, timeout=60, probe="/healthz")
             yield base
         finally:
             proc.terminate()

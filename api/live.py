@@ -72,7 +72,10 @@ class LiveState:
             if self._inbox is None:
                 if not inbox_path(self.data_dir).exists():
                     return
-                self._inbox = Inbox(self.data_dir, create=False)
+                # the file may be a moment old, made by a worker that has not yet written the
+                # schema: opening it as its maker does (WAL, CREATE TABLE IF NOT EXISTS) never
+                # reads a table that is not there yet
+                self._inbox = Inbox(self.data_dir)
             key = None if bundle is None else (bundle.version, _micros(bundle.created_at), _micros(bundle.as_of))
             by_user = self._by_user
             if key != self._bundle_key:

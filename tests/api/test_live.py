@@ -99,3 +99,17 @@ def test_erased_users_leave_the_live_state(client, home, secret):
     assert _wait(lambda: client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()["live_since"])
     ErasureLog(home.root).record(user)
     assert _wait(lambda: client.app.state.live.lines(user) == [])
+
+
+def test_an_inbox_file_whose_schema_is_not_written_yet_is_read_without_error(home):
+    """A worker makes the inbox file (0600) a moment before it writes the schema; another
+    worker's poller that looked in between failed with 'no such table: lines' (seen in the demo)."""
+    from api.live import LiveState
+    from behavior.store.inbox import Inbox, inbox_path
+
+    path = inbox_path(home.root)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch(mode=0o600)                      # made, no schema yet
+    live = LiveState(home.root)
+    live.refresh(None)                          # raised sqlite3.OperationalError before
+    assert Inbox(home.root).lines_after(0) == []

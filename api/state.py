@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from api.privacy import FileStamp, IdHashes, PrivacyFiles, Stamp, apply, file_st
 from api.keys import KeyFileError, KeyRing, load_keyring
 from api.ratelimit import RateLimiter
 from api.settings import Settings
+from behavior.store import atomic
 
 log = logging.getLogger("api.state")
 
@@ -59,20 +59,6 @@ class Swap:
     changed: bool
     version: str
     previous: str | None
-
-
-def _write_current(path: Path, version: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write((version + "\n").encode())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ServingState:
@@ -214,7 +200,7 @@ class ServingState:
             target = versions[versions.index(active) - 1]
             with short_gil_turns():
                 bundle = load_bundle(self.settings.bundles_dir / target)
-                _write_current(self.settings.current_file, target)
+                atomic.write_bytes(self.settings.current_file, (target + "\n").encode())
                 swap = self._activate(bundle, self._manifest_stamp(target))
             return Swap(True, swap.version, active)
 

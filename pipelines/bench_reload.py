@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.bench_api import _bench_key, _ensure_bundle, _request_ids, _server
 from pipelines.datahome import DataHome
 from pipelines.publish import MANIFEST, sha256

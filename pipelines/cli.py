@@ -154,7 +154,7 @@ def ingest(
     with state.console.status("ingesting") as status:
         rep = run_ingest(state.home, paths, opts, progress=status.update, engine=engine, config=cfg)
     if report:
-        from pipelines import atomic
+        from behavior.store import atomic
 
         atomic.write_json(report, rep)
     from pipelines.summary import all_rejected, ingest_summary
@@ -227,7 +227,7 @@ def run(
         rep = run_pipeline(state.home, cfg, as_of=_parse_as_of(as_of), stages=selected, progress=status.update,
                            engine=engine, on_stage=status.stage)
     if report:
-        from pipelines import atomic
+        from behavior.store import atomic
 
         atomic.write_json(report, rep)
     if as_json:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from behavior.errors import BehaviorError
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.datahome import ENV_VAR, DataHome
 
 MARKER = "demo.json"

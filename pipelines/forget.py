@@ -38,7 +38,8 @@ import scipy.sparse as sp
 from behavior.ids import normalize_id, trim_sql
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
-from pipelines import atomic, erasure_log, forget_files
+from behavior.store import atomic
+from pipelines import erasure_log, forget_files
 from pipelines.datahome import DataHome
 from pipelines.inbox_ingest import purge_inbox
 from pipelines.lake import locked, table_files, transaction

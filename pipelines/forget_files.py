@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.datahome import DataHome
 
 ERASED = b"[erased]"

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from behavior.errors import BehaviorError
 from behavior.sql_dialect import DUCKDB
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.datahome import DataHome
 
 TXN = "_txn"

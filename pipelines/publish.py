@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 import behavior
 from behavior.errors import BehaviorError
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.datahome import DataHome
 
 MANIFEST = "manifest.json"

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from behavior.synth import SynthConfig, generate
-from pipelines import atomic
+from behavior.store import atomic
 
 
 def write_synth(out: Path, *, users: int, months: int, seed: int, **overrides) -> dict[str, int]:

@@ -17,7 +17,6 @@ opt-in until the next run.
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pyarrow as pa
 
 from behavior.errors import BehaviorError
 from behavior.pii import erasure_hash_sql
+from behavior.store import atomic
 
 FILE = "opt_outs.json"
 FORMAT = 1
@@ -71,20 +71,5 @@ def update(root: Path, secret: bytes, users: pa.Table) -> int:
     if hashes != current:
         doc = {"format": FORMAT, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "hashes": hashes}
-        _replace(root / FILE, json.dumps(doc).encode())
+        atomic.write_bytes(root / FILE, json.dumps(doc).encode())
     return len(hashes)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file (0600), flush it to disk and rename it over `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)

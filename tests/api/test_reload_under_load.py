@@ -10,7 +10,7 @@ import pytest
 
 from api.settings import Settings
 from api.state import ServingState
-from pipelines import atomic
+from behavior.store import atomic
 from pipelines.bench_api import format_api_table, make_profiles_bundle
 from pipelines.bench_reload import reload_under_load
 from pipelines.datahome import DataHome

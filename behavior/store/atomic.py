@@ -1,9 +1,11 @@
-"""Crash-safe file operations: write to a temporary name, flush to disk, rename into place."""
+"""Crash-safe file operations: write to a temporary name, flush to disk, rename into place.
+Shared by the batch side and the API (CURRENT, opt-outs, the lake's metadata, bundles)."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,8 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically: readers see the old or the new file, never a part.
     The file has mode 0600 (the data home is private)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # pid and thread: two writers of one file (the API's rollback and reload threads) never share a tmp
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     # whatever the umask: a library caller (a notebook) may not have set the CLI's
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
         fh.write(data)

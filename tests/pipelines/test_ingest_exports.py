@@ -16,6 +16,7 @@ from pipelines import erasure_log
 from pipelines.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.lake import table_files
+from tests.pipelines.test_ingest import lake_rows, quarantine
 
 EXPORTS = Path(__file__).parent.parent / "fixtures" / "exports"
 RETAIL = {"payment_id": "InvoiceNo", "item_id": "StockCode", "paid_at": "InvoiceDate", "user_id": "CustomerID",
@@ -24,15 +25,6 @@ SHOP = {"payment_id": "order_id", "user_id": "customer", "item_id": "product", "
 EXCEL = {"payment_id": "order", "user_id": "customer", "item_id": "sku", "paid_at": "date", "merchant_id": "merchant"}
 EUR = {"currency": "EUR"}
 
-
-def lake_rows(home, table="payments"):
-    files = table_files(home.lake, table)
-    return pq.read_table(files).to_pylist() if files else []
-
-
-def quarantine(home):
-    files = sorted(home.rejected.rglob("*.parquet")) if home.rejected.exists() else []
-    return pq.read_table(files).to_pylist() if files else []
 
 
 def files_of(home) -> list[str]:

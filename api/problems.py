@@ -9,6 +9,7 @@ stack trace or a file system path.
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from http import HTTPStatus
 from collections.abc import Callable
@@ -184,9 +185,14 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as exc:
             incident = uuid.uuid4().hex[:12]
-            log.exception("unhandled error %s on %s %s", incident, scope.get("method"), scope.get("path"))
+            # The log names the route's template, the error's type and where it was raised, never
+            # the request path or the error's message: either can hold a user id (erased users
+            # leave no trace, and the access log hashes ids for the same reason).
+            route = getattr(scope.get("route"), "path", "an unmatched path")
+            log.error("unhandled error %s on %s %s: %s\n%s", incident, scope.get("method"), route,
+                      type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)).rstrip())
             if started:
                 raise
             response = problem_response(500, detail=f"an internal error occurred; quote incident {incident} "

@@ -95,12 +95,16 @@ def test_rate_limit_per_key_with_retry_after(make_client, home):
 
 def test_an_unexpected_error_is_a_generic_500(client, home, monkeypatch, caplog):
     def boom(self, user_id):
-        raise RuntimeError("secret detail at /srv/internal/path.py")
+        raise RuntimeError(f"secret detail about {user_id} at /srv/internal/path.py")
 
     monkeypatch.setattr(Profiles, "row", boom)
     p = assert_problem(client.get("/v1/users/u0000001/profile", headers=home.headers()), 500)
     assert "secret" not in p["detail"] and p["incident"] in p["detail"]
-    assert any("unhandled error" in r.message for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records if "unhandled error" in r.getMessage()]
+    assert len(logged) == 1 and p["incident"] in logged[0]
+    # the operators get the route, the error's type and the frames, never the user id
+    assert "/v1/users/{user_id" in logged[0] and "RuntimeError" in logged[0] and "boom" in logged[0]
+    assert "u0000001" not in logged[0]
 
 
 def test_without_a_bundle_the_api_says_so(tmp_path, make_client, home):

@@ -246,7 +246,7 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
     if "recommend" in order:   # before any stage runs: a trainer the engine cannot run is a usage error
         from pipelines.stages.recommend_spark import require_spark
 
-        require_spark(config.recommend.resolved_trainer(), engine or config.engine.name)
+        require_spark(config.recommend.trainer, engine or config.engine.name)
     run_id = uuid.uuid4().hex[:12]
     from pipelines.inbox_ingest import ingest_inbox
 

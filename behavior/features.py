@@ -118,6 +118,11 @@ from behavior.errors import SchemaError
 from behavior.schema import CHANNELS
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
+# Feature columns published in the profiles (bundle and API) under a name that says what they
+# are: the BTYD `recency` (first to last purchase day) beside `recency_days` (days since the
+# last purchase) reads as a contradiction. The API still answers to the old name, deprecated.
+PROFILE_NAMES: dict[str, str] = {"recency": "purchase_span_days"}
+
 FEATURE_COLUMNS: tuple[str, ...] = (
     "user_id",
     "first_purchase_at",
@@ -689,5 +694,5 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
     )).cast(FEATURE_SCHEMA), parts)
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "PROFILE_NAMES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
            "by_user_partition", "feature_sql", "partition_count", "user_features", "user_features_at"]

@@ -324,6 +324,10 @@ class ErasureResult(BaseModel):
 
 # ---------------------------------------------------------------- recommendations
 
+_MODEL_VERSION_DOC = ("Deprecated alias of bundle_version (the same value), served for one release; read "
+                      "bundle_version.")
+
+
 class ScoredItem(BaseModel):
     item_id: str
     score: float
@@ -335,15 +339,16 @@ class ScoredItem(BaseModel):
 
 class Recommendations(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "user_id": "u0000001", "model_version": "20260101T000000Z-8e3680",
-        "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
+        "user_id": "u0000001", "bundle_version": "20260101T000000Z-8e3680",
+        "model_version": "20260101T000000Z-8e3680", "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
         "items": [{"item_id": "i00042", "score": 0.83, "name": None, "category": "groceries", "merchant_id": "m0012",
                    "price": 24.9},
                   {"item_id": "i00007", "score": 0.61, "name": None, "category": "restaurants", "merchant_id": "m0003",
                    "price": 18.0}]}]})
 
     user_id: str
-    model_version: str = Field(description="The bundle version that produced the list.")
+    bundle_version: str = Field(description="The bundle version that produced the list.")
+    model_version: str = Field(deprecated=True, description=_MODEL_VERSION_DOC)
     recommendation_id: str = Field(description="A unique id of this answer (log it with clicks and purchases).")
     source: Literal["model", "fallback"] = Field(
         description="model: personalised; fallback: popular items (in the user's segment when known).")
@@ -352,12 +357,14 @@ class Recommendations(BaseModel):
 
 class SimilarItems(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "item_id": "i00042", "model_version": "20260101T000000Z-8e3680",
+        "item_id": "i00042", "bundle_version": "20260101T000000Z-8e3680",
+        "model_version": "20260101T000000Z-8e3680",
         "recommendation_id": "7d0e8a57-52f4-4bf1-9a8c-4d0f9e1c2b33",
         "items": [{"item_id": "i00043", "score": 0.74}]}]})
 
     item_id: str
-    model_version: str
+    bundle_version: str = Field(description="The bundle version that produced the list.")
+    model_version: str = Field(deprecated=True, description=_MODEL_VERSION_DOC)
     recommendation_id: str
     items: list[ScoredItem]
 

@@ -1,6 +1,7 @@
 """Fields renamed for one name per concept are served under the new name, and for one release
 under the old one too, marked deprecated in /openapi.json with a description naming the new one:
-profiles' BTYD `recency` is `purchase_span_days`."""
+profiles' BTYD `recency` is `purchase_span_days`; the recommendations' `model_version` is
+`bundle_version`."""
 
 from __future__ import annotations
 
@@ -55,8 +56,18 @@ def test_queries_accept_the_old_field_name(client, home):
     assert all(row["purchase_span_days"] >= 30 for row in old["rows"])
 
 
+def test_recommendations_carry_bundle_version_and_the_deprecated_model_version(client, home):
+    r = client.get(f"/v1/users/{_user(home)}/recommendations?n=3", headers=home.headers()).json()
+    assert r["bundle_version"] == home.active() == r["model_version"]
+    item = r["items"][0]["item_id"]
+    s = client.get(f"/v1/items/{item}/similar?n=3", headers=home.headers()).json()
+    assert s["bundle_version"] == home.active() == s["model_version"]
+
+
 @pytest.mark.parametrize("schema, old, new", [
     ("Profile", "recency", "purchase_span_days"),
+    ("Recommendations", "model_version", "bundle_version"),
+    ("SimilarItems", "model_version", "bundle_version"),
 ])
 def test_openapi_marks_the_old_names_deprecated_naming_the_new(client, schema, old, new):
     props = client.get("/openapi.json").json()["components"]["schemas"][schema]["properties"]

@@ -53,7 +53,7 @@ class StageContext:
     report: dict[str, Any] = field(default_factory=dict)    # report sections
     bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
     engine: Any = None     # where log-level SQL runs (a SqlEngine); default: DuckDB over `con`
-    # The payments before as_of in user partitions, written once for the run's per-user
+    # The payments before as_of in user parts, written once for the run's per-user
     # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
     user_parts: UserParts | None = None
     # progress messages of a stage's long loops (the churn fit, the recommender search)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from behavior.store.config import ApiConfig, HomeConfig, load_config
+from behavior.store.config import ApiConfig, HomeConfig, load_section
 
 _API, _HOME = ApiConfig(), HomeConfig()   # the defaults, declared once in behavior.store.config
 
@@ -55,12 +55,11 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """The settings of `environ` (default `os.environ`); a ConfigError names a variable
-        whose value cannot be used."""
-        cfg = load_config(None, environ)
-        api = cfg.api
+        """The `[home]` and `[api]` settings of `environ` (default `os.environ`); a ConfigError
+        names a variable whose value cannot be used (the batch side's variables are not read)."""
+        api, home = load_section(ApiConfig, environ), load_section(HomeConfig, environ)
         return cls(
-            data_dir=Path(cfg.home.data_dir).expanduser().absolute(),
+            data_dir=Path(home.data_dir).expanduser().absolute(),
             keys_file=Path(api.keys_file).expanduser().absolute() if api.keys_file else None,
             api_keys_json=api.keys or None,
             rate_limit_per_s=api.rate_limit,

@@ -104,3 +104,12 @@ def test_a_key_added_or_revoked_holds_at_the_next_request_without_polling(make_c
         assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 200
         assert revoke_key(path, "late")
         assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 401
+
+
+def test_the_server_reads_only_its_own_sections_of_the_environment(tmp_path):
+    env = {"BEHAVIOR_DATA_DIR": str(tmp_path), "BEHAVIOR_API_RATE_BURST": "9",
+           "BEHAVIOR_RECOMMEND_TRAINER": "mllib", "BEHAVIOR_SPARK_SHUFFLE_PARTITIONS": "many"}
+    s = Settings.from_env(env)   # the batch side's variables, however wrong, do not stop the server
+    assert (s.data_dir, s.rate_limit_burst) == (tmp_path, 9)
+    with pytest.raises(ConfigError, match="BEHAVIOR_API_RATE_BURST = 0 must be at least 1"):
+        Settings.from_env({"BEHAVIOR_API_RATE_BURST": "0"})

@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from behavior.errors import BehaviorError
+from behavior.features import PROFILE_NAMES
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
 from api.items import ItemDetails
@@ -144,6 +145,13 @@ def _normalise(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=table.column_names).combine_chunks()
 
 
+def _current_names(table: pa.Table) -> pa.Table:
+    """The profiles of a bundle published before a column was renamed, with its current name."""
+    names = [PROFILE_NAMES[n] if n in PROFILE_NAMES and PROFILE_NAMES[n] not in table.column_names else n
+             for n in table.column_names]
+    return table.rename_columns(names)
+
+
 def _iso(t: datetime, unit: str) -> str:
     """The ISO 8601 UTC form `to_json_table` gives a timestamp of that unit (Arrow's %S)."""
     base = t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -203,7 +211,7 @@ class Profiles:
     """The profiles of one bundle: the Arrow table, a user_id -> row index, the queryable fields."""
 
     def __init__(self, table: pa.Table) -> None:
-        table = _normalise(table)
+        table = _normalise(_current_names(table))
         self._setup(table, _index(table.column("user_id")), duckdb.connect())
 
     def _setup(self, table: pa.Table, index: dict[str, int] | RowIndex, db: duckdb.DuckDBPyConnection) -> None:

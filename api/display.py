@@ -28,7 +28,7 @@ _MONEY_FIELDS = frozenset({
     "spend_30d", "spend_90d", "spend_prev_90d", "expected_profit", "incremental_profit", "cost", "mean_clv"})
 _SCORE_FIELDS = frozenset({"loyalty_score", "mean_loyalty_score", "score", "incremental_conversions",
                            "expected_purchases"})
-_DAY_FIELDS = frozenset({"recency_days", "tenure_days", "mean_gap_days", "std_gap_days", "max_gap_days", "recency",
+_DAY_FIELDS = frozenset({"recency_days", "tenure_days", "mean_gap_days", "std_gap_days", "max_gap_days",
                          "T"})
 
 

@@ -45,7 +45,7 @@ published bundle.
 * Errors are RFC 9457 `application/problem+json` documents; validation errors list the fields.
 * Numbers are rounded for reading: money, scores and days to 2 decimals, probabilities, shares and
   rates to 4, counts are integers. CSV exports keep the bundle's full precision.
-* A newly published bundle is picked up without a restart; `model_version` / `bundle_version`
+* A newly published bundle is picked up without a restart; `bundle_version`
   in the answers says which one served a request.
 """
 

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Discriminator, Field, JsonValue, Tag, field_validator,
                       model_validator)
 
+from behavior.features import PROFILE_NAMES
+
 # ---------------------------------------------------------------- request text and numbers
 
 # Request bodies are strict: JSON true is not the number 1, nor "5" the number 5.
@@ -32,6 +34,17 @@ def _unicode(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_unicode)]
+
+
+def _current_name(name: str) -> str:
+    """A profile field renamed in this release, by its current name (the old one is accepted,
+    deprecated, for one release)."""
+    return PROFILE_NAMES.get(name, name)
+
+
+_RENAMED = ", ".join(f"{old!r} (now {new!r})" for old, new in PROFILE_NAMES.items())
+# a field name of a query: the old names of renamed fields still work, deprecated
+FieldName = Annotated[Text, AfterValidator(_current_name)]
 
 
 def _json_text(value: Any, where: str = "") -> None:
@@ -147,7 +160,11 @@ class Profile(BaseModel):
     m_score: int | None = None
     rfm: str | None = None
     frequency: int | None = None
-    recency_days: float | None = None
+    recency_days: float | None = Field(None, description="Days since the last purchase.")
+    purchase_span_days: float | None = Field(
+        None, description="Days from the first to the last purchase day (BTYD's recency; 0 with one purchase day).")
+    recency: float | None = Field(None, deprecated=True, description="Deprecated alias of purchase_span_days (the "
+                                  "same value), served for one release; read purchase_span_days.")
     tenure_days: float | None = None
     n_payments: int | None = None
     total_spend: float | None = None
@@ -197,7 +214,9 @@ class Condition(BaseModel):
         {"field": "segment", "op": "eq", "value": "Champions"},
         {"field": "clv", "op": "between", "value": [100, 500]}]})
 
-    field: Text = Field(min_length=1, max_length=100, description="A profile field (see GET /v1/model for the bundle).")
+    field: FieldName = Field(min_length=1, max_length=100,
+                             description=f"A profile field (see GET /v1/model for the bundle). Deprecated names, "
+                                         f"still accepted for one release: {_RENAMED}.")
     op: Op
     value: JsonValue = Field(None, description=_VALUE_DOC)
 
@@ -243,7 +262,9 @@ class Filter(BaseModel):
 class SortKey(BaseModel):
     model_config = STRICT
 
-    field: Text = Field(min_length=1, max_length=100)
+    field: FieldName = Field(min_length=1, max_length=100,
+                             description=f"A profile field. Deprecated names, still accepted for one release: "
+                                         f"{_RENAMED}.")
     desc: bool = False
 
 
@@ -267,7 +288,8 @@ class SegmentQuery(BaseModel):
     limit: int | None = Field(None, ge=1, le=MAX_LIMIT, description=f"Rows per page for JSON (default {DEFAULT_LIMIT}, at most "
                               f"{MAX_JSON_LIMIT}); for CSV, the most rows to export (default: all).")
     cursor: Text | None = Field(None, max_length=4096, description="`next_cursor` of the previous page.")
-    fields: list[Text] | None = Field(None, max_length=100, description="Fields to return; user_id is always included.")
+    fields: list[FieldName] | None = Field(None, max_length=100, description="Fields to return; user_id is always "
+                                           f"included. Deprecated names, still accepted for one release: {_RENAMED}.")
 
 
 class QueryResult(BaseModel):
@@ -302,6 +324,10 @@ class ErasureResult(BaseModel):
 
 # ---------------------------------------------------------------- recommendations
 
+_MODEL_VERSION_DOC = ("Deprecated alias of bundle_version (the same value), served for one release; read "
+                      "bundle_version.")
+
+
 class ScoredItem(BaseModel):
     item_id: str
     score: float
@@ -313,15 +339,16 @@ class ScoredItem(BaseModel):
 
 class Recommendations(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "user_id": "u0000001", "model_version": "20260101T000000Z-8e3680",
-        "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
+        "user_id": "u0000001", "bundle_version": "20260101T000000Z-8e3680",
+        "model_version": "20260101T000000Z-8e3680", "recommendation_id": "3f1c2a9e-6a43-4a59-9d55-0c7f3d1b2e10", "source": "model",
         "items": [{"item_id": "i00042", "score": 0.83, "name": None, "category": "groceries", "merchant_id": "m0012",
                    "price": 24.9},
                   {"item_id": "i00007", "score": 0.61, "name": None, "category": "restaurants", "merchant_id": "m0003",
                    "price": 18.0}]}]})
 
     user_id: str
-    model_version: str = Field(description="The bundle version that produced the list.")
+    bundle_version: str = Field(description="The bundle version that produced the list.")
+    model_version: str = Field(deprecated=True, description=_MODEL_VERSION_DOC)
     recommendation_id: str = Field(description="A unique id of this answer (log it with clicks and purchases).")
     source: Literal["model", "fallback"] = Field(
         description="model: personalised; fallback: popular items (in the user's segment when known).")
@@ -330,12 +357,14 @@ class Recommendations(BaseModel):
 
 class SimilarItems(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "item_id": "i00042", "model_version": "20260101T000000Z-8e3680",
+        "item_id": "i00042", "bundle_version": "20260101T000000Z-8e3680",
+        "model_version": "20260101T000000Z-8e3680",
         "recommendation_id": "7d0e8a57-52f4-4bf1-9a8c-4d0f9e1c2b33",
         "items": [{"item_id": "i00043", "score": 0.74}]}]})
 
     item_id: str
-    model_version: str
+    bundle_version: str = Field(description="The bundle version that produced the list.")
+    model_version: str = Field(deprecated=True, description=_MODEL_VERSION_DOC)
     recommendation_id: str
     items: list[ScoredItem]
 

@@ -94,8 +94,8 @@ engine's `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text
 (`feature_sql(..., dialect="spark")`). Day numbers come from integer epoch arithmetic, so
 neither the engine's session time zone nor DST affects days or windows.
 
-Scale. On DuckDB a log of more than `PARTITION_LINES` lines before as_of is processed in
-user partitions (ranges of user_id; `UserParts`): the lines are written once into a
+Scale. On DuckDB a log of more than `PART_LINES` lines before as_of is processed in
+user parts (ranges of user_id; `UserParts`): the lines are written once into a
 temporary Parquet folder per part, one statement runs per part, and the parts' tables follow
 one another in user_id order; a run writes one set for all its per-user queries (`parts=`).
 Per-user figures need only that user's lines, and a part's intermediate tables fit in the
@@ -117,6 +117,11 @@ import pyarrow as pa
 from behavior.errors import SchemaError
 from behavior.schema import CHANNELS
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
+
+# Feature columns published in the profiles (bundle and API) under a name that says what they
+# are: the BTYD `recency` (first to last purchase day) beside `recency_days` (days since the
+# last purchase) reads as a contradiction. The API still answers to the old name, deprecated.
+PROFILE_NAMES: dict[str, str] = {"recency": "purchase_span_days"}
 
 FEATURE_COLUMNS: tuple[str, ...] = (
     "user_id",
@@ -467,38 +472,38 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
     engine = as_engine(con)
     d = engine.dialect
     schema = pa.schema([FEATURE_SCHEMA.field(c) for c in ("user_id", "frequency", "recency", "T")])
-    return _first(by_user_partition(engine, payments, [as_of], ["user_id", "payment_id", "status", "paid_at"],
+    return _first(by_user_part(engine, payments, [as_of], ["user_id", "payment_id", "status", "paid_at"],
                                     lambda lines, lit: engine.arrow(btyd_summary_sql(lines, lit, d)).cast(schema),
                                     parts))
 
 
-# DuckDB: above this many lines before as_of a per-user query runs in user partitions of about
+# DuckDB: above this many lines before as_of a per-user query runs in user parts of about
 # this many lines. Measured at 100M lines on two threads within the 3 GB cap, the feature
 # statement on one part: 5M lines 3.7 s, 10M 8.0 s, 20M 21.6 s (it spills); in one piece 231 s.
 # Writing the parts costs ~0.5 s per million lines, so above this size the cost per line is flat.
-PARTITION_LINES = 5_000_000
+PART_LINES = 5_000_000
 # Lines sampled for the user_id bounds of the parts (their sizes are then within a few per
 # cent of each other).
 _SAMPLE_LINES = 100_000
 
 
-def partition_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int:
-    """How many user partitions of about PARTITION_LINES lines the log `payments` before as_of
+def part_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int:
+    """How many user parts of about PART_LINES lines the log `payments` before as_of
     splits into: 1 (no split) for a smaller log or an engine other than DuckDB."""
     if getattr(engine, "name", "duckdb") != "duckdb":
         return 1
     lines = engine.arrow(f"SELECT count(*) AS n FROM {payments} WHERE paid_at < {as_of_literal}")["n"][0].as_py()
-    return max(1, -(-lines // PARTITION_LINES))
+    return max(1, -(-lines // PART_LINES))
 
 
 class UserParts:
     """The lines of `payments` before `as_of`, split by ranges of user_id into parts of about
-    PARTITION_LINES lines, for per-user queries on a big log (DuckDB only; elsewhere, or for a
+    PART_LINES lines, for per-user queries on a big log (DuckDB only; elsewhere, or for a
     small log, the one part is `payments` itself).
 
     The parts are written when first asked for (`relations`), once: the lines before as_of
     (the payments columns the per-user queries read) go to a temporary Parquet folder per
-    bucket (a range of user_id) in DuckDB's `temp_directory`, and each query reads its bucket's
+    part (a range of user_id) in DuckDB's `temp_directory`, and each query reads its part's
     folder with its own as_of filter. So a run's per-user queries before its as_of (the
     feature table, the loyalty holdout, merchant loyalty, the promotion starts) share one
     write, and the work stays linear in the lines however many parts there are (a filter on
@@ -513,12 +518,12 @@ class UserParts:
         self.columns = [c for c in (*_REQUIRED_COLUMNS, "promotion_id") if c in self.types]
         self._folder: tempfile.TemporaryDirectory | None = None
         self._parts: list[tuple[int, str]] | None = None
-        self._bounds: list = []   # the user_id where each bucket after the first starts
+        self._bounds: list = []   # the user_id where each part after the first starts
 
     def relations(self) -> list[tuple[int, str]]:
-        """(bucket, relation) of each non-empty part; [(0, payments)] when the log is not split."""
+        """(part, relation) of each non-empty part; [(0, payments)] when the log is not split."""
         if self._parts is None:
-            k = partition_count(self.engine, self.payments, self.literal)
+            k = part_count(self.engine, self.payments, self.literal)
             try:
                 self._parts = [(0, self.payments)] if k == 1 else self._write(k)
             except BaseException:
@@ -528,16 +533,16 @@ class UserParts:
 
     @property
     def count(self) -> int:
-        """The buckets (1: not split, or not written yet)."""
+        """The parts (1: not split, or not written yet)."""
         return len(self._bounds) + 1
 
-    def bucket_of(self, user_id: str) -> str:
-        """SQL of the bucket (0 .. count - 1) of the user id expression `user_id`: how many
-        bucket bounds are <= it (a binary search written as nested CASEs)."""
+    def part_of(self, user_id: str) -> str:
+        """SQL of the part (0 .. count - 1) of the user id expression `user_id`: how many
+        part bounds are <= it (a binary search written as nested CASEs)."""
         def literal(bound) -> str:   # (a string id, or a number)
             return self.engine.dialect.literal(bound) if isinstance(bound, str) else repr(bound)
 
-        def search(lo: int, hi: int) -> str:   # the bucket is in [lo, hi]
+        def search(lo: int, hi: int) -> str:   # the part is in [lo, hi]
             if lo == hi:
                 return str(lo)
             mid = (lo + hi + 1) // 2
@@ -580,7 +585,7 @@ class UserParts:
         self._folder = tempfile.TemporaryDirectory(prefix=f"parts-{os.getpid()}-", dir=spill)
         folder = self._folder.name
         self.engine.execute(
-            f"COPY (SELECT {', '.join(self.columns)}, {self.bucket_of('user_id')} AS part FROM {self.payments} "
+            f"COPY (SELECT {', '.join(self.columns)}, {self.part_of('user_id')} AS part FROM {self.payments} "
             f"WHERE paid_at < {self.literal}) TO {d.literal(folder)} (FORMAT parquet, PARTITION_BY (part))")
         return [(i, f"read_parquet({d.literal(f'{p}/*.parquet')}, hive_partitioning = false)")
                 for i, p in ((i, Path(folder) / f"part={i}") for i in range(self.count)) if p.is_dir()]
@@ -597,13 +602,13 @@ class UserParts:
         self.close()
 
 
-def by_user_partition(engine: SqlEngine, payments: str, as_ofs: list[datetime], columns: list[str],
-                      query, parts: UserParts | None = None) -> Iterator[pa.Table]:
+def by_user_part(engine: SqlEngine, payments: str, as_ofs: list[datetime], columns: list[str],
+                 query, parts: UserParts | None = None) -> Iterator[pa.Table]:
     """`query(relation, literal)` (an Arrow table with `user_id`, one row per user, from the
     lines of `relation` before that as_of literal) for each of `as_ofs` in turn, on `parts`
     (`UserParts` before at least the latest as_of; by default a set made for this call and
     removed when the generator ends or is closed). `query` orders its table by user_id; over
-    several parts the parts' tables, in bucket order, are then in user_id order too."""
+    several parts the parts' tables, in part order, are then in user_id order too."""
     own = parts is None
     if own:
         parts = UserParts(engine, payments, max(as_ofs))
@@ -667,7 +672,7 @@ def user_features(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_
 def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
                      as_ofs: list[datetime], parts: UserParts | None = None) -> Iterator[pa.Table]:
     """`user_features` at each of `as_ofs` in turn, one table at a time, from one set of user
-    partitions for a big log (`parts`, or one written for the latest as_of): e.g. the
+    parts for a big log (`parts`, or one written for the latest as_of): e.g. the
     population's features at each promotion's start. Close the generator if you stop early."""
     for as_of in as_ofs:
         _check_as_of(as_of)
@@ -684,10 +689,10 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
     d = engine.dialect
     promotions_redeemed = "promotion_id" in types
     columns = [*_REQUIRED_COLUMNS, *(["promotion_id"] if promotions_redeemed else [])]
-    return by_user_partition(engine, payments, as_ofs, columns, lambda lines, literal: engine.arrow(feature_sql(
+    return by_user_part(engine, payments, as_ofs, columns, lambda lines, literal: engine.arrow(feature_sql(
         lines, literal, promotions_redeemed=promotions_redeemed, dialect=d,
     )).cast(FEATURE_SCHEMA), parts)
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PARTITION_LINES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
-           "by_user_partition", "feature_sql", "partition_count", "user_features", "user_features_at"]
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PART_LINES", "PROFILE_NAMES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
+           "by_user_part", "feature_sql", "part_count", "user_features", "user_features_at"]

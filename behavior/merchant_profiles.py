@@ -226,9 +226,9 @@ def merchant_windows(con, payments: str, as_of: datetime, tiers: str | None = No
         with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
             parts.covers(payments, [as_of], list(_REQUIRED))
             partials = []
-            for bucket, relation in parts.relations():
+            for part, relation in parts.relations():
                 users = tiers and (tiers if parts.count == 1 else
-                                   f"(SELECT * FROM {tiers} WHERE {parts.bucket_of('user_id')} = {bucket})")
+                                   f"(SELECT * FROM {tiers} WHERE {parts.part_of('user_id')} = {part})")
                 partials.append(engine.arrow(merchant_window_partial_sql(relation, literal, "_merchant_categories",
                                                                          users, d)))
     finally:

@@ -223,7 +223,7 @@ def merchant_partial_sql(payments: str, as_of_literal: str, user_values: str | N
     `success_lines`, `refund_lines`, `revenue`, `first_payment_at`, `last_payment_at`,
     `customers`, `repeaters`, `cohort_size`, `n_retained`, `clv_sum`, `clv_n`) over the users
     of `payments`: `merchant_combine_sql` over the partials of disjoint sets of users (e.g.
-    user partitions) gives `merchant_sql` of the whole log. Arguments as `merchant_sql`."""
+    user parts) gives `merchant_sql` of the whole log. Arguments as `merchant_sql`."""
     return f"WITH{_partial_ctes(payments, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
 
 
@@ -280,7 +280,7 @@ def merchant_loyalty(
     `payments` names a view / table with the canonical payments columns, `user_values` (if
     given) one with one row per user (user_id, clv). `as_of` must be tz-aware (a naive
     datetime raises ValueError). A missing column raises SchemaError; a user_id repeated in
-    `user_values` raises InputError. A big log is read in user partitions (`parts`, a run's
+    `user_values` raises InputError. A big log is read in user parts (`parts`, a run's
     `behavior.features.UserParts`, or a set made for this call): the partial figures of each
     part (`merchant_partial_sql`, with the part's users' values) are combined per merchant.
     """
@@ -311,8 +311,8 @@ def merchant_loyalty(
         if len(relations) == 1:
             return engine.arrow(merchant_sql(relations[0][1], literal, user_values, dialect=d)).cast(MERCHANT_SCHEMA)
         partials = []
-        for bucket, relation in relations:
-            values = user_values and f"(SELECT * FROM {user_values} WHERE {parts.bucket_of('user_id')} = {bucket})"
+        for part, relation in relations:
+            values = user_values and f"(SELECT * FROM {user_values} WHERE {parts.part_of('user_id')} = {part})"
             partials.append(engine.arrow(merchant_partial_sql(relation, literal, values, dialect=d)))
     engine.register("_merchant_partials", pa.concat_tables(partials))
     try:

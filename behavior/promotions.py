@@ -148,7 +148,7 @@ def _cuped_block(y: np.ndarray, x: np.ndarray, treated: np.ndarray) -> dict:
 
 
 def effectiveness(outcomes: pd.DataFrame, cost_per_redemption: float = 0.0, *, segments: pd.Series | None = None,
-                  use_cuped: bool = True, seed: int = 0, amounts: bool = True) -> dict:
+                  use_cuped: bool = True, seed: int = 0, amounts: bool = True, pre_days: int = PRE_DAYS) -> dict:
     """The report entry of one promotion from its per-user outcomes (columns of `outcomes_sql`).
 
     `segments`: the segment of each outcome row at the promotion start (same index) for the
@@ -185,11 +185,11 @@ def effectiveness(outcomes: pd.DataFrame, cost_per_redemption: float = 0.0, *, s
         entry["revenue_per_user"] = {"skipped": NO_AMOUNTS}
     if use_cuped and "pre_spend" in outcomes:
         entry["cuped"] = {
-            "covariates": {"conversion": f"converted in the {PRE_DAYS} days before the start"},
+            "covariates": {"conversion": f"converted in the {pre_days} days before the start"},
             "conversion": _cuped_block(conv, outcomes["pre_converted"].to_numpy(float), treated),
         }
         if amounts:
-            entry["cuped"]["covariates"]["revenue"] = f"spend in the {PRE_DAYS} days before the start"
+            entry["cuped"]["covariates"]["revenue"] = f"spend in the {pre_days} days before the start"
             entry["cuped"]["revenue"] = _cuped_block(rev, outcomes["pre_spend"].to_numpy(float), treated)
     redemptions = int(outcomes.loc[treated, "redeemed"].sum())
     cost = float(cost_per_redemption) * redemptions

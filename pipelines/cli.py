@@ -63,6 +63,9 @@ class State:
 
 
 state = State()
+# the synthetic generator's defaults live in behavior.synth.SynthConfig alone (importing it
+# here would slow every command down by a second)
+SYNTH_DEFAULT = "(default: behavior.synth.SynthConfig's)"
 
 
 @app.callback()
@@ -103,9 +106,9 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write payments.parquet, users.parquet, ... and truth.json.")],
-    users: Annotated[int, typer.Option(min=10, help="Number of customers.")] = 60_000,
-    months: Annotated[int, typer.Option(min=3, help="Months of history.")] = 24,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 0,
+    users: Annotated[Optional[int], typer.Option(min=10, help=f"Number of customers {SYNTH_DEFAULT}.")] = None,
+    months: Annotated[Optional[int], typer.Option(min=3, help=f"Months of history {SYNTH_DEFAULT}.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Random seed (same seed, same data) {SYNTH_DEFAULT}.")] = None,
 ) -> None:
     """Realistic synthetic payment histories with planted ground truth."""
     from pipelines.synth_files import write_synth
@@ -392,8 +395,8 @@ def keys_list() -> None:
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(min=10, help="Number of synthetic customers.")] = 60_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    users: Annotated[Optional[int], typer.Option(min=10, help=f"Number of synthetic customers {SYNTH_DEFAULT}.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Random seed {SYNTH_DEFAULT}.")] = None,
     port: Annotated[int, typer.Option(help="Port of the API started at the end.")] = 8000,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after the run (do not start the API).")] = False,
 ) -> None:
@@ -405,8 +408,10 @@ def demo(
     from pipelines.ingest import IngestOptions, ingest as run_ingest
     from pipelines.runner import run_pipeline
     from pipelines.summary import run_summary
-    from pipelines.synth_files import write_synth
+    from pipelines.synth_files import synth_config, write_synth
 
+    sized = synth_config(users=users, seed=seed)
+    users, seed = sized.users, sized.seed
     if not no_serve:   # before minutes of work, not after
         from pipelines.ports import check_port
 
@@ -415,7 +420,7 @@ def demo(
     out = state.home.root / "synth"
     c = state.console
     with c.status("generating synthetic payment histories"):
-        written = write_synth(out, users=users, months=24, seed=seed)
+        written = write_synth(out, users=users, months=sized.months, seed=seed)
     c.result(f"synth: {written.get('payments.parquet', 0):,} payment lines for {users:,} users in {out}")
     with c.status("ingesting") as status:
         rep = run_ingest(state.home, [out], IngestOptions(), progress=status.update)

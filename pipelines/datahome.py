@@ -12,7 +12,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-ENV_VAR = "BEHAVIOR_DATA_DIR"
+from behavior.store.config import DATA_DIR_ENV, HomeConfig, load_section
+
+ENV_VAR = DATA_DIR_ENV
 PRIVATE_UMASK = 0o077          # new folders 0700, new files 0600
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 
@@ -30,8 +32,8 @@ class DataHome:
 
     @classmethod
     def resolve(cls, data_dir: str | Path | None) -> "DataHome":
-        """`--data-dir`, else $BEHAVIOR_DATA_DIR, else ./data."""
-        chosen = data_dir or os.environ.get(ENV_VAR) or "data"
+        """`--data-dir`, else $BEHAVIOR_DATA_DIR, else ./data (the `[home]` configuration)."""
+        chosen = data_dir or load_section(HomeConfig).data_dir
         return cls(Path(chosen).expanduser().absolute())
 
     @property

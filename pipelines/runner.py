@@ -53,7 +53,7 @@ class StageContext:
     report: dict[str, Any] = field(default_factory=dict)    # report sections
     bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
     engine: Any = None     # where log-level SQL runs (a SqlEngine); default: DuckDB over `con`
-    # The payments before as_of in user partitions, written once for the run's per-user
+    # The payments before as_of in user parts, written once for the run's per-user
     # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
     user_parts: UserParts | None = None
     # progress messages of a stage's long loops (the churn fit, the recommender search)
@@ -246,7 +246,7 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
     if "recommend" in order:   # before any stage runs: a trainer the engine cannot run is a usage error
         from pipelines.stages.recommend_spark import require_spark
 
-        require_spark(config.recommend.resolved_trainer(), engine or config.engine.name)
+        require_spark(config.recommend.trainer, engine or config.engine.name)
     run_id = uuid.uuid4().hex[:12]
     from pipelines.inbox_ingest import ingest_inbox
 

@@ -17,9 +17,16 @@ from behavior.synth import SynthConfig, generate
 from behavior.store import atomic
 
 
-def write_synth(out: Path, *, users: int, months: int, seed: int, **overrides) -> dict[str, int]:
-    """Generate and write; returns file name -> rows. The folder is replaced as a whole."""
-    data = generate(SynthConfig(users=users, months=months, seed=seed, **overrides))
+def synth_config(**sizes: int | None) -> SynthConfig:
+    """SynthConfig with the given sizes and seed; None keeps SynthConfig's default."""
+    return SynthConfig(**{k: v for k, v in sizes.items() if v is not None})
+
+
+def write_synth(out: Path, *, users: int | None = None, months: int | None = None, seed: int | None = None,
+                **overrides) -> dict[str, int]:
+    """Generate and write; returns file name -> rows. The folder is replaced as a whole. A size or
+    seed left None is SynthConfig's default."""
+    data = generate(synth_config(users=users, months=months, seed=seed, **overrides))
     out = out.absolute()
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from behavior.features import PROFILE_NAMES
 from api.bundle import Bundle
 from api.deps import BundleDep, ProfilesCaller
 from api.display import shown_row
@@ -33,4 +34,8 @@ def _profile(bundle: Bundle, request: Request, user_id: str) -> Profile:
     if row is None:
         raise ApiProblem(404, "unknown-user", "Unknown user",
                          f"no profile for user {user_id!r} in bundle {bundle.version}")
-    return Profile.model_validate(shown_row(row))
+    shown = shown_row(row)
+    for old, new in PROFILE_NAMES.items():   # the old names of renamed fields, deprecated, for one release
+        if new in shown:
+            shown[old] = shown[new]
+    return Profile.model_validate(shown)

@@ -46,14 +46,15 @@ def _items(pairs: list[tuple[str, float]], details: ItemDetails) -> list[ScoredI
     return [ScoredItem(item_id=i, score=s, **details.row(i)) for i, s in pairs if math.isfinite(s)]
 
 
-def recommendations_json(user_id: str, model_version: str, recommendation_id: str, source: str,
+def recommendations_json(user_id: str, bundle_version: str, recommendation_id: str, source: str,
                          pairs: list[tuple[str, float]], details: ItemDetails) -> bytes:
     """The `Recommendations` document as JSON, built from values that already have its types (str
     ids, float scores, source "model" or "fallback"): the bytes pydantic would write for the
     model, without validating and copying it field by field (the API's hottest route). Each
     item carries its attributes from `details` (prepared at load)."""
-    head = {"user_id": user_id, "model_version": model_version, "recommendation_id": recommendation_id,
-            "source": source}
+    # model_version: bundle_version's deprecated alias, served for one release
+    head = {"user_id": user_id, "bundle_version": bundle_version, "model_version": bundle_version,
+            "recommendation_id": recommendation_id, "source": source}
     return to_json(head)[:-1] + b',"items":' + details.items_json([(i, s) for i, s in pairs if math.isfinite(s)]) + b"}"
 
 
@@ -113,5 +114,5 @@ async def similar(item_id: ItemId, caller: RecommendationsCaller, bundle: Bundle
     except UnknownIdError:
         raise ApiProblem(404, "unknown-item", "Unknown item",
                          f"item {item_id!r} is not in the catalogue of bundle {bundle.version}") from None
-    return SimilarItems(item_id=item_id, model_version=bundle.version, recommendation_id=str(uuid.uuid4()),
+    return SimilarItems(item_id=item_id, bundle_version=bundle.version, model_version=bundle.version, recommendation_id=str(uuid.uuid4()),
                         items=_items(pairs, bundle.item_details))

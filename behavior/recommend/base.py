@@ -15,15 +15,27 @@ rows it is given, so every model of a blend weighs its input its own way.
   None, an index array or a per-item bool mask.
 - `similar_items(item_idx, n)`: the item itself is never returned.
 - `to_arrays()` / `from_arrays()`: plain arrays (`.npz` with allow_pickle=False).
+- Serving one user at a time (`behavior.recommend.serving.ServingModel`, which knows no model
+  by name): `row_scorer(items, has_days, known_user)` returns a function
+  `score(user_idx, cols, data, days)` of one user's row as numpy arrays (sorted item indices,
+  net counts, days or None) giving the dense float32 scores over `items` (None: all) that
+  `_score_rows` gives for that row as a 1-row matrix, bit for bit, or None when the model has
+  no such path (serving then builds the matrix and calls `recommend`). `user_top_index(allowed)`
+  / `user_top(...)`: a model that can find one known user's top-n without scoring every item
+  (the factor models' scan by decreasing norm) says so; the others return None.
 
 Subclasses implement `_fit(confidence)`, `_scores(user_idx, confidence_rows, items)` (dense
-float32, -inf = not a candidate), `_item_scores(item_idx)` and the array round trip.
+float32, -inf = not a candidate), `_item_scores(item_idx)` and the array round trip, and for
+the one-row serving path `_row_scorer(items, known_user)`. A subclass that changes how a model
+scores (`_scores` or `_score_rows`) without its own `_row_scorer` is served the general way,
+so a one-row path inherited from its parent can never disagree with its scores.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import ClassVar, Self
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +47,8 @@ from behavior.recommend.weighting import Weighting
 
 CHUNK_CELLS = 4_000_000  # dense scores per chunk (16 MB of float32)
 REGISTRY: dict[str, type[Recommender]] = {}
+# score(user_idx, cols, data, days) -> dense float32 scores of one user (see the module docstring)
+RowScorer = Callable[[int, np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 class Recommender(abc.ABC):
@@ -47,6 +61,9 @@ class Recommender(abc.ABC):
         super().__init_subclass__(**kwargs)
         if "kind" in cls.__dict__:
             REGISTRY[cls.kind] = cls
+        scores_anew = "_scores" in cls.__dict__ or "_score_rows" in cls.__dict__
+        if scores_anew and "_row_scorer" not in cls.__dict__ and "row_scorer" not in cls.__dict__:
+            cls._row_scorer = Recommender._row_scorer
 
     def __init__(self, weighting: str = "count", weighting_params: dict | None = None) -> None:
         self.weighting = weighting
@@ -94,6 +111,32 @@ class Recommender(abc.ABC):
     @abc.abstractmethod
     def _item_scores(self, item_idx: np.ndarray) -> np.ndarray:
         """Dense float32 similarity of each given item to every item."""
+
+    # ------------------------------------------------------------------ one user, served
+    def row_scorer(self, items: np.ndarray | None, has_days: bool, known_user: bool) -> RowScorer | None:
+        """The one-row scorer over `items` (see the module docstring), or None. `known_user`
+        False: the row's user is -1 (scored from the row alone)."""
+        self._check_fitted()
+        if not self.weighting_.row_exact(has_days):
+            return None
+        return self._row_scorer(items, known_user)
+
+    def _row_scorer(self, items: np.ndarray | None, known_user: bool) -> RowScorer | None:
+        """What `row_scorer` returns once the weighting is known to be reproducible."""
+        return None
+
+    def user_top_index(self, allowed: np.ndarray) -> Any | None:
+        """An index, built once per item filter (`allowed`: per-item bool mask), over which
+        `user_top` finds one known user's top-n without scoring every item; None if the model
+        has no such search."""
+        return None
+
+    def user_top(self, user_idx: int, n: int, skip: np.ndarray, index: Any, *,
+                 fast: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n (items int64, scores float32), -1 / -inf padded, of a known user over
+        `user_top_index`'s `index`, never an item of `skip`; `fast` False: the same answer
+        through the batch search (`recommend`'s)."""
+        raise InteractionsError(f"{type(self).__name__} has no top-n search of its own (user_top_index is None)")
 
     def recommend(
         self,

@@ -60,6 +60,10 @@ class Popularity(Recommender):
         pop = self.popularity_ if items is None else self.popularity_[items]
         return np.repeat(pop[None, :], len(user_idx), axis=0)
 
+    def _row_scorer(self, items, known_user):
+        pop = self.popularity_
+        return lambda user_idx, cols, data, days: pop.copy() if items is None else pop[items]
+
     def _item_scores(self, item_idx):
         return self._scores(item_idx, None, None)
 
@@ -85,6 +89,14 @@ class BuyAgain(Recommender):
         rows = np.repeat(np.arange(confidence.shape[0]), np.diff(confidence.indptr))
         out[rows, confidence.indices] = confidence.data + _TIE_BREAK * self.popularity_[confidence.indices]
         return out if items is None else out[:, items]
+
+    def _row_scorer(self, items, known_user):
+        def score(user_idx, cols, data, days):
+            conf_cols, weights = self.weighting_.transform_row(cols, data, days)
+            out = np.full(self.n_items_, -np.inf, dtype=np.float32)
+            out[conf_cols] = weights + _TIE_BREAK * self.popularity_[conf_cols]
+            return out if items is None else out[items]
+        return score
 
     def _item_scores(self, item_idx):
         return np.repeat(self.popularity_[None, :], len(item_idx), axis=0)

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from behavior.recommend.base import Recommender, from_params, prefixed, strip_prefix
 from behavior.recommend.checks import InteractionsError, check_trainable
-from behavior.recommend.topk import normalise_rows
+from behavior.recommend.topk import normalise_row, normalise_rows
 from behavior.recommend.weighting import Weighting
 
 
@@ -81,6 +81,22 @@ class Blend(Recommender):
 
     def _scores(self, user_idx, confidence, items):
         raise NotImplementedError  # scoring goes through _score_rows
+
+    def row_scorer(self, items, has_days, known_user):
+        # each component weighs its row its own way: no weighting of the blend's own to check
+        a = self.a.row_scorer(items, has_days, known_user)
+        b = self.b.row_scorer(items, has_days, known_user)
+        if a is None or b is None:
+            return None
+        return lambda user_idx, cols, data, days: self._mix_row(a(user_idx, cols, data, days),
+                                                                b(user_idx, cols, data, days))
+
+    def _mix_row(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """`_mix` of one row."""
+        w = float(self.weight)
+        out = w * normalise_row(a) + (1.0 - w) * normalise_row(b)
+        out[~(np.isfinite(a) | np.isfinite(b))] = -np.inf
+        return out
 
     def _item_scores(self, item_idx):
         # a component without item-item information (popularity) would only add noise here

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from behavior.recommend.base import Recommender
 from behavior.recommend.checks import as_index_array, check_matrix
-from behavior.recommend.topk import top_k
+from behavior.recommend.topk import top_k, top_k_row
 
 PRUNE_MIN_ITEMS = 8192  # below this a dense product is as fast as the pruned scan
 PRUNE_CHUNK_USERS = 1024
@@ -67,6 +67,47 @@ class FactorModel(Recommender):
         x = self.user_vectors(user_idx, confidence)
         y = self.item_factors_ if items is None else self.item_factors_[items]
         return x @ y.T
+
+    def _row_scorer(self, items, known_user):
+        if not known_user:
+            return None  # a new user is folded in: the general path does that
+        y = self.item_factors_ if items is None else self.item_factors_[items]
+        x = self.user_factors_
+        return lambda user_idx, cols, data, days: (x[[user_idx]] @ y.T)[0]
+
+    def user_top_index(self, allowed: np.ndarray) -> NormIndex:
+        return self.norm_index(np.flatnonzero(allowed))
+
+    def user_top(self, user_idx, n, skip, index, *, fast=True):
+        if not fast:
+            return tuple(a[0] for a in self.top_by_norm(self.user_factors_[user_idx: user_idx + 1], n,
+                                                         (np.zeros(skip.size, np.int64), skip), index=index))
+        # `top_by_norm` for one user: the same blocks, products, early stop and `top_k`
+        # merges, without the bookkeeping for many users
+        size = index.items.size
+        x = self.user_factors_[user_idx: user_idx + 1]
+        x_norm = np.linalg.norm(x, axis=1)[0]
+        x = x[[0]]  # top_by_norm scores a gathered copy of the rows still active
+        best_i = np.full(n, -1, dtype=np.int64)
+        best_v = np.full(n, -np.inf, dtype=np.float32)
+        own = index.rank[skip]
+        own = own[own >= 0]
+        block, high = PRUNE_BLOCKS
+        start = 0
+        while start < size:
+            stop = min(start + block, size)
+            s = (x @ index.factors[start:stop].T)[0]
+            if own.size:
+                s[own[(own >= start) & (own < stop)] - start] = -np.inf
+            pos, val = top_k_row(np.concatenate([best_v, s]), n)
+            kept = best_i[np.clip(pos, 0, n - 1)]
+            fresh = index.items[np.clip(start + pos - n, 0, size - 1)]
+            best_i = np.where(pos < 0, -1, np.where(pos < n, kept, fresh))
+            best_v = val
+            start, block = stop, min(block * 2, high)
+            if start < size and not best_v[n - 1] < x_norm * index.norms[start]:
+                break
+        return best_i, best_v
 
     def norm_index(self, items=None) -> NormIndex:
         """The items (all, or the given subset) in decreasing order of factor norm."""

@@ -57,6 +57,13 @@ class ItemKNN(Recommender):
         out[product.row, product.col] = product.data
         return out
 
+    def _row_scorer(self, items, known_user):
+        def score(user_idx, cols, data, days):
+            conf_cols, weights = self.weighting_.transform_row(cols, data, days)
+            out = knn_row(self.similarity_, conf_cols, weights, self.n_items_)
+            return out if items is None else out[items]
+        return score
+
     def _item_scores(self, item_idx):
         rows = self.similarity_[item_idx].tocoo()
         out = np.full(rows.shape, -np.inf, dtype=np.float32)
@@ -83,3 +90,24 @@ class ItemKNN(Recommender):
             (arrays["similarity.data"], arrays["similarity.indices"], arrays["similarity.indptr"]),
             shape=(self.n_items_, self.n_items_),
         )
+
+
+def knn_row(similarity: sp.csr_matrix, cols: np.ndarray, weights: np.ndarray, n_items: int) -> np.ndarray:
+    """The row r @ S of `ItemKNN._scores`, dense with -inf off the product's pattern: scipy's
+    csr_matmat adds v * S[j, k] into a float32 sum per k, visiting j (the row's items) and then
+    each row of S in stored order, and drops sums that are exactly 0; np.add.at adds in the same order."""
+    out = np.full(n_items, -np.inf, dtype=np.float32)
+    starts = similarity.indptr[cols]
+    lengths = similarity.indptr[cols + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    k = similarity.indices[pos]
+    sums = np.zeros(n_items, dtype=np.float32)
+    np.add.at(sums, k, np.repeat(weights, lengths) * similarity.data[pos])
+    hit = np.zeros(n_items, dtype=bool)
+    hit[k] = True
+    hit &= sums != 0
+    out[hit] = sums[hit]
+    return out

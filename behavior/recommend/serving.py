@@ -18,14 +18,15 @@ from them and answers one user at a time:
 Everything that does not depend on the request (masks, popularity orders) is computed once
 at load.
 
-One user's `recommend` (and `recommend_for_items`) takes a numpy-only fast path for the
-models defined here (ALS, BPR, item kNN, popularity, buy-again and blends of them): the
-user's row is read straight from the owned-items arrays, weighted, scored and masked
-without building scipy matrices or going through the generic `Recommender.recommend`
-(whose per-call set-up costs several times the arithmetic for a single user). It performs
-the same floating-point operations in the same order as the general path, so the answers
-are identical (tests/behavior/test_serving_fast_path.py compares both for every model
-kind); any other model takes the general path.
+One user's `recommend` (and `recommend_for_items`) takes a numpy-only fast path for every
+model that offers one through the `Recommender` contract (`row_scorer`, `user_top_index` /
+`user_top`; ServingModel knows no model by name): the user's row is read straight from the
+owned-items arrays and handed to the model's row scorer, then masked, without building scipy
+matrices or going through the generic `Recommender.recommend` (whose per-call set-up costs
+several times the arithmetic for a single user). The scorers perform the same floating-point
+operations in the same order as the general path, so the answers are identical
+(tests/behavior/test_serving_fast_path.py compares both for every model kind); a model
+without a row scorer takes the general path.
 """
 
 from __future__ import annotations
@@ -36,15 +37,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from behavior.errors import BehaviorError
-from behavior.recommend.base import Recommender, prefixed, strip_prefix
-from behavior.recommend.baselines import _TIE_BREAK, BuyAgain, Popularity
-from behavior.recommend.blend import Blend
+from behavior.recommend.base import Recommender, RowScorer, prefixed, strip_prefix
 from behavior.recommend.checks import InteractionsError, check_matrix
-from behavior.recommend.factors import ALS, BPR, PRUNE_BLOCKS, FactorModel, SparkALS
-from behavior.recommend.interactions import IdMap, confidence
-from behavior.recommend.neighbours import ItemKNN
-from behavior.recommend.topk import normalise_row, top_k_row
-from behavior.recommend.weighting import Weighting
+from behavior.recommend.interactions import IdMap
+from behavior.recommend.topk import top_k_row
 
 FORMAT_VERSION = 1
 
@@ -153,81 +149,6 @@ def serving_arrays(
     return out
 
 
-# ---------------------------------------------------------------------- the one-user fast path
-# Each function below computes, for one user's row given as numpy arrays (sorted item
-# indices, net counts, days), exactly what the general path computes from a 1-row CSR
-# matrix: the same float32/float64 operations in the same order. Keep them in step with
-# Weighting.transform, each model's _scores and Blend._mix (the fast-path test catches drift).
-
-_FAST_LEAVES = (ALS, SparkALS, BPR, ItemKNN, Popularity, BuyAgain)
-_FIRST_SEGMENT = np.zeros(1, dtype=np.intp)
-
-
-def _fast_supported(model: Recommender, has_days: bool) -> bool:
-    """Whether the fast path reproduces `model` (exact types only: a subclass may score differently)."""
-    if type(model) is Blend:
-        return _fast_supported(model.a, has_days) and _fast_supported(model.b, has_days)
-    if type(model) not in _FAST_LEAVES:
-        return False
-    scheme = model.weighting_.scheme
-    # without days the general path fails for "recency" (every model weighs its rows first)
-    return scheme in ("count", "log", "bm25") or (scheme == "recency" and has_days)
-
-
-def _factor_models(model: Recommender) -> list[FactorModel]:
-    if type(model) is Blend:
-        return _factor_models(model.a) + _factor_models(model.b)
-    return [model] if isinstance(model, FactorModel) else []
-
-
-def _row_confidence(weighting: Weighting, cols: np.ndarray, data: np.ndarray,
-                    days: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """`weighting.transform` of one row: (item indices, float32 weights), zero weights dropped."""
-    if weighting.scheme == "bm25":
-        k1, b = weighting.params["K1"], weighting.params["B"]
-        row_sums = np.add.reduceat(data, _FIRST_SEGMENT)  # what csr.sum(axis=1) does for one row
-        norm = (1.0 - b) + b * row_sums / weighting.mean_row_sum_
-        c = data.astype(np.float64)
-        w = c * (k1 + 1.0) / (k1 * norm[np.zeros(c.size, dtype=np.intp)] + c) * weighting.idf_[cols]
-    elif weighting.scheme == "count":  # net counts as they are (float32 -> float64 -> float32 is exact)
-        w = data
-    else:
-        w = confidence(data, None, days if weighting.scheme == "recency" else None, weighting.scheme,
-                       **weighting.params)
-    w = w.astype(np.float32)
-    keep = w != 0
-    return (cols, w) if keep.all() else (cols[keep], w[keep])
-
-
-def _mix_row(blend: Blend, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`Blend._mix` of one row."""
-    w = float(blend.weight)
-    out = w * normalise_row(a) + (1.0 - w) * normalise_row(b)
-    out[~(np.isfinite(a) | np.isfinite(b))] = -np.inf
-    return out
-
-
-def _knn_row(similarity: sp.csr_matrix, cols: np.ndarray, weights: np.ndarray, n_items: int) -> np.ndarray:
-    """The row r @ S of ItemKNN, dense with -inf off the product's pattern: scipy's csr_matmat
-    adds v * S[j, k] into a float32 sum per k, visiting j (the row's items) and then each row
-    of S in stored order, and drops sums that are exactly 0; np.add.at adds in the same order."""
-    out = np.full(n_items, -np.inf, dtype=np.float32)
-    starts = similarity.indptr[cols]
-    lengths = similarity.indptr[cols + 1] - starts
-    total = int(lengths.sum())
-    if total == 0:
-        return out
-    pos = np.arange(total) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    k = similarity.indices[pos]
-    sums = np.zeros(n_items, dtype=np.float32)
-    np.add.at(sums, k, np.repeat(weights, lengths) * similarity.data[pos])
-    hit = np.zeros(n_items, dtype=bool)
-    hit[k] = True
-    hit &= sums != 0
-    out[hit] = sums[hit]
-    return out
-
-
 class ServingModel:
     """Recommendations for one user at a time from `serving_arrays` output (see module docstring)."""
 
@@ -267,19 +188,16 @@ class ServingModel:
         self._order_segment = [active_items[np.argsort(-p[active_items], kind="stable")]
                                for p in self._popularity_segment]
         self._n_items = n_items
-        # factor models: per filter, the allowed items in decreasing-norm order (pruned top-n)
-        self._norm_index = None
-        if isinstance(self.model, FactorModel):
-            self._norm_index = {None: self.model.norm_index(np.flatnonzero(self.active))}
-            for code, mask in self._category_mask.items():
-                self._norm_index[code] = self.model.norm_index(np.flatnonzero(mask))
+        # a model with a top-n search of its own (factor models: the pruned scan by norm):
+        # per filter, its index over the allowed items
+        self._top_index = None
+        if self.model.user_top_index(self.active) is not None:
+            self._top_index = {code: self.model.user_top_index(self._allowed_for(code))
+                               for code in (None, *self._category_mask)}
         # ids longer than every known id cannot be known: searchsorted would first copy all ids to the longer type
         self._max_user_id_len = self.users.ids.dtype.itemsize // np.dtype("U1").itemsize
-        self._fast = self._owned_rows_canonical() and _fast_supported(self.model, self._days is not None)
-        # recommend_for_items: factor models fold the row in (the general path does that)
-        self._fast_anonymous = self._fast and not _factor_models(self.model)
-        if self._fast:
-            self._prepare_fast_path()
+        self._fast = self._owned_rows_canonical() and self._prepare_fast_path()
+        self._fast_anonymous = self._fast and self._fast_anonymous
 
     def _owned_rows_canonical(self) -> bool:
         """Owned items sorted and unique within each row, counts finite and >= 0: what the
@@ -297,20 +215,30 @@ class ServingModel:
         increasing = np.diff(indices.astype(np.int64)) > 0
         return bool((increasing | starts[1:]).all() and np.isfinite(data).all() and (data >= 0).all())
 
-    def _prepare_fast_path(self) -> None:
+    def _prepare_fast_path(self) -> bool:
         """Per item filter (none, or a category): what `Recommender._candidates` makes of the
-        allowed-items mask (items scored alone, or items blocked after scoring), and the item
-        factors the general path would gather on every call."""
+        allowed-items mask (items scored alone, or items blocked after scoring) and the model's
+        row scorers over those items, for known users and for rows alone (`recommend_for_items`).
+        False if the model has no row scorer for known users (then every call is general)."""
+        has_days = self._days is not None
+        self._fast_anonymous = False
+        if self._top_index is not None:
+            return True  # known users: the model's own search; rows alone: folded in, the general way
         self._candidates: dict[int | None, tuple[np.ndarray | None, np.ndarray | None]] = {}
-        self._item_factors: dict[tuple[int, int | None], np.ndarray] = {}
-        if self._norm_index is not None:
-            return  # a factor model alone: the pruned scan over the norm indexes
+        self._scorers: dict[int | None, RowScorer] = {}
+        self._anonymous_scorers: dict[int | None, RowScorer] = {}
         for code in (None, *self._category_mask):
             items, blocked = self.model._candidates(self._allowed_for(code))
             self._candidates[code] = (items, blocked)
-            for model in _factor_models(self.model):
-                y = model.item_factors_
-                self._item_factors[id(model), code] = y if items is None else y[items]
+            known = self.model.row_scorer(items, has_days, known_user=True)
+            if known is None:
+                return False
+            self._scorers[code] = known
+            anonymous = self.model.row_scorer(items, has_days, known_user=False)
+            if anonymous is not None:
+                self._anonymous_scorers[code] = anonymous
+        self._fast_anonymous = len(self._anonymous_scorers) == len(self._scorers)
+        return True
 
     @classmethod
     def from_arrays(cls, arrays) -> ServingModel:
@@ -413,15 +341,10 @@ class ServingModel:
         if a == b:
             return Recommendation(self._popular(n, allowed, seg, np.zeros(0, np.int64)), "fallback")
         exclude = self._exclusion(exclude_purchased)
-        if self._norm_index is not None:
+        if self._top_index is not None:
             owned = self._indices[a:b].astype(np.int64)
             skip = owned if exclude is True else owned[exclude[owned]] if exclude is not False else owned[:0]
-            if fast:
-                items, scores = self._factor_top(uidx, n, code, skip)
-            else:
-                top = self.model.top_by_norm(self.model.user_factors_[uidx: uidx + 1], n,
-                                             (np.zeros(skip.size, np.int64), skip), index=self._norm_index[code])
-                items, scores = top[0][0], top[1][0]
+            items, scores = self.model.user_top(uidx, n, skip, self._top_index[code], fast=fast)
             return self._complete(items, scores, n, allowed, seg, owned, exclude)
         if fast:
             days = None if self._days is None else self._days[a:b]
@@ -496,7 +419,8 @@ class ServingModel:
         items, blocked = self._candidates[code]
         if items is not None and items.size == 0:
             return np.full(n, -1, dtype=np.int64), np.full(n, -np.inf, dtype=np.float32)
-        s = self._scores_row(self.model, uidx, cols, data, days, code, items)
+        scorer = (self._scorers if uidx >= 0 else self._anonymous_scorers)[code]
+        s = scorer(uidx, cols, data, days)
         if blocked is not None:
             s[blocked] = -np.inf
         if exclude is not False:
@@ -510,62 +434,14 @@ class ServingModel:
             idx = np.where(idx >= 0, items[np.maximum(idx, 0)], -1)
         return idx, val
 
-    def _scores_row(self, model: Recommender, uidx: int, cols: np.ndarray, data: np.ndarray,
-                    days: np.ndarray | None, code: int | None, items: np.ndarray | None) -> np.ndarray:
-        """`model._score_rows` for one row: dense float32 scores over `items` (None: all items)."""
-        if type(model) is Blend:
-            a = self._scores_row(model.a, uidx, cols, data, days, code, items)
-            b = self._scores_row(model.b, uidx, cols, data, days, code, items)
-            return _mix_row(model, a, b)
-        if isinstance(model, FactorModel):  # a known user's trained vector
-            return (model.user_factors_[[uidx]] @ self._item_factors[id(model), code].T)[0]
-        if type(model) is Popularity:
-            return model.popularity_.copy() if items is None else model.popularity_[items]
-        conf_cols, weights = _row_confidence(model.weighting_, cols, data, days)
-        if type(model) is ItemKNN:
-            out = _knn_row(model.similarity_, conf_cols, weights, self._n_items)
-        else:  # BuyAgain
-            out = np.full(self._n_items, -np.inf, dtype=np.float32)
-            out[conf_cols] = weights + _TIE_BREAK * model.popularity_[conf_cols]
-        return out if items is None else out[items]
-
-    def _factor_top(self, uidx: int, n: int, code: int | None, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`FactorModel.top_by_norm` for one user over the filter's norm index: the same blocks,
-        products, early stop and `top_k` merges, without the bookkeeping for many users."""
-        model, index = self.model, self._norm_index[code]
-        size = index.items.size
-        x = model.user_factors_[uidx: uidx + 1]
-        x_norm = np.linalg.norm(x, axis=1)[0]
-        x = x[[0]]  # top_by_norm scores a gathered copy of the rows still active
-        best_i = np.full(n, -1, dtype=np.int64)
-        best_v = np.full(n, -np.inf, dtype=np.float32)
-        own = index.rank[skip]
-        own = own[own >= 0]
-        block, high = PRUNE_BLOCKS
-        start = 0
-        while start < size:
-            stop = min(start + block, size)
-            s = (x @ index.factors[start:stop].T)[0]
-            if own.size:
-                s[own[(own >= start) & (own < stop)] - start] = -np.inf
-            pos, val = top_k_row(np.concatenate([best_v, s]), n)
-            kept = best_i[np.clip(pos, 0, n - 1)]
-            fresh = index.items[np.clip(start + pos - n, 0, size - 1)]
-            best_i = np.where(pos < 0, -1, np.where(pos < n, kept, fresh))
-            best_v = val
-            start, block = stop, min(block * 2, high)
-            if start < size and not best_v[n - 1] < x_norm * index.norms[start]:
-                break
-        return best_i, best_v
-
     def fold_in(self, item_ids) -> np.ndarray:
         """The user vector (factor models) of someone who bought `item_ids`, without retraining."""
-        model = self.model
-        if not isinstance(model, FactorModel):
-            raise InteractionsError(f"fold_in needs a factor model (als, bpr); the bundle serves {model.kind!r}")
+        fold = getattr(self.model, "fold_in", None)
+        if fold is None:
+            raise InteractionsError(f"fold_in needs a factor model (als, bpr); the bundle serves {self.model.kind!r}")
         row = self._items_row(item_ids)
         days = sp.csr_matrix((np.zeros(row.nnz, np.float32), row.indices, row.indptr), shape=row.shape)
-        return model.fold_in(row, days)[0]
+        return fold(row, days)[0]
 
     def similar(self, item_id: str, n: int = 10) -> list[tuple[str, float]]:
         """Active items most similar to `item_id` (never itself)."""

@@ -24,6 +24,7 @@ from behavior.recommend.checks import InteractionsError, check_matrix
 from behavior.recommend.interactions import SCHEME_DEFAULTS, confidence, scheme_params
 
 IDF_FLOOR = 1e-3
+_FIRST_SEGMENT = np.zeros(1, dtype=np.intp)
 
 
 def _with_data(matrix: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
@@ -102,6 +103,29 @@ class Weighting:
             return _with_data(m, c * (k1 + 1.0) / (k1 * norm[rows] + c) * self.idf_[m.indices])
         day_data = _aligned_days(m, days) if self.scheme == "recency" else None
         return _with_data(m, confidence(m.data, None, day_data, self.scheme, **self.params))
+
+    def row_exact(self, has_days: bool) -> bool:
+        """Whether `transform_row` reproduces `transform` (without days, "recency" cannot weigh)."""
+        return self.scheme in ("count", "log", "bm25") or (self.scheme == "recency" and has_days)
+
+    def transform_row(self, cols: np.ndarray, data: np.ndarray,
+                      days: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """`transform` of one row given as numpy arrays (sorted item indices, net counts, days):
+        (item indices, float32 weights), zero weights dropped. The same float operations in the
+        same order as `transform`, so the weights are bit-identical (one user served on numpy alone)."""
+        if self.scheme == "bm25":
+            k1, b = self.params["K1"], self.params["B"]
+            row_sums = np.add.reduceat(data, _FIRST_SEGMENT)  # what csr.sum(axis=1) does for one row
+            norm = (1.0 - b) + b * row_sums / self.mean_row_sum_
+            c = data.astype(np.float64)
+            w = c * (k1 + 1.0) / (k1 * norm[np.zeros(c.size, dtype=np.intp)] + c) * self.idf_[cols]
+        elif self.scheme == "count":  # net counts as they are (float32 -> float64 -> float32 is exact)
+            w = data
+        else:
+            w = confidence(data, None, days if self.scheme == "recency" else None, self.scheme, **self.params)
+        w = w.astype(np.float32)
+        keep = w != 0
+        return (cols, w) if keep.all() else (cols[keep], w[keep])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"scheme": np.array(self.scheme), "n_items": np.array(self.n_items_, dtype=np.int64)}

@@ -5,18 +5,10 @@ With `pipelines.engines.spark_als` (the recommender's MLlib ALS) the only module
 pyspark. What it gives the runner:
 
 - `SparkSettings.resolve(engine_config)`: where Spark runs and where the lake is, from the
-  `[engine]` section of the config file with environment variables over it (never code):
-
-  | setting            | config key (`[engine]`)     | environment                         | default            |
-  |--------------------|-----------------------------|-------------------------------------|--------------------|
-  | master             | `spark_master`              | `BEHAVIOR_SPARK_MASTER`             | `local[2]`; under spark-submit, its `--master` |
-  | Spark Connect URL  | `spark_remote`              | `BEHAVIOR_SPARK_REMOTE`             | none (a JVM in this process) |
-  | lake URI           | `spark_lake`                | `BEHAVIOR_SPARK_LAKE`               | the data home's `lake/` |
-  | shuffle partitions | `spark_shuffle_partitions`  | `BEHAVIOR_SPARK_SHUFFLE_PARTITIONS` | 4 (small: local runs) |
-  | driver memory      | `spark_driver_memory`       | `BEHAVIOR_SPARK_DRIVER_MEMORY`      | `2g` (local master only) |
-  | cache the log      | `spark_cache`               |                                     | true (memory, then disk) |
-  | any other conf     | `spark_conf = {"k" = "v"}`  |                                     |                    |
-
+  `[engine]` section of the configuration (`behavior.store.config`: the file, with environment
+  variables over it): master (`spark_master`, or a Spark Connect URL in `spark_remote`), lake URI (`spark_lake`),
+  shuffle partitions, driver memory, caching of the cut log and any other Spark conf
+  (`spark_conf`), each with its default and environment variable in docs/configuration.md.
   The lake URI may be any Hadoop-compatible path: a local folder, `hdfs://...`,
   `s3a://bucket/lake` (credentials by the usual Hadoop / AWS environment, never in the file).
 - `SparkEngine.start(settings)`: a SparkSession (an active one is reused and left running:
@@ -57,15 +49,9 @@ import pyarrow as pa
 from behavior.errors import BehaviorError
 from behavior.features import as_of_literal
 from behavior.sql_dialect import SPARK
+from behavior.store.config import EngineConfig
 from pipelines.lake import META, TXN, parse_journal
 
-ENV = {
-    "master": "BEHAVIOR_SPARK_MASTER",
-    "remote": "BEHAVIOR_SPARK_REMOTE",
-    "lake": "BEHAVIOR_SPARK_LAKE",
-    "shuffle_partitions": "BEHAVIOR_SPARK_SHUFFLE_PARTITIONS",
-    "driver_memory": "BEHAVIOR_SPARK_DRIVER_MEMORY",
-}
 DEFAULT_MASTER = "local[2]"
 
 
@@ -73,34 +59,27 @@ class SparkUnavailableError(BehaviorError):
     """pyspark or a Java runtime is missing."""
 
 
+_DEFAULTS = EngineConfig()   # the defaults are the configuration's (docs/configuration.md)
+
+
 @dataclass(frozen=True)
 class SparkSettings:
-    master: str = ""               # "" = spark-submit's master, else local[2]
-    remote: str = ""               # Spark Connect, e.g. sc://spark-connect.example:15002
-    lake: str = ""                 # lake URI; "" = the data home's lake
-    shuffle_partitions: int = 4
-    driver_memory: str = "2g"
-    cache: bool = True             # persist the as_of-cut payments for the run's repeated scans
+    master: str = _DEFAULTS.spark_master        # "" = spark-submit's master, else local[2]
+    remote: str = _DEFAULTS.spark_remote        # Spark Connect, e.g. sc://spark-connect.example:15002
+    lake: str = _DEFAULTS.spark_lake            # lake URI; "" = the data home's lake
+    shuffle_partitions: int = _DEFAULTS.spark_shuffle_partitions
+    driver_memory: str = _DEFAULTS.spark_driver_memory
+    cache: bool = _DEFAULTS.spark_cache         # persist the as_of-cut payments for the run's repeated scans
     conf: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def resolve(cls, engine_config: Any, default_lake: str, env: Mapping[str, str] | None = None) -> SparkSettings:
-        """The `[engine]` section's spark_* keys, each overridden by its environment variable."""
-        env = os.environ if env is None else env
-
-        def pick(name: str, default: Any) -> Any:
-            value = env.get(ENV[name]) or getattr(engine_config, f"spark_{name}", None) or default
-            return value
-
-        try:
-            partitions = int(pick("shuffle_partitions", cls.shuffle_partitions))
-        except ValueError:
-            raise BehaviorError(f"{ENV['shuffle_partitions']}={env.get(ENV['shuffle_partitions'])!r}: "
-                                "give a whole number of partitions") from None
-        return cls(master=pick("master", ""), remote=pick("remote", ""), lake=pick("lake", "") or default_lake,
-                   shuffle_partitions=partitions, driver_memory=pick("driver_memory", cls.driver_memory),
-                   cache=bool(getattr(engine_config, "spark_cache", True)),
-                   conf=dict(getattr(engine_config, "spark_conf", None) or {}))
+    def resolve(cls, engine_config: EngineConfig, default_lake: str) -> SparkSettings:
+        """The `[engine]` section's spark_* keys (the environment is already laid over them by
+        `load_config`); an empty lake is the data home's."""
+        e = engine_config
+        return cls(master=e.spark_master, remote=e.spark_remote, lake=e.spark_lake or default_lake,
+                   shuffle_partitions=e.spark_shuffle_partitions, driver_memory=e.spark_driver_memory,
+                   cache=e.spark_cache, conf=dict(e.spark_conf))
 
     def describe(self) -> dict:
         where = {"remote": self.remote} if self.remote else {"master": self.master or DEFAULT_MASTER}

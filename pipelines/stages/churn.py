@@ -1,11 +1,14 @@
 """Stage `churn`: churn model (trained on historical cutoffs, evaluated on the latest fully
 labeled one), churn probability and reasons per user, and the retention tables.
 
-Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every STEP_DAYS back
-from test - H (at most MAX_TRAIN_CUTOFFS), so no training label window overlaps the test
+Parameters: the `[churn]` section of the configuration (`ctx.config.churn`, docs/configuration.md).
+Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every `step_days` back
+from test - H (at most `max_train_cutoffs`), so no training label window overlaps the test
 one. Scoring: the model is refit on the training cutoffs plus the test cutoff and applied
-to the features at as_of. Above MAX_MODEL_USERS customers the cutoff datasets are built for a
+to the features at as_of. Above `max_model_users` customers the cutoff datasets are built for a
 seeded uniform sample of them (the report's `model_users`); every customer is still scored.
+Above `max_train_rows` rows, each cutoff and the fit take a seeded uniform sample: minutes and
+bounded memory at any number of customers, and each cutoff's features aggregate a part of the log.
 
 Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
 feature table; churn_probability is null (and the report has `skipped`) when there is too
@@ -27,17 +30,11 @@ import pyarrow as pa
 
 from behavior import churn as C
 
-HORIZON_DAYS = C.HORIZON_DAYS
-MAX_TRAIN_ROWS = 300_000   # a uniform sample (seed 0) above this, per cutoff and for the fit: minutes and
-                           # bounded memory at any number of customers
-MAX_MODEL_USERS = 1_000_000   # the cutoff datasets (training and test) are built for a uniform sample
-                              # (seed 0) of this many customers when there are more: each cutoff's
-                              # features then aggregate a sixth of a 100M-line log, not all of it
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 
 
-def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    return frame.sample(MAX_TRAIN_ROWS, random_state=seed) if len(frame) > MAX_TRAIN_ROWS else frame
+def _cap(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    return frame.sample(max_rows, random_state=seed) if len(frame) > max_rows else frame
 
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
@@ -69,17 +66,17 @@ def _round(d: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _model_payments(ctx, users: pa.Array, max_users: int, section: dict) -> str:
+def _model_payments(ctx, users: pa.Array, max_users: int, seed: int, section: dict) -> str:
     """The payments relation the cutoff datasets read: `payments`, or with more than `max_users`
     customers (at as_of) a view of the payments of a seeded uniform sample of them. A customer
     at a cutoff is a customer at as_of, so each cutoff is sampled uniformly too."""
     if len(users) <= max_users:
         return "payments"
-    keep = np.sort(np.random.default_rng(0).choice(len(users), size=max_users, replace=False))
+    keep = np.sort(np.random.default_rng(seed).choice(len(users), size=max_users, replace=False))
     ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
     ctx.engine.create_view(_SAMPLE_PAYMENTS,
                            f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
-    section["model_users"] = {"customers": len(users), "sampled": max_users, "seed": 0}
+    section["model_users"] = {"customers": len(users), "sampled": max_users, "seed": seed}
     return _SAMPLE_PAYMENTS
 
 
@@ -89,15 +86,17 @@ def _drop_sample(ctx) -> None:
         ctx.engine.unregister(_SAMPLE)
 
 
-def run(ctx, horizon_days: int = HORIZON_DAYS, max_users: int = MAX_MODEL_USERS) -> pa.Table:
+def run(ctx) -> pa.Table:
     try:
-        return _run(ctx, horizon_days, max_users)
+        return _run(ctx)
     finally:
         _drop_sample(ctx)
 
 
-def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
+def _run(ctx) -> pa.Table:
     t0 = time.perf_counter()
+    cfg = ctx.config.churn
+    horizon_days = cfg.horizon_days
     users = ctx.outputs["features"].column("user_id")
     section: dict = {"horizon_days": horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
                      "notes": []}
@@ -108,21 +107,23 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     if first is None:
         section["skipped"] = "no successful payment before as_of"
         return _empty(users)
-    cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days)
+    cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days, cfg.step_days, cfg.max_train_cutoffs,
+                            cfg.min_history_days)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}
     if cuts.problem:
         section["skipped"] = cuts.problem
         section["notes"].append(f"churn model skipped: {cuts.problem}")
         return _empty(users)
 
-    # each training cutoff is sampled as it comes (at most MAX_TRAIN_ROWS): the fit samples that
+    # each training cutoff is sampled as it comes (at most max_train_rows): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
-    payments = _model_payments(ctx, users, max_users, section)
+    payments = _model_payments(ctx, users, cfg.max_model_users, cfg.seed, section)
     parts = []
     for i, c in enumerate(cuts.train):
         ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
-        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer), 1 + i))
+        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer),
+                          cfg.max_train_rows, cfg.seed + 1 + i))
     train = pd.concat(parts, ignore_index=True)
     del parts
     ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
@@ -142,9 +143,9 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
         section["notes"].append("BG/NBD could not be fitted at some cutoff: P(alive) features and baselines are missing")
 
     cols = C.feature_columns(train)
-    fit_rows = _cap(train)
+    fit_rows = _cap(train, cfg.max_train_rows, cfg.seed)
     ctx.progress(f"churn: fitting the classifier on {len(fit_rows):,} rows")
-    model = C.ChurnClassifier().fit(fit_rows[cols], fit_rows["churned"])
+    model = C.ChurnClassifier(random_state=cfg.seed).fit(fit_rows[cols], fit_rows["churned"])
     y = test["churned"].to_numpy(int)
     p = model.predict_proba(test[cols])[:, 1]
     section["test"] = _round(C.churn_metrics(y, p))
@@ -165,9 +166,9 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
                                     f"cutoff; its scores are still calibrated and published")
 
     # Score at as_of: refit on every labeled cutoff (training + test).
-    full = _cap(pd.concat([train, test], ignore_index=True))
+    full = _cap(pd.concat([train, test], ignore_index=True), cfg.max_train_rows, cfg.seed)
     ctx.progress(f"churn: refitting on every cutoff ({len(full):,} rows), then scoring")
-    final = C.ChurnClassifier().fit(full[cols], full["churned"])
+    final = C.ChurnClassifier(random_state=cfg.seed).fit(full[cols], full["churned"])
     now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
     prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
     section["scored_users"] = int(len(now))

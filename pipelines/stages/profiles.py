@@ -1,6 +1,6 @@
 """Stage `profiles`: one row per user for the bundle (profiles.parquet).
 
-The per-user features, the columns of the per-user stages that ran (loyalty, segments,
+The per-user features (the BTYD `recency` named `purchase_span_days`: `PROFILE_NAMES`), the columns of the per-user stages that ran (loyalty, segments,
 churn), and from the users table the marketing opt-out (read from the whole table: it is
 the user's current wish, whatever as_of) and signup time. Users without a users-table row
 are taken as not opted out, as the users table is optional. A per-user stage that was
@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from behavior.features import PROFILE_NAMES
 from pipelines.runner import UNCUT_USERS
 from pipelines.stages.align import aligned
 
@@ -26,7 +27,7 @@ def run(ctx) -> pa.Table:
     sorted afterwards: sorting ~60 columns of 5.9M users spilled past DuckDB's memory cap."""
     base = ctx.outputs["features"]
     ids = base.column("user_id")
-    columns = {name: base.column(name) for name in base.column_names}
+    columns = {PROFILE_NAMES.get(name, name): base.column(name) for name in base.column_names}
     for stage in PER_USER_STAGES:
         out = ctx.outputs.get(stage)
         if out is not None:

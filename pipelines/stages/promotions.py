@@ -8,6 +8,9 @@ few users); without amounts in the lake the revenue lifts are left out and a not
 The per-segment breakdown uses each user's segment *at the promotion start* (a segment
 measured after the start would be moved by the promotion itself).
 
+Parameters: the `[promotions]` section of the configuration (`ctx.config.promotions`,
+docs/configuration.md).
+
 Uplift (behavior/uplift_training.py): trained on the estimated promotions' assigned users
 with their features at each promotion's start; held-out figures in `promotions.uplift`.
 The model scores every customer at as_of for each target that had a randomized promotion
@@ -44,7 +47,6 @@ from behavior.uplift_training import model_matrix, predict_p_redeem, split_users
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
                     ("p_redeem", pa.float64())])
 CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
-MIN_TRAIN_PER_GROUP = 200
 
 
 def _target_category(engine, target: str) -> str:
@@ -162,11 +164,12 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
     """Effectiveness of each estimable promotion; returns its training rows for the uplift model."""
     if not ok:
         return []
-    engine = ctx.engine
+    engine, cfg = ctx.engine, ctx.config.promotions
     windows = pd.DataFrame(ok)[["promotion_id", "starts_at", "ends_at", "target"]]
     engine.register("_promo_windows", pa.Table.from_pandas(windows, preserve_index=False))
     try:
-        outcomes = engine.frame(P.outcomes_sql("payments", "assignments", "_promo_windows", dialect=engine.dialect))
+        outcomes = engine.frame(P.outcomes_sql("payments", "assignments", "_promo_windows", cfg.pre_days,
+                                               dialect=engine.dialect))
     finally:
         engine.unregister("_promo_windows")
     rows = []
@@ -179,7 +182,8 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
             del table   # (not kept alive while the next start's table is computed)
             seg = _segments_at(feats)
             entry = section["effectiveness"][p["promotion_id"]]
-            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts()))
+            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
+                                         seed=cfg.seed, pre_days=cfg.pre_days))
             if entry["status"] != "estimated":
                 continue
             f = o[["user_id"]].merge(feats, on="user_id", how="left")
@@ -205,16 +209,17 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict, affinity_now: pa.Table
     # model nothing, and the boosters' binning fails on a column of only NaN
     X = X.loc[:, X.notna().any()]
     t = meta["_treated"].to_numpy()
-    split = split_users(meta["_user_id"])
+    cfg = ctx.config.promotions
+    split = split_users(meta["_user_id"], seed=cfg.seed)
     small = min(int((t & (split == "train")).sum()), int((~t & (split == "train")).sum()))
-    if small < MIN_TRAIN_PER_GROUP:
-        up["skipped"] = (f"only {small} training users in a group (at least {MIN_TRAIN_PER_GROUP} needed): "
+    if small < cfg.min_train_per_group:
+        up["skipped"] = (f"only {small} training users in a group (at least {cfg.min_train_per_group} needed): "
                          "no uplift model; targeting uses the fallback rule")
         section["notes"].append(up["skipped"])
         return _empty_scores()
     try:
         report, models = train_and_evaluate(X, meta["_converted"].to_numpy(), t, meta["_redeemed"].to_numpy(), split,
-                                            groups=meta["_promotion_id"].to_numpy())
+                                            groups=meta["_promotion_id"].to_numpy(), seed=cfg.seed)
     except InputError as exc:
         up["skipped"] = f"no uplift model: {exc}"
         section["notes"].append(up["skipped"])

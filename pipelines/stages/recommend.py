@@ -215,7 +215,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
 
 def run(ctx) -> dict:
     cfg = ctx.config.recommend
-    trainer = cfg.resolved_trainer()
+    trainer = cfg.trainer
     end = ctx.as_of
     test_start = end - timedelta(days=cfg.test_days)
     valid_start = test_start - timedelta(days=cfg.valid_days)

@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from api.keys import SCOPES, KeyFileError, create_key, list_keys, load_keyring, revoke_key
-from api.settings import Settings, SettingsError
+from api.settings import Settings
+from behavior.store.config import ConfigError
 
 
 def test_create_key_stores_only_the_hash(tmp_path, capsys):
@@ -83,7 +84,7 @@ def test_settings_come_from_the_environment_when_asked(tmp_path):
     assert s.data_dir == tmp_path and s.keys_path == tmp_path / "api_keys.json"
     assert s.rate_limit_per_s == 2.5 and s.reload_interval_s == 0
     assert s.audit_log == tmp_path / "audit" / "api.log"
-    with pytest.raises(SettingsError, match="BEHAVIOR_API_RATE_LIMIT"):
+    with pytest.raises(ConfigError, match="BEHAVIOR_API_RATE_LIMIT"):
         Settings.from_env({"BEHAVIOR_API_RATE_LIMIT": "fast"})
 
 
@@ -92,7 +93,7 @@ def test_server_limits_come_from_the_environment(tmp_path):
     assert (s.max_header_bytes, s.request_timeout_s) == (65_536, 10.0)
     s = Settings.from_env({"BEHAVIOR_API_MAX_HEADER_BYTES": "8192", "BEHAVIOR_API_REQUEST_TIMEOUT": "2.5"})
     assert (s.max_header_bytes, s.request_timeout_s) == (8192, 2.5)
-    with pytest.raises(SettingsError, match="BEHAVIOR_API_REQUEST_TIMEOUT"):
+    with pytest.raises(ConfigError, match="BEHAVIOR_API_REQUEST_TIMEOUT"):
         Settings.from_env({"BEHAVIOR_API_REQUEST_TIMEOUT": "-1"})
 
 
@@ -103,3 +104,12 @@ def test_a_key_added_or_revoked_holds_at_the_next_request_without_polling(make_c
         assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 200
         assert revoke_key(path, "late")
         assert c.get("/v1/users/u0000001/profile", headers={"X-API-Key": late}).status_code == 401
+
+
+def test_the_server_reads_only_its_own_sections_of_the_environment(tmp_path):
+    env = {"BEHAVIOR_DATA_DIR": str(tmp_path), "BEHAVIOR_API_RATE_BURST": "9",
+           "BEHAVIOR_RECOMMEND_TRAINER": "mllib", "BEHAVIOR_SPARK_SHUFFLE_PARTITIONS": "many"}
+    s = Settings.from_env(env)   # the batch side's variables, however wrong, do not stop the server
+    assert (s.data_dir, s.rate_limit_burst) == (tmp_path, 9)
+    with pytest.raises(ConfigError, match="BEHAVIOR_API_RATE_BURST = 0 must be at least 1"):
+        Settings.from_env({"BEHAVIOR_API_RATE_BURST": "0"})

@@ -594,10 +594,10 @@ def test_matches_the_plain_reference_and_invariants_hold(rows, as_of):
     # the BTYD summary alone (the loyalty holdout's query) is the same rows and values
     btyd = table.select(["user_id", "frequency", "recency", "T"])
     assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
-    # run in user partitions (a big log), both give the same table, in the same order
+    # run in user parts (a big log), both give the same table, in the same order
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(F, "PARTITION_LINES", 4)
-        assert F.partition_count(DuckDBEngine(_SHARED), "payments", as_of_literal(as_of)) == max(
+        mp.setattr(F, "PART_LINES", 4)
+        assert F.part_count(DuckDBEngine(_SHARED), "payments", as_of_literal(as_of)) == max(
             1, -(-sum(r["paid_at"] < as_of for r in rows) // 4))
         assert features(rows, as_of).equals(table)
         assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
@@ -631,7 +631,7 @@ def test_rows_at_or_after_as_of_never_change_the_features(rows, as_of, data):
 
 
 def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_path):
-    """Hundreds of users in three parts: each part is a bucket written once, and the parts put
+    """Hundreds of users in three parts: each part is written once, and the parts put
     back equal the one-piece table (rows, values and user_id order; sums of float amounts to
     rounding, as the lines reach the aggregates in another order)."""
     from behavior.synth import SynthConfig, generate
@@ -644,16 +644,16 @@ def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_pat
     as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
     whole, btyd = user_features(con, "payments", as_of), btyd_summary(con, "payments", as_of)
     before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
-    monkeypatch.setattr(F, "PARTITION_LINES", before // 3 + 1)
-    assert F.partition_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 3
+    monkeypatch.setattr(F, "PART_LINES", before // 3 + 1)
+    assert F.part_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 3
     queried = []
-    real = F.by_user_partition
+    real = F.by_user_part
 
     def spy(engine, payments, as_ofs, columns, query, parts=None):
         return real(engine, payments, as_ofs, columns, lambda lines, lit: queried.append(lines) or query(lines, lit),
                     parts)
 
-    monkeypatch.setattr(F, "by_user_partition", spy)
+    monkeypatch.setattr(F, "by_user_part", spy)
     assert_rows_equal(user_features(con, "payments", as_of).to_pylist(), whole.to_pylist())
     assert btyd_summary(con, "payments", as_of).equals(btyd)
     assert len(queried) == 6 and all("part=" in q for q in queried)
@@ -663,7 +663,7 @@ def test_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tmp_pat
 
 def test_features_at_several_as_ofs_share_one_set_of_parts(monkeypatch, tmp_path):
     """`user_features_at` gives each as_of's table (the same as `user_features` there) and, for
-    a big log, writes the user partitions once, for the latest as_of."""
+    a big log, writes the user parts once, for the latest as_of."""
     from behavior.synth import SynthConfig, generate
 
     pay = generate(SynthConfig(users=600, months=6, seed=5)).tables["payments"]
@@ -675,7 +675,7 @@ def test_features_at_several_as_ofs_share_one_set_of_parts(monkeypatch, tmp_path
     assert alone[1].num_rows < alone[0].num_rows < alone[2].num_rows
     for table, want in zip(F.user_features_at(con, "payments", as_ofs), alone):   # one piece
         assert_rows_equal(table.to_pylist(), want.to_pylist())
-    monkeypatch.setattr(F, "PARTITION_LINES", len(pay) // 4)
+    monkeypatch.setattr(F, "PART_LINES", len(pay) // 4)
     copies = []
     real = DuckDBEngine.execute
     monkeypatch.setattr(DuckDBEngine, "execute", lambda self, sql: copies.append(sql) or real(self, sql))
@@ -695,7 +695,7 @@ def test_a_failed_write_of_the_parts_leaves_no_copy_behind(monkeypatch, tmp_path
     con = duckdb.connect()
     con.execute(f"SET temp_directory = '{tmp_path}'")
     con.register("payments", pay)
-    monkeypatch.setattr(F, "PARTITION_LINES", len(pay) // 3)
+    monkeypatch.setattr(F, "PART_LINES", len(pay) // 3)
 
     def copy_then_fail(self, sql):
         self.con.execute(sql)

@@ -336,8 +336,8 @@ def test_matches_the_plain_reference(rows, as_of, values):
     for r in got:
         for k in ("repeat_customer_rate", "retention_90d", "failure_rate"):
             assert r[k] is None or 0 <= r[k] <= 1
-    with pytest.MonkeyPatch.context() as mp:   # a big log: user partitions' partials combined
-        mp.setattr(F, "PARTITION_LINES", 4)
+    with pytest.MonkeyPatch.context() as mp:   # a big log: user parts' partials combined
+        mp.setattr(F, "PART_LINES", 4)
         assert_rows_equal(table_of(rows, as_of, values), got)
 
 
@@ -370,7 +370,7 @@ def test_user_parts_of_a_synthetic_log_give_the_whole_logs_table(monkeypatch, tm
     as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
     whole = merchant_loyalty(con, "payments", as_of, "values")
     before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
-    monkeypatch.setattr(F, "PARTITION_LINES", before // 3 + 1)
+    monkeypatch.setattr(F, "PART_LINES", before // 3 + 1)
     with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
         assert len(parts.relations()) == 3
         got = merchant_loyalty(con, "payments", as_of, "values", parts=parts)

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import stages
-from pipelines.config import Config
+from pipelines.config import ChurnConfig, Config
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import Stage, run_pipeline
 from pipelines.stages import churn
@@ -104,7 +104,7 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
 
 
 def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, registered, monkeypatch):
-    """With more customers than `max_users`, each cutoff dataset holds only sampled customers,
+    """With more customers than `[churn] max_model_users`, each cutoff dataset holds only sampled customers,
     and their features are exactly those computed over the whole log; every customer is scored."""
     from behavior import churn as C
     from behavior.features import FEATURE_COLUMNS, user_features
@@ -121,8 +121,8 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
     monkeypatch.setattr(C, "cutoff_dataset", spy)
     out = {}
     stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
-                                   lambda ctx: out.setdefault("t", churn.run(ctx, max_users=800)))
-    rep = run_pipeline(lake, Config(), stages=["churn"])
+                                   lambda ctx: out.setdefault("t", churn.run(ctx)))
+    rep = run_pipeline(lake, Config(churn=ChurnConfig(max_model_users=800)), stages=["churn"])
     ch = rep["churn"]
     customers = rep["stages"]["features"]["rows"]
     assert customers > 1600 and ch["model_users"] == {"customers": customers, "sampled": 800, "seed": 0}

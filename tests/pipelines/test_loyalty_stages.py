@@ -121,7 +121,7 @@ def test_a_run_writes_one_set_of_user_parts_for_its_per_user_queries(lake, monke
     home, _ = lake
     stages = ["merchants", "promotions"]
     whole = run_pipeline(home, Config(), stages=stages)
-    monkeypatch.setattr(F, "PARTITION_LINES", 20_000)
+    monkeypatch.setattr(F, "PART_LINES", 20_000)
     copies = []
     real = DuckDBEngine.execute
     monkeypatch.setattr(DuckDBEngine, "execute", lambda self, sql: copies.append(sql) or real(self, sql))

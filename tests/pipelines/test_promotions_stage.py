@@ -10,7 +10,7 @@ import pytest
 
 from behavior.uplift import ClassTransformation, default_classifier, qini_coefficient
 from behavior.uplift_training import split_users
-from pipelines.config import Config
+from pipelines.config import Config, PromotionsConfig
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import open_context, run_pipeline
 from pipelines.stages import promotions as stage
@@ -203,3 +203,14 @@ def test_an_item_target_is_described_by_its_category(lake):
         assert stage._target_category(ctx.engine, "groceries") == "groceries"
     finally:
         ctx.con.close()
+
+
+@pytest.mark.slow
+def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
+    home, _ = lake
+    cfg = Config(promotions=PromotionsConfig(pre_days=30, min_train_per_group=10**9))
+    section = run_pipeline(home, cfg, stages=["promotions"])["promotions"]
+    assert "at least 1000000000 needed" in section["uplift"]["skipped"]
+    estimated = [e for e in section["effectiveness"].values() if e["status"] == "estimated"]
+    assert estimated and all(e["cuped"]["covariates"]["conversion"] == "converted in the 30 days before the start"
+                             for e in estimated)

@@ -26,7 +26,7 @@ from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
 from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
 from pipelines import erasure_log
-from pipelines.config import Config, EngineConfig
+from pipelines.config import Config, EngineConfig, load_config
 from pipelines.datahome import DataHome
 from pipelines.engines.spark import SparkSettings
 from pipelines.ingest import IngestOptions, ingest
@@ -181,17 +181,18 @@ def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path,
         assert profile.status_code == 200 and profile.json()["user_id"] == user
 
 
-def test_settings_come_from_the_config_file_and_the_environment():
-    cfg = EngineConfig(name="spark", spark_master="yarn", spark_lake="s3a://bucket/lake", spark_shuffle_partitions=64,
-                       spark_conf={"spark.executor.memory": "8g"})
-    s = SparkSettings.resolve(cfg, default_lake="/data/lake", env={})
+def test_settings_come_from_the_config_file_and_the_environment(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[engine]\nname = "spark"\nspark_master = "yarn"\nspark_lake = "s3a://bucket/lake"\n'
+                 'spark_shuffle_partitions = 64\nspark_conf = {"spark.executor.memory" = "8g"}\n')
+    s = SparkSettings.resolve(load_config(f, env={}).engine, default_lake="/data/lake")
     assert (s.master, s.lake, s.shuffle_partitions, dict(s.conf)) == ("yarn", "s3a://bucket/lake", 64,
                                                                       {"spark.executor.memory": "8g"})
     env = {"BEHAVIOR_SPARK_MASTER": "spark://head:7077", "BEHAVIOR_SPARK_LAKE": "hdfs://nn/lake",
            "BEHAVIOR_SPARK_SHUFFLE_PARTITIONS": "200"}
-    s = SparkSettings.resolve(cfg, default_lake="/data/lake", env=env)
+    s = SparkSettings.resolve(load_config(f, env=env).engine, default_lake="/data/lake")
     assert (s.master, s.lake, s.shuffle_partitions) == ("spark://head:7077", "hdfs://nn/lake", 200)
-    assert SparkSettings.resolve(EngineConfig(), default_lake="/data/lake", env={}).lake == "/data/lake"
+    assert SparkSettings.resolve(EngineConfig(), default_lake="/data/lake").lake == "/data/lake"
 
 
 def test_an_unknown_engine_is_a_usage_error(tmp_path, monkeypatch, capsys):

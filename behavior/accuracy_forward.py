@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from behavior.btyd import BetaGeoFitter, ConvergenceError
 from behavior.model_choice import resamples, score_metric
+from behavior.ranking import roc_auc
 
 N_BOOT = 200
 
@@ -27,7 +27,7 @@ N_BOOT = 200
 def _auc(y: np.ndarray, score: np.ndarray, rows: np.ndarray | None) -> float:
     if rows is not None:
         y, score = y[rows], score[rows]
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else float("nan")
+    return roc_auc(y, score)
 
 
 def forward_rows(summary: pd.DataFrame, served: pd.Series | None, horizon_days: int,

@@ -72,3 +72,12 @@ def test_bench_accuracy_on_a_small_synthetic_lake_and_cdnow(tmp_path):
     assert table[0].startswith("| data set | stage | metric | candidate |")
     assert sum(1 for line in table if line.startswith("| synthetic") or line.startswith("| CDNOW")) == \
         sum(len(r["rows"]) for r in results)
+
+
+def test_an_unknown_data_set_or_a_missing_real_data_folder_is_a_usage_error(tmp_path):
+    out = behavior(tmp_path / "home", "bench", "accuracy", "--datasets", "cdnow,nope", check=False)
+    assert out.returncode == 2 and "unknown data set nope" in out.stderr and "synthetic, cdnow" in out.stderr
+    out = behavior(tmp_path / "home", "bench", "accuracy", "--datasets", "cdnow", "--real-data", str(tmp_path),
+                   check=False)
+    assert out.returncode == 2 and f"{tmp_path / 'CDNOW_sample.txt'}: not found" in out.stderr
+    assert "--real-data" in out.stderr and "Traceback" not in out.stderr

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from behavior.ranking import roc_auc
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(-5, 5) | st.floats(-1e6, 1e6)), min_size=1, max_size=60))
 def test_equals_scikit_learn(pairs):
     y = np.array([p[0] for p in pairs], dtype=int)

@@ -79,7 +79,8 @@ def run_demo_bench(work: Path | None, *, users: int = DEMO_USERS, repeat: int = 
 
 
 def format_demo_table(rows: list[dict]) -> str:
-    lines = [f"demo pipeline, {rows[0]['users']:,} users, {rows[0]['runs']} runs (peak memory "
+    runs = rows[0]["runs"]
+    lines = [f"demo pipeline, {rows[0]['users']:,} users, {runs} run{'s' if runs > 1 else ''} (peak memory "
              f"{rows[0]['peak_mb']:,.0f} MB)", "",
              "| step | median s | min s | max s | share |", "|---|---:|---:|---:|---:|"]
     total = rows[-1]["median"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
@@ -419,15 +420,20 @@ def demo(
     claim_for_demo(state.home, users=users, seed=seed)
     out = state.home.root / "synth"
     c = state.console
+    started = time.perf_counter()
     with c.status("generating synthetic payment histories"):
         written = write_synth(out, users=users, months=sized.months, seed=seed)
+    synth_s = time.perf_counter() - started
     c.result(f"synth: {written.get('payments.parquet', 0):,} payment lines for {users:,} users in {out}")
     with c.status("ingesting") as status:
         rep = run_ingest(state.home, [out], IngestOptions(), progress=status.update)
     c.result(f"ingest: {rep['accepted']:,} rows stored, {rep['duplicates']:,} duplicates, "
              f"{rep['rejected']:,} rejected ({rep['seconds']:.1f} s)")
     with c.status("running stages") as status:
+        t = time.perf_counter()
         run_rep = run_pipeline(state.home, load_config(None), progress=status.update, on_stage=status.stage)
+        run_s = time.perf_counter() - t
+    pipeline_s = time.perf_counter() - started
     c.result(run_summary(run_rep, state.home))
     truth = json.loads((out / "truth.json").read_text())
     planted = {**truth["bgnbd"], **truth["gamma_gamma"]}
@@ -436,6 +442,8 @@ def demo(
     if promos:
         c.result("planted promotion lift (synth, expected over the assigned users): "
                  + ", ".join(f"{pid} {100 * t['true_lift']:+.1f} pp" for pid, t in promos.items()))
+    c.result(f"pipeline: {pipeline_s:.0f} s (synth {synth_s:.1f} s, ingest {rep['seconds']:.1f} s, "
+             f"run and publish {run_s:.1f} s; per stage: `behavior bench demo`)")
     if no_serve:
         return
     from api.keys import SCOPES, create_key, revoke_key
@@ -463,7 +471,7 @@ def demo(
 
 @app.command()
 def bench(
-    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify or scale (default: all but api, notify and scale).")] = None,
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify, scale, demo or accuracy (default: all but api, notify, scale, demo and accuracy).")] = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest and scale benchmarks.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,
@@ -471,9 +479,27 @@ def bench(
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
     out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    users: Annotated[Optional[int], typer.Option(min=10, help="Synthetic customers of the demo benchmark (default 60,000, the demo's) and of the accuracy benchmark's synthetic data set (default 20,000).")] = None,
+    datasets: Annotated[str, typer.Option(help="Data sets of the accuracy benchmark, comma-separated: synthetic, cdnow, donations, exports.")] = "synthetic,cdnow,donations,exports",
+    real_data: Annotated[Optional[Path], typer.Option(help="Folder of CDNOW_sample.txt and donations.csv for the accuracy benchmark (default: the repository's tests/fixtures/real).")] = None,
 ) -> None:
-    """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
+    """Performance benchmarks (medians and peak memory), the demo's pipeline per step (`demo`), and
+    every served model against its baselines on synthetic and real data (`accuracy`)."""
     from pipelines.bench import SUITES, run_bench
+
+    if suite == "demo":
+        from pipelines.bench_demo import DEMO_USERS, format_demo_table, run_demo_bench
+
+        rows = run_demo_bench(out, users=users or DEMO_USERS, repeat=repeat, progress=state.console.progress)
+        state.console.result(json.dumps(rows, indent=2) if as_json else format_demo_table(rows))
+        return
+    if suite == "accuracy":
+        from pipelines.bench_accuracy import REAL_DATA, format_accuracy, run_accuracy
+
+        results = run_accuracy(out, users=users or 20_000, datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
+                               real_data=real_data or REAL_DATA, progress=state.console.progress)
+        state.console.result(json.dumps(results, indent=2) if as_json else format_accuracy(results))
+        return
 
     if suite == "scale":
         from pipelines.bench_scale import format_scale, run_scale
@@ -496,7 +522,8 @@ def bench(
         return
     else:
         if suite is not None and suite not in SUITES:
-            raise BehaviorError(f"unknown benchmark {suite!r}; choose one of {', '.join(SUITES)}, api")
+            raise BehaviorError(f"unknown benchmark {suite!r}; choose one of {', '.join(SUITES)}, api, notify, scale, "
+                                "demo, accuracy")
         rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
                          feature_lines=feature_lines, customers=customers,
                          suites=(suite,) if suite else SUITES,

@@ -4,6 +4,7 @@ demo.json marker); it refuses a home holding other data, saying how to choose an
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -39,6 +40,10 @@ def test_demo_runs_in_a_fresh_data_home_and_again_in_its_own(tmp_path):
     assert marker["written_by"] == "behavior demo" and marker["users"] == 10 and marker["seed"] == 0
     again = behavior(data, "demo", "--users", "10", "--no-serve")   # its own home: accepted
     assert "bundle:" in again.stdout
+    # the demo says how long its pipeline took, and the parts add up to about the whole
+    took = re.search(r"pipeline: (\d+) s \(synth ([\d.]+) s, ingest ([\d.]+) s, run and publish ([\d.]+) s", again.stdout)
+    assert took, again.stdout
+    assert abs(int(took[1]) - sum(float(x) for x in took.groups()[1:])) <= 2
 
 
 def test_what_counts_as_data_and_as_a_demo_home(tmp_path):

@@ -14,7 +14,7 @@ spark_cache = true             # persist the as_of-cut payments: a run scans the
 spark_conf = {}                # any other Spark settings, e.g. {"spark.executor.memory" = "8g"}
 
 [loyalty]
-model = "bgnbd"                # or "mbgnbd" (one-time buyers can have dropped out)
+model = "auto"                 # chosen on the holdout; "bgnbd" or "mbgnbd" forces one
 penalizer = 0.0
 horizon_days = 90              # expected purchases over this many days
 clv_horizon_days = 365
@@ -70,7 +70,7 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class LoyaltyConfig:
-    model: str = "bgnbd"
+    model: str = "auto"
     penalizer: float = 0.0
     horizon_days: int = 90
     clv_horizon_days: int = 365
@@ -78,8 +78,8 @@ class LoyaltyConfig:
     holdout_days: int = 90
 
     def __post_init__(self) -> None:
-        if self.model not in ("bgnbd", "mbgnbd"):
-            raise InputError(f"[loyalty] model = {self.model!r}: use \"bgnbd\" or \"mbgnbd\"")
+        if self.model not in ("auto", "bgnbd", "mbgnbd"):
+            raise InputError(f"[loyalty] model = {self.model!r}: use \"auto\", \"bgnbd\" or \"mbgnbd\"")
         for name in ("horizon_days", "clv_horizon_days", "holdout_days"):
             if getattr(self, name) <= 0:
                 raise InputError(f"[loyalty] {name} must be a positive number of days")

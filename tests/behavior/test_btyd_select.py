@@ -109,3 +109,19 @@ def test_the_fitted_model_travels_with_the_table(mbg_data):
     assert np.array_equal(back.conditional_probability_alive(x, tx, T), model.conditional_probability_alive(x, tx, T))
     assert transaction_model(pa.table({"user_id": ["u1"]})) is None and transaction_model(None) is None
     assert isinstance(new_model("bgnbd"), BetaGeoFitter)
+
+
+def test_churn_features_use_the_handed_on_model(mbg_data):
+    from behavior.churn import add_bgnbd
+
+    calib, _ = mbg_data
+    fitted = new_model("mbgnbd").fit(calib["frequency"], calib["recency"], calib["T"])
+    shifted = calib.assign(T=calib["T"] + 30)   # scored later than fitted: the fitted model is used as it is
+    out = add_bgnbd(shifted, 90, model=fitted)
+    x, tx, T = (shifted[c] for c in ("frequency", "recency", "T"))
+    assert np.array_equal(out["p_alive"], fitted.conditional_probability_alive(x, tx, T))
+    # an unfitted model names the kind fitted on the frame (the churn cutoffs): MBG/NBD, one-time buyers < 1
+    refit = add_bgnbd(shifted, 90, model=new_model("mbgnbd"))
+    assert (refit.loc[shifted["frequency"] == 0, "p_alive"] < 1).all()
+    assert not np.array_equal(refit["p_alive"], out["p_alive"])
+    assert (add_bgnbd(shifted, 90).loc[shifted["frequency"] == 0, "p_alive"] == 1).all()   # default BG/NBD

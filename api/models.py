@@ -61,9 +61,11 @@ class Ready(BaseModel):
 
 
 class LoyaltyInfo(BaseModel):
-    model: str | None = None
-    bgnbd: dict[str, float] | None = Field(None, description="BG/NBD parameters r, alpha, a, b (per day), to 4 "
-                                                             "significant digits.")
+    model: str | None = Field(None, description="The BTYD model behind p_alive and expected_purchases: \"bgnbd\" "
+                                                "or \"mbgnbd\", chosen on the holdout unless the run's config "
+                                                "forced one (report `loyalty.selection`).")
+    bgnbd: dict[str, float] | None = Field(None, description="Parameters r, alpha, a, b (per day) of that model, "
+                                                             "to 4 significant digits.")
     gamma_gamma: dict[str, float] | None = Field(None, description="Gamma-Gamma parameters p, q, v, to 4 significant "
                                                                    "digits.")
     log_likelihood: float | None = None

@@ -53,11 +53,6 @@ def new_model(name: str, penalizer: float = 0.0) -> BetaGeoFitter:
     return MODELS[name](penalizer=penalizer)
 
 
-def model_name(model: BetaGeoFitter) -> str:
-    """The `MODELS` name of a transaction model."""
-    return next(n for n, cls in MODELS.items() if type(model) is cls)
-
-
 def fit_summary(model: BetaGeoFitter, summary: pd.DataFrame) -> BetaGeoFitter:
     """`model` fitted on a BTYD summary's frequency, recency and T."""
     return model.fit(*(summary[c].to_numpy(float) for c in ("frequency", "recency", "T")))
@@ -194,4 +189,4 @@ def transaction_model(table: pa.Table | None) -> BetaGeoFitter | None:
 
 
 __all__ = ["CURVE_STEP_DAYS", "METRIC", "MODELS", "Selection", "compare_on_holdout", "fit_summary",
-           "holdout_purchase_days_sql", "model_name", "new_model", "transaction_model", "with_transaction_model"]
+           "holdout_purchase_days_sql", "new_model", "transaction_model", "with_transaction_model"]

@@ -10,8 +10,8 @@ before cutoff = as_of - H) and predicts each calibration customer's purchase day
 [cutoff, cutoff + H); the per-customer loss is the squared error of the expected against the
 actual count. Squared error, not absolute error: the models predict a mean, and the mean is what
 minimises the squared error, while the absolute error is minimised by the median, which is 0
-for most customers of a sparse history; absolute error therefore rewards whichever model
-predicts fewer purchases (it picks MBG/NBD even on data drawn from BG/NBD) and is only reported.
+for most customers of a sparse history; absolute error therefore rewards lower predictions (on
+the synthetic demo data, drawn from BG/NBD, it picks MBG/NBD) and is only reported.
 `behavior.model_choice.choose` keeps the simpler candidate unless the other is better by more
 than the paired bootstrap noise over customers. Also reported per candidate: the mean absolute
 error, the total expected against the actual purchase days, and the aggregate repeat-purchase
@@ -72,12 +72,13 @@ def holdout_purchase_days_sql(payments: str, cutoff_literal: str, as_of_literal:
 class Selection:
     """The transaction model to fit at as_of, and why: `chosen` (a `MODELS` name), `choice` (the
     holdout comparison; None when it could not be made), `holdout` (the report's
-    `loyalty.holdout`), `notes`."""
+    `loyalty.holdout`), `notes`, `forced` (the configuration named the model)."""
 
     chosen: str
     choice: Choice | None
     holdout: dict
     notes: tuple[str, ...] = ()
+    forced: bool = False
 
     def report(self) -> dict:
         """The report's `loyalty.selection`: `Choice.report()`, or the reason it was not made."""
@@ -107,7 +108,7 @@ def _forced(choice: Choice | None, forced: str, holdout: dict) -> Selection:
     if choice is not None:
         note += f"; the holdout rule would choose {choice.chosen}"
         choice = replace(choice, chosen=forced, notes=(*choice.notes, note))
-    return Selection(forced, choice, holdout, (note,))
+    return Selection(forced, choice, holdout, (note,), forced=True)
 
 
 def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, holdout_days: int, *,

@@ -79,7 +79,8 @@ def run(ctx) -> pa.Table:
         out[col] = np.nan
     out["spend_fallback"] = False
     selection = _selection(ctx, cfg)
-    section.update(model=selection.chosen, selection=selection.report(), holdout=selection.holdout)
+    section.update(model=selection.chosen, model_forced=selection.forced, selection=selection.report(),
+                   holdout=selection.holdout)
     try:
         bg = fit_summary(new_model(selection.chosen, cfg.penalizer), f[fit_rows])
     except (ConvergenceError, ValueError) as exc:

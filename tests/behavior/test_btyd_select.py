@@ -63,7 +63,7 @@ def test_bgnbd_is_kept_on_bgnbd_data(bg_data):
 
 def test_mbgnbd_is_chosen_when_one_time_buyers_drop_out(mbg_data):
     sel = compare_on_holdout(*mbg_data, HOLDOUT)
-    assert sel.chosen == "mbgnbd"
+    assert sel.chosen == "mbgnbd" and not sel.forced
     low, high = next(c for c in sel.report()["candidates"] if c["name"] == "bgnbd")["gain_vs_chosen"]
     assert high < 0   # BG/NBD is worse beyond the bootstrap noise
 
@@ -84,7 +84,7 @@ def test_holdout_reports_totals_and_the_repeat_purchase_curve(mbg_data):
 
 def test_the_config_forces_a_model_and_the_report_says_so(mbg_data):
     sel = compare_on_holdout(*mbg_data, HOLDOUT, forced="bgnbd")
-    assert sel.chosen == "bgnbd" and sel.holdout["model"] == "bgnbd"
+    assert sel.chosen == "bgnbd" and sel.holdout["model"] == "bgnbd" and sel.forced
     rep = sel.report()
     assert rep["chosen"] == "bgnbd"
     assert any("forces" in n and "would choose mbgnbd" in n for n in rep["notes"])

@@ -9,7 +9,8 @@ Vocabulary (time unit: day, UTC):
 - **Features at c** come only from events before c: the per-user feature table of
   `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over H days) and
   `p_no_purchase` (P(no purchase in the next H days), closed form) from a
-  BetaGeoFitter fitted on that cutoff's (frequency, recency, T). `cutoff_dataset` builds both.
+  transaction model of the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's
+  (frequency, recency, T); at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
 - **Cutoffs** (`choose_cutoffs`): the test cutoff is as_of - H (the latest fully labeled one);
   training cutoffs step back from test - H by `step_days`, so every training label window
   [c, c + H) ends at or before the test cutoff: evaluation never overlaps training labels.

@@ -74,9 +74,11 @@ class Ready(BaseModel):
 
 
 class LoyaltyInfo(BaseModel):
-    model: str | None = None
-    bgnbd: dict[str, float] | None = Field(None, description="BG/NBD parameters r, alpha, a, b (per day), to 4 "
-                                                             "significant digits.")
+    model: str | None = Field(None, description="The BTYD model behind p_alive and expected_purchases: \"bgnbd\" "
+                                                "or \"mbgnbd\", chosen on the holdout unless the run's config "
+                                                "forced one (report `loyalty.selection`).")
+    bgnbd: dict[str, float] | None = Field(None, description="Parameters r, alpha, a, b (per day) of that model, "
+                                                             "to 4 significant digits.")
     gamma_gamma: dict[str, float] | None = Field(None, description="Gamma-Gamma parameters p, q, v, to 4 significant "
                                                                    "digits.")
     log_likelihood: float | None = None
@@ -144,38 +146,116 @@ class Profile(BaseModel):
         "first_purchase_at": "2024-01-01T04:22:29.855487Z", "last_purchase_at": "2025-12-17T01:02:45.520837Z",
         "signup_at": "2024-01-01T04:22:29.855487Z"}]})
 
-    user_id: str
-    segment: str | None = None
-    loyalty_score: float | None = None
-    loyalty_tier: str | None = None
-    p_alive: float | None = None
-    expected_purchases: float | None = None
-    expected_spend: float | None = None
-    clv: float | None = None
+    user_id: str = Field(description="The customer's id, as in the payments.")
+    segment: str | None = Field(None, description="Named RFM segment (Champions, Loyal, ..., Lost): the cell of the "
+                                "user's recency score R and frequency/spend score FM on the segment grid; see "
+                                "docs/stages.md.")
+    loyalty_score: float | None = Field(None, description="Loyalty score, 0-100: a weighted mean of "
+                                        "percentiles of recency, payments, net spend and tenure, P(alive) and "
+                                        "expected purchases, times 100.")
+    loyalty_tier: str | None = Field(None, description="Tier of the loyalty score: Bronze [0, 40), Silver [40, 60), "
+                                     "Gold [60, 80), Platinum [80, 100].")
+    p_alive: float | None = Field(None, description="Probability, 0-1, that the customer is still a "
+                                  "customer (has not dropped out for good) at the bundle's as_of, from the BTYD "
+                                  "model the loyalty stage chose on the holdout (report `loyalty.model`: BG/NBD or "
+                                  "MBG/NBD) given frequency, recency and T. Under BG/NBD a customer without repeat "
+                                  "purchases is alive by assumption (1.0); read expected_purchases for them.")
+    expected_purchases: float | None = Field(None, description="Expected purchase days in the next "
+                                             "`loyalty.horizons_days.expected_purchases` days (90 by default) after "
+                                             "as_of, from the same BTYD model: P(alive) times the purchase rate "
+                                             "the history implies.")
+    expected_spend: float | None = Field(None, description="Expected spend per future purchase, in the "
+                                         "lake's currency: Gamma-Gamma's mean of the customer's repeat-purchase "
+                                         "spend shrunk towards the population mean (the population mean for "
+                                         "one-time buyers).")
+    clv: float | None = Field(None, description="Customer lifetime value, in the lake's currency: expected "
+                              "spend over the next `loyalty.horizons_days.clv` days (365 by default), the "
+                              "expected purchases of each 30-day step times expected_spend, discounted at the "
+                              "report's `loyalty.discount_rate_annual`.")
     spend_fallback: bool | None = Field(None, description="expected_spend and clv use the population mean spend: "
                                         "the spend model cannot score this repeat customer (a zero, negative or "
                                         "missing mean spend)")
-    r_score: int | None = None
-    f_score: int | None = None
-    m_score: int | None = None
-    rfm: str | None = None
-    frequency: int | None = None
-    recency_days: float | None = Field(None, description="Days since the last purchase.")
+    churn_probability: float | None = Field(None, description="Probability, 0-1, of no successful "
+                                            "payment in the next `churn.horizon_days` days (90) after as_of, from "
+                                            "the calibrated churn classifier (its inputs include P(alive) and "
+                                            "expected purchases of the same BTYD model).")
+    churn_reasons: str | None = Field(None, description="Why the churn probability is high, in words, most "
+                                      "important first (\"; \"-separated, empty when none): features on their "
+                                      "risky side whose healthy value would lower the probability most. A reason "
+                                      "that quotes P(still active) or expected purchases quotes p_alive and "
+                                      "expected_purchases of this profile.")
+    r_score: int | None = Field(None, description="Recency score, 1-5 (5 = most recent): quintile of "
+                                "recency_days among all customers.")
+    f_score: int | None = Field(None, description="Frequency score, 1-5 (5 = most payments): quintile "
+                                "of n_payments.")
+    m_score: int | None = Field(None, description="Monetary score, 1-5 (5 = most spend): quintile of "
+                                "net_spend; null when the lake has no amounts.")
+    rfm: str | None = Field(None, description="The three scores as digits R, F, M, e.g. \"545\" (\"-\" for a "
+                            "missing M).")
+    frequency: int | None = Field(None, description="Repeat purchase days: distinct days with a successful "
+                                  "payment, minus one (0 for a one-time buyer); the BTYD models' frequency.")
     purchase_span_days: float | None = Field(
-        None, description="Days from the first to the last purchase day (BTYD's recency; 0 with one purchase day).")
+        None, description="BTYD recency, in days: from the first to the last purchase day (0 for a one-time "
+        "buyer), NOT the time since the last purchase (that is recency_days); an input of the BTYD models with "
+        "frequency and T.")
     recency: float | None = Field(None, deprecated=True, description="Deprecated alias of purchase_span_days (the "
                                   "same value), served for one release; read purchase_span_days.")
-    tenure_days: float | None = None
-    n_payments: int | None = None
-    total_spend: float | None = None
-    net_spend: float | None = None
-    monetary_value: float | None = None
-    top_category: str | None = None
-    top_channel: str | None = None
-    marketing_opt_out: bool | None = None
-    first_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
-    last_purchase_at: str | None = Field(None, description="ISO 8601, UTC")
-    signup_at: str | None = Field(None, description="ISO 8601, UTC")
+    recency_days: float | None = Field(None, description="Days since the last successful payment, up to "
+                                       "as_of (the R of RFM).")
+    tenure_days: float | None = Field(None, description="Days since the first successful payment, up to "
+                                      "as_of.")
+    n_payments: int | None = Field(None, description="Successful payments before as_of.")
+    total_spend: float | None = Field(None, description="Sum of the successful payment lines' amounts, in the "
+                                      "lake's currency; null when the lake has no amounts.")
+    net_spend: float | None = Field(None, description="total_spend minus refunds, in the lake's currency.")
+    monetary_value: float | None = Field(None, description="Mean spend per repeat purchase day (every purchase day "
+                                         "but the first), in the lake's currency: the spend model's input; null "
+                                         "for a one-time buyer.")
+    T: float | None = Field(None, description="BTYD age, in days: from the first purchase day to as_of's day; an "
+                            "input of the BTYD models with frequency and recency.")
+    n_lines: int | None = Field(None, description="Successful payment lines (an order of three items is three lines).")
+    n_items: int | None = Field(None, description="Distinct items bought.")
+    n_categories: int | None = Field(None, description="Distinct categories bought.")
+    n_merchants: int | None = Field(None, description="Distinct merchants paid.")
+    refund_amount: float | None = Field(None, description="Refunded amount (positive), in the lake's currency.")
+    avg_payment_value: float | None = Field(None, description="total_spend / n_payments, in the lake's currency.")
+    spend_30d: float | None = Field(None, description="Successful spend in the 30 days before as_of, in the lake's "
+                                    "currency.")
+    spend_90d: float | None = Field(None, description="Successful spend in the 90 days before as_of.")
+    spend_prev_90d: float | None = Field(None, description="Successful spend in the 90 days before those (180 to 90 "
+                                         "days before as_of).")
+    spend_trend: float | None = Field(None, description="Damped relative change of spend, (spend_90d - "
+                                      "spend_prev_90d) / (spend_prev_90d + 1): above 0 growing, -1 to 0 falling.")
+    n_payments_30d: int | None = Field(None, description="Successful payments in the 30 days before as_of.")
+    n_payments_90d: int | None = Field(None, description="Successful payments in the 90 days before as_of.")
+    mean_gap_days: float | None = Field(None, description="Mean days between consecutive purchase days (recency / "
+                                        "frequency); null with fewer than 2 purchase days.")
+    std_gap_days: float | None = Field(None, description="Standard deviation of those gaps, in days; null with fewer "
+                                       "than 3 purchase days.")
+    max_gap_days: float | None = Field(None, description="Longest gap between consecutive purchase days, in days.")
+    top_category: str | None = Field(None, description="The category with the most successful lines.")
+    top_category_share: float | None = Field(None, description="Share, 0-1, of the lines in top_category.")
+    share_app: float | None = Field(None, description="Share, 0-1, of successful payments made in the app.")
+    share_web: float | None = Field(None, description="Share, 0-1, of successful payments made on the web site.")
+    share_wap: float | None = Field(None, description="Share, 0-1, of successful payments made on the mobile site.")
+    share_qr: float | None = Field(None, description="Share, 0-1, of successful payments made by scanning a QR code.")
+    share_pos: float | None = Field(None, description="Share, 0-1, of successful payments made at a point of sale.")
+    share_other: float | None = Field(None, description="Share, 0-1, of successful payments on another or unknown "
+                                      "channel (the six shares sum to 1).")
+    top_channel: str | None = Field(None, description="The channel (app, web, wap, qr, pos, other) with the most "
+                                    "successful payments.")
+    n_failed: int | None = Field(None, description="Payments with a failed line.")
+    failure_rate: float | None = Field(None, description="n_failed / (n_failed + n_payments), 0-1.")
+    n_refunds: int | None = Field(None, description="Refund lines.")
+    refund_rate: float | None = Field(None, description="n_refunds / n_lines (by lines; above 1 when a purchase is "
+                                      "refunded in several lines).")
+    n_promotions_redeemed: int | None = Field(None, description="Distinct promotions redeemed on successful lines.")
+    promo_share: float | None = Field(None, description="Share, 0-1, of successful payments with a promotion.")
+    marketing_opt_out: bool | None = Field(None, description="The user opted out of marketing: never in target "
+                                           "lists.")
+    first_purchase_at: str | None = Field(None, description="First successful payment; ISO 8601, UTC")
+    last_purchase_at: str | None = Field(None, description="Last successful payment before as_of; ISO 8601, UTC")
+    signup_at: str | None = Field(None, description="Sign-up time from the users table; ISO 8601, UTC")
     live_since: LiveSince | None = Field(None, description="Payments notified since the bundle's as_of, already "
                                          "counted in the fields above; null when there are none.")
 

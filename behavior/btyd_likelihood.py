@@ -164,9 +164,20 @@ def bg_bracket(params, x, T, t, k: int) -> np.ndarray:
     a = _away_from_one(a)
     c = a + b + x + k - 1.0
     z = t / (alpha + T + t)
-    power_m1 = np.expm1((a - 1.0) * -np.log1p(t / (alpha + T)))  # (1 - z)^(a - 1) - 1
-    f = hyp2f1(a + b + k - 1.0 - r, a - 1.0, c, z)
-    return -power_m1 - (1.0 + power_m1) * (f - 1.0)
+    log_keep = -np.log1p(t / (alpha + T))                         # log(1 - z)
+    with np.errstate(over="ignore", invalid="ignore"):   # replaced below where it fails
+        power_m1 = np.expm1((a - 1.0) * log_keep)  # (1 - z)^(a - 1) - 1
+        f = hyp2f1(a + b + k - 1.0 - r, a - 1.0, c, z)
+        out = -power_m1 - (1.0 + power_m1) * (f - 1.0)
+    # Where (1 - z)^(a - 1) is small (a large: no dropout seen yet), 1 + power_m1 has lost its
+    # digits and f is huge or infinite: the product is garbage. There, Euler's transformation
+    # (1 - z)^(a - 1) f = (1 - z)^(r + x) 2F1(r + x, b + x + k; c; z) has small terms and no
+    # cancellation.
+    far = ((a - 1.0) * log_keep < -1.0) | ~np.isfinite(out)
+    if np.any(far):
+        euler = 1.0 - np.exp((r + x) * log_keep) * hyp2f1(r + x, b + x + k, c, z)
+        out = np.where(far, euler, out)
+    return out
 
 
 def bg_bracket_scale(params, x, k: int) -> np.ndarray:

@@ -9,7 +9,8 @@ Vocabulary (time unit: day, UTC):
 - **Features at c** come only from events before c: the per-user feature table of
   `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over H days) and
   `p_no_purchase` (P(no purchase in the next H days), closed form) from a
-  BetaGeoFitter fitted on that cutoff's (frequency, recency, T). `cutoff_dataset` builds both.
+  transaction model of the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's
+  (frequency, recency, T); at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
 - **Cutoffs** (`choose_cutoffs`): the test cutoff is as_of - H (the latest fully labeled one);
   training cutoffs step back from test - H by `step_days`, so every training label window
   [c, c + H) ends at or before the test cutoff: evaluation never overlaps training labels.
@@ -58,7 +59,7 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
@@ -149,25 +150,31 @@ def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cuto
     return engine.frame(churn_labels_sql(payments, cutoff, horizon_days, engine.dialect))
 
 
-def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0) -> pd.DataFrame:
-    """Add `p_alive` and `expected_purchases` (next H days) from a BG/NBD fitted on `frame`'s
-    frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
+def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0,
+              model: BetaGeoFitter | None = None) -> pd.DataFrame:
+    """Add `p_alive` and `expected_purchases` (next H days) from a transaction model: `model`
+    itself when it is fitted (the loyalty stage's, so the churn features and reasons at as_of
+    say what the profile says), else a clone of it (default: BG/NBD with `penalizer`) fitted on
+    `frame`'s frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
     out = frame.copy()
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
     out["p_no_purchase"] = np.nan
     fit = out["T"] > 0
-    if fit.sum() < MIN_CUSTOMERS:
-        return out
     x, tx, T = (out[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    try:
-        bg = BetaGeoFitter(penalizer=penalizer).fit(x[fit], tx[fit], T[fit])
-    except (ValueError, RuntimeError):
+    if model is not None and hasattr(model, "params_"):
+        bg = model
+    elif fit.sum() < MIN_CUSTOMERS:
         return out
+    else:
+        try:
+            bg = (BetaGeoFitter(penalizer=penalizer) if model is None else clone(model)).fit(x[fit], tx[fit], T[fit])
+        except (ValueError, RuntimeError):
+            return out
     out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
     out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T)
     # P(no purchase in the next H days): dead, or alive with a Poisson rate whose posterior
-    # is Gamma(r + x, alpha + T) and no event in H days (BG/NBD drops out only after a purchase).
+    # is Gamma(r + x, alpha + T) and no event in H days (both models drop out only at a purchase).
     r, alpha = bg.params_["r"], bg.params_["alpha"]
     pa_ = out["p_alive"].to_numpy(float)
     out["p_no_purchase"] = 1.0 - pa_ + pa_ * ((alpha + T) / (alpha + T + horizon_days)) ** (r + x)
@@ -175,9 +182,12 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
 
 
 def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
-                   horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0) -> pd.DataFrame:
-    """Features (events before `cutoff` only) + BG/NBD at `cutoff` (+ `churned` when `labels`)."""
-    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer)
+                   horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
+                   model: BetaGeoFitter | None = None) -> pd.DataFrame:
+    """Features (events before `cutoff` only) + the transaction model's outputs at `cutoff` (a
+    clone of `model`, default BG/NBD, fitted at the cutoff) (+ `churned` when `labels`)."""
+    kind = None if model is None else clone(model)
+    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer, kind)
     if labels:
         f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
     f["cutoff"] = cutoff

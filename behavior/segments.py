@@ -70,6 +70,14 @@ Loyalist R 4-5 & FM 2; New R 5 & FM 1; Promising R 4 & FM 1; Need Attention R 3 
 About to Sleep R 3 & FM 1; At Risk R 2 & FM 3-4 or R 1 & FM 3; Can't Lose R 2 & FM 5 or
 R 1 & FM 4-5; Hibernating R 2 & FM 1-2 or R 1 & FM 2; Lost R 1 & FM 1.
 
+What the grid says about the BTYD outputs: along R at the same FM it orders customers by
+silence, so P(alive) falls and the churn probability rises from Champions to Can't Lose and
+from Loyal to At Risk; the names order what customers will still buy (expected purchases of
+Lost < At Risk < Loyal < Champions). It does not order P(alive) across FM: among equally
+silent customers the one who bought more often is the more likely to have dropped out, and
+under BG/NBD a one-time buyer (most of Lost) is alive by assumption. tests/e2e/test_one_story.py
+checks these on synthetic and real data.
+
 Loyalty score (`loyalty_score`)
 -------------------------------
 A weighted mean of components in [0, 1], times 100::

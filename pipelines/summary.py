@@ -67,6 +67,12 @@ def _loyalty(section: dict) -> list[str]:
         lines.append(f"           gamma-gamma {_params(gg['params'])}")
     else:
         lines.append(f"           gamma-gamma: {gg.get('skipped') or gg.get('error')}")
+    sel = section.get("selection", {})
+    others = [c["name"] for c in sel.get("candidates", []) if not c["chosen"]]
+    if section.get("model_forced") and sel.get("notes"):
+        lines.append(f"           {sel['notes'][-1]}")   # the forcing note comes last
+    elif others:
+        lines.append(f"           chosen on the holdout over {', '.join(others)}")
     ho = section.get("holdout", {})
     if "skipped" in ho:
         lines.append(f"           holdout: {ho['skipped']}")

@@ -114,8 +114,8 @@ class EngineConfig(_Section):
 @dataclass(frozen=True)
 class LoyaltyConfig(_Section):
     section = "loyalty"
-    model: str = setting("bgnbd", 'the BTYD model: bgnbd, or mbgnbd (one-time buyers can have dropped out)',
-                         choices=("bgnbd", "mbgnbd"))
+    model: str = setting("auto", 'the BTYD model: auto (chosen on the holdout), or bgnbd or mbgnbd to force one '
+                         '(MBG/NBD lets one-time buyers drop out)', choices=("auto", "bgnbd", "mbgnbd"))
     penalizer: float = setting(0.0, "L2 penalty of the BTYD fit", minimum=0)
     horizon_days: int = setting(90, "expected purchases over this many days", above=0)
     clv_horizon_days: int = setting(365, "customer lifetime value over this many days", above=0)

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 
 from behavior import churn as C
+from behavior.btyd_select import transaction_model
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 
@@ -119,15 +120,17 @@ def _run(ctx) -> pa.Table:
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
     payments = _model_payments(ctx, users, cfg.max_model_users, cfg.seed, section)
+    # the loyalty stage's fitted model: its kind is refit at each cutoff, itself scores at as_of
+    btyd = transaction_model(ctx.outputs.get("loyalty"))
     parts = []
     for i, c in enumerate(cuts.train):
         ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
-        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer),
-                          cfg.max_train_rows, cfg.seed + 1 + i))
+        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer,
+                                           model=btyd), cfg.max_train_rows, cfg.seed + 1 + i))
     train = pd.concat(parts, ignore_index=True)
     del parts
     ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
-    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer)
+    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer, model=btyd)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):
@@ -169,7 +172,7 @@ def _run(ctx) -> pa.Table:
     full = _cap(pd.concat([train, test], ignore_index=True), cfg.max_train_rows, cfg.seed)
     ctx.progress(f"churn: refitting on every cutoff ({len(full):,} rows), then scoring")
     final = C.ChurnClassifier(random_state=cfg.seed).fit(full[cols], full["churned"])
-    now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
+    now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer, model=btyd)
     prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
     section["scored_users"] = int(len(now))
     section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "

@@ -1,11 +1,17 @@
-"""Stage `loyalty`: BG/NBD (or MBG/NBD) and Gamma-Gamma on the feature table.
+"""Stage `loyalty`: the BTYD transaction model (BG/NBD or MBG/NBD) and Gamma-Gamma on the feature table.
+
+The transaction model is chosen on the holdout by `behavior.btyd_select` (each candidate fitted
+on the events before as_of - holdout_days predicts the purchase days of the next holdout_days;
+the simpler BG/NBD unless MBG/NBD is better beyond the noise), unless `[loyalty] model` names
+one; the chosen model is then fitted once on everything before as_of, and the output table
+carries it for the later stages (`behavior.btyd_select.transaction_model`).
 
 Per user: `p_alive`, `expected_purchases` (over `horizon_days`), `expected_spend` (per
 purchase) and `clv` (over `clv_horizon_days`, discounted). The report section `loyalty`
-holds the fitted parameters (time unit: day), log-likelihoods, standard errors, the
-horizons, and a holdout check: the model fitted on events before as_of - holdout_days
-predicts the purchase days of the next holdout_days, compared with what happened.
-Without amounts in the lake Gamma-Gamma and CLV are skipped and the report says so.
+holds `model` (the chosen name), `selection` (`Choice.report()`), the fitted parameters under
+`bgnbd` (whichever model was chosen; time unit: day), log-likelihoods, standard errors, the
+horizons, and `holdout` (the chosen model's check, every candidate's, and the repeat-purchase
+curve). Without amounts in the lake Gamma-Gamma and CLV are skipped and the report says so.
 
 Gamma-Gamma is fitted on the repeat customers with a positive mean spend. A repeat customer
 it cannot score (a mean spend of zero, e.g. a free repeat order, negative or missing) gets
@@ -16,60 +22,39 @@ the population mean spend per transaction p * v / (q - 1), as a one-time buyer d
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from behavior.btyd import BetaGeoFitter, ConvergenceError, GammaGammaFitter, ModifiedBetaGeoFitter
+from behavior.btyd import ConvergenceError, GammaGammaFitter
+from behavior.btyd_select import (
+    Selection,
+    compare_on_holdout,
+    fit_summary,
+    holdout_purchase_days_sql,
+    new_model,
+    with_transaction_model,
+)
 from behavior.features import as_of_literal, btyd_summary
 
-BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
-
-def _model(cfg):
-    cls = ModifiedBetaGeoFitter if cfg.model == "mbgnbd" else BetaGeoFitter
-    return cls(penalizer=cfg.penalizer)
-
-
-def _fit_transactions(cfg, f: pd.DataFrame):
-    return _model(cfg).fit(f["frequency"].to_numpy(float), f["recency"].to_numpy(float), f["T"].to_numpy(float))
-
-
-def _holdout(ctx, cfg) -> dict:
-    """Fit before as_of - H, predict the next H days, compare with the purchase days that happened."""
+def _selection(ctx, cfg) -> Selection:
+    """The holdout comparison of `behavior.btyd_select`: calibration before as_of - H, the next H days."""
     cutoff = ctx.as_of - timedelta(days=cfg.holdout_days)
     calib = btyd_summary(ctx.engine, "payments", cutoff, ctx.user_parts).to_pandas()
-    calib = calib[calib["T"] > 0]
-    if len(calib) < 100:
-        return {"skipped": f"fewer than 100 customers before {cutoff.date()} (as_of - {cfg.holdout_days} days); "
-                           "choose a later --as-of or a shorter holdout_days"}
-    try:
-        model = _fit_transactions(cfg, calib)
-    except ConvergenceError as exc:
-        return {"skipped": f"the calibration fit did not converge: {exc}"}
     d = ctx.engine.dialect
-    actual = ctx.engine.frame(
-        f"SELECT user_id, count(DISTINCT CAST(paid_at AS DATE)) AS actual FROM payments "
-        f"WHERE status = 'success' AND paid_at >= {as_of_literal(cutoff, dialect=d)} "
-        f"AND paid_at < {as_of_literal(ctx.as_of, dialect=d)} GROUP BY user_id")
-    df = calib.merge(actual, on="user_id", how="left").fillna({"actual": 0})
-    df["expected"] = model.conditional_expected_number_of_purchases_up_to_time(
-        cfg.holdout_days, df["frequency"].to_numpy(float), df["recency"].to_numpy(float), df["T"].to_numpy(float))
-    df["bucket"] = np.where(df["frequency"] >= 7, "7+", df["frequency"].astype(int).astype(str))
-    rows = []
-    for b in BUCKETS:
-        part = df[df["bucket"] == b]
-        if len(part):
-            rows.append({"frequency": b, "customers": int(len(part)), "expected_mean": round(float(part["expected"].mean()), 4),
-                         "actual_mean": round(float(part["actual"].mean()), 4)})
-    exp_total, act_total = float(df["expected"].sum()), float(df["actual"].sum())
-    return {"cutoff": cutoff.isoformat(), "days": cfg.holdout_days, "customers": int(len(df)),
-            "params": {k: round(v, 6) for k, v in model.params_.items()},
-            "expected_total": round(exp_total, 1), "actual_total": act_total,
-            "error_pct": round(100 * (exp_total - act_total) / act_total, 2) if act_total else None,
-            "by_frequency": rows}
+    days = ctx.engine.frame(holdout_purchase_days_sql("payments", as_of_literal(cutoff, dialect=d),
+                                                      as_of_literal(ctx.as_of, dialect=d),
+                                                      int(cutoff.timestamp() // 86400), d))
+    forced = None if cfg.model == "auto" else cfg.model
+    selection = compare_on_holdout(calib[calib["T"] > 0], days, cfg.holdout_days, penalizer=cfg.penalizer,
+                                   forced=forced)
+    if "skipped" in selection.holdout:
+        return selection
+    return replace(selection, holdout={"cutoff": cutoff.isoformat(), **selection.holdout})
 
 
 def _fallback(customers: int, population_mean: float) -> dict:
@@ -86,18 +71,20 @@ def run(ctx) -> pa.Table:
     f = ctx.outputs["features"].select(["user_id", "frequency", "recency", "T", "monetary_value"]).to_pandas()
     # T = 0: first purchase on the as_of day itself (an as_of during the day); nothing to fit.
     fit_rows = f["T"] > 0
-    section: dict = {"model": cfg.model, "horizons_days": {"expected_purchases": cfg.horizon_days,
+    section: dict = {"horizons_days": {"expected_purchases": cfg.horizon_days,
                                                            "clv": cfg.clv_horizon_days},
                      "discount_rate_annual": cfg.discount_rate_annual}
     out = pd.DataFrame({"user_id": f["user_id"]})
     for col in ("p_alive", "expected_purchases", "expected_spend", "clv"):
         out[col] = np.nan
     out["spend_fallback"] = False
+    selection = _selection(ctx, cfg)
+    section.update(model=selection.chosen, model_forced=selection.forced, selection=selection.report(),
+                   holdout=selection.holdout)
     try:
-        bg = _fit_transactions(cfg, f[fit_rows])
+        bg = fit_summary(new_model(selection.chosen, cfg.penalizer), f[fit_rows])
     except (ConvergenceError, ValueError) as exc:
         section["bgnbd"] = {"error": str(exc)}
-        section["holdout"] = {"skipped": "the model could not be fitted on the full history either"}
         ctx.report["loyalty"] = section
         return pa.Table.from_pandas(out, preserve_index=False)
     freq, rec, T = (f[c].to_numpy(float) for c in ("frequency", "recency", "T"))
@@ -127,6 +114,5 @@ def run(ctx) -> pa.Table:
                                                             gg.population_mean())}
         except (ConvergenceError, ValueError) as exc:
             section["gamma_gamma"] = {"error": str(exc)}
-    section["holdout"] = _holdout(ctx, cfg)
     ctx.report["loyalty"] = section
-    return pa.Table.from_pandas(out, preserve_index=False)
+    return with_transaction_model(pa.Table.from_pandas(out, preserve_index=False), bg)

@@ -576,3 +576,22 @@ def test_standard_errors_shrink_with_more_customers():
     large = BetaGeoFitter().fit(x, tx, T)
     for name in ("r", "alpha"):
         assert large.standard_errors_[name] < small.standard_errors_[name]
+
+
+@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
+def test_expected_purchases_stay_right_when_a_and_b_are_large(cls):
+    """No dropout seen yet drives a and b large (a churn cutoff fitted a = 8102, b = 97876); the
+    hypergeometric form then lost its digits (13 purchases in 90 days instead of 1.1, or NaN).
+    Known answer: as a, b -> inf with p = a / (a + b) fixed, the dropout probability is p for
+    everyone and E[X(t) | alive] = (1 - ((alpha + T) / (alpha + T + p t))^(r + x)) / p."""
+    r, alpha, t = 0.9, 36.7, 90.0
+    x, tx, T = np.array([0.0, 1, 5, 20]), np.array([0.0, 50, 200, 290]), np.array([30.0, 100, 300, 300])
+    p = 1 / 13
+    for a in (40.0, 300.0, 8102.0, 1e6):
+        model = cls.from_dict({"model": cls.__name__, "params": {"r": r, "alpha": alpha, "a": a, "b": 12 * a},
+                               "log_likelihood": 0.0, "n_customers": 1})
+        got = model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T)
+        limit = model.conditional_probability_alive(x, tx, T) * (
+            1 - ((alpha + T) / (alpha + T + p * t)) ** (r + x)) / p
+        assert np.all(np.isfinite(got))
+        assert np.allclose(got, limit, rtol=2e-3 if a >= 8102 else 0.05), (a, got, limit)

@@ -39,6 +39,10 @@ def test_report_and_profiles_carry_the_loyalty_columns(lake):
     ho = loy["holdout"]
     assert ho["days"] == 90 and ho["customers"] > 1000 and abs(ho["error_pct"]) < 15
     assert sum(b["customers"] for b in ho["by_frequency"]) == ho["customers"]
+    # the model is chosen on the holdout (drawn from BG/NBD: the simpler model stays) and reported
+    assert loy["selection"]["chosen"] == loy["model"] == ho["model"] == "bgnbd" and loy["model_forced"] is False
+    assert {c["name"] for c in loy["selection"]["candidates"]} == {"bgnbd", "mbgnbd"}
+    assert ho["curve"]["days"][-1] == 90 and ho["curve"]["actual"][-1] == ho["actual_total"]
     assert list(rep["segments"]["counts"]) == list(SEGMENTS)
     profiles = pq.read_table(bundle(home, rep) / "profiles.parquet").to_pandas()
     assert sum(rep["segments"]["counts"].values()) == len(profiles)
@@ -64,7 +68,8 @@ def test_modified_model_is_a_config_choice(lake):
     home, _ = lake
     cfg = Config()
     rep = run_pipeline(home, replace(cfg, loyalty=replace(cfg.loyalty, model="mbgnbd")), stages=["loyalty"])
-    assert rep["loyalty"]["model"] == "mbgnbd"
+    assert rep["loyalty"]["model"] == "mbgnbd" == rep["loyalty"]["selection"]["chosen"]
+    assert any("forces" in n for n in rep["loyalty"]["selection"]["notes"]) and rep["loyalty"]["model_forced"]
     assert set(rep["stages"]) == {"features", "loyalty"}
 
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from behavior import churn as C
 from behavior import promotions as P
+from behavior.btyd_select import holdout_purchase_days_sql
 from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
 from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
@@ -96,6 +97,17 @@ def test_cohort_tables_and_churn_labels_are_the_same(engines):
     b = pa.Table.from_pandas(C.churn_labels(spk.engine, "payments", cutoff), preserve_index=False)
     assert 0 < pd.Series(b.column("churned").to_pylist()).mean() < 1
     assert_same(a, b, ["user_id"])
+
+
+def test_loyalty_holdout_purchase_days_are_the_same(engines):
+    duck, spk = engines
+    cutoff = duck.as_of - timedelta(days=90)
+    a, b = (e.arrow(holdout_purchase_days_sql("payments", as_of_literal(cutoff, dialect=e.dialect),
+                                              as_of_literal(duck.as_of, dialect=e.dialect),
+                                              int(cutoff.timestamp() // 86400), e.dialect))
+            for e in (duck.engine, spk.engine))
+    assert a.num_rows > 0 and 0 <= min(a.column("day").to_pylist()) <= max(a.column("day").to_pylist()) < 90
+    assert_same(a, b, ["user_id", "day"])
 
 
 def test_interactions_and_merchants_are_the_same(engines):

@@ -12,7 +12,8 @@ def test_every_served_profile_field_has_a_description(client, home):
 
 def test_the_two_recencies_and_p_alive_say_what_they_are(client):
     props = client.get("/openapi.json").json()["components"]["schemas"]["Profile"]["properties"]
-    assert "first to the last purchase" in props["recency"]["description"]
+    assert "first to the last purchase" in props["purchase_span_days"]["description"]
+    assert props["recency"]["deprecated"] and "purchase_span_days" in props["recency"]["description"]
     assert "since the last" in props["recency_days"]["description"]
     assert "BG/NBD" in props["p_alive"]["description"] and "0-1" in props["p_alive"]["description"]
     assert "same BTYD model" in props["expected_purchases"]["description"]

@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 from behavior.errors import BehaviorError
 from pipelines.console import Console
 from pipelines.datahome import PRIVATE_UMASK, DataHome
+from pipelines.extras import require_extra
 
 
 def hoist_global_options(args: list[str], params: list) -> list[str]:
@@ -456,6 +457,10 @@ def demo(
     serve_with_live_loop(state.home, port, key, some_user, c.result)   # a few signed purchases, live
 
 
+# the suites that load a real server over HTTP (httpx: the `bench` extra)
+HTTP_SUITES = ("api", "notify", "scale")
+
+
 @app.command()
 def bench(
     suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify or scale (default: all but api, notify and scale).")] = None,
@@ -470,6 +475,9 @@ def bench(
     """Performance benchmarks: ingest and the feature stage; medians and peak memory."""
     from pipelines.bench import SUITES, run_bench
 
+    if suite in HTTP_SUITES:
+        require_extra("httpx", "bench", f"`behavior bench {suite}`")
+
     if suite == "scale":
         from pipelines.bench_scale import format_scale, run_scale
 
@@ -480,8 +488,9 @@ def bench(
     if suite == "notify":
         from pipelines.bench_notify import format_notify_table, run_notify_bench
 
-        rows = run_notify_bench(out or state.home.root / "bench-notify", progress=state.console.progress)
-        state.console.result(json.dumps(rows, indent=2) if as_json else format_notify_table(rows))
+        result = run_notify_bench(out or state.home.root / "bench-notify", repeat=repeat,
+                                  progress=state.console.progress)
+        state.console.result(json.dumps(result, indent=2) if as_json else format_notify_table(result))
         return
     if suite == "api":
         from pipelines.bench_api import format_api_table, run_api_bench

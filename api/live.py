@@ -15,6 +15,8 @@ import asyncio
 import logging
 import math
 import threading
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +27,7 @@ from behavior.store.inbox import CREATED_SLACK_US, Inbox, inbox_path
 
 log = logging.getLogger("api.live")
 POLL_S = 0.1
+MERGE_AT = 4096     # users in `recent` below which it is never merged into `base`
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class LiveState:
         self.erasure = ErasureLog(data_dir)
         self._inbox: Inbox | None = None
         self._watermark = 0
-        self._by_user: dict[str, list[LiveLine]] = {}
+        # (base, recent): a user's lines are in recent if it has them, else in base
+        self._view: tuple[dict[str, list[LiveLine]], dict[str, list[LiveLine]]] = ({}, {})
         self._bundle_key: tuple[str, int, int] | None = None   # version, created (us), as_of (us)
         self._erased_stamp: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -77,44 +81,57 @@ class LiveState:
                 # reads a table that is not there yet
                 self._inbox = Inbox(self.data_dir)
             key = None if bundle is None else (bundle.version, _micros(bundle.created_at), _micros(bundle.as_of))
-            by_user = self._by_user
+            base, recent = self._view
             if key != self._bundle_key:
-                by_user, self._watermark = {}, 0
+                base, recent, self._watermark = {}, {}, 0
             rows = self._inbox.lines_after(self._watermark)
             users = {r[3] for r in rows}
             if rows or key != self._bundle_key:
-                # readers keep the dict they took: a new dict, and new lists for the users that get lines
-                # (copying every user's lines on each look made a look cost the whole live state)
-                by_user = dict(by_user)
+                # Readers keep the dicts they took, so a look makes new ones: a new `recent` with
+                # new lists for the users that get lines, merged into a new `base` only once it
+                # holds a quarter as many users (copying every user's entry on each look made a
+                # look cost the whole live state, tens of ms with a day of new users)
+                recent = dict(recent)
                 for u in users:
-                    if u in by_user:
-                        by_user[u] = list(by_user[u])
+                    recent[u] = list(recent[u] if u in recent else base.get(u, ()))
                 for seq, payment_id, line_no, user, item, category, qty, amount, paid, status, promo, moved in rows:
                     if key is not None and moved is not None and moved < key[1] + CREATED_SLACK_US and paid < key[2]:
                         continue   # the bundle holds it
-                    by_user.setdefault(user, []).append(LiveLine(
+                    recent[user].append(LiveLine(
                         seq, payment_id, line_no, item, category, qty, None if amount is None else float(amount), paid,
                         status or "success", promo, moved))
+                for u in users:
+                    if not recent[u] and u not in base:
+                        del recent[u]   # every line of the user is held by the bundle
+                if len(recent) > max(MERGE_AT, len(base) // 4):
+                    base, recent = {**base, **recent}, {}
                 if rows:
                     self._watermark = rows[-1][0]
             self._bundle_key = key
-            self._by_user = self._drop_erased(by_user, users)   # the swap: one reference assignment
+            self._view = self._drop_erased(base, recent, users)   # the swap: one reference assignment
 
-    def _drop_erased(self, by_user: dict[str, list[LiveLine]], new_users: set[str]) -> dict[str, list[LiveLine]]:
-        """`by_user` without erased users: all users are checked when the log changed, else the new ones."""
+    def _drop_erased(self, base: dict[str, list[LiveLine]], recent: dict[str, list[LiveLine]],
+                     new_users: set[str]) -> tuple[dict[str, list[LiveLine]], dict[str, list[LiveLine]]]:
+        """(base, recent) without erased users: all users are checked when the log changed, else the new ones."""
         _, logged = self.erasure.hashes()
-        check = list(by_user) if logged != self._erased_stamp else [u for u in new_users if u in by_user]
+        check = list({*base, *recent}) if logged != self._erased_stamp else [u for u in new_users if u in recent]
         self._erased_stamp = logged
         gone = self.erasure.erased_among(check) if check else set()
-        return {u: v for u, v in by_user.items() if u not in gone} if gone else by_user
+        if not gone:
+            return base, recent
+        return ({u: v for u, v in base.items() if u not in gone}, {u: v for u, v in recent.items() if u not in gone})
 
     # ------------------------------------------------------------ what the routes ask
 
     def lines(self, user_id: str) -> list[LiveLine]:
-        return self._by_user.get(user_id, [])
+        base, recent = self._view
+        found = recent.get(user_id)
+        return base.get(user_id, []) if found is None else found
 
-    def all_lines(self) -> dict[str, list[LiveLine]]:
-        return self._by_user
+    def all_lines(self) -> Mapping[str, list[LiveLine]]:
+        """Every user's live lines (a read-only view: neither of its dicts changes after a look)."""
+        base, recent = self._view
+        return ChainMap(recent, base)
 
     def purchased_items(self, user_id: str) -> list[str]:
         """Item ids of the user's live successful purchases (one per unit bought)."""

@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     docs_pages.install(app)
     problems.install(app)
+    app.add_middleware(notifications.NotificationLane)
     app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app), exempt=(notifications.PATH,))
     app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -36,10 +36,28 @@ _IDS = tuple(c.name for c in PAYMENTS.columns if c.is_id)
 _PHONE_START = frozenset("+(0123456789")
 _PROBED = tuple(n for n in PAYMENTS.names if n != "paid_at")   # validation probes no time for cards
 _DIGIT = re.compile(r"[0-9]")
+_CENT = Decimal("0.01")
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class _NotCovered(Exception):
-    """The line is not in the form the fast path covers: validate it the full way."""
+    """A line is not in the form the fast path covers: validate them all the full way."""
+
+
+_MISS = object()
+
+
+def _each(check, values: list) -> list:
+    """`check` of each value, computed once per distinct value: a batch repeats most values
+    (a payment's time and status on each of its lines, a few currencies, channels, amounts)."""
+    seen: dict = {}
+    out = []
+    for v in values:
+        r = seen.get(v, _MISS)
+        if r is _MISS:
+            r = seen[v] = check(v)
+        out.append(r)
+    return out
 
 
 def _text(value: str | None) -> str | None:
@@ -57,74 +75,115 @@ def _id(value: str | None) -> str | None:
     return t
 
 
-def _may_hold_card(value: str | None) -> bool:
-    """13 or more digits (a card number's fewest); most values are shorter than that."""
-    return value is not None and len(value) >= 13 and len(_DIGIT.findall(value)) >= 13
+def _required_id(value: str | None) -> str:
+    t = _id(value)
+    if t is None:
+        raise _NotCovered
+    return t
 
 
-def _line(row: dict[str, str | None], currency: str, latest: datetime) -> dict:
-    """The stored values of one clean line; `_NotCovered` for any other."""
-    # Anything that could hold a card number (13+ digits) is left to the full check, which
-    # rejects and masks it. Times are not probed there either.
-    if any(_may_hold_card(row[n]) for n in _PROBED):
-        raise _NotCovered
-    ids = {n: _id(row[n]) for n in _IDS}
-    if ids["payment_id"] is None or ids["user_id"] is None or ids["item_id"] is None:
-        raise _NotCovered
-    user = ids["user_id"]
+def _user_id(value: str | None) -> str:
+    user = _required_id(value)
     # e-mail and phone-like ids (and every id that might be one) go the full way
     if "@" in user or (len(user) >= 7 and user[0] in _PHONE_START):
         raise _NotCovered
-    status = _text(row["status"]) or "success"
-    channel = _text(row["channel"]) or "other"
-    cur = _text(row["currency"]) or currency
-    if not (status.isascii() and channel.isascii() and cur.isascii()):
+    return user
+
+
+def _status(value: str | None) -> str:
+    t = _text(value) or "success"
+    status = STATUS_SYNONYMS.get(t.lower()) if t.isascii() else None
+    if status is None:
         raise _NotCovered
-    status = STATUS_SYNONYMS.get(status.lower())
-    if status is None or cur.upper() != currency or currency not in ISO_4217:
+    return status
+
+
+def _channel(value: str | None) -> str:
+    t = _text(value) or "other"
+    if not t.isascii():
         raise _NotCovered
-    channel = channel.lower() if channel.lower() in CHANNELS else "other"
-    quantity = _text(row["quantity"]) or "1"
-    amount = _text(row["amount"])
-    line_no = _text(row["line_no"])
-    if not _WHOLE.fullmatch(quantity) or line_no is None or not _WHOLE.fullmatch(line_no) \
-            or (amount is not None and not _AMOUNT.fullmatch(amount)):
+    return t.lower() if t.lower() in CHANNELS else "other"
+
+
+def _whole(value: str | None) -> int:
+    if value is None or not _WHOLE.fullmatch(value):
         raise _NotCovered
-    paid = _text(row["paid_at"])
-    if paid is None or not _ISO_TIME.fullmatch(paid):
+    return int(value)
+
+
+def _amount(value: str | None) -> Decimal | None:
+    t = _text(value)
+    if t is None:
+        return None
+    if not _AMOUNT.fullmatch(t):
         raise _NotCovered
-    try:
-        at = datetime.fromisoformat(paid)
-    except ValueError:
-        raise _NotCovered from None
-    at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
-    if not _EPOCH <= at <= latest:
-        raise _NotCovered
-    qty = int(quantity)
-    value = None if amount is None else Decimal(amount).quantize(Decimal("0.01"))
-    # a negative quantity or amount means a refund; refunds carry both negative
-    negative = qty < 0 or (value is not None and value < 0)
-    if status == "success" and negative:
-        status = "refund"
-    if status == "refund" or negative:
-        qty = -abs(qty)
-        value = None if value is None else -abs(value)
-    return {"payment_id": ids["payment_id"], "line_no": int(line_no), "user_id": user,
-            "merchant_id": ids["merchant_id"] or "unknown", "item_id": ids["item_id"],
-            "category": _text(row["category"]), "quantity": qty, "amount": value, "currency": cur.upper(),
-            "paid_at": at, "channel": channel, "status": status, "promotion_id": ids["promotion_id"]}
+    return Decimal(t).quantize(_CENT)
+
+
+def _paid_at(latest: datetime):
+    def micros(value: str | None) -> int:
+        paid = _text(value)
+        if paid is None or not _ISO_TIME.fullmatch(paid):
+            raise _NotCovered
+        try:
+            at = datetime.fromisoformat(paid)
+        except ValueError:
+            raise _NotCovered from None
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        if not _EPOCH <= at <= latest:
+            raise _NotCovered
+        return (at - _EPOCH) // _MICROSECOND
+    return micros
+
+
+def _columns(rows: list[dict[str, str | None]], currency: str, latest: datetime) -> dict[str, list]:
+    """The stored values of clean lines, column by column; `_NotCovered` if any line is not clean."""
+    raw = {n: [r[n] for r in rows] for n in PAYMENTS.names}
+    # Anything that could hold a card number (13+ digits) is left to the full check, which
+    # rejects and masks it. Times are not probed there either.
+    for n in _PROBED:
+        for v in raw[n]:
+            if v is not None and len(v) >= 13 and len(_DIGIT.findall(v)) >= 13:
+                raise _NotCovered
+
+    def same_currency(value: str | None) -> str:
+        cur = _text(value) or currency
+        if not cur.isascii() or cur.upper() != currency:
+            raise _NotCovered
+        return currency
+
+    cols = {"payment_id": _each(_required_id, raw["payment_id"]), "line_no": _each(lambda v: _whole(_text(v)), raw["line_no"]),
+            "user_id": _each(_user_id, raw["user_id"]), "merchant_id": _each(lambda v: _id(v) or "unknown", raw["merchant_id"]),
+            "item_id": _each(_required_id, raw["item_id"]), "category": _each(_text, raw["category"]),
+            "quantity": _each(lambda v: _whole(_text(v) or "1"), raw["quantity"]), "amount": _each(_amount, raw["amount"]),
+            "currency": _each(same_currency, raw["currency"]), "paid_at": _each(_paid_at(latest), raw["paid_at"]),
+            "channel": _each(_channel, raw["channel"]), "status": _each(_status, raw["status"]),
+            "promotion_id": _each(_id, raw["promotion_id"])}
+    status, qty, value = cols["status"], cols["quantity"], cols["amount"]
+    for i, (st, q, a) in enumerate(zip(status, qty, value)):
+        # a negative quantity or amount means a refund; refunds carry both negative
+        negative = q < 0 or (a is not None and a < 0)
+        if st == "success" and negative:
+            status[i] = st = "refund"
+        if st == "refund" or negative:
+            qty[i] = -abs(q)
+            value[i] = None if a is None else -abs(a)
+    return cols
 
 
 def check_clean_lines(rows: list[dict[str, str | None]], currency: str, now: datetime) -> Checked | None:
     """What `behavior.notifications.check_lines` answers for `rows` (from `parse_body`) if every
     line is clean (all accepted, no copies, in the input's order); None if any line is not
     in the form covered here, so that the caller checks them all the full way."""
-    latest = now + timedelta(days=1)
+    if currency not in ISO_4217:
+        return None
     try:
-        lines = [_line(r, currency, latest) for r in rows]
+        cols = _columns(rows, currency, now + timedelta(days=1))
     except _NotCovered:
         return None
-    if len({(x["payment_id"], x["line_no"]) for x in lines}) < len(lines):
+    if len(set(zip(cols["payment_id"], cols["line_no"]))) < len(rows):
         return None   # a key twice: copies and conflicts are resolved by the full check
-    accepted = pa.Table.from_pylist(lines, schema=PAYMENTS.arrow_schema)
-    return Checked(accepted=accepted, rejected=[], duplicates=0)
+    schema = PAYMENTS.arrow_schema
+    arrays = [pa.array(cols["paid_at"], pa.int64()).cast(f.type) if f.name == "paid_at" else pa.array(cols[f.name], f.type)
+              for f in schema]
+    return Checked(accepted=pa.Table.from_arrays(arrays, schema=schema), rejected=[], duplicates=0)

@@ -80,9 +80,9 @@ def _loop_http() -> tuple[str, str]:
 
 @contextmanager
 def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300,
-            env: dict[str, str] | None = None) -> Iterator[tuple[str, float, int]]:
+            env: dict[str, str] | None = None, cpus: set[int] | None = None) -> Iterator[tuple[str, float, int]]:
     """A uvicorn server (one worker, `_loop_http()`) on a free loopback port, with `env` over its
-    environment; yields (base URL, seconds until ready, its pid)."""
+    environment and, if given, bound to the CPUs `cpus`; yields (base URL, seconds until ready, its pid)."""
     port = _free_port()
     env = {**os.environ, "BEHAVIOR_API_KEYS_FILE": str(keys_file), "BEHAVIOR_API_RATE_LIMIT": "0",
            "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": "", **(env or {})}
@@ -93,7 +93,7 @@ def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float
     out = open(log, "w")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            cwd=log.parent)
+                            cwd=log.parent, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     base = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -176,6 +176,19 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
+def parse_wrk(text: str) -> dict:
+    """requests, requests_per_s, p50_ms, p99_ms and errors (non-2xx answers and socket errors)
+    of wrk's output with `--latency`."""
+    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
+    return {"generator": "wrk", "requests": requests,
+            "requests_per_s": round(float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), 1),
+            "p50_ms": round(lat["50"], 2), "p99_ms": round(lat["99"], 2), "errors": errors}
+
+
 def _run_wrk(base: str, key: str, ids: list[str], path: str, duration_s: float, connections: int,
              work: Path) -> dict:
     (work / "ids.txt").write_text("\n".join(ids) + "\n")
@@ -186,15 +199,7 @@ def _run_wrk(base: str, key: str, ids: list[str], path: str, duration_s: float, 
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + 60)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed: {out.stderr[-500:]}")
-    text = out.stdout
-    lat = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M)}
-    requests = int(re.search(r"(\d+) requests in", text).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-    return {"generator": "wrk", "requests": requests,
-            "requests_per_s": round(float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)), 1),
-            "p50_ms": round(lat["50"], 2), "p99_ms": round(lat["99"], 2), "errors": errors}
+    return parse_wrk(out.stdout)
 
 
 async def _python_load(base: str, key: str, ids: list[str], path: str, duration_s: float,

@@ -5,16 +5,23 @@
   Targets: >= 2,000 notifications/s with p99 < 50 ms; the GETs' p99 < 25 ms.
 - Batches of 1,000 one-line payments from 4 connections. Target: >= 20,000 lines/s.
 
-Every acknowledged notification is durable (fsync of the inbox's WAL) before its 200. The
-load generator (Python asyncio + httpx) shares the machine's cores with the server: the
-figures are what both together reach.
+Every acknowledged notification is durable (fsync of the inbox's WAL) before its 200. Every
+body is a distinct payment, signed before the clock starts (HMAC-SHA256 over `<t>.<body>`
+with a fresh `t`), so the load generator only sends. The generator is wrk (`apt-get install
+wrk`) when installed, else Python (asyncio + httpx), which costs far more CPU per request.
+With two or more CPUs the server is bound to one and the generator to another, so that they
+do not take each other's time. Each measurement is repeated and its median reported, with
+the server's peak resident memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -24,134 +31,358 @@ from pathlib import Path
 import httpx
 import pyarrow.parquet as pq
 
+from behavior.store.inbox import inbox_path
 from behavior.store.senders import add_sender, read_senders, sign_hmac, signature_header
-from pipelines.bench_api import _bench_key, _ensure_bundle, _server
+from pipelines.bench_api import _bench_key, _ensure_bundle, _server, parse_wrk
 from pipelines.datahome import DataHome
 
 SINGLE_TARGET = (">= 2,000 notifications/s, p99 < 50 ms", lambda r: r["per_s"] >= 2000 and r["p99_ms"] < 50)
 BESIDE_TARGET = ("p99 < 25 ms at 500 req/s", lambda r: r["p99_ms"] < 25)
 BATCH_TARGET = (">= 20,000 lines/s", lambda r: r["lines_per_s"] >= 20_000)
+PATH = "/v1/notifications/payments"
+SENDER = "bench"
+GET_RATE = 500.0
+GET_CONNECTIONS = 64   # enough that the pace holds while answers take up to 128 ms
+BATCH_LINES = 1000
+BATCH_CONNECTIONS = 4
+# Bodies signed per run: more than the fastest rate seen times the run's length, so that no
+# body is sent twice (a duplicate is answered without a write and would flatter the rate).
+SINGLE_POOL_PER_S = 6000
+BATCH_POOL_PER_S = 40
+KNOWN_EVERY = 10    # one single notification in ten is of a user of the bundle
+INSTALL_WRK = "install wrk for figures not bounded by the load generator: `apt-get install wrk` (Debian, Ubuntu) or `brew install wrk`"
+
+_WRK_POOL = """
+local pool, n = {}, 0
+for line in io.lines("%(pool)s") do
+  local tab = line:find("\\t", 1, true)
+  n = n + 1
+  pool[n] = wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json",
+    ["Behavior-Sender"] = "%(sender)s", ["Behavior-Signature"] = line:sub(1, tab - 1)}, line:sub(tab + 1))
+end
+local i = 0
+request = function()
+  i = i %% n + 1
+  return pool[i]
+end
+"""
+
+# Paced GETs: each request takes the next slot of a fixed schedule (`rate` per second), so the
+# rate holds while the answers are fast; wrk measures each request from when it is sent.
+_WRK_PACED = """
+local ffi = require("ffi")
+ffi.cdef[[typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clk, bench_timespec *tp);]]
+local ts = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local ids = {}
+for line in io.lines("%(ids)s") do ids[#ids + 1] = line end
+local headers = {["X-API-Key"] = "%(key)s"}
+local interval, start, k, j = 1000 / %(rate)f, nil, 0, 0
+delay = function()
+  start = start or now_ms()
+  k = k + 1
+  local wait = start + k * interval - now_ms()
+  if wait < 1 then return 0 end
+  return math.floor(wait)
+end
+request = function()
+  j = j %% #ids + 1
+  return wrk.format("GET", "/v1/users/" .. ids[j] .. "/recommendations?n=10", headers)
+end
+"""
 
 
-def _payments(n: int, users: list[str], items: list[str], tag: str) -> list[dict]:
+def _payments(n: int, users: list[str], items: list[str], tag: str, known_every: int = 0) -> list[dict]:
+    """`n` one-line payments of new users, every `known_every`-th of a user of `users` instead
+    (0: none), so that a user of the bundle gets a few live purchases, as in a day of
+    notifications, and not hundreds."""
     paid = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
-    return [{"payment_id": f"bench-{tag}-{i}", "user_id": users[i % len(users)], "merchant_id": "m001",
+    return [{"payment_id": f"bench-{tag}-{i}",
+             "user_id": users[i % len(users)] if known_every and i % known_every == 0 else f"new-{tag}-{i}",
+             "merchant_id": "m001",
              "paid_at": paid, "status": "success", "currency": "EUR", "channel": "app", "promotion_id": None,
              "lines": [{"line_no": 1, "item_id": items[i % len(items)], "category": None, "quantity": 1,
                         "amount": "9.90"}]} for i in range(n)]
 
 
-def _pct(values: list[float], q: float) -> float:
+def _signed(secret: bytes, docs: list) -> list[tuple[str, bytes]]:
+    """(Behavior-Signature header, body) of each document, signed now."""
+    t = int(time.time())
+    out = []
+    for doc in docs:
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        out.append((signature_header(t, sign_hmac(secret, t, body)), body))
+    return out
+
+
+def _pct(values: list[float], q: int) -> float:
     return round(statistics.quantiles(values, n=100)[q - 1], 2) if len(values) >= 2 else float("nan")
 
 
-async def _notify(base: str, secret: bytes, docs: list, connections: int, duration_s: float) -> tuple[list, int, int]:
-    """POST `docs` (each a body document) round-robin from `connections` clients until the
-    time is up; (latencies in ms, requests answered 200, lines acknowledged)."""
+def _cpus() -> tuple[set[int], set[int]] | None:
+    """(the server's CPU, the load generator's CPUs) when there are two or more to split."""
+    have = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return ({have[0]}, set(have[1:])) if len(have) >= 2 else None
+
+
+def _inbox_lines(data_dir: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(inbox_path(data_dir)) as con:
+        return con.execute("SELECT count(*) FROM keys").fetchone()[0]
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds process `pid` has used so far (user and system, all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_mb(pid: int) -> float:
+    """The peak resident memory of process `pid` so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+# ------------------------------------------------------------------ wrk
+
+def _wrk(work: Path, name: str, script: str, base: str, connections: int, duration_s: float,
+         cpus: set[int] | None) -> subprocess.Popen:
+    path = work / f"{name}.lua"
+    path.write_text(script)
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s", "--latency",
+           "-s", str(path), base]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+
+
+def _wrk_result(proc: subprocess.Popen, duration_s: float, pool: Path | None = None) -> dict:
+    out, err = proc.communicate(timeout=duration_s + 120)
+    if pool is not None:
+        pool.unlink()   # up to a few hundred MB of signed bodies
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed: {err[-500:]}")
+    return parse_wrk(out)
+
+
+def _write_pool(work: Path, name: str, signed: list[tuple[str, bytes]]) -> Path:
+    path = work / f"{name}.txt"
+    with open(path, "wb") as fh:
+        for header, body in signed:
+            fh.write(header.encode() + b"\t" + body + b"\n")
+    return path
+
+
+def _wrk_single(work: Path, base: str, signed: list, key: str, users: list[str], duration_s: float,
+                connections: int, cpus: set[int] | None) -> tuple[dict, dict]:
+    pool = _write_pool(work, "single", signed)
+    (work / "users.txt").write_text("\n".join(users) + "\n")
+    gets = _wrk(work, "paced", _WRK_PACED % {"ids": work / "users.txt", "key": key, "rate": GET_RATE}, base,
+                GET_CONNECTIONS, duration_s, cpus)
+    posts = _wrk(work, "single", _WRK_POOL % {"pool": pool, "path": PATH, "sender": SENDER}, base,
+                 connections, duration_s, cpus)
+    return _wrk_result(posts, duration_s, pool), _wrk_result(gets, duration_s)
+
+
+def _wrk_batches(work: Path, base: str, signed: list, duration_s: float, cpus: set[int] | None) -> dict:
+    pool = _write_pool(work, "batches", signed)
+    return _wrk_result(_wrk(work, "batches", _WRK_POOL % {"pool": pool, "path": PATH, "sender": SENDER}, base,
+                            BATCH_CONNECTIONS, duration_s, cpus), duration_s, pool)
+
+
+# ------------------------------------------------------------------ the Python generator
+
+async def _post_all(base: str, signed: list, connections: int, duration_s: float) -> dict:
+    """POST the signed bodies in turn from `connections` clients until the time is up."""
     latencies: list[float] = []
-    ok = lines = 0
-    it = iter(docs)
+    errors = 0
+    it = iter(signed)
     deadline = time.perf_counter() + duration_s
 
     async def client() -> None:
-        nonlocal ok, lines
+        nonlocal errors
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
             while time.perf_counter() < deadline:
-                doc = next(it, None)
-                if doc is None:
+                item = next(it, None)
+                if item is None:
                     return
-                body = json.dumps(doc).encode()
-                t = int(time.time())
-                headers = {"Content-Type": "application/json", "Behavior-Sender": "bench",
-                           "Behavior-Signature": signature_header(t, sign_hmac(secret, t, body))}
+                header, body = item
                 t0 = time.perf_counter()
-                r = await c.post("/v1/notifications/payments", content=body, headers=headers)
+                r = await c.post(PATH, content=body, headers={"Content-Type": "application/json",
+                                                              "Behavior-Sender": SENDER, "Behavior-Signature": header})
                 latencies.append((time.perf_counter() - t0) * 1000)
-                if r.status_code == 200:
-                    ok += 1
-                    lines += r.json()["accepted"]
+                errors += r.status_code != 200
 
+    t0 = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(connections)))
-    return latencies, ok, lines
+    elapsed = time.perf_counter() - t0
+    return {"generator": "python", "requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99), "errors": errors}
 
 
-async def _paced_gets(base: str, key: str, users: list[str], rate: float, stop: asyncio.Event) -> list[float]:
+async def _paced_gets(base: str, key: str, users: list[str], stop: asyncio.Event) -> dict:
     latencies: list[float] = []
+    errors = 0
     async with httpx.AsyncClient(base_url=base, timeout=30, headers={"X-API-Key": key},
-                                 limits=httpx.Limits(max_connections=8)) as c:
+                                 limits=httpx.Limits(max_connections=GET_CONNECTIONS)) as c:
         i = 0
         start = time.perf_counter()
         pending = set()
 
         async def one(path: str) -> None:
+            nonlocal errors
             t0 = time.perf_counter()
-            await c.get(path)
+            r = await c.get(path)
             latencies.append((time.perf_counter() - t0) * 1000)
+            errors += r.status_code != 200
 
         while not stop.is_set():
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            await asyncio.sleep(max(0.0, start + i / GET_RATE - time.perf_counter()))
             task = asyncio.create_task(one(f"/v1/users/{users[i % len(users)]}/recommendations?n=10"))
             pending.add(task)
             task.add_done_callback(pending.discard)
             i += 1
         await asyncio.gather(*pending)
-    return latencies
+        elapsed = time.perf_counter() - start
+    return {"generator": "python", "requests": len(latencies), "requests_per_s": round(len(latencies) / elapsed, 1),
+            "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99), "errors": errors}
 
 
-async def _single_with_gets(base: str, secret: bytes, key: str, users: list[str], items: list[str],
-                            duration_s: float, connections: int) -> tuple[dict, dict]:
-    # made before the clock starts: building them blocks the loop for seconds, which the
-    # notifications' rate and the paced GETs' latencies would otherwise carry
-    docs = _payments(400_000, users, items, uuid.uuid4().hex[:8])
+async def _python_single(base: str, signed: list, key: str, users: list[str], duration_s: float,
+                         connections: int) -> tuple[dict, dict]:
     stop = asyncio.Event()
-    gets = asyncio.create_task(_paced_gets(base, key, users, 500.0, stop))
-    t0 = time.perf_counter()
-    lat, ok, _ = await _notify(base, secret, docs, connections, duration_s)
-    elapsed = time.perf_counter() - t0
+    gets = asyncio.create_task(_paced_gets(base, key, users, stop))
+    posts = await _post_all(base, signed, connections, duration_s)
     stop.set()
-    get_lat = await gets
-    single = {"bench": "notify: single payments", "connections": connections, "requests": ok,
-              "per_s": round(ok / elapsed, 1), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-              "target": SINGLE_TARGET[0]}
-    beside = {"bench": "GET recommendations beside", "connections": 8, "requests": len(get_lat),
-              "per_s": round(len(get_lat) / elapsed, 1), "p50_ms": _pct(get_lat, 50), "p99_ms": _pct(get_lat, 99),
-              "target": BESIDE_TARGET[0]}
-    single["met"], beside["met"] = SINGLE_TARGET[1](single), BESIDE_TARGET[1](beside)
-    return single, beside
+    return posts, await gets
+
+
+# ------------------------------------------------------------------ the benchmark
+
+def _warm_up(base: str, secret: bytes, key: str, users: list[str], items: list[str]) -> None:
+    """A few of each request first, so that first-call costs (imports, caches) are not measured."""
+    with httpx.Client(base_url=base, timeout=30) as c:
+        for header, body in _signed(secret, _payments(50, users, items, "warmup", KNOWN_EVERY)):
+            c.post(PATH, content=body, headers={"Content-Type": "application/json", "Behavior-Sender": SENDER,
+                                                "Behavior-Signature": header})
+        for user in users[:100]:
+            c.get(f"/v1/users/{user}/recommendations?n=10", headers={"X-API-Key": key})
+
+
+def _median_row(bench: str, runs: list[dict], target: tuple, connections: int, generator: str,
+                lines_per_request: int | None = None) -> dict:
+    row = {"bench": bench, "connections": connections, "generator": generator, "runs": len(runs),
+           "requests": int(statistics.median(r["requests"] for r in runs)),
+           "per_s": round(statistics.median(r["requests_per_s"] for r in runs), 1),
+           "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
+           "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
+           "errors": sum(r["errors"] for r in runs),
+           # the share of its CPU the server used: well under 1 with a target missed means the
+           # server was not what limited the run (the disk's fsync, or other processes on its CPU)
+           "server_cpu": round(statistics.median(r["server_cpu"] for r in runs), 2),
+           "each_per_s": [r["requests_per_s"] for r in runs], "each_p99_ms": [r["p99_ms"] for r in runs],
+           "target": target[0]}
+    if lines_per_request:
+        row["lines_per_s"] = round(row["per_s"] * lines_per_request, 1)
+    row["met"] = target[1](row) and row["errors"] == 0
+    return row
 
 
 def run_notify_bench(work: Path, duration_s: float = 10.0, connections: int = 32, users: int = 2000,
-                     progress: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """Make (or reuse) a data home with a bundle under `work`, serve it, and measure."""
+                     repeat: int = 3, progress: Callable[[str], None] = lambda _: None,
+                     generator: str | None = None) -> dict:
+    """Make (or reuse) a data home with a bundle under `work`, serve it, and measure each load
+    `repeat` times with `generator` ("wrk" or "python"; default: wrk if installed);
+    {"setup": how it ran, "rows": the medians against the targets}."""
     home = DataHome(work / "data")
     bundle = _ensure_bundle(home, users, progress)
     ids = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0).to_pylist()
     items = [f"i{i:05d}" for i in range(1, 200)]
     known = {s.name: s for s in read_senders(home.root)}
-    secret = known["bench"].secret if "bench" in known else bytes.fromhex(add_sender(home.root, "bench"))
+    secret = known[SENDER].secret if SENDER in known else bytes.fromhex(add_sender(home.root, SENDER))
     keys_file, key = _bench_key(work)
-    rows = []
-    with _server(home.root, keys_file, work / "server.log") as (base, _, _):
-        progress(f"single notifications from {connections} connections for {duration_s:g} s")
-        rows += list(asyncio.run(_single_with_gets(base, secret, key, ids, items, duration_s, connections)))
-        progress("batches of 1,000 lines from 4 connections")
-        batches = [_payments(1000, ids, items, f"{uuid.uuid4().hex[:8]}-{b}") for b in range(200)]
-        t0 = time.perf_counter()
-        lat, ok, lines = asyncio.run(_notify(base, secret, batches, 4, duration_s))
-        elapsed = time.perf_counter() - t0
-        batch = {"bench": "notify: batches of 1,000 lines", "connections": 4, "requests": ok,
-                 "lines_per_s": round(lines / elapsed, 1), "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99),
-                 "target": BATCH_TARGET[0]}
-        batch["met"] = BATCH_TARGET[1](batch)
-        rows.append(batch)
-    return rows
+    # the benchmark's own data home: its inbox starts empty at each invocation, so every run
+    # serves the same live state (the lines of earlier invocations would be live too)
+    shutil.rmtree(inbox_path(home.root).parent, ignore_errors=True)
+    cpus = _cpus()
+    server_cpus, load_cpus = cpus if cpus else (None, None)
+    use_wrk = shutil.which("wrk") is not None if generator is None else generator == "wrk"
+    if generator is None and not use_wrk:
+        progress(f"wrk not found: the Python load generator runs instead; {INSTALL_WRK}")
+    generator = "wrk" if use_wrk else "python (asyncio + httpx)"
+    setup = {"generator": generator, "pinned": cpus is not None,
+             "server_cpus": sorted(server_cpus) if cpus else None, "generator_cpus": sorted(load_cpus) if cpus else None,
+             "duration_s": duration_s, "repeat": repeat, "load_average_before": round(os.getloadavg()[0], 1)}
+    singles, beside, batches = [], [], []
+    own = os.sched_getaffinity(0) if cpus else None
+    with _server(home.root, keys_file, work / "server.log", cpus=server_cpus) as (base, _, pid):
+        if cpus and not use_wrk:
+            os.sched_setaffinity(0, load_cpus)   # the Python generator runs in this process
+        try:
+            _warm_up(base, secret, key, ids, items)
+            for run in range(repeat):
+                # letters only: an id with 13 or more digits may be a card number, which
+                # validation refuses
+                tag = uuid.uuid4().hex[:8].translate(str.maketrans("0123456789", "ghijklmnop"))
+                # the bodies are signed before the clock starts, with a fresh timestamp each run
+                progress(f"run {run + 1}/{repeat}: single notifications from {connections} connections "
+                         f"for {duration_s:g} s, GET recommendations at {GET_RATE:g}/s beside")
+                signed = _signed(secret, _payments(int(SINGLE_POOL_PER_S * duration_s), ids, items, tag, KNOWN_EVERY))
+                before = _inbox_lines(home.root) if inbox_path(home.root).exists() else 0
+                cpu = _cpu_s(pid)
+                if use_wrk:
+                    post, get = _wrk_single(work, base, signed, key, ids, duration_s, connections, load_cpus)
+                else:
+                    post, get = asyncio.run(_python_single(base, signed, key, ids, duration_s, connections))
+                if post["requests"] > len(signed):
+                    raise RuntimeError("the load generator ran out of distinct notifications; "
+                                       "raise SINGLE_POOL_PER_S")
+                post["stored"] = _inbox_lines(home.root) - before
+                post["server_cpu"] = get["server_cpu"] = (_cpu_s(pid) - cpu) / duration_s
+                singles.append(post)
+                beside.append(get)
+                progress(f"run {run + 1}/{repeat}: batches of {BATCH_LINES:,} lines from {BATCH_CONNECTIONS} connections")
+                signed = _signed(secret, [_payments(BATCH_LINES, ids, items, f"{tag}-{b}")
+                                          for b in range(int(BATCH_POOL_PER_S * duration_s))])
+                cpu = _cpu_s(pid)
+                if use_wrk:
+                    batch = _wrk_batches(work, base, signed, duration_s, load_cpus)
+                else:
+                    batch = asyncio.run(_post_all(base, signed, BATCH_CONNECTIONS, duration_s))
+                if batch["requests"] > len(signed):
+                    raise RuntimeError("the load generator ran out of distinct batches; raise BATCH_POOL_PER_S")
+                batch["server_cpu"] = (_cpu_s(pid) - cpu) / duration_s
+                batches.append(batch)
+        finally:
+            if own:
+                os.sched_setaffinity(0, own)
+        setup["server_peak_mb"] = _peak_mb(pid)
+        setup["load_average_after"] = round(os.getloadavg()[0], 1)
+    rows = [_median_row("notify: single payments", singles, SINGLE_TARGET, connections, generator),
+            _median_row("GET recommendations beside", beside, BESIDE_TARGET, GET_CONNECTIONS, generator),
+            _median_row(f"notify: batches of {BATCH_LINES:,} lines", batches, BATCH_TARGET, BATCH_CONNECTIONS,
+                        generator, BATCH_LINES)]
+    setup["stored_single"] = [r["stored"] for r in singles]
+    return {"setup": setup, "rows": rows}
 
 
-def format_notify_table(rows: list[dict]) -> str:
-    out = []
-    for r in rows:
+def format_notify_table(result: dict) -> str:
+    s = result["setup"]
+    where = (f"server bound to CPU {s['server_cpus'][0]}, load generator to CPU "
+             f"{','.join(map(str, s['generator_cpus']))}" if s["pinned"] else "server and load generator share the CPUs")
+    out = [f"load generator: {s['generator']}; {where}; one uvicorn worker; median of {s['repeat']} runs of "
+           f"{s['duration_s']:g} s; server peak memory {s['server_peak_mb']:,.0f} MB; load average "
+           f"{s['load_average_before']:g} before, {s['load_average_after']:g} after (the other processes on these CPUs)"]
+    if s["generator"] != "wrk":
+        out.append(INSTALL_WRK)
+    for r in result["rows"]:
         rate = f"{r['lines_per_s']:>10,.0f} lines/s" if "lines_per_s" in r else f"{r['per_s']:>10,.0f} req/s  "
         out.append(f"{r['bench']:<34} {rate}  p50 {r['p50_ms']:>7.1f} ms  p99 {r['p99_ms']:>7.1f} ms  "
-                   f"target {r['target']}: {'met' if r['met'] else 'NOT met'}")
+                   f"server CPU {r['server_cpu']:.0%}  errors {r['errors']}  target {r['target']}: {'met' if r['met'] else 'NOT met'}")
     return "\n".join(out)

@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 from behavior.errors import BehaviorError
 from pipelines.console import Console
 from pipelines.datahome import PRIVATE_UMASK, DataHome
+from pipelines.extras import require_extra
 
 
 def hoist_global_options(args: list[str], params: list) -> list[str]:
@@ -469,6 +470,10 @@ def demo(
     serve_with_live_loop(state.home, port, key, some_user, c.result)   # a few signed purchases, live
 
 
+# the suites that load a real server over HTTP (httpx: the `bench` extra)
+HTTP_SUITES = ("api", "notify", "scale")
+
+
 @app.command()
 def bench(
     suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify, scale, demo or accuracy (default: all but api, notify, scale, demo and accuracy).")] = None,
@@ -487,6 +492,8 @@ def bench(
     every served model against its baselines on synthetic and real data (`accuracy`)."""
     from pipelines.bench import SUITES, run_bench
 
+    if suite in HTTP_SUITES:
+        require_extra("httpx", "bench", f"`behavior bench {suite}`")
     if suite == "demo":
         from pipelines.bench_demo import DEMO_USERS, format_demo_table, run_demo_bench
 
@@ -511,8 +518,9 @@ def bench(
     if suite == "notify":
         from pipelines.bench_notify import format_notify_table, run_notify_bench
 
-        rows = run_notify_bench(out or state.home.root / "bench-notify", progress=state.console.progress)
-        state.console.result(json.dumps(rows, indent=2) if as_json else format_notify_table(rows))
+        result = run_notify_bench(out or state.home.root / "bench-notify", repeat=repeat,
+                                  progress=state.console.progress)
+        state.console.result(json.dumps(result, indent=2) if as_json else format_notify_table(result))
         return
     if suite == "api":
         from pipelines.bench_api import format_api_table, run_api_bench

@@ -18,6 +18,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from pydantic_core import to_json
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import FieldError, ProblemResponse, problem_response
 from behavior.notifications import MAX_PAYMENTS, NotificationError, parse_body
@@ -116,3 +117,24 @@ async def receive_payments(request: Request) -> Response:
     return Response(to_json({"code": SUCCESS, "msg": "Success", "accepted": receipt.accepted,
                              "duplicates": receipt.duplicates, "rejected": receipt.rejected}),
                     media_type="application/json")
+
+
+class NotificationLane:
+    """ASGI middleware that hands POST /v1/notifications/payments straight to
+    `receive_payments`, ahead of FastAPI's routing, dependency solving and response checks.
+
+    That machinery costs about as much CPU as checking and storing a one-payment notification
+    (docs/performance.md), and notifications are the API's busiest write. The route above
+    declares the operation (OpenAPI) with this same handler; the middlewares outside this one
+    (the catch-all 500 and the body limit, which leaves this path to the handler) still apply.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH:
+            response = await receive_payments(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

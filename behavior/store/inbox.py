@@ -87,6 +87,21 @@ def _micros(column: pa.ChunkedArray) -> list[int]:
     return column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
 
 
+def _insert_keys(con: sqlite3.Connection, keys: list[tuple[str, int]], received_at_us: int) -> list[int]:
+    """Record `keys` in `keys` (inside the caller's transaction); the positions of those known
+    already. One statement for all when none is known (the common case), else one per key."""
+    con.execute("SAVEPOINT new_keys")
+    before = con.total_changes
+    con.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)", [(p, n, received_at_us) for p, n in keys])
+    if con.total_changes - before == len(keys):
+        con.execute("RELEASE new_keys")
+        return []
+    con.execute("ROLLBACK TO new_keys")
+    con.execute("RELEASE new_keys")
+    return [i for i, (p, n) in enumerate(keys)
+            if con.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)", (p, n, received_at_us)).rowcount != 1]
+
+
 class Inbox:
     """The data home's inbox. One connection per thread (SQLite's rule); safe across processes."""
 
@@ -150,18 +165,14 @@ class Inbox:
         values = {n: accepted.column(n).to_pylist() for n in COLUMNS if n not in ("amount", "paid_at")}
         values["amount"] = [None if a is None else str(a) for a in accepted.column("amount").to_pylist()]
         values["paid_at"] = _micros(accepted.column("paid_at"))
+        keys = list(zip(values["payment_id"], values["line_no"]))
         con = self.connection()
-        dup_rows: list[int] = []
-        new = []
         con.execute("BEGIN IMMEDIATE")
         try:
-            for i in range(accepted.num_rows):
-                cur = con.execute("INSERT OR IGNORE INTO keys VALUES (?, ?, ?)",
-                                  (values["payment_id"][i], values["line_no"][i], received_at_us))
-                if cur.rowcount == 1:
-                    new.append(tuple(values[n][i] for n in COLUMNS) + (senders[i], received_at_us))
-                else:
-                    dup_rows.append(i)
+            dup_rows = _insert_keys(con, keys, received_at_us)
+            dups = set(dup_rows)
+            new = [row + (received_at_us,) for i, row in enumerate(zip(*(values[n] for n in COLUMNS), senders))
+                   if i not in dups]
             if new:
                 con.executemany(f"INSERT INTO lines ({', '.join(COLUMNS)}, sender, received_at) "
                                 f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})", new)

@@ -113,3 +113,38 @@ def test_an_inbox_file_whose_schema_is_not_written_yet_is_read_without_error(hom
     live = LiveState(home.root)
     live.refresh(None)                          # raised sqlite3.OperationalError before
     assert Inbox(home.root).lines_after(0) == []
+
+
+def test_a_look_copies_only_the_users_with_new_lines(tmp_path):
+    """Each look (every 0.1 s) makes new dicts for its readers; the users without new lines stay
+    in a dict that is not copied, so a look costs its new lines, not the whole live state."""
+    from datetime import datetime, timezone
+
+    import pyarrow as pa
+
+    from api.live import MERGE_AT, LiveState
+    from behavior.schema import PAYMENTS
+    from behavior.store.inbox import Inbox
+
+    def lines(users: list[str], tag: str) -> pa.Table:
+        paid = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        return pa.Table.from_pylist([
+            {"payment_id": f"{tag}-{u}", "line_no": 1, "user_id": u, "merchant_id": "m001", "item_id": "i1",
+             "category": None, "quantity": 1, "amount": None, "currency": "EUR", "paid_at": paid, "channel": "app",
+             "status": "success", "promotion_id": None} for u in users], schema=PAYMENTS.arrow_schema)
+
+    inbox = Inbox(tmp_path)
+    live = LiveState(tmp_path)
+    many = [f"u{i}" for i in range(MERGE_AT + 10)]
+    inbox.append(lines(many, "a"), [], "psp", 1)
+    live.refresh(None)
+    base, recent = live._view
+    assert len(base) == len(many) and not recent        # merged once `recent` grew past MERGE_AT
+    inbox.append(lines(["u1", "new"], "b"), [], "psp", 1)
+    live.refresh(None)
+    assert live._view[0] is base                         # not copied
+    assert [ln.payment_id for ln in live.lines("u1")] == ["a-u1", "b-u1"]
+    assert [ln.payment_id for ln in live.lines("new")] == ["b-new"]
+    assert [ln.payment_id for ln in base["u1"]] == ["a-u1"]   # what an earlier reader took is unchanged
+    everyone = live.all_lines()
+    assert len(everyone) == len(many) + 1 and len(everyone["u1"]) == 2 and len(everyone["u2"]) == 1

@@ -224,3 +224,47 @@ def test_concurrent_requests_are_stored_in_batches_with_the_answers_of_one_by_on
 
     assert len(inbox_rows(Home)) == 60
     assert sorted(r[7] for r in inbox_rows(Home, "rejected")) == ["psp", "psp"]
+
+
+def test_a_notification_is_served_ahead_of_fastapis_routing(client, home, secret):
+    """The busiest write skips FastAPI's routing and dependency solving (api.routes.notifications.
+    NotificationLane), which cost as much CPU as checking and storing a one-payment notification;
+    the operation is still documented, and the app's own middlewares still apply."""
+    import asyncio
+    import sys
+
+    import httpx
+
+    seen: set[str] = set()
+
+    def hook(frame, event, arg):
+        if event == "call":
+            seen.add(frame.f_code.co_filename)
+
+    async def send(body: bytes) -> httpx.Response:
+        # the app (started by `client`) called on this thread, where the hook sees every call
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url="http://t") as c:
+            sys.setprofile(hook)
+            try:
+                return await c.post(PATH, content=body, headers=signed("psp", body, secret=secret))
+            finally:
+                sys.setprofile(None)
+
+    body = encode(payment("p-lane"))
+    r = asyncio.run(send(body))
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    assert any(f.endswith("api/routes/notifications.py") for f in seen)
+    assert not any(f.replace("\\", "/").endswith(("fastapi/routing.py", "fastapi/dependencies/utils.py")) for f in seen)
+    assert "post" in client.get("/openapi.json").json()["paths"][PATH]
+
+
+def test_an_unexpected_error_in_a_notification_is_a_500_problem_with_an_incident(client, home, secret, monkeypatch):
+    async def broken(rows, sender):
+        raise RuntimeError("the disk is gone")
+
+    monkeypatch.setattr(client.app.state.receiver, "submit", broken)
+    body = encode(payment("p-500"))
+    r = post(client, body, signed("psp", body, secret=secret))
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "incident" in r.json()

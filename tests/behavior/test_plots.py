@@ -71,9 +71,11 @@ EFFECTIVENESS = {"p1": {"name": "Voucher", "target": "any", "status": "estimated
                         "n_control": 300, "conversion": {"lift": 0.05, "lift_ci": [0.01, 0.09]},
                         "revenue_per_user": {"lift": 2.0, "lift_ci": [-0.5, 4.5]}},
                  "p2": {"status": "cannot be estimated", "reason": "it has no assignments"}}
-UPLIFT = {"selected": "t_learner", "qini": 0.15,
-          "qini_curve_test": {"model": {"share": [0, 0.5, 1], "incremental": [0, 30, 40]},
-                              "purchase_probability": {"share": [0, 0.5, 1], "incremental": [0, 15, 40]}}}
+UPLIFT = {"qini": 0.15, "arms": {"p1": {
+    "target": "any", "chosen": "t_learner", "rows": {"train": 600, "valid": 200, "test": 200},
+    "test": {"t_learner": {"qini": 0.15, "uplift_at_30pct": 0.1}, "response": {"qini": 0.05, "uplift_at_30pct": 0.05}},
+    "qini_curve_test": {"chosen": {"share": [0, 0.5, 1], "incremental": [0, 30, 40]},
+                        "response": {"share": [0, 0.5, 1], "incremental": [0, 15, 40]}}}}}
 
 
 @functools.cache

@@ -31,6 +31,19 @@ def lift_table(effectiveness: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols).astype({c: float for c in cols[5:11]})
 
 
+def selection_table(uplift: dict | None) -> pd.DataFrame:
+    """One row per promotion arm and candidate of report `promotions.uplift`: promotion_id,
+    candidate, validation Qini with its 95% bootstrap interval, baseline, chosen, and the
+    held-out (test) Qini."""
+    up = uplift or {}
+    rows = [{"promotion_id": pid, "candidate": c["name"], "qini": c["value"], "low": c["low"], "high": c["high"],
+             "baseline": c["baseline"], "chosen": c["chosen"],
+             "test_qini": ((up.get("arms") or {}).get(pid, {}).get("test") or {}).get(c["name"], {}).get("qini")}
+            for pid, sel in (up.get("selection") or {}).items() for c in sel["candidates"]]
+    return pd.DataFrame(rows, columns=["promotion_id", "candidate", "qini", "low", "high", "baseline", "chosen",
+                                       "test_qini"])
+
+
 def _forest(ax, names: list[str], mid, low, high, color: str, scale: float = 1.0) -> None:
     y = np.arange(len(names))[::-1]
     mid, low, high = (np.asarray(a, float) * scale for a in (mid, low, high))
@@ -138,4 +151,4 @@ def plot_targeting_what_if(curve: pd.DataFrame, currency: str | None = None, tit
     return fig
 
 
-__all__ = ["lift_table", "plot_promotion_lift", "plot_qini", "plot_targeting_what_if"]
+__all__ = ["lift_table", "plot_promotion_lift", "plot_qini", "plot_targeting_what_if", "selection_table"]

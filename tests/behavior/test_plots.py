@@ -217,6 +217,19 @@ def test_lift_table_reads_the_report_shape():
     assert t.loc["p2", "status"] == "cannot be estimated" and np.isnan(t.loc["p2", "lift"])
 
 
+def test_selection_table_reads_each_arms_candidates_from_the_report():
+    from behavior.model_choice import choose, resamples, score_per_unit
+
+    idx = resamples(50, 20)
+    choice = choose("qini", [score_per_unit("random", np.zeros(50), idx, baseline=True),
+                             score_per_unit("t_learner", np.linspace(0, 1, 50), idx, simplicity=3)])
+    t = P.selection_table({**UPLIFT, "selection": {"p1": choice.report()}}).set_index("candidate")
+    assert list(t.index) == ["random", "t_learner"] and t.loc["t_learner", "chosen"]
+    assert t.loc["t_learner", "low"] <= t.loc["t_learner", "qini"] == 0.5 <= t.loc["t_learner", "high"]
+    assert t.loc["t_learner", "test_qini"] == 0.15 and np.isnan(t.loc["random", "test_qini"])
+    assert P.selection_table(None).empty
+
+
 def test_churn_reasons_fall_back_to_the_riskiest_quarter_when_nobody_reaches_the_threshold():
     p = profiles().assign(churn_probability=lambda f: f["churn_probability"] * 0.4)   # all below 50%
     fig = P.plot_churn_reasons(p)

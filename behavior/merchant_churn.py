@@ -9,24 +9,29 @@ Vocabulary (time unit: day, UTC):
   of a dormant or tiny merchant is not defined: null).
 - **Label**: an active merchant *churns* (1) when its successful payments in [c, c + H) are
   fewer than half of those in [c - H, c).
-- **Features at c**: its merchant profile at c (`behavior.merchant_profiles.merchant_profiles`
-  with as_of = c: nothing at or after c is read), in `FEATURES`; counts enter as log1p,
-  trends clipped to [-1, 5], missing values as 0 with a missing flag.
+- **Features at c** (`design_matrix`, from its merchant profile at c,
+  `behavior.merchant_profiles.merchant_profiles` with as_of = c: nothing at or after c is read):
+  the label's event as the Poisson probability that the next H days bring fewer than half of the
+  last H days' payments, once at the pace of the last 30 days (a fade shows there first) and
+  once at the last 90 days' (small merchants fall by noise alone); the silence, days since the
+  last payment x payments per day over the last 90 (expected payments missed); and the 90-day
+  trend.
 - **Cutoffs**: `behavior.churn.choose_cutoffs` (test cutoff as_of - H, training cutoffs every
   30 days back from test - H): no training label window overlaps the test one.
 
-Model: `MerchantRiskModel`, a standardised logistic regression with a strong L2 penalty
-(C = 0.05): merchants are few (hundreds of rows per cutoff, a handful of falls), and a linear
-model held close to zero is what such data supports.
+Model: `MerchantRiskModel`, a standardised logistic regression on those four inputs with an L2
+penalty (C = 0.1): merchants are few (hundreds of rows per cutoff, a handful of falls), and a
+small linear model on features shaped like the label is what such data supports.
 
 Baselines (`baseline_scores`, higher = riskier): `volume_trend` (minus the 90-day payments
 trend) and `recency` (days since the last payment). Each is turned into a probability by an
 isotonic fit on the training cutoffs, as in `behavior.churn`.
 
-Selection (`select`): on the test cutoff, the paired bootstrap (over merchants, `n_boot`
-resamples, seeded) of the ROC-AUC difference between the model and the best baseline. The
-model is chosen only when the lower end of the 95% interval is above 0; otherwise the best
-baseline is kept and its calibrated probability is the published risk.
+Selection (`select`, the rule of `behavior.model_choice`): on the test cutoff, every candidate's
+ROC-AUC on the same bootstrap resamples of the merchants (`n_boot`, seeded); the baselines are
+tried first, and the model is chosen only when no baseline's paired 95% interval of the
+difference to the best candidate reaches 0. A chosen baseline's calibrated probability is the
+published risk.
 
 Reasons (`risk_reasons`): for a risk >= `HIGH_RISK`, the signs in its profile that point to a
 fall, in words ("payments down 45% vs the previous 90 days", "no payment for 40 days", ...),
@@ -35,11 +40,11 @@ strongest first, at most three; a high risk with none of them says so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -48,6 +53,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from behavior.features import as_of_literal
+from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
 from behavior.sql_dialect import SqlEngine, as_engine
 
@@ -59,12 +65,7 @@ MIN_CLASS = 5            # examples of each class needed in training and in the 
 HIGH_RISK = 0.5
 N_BOOT = 500
 
-_COUNTS = ("payments_30d", "payments_90d", "payments_365d", "customers_30d", "customers_90d", "customers_365d",
-           "payments_prev_90d")
-_TRENDS = ("payments_trend_30d", "payments_trend_90d", "payments_trend_365d", "customers_trend_90d",
-           "revenue_trend_90d")
-_RATES = ("repeat_customer_rate", "retention_90d", "failure_rate", "refund_rate", "share_of_wallet")
-FEATURES = (*_COUNTS, *_TRENDS, *_RATES, "days_since_last_payment", "tenure_days")
+FEATURES = ("payments_30d", "payments_90d", "days_since_last_payment", "payments_trend_90d")
 BASELINES = ("volume_trend", "recency")
 
 
@@ -105,27 +106,30 @@ def add_tenure(profiles: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     return out
 
 
+def _log_p_fall(rate: np.ndarray, payments_90d: np.ndarray) -> np.ndarray:
+    """log P(N < FALL_SHARE x payments_90d) for N ~ Poisson(rate): the label's event if the next
+    H days ran at `rate` (floored at 0.1 so that a silent merchant is near-certain to fall)."""
+    below = np.ceil(FALL_SHARE * payments_90d) - 1          # N < x  <=>  N <= ceil(x) - 1
+    return np.log(np.maximum(poisson.cdf(below, np.maximum(rate, 0.1)), 1e-12))
+
+
 def design_matrix(frame: pd.DataFrame) -> np.ndarray:
-    """The model's inputs from profile columns: log1p counts and days, clipped trends, rates,
-    each missing value 0 plus a missing flag per column that can be missing."""
-    cols = []
-    for c in FEATURES:
-        v = frame[c].to_numpy(float) if c in frame else np.full(len(frame), np.nan)
-        if c in _TRENDS:
-            v = np.clip(v, -1.0, 5.0)
-        elif c in _COUNTS or c in ("days_since_last_payment", "tenure_days"):
-            v = np.log1p(np.maximum(v, 0.0))
-        miss = np.isnan(v)
-        cols.append(np.where(miss, 0.0, v))
-        if c in _TRENDS or c in _RATES:
-            cols.append(miss.astype(float))
-    return np.column_stack(cols)
+    """The model's inputs, from profile columns at the cutoff (see the module doc): the fall's
+    Poisson log-probability at the last 30 days' pace and at the last 90 days' pace, the silence
+    in expected payments missed, and the 90-day trend clipped to [-1, 5] (missing = no change)."""
+    col = {c: (frame[c].to_numpy(float) if c in frame else np.full(len(frame), np.nan)) for c in FEATURES}
+    p90 = np.nan_to_num(col["payments_90d"])
+    silence = np.nan_to_num(col["days_since_last_payment"]) * p90 / HORIZON_DAYS
+    return np.column_stack([_log_p_fall(3.0 * np.nan_to_num(col["payments_30d"]), p90),
+                            _log_p_fall(p90, p90),
+                            np.log1p(np.maximum(silence, 0.0)),
+                            np.clip(np.nan_to_num(col["payments_trend_90d"]), -1.0, 5.0)])
 
 
 class MerchantRiskModel(ClassifierMixin, BaseEstimator):
     """Standardised L2 logistic regression on `design_matrix` of profile frames."""
 
-    def __init__(self, C: float = 0.05) -> None:
+    def __init__(self, C: float = 0.1) -> None:
         self.C = C
 
     def fit(self, frame: pd.DataFrame, y) -> "MerchantRiskModel":
@@ -158,31 +162,59 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
     return roc_auc(y, s)   # scikit-learn's value; its input checks cost seconds over the bootstrap
 
 
-@dataclass(frozen=True)
-class Selection:
-    chosen: str                 # "model" or a baseline's name
-    best_baseline: str
-    auc: dict[str, float]       # model and each baseline, on the test cutoff
-    difference: float           # model AUC - best baseline AUC
-    ci95: tuple[float, float]   # paired bootstrap interval of the difference
-
-
-def select(y, model_score, baselines: dict[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0) -> Selection:
-    """The model when the 95% paired-bootstrap interval of its ROC-AUC advantage over the best
-    baseline lies above 0; else that baseline (see the module docstring)."""
+def select(y, model_score, baselines: dict[str, np.ndarray], n_boot: int = N_BOOT, seed: int = 0) -> Choice:
+    """`behavior.model_choice` on ROC-AUC over merchants: the baselines first (in the order
+    given), the model only when no simpler candidate's paired bootstrap interval of the
+    difference to the best reaches 0. Resamples holding one class only (no AUC) are left out."""
     y = np.asarray(y, int)
-    model_score = np.asarray(model_score, float)
-    auc = {"model": _auc(y, model_score), **{k: _auc(y, s) for k, s in baselines.items()}}
-    best = max(baselines, key=lambda k: auc[k])
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            diffs.append(_auc(y[i], model_score[i]) - _auc(y[i], baselines[best][i]))
-    lo, hi = (np.quantile(diffs, [0.025, 0.975]) if diffs else (np.nan, np.nan))
-    chosen = "model" if np.isfinite(lo) and lo > 0 else best
-    return Selection(chosen, best, auc, auc["model"] - auc[best], (float(lo), float(hi)))
+    idx = resamples(len(y), n_boot, seed)
+    positives = y[idx].sum(axis=1)
+    idx = idx[(positives > 0) & (positives < len(y))]
+
+    def scored(name: str, s, **kw) -> Scored:
+        s = np.asarray(s, float)
+        return score_metric(name, lambda rows: _auc(y, s) if rows is None else _auc(y[rows], s[rows]), idx, **kw)
+
+    candidates = [scored(name, s, baseline=True, simplicity=i) for i, (name, s) in enumerate(baselines.items())]
+    candidates.append(scored("model", model_score, simplicity=len(baselines)))
+    return choose("roc_auc", candidates)
+
+
+def model_gains(choice: Choice, level: float = 0.95) -> dict[str, dict]:
+    """The model's ROC-AUC minus each baseline's, with the paired bootstrap interval: what the
+    model beats and by how much, whether or not it is chosen."""
+    model = choice.get("model")
+    a = (1.0 - level) / 2
+    out = {}
+    for c in choice.candidates:
+        if c.baseline:
+            diff = model.replicates - c.replicates
+            out[c.name] = {"difference": round(model.value - c.value, 4),
+                           "low": round(float(np.quantile(diff, a)), 4), "high": round(float(np.quantile(diff, 1 - a)), 4)}
+    return out
+
+
+def selection_note(choice: Choice) -> str:
+    """The report's sentence on what is published: what the model beat and by how much, or the
+    baseline it did not beat beyond the uncertainty (ROC-AUC differences with 95% intervals)."""
+    rows = {c["name"]: c for c in choice.report()["candidates"]}
+    model = rows["model"]
+    baselines = [r for r in rows.values() if r["baseline"]]
+    best = max(baselines, key=lambda r: r["value"])
+    if choice.model_chosen:
+        lo, hi = (-v for v in reversed(best["gain_vs_chosen"]))
+        return (f"the model (ROC-AUC {model['value']:.3f}) beats the best baseline, {best['name']} "
+                f"({best['value']:.3f}), by {model['value'] - best['value']:+.3f} (95% interval {lo:+.3f} to "
+                f"{hi:+.3f}): the model's risk is published")
+    gains = model_gains(choice)
+    lo, hi = model["gain_vs_chosen"]
+    chosen = rows[choice.chosen]
+    beaten = [f"{name} ({g['difference']:+.3f}, 95% interval {g['low']:+.3f} to {g['high']:+.3f})"
+              for name, g in gains.items() if g["low"] > 0]
+    return (f"the model (ROC-AUC {model['value']:.3f}) does not beat the {choice.chosen} baseline "
+            f"({chosen['value']:.3f}) by more than its uncertainty (difference {model['value'] - chosen['value']:+.3f}, "
+            f"95% interval {lo:+.3f} to {hi:+.3f}): the calibrated {choice.chosen} baseline is published as the risk"
+            + (f"; it does beat {', '.join(beaten)}" if beaten else ""))
 
 
 def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK, top: int = 3) -> list[str | None]:
@@ -225,5 +257,6 @@ def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK,
 
 
 __all__ = ["BASELINES", "FALL_SHARE", "FEATURES", "HIGH_RISK", "HORIZON_DAYS", "MIN_CLASS", "MIN_MERCHANTS",
-           "MIN_VOLUME", "MerchantRiskModel", "Selection", "add_tenure", "baseline_scores", "design_matrix",
-           "fit_baseline_calibrators", "future_payments_sql", "label_merchants", "risk_reasons", "select"]
+           "MIN_VOLUME", "MerchantRiskModel", "add_tenure", "model_gains", "baseline_scores", "design_matrix",
+           "fit_baseline_calibrators", "future_payments_sql", "label_merchants", "risk_reasons", "select",
+           "selection_note"]

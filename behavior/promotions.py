@@ -70,7 +70,7 @@ def assignment_checks_sql(assignments: str, promotions: str, dialect: str | Dial
 def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = PRE_DAYS,
                  dialect: str | Dialect = "duckdb") -> str:
     """Per assigned user of every promotion in `windows` (promotion_id, starts_at, ends_at,
-    target): group, converted, revenue, redeemed, pre_spend, pre_converted.
+    target): group, assigned_at (the earliest), converted, revenue, redeemed, pre_spend, pre_converted.
 
     Users in both groups are left out (`assignment_checks_sql` reports them). Only payments in
     [starts_at - pre_days, ends_at) of assigned users are read; `ends_at` must already be cut
@@ -80,7 +80,7 @@ def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = 
     group = get_dialect(dialect).ident.format("group")
     return f"""
     WITH a AS (
-        SELECT promotion_id, user_id, min({group}) AS grp FROM {assignments}
+        SELECT promotion_id, user_id, min({group}) AS grp, min(assigned_at) AS assigned_at FROM {assignments}
         GROUP BY promotion_id, user_id HAVING count(DISTINCT {group}) = 1),
     aw AS (SELECT a.*, w.starts_at, w.ends_at, w.target FROM a JOIN {windows} w USING (promotion_id)),
     hits AS (
@@ -94,7 +94,7 @@ def outcomes_sql(payments: str, assignments: str, windows: str, pre_days: int = 
           ON x.user_id = aw.user_id AND x.status = 'success'
          AND x.paid_at >= aw.starts_at - INTERVAL {int(pre_days)} DAY AND x.paid_at < aw.ends_at
         GROUP BY aw.promotion_id, aw.user_id)
-    SELECT aw.promotion_id, aw.user_id, aw.grp AS {group},
+    SELECT aw.promotion_id, aw.user_id, aw.grp AS {group}, aw.assigned_at,
            coalesce(h.converted, FALSE) AS converted,
            coalesce(h.revenue, 0)::DOUBLE AS revenue,
            coalesce(h.redeemed, FALSE) AS redeemed,

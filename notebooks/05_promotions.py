@@ -42,6 +42,14 @@ P.lift_table(promotions.get("effectiveness"))[
 P.plot_promotion_lift(promotions.get("effectiveness"), demo.currency)
 
 # %% [markdown]
+# ## Which ranking each promotion arm serves
+# Per arm, every candidate from no targeting (`random`) to the DR-learner, with its validation
+# Qini and 95% bootstrap interval; the simplest candidate not beaten beyond its interval is chosen.
+
+# %%
+P.selection_table(promotions.get("uplift"))
+
+# %% [markdown]
 # ## Qini curve of the uplift model (held-out users)
 
 # %%

@@ -99,10 +99,11 @@ def key_figures(report: dict, customers: int | None) -> list[tuple[str, str]]:
         est = [p for p, e in eff.items() if e.get("status") == "estimated"]
         rows.append(("promotions estimated", f"{len(est)} of {len(eff)}"))
     up = pr.get("uplift") or {}
-    if up.get("qini") is not None:
-        base = ((up.get("baseline") or {}).get("purchase_probability") or {}).get("test", {}).get("qini")
-        rows.append((f"uplift model ({up.get('selected')}) held-out Qini",
-                     f"{up['qini']:.3f}" + (f" (purchase probability {base:.3f})" if base is not None else "")))
+    for pid, arm in (up.get("arms") or {}).items():
+        test, chosen = arm["test"], arm["chosen"]
+        base = test.get("response", {}).get("qini")
+        rows.append((f"uplift of {pid} ({chosen}) held-out Qini",
+                     f"{test[chosen]['qini']:.3f}" + (f" (response model {base:.3f})" if base is not None else "")))
     secs = sum(s.get("seconds", 0) for s in (report.get("stages") or {}).values())
     rows.append(("stages run", f"{len(report.get('stages') or {})} in {secs:,.1f} s"))
     return rows

@@ -95,11 +95,12 @@ def _promotions(section: dict) -> list[str]:
         else:
             lines.append(f"  promotion {pid}: {e.get('status')}: {e.get('reason')}")
     up = section.get("uplift", {})
-    if up.get("selected"):
-        base = up["baseline"]["purchase_probability"]["test"]["qini"]
-        lines.append(f"  uplift: {up['selected']}, held-out Qini {up['qini']:.3f} (purchase probability {base:.3f}), "
-                     f"uplift@30% {up['uplift_at_30pct']:+.1%}; targets {', '.join(up['trained_on'])}")
-    elif up.get("skipped"):
+    for pid, arm in (up.get("arms") or {}).items():
+        test, chosen = arm["test"], arm["chosen"]
+        base = f" (response model {test['response']['qini']:.3f})" if "response" in test else ""
+        lines.append(f"  uplift {pid} ({arm['target']}): {chosen}, held-out Qini {test[chosen]['qini']:.3f}{base}, "
+                     f"uplift@30% {test[chosen]['uplift_at_30pct']:+.1%}")
+    if up.get("skipped"):
         lines.append(f"  uplift: skipped: {up['skipped']}")
     return lines
 

@@ -1,4 +1,4 @@
-"""The user id of a per-user route, in either of its two forms.
+"""The user id of a per-user route, in either of its two forms (and the merchant id's check, `id_of`).
 
 Every per-user route has a path form (`/v1/users/{user_id}/profile`) and a query form
 (`/v1/users/profile?user_id=`). The path form takes any id that has no `.` or `..` segment
@@ -36,10 +36,16 @@ UserIdQuery = Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH, examp
                                    description=_DOC + " Any id, URL-encoded.")]
 
 
+def id_of(raw: str, field: str = "user_id") -> str:
+    """`raw` as stored (normalize_id); a 422 naming `field` if nothing is left."""
+    value = normalize_id(raw)
+    if not value:
+        what = field.removesuffix("_id")
+        raise ApiProblem(422, "validation", "Invalid request", f"the request is not valid: see errors ({field})",
+                         errors=[FieldError(field=field, message=f"a {what} id cannot be only whitespace")])
+    return value
+
+
 def user_id_of(raw: str) -> str:
     """`raw` as stored (normalize_id); a 422 naming user_id if nothing is left."""
-    user_id = normalize_id(raw)
-    if not user_id:
-        raise ApiProblem(422, "validation", "Invalid request", "the request is not valid: see errors (user_id)",
-                         errors=[FieldError(field="user_id", message="a user id cannot be only whitespace")])
-    return user_id
+    return id_of(raw, "user_id")

@@ -1,6 +1,11 @@
 """GET /v1/merchants/{merchant_id}, POST /v1/merchants/query (the segment query's filter, sort,
 cursor and CSV export over merchant profiles) and GET /v1/merchants/{merchant_id}/customers
-(the merchant's own audience, audited as an export)."""
+(the merchant's own audience, audited as an export).
+
+The two per-merchant routes also have a query form for any id, `/` included, as the users'
+routes do: GET /v1/merchants/profile?merchant_id= and GET /v1/merchants/customers?merchant_id=.
+They are matched before the path forms, so a merchant whose id is `profile` or `customers` is
+read with the query form."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from api.models import MerchantAudience, MerchantProfile, QueryResult, SegmentQu
 from api.problems import ApiProblem
 from api.query import compile_query, json_limit
 from api.routes._responses import AUTH, problems
+from api.routes._user_id import MAX_ID_LENGTH, id_of
 from api.routes.segments import csv_chunks, run_json, wants_csv
 
 router = APIRouter(prefix="/v1/merchants", tags=["merchants"])
@@ -26,7 +32,14 @@ QUERY_ENDPOINT = "POST /v1/merchants/query"
 AUDIENCE_ENDPOINT = "GET /v1/merchants/{merchant_id}/customers"
 MAX_AUDIENCE = 10_000
 
-MerchantId = Annotated[str, Path(min_length=1, max_length=200, description="The merchant's id.", examples=["m00017"])]
+MerchantId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, examples=["m00017"],
+                                  description="The merchant's id (surrounding whitespace is ignored). An id with "
+                                              "`/` needs the query form (`?merchant_id=`).")]
+MerchantIdQuery = Annotated[str, Query(min_length=1, max_length=MAX_ID_LENGTH, examples=["m00017"],
+                                       description="The merchant's id, any id, URL-encoded (surrounding "
+                                                   "whitespace is ignored).")]
+Audience = Annotated[Literal["loyal", "at_risk", "lapsed"], Query(description="Which audience.")]
+AudienceSize = Annotated[int, Query(ge=1, le=MAX_AUDIENCE, description="At most this many customers.")]
 
 
 def _merchants(bundle: Bundle) -> MerchantData:
@@ -46,11 +59,37 @@ def _known(data: MerchantData, merchant_id: str, bundle: Bundle) -> None:
                          f"no merchant {merchant_id!r} in bundle {bundle.version}")
 
 
-@router.get("/{merchant_id}", summary="One merchant's profile, with reasons for a high churn risk",
-            responses=problems(*AUTH, 404, 422, 503))
+_PROFILE = {"summary": "One merchant's profile, with reasons for a high churn risk",
+            "responses": problems(*AUTH, 404, 422, 503)}
+
+
+@router.get("/profile", **{**_PROFILE, "summary": _PROFILE["summary"] + " (any id, as a query parameter)"})
+async def get_merchant_by_query(merchant_id: MerchantIdQuery, caller: MerchantsCaller,
+                                bundle: BundleDep) -> MerchantProfile:
+    return _profile(bundle, id_of(merchant_id, "merchant_id"))
+
+
+_AUDIENCE = {"summary": "The merchant's own audience: its loyal, at-risk or lapsed customers (an audited export)",
+             "description": "For co-funded promotions. Opted-out and erased users never appear. Every call is "
+                            "written to the audit log. Needs merchants:read and merchants:export.",
+             "responses": problems(*AUTH, 404, 422, 503)}
+
+
+@router.get("/customers", **{**_AUDIENCE, "summary": _AUDIENCE["summary"] + " (any id, as a query parameter)"})
+async def merchant_customers_by_query(merchant_id: MerchantIdQuery, caller: MerchantsExportCaller,
+                                      bundle: BundleDep, state: StateDep, segment: Audience = "loyal",
+                                      n: AudienceSize = 100) -> MerchantAudience:
+    return await _audience(bundle, state, caller, id_of(merchant_id, "merchant_id"), segment, n,
+                           "GET /v1/merchants/customers")
+
+
+@router.get("/{merchant_id}", **_PROFILE)
 async def get_merchant(merchant_id: MerchantId, caller: MerchantsCaller, bundle: BundleDep) -> MerchantProfile:
+    return _profile(bundle, normalize_id(merchant_id))
+
+
+def _profile(bundle: Bundle, merchant_id: str) -> MerchantProfile:
     data = _merchants(bundle)
-    merchant_id = normalize_id(merchant_id)
     _known(data, merchant_id, bundle)
     row = data.row(merchant_id)
     reasons = row.get("churn_reasons")
@@ -97,21 +136,18 @@ async def query_merchants(
                              media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
-@router.get("/{merchant_id}/customers",
-            summary="The merchant's own audience: its loyal, at-risk or lapsed customers (an audited export)",
-            description="For co-funded promotions. Opted-out and erased users never appear. Every call is "
-                        "written to the audit log. Needs merchants:read and merchants:export.",
-            responses=problems(*AUTH, 404, 422, 503))
-async def merchant_customers(
-    merchant_id: MerchantId, caller: MerchantsExportCaller, bundle: BundleDep, state: StateDep,
-    segment: Annotated[Literal["loyal", "at_risk", "lapsed"], Query(description="Which audience.")] = "loyal",
-    n: Annotated[int, Query(ge=1, le=MAX_AUDIENCE, description="At most this many customers.")] = 100,
-) -> MerchantAudience:
+@router.get("/{merchant_id}/customers", **_AUDIENCE)
+async def merchant_customers(merchant_id: MerchantId, caller: MerchantsExportCaller, bundle: BundleDep,
+                             state: StateDep, segment: Audience = "loyal", n: AudienceSize = 100) -> MerchantAudience:
+    return await _audience(bundle, state, caller, normalize_id(merchant_id), segment, n, AUDIENCE_ENDPOINT)
+
+
+async def _audience(bundle: Bundle, state, caller, merchant_id: str, segment: str, n: int,
+                    endpoint: str) -> MerchantAudience:
     data = _merchants(bundle)
-    merchant_id = normalize_id(merchant_id)
     _known(data, merchant_id, bundle)
     rows = await run_in_threadpool(data.audience, merchant_id, segment, n, bundle.profiles.table, bundle.erased)
-    state.audit.write(key_id=caller.key_id, endpoint=AUDIENCE_ENDPOINT, rows=len(rows),
+    state.audit.write(key_id=caller.key_id, endpoint=endpoint, rows=len(rows),
                       bundle_version=bundle.version, format="json", completed=True, merchant_id=merchant_id,
                       segment=segment)
     return MerchantAudience(bundle_version=bundle.version, merchant_id=merchant_id, segment=segment,

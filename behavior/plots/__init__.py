@@ -9,7 +9,8 @@ recommend, promotions.
 
 from behavior.plots.payments import (plot_basket_sizes, plot_channel_mix, plot_failure_refund_rates,
                                      plot_monthly_volume, plot_top, plot_weekday_hour)
-from behavior.plots.promotions import lift_table, plot_promotion_lift, plot_qini, plot_targeting_what_if
+from behavior.plots.promotions import (lift_table, plot_promotion_lift, plot_qini, plot_targeting_what_if,
+                                      selection_table)
 from behavior.plots.recommend import (plot_coverage, plot_recommendation_examples, plot_recommender_metrics,
                                       recommendation_examples)
 from behavior.plots.retention import (churn_reason_counts, plot_calibration, plot_churn_reasons,
@@ -24,4 +25,4 @@ __all__ = ["churn_reason_counts", "lift_table", "plot_basket_sizes", "plot_calib
            "plot_promotion_lift", "plot_qini", "plot_recommendation_examples", "plot_recommender_metrics",
            "plot_retention_curves", "plot_rfm_distribution", "plot_segment_migration", "plot_segment_sizes",
            "plot_targeting_what_if", "plot_top", "plot_weekday_hour", "recommendation_examples",
-           "revenue_at_stake"]
+           "revenue_at_stake", "selection_table"]

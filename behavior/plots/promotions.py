@@ -1,7 +1,7 @@
 """Plots of promotions: lift with 95% intervals per promotion (report
-`promotions.effectiveness`), the held-out Qini curve (report
-`promotions.uplift.qini_curve_test`) and a targeting what-if over budgets (a frame from
-`behavior.targeting.budget_curve`)."""
+`promotions.effectiveness`), the held-out Qini curves of a promotion arm (report
+`promotions.uplift.arms.<promotion_id>.qini_curve_test`) and a targeting what-if over budgets
+(a frame from `behavior.targeting.budget_curve`)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,19 @@ def lift_table(effectiveness: dict | None) -> pd.DataFrame:
     cols = ["promotion_id", "name", "target", "status", "reason", "lift", "lift_low", "lift_high", "revenue_lift",
             "revenue_low", "revenue_high", "n_treatment", "n_control"]
     return pd.DataFrame(rows, columns=cols).astype({c: float for c in cols[5:11]})
+
+
+def selection_table(uplift: dict | None) -> pd.DataFrame:
+    """One row per promotion arm and candidate of report `promotions.uplift`: promotion_id,
+    candidate, validation Qini with its 95% bootstrap interval, baseline, chosen, and the
+    held-out (test) Qini."""
+    up = uplift or {}
+    rows = [{"promotion_id": pid, "candidate": c["name"], "qini": c["value"], "low": c["low"], "high": c["high"],
+             "baseline": c["baseline"], "chosen": c["chosen"],
+             "test_qini": ((up.get("arms") or {}).get(pid, {}).get("test") or {}).get(c["name"], {}).get("qini")}
+            for pid, sel in (up.get("selection") or {}).items() for c in sel["candidates"]]
+    return pd.DataFrame(rows, columns=["promotion_id", "candidate", "qini", "low", "high", "baseline", "chosen",
+                                       "test_qini"])
 
 
 def _forest(ax, names: list[str], mid, low, high, color: str, scale: float = 1.0) -> None:
@@ -74,27 +87,29 @@ def plot_promotion_lift(effectiveness: dict | None, currency: str | None = None)
 
 
 @styled
-def plot_qini(uplift: dict | None) -> Figure:
-    """Held-out Qini curves: incremental conversions captured by targeting the top share of
-    users by the uplift model and by purchase probability, against random targeting (the
-    straight line to the overall incremental conversions); report `promotions.uplift`."""
+def plot_qini(uplift: dict | None, promotion_id: str | None = None) -> Figure:
+    """Held-out Qini curves of one promotion arm (report `promotions.uplift.arms`; default: the
+    arm with the most test users): incremental conversions captured by targeting the top share
+    of users by the chosen candidate and by the response model (likeliest buyers under the
+    offer), against random targeting (the straight line to the overall incremental conversions)."""
     fig, ax = figure(8, 5.5)
-    label(ax, "Qini curve on the held-out users", "users targeted, highest score first (%)",
-          "incremental conversions (test users)")
-    curves = (uplift or {}).get("qini_curve_test") or {}
-    if not curves:
+    arms = (uplift or {}).get("arms") or {}
+    if not arms:
+        label(ax, "Qini curve on the held-out users", "users targeted, highest score first (%)",
+              "incremental conversions (test users)")
         empty(ax, (uplift or {}).get("skipped") or "no uplift model in the report")
         return fig
-    names = {"model": f"uplift model ({(uplift or {}).get('selected', 'selected')})",
-             "purchase_probability": "purchase probability (likeliest buyers first)"}
-    qini = {"model": (uplift or {}).get("qini"),
-            "purchase_probability": (((uplift or {}).get("baseline") or {}).get("purchase_probability") or {})
-            .get("test", {}).get("qini")}
+    pid = promotion_id if promotion_id is not None else max(arms, key=lambda p: arms[p]["rows"]["test"])
+    arm = arms[pid]
+    label(ax, f"Qini curve on the held-out users of {pid} (target {arm['target']})",
+          "users targeted, highest score first (%)", "incremental conversions (test users)")
+    names = {"chosen": f"chosen: {arm['chosen']}", "response": "response model (likeliest buyers first)"}
+    qini = {"chosen": arm["test"][arm["chosen"]]["qini"], "response": arm["test"].get("response", {}).get("qini")}
     end = None
-    for i, (key, c) in enumerate(curves.items()):
+    for i, (key, c) in enumerate(arm["qini_curve_test"].items()):
         share, inc = np.asarray(c["share"], float), np.asarray(c["incremental"], float)
         q = qini.get(key)
-        ax.plot(share * 100, inc, color=PALETTE[i], lw=2.2 if key == "model" else 1.4,
+        ax.plot(share * 100, inc, color=PALETTE[i], lw=2.2 if key == "chosen" else 1.4,
                 label=names.get(key, key) + (f", Qini {q:.3f}" if q is not None else ""))
         end = inc[-1] if end is None else end
     if end is not None:
@@ -136,4 +151,4 @@ def plot_targeting_what_if(curve: pd.DataFrame, currency: str | None = None, tit
     return fig
 
 
-__all__ = ["lift_table", "plot_promotion_lift", "plot_qini", "plot_targeting_what_if"]
+__all__ = ["lift_table", "plot_promotion_lift", "plot_qini", "plot_targeting_what_if", "selection_table"]

@@ -156,7 +156,7 @@ class ChurnConfig(_Section):
 class PromotionsConfig(_Section):
     section = "promotions"
     pre_days: int = setting(90, "the pre-period before a promotion's start (CUPED covariates)", above=0)
-    min_train_per_group: int = setting(200, "training users per group (treatment, control) below which no "
+    min_train_per_group: int = setting(100, "training users per group (treatment, control) below which no "
                                             "uplift model is trained", above=0)
     seed: int = setting(0, "seed of the train / validation / test split of users and of the uplift models",
                         minimum=0)

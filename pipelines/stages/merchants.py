@@ -17,9 +17,9 @@ Audiences (`behavior/merchant_audience.py`): merchant_customers.parquet, one row
 
 Report: `merchants` = {merchants, audiences: {<audience>: rows}, counts: {<merchant segment>: n} (every segment, zero where
 empty, in `MERCHANT_SEGMENTS` order), churn: {horizon_days, definition, cutoffs: {train, test},
-train_rows, test_rows, test (the model's metrics), baselines: {<name>: metrics}, selection:
-{chosen, best_baseline, roc_auc: {model, <baseline>...}, difference, ci95}, scored, high_risk,
-notes, [skipped]}}.
+train_rows, test_rows, test (the model's metrics), baselines: {<name>: metrics}, selection
+(`behavior.model_choice.Choice.report()` on ROC-AUC), model_vs_baselines: {<name>: {difference, low,
+high}}, scored, high_risk, notes, [skipped]}}.
 """
 
 from __future__ import annotations
@@ -91,22 +91,14 @@ def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> t
     section["test"] = _round(churn_metrics(y, p))
     section["baselines"] = {k: _round(churn_metrics(y, s, calibrators[k].predict(s))) for k, s in scores.items()}
     sel = MC.select(y, p, scores)
-    section["selection"] = {"chosen": sel.chosen, "best_baseline": sel.best_baseline,
-                            "roc_auc": _round(sel.auc), "difference": round(sel.difference, 6),
-                            "ci95": [round(v, 6) for v in sel.ci95]}
-    span = f"{sel.difference:+.3f} (95% interval {sel.ci95[0]:+.3f} to {sel.ci95[1]:+.3f})"
-    if sel.chosen == "model":
-        section["notes"].append(f"the model beats the best baseline ({sel.best_baseline}) on ROC-AUC by {span}: "
-                                "the model's risk is published")
-    else:
-        section["notes"].append(f"the model does not beat the {sel.best_baseline} baseline by more than its "
-                                f"uncertainty (ROC-AUC difference {span}): the calibrated {sel.best_baseline} "
-                                "baseline is published as the risk")
+    section["selection"] = sel.report()
+    section["model_vs_baselines"] = MC.model_gains(sel)
+    section["notes"].append(MC.selection_note(sel))
 
     labelled = pd.concat([train, test], ignore_index=True)
     active = (now["payments_90d"] >= MC.MIN_VOLUME).to_numpy()
     scored = MC.add_tenure(now.loc[active], ctx.as_of)
-    if sel.chosen == "model":
+    if sel.model_chosen:
         risk[active] = MC.MerchantRiskModel().fit(labelled, labelled["churned"]).predict_proba(scored)[:, 1]
     else:
         calibrator = MC.fit_baseline_calibrators(labelled)[sel.chosen]

@@ -11,10 +11,12 @@ measured after the start would be moved by the promotion itself).
 Parameters: the `[promotions]` section of the configuration (`ctx.config.promotions`,
 docs/configuration.md).
 
-Uplift (behavior/uplift_training.py): trained on the estimated promotions' assigned users
-with their features at each promotion's start; held-out figures in `promotions.uplift`.
-The model scores every customer at as_of for each target that had a randomized promotion
-(its category, or "any"): `uplift_scores.parquet` (user_id, target, uplift, p_redeem).
+Uplift (behavior/uplift_training.py, behavior/uplift_selection.py): per estimated promotion
+(arm), candidates from no targeting to a doubly robust learner on its assigned users' features
+and cells at its start, the simplest not beaten by validation Qini beyond its bootstrap interval
+(`promotions.uplift.selection.<promotion_id>`, held-out figures in `promotions.uplift.arms`). The
+latest arm of each target (its category, or "any") scores every customer at as_of:
+`uplift_scores.parquet` (user_id, target, uplift, p_redeem).
 
 Also published for targeting: `category_affinity.parquet` (user_id, category, share of
 successful lines before as_of) for the fallback rule, `item_categories.parquet` (item_id,
@@ -38,11 +40,10 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
-from behavior.errors import InputError
 from behavior.features import as_of_literal, user_features_at
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
-from behavior.uplift_training import model_matrix, predict_p_redeem, split_users, train_and_evaluate
+from behavior.uplift_training import cell_of, model_matrix, train_arms
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
                     ("p_redeem", pa.float64())])
@@ -188,10 +189,13 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
                 continue
             f = o[["user_id"]].merge(feats, on="user_id", how="left")
             category = _target_category(engine, p["target"])
-            X = model_matrix(f, _affinity_at(engine, start, category, o["user_id"]), category == "any")
+            affinity = _affinity_at(engine, start, category, o["user_id"])
+            X = model_matrix(f, affinity, category == "any")
             X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
             X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
             X["_treated"] = (o["group"] == "treatment").to_numpy()
+            X["_cell"] = cell_of(o["user_id"].map(seg), affinity, category == "any")
+            X["_starts_at"], X["_assigned_at"] = p["starts_at"], o["assigned_at"].to_numpy()
             rows.append(X)
     return rows
 
@@ -203,41 +207,25 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict, affinity_now: pa.Table
         section["notes"].append(up["skipped"] + "; targeting uses the fallback rule")
         return _empty_scores()
     data = pd.concat(rows, ignore_index=True)
-    meta = data[[c for c in data.columns if c.startswith("_")]]
-    X = data.drop(columns=meta.columns)
-    # a feature no training row has (the spend features of a lake without amounts) tells the
-    # model nothing, and the boosters' binning fails on a column of only NaN
-    X = X.loc[:, X.notna().any()]
-    t = meta["_treated"].to_numpy()
+    meta_cols = [c for c in data.columns if c.startswith("_")]
     cfg = ctx.config.promotions
-    split = split_users(meta["_user_id"], seed=cfg.seed)
-    small = min(int((t & (split == "train")).sum()), int((~t & (split == "train")).sum()))
-    if small < cfg.min_train_per_group:
-        up["skipped"] = (f"only {small} training users in a group (at least {cfg.min_train_per_group} needed): "
-                         "no uplift model; targeting uses the fallback rule")
-        section["notes"].append(up["skipped"])
-        return _empty_scores()
-    try:
-        report, models = train_and_evaluate(X, meta["_converted"].to_numpy(), t, meta["_redeemed"].to_numpy(), split,
-                                            groups=meta["_promotion_id"].to_numpy(), seed=cfg.seed)
-    except InputError as exc:
-        up["skipped"] = f"no uplift model: {exc}"
-        section["notes"].append(up["skipped"])
-        return _empty_scores()
+    report, served = train_arms(data.drop(columns=meta_cols), data[meta_cols].rename(columns=lambda c: c[1:]),
+                                seed=cfg.seed, min_train_per_group=cfg.min_train_per_group)
+    section["notes"].extend(report.pop("notes"))
     up.update(report)
-    up["trained_on"] = sorted({str(v) for v in meta["_target"]})
-    base = report["baseline"]["purchase_probability"]["test"]["qini"]
-    if report["qini"] <= base:
-        section["notes"].append(f"the uplift model's held-out Qini ({report['qini']:.3f}) does not beat ranking by "
-                                f"purchase probability ({base:.3f})")
+    if not served:
+        up["skipped"] = "no promotion arm could train an uplift model (see the notes): targeting uses the fallback rule"
+        section["notes"].append(up["skipped"])
+        return _empty_scores()
     feats = ctx.outputs["features"].to_pandas()
+    segments_now = feats["user_id"].map(_segments_at(feats))
     out = []
-    for category in up["trained_on"]:
-        Xn = model_matrix(feats, _affinity_now(affinity_now, category, feats["user_id"]), category == "any")
-        Xn = Xn[X.columns]
-        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": category,
-                                 "uplift": models["uplift"].predict(Xn), "p_redeem": predict_p_redeem(models, Xn)}))
-    scores = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=SCHEMA.names)
-    table = pa.Table.from_pandas(scores, schema=SCHEMA, preserve_index=False)
+    for target, s in served.items():
+        affinity = _affinity_now(affinity_now, target, feats["user_id"])
+        Xn = model_matrix(feats, affinity, target == "any")[list(s.columns)]
+        cells = cell_of(segments_now, affinity, target == "any")
+        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": target,
+                                 "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)}))
+    table = pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=SCHEMA, preserve_index=False)
     ctx.bundle["uplift_scores.parquet"] = table
     return table

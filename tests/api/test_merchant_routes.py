@@ -181,3 +181,46 @@ def test_a_bundle_without_merchants_answers_503(client, home, merchants):
     assert "v-nomerchants has no merchant profiles" in p["detail"]
     assert_problem(query(client, home, {}), 503)
     assert client.get("/v1/segments", headers=home.headers("segments")).status_code == 200
+
+
+def _rename_merchant(t: pa.Table, old: str, new: str) -> pa.Table:
+    i = t.column_names.index("merchant_id")
+    ids = pc.if_else(pc.equal(t.column(i), old), new, t.column(i))
+    return t.set_column(i, t.schema.field(i), ids)
+
+
+def test_any_merchant_id_has_a_query_form(client, home, audience):
+    """An id with `/` (or `?`, `#`, `%`, spaces) has no path form: the query form reads it."""
+    mid = busiest(audience, "lapsed")
+    url = f"/v1/merchants/{mid}/customers?segment=lapsed&n=10000"
+    want = client.get(url, headers=home.headers("mexport")).json()["customers"]
+    odd = "shop/Paris ?#%1"
+    folder = clone_bundle(home.bundles, home.active(), "v-slash")
+    for name in ("merchants.parquet", "merchant_customers.parquet"):
+        pq.write_table(_rename_merchant(pq.read_table(folder / name), mid, odd), folder / name)
+    write_manifest(folder, json.loads((folder / "manifest.json").read_text()))
+    point_current(home, "v-slash")
+    assert client.post("/v1/admin/reload", headers=home.headers("admin")).status_code == 200
+
+    r = client.get("/v1/merchants/profile", params={"merchant_id": f" {odd}\t"}, headers=home.headers("merchants"))
+    assert r.status_code == 200, r.text
+    assert r.json()["merchant_id"] == odd
+    r = client.get("/v1/merchants/customers", params={"merchant_id": odd, "segment": "lapsed", "n": 10000},
+                   headers=home.headers("mexport"))
+    assert r.status_code == 200, r.text
+    assert r.json()["merchant_id"] == odd and r.json()["customers"] == want
+    entry = home.audit()[-1]
+    assert entry["endpoint"] == "GET /v1/merchants/customers" and entry["merchant_id"] == odd
+    assert entry["rows"] == len(want)
+
+    assert_problem(client.get("/v1/merchants/profile", params={"merchant_id": odd}), 401)
+    assert_problem(client.get("/v1/merchants/customers", params={"merchant_id": odd},
+                              headers=home.headers("merchants")), 403)
+    assert_problem(client.get("/v1/merchants/profile", params={"merchant_id": "shop/none"},
+                              headers=home.headers("merchants")), 404)
+    for path in ("/v1/merchants/profile", "/v1/merchants/customers"):
+        p = assert_problem(client.get(path, params={"merchant_id": " \t"}, headers=home.headers("mexport")), 422)
+        assert [e["field"] for e in p["errors"]] == ["merchant_id"]
+        assert_problem(client.get(path, headers=home.headers("mexport")), 422)
+    assert_problem(client.get("/v1/merchants/customers", params={"merchant_id": odd, "segment": "champions"},
+                              headers=home.headers("mexport")), 422)

@@ -20,7 +20,7 @@ def test_api_conforms_to_its_schema(home):
     headers = {"X-API-Key": create_key(home.root / "api_keys.json", "fuzz", [s for s in SCOPES if s != "admin"])}
     known = {"user_id": "u0000001", "item_id": "i000001", "promotion_id": "promo001", "merchant_id": "m00001"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 22
+    assert len(operations) == 24
     for operation in operations:
         strategies = [operation.as_strategy()]
         if operation.path_parameters or operation.query or operation.body:  # something to get wrong
@@ -28,8 +28,9 @@ def test_api_conforms_to_its_schema(home):
         ids = {name: value for name, value in known.items() if "{" + name + "}" in operation.path}
         if ids and operation.method.upper() == "GET":  # also the ids the bundle knows, for 200 answers
             strategies.append(operation.as_strategy(path_parameters=ids))
-        if operation.query and "user_id" in operation.query and operation.method.upper() == "GET":
-            strategies.append(operation.as_strategy(query={"user_id": known["user_id"]}))
+        for name in ("user_id", "merchant_id"):   # the query forms of the per-user and per-merchant routes
+            if operation.query and name in operation.query and operation.method.upper() == "GET":
+                strategies.append(operation.as_strategy(query={name: known[name]}))
         for strategy in strategies:
             @given(case=strategy)
             @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
@@ -70,6 +71,9 @@ def test_schema_documents_problems_and_security(home):
     assert "with `behavior serve --workers N` a key may make up to N times its rate" in doc["info"]["description"]
     assert paths["/v1/merchants/{merchant_id}"]["get"]["security"] == [{"APIKeyHeader": ["merchants:read"]}]
     assert paths["/v1/merchants/{merchant_id}/customers"]["get"]["security"] == [
+        {"APIKeyHeader": ["merchants:read", "merchants:export"]}]
+    assert paths["/v1/merchants/profile"]["get"]["security"] == [{"APIKeyHeader": ["merchants:read"]}]
+    assert paths["/v1/merchants/customers"]["get"]["security"] == [
         {"APIKeyHeader": ["merchants:read", "merchants:export"]}]
     query = paths["/v1/segments/query"]["post"]
     assert set(query["responses"]["200"]["content"]) == {"application/json", "text/csv"}

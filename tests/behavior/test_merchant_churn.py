@@ -49,12 +49,18 @@ def test_selection_keeps_the_baseline_unless_the_model_is_clearly_better():
     noise = rng.random(400)
     good = y + 0.3 * rng.random(400)                     # separates the classes
     sel = MC.select(y, good, {"volume_trend": noise, "recency": rng.random(400)})
-    assert sel.chosen == "model" and sel.ci95[0] > 0 and sel.difference > 0.3
+    rows = {c["name"]: c for c in sel.report()["candidates"]}
+    assert sel.chosen == "model" and sel.model_chosen and rows["model"]["value"] - rows["volume_trend"]["value"] > 0.3
+    assert rows["volume_trend"]["gain_vs_chosen"][1] < 0 and rows["recency"]["gain_vs_chosen"][1] < 0
+    assert "beats the best baseline" in MC.selection_note(sel)
     same = MC.select(y, noise, {"volume_trend": noise})  # no better than the baseline
-    assert same.chosen == "volume_trend" and same.difference == pytest.approx(0.0)
+    assert same.chosen == "volume_trend" and not same.model_chosen
     slight = MC.select(y, good, {"volume_trend": good + 0.01 * rng.random(400)})
     assert slight.chosen == "volume_trend"                # inside its uncertainty
-    assert slight.ci95[0] <= slight.difference <= slight.ci95[1]
+    lo, hi = {c["name"]: c for c in slight.report()["candidates"]}["model"]["gain_vs_chosen"]
+    assert lo <= 0 <= hi
+    assert "does not beat the volume_trend baseline" in MC.selection_note(slight)
+    assert slight.report()["metric"] == "roc_auc" and slight.report()["n_boot"] <= MC.N_BOOT
 
 
 def test_model_learns_a_falling_volume_and_follows_sklearn_conventions():
@@ -72,6 +78,19 @@ def test_model_learns_a_falling_volume_and_follows_sklearn_conventions():
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         MC.MerchantRiskModel().predict_proba(frame)
+
+
+def test_features_carry_the_fall_a_fade_and_a_silence_point_to():
+    frame = pd.DataFrame({"payments_30d": [30.0, 0.0, 4.0], "payments_90d": [90.0, 90.0, 12.0],
+                          "days_since_last_payment": [1.0, 40.0, 3.0], "payments_trend_90d": [0.0, -0.2, np.nan]})
+    X = MC.design_matrix(frame)
+    steady, faded, small = X
+    # P(Poisson(90) < 45) is ~1e-7 (log ~ -16); at a 30-day pace of 0 the fall is certain (log 0)
+    assert steady[0] < -12 and faded[0] == pytest.approx(0.0, abs=1e-9)
+    assert steady[1] == pytest.approx(faded[1])
+    assert steady[1] < small[1] < 0                                     # a small merchant falls by noise alone
+    assert faded[2] == pytest.approx(np.log1p(40.0)) and steady[2] == pytest.approx(np.log1p(1.0))
+    assert small[3] == 0.0 and faded[3] == -0.2
 
 
 def test_reasons_say_in_words_why_the_risk_is_high():

@@ -71,9 +71,11 @@ EFFECTIVENESS = {"p1": {"name": "Voucher", "target": "any", "status": "estimated
                         "n_control": 300, "conversion": {"lift": 0.05, "lift_ci": [0.01, 0.09]},
                         "revenue_per_user": {"lift": 2.0, "lift_ci": [-0.5, 4.5]}},
                  "p2": {"status": "cannot be estimated", "reason": "it has no assignments"}}
-UPLIFT = {"selected": "t_learner", "qini": 0.15,
-          "qini_curve_test": {"model": {"share": [0, 0.5, 1], "incremental": [0, 30, 40]},
-                              "purchase_probability": {"share": [0, 0.5, 1], "incremental": [0, 15, 40]}}}
+UPLIFT = {"qini": 0.15, "arms": {"p1": {
+    "target": "any", "chosen": "t_learner", "rows": {"train": 600, "valid": 200, "test": 200},
+    "test": {"t_learner": {"qini": 0.15, "uplift_at_30pct": 0.1}, "response": {"qini": 0.05, "uplift_at_30pct": 0.05}},
+    "qini_curve_test": {"chosen": {"share": [0, 0.5, 1], "incremental": [0, 30, 40]},
+                        "response": {"share": [0, 0.5, 1], "incremental": [0, 15, 40]}}}}}
 
 
 @functools.cache
@@ -213,6 +215,19 @@ def test_lift_table_reads_the_report_shape():
     t = P.lift_table(EFFECTIVENESS).set_index("promotion_id")
     assert t.loc["p1", "lift_low"] == 0.01 and t.loc["p1", "revenue_high"] == 4.5
     assert t.loc["p2", "status"] == "cannot be estimated" and np.isnan(t.loc["p2", "lift"])
+
+
+def test_selection_table_reads_each_arms_candidates_from_the_report():
+    from behavior.model_choice import choose, resamples, score_per_unit
+
+    idx = resamples(50, 20)
+    choice = choose("qini", [score_per_unit("random", np.zeros(50), idx, baseline=True),
+                             score_per_unit("t_learner", np.linspace(0, 1, 50), idx, simplicity=3)])
+    t = P.selection_table({**UPLIFT, "selection": {"p1": choice.report()}}).set_index("candidate")
+    assert list(t.index) == ["random", "t_learner"] and t.loc["t_learner", "chosen"]
+    assert t.loc["t_learner", "low"] <= t.loc["t_learner", "qini"] == 0.5 <= t.loc["t_learner", "high"]
+    assert t.loc["t_learner", "test_qini"] == 0.15 and np.isnan(t.loc["random", "test_qini"])
+    assert P.selection_table(None).empty
 
 
 def test_churn_reasons_fall_back_to_the_riskiest_quarter_when_nobody_reaches_the_threshold():

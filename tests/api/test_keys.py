@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from api.keys import SCOPES, KeyFileError, create_key, list_keys, load_keyring, revoke_key
+from api.keys import load_keyring
+from behavior.store.keys import SCOPES, KeyFileError, create_key, list_keys, revoke_key
 from api.settings import Settings, SettingsError
 
 

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from behavior.btyd import BetaGeoFitter, ConvergenceError, GammaGammaFitter, ModifiedBetaGeoFitter
 from behavior.features import as_of_literal, btyd_summary
+from pipelines.stage import StageResult
 
 BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
@@ -81,7 +82,7 @@ def _fallback(customers: int, population_mean: float) -> dict:
                     "(spend_fallback = true)"}
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     cfg = ctx.config.loyalty
     f = ctx.outputs["features"].select(["user_id", "frequency", "recency", "T", "monetary_value"]).to_pandas()
     # T = 0: first purchase on the as_of day itself (an as_of during the day); nothing to fit.
@@ -98,8 +99,7 @@ def run(ctx) -> pa.Table:
     except (ConvergenceError, ValueError) as exc:
         section["bgnbd"] = {"error": str(exc)}
         section["holdout"] = {"skipped": "the model could not be fitted on the full history either"}
-        ctx.report["loyalty"] = section
-        return pa.Table.from_pandas(out, preserve_index=False)
+        return StageResult(pa.Table.from_pandas(out, preserve_index=False), report=section)
     freq, rec, T = (f[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     section["bgnbd"] = {"params": bg.params_, "log_likelihood": bg.log_likelihood_,
                         "standard_errors": bg.standard_errors_, "customers": int(fit_rows.sum())}
@@ -128,5 +128,4 @@ def run(ctx) -> pa.Table:
         except (ConvergenceError, ValueError) as exc:
             section["gamma_gamma"] = {"error": str(exc)}
     section["holdout"] = _holdout(ctx, cfg)
-    ctx.report["loyalty"] = section
-    return pa.Table.from_pandas(out, preserve_index=False)
+    return StageResult(pa.Table.from_pandas(out, preserve_index=False), report=section)

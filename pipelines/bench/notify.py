@@ -25,8 +25,9 @@ import httpx
 import pyarrow.parquet as pq
 
 from behavior.store.senders import add_sender, read_senders, sign_hmac, signature_header
-from pipelines.bench_api import _bench_key, _ensure_bundle, _server
-from pipelines.datahome import DataHome
+from pipelines.bench.server import bench_key, ensure_bundle, server
+from behavior.store.bundle import PROFILES
+from behavior.store.datahome import DataHome
 
 SINGLE_TARGET = (">= 2,000 notifications/s, p99 < 50 ms", lambda r: r["per_s"] >= 2000 and r["p99_ms"] < 50)
 BESIDE_TARGET = ("p99 < 25 ms at 500 req/s", lambda r: r["p99_ms"] < 25)
@@ -125,14 +126,14 @@ def run_notify_bench(work: Path, duration_s: float = 10.0, connections: int = 32
                      progress: Callable[[str], None] = lambda _: None) -> list[dict]:
     """Make (or reuse) a data home with a bundle under `work`, serve it, and measure."""
     home = DataHome(work / "data")
-    bundle = _ensure_bundle(home, users, progress)
-    ids = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0).to_pylist()
+    bundle = ensure_bundle(home, users, progress)
+    ids = pq.read_table(bundle / PROFILES.file, columns=["user_id"]).column(0).to_pylist()
     items = [f"i{i:05d}" for i in range(1, 200)]
     known = {s.name: s for s in read_senders(home.root)}
     secret = known["bench"].secret if "bench" in known else bytes.fromhex(add_sender(home.root, "bench"))
-    keys_file, key = _bench_key(work)
+    keys_file, key = bench_key(work)
     rows = []
-    with _server(home.root, keys_file, work / "server.log") as (base, _, _):
+    with server(home.root, keys_file, work / "server.log") as (base, _, _):
         progress(f"single notifications from {connections} connections for {duration_s:g} s")
         rows += list(asyncio.run(_single_with_gets(base, secret, key, ids, items, duration_s, connections)))
         progress("batches of 1,000 lines from 4 connections")

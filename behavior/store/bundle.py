@@ -67,7 +67,8 @@ UPLIFT_SCORES = Artifact("uplift_scores.parquet", "promotions", "user_id",
 CATEGORY_AFFINITY = Artifact("category_affinity.parquet", "promotions", "user_id",
                              columns=dict.fromkeys(("user_id", "category", "share")))
 ITEM_CATEGORIES = Artifact("item_categories.parquet", "promotions", columns=dict.fromkeys(("item_id", "category")))
-CONTACTS = Artifact("contacts.parquet", "promotions", "user_id", columns=dict.fromkeys(("user_id", "last_contacted_at")))
+CONTACTS = Artifact("contacts.parquet", "promotions", "user_id",
+                    columns=dict.fromkeys(("user_id", "last_contacted_at")))
 
 CATALOGUE: tuple[Artifact, ...] = (REPORT, REPORT_HTML, PROFILES, MERCHANTS, MERCHANT_CUSTOMERS, COHORT_RETENTION,
                                    RETENTION_CURVES, RECOMMENDER, UPLIFT_SCORES, CATEGORY_AFFINITY, ITEM_CATEGORIES,
@@ -299,7 +300,8 @@ def recommender_without(arrays: dict[str, np.ndarray], drop: np.ndarray) -> dict
     kept = seen[keep]
     out["seen.indptr"], out["seen.indices"], out["seen.data"] = kept.indptr.astype(np.int64), kept.indices, kept.data
     if "seen.days" in arrays:
-        days = sp.csr_matrix((arrays["seen.days"], arrays["seen.indices"], arrays["seen.indptr"]), shape=seen.shape)[keep]
+        days = sp.csr_matrix((arrays["seen.days"], arrays["seen.indices"], arrays["seen.indptr"]),
+                             shape=seen.shape)[keep]
         out["seen.days"] = days.data
     for name, value in arrays.items():
         if name.endswith("user_factors"):
@@ -333,7 +335,8 @@ def without_users(folder: Path, erased: Callable[[list], np.ndarray], erased_at:
         content, ids = _read_user_ids(path, artifact)
         drop = erased(ids)
         if drop.any():
-            changed[artifact] = content.filter(pa.array(~drop)) if artifact.is_table else recommender_without(content, drop)
+            changed[artifact] = (content.filter(pa.array(~drop)) if artifact.is_table
+                                 else recommender_without(content, drop))
             removed += int(drop.sum())
     if not changed:
         return 0

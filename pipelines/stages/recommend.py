@@ -17,7 +17,8 @@ Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
 driver. With `[recommend] trainer = "spark_als"` steps 1-3 train MLlib ALS on Spark instead
-(`pipelines.stages.recommend_spark`; the stage's entry is `pipelines.stages.recommend_run`); the report's `recommend.trainer` says which.
+(`pipelines.stages.recommend_spark`; the stage's entry, `pipelines.stages.recommend_run`,
+picks the trainer); the report's `recommend.trainer` says which.
 
 The stage is skipped (`StageSkipped`: no recommender.npz, the report's `recommend.skipped`
 says why) when the data cannot support it: fewer than two items bought before as_of (one

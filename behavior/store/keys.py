@@ -7,7 +7,7 @@ The keys file (default `<data home>/api_keys.json`, or $BEHAVIOR_API_KEYS with t
 
 Only the SHA-256 of a key is stored; the plaintext is shown once by `create_key`. A presented
 key is hashed and compared with every stored digest in constant time (`hmac.compare_digest`),
-without stopping at the first match (`api.keys.KeyRing`).
+without stopping at the first match (the API's key ring).
 """
 
 from __future__ import annotations

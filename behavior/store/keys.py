@@ -12,10 +12,8 @@ without stopping at the first match (the API's key ring).
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from behavior.errors import BehaviorError
+from behavior.store import atomic
 
 SCOPES = ("recommendations:read", "recommendations:export", "profiles:read", "segments:read", "segments:export", "promotions:target",
           "merchants:read", "merchants:export", "admin")
@@ -90,22 +89,6 @@ def read_keys_file(path: Path) -> list[ApiKey]:
     return parse_keys(doc, path.name)
 
 
-class _Locked:
-    """An exclusive lock on `<keys file>.lock`, so that two writers never lose each other's keys."""
-
-    def __init__(self, path: Path) -> None:
-        self.lock_path = path.with_name(path.name + ".lock")
-
-    def __enter__(self) -> None:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-
 def _read_doc(path: Path) -> dict:
     try:
         doc = json.loads(path.read_text())
@@ -115,16 +98,6 @@ def _read_doc(path: Path) -> dict:
         raise KeyFileError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix or remove it") from None
     parse_keys(doc, path.name)  # refuse to add to a file that would not load
     return doc
-
-
-def _write_doc(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(doc, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def create_key(path: Path, key_id: str, scopes: list[str] | tuple[str, ...]) -> str:
@@ -137,25 +110,25 @@ def create_key(path: Path, key_id: str, scopes: list[str] | tuple[str, ...]) -> 
     chosen = _check_scopes(list(scopes), f"key {key_id!r}")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _Locked(path):
+    with atomic.locked(path):
         doc = _read_doc(path)
         if any(k.get("key_id") == key_id for k in doc["keys"]):
             raise KeyFileError(f"key id {key_id!r} already exists in {path.name}; revoke it first or pick another id")
         doc["keys"].append({"key_id": key_id, "sha256": hash_key(plaintext), "scopes": chosen,
                             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-        _write_doc(path, doc)
+        atomic.write_json(path, doc)
     return plaintext
 
 
 def revoke_key(path: Path, key_id: str) -> bool:
     """Remove the key `key_id` from the keys file; False if it was not there."""
-    with _Locked(path):
+    with atomic.locked(path):
         doc = _read_doc(path)
         kept = [k for k in doc["keys"] if k.get("key_id") != key_id]
         if len(kept) == len(doc["keys"]):
             return False
         doc["keys"] = kept
-        _write_doc(path, doc)
+        atomic.write_json(path, doc)
     return True
 
 

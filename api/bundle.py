@@ -1,13 +1,12 @@
-"""Load and verify a published bundle folder into an in-memory, immutable `Bundle`.
+"""Load a published bundle folder into an in-memory, immutable `Bundle`.
 
-A bundle is served only if its manifest is present and valid JSON, names the folder's
-version, lists every file the API loads with a SHA-256 that matches, and its profiles have
-the required columns (user_id unique and never null, segment, marketing_opt_out). The
+A bundle is served only if it passes the store's `verify` (behavior/store/bundle.py: the
+manifest names the folder's version and every file with a SHA-256 that matches, and each
+table has its catalogue columns) and its profiles' user_id is unique and never null. The
 recommender and the promotion targeting files are optional: a run that skipped their stage
 publishes a bundle without them, and the routes that need them answer 503 with the report's
-reason (`Bundle.skipped`). Anything
-else raises `BundleError` with a message that names the bundle version and file, never a path
-on this machine, so it can be shown to API callers as it is.
+reason (`Bundle.skipped`). Anything else raises `BundleError` with a message that names the
+bundle version and file, never a path on this machine, so it can be shown to API callers as it is.
 
 Profiles stay one Arrow table; segment queries run on DuckDB over it (zero copy), a dict maps
 user_id to its row for profile lookups.
@@ -16,7 +15,6 @@ user_id to its row for profile lookups.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -25,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -33,60 +31,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from api.items import ItemDetails
+from api.merchants_data import MerchantData, load_merchants
+from api.targeting import FILES as TARGETING_FILES
+from api.targeting import TargetingData, load_targeting
 from behavior.errors import BehaviorError
 from behavior.features import PROFILE_NAMES
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
-from api.items import ItemDetails
-from api.targeting import FILES as TARGETING_FILES
-from api.targeting import TargetingData, load_targeting
+from behavior.store.bundle import MANIFEST, PROFILES, RECOMMENDER, REPORT, BundleError, Kind, kind_of, verify
 
 log = logging.getLogger("api.bundle")
 
-MANIFEST = "manifest.json"
-REPORT = "report.json"
-PROFILES = "profiles.parquet"
-RECOMMENDER = "recommender.npz"
-REQUIRED_FILES = (REPORT, PROFILES)
-
-Kind = Literal["integer", "number", "string", "boolean", "timestamp"]
-# Columns the API relies on, with the kind each must have.
-REQUIRED_COLUMNS: dict[str, Kind] = {"user_id": "string", "segment": "string", "marketing_opt_out": "boolean"}
-ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # Arrow's %S carries the fraction of the second
 DICTIONARY_MAX = 1000  # string columns with at most this many distinct values are dictionary-encoded
-
-
-class BundleError(BehaviorError):
-    """A bundle folder cannot be served (missing, incomplete, corrupted or of the wrong shape)."""
-
-    def __init__(self, version: str, message: str) -> None:
-        super().__init__(f"bundle {version}: {message}")
-        self.version = version
-
-
-def kind_of(t: pa.DataType) -> Kind | None:
-    """The query kind of an Arrow type; None for types that are returned but not queried (lists...)."""
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_integer(t):
-        return "integer"
-    if pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return "number"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "string"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _parse_time(value: Any, what: str, version: str) -> datetime:
@@ -95,26 +52,6 @@ def _parse_time(value: Any, what: str, version: str) -> datetime:
     except ValueError:
         raise BundleError(version, f"{MANIFEST}: {what} {value!r} is not an ISO date-time") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def json_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as JSON-ready dicts: timestamps as ISO 8601 UTC strings, NaN and infinities as null."""
-    return to_json_table(table).to_pylist()
-
-
-def to_json_table(table: pa.Table) -> pa.Table:
-    """`table` with timestamps as ISO 8601 UTC strings and non-finite floats as nulls (for JSON and CSV)."""
-    cols = []
-    for name, col in zip(table.column_names, table.columns):
-        t = col.type
-        if pa.types.is_timestamp(t):
-            col = pc.strftime(col.cast(pa.timestamp(t.unit, tz="UTC")), format=ISO_FORMAT)
-        elif pa.types.is_floating(t):
-            col = pc.if_else(pc.is_finite(col), col, pa.scalar(None, t))
-        elif pa.types.is_decimal(t):
-            col = col.cast(pa.float64())
-        cols.append(col)
-    return pa.table(cols, names=table.column_names)
 
 
 @dataclass(frozen=True)
@@ -312,7 +249,7 @@ class Bundle:
     profiles: Profiles
     recommender: ServingModel | None = None
     targeting: TargetingData | None = None
-    merchants: Any = None   # api.merchants_data.MerchantData (which builds on this module), or None
+    merchants: MerchantData | None = None
     item_details: ItemDetails | None = None   # the recommender's item attributes, prepared at load
     loaded_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     erased: frozenset[str] = frozenset()
@@ -345,71 +282,29 @@ class Bundle:
                        erased=self.erased | frozenset(user_ids))
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    version = folder.name
-    path = folder / MANIFEST
-    if not folder.is_dir():
-        raise BundleError(version, "there is no such bundle folder")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(version, f"no {MANIFEST}; the bundle is incomplete") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(version, f"{MANIFEST} is not valid JSON ({exc})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("checksums"), dict):
-        raise BundleError(version, f"{MANIFEST} has no checksums")
-    return manifest
-
-
-def verify(folder: Path) -> dict[str, Any]:
-    """The manifest of `folder` after checking its version and every file's SHA-256."""
-    version = folder.name
-    manifest = read_manifest(folder)
-    if manifest.get("version") != version:
-        raise BundleError(version, f"{MANIFEST} names version {manifest.get('version')!r}, not the folder's")
-    checksums: dict[str, Any] = manifest["checksums"]
-    for name in REQUIRED_FILES:
-        if name not in checksums:
-            raise BundleError(version, f"{name} is not in the manifest; the bundle is incomplete")
-    for name, digest in checksums.items():
-        f = folder / name
-        if "/" in name or name.startswith("."):
-            raise BundleError(version, f"{MANIFEST} lists an invalid file name {name!r}")
-        if not f.is_file():
-            raise BundleError(version, f"{name} is listed in the manifest but missing")
-        if _sha256(f) != digest:
-            raise BundleError(version, f"{name} does not match its checksum; the bundle is corrupted")
-    return manifest
-
-
 def _read_profiles(folder: Path, version: str) -> pa.Table:
+    """The profiles of a verified bundle (`verify` checked their columns)."""
     try:
-        table = pq.read_table(folder / PROFILES)
+        table = pq.read_table(folder / PROFILES.file)
     except (pa.ArrowException, OSError) as exc:
-        raise BundleError(version, f"{PROFILES} cannot be read ({type(exc).__name__})") from None
-    for name, kind in REQUIRED_COLUMNS.items():
-        if name not in table.column_names:
-            raise BundleError(version, f"{PROFILES} has no column {name}")
-        got = kind_of(table.schema.field(name).type)
-        if got != kind:
-            raise BundleError(version, f"{PROFILES}: column {name} is {table.schema.field(name).type}, expected a {kind}")
+        raise BundleError(version, f"{PROFILES.file} cannot be read ({type(exc).__name__})") from None
     ids = table.column("user_id")
     if ids.null_count:
-        raise BundleError(version, f"{PROFILES}: user_id is null on {ids.null_count} rows")
+        raise BundleError(version, f"{PROFILES.file}: user_id is null on {ids.null_count} rows")
     if pc.count_distinct(ids).as_py() != table.num_rows:
-        raise BundleError(version, f"{PROFILES}: user_id is not unique")
+        raise BundleError(version, f"{PROFILES.file}: user_id is not unique")
     return table
 
 
 def _load_recommender(folder: Path, version: str) -> ServingModel | None:
-    path = folder / RECOMMENDER
+    path = folder / RECOMMENDER.file
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, OSError) as exc:
-        raise BundleError(version, f"{RECOMMENDER} cannot be read ({type(exc).__name__})") from None
+        raise BundleError(version, f"{RECOMMENDER.file} cannot be read ({type(exc).__name__})") from None
     return build_recommender(arrays, version)
 
 
@@ -419,7 +314,7 @@ def build_recommender(arrays: dict[str, np.ndarray], version: str) -> ServingMod
         return ServingModel.from_arrays(arrays)
     except (BehaviorError, KeyError, ValueError, TypeError, IndexError) as exc:
         what = f"missing array {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0][:300]
-        raise BundleError(version, f"{RECOMMENDER} cannot be served ({what})") from None
+        raise BundleError(version, f"{RECOMMENDER.file} cannot be served ({what})") from None
 
 
 class _ErasedIds(IdMap):
@@ -454,14 +349,12 @@ def load_bundle(folder: Path) -> Bundle:
     """Verify and load the bundle in `folder`. Raises BundleError, naming what is wrong."""
     version = folder.name
     manifest = verify(folder)
-    if RECOMMENDER in {p.name for p in folder.iterdir()} and RECOMMENDER not in manifest["checksums"]:
-        raise BundleError(version, f"{RECOMMENDER} is not in the manifest")
     try:
-        report = json.loads((folder / REPORT).read_text())
+        report = json.loads((folder / REPORT.file).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BundleError(version, f"{REPORT} is not valid JSON") from None
+        raise BundleError(version, f"{REPORT.file} is not valid JSON") from None
     if not isinstance(report, dict):
-        raise BundleError(version, f"{REPORT} is not a JSON object")
+        raise BundleError(version, f"{REPORT.file} is not a JSON object")
     profiles = Profiles(_read_profiles(folder, version))
     recommender = _load_recommender(folder, version)
     return Bundle(
@@ -474,14 +367,8 @@ def load_bundle(folder: Path) -> Bundle:
         recommender=recommender,
         item_details=ItemDetails(recommender) if recommender is not None else None,
         targeting=_load_targeting(folder, version, set(manifest["checksums"])),
-        merchants=_load_merchants(folder, set(manifest["checksums"])),
+        merchants=load_merchants(folder, set(manifest["checksums"])),
     )
-
-
-def _load_merchants(folder: Path, listed: set[str]) -> Any:
-    from api.merchants_data import load_merchants   # (it imports this module)
-
-    return load_merchants(folder, listed)
 
 
 def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingData | None:
@@ -493,19 +380,3 @@ def _load_targeting(folder: Path, version: str, listed: set[str]) -> TargetingDa
         return load_targeting(folder, listed)
     except (pa.ArrowException, OSError, KeyError) as exc:
         raise BundleError(version, f"the promotion targeting files cannot be read ({type(exc).__name__})") from None
-
-
-def list_bundles(bundles_dir: Path) -> list[str]:
-    """The versions of the bundle folders, oldest first (by the manifest's created_at, then name)."""
-    found = []
-    if not bundles_dir.is_dir():
-        return []
-    for d in bundles_dir.iterdir():
-        if not d.is_dir() or d.name.startswith("."):
-            continue
-        try:
-            created = str(json.loads((d / MANIFEST).read_text()).get("created_at", ""))
-        except (OSError, ValueError):
-            created = ""
-        found.append((created, d.name))
-    return [name for _, name in sorted(found)]

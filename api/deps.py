@@ -27,7 +27,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import SecurityScopes
 
 from api.bundle import Bundle
-from api.keys import ApiKey
+from behavior.store.keys import ApiKey
 from api.problems import ApiProblem
 from api.settings import Settings
 from api.state import ServingState

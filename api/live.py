@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from behavior.store.inbox import CREATED_SLACK_US, Inbox, inbox_path
 
 log = logging.getLogger("api.live")
@@ -249,6 +249,6 @@ class PromotionMonitor:
                 "revenue_per_user": confidence_sequence(outcomes["treatment"][1], outcomes["control"][1])}
 
     def _erased(self, users: list[str]) -> set[str]:
-        from api.erasure import ErasureLog
+        from behavior.store.erasure_log import ErasureLog
 
         return ErasureLog(self.data_dir).erased_among(users)

@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 
 import behavior
 from api import docs_pages, problems
-from api.bundle import BundleError
+from behavior.store.bundle import BundleError
 from api.deps import API_KEY_HEADER, route_scopes
 from api.problems import PROBLEM_MEDIA_TYPE, BodyLimit, Problem
 from api.live import LiveState, PromotionMonitor, poll_live
@@ -24,7 +24,8 @@ from api.openapi_examples import add_examples
 from api.routes import (admin, health, merchants, model, notifications, profiles, promotions, promotions_live,
                         recommendations, recommendations_export, segments)
 from api.settings import Settings, get_settings
-from api.state import NoBundleError, ServingState, poll_forever
+from api.state import ServingState, poll_forever
+from behavior.store.bundle import NoBundleError
 
 log = logging.getLogger("api")
 SECURITY_SCHEME = "APIKeyHeader"

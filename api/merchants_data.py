@@ -13,10 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from api.bundle import BundleError, Kind, json_rows, kind_of
-
-MERCHANTS = "merchants.parquet"
-MERCHANT_CUSTOMERS = "merchant_customers.parquet"
+from api.rows import json_rows
+from behavior.store.bundle import MERCHANT_CUSTOMERS, MERCHANTS, BundleError, Kind, kind_of
 # What a merchant query returns when it names no fields.
 DEFAULT_FIELDS = ("merchant_id", "merchant_segment", "churn_risk", "customers_90d", "payments_90d",
                   "revenue_90d", "payments_trend_90d", "share_of_wallet")
@@ -79,24 +77,20 @@ class MerchantData:
 
 
 def load_merchants(folder: Path, listed: set[str]) -> MerchantData | None:
-    """The merchant data of a bundle folder whose manifest lists `listed`; None without
-    merchants.parquet. Raises BundleError when a listed file cannot be read or lacks its key."""
-    if MERCHANTS not in listed:
+    """The merchant data of a verified bundle folder whose manifest lists `listed`; None without
+    merchants.parquet. Raises BundleError when a listed file cannot be read or a merchant_id repeats."""
+    if MERCHANTS.file not in listed:
         return None
     version = folder.name
     tables = {}
-    for name, need in ((MERCHANTS, ("merchant_id",)),
-                       (MERCHANT_CUSTOMERS, ("merchant_id", "user_id", "audience", *AUDIENCE_FIELDS))):
-        if name not in listed:
+    for artifact in (MERCHANTS, MERCHANT_CUSTOMERS):   # verified: listed files have their catalogue columns
+        if artifact.file not in listed:
             continue
         try:
-            tables[name] = pq.read_table(folder / name)
+            tables[artifact] = pq.read_table(folder / artifact.file)
         except (pa.ArrowException, OSError) as exc:
-            raise BundleError(version, f"{name} cannot be read ({type(exc).__name__})") from None
-        missing = [c for c in dict.fromkeys(need) if c not in tables[name].column_names]
-        if missing:
-            raise BundleError(version, f"{name} has no column {', '.join(missing)}")
+            raise BundleError(version, f"{artifact.file} cannot be read ({type(exc).__name__})") from None
     profiles = tables[MERCHANTS]
     if pc.count_distinct(profiles.column("merchant_id")).as_py() != profiles.num_rows:
-        raise BundleError(version, f"{MERCHANTS}: merchant_id is not unique")
+        raise BundleError(version, f"{MERCHANTS.file}: merchant_id is not unique")
     return MerchantData(profiles, tables.get(MERCHANT_CUSTOMERS))

@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from behavior.ids import normalize_id
 from behavior.notification_fast import check_clean_lines
 from behavior.notifications import check_lines

@@ -2,7 +2,7 @@
 worker within a second.
 
 Two files of the data home say what changed since `behavior run` built the bundle, both by the
-keyed hash of the user id: the erasure log (`api.erasure`: `DELETE /v1/admin/users/{id}` on any
+keyed hash of the user id: the erasure log (`behavior.store.erasure_log`: `DELETE /v1/admin/users/{id}` on any
 worker or server, `behavior forget`) and the late opt-outs (`behavior.store.opt_outs`, written
 by `behavior ingest`). `PrivacyFiles.stamp()` is one stat of each, cheap enough for every request
 (`api.deps.get_bundle`); when it moves, `apply` finds the bundle's users among the hashes
@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 
 from api.bundle import Bundle
-from api.erasure import LOG, ErasureLog
+from behavior.store.datahome import DataHome
+from behavior.store.erasure_log import ErasureLog
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.store import opt_outs
 
@@ -64,7 +65,7 @@ class PrivacyFiles:
         self.data_dir = data_dir
         self.erasure_log = erasure_log
         # str paths: a request stats both, and joining Paths would cost more than the stats
-        self._paths = (str(data_dir / LOG), str(data_dir / opt_outs.FILE))
+        self._paths = (str(DataHome(data_dir).erasure_log), str(data_dir / opt_outs.FILE))
         self._opt_outs: tuple[FileStamp | None, frozenset[str]] = (None, frozenset())
 
     def stamp(self) -> Stamp:

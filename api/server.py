@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from api.settings import get_settings
 from api.state import ServingState
 from behavior.ids import normalize_id

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from behavior.store.datahome import DataHome
 from behavior.store.config import ApiConfig, HomeConfig, load_section
 
 _API, _HOME = ApiConfig(), HomeConfig()   # the defaults, declared once in behavior.store.config
@@ -34,24 +35,25 @@ class Settings(BaseModel):
     max_notification_bytes: int = Field(_API.max_notification_bytes, ge=0)
 
     @property
-    def keys_path(self) -> Path:
-        return self.keys_file if self.keys_file is not None else self.data_dir / "api_keys.json"
+    def home(self) -> DataHome:
+        """The data home (its layout is `DataHome`'s)."""
+        return DataHome(self.data_dir)
 
     @property
-    def artifacts(self) -> Path:
-        return self.data_dir / "artifacts"
+    def keys_path(self) -> Path:
+        return self.keys_file if self.keys_file is not None else self.home.keys_file
 
     @property
     def bundles_dir(self) -> Path:
-        return self.artifacts / "bundles"
+        return self.home.bundles
 
     @property
     def current_file(self) -> Path:
-        return self.artifacts / "CURRENT"
+        return self.home.current
 
     @property
     def audit_log(self) -> Path:
-        return self.data_dir / "audit" / "api.log"
+        return self.home.audit_log
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.audit import AuditLog
-from api.bundle import Bundle, BundleError, list_bundles, load_bundle
-from api.erasure import ErasureLog
+from api.bundle import Bundle, load_bundle
+from behavior.store.erasure_log import ErasureLog
 from api.privacy import FileStamp, IdHashes, PrivacyFiles, Stamp, apply, file_stamp
-from api.keys import KeyFileError, KeyRing, load_keyring
+from api.keys import KeyRing, load_keyring
+from behavior.store.keys import KeyFileError
 from api.ratelimit import RateLimiter
 from api.settings import Settings
-from behavior.store import atomic
+from behavior.store.bundle import MANIFEST, BundleError, NoBundleError, list_bundles, set_current
 
 log = logging.getLogger("api.state")
 
@@ -48,10 +49,6 @@ def short_gil_turns() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(before)
-
-
-class NoBundleError(BundleError):
-    """No bundle has been published yet (no CURRENT file)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ class ServingState:
 
     def _manifest_stamp(self, version: str) -> tuple[int, int] | None:
         try:
-            st = (self.settings.bundles_dir / version / "manifest.json").stat()
+            st = (self.settings.bundles_dir / version / MANIFEST).stat()
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_mtime_ns)
@@ -194,13 +191,13 @@ class ServingState:
             if self.bundle is None:
                 raise NoBundleError("none", "no bundle is loaded, nothing to roll back from")
             active = self.bundle.version
-            versions = list_bundles(self.settings.bundles_dir)
+            versions = list_bundles(self.settings.home)
             if active not in versions or versions.index(active) == 0:
                 raise BundleError(active, "there is no earlier bundle to roll back to")
             target = versions[versions.index(active) - 1]
             with short_gil_turns():
                 bundle = load_bundle(self.settings.bundles_dir / target)
-                atomic.write_bytes(self.settings.current_file, (target + "\n").encode())
+                set_current(self.settings.home, target, "api rollback")
                 swap = self._activate(bundle, self._manifest_stamp(target))
             return Swap(True, swap.version, active)
 

@@ -23,12 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from behavior import targeting as T
+from behavior.store.bundle import CATEGORY_AFFINITY, CONTACTS, ITEM_CATEGORIES, UPLIFT_SCORES, Artifact
 
-UPLIFT = "uplift_scores.parquet"
-AFFINITY = "category_affinity.parquet"
-ITEMS = "item_categories.parquet"
-CONTACTS = "contacts.parquet"
-FILES = (UPLIFT, AFFINITY, ITEMS, CONTACTS)
+FILES = tuple(a.file for a in (UPLIFT_SCORES, CATEGORY_AFFINITY, ITEM_CATEGORIES, CONTACTS))
 
 
 class UnknownTarget(ValueError):
@@ -71,19 +68,19 @@ class TargetingData:
         return target
 
 
-def _read(folder: Path, name: str, present: set[str]) -> pd.DataFrame | None:
-    if name not in present:
+def _read(folder: Path, artifact: Artifact, present: set[str]) -> pd.DataFrame | None:
+    if artifact.file not in present:
         return None
-    return pq.read_table(folder / name).to_pandas()
+    return pq.read_table(folder / artifact.file).to_pandas()
 
 
 def load_targeting(folder: Path, listed: set[str]) -> TargetingData:
     """The targeting inputs of a verified bundle folder (`listed`: the manifest's files)."""
-    up = _read(folder, UPLIFT, listed)
+    up = _read(folder, UPLIFT_SCORES, listed)
     uplift = {} if up is None else {t: g.set_index("user_id")[["uplift", "p_redeem"]] for t, g in up.groupby("target")}
-    aff = _read(folder, AFFINITY, listed)
+    aff = _read(folder, CATEGORY_AFFINITY, listed)
     affinity = {} if aff is None else {c: g.set_index("user_id")["share"] for c, g in aff.groupby("category")}
-    items = _read(folder, ITEMS, listed)
+    items = _read(folder, ITEM_CATEGORIES, listed)
     item_category = {} if items is None else dict(zip(items["item_id"], items["category"]))
     contacts = _read(folder, CONTACTS, listed)
     last = (pd.Series(dtype="datetime64[us, UTC]") if contacts is None or contacts.empty

@@ -79,7 +79,7 @@ pd.read_csv(EXPORT, nrows=5)
 # dropped silently: the report counts them.
 
 # %%
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 
 home = DataHome(HOME)

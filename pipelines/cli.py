@@ -16,8 +16,9 @@ import typer
 from typer.core import TyperGroup
 
 from behavior.errors import BehaviorError
+from pipelines.cli_state import state
 from pipelines.console import Console
-from pipelines.datahome import PRIVATE_UMASK, DataHome
+from behavior.store.datahome import PRIVATE_UMASK, DataHome
 from pipelines.extras import require_extra
 
 
@@ -59,12 +60,6 @@ app = typer.Typer(cls=GlobalOptionsAnywhere, add_completion=False, no_args_is_he
                        "The options below may also follow the command: behavior run --data-dir DIR.")
 
 
-class State:
-    home: DataHome
-    console: Console
-
-
-state = State()
 # the synthetic generator's defaults live in behavior.synth.SynthConfig alone (importing it
 # here would slow every command down by a second)
 SYNTH_DEFAULT = "(default: behavior.synth.SynthConfig's)"
@@ -248,15 +243,15 @@ def report(
     bundle: Annotated[Optional[str], typer.Option(help="Bundle version (default: the active bundle).")] = None,
 ) -> None:
     """Print the path of a bundle's report.html (key figures and plots; opens offline)."""
-    from pipelines.publish import REPORT_HTML, current_bundle
+    from behavior.store.bundle import REPORT_HTML, current_folder
 
-    folder = state.home.bundles / bundle if bundle else current_bundle(state.home)
-    page = folder / REPORT_HTML
+    folder = state.home.bundles / bundle if bundle else current_folder(state.home)
+    page = folder / REPORT_HTML.file
     if not page.exists():
         what = f"bundle {bundle}" if bundle else f"the active bundle {folder.name}"
         hint = (f"no such bundle in {state.home.bundles}" if not folder.is_dir()
                 else "it was published before report.html existed: run `behavior run` again")
-        raise BehaviorError(f"{what} has no {REPORT_HTML}: {hint}")
+        raise BehaviorError(f"{what} has no {REPORT_HTML.file}: {hint}")
     state.console.result(str(page))
 
 
@@ -359,7 +354,7 @@ def keys_add(
 ) -> None:
     """Create a key; prints it once on stdout (it is not stored, only its hash), and on stderr
     where its hash was stored. A running API accepts it at its next request."""
-    from api.keys import create_key
+    from behavior.store.keys import create_key
 
     path = _keys_file()
     state.console.result(create_key(path, key_id, scope))
@@ -371,13 +366,13 @@ def keys_add(
 
 def _keys_file() -> Path:
     """The data home's keys file, as an absolute path (what `behavior serve` on this home reads)."""
-    return state.home.root / "api_keys.json"
+    return state.home.keys_file
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Remove a key."""
-    from api.keys import revoke_key
+    from behavior.store.keys import revoke_key
 
     path = _keys_file()
     if not path.exists() or not revoke_key(path, key_id):
@@ -388,7 +383,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) ->
 @keys_app.command("list")
 def keys_list() -> None:
     """Key ids and their scopes (never the keys)."""
-    from api.keys import list_keys
+    from behavior.store.keys import list_keys
 
     path = _keys_file()
     for k in list_keys(path) if path.exists() else []:
@@ -419,7 +414,7 @@ def demo(
 
         check_port("127.0.0.1", port)
     claim_for_demo(state.home, users=users, seed=seed)
-    out = state.home.root / "synth"
+    out = state.home.demo_input
     c = state.console
     started = time.perf_counter()
     with c.status("generating synthetic payment histories"):
@@ -447,15 +442,16 @@ def demo(
              f"run and publish {run_s:.1f} s; per stage: `behavior bench demo`)")
     if no_serve:
         return
-    from api.keys import SCOPES, create_key, revoke_key
+    from behavior.store.bundle import PROFILES
+    from behavior.store.keys import SCOPES, create_key, revoke_key
 
-    keys = state.home.root / "api_keys.json"
+    keys = state.home.keys_file
     revoke_key(keys, "demo") if keys.exists() else None
     key = create_key(keys, "demo", list(SCOPES))
     import pyarrow.parquet as pq
 
     bundle = state.home.bundles / run_rep["bundle_version"]
-    some_user = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0)[0].as_py()
+    some_user = pq.read_table(bundle / PROFILES.file, columns=["user_id"]).column(0)[0].as_py()
     base = f"http://127.0.0.1:{port}"
     c.result(f"\nAPI docs: {base}/docs or {base}/redoc   (demo key with every scope: {key})")
     c.result(f"try:  curl -H 'X-API-Key: {key}' {base}/v1/users/{some_user}/recommendations?n=5")
@@ -490,18 +486,18 @@ def bench(
 ) -> None:
     """Performance benchmarks (medians and peak memory), the demo's pipeline per step (`demo`), and
     every served model against its baselines on synthetic and real data (`accuracy`)."""
-    from pipelines.bench import SUITES, run_bench
+    from pipelines.bench.suites import SUITES, run_bench
 
     if suite in HTTP_SUITES:
         require_extra("httpx", "bench", f"`behavior bench {suite}`")
     if suite == "demo":
-        from pipelines.bench_demo import DEMO_USERS, format_demo_table, run_demo_bench
+        from pipelines.bench.demo import DEMO_USERS, format_demo_table, run_demo_bench
 
         rows = run_demo_bench(out, users=users or DEMO_USERS, repeat=repeat, progress=state.console.progress)
         state.console.result(json.dumps(rows, indent=2) if as_json else format_demo_table(rows))
         return
     if suite == "accuracy":
-        from pipelines.bench_accuracy import REAL_DATA, format_accuracy, run_accuracy
+        from pipelines.bench.accuracy import REAL_DATA, format_accuracy, run_accuracy
 
         results = run_accuracy(out, users=users or 20_000, datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()),
                                real_data=real_data or REAL_DATA, progress=state.console.progress)
@@ -509,21 +505,21 @@ def bench(
         return
 
     if suite == "scale":
-        from pipelines.bench_scale import format_scale, run_scale
+        from pipelines.bench.scale import format_scale, run_scale
 
         rows = run_scale([int(x) for x in sizes.split(",")], out or state.home.root / "bench-scale",
                          progress=state.console.progress)
         state.console.result(json.dumps(rows, indent=2) if as_json else format_scale(rows))
         return
     if suite == "notify":
-        from pipelines.bench_notify import format_notify_table, run_notify_bench
+        from pipelines.bench.notify import format_notify_table, run_notify_bench
 
         result = run_notify_bench(out or state.home.root / "bench-notify", repeat=repeat,
                                   progress=state.console.progress)
         state.console.result(json.dumps(result, indent=2) if as_json else format_notify_table(result))
         return
     if suite == "api":
-        from pipelines.bench_api import format_api_table, run_api_bench
+        from pipelines.bench.api import format_api_table, run_api_bench
 
         rows = run_api_bench(out or state.home.root / "bench-api", 10.0, 16, progress=state.console.progress)
         state.console.result(json.dumps(rows, indent=2) if as_json else format_api_table(rows))
@@ -539,7 +535,7 @@ def bench(
     if as_json:
         state.console.result(json.dumps(rows, indent=2))
     else:
-        from pipelines.bench import format_table
+        from pipelines.bench.suites import format_table
 
         state.console.result(format_table(rows))
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from behavior.errors import BehaviorError
 from behavior.store import atomic
-from pipelines.datahome import ENV_VAR, DataHome
+from behavior.store.datahome import ENV_VAR, DataHome
 
 MARKER = "demo.json"
 WRITTEN_BY = "behavior demo"

@@ -5,10 +5,11 @@ The places (tests/e2e/test_forget.py checks each, then searches every file for t
   holds one of their rows is rewritten without them, in one lake transaction (a kill leaves all
   files old or all new);
 - the quarantine (`lake/_rejected`): rejected rows whose source values or detail name the user;
-- every bundle, the active one and those kept for rollback: each Parquet file with a
-  `user_id` column, and the recommender's id map, seen items, segments and factor rows.
-  A bundle is rebuilt in `.forget-<version>`, verified, and swapped in by two renames; the
-  next command finishes or undoes a swap that was cut short (`recover_bundles`);
+- every bundle, the active one and those kept for rollback: every per-user artifact of the
+  bundle catalogue (`behavior.store.bundle.without_users`: the Parquet tables keyed by
+  `user_id`, and the recommender's id map, seen items, segments and factor rows). A bundle is
+  rebuilt in `.forget-<version>`, verified, and swapped in by two renames; the next command
+  finishes or undoes a swap that was cut short (`recover_rewrites`);
 - what a killed command left: half-written bundles, spill and user-part files, the demo's input
   copies and the logs under the data home (`pipelines.forget_files`).
 Users are matched by the keyed hash of the erasure log, so a user erased through the API, whose
@@ -22,9 +23,7 @@ files outside the data home are the caller's to delete.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,17 +32,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from behavior.ids import normalize_id, trim_sql
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
-from behavior.store import atomic
-from pipelines import erasure_log, forget_files
-from pipelines.datahome import DataHome
+from behavior.store import atomic, erasure_log
+from behavior.store.bundle import recover_rewrites, without_users
+from behavior.store.datahome import DataHome
+from pipelines import forget_files
 from pipelines.inbox_ingest import purge_inbox
 from pipelines.lake import locked, table_files, transaction
-from pipelines.publish import MANIFEST, sha256, verify
 
 _SPLIT = re.compile(r"[,;\t|]")
 _QUOTED = re.compile(r"'([^']*)'")
@@ -75,7 +73,7 @@ MARKER = ".erasure_purged"
 
 
 def _mark_purged(home: DataHome) -> None:
-    log = erasure_log.log_path(home)
+    log = home.erasure_log
     if log.exists():
         atomic.write_bytes(home.root / MARKER, str(log.stat().st_size).encode())
 
@@ -83,10 +81,10 @@ def _mark_purged(home: DataHome) -> None:
 def purge_if_needed(home: DataHome) -> dict | None:
     """`purge` if the erasure log grew since the last purge (the API appends to it); the caller
     holds the lock. `behavior run` calls this first, so no erased user reaches a bundle."""
-    log = erasure_log.log_path(home)
+    log = home.erasure_log
     marker = home.root / MARKER
     if not log.exists() or (marker.exists() and marker.read_text().strip() == str(log.stat().st_size)):
-        recover_bundles(home)      # (purge does this itself)
+        recover_rewrites(home)      # (purge does this itself)
         return None
     report = purge(home)
     _mark_purged(home)
@@ -101,7 +99,7 @@ def purge(home: DataHome, given_ids: list[str] = (), matched: set[str] | None = 
     report: dict = {"lake_rows": {}, "quarantine_rows": 0, "bundles": {}, "partial_bundles": [],
                     "demo_rows": {}, "log_lines": {}, "spill_kept": []}
     matched = set() if matched is None else matched
-    recover_bundles(home)
+    recover_rewrites(home)
     report["partial_bundles"] = forget_files.remove_partial_bundles(home)
     report["spill_kept"] = forget_files.live_spill(home)
     report["log_lines"] = forget_files.scrub_logs(home, given_ids)
@@ -120,7 +118,7 @@ def purge(home: DataHome, given_ids: list[str] = (), matched: set[str] | None = 
             report["quarantine_rows"] = _purge_quarantine(home, txn, key, erased, matched)
     for folder in sorted(p for p in home.bundles.glob("*") if p.is_dir() and not p.name.startswith(".")) \
             if home.bundles.exists() else []:
-        removed = _purge_bundle(folder, key, erased, matched)
+        removed = without_users(folder, lambda ids: _erased_mask(ids, key, erased, matched), _now())
         if removed:
             report["bundles"][folder.name] = removed
     report["demo_rows"] = forget_files.purge_demo_input(home, lambda ids: _erased_mask(ids, key, erased, matched))
@@ -221,101 +219,6 @@ def _erased_mask(ids: list, key: bytes, erased: set[str], matched: set[str]) -> 
                 matched.add(h)
         out[i] = hit
     return out
-
-
-def _without_users(arrays: dict[str, np.ndarray], drop: np.ndarray) -> dict[str, np.ndarray]:
-    """recommender.npz arrays without the users flagged in `drop` (rows of user_ids)."""
-    keep = ~drop
-    out = dict(arrays)
-    out["user_ids"] = arrays["user_ids"][keep]
-    out["user_segment"] = arrays["user_segment"][keep]
-    seen = sp.csr_matrix((arrays["seen.data"], arrays["seen.indices"], arrays["seen.indptr"]),
-                         shape=(len(drop), len(arrays["item_ids"])))
-    kept = seen[keep]
-    out["seen.indptr"], out["seen.indices"], out["seen.data"] = kept.indptr.astype(np.int64), kept.indices, kept.data
-    if "seen.days" in arrays:
-        days = sp.csr_matrix((arrays["seen.days"], arrays["seen.indices"], arrays["seen.indptr"]), shape=seen.shape)[keep]
-        out["seen.days"] = days.data
-    for name, value in arrays.items():
-        if name.endswith("user_factors"):
-            out[name] = value[keep]
-        elif name.endswith(".n_users"):
-            out[name] = np.array(int(keep.sum()), dtype=value.dtype)
-    return out
-
-
-def _purge_bundle(folder: Path, key: bytes, erased: set[str], matched: set[str]) -> int:
-    """Rewrite one bundle without the erased users; returns the user rows removed (0: untouched)."""
-    changed: dict[str, object] = {}
-    removed = 0
-    for f in sorted(folder.glob("*.parquet")):
-        schema = pq.read_schema(f)
-        if "user_id" not in schema.names:
-            continue
-        t = pq.read_table(f)
-        drop = _erased_mask(t.column("user_id").to_pylist(), key, erased, matched)
-        if drop.any():
-            changed[f.name] = t.filter(pa.array(~drop))
-            removed += int(drop.sum())
-    rec = folder / "recommender.npz"
-    if rec.exists():
-        with np.load(rec, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        drop = _erased_mask(arrays["user_ids"].tolist(), key, erased, matched)
-        if drop.any():
-            changed[rec.name] = _without_users(arrays, drop)
-            removed += int(drop.sum())
-    if not changed:
-        return 0
-    version = folder.name
-    tmp = folder.with_name(f".forget-{version}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(folder, tmp)
-    manifest = json.loads((tmp / MANIFEST).read_text())
-    for name, content in changed.items():
-        if isinstance(content, pa.Table):
-            pq.write_table(content, tmp / name, compression="zstd")
-            manifest.setdefault("row_counts", {})[name] = content.num_rows
-        else:
-            np.savez(tmp / name, **content)
-        manifest["checksums"][name] = sha256(tmp / name)
-    manifest["erased_at"] = _now()
-    atomic.write_json(tmp / MANIFEST, manifest)
-    verify(tmp)
-    for f in tmp.iterdir():           # durable before the old folder goes (power loss, not just kill -9)
-        fd = os.open(f, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    atomic.fsync_dir(tmp)
-    old = folder.with_name(f".erased-{version}")
-    folder.rename(old)          # a kill here: recover_bundles puts the rewritten folder in place
-    tmp.rename(folder)
-    atomic.fsync_dir(folder.parent)
-    shutil.rmtree(old)
-    return removed
-
-
-def recover_bundles(home: DataHome) -> list[str]:
-    """Finish or undo a bundle rewrite cut short: `.erased-X` is the old folder of X."""
-    done = []
-    if not home.bundles.exists():
-        return done
-    for old in sorted(home.bundles.glob(".erased-*")):
-        version = old.name.removeprefix(".erased-")
-        final, new = home.bundles / version, home.bundles / f".forget-{version}"
-        if not final.exists():
-            if new.exists():
-                new.rename(final)        # the rewritten folder was complete (verified before the swap)
-            else:
-                old.rename(final)
-                continue
-        shutil.rmtree(old, ignore_errors=True)
-        done.append(version)
-    for new in sorted(home.bundles.glob(".forget-*")):
-        shutil.rmtree(new, ignore_errors=True)   # a rewrite that never reached its swap: purge redoes it
-    return done
 
 
 def _now() -> str:

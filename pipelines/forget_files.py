@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from behavior.store import atomic
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 
 ERASED = b"[erased]"
 LOG_FOLDERS = ("audit", "logs")
@@ -46,7 +46,7 @@ def remove_partial_bundles(home: DataHome) -> list[str]:
 
 def live_spill(home: DataHome) -> list[str]:
     """What is left in the spill folder once the lock swept it: files of processes still running."""
-    spill = home.root / "tmp"
+    spill = home.spill
     return sorted(p.name for p in spill.iterdir()) if spill.is_dir() else []
 
 

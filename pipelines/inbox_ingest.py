@@ -13,7 +13,6 @@ as live).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from datetime import datetime, timezone
@@ -23,8 +22,9 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from behavior.store.bundle import BundleError, read_current, read_manifest
+from behavior.store.datahome import DataHome
 from behavior.store.inbox import Inbox, inbox_path
-from pipelines.datahome import DataHome
 from pipelines.lake import locked, transaction
 
 
@@ -95,12 +95,12 @@ def _quarantine(rows: list[dict], ingest_id: str) -> pa.Table:
 
 def _prune(home: DataHome, inbox: Inbox) -> int:
     """Drop the lines the active bundle holds (none if no bundle is published)."""
+    version = read_current(home)
     try:
-        version = home.current.read_text().strip()
-        manifest = json.loads((home.bundles / version / "manifest.json").read_text())
+        manifest = read_manifest(home.bundles / version) if version else {}
         created = datetime.fromisoformat(manifest["created_at"])
         as_of = datetime.fromisoformat(manifest["as_of"])
-    except (FileNotFoundError, KeyError, ValueError):
+    except (BundleError, KeyError, ValueError):
         return 0
     utc = [d if d.tzinfo else d.replace(tzinfo=timezone.utc) for d in (created, as_of)]
     return inbox.prune(_micros(utc[0]), _micros(utc[1]))

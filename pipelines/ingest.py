@@ -47,14 +47,15 @@ from behavior.parsing import NA_VALUES, check_date_format
 from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
 from behavior.store import opt_outs
-from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine
+from behavior.sql_dialect import DUCKDB, DuckDBEngine
 from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
-from pipelines import erasure_log
-from pipelines.datahome import DataHome
+from behavior.store import erasure_log
+from behavior.store.datahome import DataHome
 from pipelines.engines import duckdb_connection
 from pipelines.ingest_report import NO_AMOUNT, column_report, rejection_examples
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
 from pipelines.lake_currency import first_currency
+from pipelines.dimension_merge import dimension_merge_sql, with_positions
 from pipelines.local_replace import changed_and_new, drop_keys
 from pipelines.readers import FORMATS, Source, read_source
 
@@ -383,23 +384,6 @@ def _write_partitioned(con, txn: Transaction, spec: Table, accepted: pa.Table, i
         )
     finally:
         con.unregister("_accepted")
-
-
-def dimension_merge_sql(spec: Table, old: str | None, new: str, d: Dialect) -> str:
-    """Upsert as SQL: the stored rows of `old` (None: none yet) and the rows of `new` (with a
-    `_pos` column: their order), a new row replacing a stored one with its key, the last new
-    row of a key winning; ordered by key."""
-    cols = ", ".join(_q(n, d) for n in spec.names)
-    keys = ", ".join(_q(k, d) for k in spec.key)
-    stored = f"SELECT {cols}, 0 AS _src, 0 AS _pos FROM {old} UNION ALL " if old else ""
-    return (f"SELECT {cols} FROM (SELECT {cols}, row_number() OVER (PARTITION BY {keys} ORDER BY _src DESC, "
-            f"_pos DESC) AS _rn FROM ({stored}SELECT {cols}, 1 AS _src, _pos FROM {new}) u) r "
-            f"WHERE _rn = 1 ORDER BY {keys}")
-
-
-def with_positions(table: pa.Table) -> pa.Table:
-    """`table` with `_pos` = 1..n, the order `dimension_merge_sql` needs."""
-    return table.append_column("_pos", pa.array(range(1, table.num_rows + 1), pa.int64()))
 
 
 def _write_dimension(con, home: DataHome, txn: Transaction, spec: Table, new: pa.Table) -> None:

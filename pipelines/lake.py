@@ -10,7 +10,6 @@ Writers hold the data home's lock (one command that changes it at a time).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -24,14 +23,10 @@ from typing import Iterator
 from behavior.errors import BehaviorError
 from behavior.sql_dialect import DUCKDB
 from behavior.store import atomic
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 
 TXN = "_txn"
 META = "_lake.json"
-
-
-class LockedError(BehaviorError):
-    """Another command holds the data home."""
 
 
 class LakeError(BehaviorError):
@@ -40,26 +35,12 @@ class LakeError(BehaviorError):
 
 @contextmanager
 def locked(home: DataHome, command: str) -> Iterator[None]:
-    """Hold the data home's lock for `command`, or fail at once naming the holder."""
-    home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fh = open(os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise LockedError(f"the data home {home.root} is in use by {holder}; wait for it to finish "
-                              "and run the command again") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"`behavior {command}` (pid {os.getpid()})")
-        fh.flush()
+    """Hold the data home's lock for `command` (or fail at once naming the holder), with the
+    lake recovered and dead processes' spill swept first."""
+    with home.lock(command):
         recover(home.lake)
-        sweep_spill(home.root / "tmp")
+        sweep_spill(home.spill)
         yield
-    finally:
-        fh.close()  # closing releases the lock
 
 
 # What a process leaves in <data home>/tmp, named with its pid: DuckDB's spill files and a big

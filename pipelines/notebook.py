@@ -28,10 +28,10 @@ import pyarrow.parquet as pq
 
 from behavior.errors import BehaviorError
 from behavior.recommend.serving import ServingModel
+from behavior.store.bundle import ITEM_CATEGORIES, RECOMMENDER, REPORT, current_folder, verify
+from behavior.store.datahome import ENV_VAR, DataHome
 from pipelines.config import Config
-from pipelines.datahome import ENV_VAR, DataHome
 from pipelines.lake import read_meta, table_files
-from pipelines.publish import current_bundle, verify
 
 
 def find_home(data_dir: str | Path | None = None) -> DataHome:
@@ -84,7 +84,7 @@ class Demo:
 
     def recommender(self) -> ServingModel | None:
         """The bundle's serving recommender (recommender.npz), or None when there is none."""
-        path = self.bundle / "recommender.npz"
+        path = self.bundle / RECOMMENDER.file
         if not path.exists():
             return None
         with np.load(path, allow_pickle=False) as arrays:
@@ -92,7 +92,7 @@ class Demo:
 
     def item_categories(self) -> dict[str, str]:
         """item_id -> category, from the bundle (item_categories.parquet) or the lake's items."""
-        if self.has("item_categories.parquet"):
+        if self.has(ITEM_CATEGORIES.file):
             t = self.table("item_categories")
         elif self.con is not None and table_files(self.home.lake, "items"):
             t = self.sql("SELECT item_id, category FROM items")
@@ -117,11 +117,11 @@ def open_demo(data_dir: str | Path | None = None, bundle: str | None = None) -> 
         verify(folder)
     else:
         try:
-            folder = current_bundle(home)
+            folder = current_folder(home)
         except BehaviorError:
             raise BehaviorError(f"no published bundle in {home.root}: run `make demo` (or `behavior demo --no-serve`), "
                                 f"or set {ENV_VAR} to a data home with one") from None
-    report = json.loads((folder / "report.json").read_text())
+    report = json.loads((folder / REPORT.file).read_text())
     as_of = datetime.fromisoformat(report["as_of"])
     con = open_context(home, Config(), as_of).con if table_files(home.lake, "payments") else None
     return Demo(home=home, bundle=folder, report=report, as_of=as_of, con=con,

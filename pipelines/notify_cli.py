@@ -9,15 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from behavior.errors import BehaviorError
+from pipelines.cli_state import State, state
 
 senders_app = typer.Typer(help="Systems allowed to send signed payment notifications (POST /v1/notifications/payments).",
                           no_args_is_help=True)
 
 
-def _cli():
-    from pipelines import cli
-
-    return cli.state
+def _cli() -> State:
+    return state
 
 
 @senders_app.command("add")

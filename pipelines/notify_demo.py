@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from behavior.store.senders import add_sender, read_senders
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.notify_send import send_payments, signer
 
 DEMO_SENDER = "demo-shop"

@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-NAME = "report.html"
+from behavior.store import bundle as B
+
 DPI = 90     # enough for a screen, keeps the page small and the render quick
 
 _CSS = """
@@ -109,7 +110,7 @@ def key_figures(report: dict, customers: int | None) -> list[tuple[str, str]]:
     return rows
 
 
-def _frame(tables: Mapping[str, Any], name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
+def _frame(tables: Mapping[B.Artifact, Any], name: B.Artifact, columns: list[str] | None = None) -> pd.DataFrame | None:
     t = tables.get(name)
     if not isinstance(t, pa.Table):
         return None
@@ -124,13 +125,13 @@ def _has_view(con, name: str) -> bool:
     return bool(found[0][0])
 
 
-def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
+def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str | None
              ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(section, caption, thunk making the figure) of every plot of the page, in order."""
     from behavior import payment_stats as S
     from behavior import plots as P
 
-    profiles = _frame(tables, "profiles.parquet", ["loyalty_score", "churn_probability", "churn_reasons"])
+    profiles = _frame(tables, B.PROFILES, ["loyalty_score", "churn_probability", "churn_reasons"])
     monthly: dict[str, pd.DataFrame] = {}
 
     def month_table() -> pd.DataFrame | None:
@@ -147,9 +148,9 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
         ("Segments and loyalty", "Customers per RFM segment at as_of.", lambda: P.plot_segment_sizes(seg)),
         ("Segments and loyalty", "Loyalty score distribution and tiers.", lambda: P.plot_loyalty_tiers(profiles)),
         ("Retention and churn", "Monthly acquisition cohorts: share buying again k months later.",
-         lambda: P.plot_cohort_retention(_frame(tables, "cohort_retention.parquet"))),
+         lambda: P.plot_cohort_retention(_frame(tables, B.COHORT_RETENTION))),
         ("Retention and churn", "Retention by current segment.",
-         lambda: P.plot_retention_curves(_frame(tables, "retention_curves.parquet"))),
+         lambda: P.plot_retention_curves(_frame(tables, B.RETENTION_CURVES))),
         ("Retention and churn", "Churn model calibration on the held-out cutoff.",
          lambda: P.plot_calibration(churn)),
         ("Retention and churn", "Cumulative gain and lift of the churn model and its baselines.",
@@ -163,17 +164,17 @@ def _figures(report: dict, tables: Mapping[str, Any], con, currency: str | None
         ("Promotions", "Held-out Qini curve of the uplift model.", lambda: P.plot_qini(promos.get("uplift"))),
         ("Merchants", "Merchants per segment, the riskiest by revenue at stake (churn risk x net revenue of the "
                       "last 90 days) and the share of wallet.",
-         lambda: P.plot_merchant_health(_frame(tables, "merchants.parquet"), currency)),
+         lambda: P.plot_merchant_health(_frame(tables, B.MERCHANTS), currency)),
     ]
 
 
-def render_report(report: dict, tables: Mapping[str, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
+def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
     """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
-    bundle's tables (name -> Arrow table, as in `ctx.bundle`); `con` is a DuckDB connection
-    with the `payments` view for the monthly plots (None, or no such view: they say there is
+    bundle's tables (catalogue entry -> Arrow table, as the stages return them); `con` is a
+    DuckDB connection with the `payments` view for the monthly plots (None, or no such view: they say there is
     no data)."""
     t0 = time.perf_counter()
-    profiles = tables.get("profiles.parquet")
+    profiles = tables.get(B.PROFILES)
     customers = profiles.num_rows if isinstance(profiles, pa.Table) else None
     title = f"Run report: bundle {report.get('bundle_version') or '(unpublished)'}"
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",

@@ -1,6 +1,10 @@
 """`behavior run`: named stages in dependency order, then publish a bundle (made CURRENT
 only when every stage was run, i.e. not a `--stages` run).
 
+Each stage returns a `StageResult` (pipelines/stage.py); the runner keeps its output for the
+stages after it and collects its artifacts (checked against the catalogue's producing stage)
+and report section, then publishes them through the store.
+
 A stage that cannot work on the data it gets (one product, a history shorter than its
 evaluation periods, ...) raises `StageSkipped` with the reason: the run goes on without its
 output, the report's `stages.<stage>` and the stage's own section say `"skipped": "<why>"`,
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -30,69 +33,17 @@ import duckdb
 import pyarrow as pa
 
 from behavior.errors import AsOfError, BehaviorError
-from behavior.features import UserParts
-from behavior.sql_dialect import DuckDBEngine
+from behavior.store.bundle import Artifact
+from behavior.store.datahome import DataHome
 from pipelines.config import Config
-from pipelines.datahome import DataHome
 from pipelines.engines import duckdb_connection
+from pipelines.forget import purge_if_needed
+from pipelines.inbox_ingest import ingest_inbox
 from pipelines.lake import locked, scan_sql, table_files
-
-# Columns that place a row of each table in time (rows at or after as_of are not visible).
-TIME_COLUMNS = {"payments": "paid_at", "users": "signup_at", "promotions": "starts_at",
-                "assignments": "assigned_at", "items": None}
-
-
-@dataclass
-class StageContext:
-    home: DataHome
-    config: Config
-    as_of: datetime
-    con: duckdb.DuckDBPyConnection
-    tables: set[str]                      # lake tables present (as views)
-    outputs: dict[str, Any] = field(default_factory=dict)   # stage name -> its result
-    report: dict[str, Any] = field(default_factory=dict)    # report sections
-    bundle: dict[str, Any] = field(default_factory=dict)    # bundle file name -> content
-    engine: Any = None     # where log-level SQL runs (a SqlEngine); default: DuckDB over `con`
-    # The payments before as_of in user parts, written once for the run's per-user
-    # queries (features, loyalty holdout, merchants, promotion starts); see behavior.features.
-    user_parts: UserParts | None = None
-    # progress messages of a stage's long loops (the churn fit, the recommender search)
-    progress: Callable[[str], None] = field(default=lambda _: None, repr=False)
-    _has_amounts: bool | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.engine is None:
-            self.engine = DuckDBEngine(self.con)
-        if self.user_parts is None and "payments" in self.tables:
-            self.user_parts = UserParts(self.engine, "payments", self.as_of)
-
-    def has_amounts(self) -> bool:
-        """Whether any payment line before as_of has an amount. Without any, the stages leave
-        out their spend-based outputs (monetary value, Gamma-Gamma and CLV, revenue lifts) and
-        their report sections say so, instead of reading every spend as 0."""
-        if self._has_amounts is None:
-            n = self.engine.arrow("SELECT count(amount) AS n FROM payments")["n"][0].as_py()
-            self._has_amounts = bool(n)
-        return self._has_amounts
-
-
-class StageSkipped(BehaviorError):
-    """A stage cannot work on the data it was given; the message says why (it goes in the report)."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    needs: tuple[str, ...]
-    run: Callable[[StageContext], Any]   # returns its output; rows are counted if it has num_rows/len
-    help: str = ""
-    # the stages of `needs` it can do without (it reads them with ctx.outputs.get): run before
-    # it when planned, but their being skipped does not skip it
-    optional: frozenset[str] = frozenset()
-
-    def missing_input(self, outputs: dict[str, Any]) -> str | None:
-        """The first required stage of `needs` without an output (it was skipped), or None."""
-        return next((d for d in self.needs if d not in self.optional and d not in outputs), None)
+from pipelines.publish import publish
+from pipelines.stage import TIME_COLUMNS, UNCUT_USERS, Stage, StageContext, StageResult, StageSkipped
+from pipelines import stages as registry   # read as registry.STAGES at each run: tests swap stages in
+from pipelines.stages.recommend_spark import require_spark
 
 
 def plan(stages: dict[str, Stage], selected: list[str] | None) -> list[str]:
@@ -127,7 +78,6 @@ def default_as_of(con: duckdb.DuckDBPyConnection, home: DataHome) -> datetime:
     return day + timedelta(days=1)
 
 
-UNCUT_USERS = "users_uncut"   # the whole users table, not cut at as_of (both engines)
 
 
 def _duckdb_views(con: duckdb.DuckDBPyConnection, home: DataHome, as_of: datetime) -> set[str]:
@@ -161,7 +111,8 @@ def _open_spark(home: DataHome, config: Config, as_of: datetime | None) -> Stage
         con = duckdb_connection(config.engine, home)
         if table_files(home.lake, "payments"):   # the same lake on this machine: DuckDB views too
             _duckdb_views(con, home, as_of)
-        return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, engine=engine)
+        return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, engine=engine,
+                            per_user=_per_user())
     except BaseException:
         engine.close()
         raise
@@ -180,7 +131,11 @@ def open_context(home: DataHome, config: Config, as_of: datetime | None,
         raise AsOfError(f"--as-of {as_of.date()} is on or before the first payment ({first.date()}); "
                         "nothing before it to learn from: choose a later date")
     present = _duckdb_views(con, home, as_of)
-    return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present)
+    return StageContext(home=home, config=config, as_of=as_of, con=con, tables=present, per_user=_per_user())
+
+
+def _per_user() -> tuple[str, ...]:
+    return tuple(name for name, stage in registry.STAGES.items() if stage.per_user)
 
 
 def _rows(output: Any) -> int | None:
@@ -193,41 +148,52 @@ def _rows(output: Any) -> int | None:
 
 def _engine_section(ctx: StageContext, order: list[str]) -> dict:
     """Which stages read the lake on which engine (report key `engine`)."""
-    from pipelines.stages import LOG_LEVEL_STAGES
-
     name = ctx.engine.name
     section: dict[str, Any] = {"name": name,
-                               f"{name}_stages": [s for s in order if s in LOG_LEVEL_STAGES],
-                               "driver_stages": [s for s in order if s not in LOG_LEVEL_STAGES]}
+                               f"{name}_stages": [s for s in order if registry.STAGES[s].log_level],
+                               "driver_stages": [s for s in order if not registry.STAGES[s].log_level]}
     if name == "spark":
         section["duckdb_stages"] = []    # nothing reads the lake with DuckDB any more
         section.update(ctx.engine.settings.describe())
     return section
 
 
-def _run_stage(stage: Stage, ctx: StageContext) -> dict:
-    """Run one stage into `ctx`; its `stages` entry of the report. A skipped stage leaves no
-    output and no bundle file, and its report section says why."""
+class _Run:
+    """What the stages of one run made: the report sections and the bundle's artifacts."""
+
+    def __init__(self) -> None:
+        self.report: dict[str, Any] = {}
+        self.artifacts: dict[Artifact, Any] = {}
+
+
+def _run_stage(stage: Stage, ctx: StageContext, run: _Run) -> dict:
+    """Run one stage; keep its output in `ctx.outputs` and its artifacts and report section in
+    `run`; its `stages` entry of the report. A skipped stage leaves no output and no artifact,
+    and its report section says why."""
     t0 = time.perf_counter()
-    before = set(ctx.bundle)
     try:
         dep = stage.missing_input(ctx.outputs)
         if dep is not None:
             raise StageSkipped(f"it needs the output of the {dep} stage, which was skipped "
-                               f"({ctx.report[dep]['skipped']})")
-        out = stage.run(ctx)
+                               f"({run.report[dep]['skipped']})")
+        result = stage.run(ctx)
     except StageSkipped as exc:
         why = str(exc)
-        for name in set(ctx.bundle) - before:   # nothing half-built goes into the bundle
-            del ctx.bundle[name]
-        section = ctx.report.get(stage.name)
-        section = section if isinstance(section, dict) else {}
+        section = exc.report
         section["skipped"] = why
         section.setdefault("notes", []).append(f"{stage.name} skipped: {why}")
-        ctx.report[stage.name] = section
+        run.report[stage.name] = section
         return {"seconds": round(time.perf_counter() - t0, 3), "rows": None, "skipped": why}
-    ctx.outputs[stage.name] = out
-    return {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(out)}
+    if not isinstance(result, StageResult):
+        raise TypeError(f"stage {stage.name} returned a {type(result).__name__}, not a StageResult")
+    wrong = [a.file for a in result.artifacts if a.stage != stage.name]
+    if wrong:
+        raise AssertionError(f"stage {stage.name} made {', '.join(wrong)}, which the catalogue gives to another stage")
+    ctx.outputs[stage.name] = result.output
+    run.artifacts.update(result.artifacts)
+    if result.report is not None:
+        run.report[stage.name] = result.report
+    return {"seconds": round(time.perf_counter() - t0, 3), "rows": _rows(result.output)}
 
 
 def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = None,
@@ -238,18 +204,10 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
     stages' own included); `on_stage` gets {"event": "stage_start", "stage", "index", "of"} before
     each stage and {"event": "stage_end", "stage", "seconds", "rows"[, "skipped"]} after it
     (without it, each start is a progress message "[i/n] stage")."""
-    from pipelines.forget import purge_if_needed
-    from pipelines.publish import publish
-    from pipelines.stages import STAGES
-
-    order = plan(STAGES, stages)
+    order = plan(registry.STAGES, stages)
     if "recommend" in order:   # before any stage runs: a trainer the engine cannot run is a usage error
-        from pipelines.stages.recommend_spark import require_spark
-
         require_spark(config.recommend.trainer, engine or config.engine.name)
     run_id = uuid.uuid4().hex[:12]
-    from pipelines.inbox_ingest import ingest_inbox
-
     inbox = ingest_inbox(home, progress=progress, config=config)   # the notifications first: the bundle holds them
     with locked(home, "run"):
         erased = purge_if_needed(home)
@@ -259,13 +217,14 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         ctx.progress = progress
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
+        made = _Run()
         try:
             for i, name in enumerate(order, start=1):
                 if on_stage is None:
                     progress(f"[{i}/{len(order)}] {name}")
                 else:
                     on_stage({"event": "stage_start", "stage": name, "index": i, "of": len(order)})
-                report["stages"][name] = _run_stage(STAGES[name], ctx)
+                report["stages"][name] = _run_stage(registry.STAGES[name], ctx, made)
                 if on_stage is not None:
                     on_stage({"event": "stage_end", "stage": name, **report["stages"][name]})
         finally:
@@ -275,7 +234,7 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
             finally:
                 if ctx.engine.name != "duckdb":
                     ctx.engine.close()
-        report.update(ctx.report)
+        report.update(made.report)
         report["engine"] = _engine_section(ctx, order)
         if inbox["ingest_id"] is not None:
             report["inbox"] = {k: inbox[k] for k in ("ingest_id", "read", "accepted", "duplicates", "rejected")}
@@ -285,6 +244,6 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         progress("publishing the bundle")
         # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
         # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.
-        publish(home, ctx, report, activate=set(order) == set(STAGES))
+        publish(home, ctx, made.artifacts, report, activate=set(order) == set(registry.STAGES))
         ctx.con.close()
     return report

@@ -3,7 +3,8 @@ the contract)."""
 
 from __future__ import annotations
 
-from pipelines.datahome import DataHome
+from behavior.store.bundle import REPORT_HTML
+from behavior.store.datahome import DataHome
 
 
 def _columns(cols: dict) -> str:
@@ -137,7 +138,7 @@ def run_summary(report: dict, home: DataHome) -> str:
     page = report.get("report_html")
     if page:
         broken = f"; {len(page['errors'])} plot(s) failed: see report_html.errors" if page.get("errors") else ""
-        lines.append(f"report: {home.bundles / report['bundle_version'] / 'report.html'} "
+        lines.append(f"report: {home.bundles / report['bundle_version'] / REPORT_HTML.file} "
                      f"({page['figures']} plots, {page['seconds']:.1f} s{broken})")
     if not report.get("active", True):
         lines.append("partial run (--stages): the bundle above is not made CURRENT; the served bundle is unchanged")

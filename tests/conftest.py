@@ -16,7 +16,7 @@ def messy() -> Path:
 
 @pytest.fixture
 def home(tmp_path):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     return DataHome(tmp_path / "data")
 

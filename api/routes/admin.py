@@ -5,14 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.bundle import BundleError
+from behavior.store.bundle import BundleError
 from api.deps import AdminCaller, StateDep
-from api.keys import ApiKey
+from behavior.store.keys import ApiKey
 from api.models import ErasureResult, ReloadResult
 from api.problems import ApiProblem
 from api.routes._responses import AUTH, problems
 from api.routes._user_id import UserIdPath, UserIdQuery, user_id_of
-from api.state import NoBundleError, ServingState
+from api.state import ServingState
+from behavior.store.bundle import NoBundleError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from api.bundle import Bundle
 from api.deps import BundleDep, StateDep, authorize
 from api.items import ATTRIBUTES
-from api.keys import ApiKey
+from behavior.store.keys import ApiKey
 from api.models import STRICT, Filter, SegmentQuery, Text
 from api.problems import ApiProblem, FieldError
 from api.query import check_enum_values, compile_query, enum_values, page_sql

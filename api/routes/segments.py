@@ -13,10 +13,11 @@ from fastapi import APIRouter, Body, Header
 from fastapi.responses import StreamingResponse
 from fastapi.concurrency import run_in_threadpool
 
-from api.bundle import Bundle, json_rows, to_json_table
+from api.bundle import Bundle
+from api.rows import json_rows, to_json_table
 from api.deps import BundleDep, SegmentsCaller, StateDep
 from api.display import shown_row
-from api.keys import ApiKey
+from behavior.store.keys import ApiKey
 from api.models import Condition, Filter, Group, QueryResult, SegmentQuery, Segments, SegmentSummary
 from api.problems import ApiProblem
 from api.query import (Compiled, check_enum_values, compile_query, count_sql, encode_cursor, enum_values, json_limit,

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fcntl
 import functools
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from behavior.errors import BehaviorError
+from behavior.store import atomic
 
 SENDERS_FILE = "senders.json"
 SIGNATURE_TOLERANCE_S = 300
@@ -125,30 +124,6 @@ class SenderBook:
 
 # ------------------------------------------------------------------ writing (the CLI)
 
-class _Locked:
-    def __init__(self, path: Path) -> None:
-        self.lock_path = path.with_name(path.name + ".lock")
-
-    def __enter__(self) -> None:
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-
-def _write(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(doc, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _doc(path: Path) -> dict:
     try:
         doc = json.loads(path.read_text())
@@ -190,7 +165,7 @@ def add_sender(data_dir: Path, name: str, rsa_public_key_pem: str | None = None)
     path = senders_path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = None if rsa_public_key_pem is not None else secrets.token_bytes(32).hex()
-    with _Locked(path):
+    with atomic.locked(path):
         doc = _doc(path)
         for s in doc["senders"]:
             if s["name"] == name:
@@ -198,21 +173,21 @@ def add_sender(data_dir: Path, name: str, rsa_public_key_pem: str | None = None)
                 raise SenderError(f"sender {name!r} is already {state}; pick another name")
         doc["senders"].append({"name": name, "secret": secret, "rsa_public_key": rsa_public_key_pem,
                                "created_at": _now(), "revoked_at": None})
-        _write(path, doc)
+        atomic.write_json(path, doc)
     return secret
 
 
 def revoke_sender(data_dir: Path, name: str) -> None:
     """Mark a sender revoked: its notifications get 401 from then on."""
     path = senders_path(data_dir)
-    with _Locked(path):
+    with atomic.locked(path):
         doc = _doc(path)
         for s in doc["senders"]:
             if s["name"] == name:
                 if s.get("revoked_at"):
                     raise SenderError(f"sender {name!r} was revoked already, at {s['revoked_at']}")
                 s["revoked_at"] = _now()
-                _write(path, doc)
+                atomic.write_json(path, doc)
                 return
     raise SenderError(f"no sender named {name!r}; `behavior senders list` shows them")
 

@@ -50,6 +50,7 @@ from behavior.errors import BehaviorError
 from behavior.features import as_of_literal
 from behavior.sql_dialect import SPARK
 from behavior.store.config import EngineConfig
+from pipelines.dimension_merge import dimension_merge_sql, with_positions
 from pipelines.lake import META, TXN, parse_journal
 
 DEFAULT_MASTER = "local[2]"
@@ -502,8 +503,6 @@ class SparkLake:
             stored.unpersist()
     def upsert(self, txn: SparkTransaction, spec: Any, new: pa.Table) -> None:
         """The stored table plus the new rows, a new row replacing a stored one with its key."""
-        from pipelines.ingest import dimension_merge_sql, with_positions
-
         old_files = self._files(spec.name)
         old = self.engine._read(self.root, spec.name) if old_files else None
         self.engine.register("_new", with_positions(new))

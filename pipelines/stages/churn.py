@@ -30,6 +30,8 @@ import pyarrow as pa
 
 from behavior import churn as C
 from behavior.btyd_select import transaction_model
+from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
+from pipelines.stage import StageResult
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 
@@ -47,9 +49,10 @@ def _empty(users: pa.Array) -> pa.Table:
                      "churn_reasons": pa.nulls(n, pa.string())}, schema=SCHEMA)
 
 
-def _retention(ctx) -> None:
+def _retention(ctx) -> dict:
+    """The retention tables of the bundle."""
     engine, d = ctx.engine, ctx.engine.dialect
-    ctx.bundle["cohort_retention.parquet"] = engine.arrow(C.cohort_retention_sql("payments", d))
+    cohorts = engine.arrow(C.cohort_retention_sql("payments", d))
     seg = ctx.outputs.get("segments")
     if seg is not None and "segment" in seg.column_names:
         engine.register("_churn_segments", seg.select(["user_id", "segment"]))
@@ -57,10 +60,11 @@ def _retention(ctx) -> None:
     else:
         rel = f"(SELECT CAST(NULL AS {d.string_type}) AS user_id, CAST(NULL AS {d.string_type}) AS segment WHERE FALSE)"
     try:
-        ctx.bundle["retention_curves.parquet"] = engine.arrow(C.retention_curves_sql("payments", rel, d))
+        curves = engine.arrow(C.retention_curves_sql("payments", rel, d))
     finally:
         if rel == "_churn_segments":
             engine.unregister("_churn_segments")
+    return {COHORT_RETENTION: cohorts, RETENTION_CURVES: curves}
 
 
 def _round(d: dict) -> dict:
@@ -81,28 +85,28 @@ def _model_payments(ctx, users: pa.Array, max_users: int, seed: int, section: di
     return _SAMPLE_PAYMENTS
 
 
-def _drop_sample(ctx) -> None:
-    if ctx.report.get("churn", {}).get("model_users"):
+def _drop_sample(ctx, section: dict) -> None:
+    if section.get("model_users"):
         ctx.engine.drop_view(_SAMPLE_PAYMENTS)
         ctx.engine.unregister(_SAMPLE)
 
 
-def run(ctx) -> pa.Table:
-    try:
-        return _run(ctx)
-    finally:
-        _drop_sample(ctx)
-
-
-def _run(ctx) -> pa.Table:
-    t0 = time.perf_counter()
+def run(ctx) -> StageResult[pa.Table]:
     cfg = ctx.config.churn
+    section: dict = {"horizon_days": cfg.horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
+                     "notes": []}
+    try:
+        retention = _retention(ctx)
+        return StageResult(_run(ctx, cfg, section), retention, section)
+    finally:
+        _drop_sample(ctx, section)
+
+
+def _run(ctx, cfg, section: dict) -> pa.Table:
+    """The churn table; fills the report `section`."""
+    t0 = time.perf_counter()
     horizon_days = cfg.horizon_days
     users = ctx.outputs["features"].column("user_id")
-    section: dict = {"horizon_days": horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
-                     "notes": []}
-    ctx.report["churn"] = section
-    _retention(ctx)
     penalizer = getattr(getattr(ctx.config, "loyalty", None), "penalizer", 0.0)
     first = ctx.engine.arrow("SELECT min(paid_at) AS first FROM payments WHERE status = 'success'")["first"][0].as_py()
     if first is None:

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from behavior.features import user_features
+from pipelines.stage import StageResult
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     table = user_features(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
     ctx.con.register("features", table)
-    return table
+    return StageResult(table)

@@ -39,6 +39,7 @@ from behavior.btyd_select import (
     with_transaction_model,
 )
 from behavior.features import as_of_literal, btyd_summary
+from pipelines.stage import StageResult
 
 
 def _selection(ctx, cfg) -> Selection:
@@ -66,7 +67,7 @@ def _fallback(customers: int, population_mean: float) -> dict:
                     "(spend_fallback = true)"}
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     cfg = ctx.config.loyalty
     f = ctx.outputs["features"].select(["user_id", "frequency", "recency", "T", "monetary_value"]).to_pandas()
     # T = 0: first purchase on the as_of day itself (an as_of during the day); nothing to fit.
@@ -85,8 +86,7 @@ def run(ctx) -> pa.Table:
         bg = fit_summary(new_model(selection.chosen, cfg.penalizer), f[fit_rows])
     except (ConvergenceError, ValueError) as exc:
         section["bgnbd"] = {"error": str(exc)}
-        ctx.report["loyalty"] = section
-        return pa.Table.from_pandas(out, preserve_index=False)
+        return StageResult(pa.Table.from_pandas(out, preserve_index=False), report=section)
     freq, rec, T = (f[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     section["bgnbd"] = {"params": bg.params_, "log_likelihood": bg.log_likelihood_,
                         "standard_errors": bg.standard_errors_, "customers": int(fit_rows.sum())}
@@ -114,5 +114,4 @@ def run(ctx) -> pa.Table:
                                                             gg.population_mean())}
         except (ConvergenceError, ValueError) as exc:
             section["gamma_gamma"] = {"error": str(exc)}
-    ctx.report["loyalty"] = section
-    return with_transaction_model(pa.Table.from_pandas(out, preserve_index=False), bg)
+    return StageResult(with_transaction_model(pa.Table.from_pandas(out, preserve_index=False), bg), report=section)

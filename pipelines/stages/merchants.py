@@ -34,6 +34,8 @@ from behavior import merchant_churn as MC
 from behavior.churn import choose_cutoffs, churn_metrics
 from behavior.merchant_audience import AUDIENCES, merchant_customers
 from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles
+from behavior.store.bundle import MERCHANT_CUSTOMERS, MERCHANTS
+from pipelines.stage import StageResult
 
 MAX_TRAIN_CUTOFFS = 6
 
@@ -108,7 +110,7 @@ def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> t
     return risk, section
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     values = ctx.outputs["loyalty"].select(["user_id", "clv"])
     segments = ctx.outputs.get("segments")   # without it (skipped) the tier shares are null
     ctx.engine.register("_user_values", values)
@@ -123,14 +125,11 @@ def run(ctx) -> pa.Table:
             ctx.engine.unregister("_user_tiers")
     counts = profiles["merchant_segment"].value_counts().reindex(list(MERCHANT_SEGMENTS), fill_value=0)
     section = {"merchants": int(len(profiles)), "counts": {k: int(v) for k, v in counts.items()}}
-    ctx.report["merchants"] = section
     risk, section["churn"] = churn_risk(ctx, profiles)
     profiles["churn_risk"] = risk
     profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
     table = pa.Table.from_pandas(profiles, preserve_index=False)
-    ctx.bundle["merchants.parquet"] = table
     audience = merchant_customers(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
     sizes = pd.Series(audience.column("audience").to_pylist(), dtype="object").value_counts()
     section["audiences"] = {a: int(sizes.get(a, 0)) for a in AUDIENCES}
-    ctx.bundle["merchant_customers.parquet"] = audience
-    return table
+    return StageResult(table, {MERCHANTS: table, MERCHANT_CUSTOMERS: audience}, section)

@@ -14,13 +14,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from behavior.features import PROFILE_NAMES
-from pipelines.runner import UNCUT_USERS
+from behavior.store.bundle import PROFILES
+from pipelines.stage import UNCUT_USERS, StageResult
 from pipelines.stages.align import aligned
 
-PER_USER_STAGES = ("loyalty", "segments", "churn")
 
-
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     """The features with the per-user stages' columns and the users table's appended, in the
     feature table's (user_id) order. The tables are lined up by position (a hash lookup of
     user_id, or nothing when a table has the same users in the same order), not by a join
@@ -28,7 +27,7 @@ def run(ctx) -> pa.Table:
     base = ctx.outputs["features"]
     ids = base.column("user_id")
     columns = {PROFILE_NAMES.get(name, name): base.column(name) for name in base.column_names}
-    for stage in PER_USER_STAGES:
+    for stage in ctx.per_user:
         out = ctx.outputs.get(stage)
         if out is not None:
             _append(columns, aligned(ids, out), stage)
@@ -49,8 +48,7 @@ def run(ctx) -> pa.Table:
         columns["marketing_opt_out"] = pa.array(np.zeros(len(ids), dtype=bool))
         columns["signup_at"] = pa.nulls(len(ids), pa.timestamp("us", tz="UTC"))
     profiles = pa.table(columns)
-    ctx.bundle["profiles.parquet"] = profiles
-    return profiles
+    return StageResult(profiles, {PROFILES: profiles})
 
 
 def _append(columns: dict, table: pa.Table, source: str) -> None:

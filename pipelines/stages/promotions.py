@@ -43,7 +43,9 @@ from behavior import promotions as P
 from behavior.features import as_of_literal, user_features_at
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
+from behavior.store import bundle as B
 from behavior.uplift_training import cell_of, model_matrix, train_arms
+from pipelines.stage import StageResult
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
                     ("p_redeem", pa.float64())])
@@ -132,23 +134,23 @@ def _empty_scores() -> pa.Table:
     return SCHEMA.empty_table()
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     t0 = time.perf_counter()
     engine, d = ctx.engine, ctx.engine.dialect
     section: dict = {"effectiveness": {}, "uplift": {}, "notes": []}
-    ctx.report["promotions"] = section
-    ctx.bundle["category_affinity.parquet"] = engine.arrow(
+    artifacts: dict = {}
+    artifacts[B.CATEGORY_AFFINITY] = engine.arrow(
         P.category_affinity_sql("payments", as_of_literal(ctx.as_of, dialect=d), d))
-    ctx.bundle["item_categories.parquet"] = engine.arrow(P.item_categories_sql("payments", d))
+    artifacts[B.ITEM_CATEGORIES] = engine.arrow(P.item_categories_sql("payments", d))
     if not {"promotions", "assignments"} <= ctx.tables:
         missing = sorted({"promotions", "assignments"} - ctx.tables)
         section["uplift"]["skipped"] = (f"no {' and no '.join(missing)} table in the lake: no promotion effect can be "
                                         "estimated and no uplift model trained; targeting uses the fallback rule")
         section["notes"].append(section["uplift"]["skipped"])
-        ctx.bundle["contacts.parquet"] = CONTACTS.empty_table()
+        artifacts[B.CONTACTS] = CONTACTS.empty_table()
         section["seconds"] = round(time.perf_counter() - t0, 3)
-        return _empty_scores()
-    ctx.bundle["contacts.parquet"] = engine.arrow(P.contacts_sql("assignments", "promotions", d)).cast(CONTACTS)
+        return StageResult(_empty_scores(), artifacts, section)
+    artifacts[B.CONTACTS] = engine.arrow(P.contacts_sql("assignments", "promotions", d)).cast(CONTACTS)
     ok = _entries(engine, ctx.as_of, section)
     if ok and not ctx.has_amounts():
         section["notes"].append(P.NO_AMOUNTS)
@@ -156,9 +158,9 @@ def run(ctx) -> pa.Table:
     # one OpenMP thread: the boosters fit small tables, and OpenMP's spinning threads made this
     # stage 4x slower whenever another process used the second core (measured: 34 s vs 8 s)
     with threadpool_limits(1, user_api="openmp"):
-        scores = _uplift(ctx, rows, section, ctx.bundle["category_affinity.parquet"])
+        scores = _uplift(ctx, rows, section, artifacts)
     section["seconds"] = round(time.perf_counter() - t0, 3)
-    return scores
+    return StageResult(scores, artifacts, section)
 
 
 def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
@@ -200,7 +202,9 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
     return rows
 
 
-def _uplift(ctx, rows: list[pd.DataFrame], section: dict, affinity_now: pa.Table) -> pa.Table:
+def _uplift(ctx, rows: list[pd.DataFrame], section: dict, artifacts: dict) -> pa.Table:
+    """The uplift scores (also put in `artifacts` when a model was trained)."""
+    affinity_now = artifacts[B.CATEGORY_AFFINITY]
     up = section["uplift"]
     if not rows:
         up["skipped"] = "no past promotion with a randomized control group could be evaluated: no uplift model"
@@ -227,5 +231,5 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict, affinity_now: pa.Table
         out.append(pd.DataFrame({"user_id": feats["user_id"], "target": target,
                                  "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)}))
     table = pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=SCHEMA, preserve_index=False)
-    ctx.bundle["uplift_scores.parquet"] = table
+    artifacts[B.UPLIFT_SCORES] = table
     return table

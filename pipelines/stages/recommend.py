@@ -17,7 +17,8 @@ Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
 driver. With `[recommend] trainer = "spark_als"` steps 1-3 train MLlib ALS on Spark instead
-(`pipelines.stages.recommend_spark`); the report's `recommend.trainer` says which.
+(`pipelines.stages.recommend_spark`; the stage's entry, `pipelines.stages.recommend_run`,
+picks the trainer); the report's `recommend.trainer` says which.
 
 The stage is skipped (`StageSkipped`: no recommender.npz, the report's `recommend.skipped`
 says why) when the data cannot support it: fewer than two items bought before as_of (one
@@ -27,7 +28,7 @@ validation buyer who also bought before it (a history shorter than valid_days + 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -39,9 +40,8 @@ from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import IdMap, Interactions, Periods, build_matrix, indexed_sql
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
 from behavior.recommend.select import Selection, select_model
-from behavior.recommend.serving import serving_arrays
 from behavior.segments import SEGMENTS
-from pipelines.runner import StageSkipped
+from pipelines.stage import StageSkipped
 
 
 def interactions_sql(start: datetime | None, end: datetime, dialect="duckdb") -> str:
@@ -211,30 +211,3 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     full = periods.before(3, end).matrices()
     del periods
     return selection, test, from_params(selection.params).fit(*full), full
-
-
-def run(ctx) -> dict:
-    cfg = ctx.config.recommend
-    trainer = cfg.trainer
-    end = ctx.as_of
-    test_start = end - timedelta(days=cfg.test_days)
-    valid_start = test_start - timedelta(days=cfg.valid_days)
-    users, items = _id_maps(ctx, end)
-    meta = _items(ctx, items)
-    codes = meta["item_category"]
-    if trainer == "spark_als":
-        from pipelines.stages.recommend_spark import train_on_spark
-
-        selection, test, model, (net, days) = train_on_spark(ctx, users, items, codes, valid_start, test_start)
-    else:
-        selection, test, model, (net, days) = _train_local(ctx, users, items, codes, valid_start, test_start)
-    ctx.bundle["recommender.npz"] = serving_arrays(
-        model, user_ids=users, item_ids=items, seen=net, seen_days=days, **meta,
-        user_segment=_segment_codes(ctx, users), segment_names=np.array(SEGMENTS, dtype=np.str_),
-        exclude_seen=selection.exclude_mask(codes), selected=selection.selected)
-    section = selection.report()
-    section["trainer"] = trainer
-    section["test"] = test
-    section["valid_from"] = valid_start.isoformat()
-    ctx.report["recommend"] = section
-    return {"users": len(users), "items": len(items)}

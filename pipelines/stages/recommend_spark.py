@@ -31,7 +31,7 @@ from behavior.recommend.baselines import BuyAgain, Popularity, from_item_buyers
 from behavior.recommend.factors import SparkALS
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.select import Bench, Selection, choose
-from pipelines.runner import StageSkipped
+from pipelines.stage import StageSkipped
 from pipelines.stages.recommend import (_interactions, _purchased, _score, interactions_sql, test_report,
                                        users_to_score)
 

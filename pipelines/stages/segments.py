@@ -10,13 +10,14 @@ from __future__ import annotations
 import pyarrow as pa
 
 from behavior.segments import SEGMENTS, assign_segments, loyalty_score, loyalty_tier, rfm_scores
+from pipelines.stage import StageResult
 from pipelines.stages.align import aligned
 
 NO_AMOUNTS = ("the lake has no amounts: net_spend and monetary_value are null, m_score is null (the RFM code "
               "ends in '-') and the loyalty score leaves spend out")
 
 
-def run(ctx) -> pa.Table:
+def run(ctx) -> StageResult[pa.Table]:
     cols = ["user_id", "recency_days", "n_payments", "net_spend", "tenure_days"]
     base = ctx.outputs["features"].select(cols)
     loyalty = ctx.outputs.get("loyalty")
@@ -30,10 +31,10 @@ def run(ctx) -> pa.Table:
     scores["loyalty_score"] = loyalty_score(p, scores)
     scores["loyalty_tier"] = loyalty_tier(scores["loyalty_score"])
     counts = scores["segment"].value_counts().reindex(list(SEGMENTS), fill_value=0)
-    ctx.report["segments"] = {"counts": {k: int(v) for k, v in counts.items()}}
+    section: dict = {"counts": {k: int(v) for k, v in counts.items()}}
     if not ctx.has_amounts():
-        ctx.report["segments"]["notes"] = [NO_AMOUNTS]
+        section["notes"] = [NO_AMOUNTS]
     schema = pa.schema([("user_id", pa.string()), ("r_score", pa.int8()), ("f_score", pa.int8()),
                         ("m_score", pa.int8()), ("rfm", pa.string()), ("segment", pa.string()),
                         ("loyalty_score", pa.float64()), ("loyalty_tier", pa.string())])
-    return pa.Table.from_pandas(scores[schema.names], schema=schema, preserve_index=False)
+    return StageResult(pa.Table.from_pandas(scores[schema.names], schema=schema, preserve_index=False), report=section)

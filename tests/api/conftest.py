@@ -25,9 +25,11 @@ with warnings.catch_warnings():  # starlette asks for httpx2, which is not part 
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from api.keys import SCOPES, create_key
 from api.main import create_app
 from api.settings import Settings
+from behavior.store.bundle import sha256
+from behavior.store.datahome import DataHome
+from behavior.store.keys import SCOPES, create_key
 
 USERS = 800
 
@@ -39,11 +41,11 @@ class Home:
 
     @property
     def bundles(self) -> Path:
-        return self.root / "artifacts" / "bundles"
+        return DataHome(self.root).bundles
 
     @property
     def current(self) -> Path:
-        return self.root / "artifacts" / "CURRENT"
+        return DataHome(self.root).current
 
     def active(self) -> str:
         return self.current.read_text().strip()
@@ -56,18 +58,12 @@ class Home:
         return Settings(**{**base, **overrides})
 
     def audit(self) -> list[dict]:
-        path = self.root / "audit" / "api.log"
+        path = DataHome(self.root).audit_log
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _sha256(path: Path) -> str:
-    from pipelines.publish import sha256
-
-    return sha256(path)
-
-
 def write_manifest(folder: Path, manifest: dict) -> None:
-    manifest["checksums"] = {f.name: _sha256(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"}
+    manifest["checksums"] = {f.name: sha256(f) for f in sorted(folder.iterdir()) if f.name != "manifest.json"}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
@@ -126,7 +122,6 @@ def point_current(home: Home, version: str) -> None:
 def published(tmp_path_factory) -> Path:
     """A data home with one published bundle (profiles, merchants, report, recommender)."""
     from pipelines.config import Config
-    from pipelines.datahome import DataHome
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import run_pipeline
     from pipelines.synth_files import write_synth
@@ -148,7 +143,7 @@ def home(published, tmp_path) -> Home:
     """A private copy of the published data home (without the lake) with one key per role."""
     root = tmp_path / "data"
     shutil.copytree(published / "artifacts", root / "artifacts")
-    keys_file = root / "api_keys.json"
+    keys_file = DataHome(root).keys_file
     roles = {"all": list(SCOPES), "admin": ["admin"], "profiles": ["profiles:read"],
              "segments": ["segments:read"], "export": ["segments:read", "segments:export"],
              "recs": ["recommendations:read"], "promo": ["promotions:target"],

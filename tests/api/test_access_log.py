@@ -7,7 +7,7 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from api.server import UserIdsHashed
 from behavior.ids import normalize_id
 

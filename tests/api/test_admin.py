@@ -90,7 +90,7 @@ def test_erasing_a_user_takes_effect_at_once_and_survives_a_reload(client, home)
 
 
 def test_new_keys_are_picked_up_by_reload(client, home):
-    from api.keys import create_key, revoke_key
+    from behavior.store.keys import create_key, revoke_key
 
     late = create_key(home.root / "api_keys.json", "late", ["profiles:read"])
     client.post("/v1/admin/reload", headers=home.headers("admin"))

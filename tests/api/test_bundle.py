@@ -6,7 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from api.bundle import BundleError, list_bundles, load_bundle
+from api.bundle import load_bundle
+from behavior.store.bundle import BundleError, list_bundles
+from behavior.store.datahome import DataHome
 from tests.api.conftest import clone_bundle, write_manifest
 
 
@@ -74,4 +76,4 @@ def test_bundles_are_listed_by_creation(home):
     first = home.active()
     clone_bundle(home.bundles, first, "a-later", later_by_s=60)
     clone_bundle(home.bundles, first, "z-earlier", later_by_s=-60)
-    assert list_bundles(home.bundles) == ["z-earlier", first, "a-later"]
+    assert list_bundles(DataHome(home.root)) == ["z-earlier", first, "a-later"]

@@ -3,7 +3,7 @@ end trimmed, as ingest and `behavior forget` do)."""
 
 import json
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from tests.api.conftest import assert_problem
 
 

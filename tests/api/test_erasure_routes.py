@@ -6,7 +6,7 @@ import json
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.forget import forget
 from tests.api.conftest import assert_problem
 

@@ -7,9 +7,10 @@ import stat
 
 import pytest
 
-from api.keys import SCOPES, KeyFileError, create_key, list_keys, load_keyring, revoke_key
+from api.keys import load_keyring
 from api.settings import Settings
 from behavior.store.config import ConfigError
+from behavior.store.keys import SCOPES, KeyFileError, create_key, list_keys, revoke_key
 
 
 def test_create_key_stores_only_the_hash(tmp_path, capsys):

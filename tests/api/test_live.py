@@ -91,7 +91,7 @@ def test_recommend_folded_matches_recommend_for_items_for_an_unknown_user(home):
 
 
 def test_erased_users_leave_the_live_state(client, home, secret):
-    from api.erasure import ErasureLog
+    from behavior.store.erasure_log import ErasureLog
 
     user = "u0000009"
     body = encode(payment("live-e", user=user))

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from behavior.store.inbox import inbox_path
 from behavior.store.senders import add_sender, revoke_sender
 from tests.api.conftest import assert_problem

@@ -3,7 +3,7 @@ the full way, with the same receipts."""
 
 from __future__ import annotations
 
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from api.notify import Receiver
 from behavior.notifications import parse_body
 from tests.api.notify_helpers import encode, payment

@@ -235,7 +235,7 @@ def test_forget_purges_the_inbox(root):
 
 @pytest.mark.slow
 def test_a_purchase_is_live_on_every_worker_within_a_second(root, tmp_path):
-    from api.keys import create_key
+    from behavior.store.keys import create_key
 
     secret = add_sender(root, "psp")
     key = create_key(root / "api_keys.json", "all", ["profiles:read", "recommendations:read"])
@@ -268,7 +268,7 @@ def test_the_next_run_holds_the_live_lines_and_drops_them_from_the_live_state(ro
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         from fastapi.testclient import TestClient
 
-    from api.keys import create_key
+    from behavior.store.keys import create_key
     from api.main import create_app
     from api.settings import Settings
 
@@ -305,7 +305,7 @@ def test_a_running_promotion_is_watched_live_by_arm(root, tmp_path):
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         from fastapi.testclient import TestClient
 
-    from api.keys import create_key
+    from behavior.store.keys import create_key
     from api.main import create_app
     from api.settings import Settings
 
@@ -390,8 +390,8 @@ def test_behavior_notify_signs_sends_and_retries_until_the_api_is_up(root, tmp_p
 
 @pytest.mark.slow
 def test_the_demos_live_loop_shows_recommendations_change(root, tmp_path):
-    from api.keys import create_key
-    from pipelines.datahome import DataHome
+    from behavior.store.keys import create_key
+    from behavior.store.datahome import DataHome
     from pipelines.notify_demo import live_loop
 
     key = create_key(root / "api_keys.json", "demo", ["recommendations:read", "profiles:read"])

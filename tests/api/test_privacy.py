@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from api.bundle import Bundle, Profiles, RowIndex
-from api.erasure import ErasureLog
+from behavior.store.erasure_log import ErasureLog
 from api.privacy import IdHashes
 from behavior.pii import erasure_hash
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from tests.api.conftest import assert_problem
 

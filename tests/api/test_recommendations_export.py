@@ -7,7 +7,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from api.keys import create_key
+from behavior.store.keys import create_key
 from tests.api.conftest import assert_problem
 
 URL = "/v1/recommendations/export"

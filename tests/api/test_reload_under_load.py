@@ -11,9 +11,9 @@ import pytest
 from api.settings import Settings
 from api.state import ServingState
 from behavior.store import atomic
-from pipelines.bench_api import format_api_table, make_profiles_bundle
-from pipelines.bench_reload import reload_under_load
-from pipelines.datahome import DataHome
+from pipelines.bench.api import format_api_table, make_profiles_bundle
+from pipelines.bench.reload import reload_under_load
+from behavior.store.datahome import DataHome
 from tests.api.conftest import clone_bundle
 
 BIG = 300_000

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from api.keys import SCOPES, create_key
+from behavior.store.keys import SCOPES, create_key
 from api.main import create_app
 
 MAX_EXAMPLES = 10

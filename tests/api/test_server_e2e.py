@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.bundle import BundleError
+from behavior.store.bundle import BundleError
 from api.server import serve
 from tests.api.conftest import clone_bundle, point_current
 from tests.live_server import free_port, wait_ready

@@ -18,7 +18,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from api.keys import SCOPES, create_key
+from behavior.store.keys import SCOPES, create_key
 from tests.api.conftest import Home, assert_problem, clone_bundle, point_current
 from tests.live_server import free_port, wait_ready
 

@@ -165,7 +165,7 @@ def test_the_access_log_names_no_user(home, tmp_path):
     lines = [ln for ln in text.splitlines() if '"GET /v1/users/' in ln or '"DELETE /v1/admin/users/' in ln]
     assert len(lines) == 8, text
     assert all(re.search(r'/users/#[0-9a-f]{16}(/profile|/recommendations\?n=3)? HTTP', ln) for ln in lines), lines
-    from api.erasure import ErasureLog
+    from behavior.store.erasure_log import ErasureLog
 
     digest = ErasureLog(home.root).key_hash(users[2])[:16]     # whoever holds the secret finds the user's lines
     assert sum(f"#{digest}" in ln for ln in lines) == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.publish import verify
+from behavior.store.bundle import verify
 
 
 def behavior(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -115,7 +115,7 @@ def test_a_second_command_waits_for_none_and_says_who_holds_the_lock(flow):
     from pipelines.lake import locked
 
     _, data, synth, _, _ = flow
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     with locked(DataHome(data), "run"):
         out = behavior(data, "ingest", str(synth), check=False)

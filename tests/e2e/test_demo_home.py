@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.demo_home import MARKER, NotADemoHome, claim_for_demo, is_demo_home
 from tests.e2e.test_cli import behavior
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.lake import locked, table_files
-from pipelines.publish import verify
+from behavior.store.bundle import verify
 from tests.e2e.test_cli import behavior
 
 CLI = "from pipelines.cli import main; import sys; sys.argv = ['behavior'] + sys.argv[1:]; main()"
@@ -64,7 +64,7 @@ stages.STAGES["churn"] = Stage("churn", real.needs, die)
 
 KILL_IN_PUBLISH = """
 import os, signal
-import pipelines.publish as p
+import behavior.store.bundle as p
 real, count = p._write, [0]
 def write(*a, **k):
     n = real(*a, **k)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.publish import verify
+from behavior.store.bundle import verify
 from pipelines.synth_files import write_synth
 from tests.e2e.test_cli import behavior
 from tests.live_server import free_port, wait_ready

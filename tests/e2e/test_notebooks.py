@@ -23,7 +23,7 @@ def demo_home(tmp_path_factory) -> Path:
     """synth (800 users, 12 months, half of them in randomized promotions so that the uplift
     model trains) -> ingest -> every stage -> a published bundle."""
     from pipelines.config import Config
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import run_pipeline
     from pipelines.synth_files import write_synth

@@ -10,10 +10,10 @@ import warnings
 
 import pyarrow.parquet as pq
 
-from api.keys import SCOPES, create_key
+from behavior.store.keys import SCOPES, create_key
 from api.main import create_app
 from api.settings import Settings
-from pipelines.publish import verify
+from behavior.store.bundle import verify
 from pipelines.stages import STAGES
 from tests.api.conftest import assert_problem
 from tests.e2e.test_cli import behavior
@@ -74,7 +74,7 @@ def test_a_one_item_one_user_one_day_lake_publishes_a_bundle_the_api_serves(tmp_
 def test_without_the_promotions_stage_the_promotion_routes_answer_503_with_the_reason(tmp_path, monkeypatch):
     from pipelines import stages
     from pipelines.config import Config
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
     from pipelines.runner import Stage, StageSkipped, run_pipeline
     from tests.pipelines.test_stage_skips import ENOUGH, lake
 

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from pipelines.bench_accuracy import REAL_DATA, format_accuracy
-from pipelines.bench_datasets import cdnow_export, donations_export
+from pipelines.bench.accuracy import REAL_DATA, format_accuracy
+from pipelines.bench.datasets import cdnow_export, donations_export
 from tests.e2e.test_cli import behavior
 
 

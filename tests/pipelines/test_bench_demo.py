@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.bench_demo import format_demo_table
+from pipelines.bench.demo import format_demo_table
 from pipelines.stages import STAGES
 from tests.e2e.test_cli import behavior
 

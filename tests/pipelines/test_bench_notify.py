@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from behavior.store.senders import SenderBook, verify
-from pipelines.bench_notify import _payments, _signed, format_notify_table, run_notify_bench
+from pipelines.bench.notify import _payments, _signed, format_notify_table, run_notify_bench
 
 GENERATORS = ["python"] + (["wrk"] if shutil.which("wrk") else [])
 

@@ -3,7 +3,7 @@ the published bundle, the plot written; above PART_LINES the history is generate
 
 import json
 
-from pipelines.bench_scale import PART_LINES, _parts, format_scale, run_scale
+from pipelines.bench.scale import PART_LINES, _parts, format_scale, run_scale
 from pipelines.stages import STAGES
 
 
@@ -19,7 +19,7 @@ def test_scale_bench_times_every_step_and_plots(tmp_path):
     assert total["seconds"] >= sum(r["seconds"] for r in rows if r["step"] in STAGES)
     assert all(r["peak_mb"] > 50 for r in rows if r["step"] not in ("synth",))
     assert total["met"] is True and "10M" in total["target"]
-    from pipelines.bench_scale import TARGET
+    from pipelines.bench.scale import TARGET
     assert not TARGET[1]({"lines": 9_994_341, "seconds": 1136.7, "peak_mb": 5755})   # a 10M run that took 19 min
     assert json.loads((tmp_path / "scale.json").read_text()) == rows
     assert (tmp_path / "scale.png").stat().st_size > 10_000

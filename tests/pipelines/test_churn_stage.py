@@ -16,7 +16,7 @@ from pipelines.synth_files import write_synth
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     root = tmp_path_factory.mktemp("churn")
     write_synth(root / "synth", users=2500, months=18, seed=5)
@@ -38,7 +38,7 @@ def test_report_and_output_through_the_runner(lake, registered):
 
     def spy(ctx):
         out = real(ctx)
-        captured["out"], captured["bundle"] = out, dict(ctx.bundle)
+        captured["out"], captured["bundle"] = out.output, {a.file: t for a, t in out.artifacts.items()}
         return out
 
     stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"), spy)
@@ -87,7 +87,7 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
     import numpy as np
     import pandas as pd
 
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     weeks = pd.date_range("2024-01-01", "2025-06-30", freq="7D", tz="UTC")
     users = [f"u{i:03d}" for i in range(300)]
@@ -135,5 +135,5 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
         got = frame.sort_values("user_id").reset_index(drop=True)
         pd.testing.assert_frame_equal(got[list(FEATURE_COLUMNS)], mine[list(FEATURE_COLUMNS)])
     assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][2])
-    scored = out["t"].to_pandas()
+    scored = out["t"].output.to_pandas()
     assert len(scored) == customers and scored["churn_probability"].notna().all()

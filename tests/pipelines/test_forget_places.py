@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from behavior.ids import ID_WHITESPACE, normalize_id, trim_sql
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.forget import forget
 from pipelines.forget_files import scrub_logs
 from pipelines.ingest import IngestOptions, ingest

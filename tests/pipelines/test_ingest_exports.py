@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from behavior.date_order import MixedDateOrderError
 from behavior.errors import InputError
 from behavior.parsing import NA_VALUES
-from pipelines import erasure_log
-from pipelines.datahome import DataHome
+from behavior.store import erasure_log
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.lake import table_files
 from tests.pipelines.test_ingest import lake_rows, quarantine

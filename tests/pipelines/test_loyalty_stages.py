@@ -16,7 +16,7 @@ from pipelines.synth_files import write_synth
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     root = tmp_path_factory.mktemp("loyalty")
     write_synth(root / "synth", users=4000, months=18, seed=11)
@@ -76,7 +76,7 @@ def test_modified_model_is_a_config_choice(lake):
 def test_without_amounts_gamma_gamma_and_clv_are_skipped_not_failed(tmp_path, lake):
     import pyarrow as pa
 
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     _, root = lake
     pay = pq.read_table(root / "synth" / "payments.parquet").drop_columns(["amount"])

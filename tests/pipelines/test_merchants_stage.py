@@ -7,7 +7,7 @@ import pytest
 from behavior import merchant_churn as MC
 from behavior.merchant_profiles import MERCHANT_SEGMENTS
 from pipelines.config import Config
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import run_pipeline
 from pipelines.synth_files import write_synth

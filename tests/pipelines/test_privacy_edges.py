@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipelines.config import Config
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.forget import forget
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.lake import scan_sql

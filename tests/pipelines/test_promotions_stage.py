@@ -21,7 +21,7 @@ VALUE, CONTACT = 20.0, 0.2
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     root = tmp_path_factory.mktemp("promotions")
     write_synth(root / "synth", users=16000, months=18, seed=11, promo_assign_rate=0.3)
@@ -160,7 +160,7 @@ def test_bad_assignments_give_a_reason_not_an_effect():
 
 
 def test_without_promotion_tables_the_stage_says_so(tmp_path):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     write_synth(tmp_path / "synth", users=800, months=12, seed=2)
     home = DataHome(tmp_path / "data")

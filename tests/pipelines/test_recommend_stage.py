@@ -12,7 +12,7 @@ from pipelines.synth_files import write_synth
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
 
     root = tmp_path_factory.mktemp("rec")
     write_synth(root / "synth", users=4000, months=12, seed=5)

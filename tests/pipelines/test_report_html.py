@@ -5,6 +5,7 @@ import re
 
 import duckdb
 
+from behavior.store.bundle import MERCHANTS
 from pipelines.report_html import key_figures, render_report
 
 
@@ -33,7 +34,7 @@ def test_the_merchant_side_is_drawn_and_its_notes_listed():
     merchants = pa.table({"merchant_id": ["m1", "m2"], "merchant_segment": ["at_risk", "steady"],
                           "churn_risk": [0.9, 0.1], "revenue_90d": [1000.0, 50.0], "share_of_wallet": [0.5, 0.3]})
     report = {"merchants": {"churn": {"notes": ["the model does not beat the volume_trend baseline"]}}}
-    page, info = render_report(report, {"merchants.parquet": merchants}, duckdb.connect(), "EUR")
+    page, info = render_report(report, {MERCHANTS: merchants}, duckdb.connect(), "EUR")
     assert info["errors"] == [] and "<h2>Merchants</h2>" in page
     assert "<b>merchants</b>: the model does not beat the volume_trend baseline" in page
     assert 'alt="The merchant side: segments, churn risk and share of wallet"' in page

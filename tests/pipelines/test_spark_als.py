@@ -18,11 +18,13 @@ import pytest
 
 from behavior.recommend.factors import ALS, SparkALS
 from behavior.recommend.serving import ServingModel
+from behavior.store.bundle import RECOMMENDER
 from pipelines.config import Config, RecommendConfig
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import open_context
 from pipelines.stages import recommend as stage
+from pipelines.stages import recommend_run
 from pipelines.synth_files import write_synth
 
 
@@ -89,8 +91,8 @@ def test_mllib_factors_solve_the_equations_the_fold_in_uses(ctx, maps):
 
 
 def test_the_stage_trains_on_spark_and_publishes_a_bundle_that_serves(ctx, maps):
-    stage.run(ctx)
-    rep = ctx.report["recommend"]
+    made = recommend_run.run(ctx)
+    rep = made.report
     assert rep["trainer"] == "spark_als" and {"spark_als", "popularity", "buy_again"} <= set(rep["models"])
     models, key = rep["models"], "ndcg@10"
     # planted tastes: the factors learned on Spark beat popularity on the validation users
@@ -100,7 +102,7 @@ def test_the_stage_trains_on_spark_and_publishes_a_bundle_that_serves(ctx, maps)
     assert test[rep["selected"]][key] >= 0 and (rep["selected"] == "popularity" or test["popularity"][key] >= 0)
 
     buf = io.BytesIO()
-    np.savez(buf, **ctx.bundle["recommender.npz"])
+    np.savez(buf, **made.artifacts[RECOMMENDER])
     buf.seek(0)
     serving = ServingModel.from_arrays(dict(np.load(buf, allow_pickle=False)))
     users, items = maps

@@ -26,12 +26,12 @@ from behavior.btyd_select import holdout_purchase_days_sql
 from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
 from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
-from pipelines import erasure_log
+from behavior.store import erasure_log
+from behavior.store.datahome import DataHome
 from pipelines.config import Config, EngineConfig, load_config
-from pipelines.datahome import DataHome
 from pipelines.engines.spark import SparkSettings
 from pipelines.ingest import IngestOptions, ingest
-from pipelines.publish import verify
+from behavior.store.bundle import verify
 from pipelines.runner import open_context
 from pipelines.synth_files import write_synth
 
@@ -176,7 +176,7 @@ def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
         from fastapi.testclient import TestClient
-    from api.keys import SCOPES, create_key
+    from behavior.store.keys import SCOPES, create_key
     from api.main import create_app
     from api.settings import Settings
 

@@ -11,7 +11,7 @@ import pytest
 
 from behavior.promotions import NO_AMOUNTS
 from pipelines.config import Config
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import run_pipeline
 from pipelines.stages.segments import NO_AMOUNTS as SEGMENTS_NO_AMOUNTS

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from behavior.synth_catalog import default_item_count
-from pipelines.bench_api import serve_and_load
+from pipelines.bench.api import serve_and_load
 
 USERS_PER_LINE = 1 / 17
 PART_LINES = 10_000_000
@@ -52,7 +52,7 @@ def sample():
 
 threading.Thread(target=sample, daemon=True).start()
 from pipelines.config import Config
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.runner import run_pipeline
 
 def progress(message):
@@ -70,7 +70,7 @@ print(json.dumps({"stages": report["stages"], "peaks": peaks, "seconds": total})
 _INGEST_CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 t0 = time.perf_counter()
 rep = ingest(DataHome(Path(sys.argv[1])), [Path(a) for a in sys.argv[2:]], IngestOptions())

@@ -33,8 +33,10 @@ import pyarrow.parquet as pq
 
 from behavior.store.inbox import inbox_path
 from behavior.store.senders import add_sender, read_senders, sign_hmac, signature_header
-from pipelines.bench_api import _bench_key, _ensure_bundle, _server, parse_wrk
-from pipelines.datahome import DataHome
+from behavior.store.bundle import PROFILES
+from behavior.store.datahome import DataHome
+from pipelines.bench.api import parse_wrk
+from pipelines.bench.server import bench_key, ensure_bundle, server
 
 SINGLE_TARGET = (">= 2,000 notifications/s, p99 < 50 ms", lambda r: r["per_s"] >= 2000 and r["p99_ms"] < 50)
 BESIDE_TARGET = ("p99 < 25 ms at 500 req/s", lambda r: r["p99_ms"] < 25)
@@ -301,12 +303,12 @@ def run_notify_bench(work: Path, duration_s: float = 10.0, connections: int = 32
     `repeat` times with `generator` ("wrk" or "python"; default: wrk if installed);
     {"setup": how it ran, "rows": the medians against the targets}."""
     home = DataHome(work / "data")
-    bundle = _ensure_bundle(home, users, progress)
-    ids = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column(0).to_pylist()
+    bundle = ensure_bundle(home, users, progress)
+    ids = pq.read_table(bundle / PROFILES.file, columns=["user_id"]).column(0).to_pylist()
     items = [f"i{i:05d}" for i in range(1, 200)]
     known = {s.name: s for s in read_senders(home.root)}
     secret = known[SENDER].secret if SENDER in known else bytes.fromhex(add_sender(home.root, SENDER))
-    keys_file, key = _bench_key(work)
+    keys_file, key = bench_key(work)
     # the benchmark's own data home: its inbox starts empty at each invocation, so every run
     # serves the same live state (the lines of earlier invocations would be live too)
     shutil.rmtree(inbox_path(home.root).parent, ignore_errors=True)
@@ -321,7 +323,7 @@ def run_notify_bench(work: Path, duration_s: float = 10.0, connections: int = 32
              "duration_s": duration_s, "repeat": repeat, "load_average_before": round(os.getloadavg()[0], 1)}
     singles, beside, batches = [], [], []
     own = os.sched_getaffinity(0) if cpus else None
-    with _server(home.root, keys_file, work / "server.log", cpus=server_cpus) as (base, _, pid):
+    with server(home.root, keys_file, work / "server.log", cpus=server_cpus) as (base, _, pid):
         if cpus and not use_wrk:
             os.sched_setaffinity(0, load_cpus)   # the Python generator runs in this process
         try:

@@ -1,12 +1,16 @@
-"""The serving side of the erasure log (`<data home>/erasure_log.jsonl`, keyed hashes only).
+"""The erasure log: who was erased (a keyed hash of the id, never the id) and when.
 
-The one reader and writer of the log (`pipelines.erasure_log` uses it too; the API does not
-import pipelines): the secret in
-`<data home>/erasure.key` (hex, mode 0600), one JSON line per erased user with "hash",
-"erased_at" and "source". The admin endpoint appends to it, so a user erased through the API
-stays out of every bundle this or any later process loads, and `behavior run` purges them
-from the lake. An id is hashed in its stored form (`behavior.ids.normalize_id`), so ' u1\t'
-and 'u1' are one user here as in the lake.
+`<data home>/erasure.key` holds a random 32-byte secret (hex, mode 0600), made on first use;
+`<data home>/erasure_log.jsonl` one JSON line per erased user: {"hash", "erased_at", "source"}
+(source: "cli" for `behavior forget`, "api" for the admin endpoint). Ingest rejects rows of a
+logged user (reason `erased_user`), `behavior run` purges logged users still in the lake before
+it reads it, and the API drops them at load, so a user erased through the API stays out of
+every bundle this or any later process loads. The log is kept for as long as the data home: it
+is what stops an erased user from coming back. An id is hashed in its stored form
+(`behavior.ids.normalize_id`), so ' u1\t' and 'u1' are one user here as in the lake.
+
+`ErasureLog` is the one reader and writer; `secret`, `hashes` and `record` are its entry points
+for a `DataHome`.
 """
 
 from __future__ import annotations
@@ -19,17 +23,15 @@ from pathlib import Path
 
 from behavior.ids import normalize_id
 from behavior.pii import erasure_hash
-
-SECRET = "erasure.key"
-LOG = "erasure_log.jsonl"
+from behavior.store.datahome import DataHome
 
 
 def _secret(data_dir: Path, create: bool) -> bytes | None:
-    path = data_dir / SECRET
+    path = DataHome(data_dir).erasure_key
     if not path.exists():
         if not create:
             return None
-        tmp = path.with_name(f".{SECRET}.api.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, secrets.token_bytes(32).hex().encode() + b"\n")
@@ -53,7 +55,7 @@ class ErasureLog:
 
     def hashes(self) -> tuple[bytes | None, frozenset[str]]:
         """(secret, logged hashes), re-read only when the log file changed."""
-        path = self.data_dir / LOG
+        path = DataHome(self.data_dir).erasure_log
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -98,7 +100,7 @@ class ErasureLog:
                 known.add(h)
                 lines.append(json.dumps({"hash": h, "erased_at": now, "source": source}) + "\n")
         if lines:
-            fd = os.open(self.data_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(DataHome(self.data_dir).erasure_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, "".join(lines).encode())
                 os.fsync(fd)
@@ -112,3 +114,18 @@ class ErasureLog:
         if key is None or not logged:
             return set()
         return {u for u in user_ids if erasure_hash(key, normalize_id(u)) in logged}
+
+
+def secret(home: DataHome, create: bool = False) -> bytes | None:
+    """The data home's erasure secret (made with `create` if missing; None otherwise)."""
+    return ErasureLog(home.root).secret(create)
+
+
+def hashes(home: DataHome) -> set[str]:
+    """The keyed hashes of every erased user."""
+    return set(ErasureLog(home.root).hashes()[1])
+
+
+def record(home: DataHome, user_ids: list[str], source: str = "cli") -> list[str]:
+    """Append the users to the log (once each); returns their hashes. Durable before it returns."""
+    return ErasureLog(home.root).record_many(user_ids, source)

@@ -101,7 +101,7 @@ def _child(code: str, *args: str) -> dict:
 
 _INGEST = """
 from pathlib import Path
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 t = time.perf_counter()
 rep = ingest(DataHome(Path(sys.argv[1])), [Path(sys.argv[2])], IngestOptions(defaults={"currency": "EUR"}))
@@ -111,19 +111,19 @@ res = {"seconds": time.perf_counter() - t, "stored": rep["accepted"]}
 _FEATURES = """
 from pathlib import Path
 from pipelines.config import Config, EngineConfig
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.runner import open_context
 from pipelines.stages import features
 ctx = open_context(DataHome(Path(sys.argv[1])), Config(engine=EngineConfig(duckdb_threads=2)), None)
 t = time.perf_counter()
 out = features.run(ctx)
 ctx.user_parts.close()
-res = {"seconds": time.perf_counter() - t, "users": out.num_rows}
+res = {"seconds": time.perf_counter() - t, "users": out.output.num_rows}
 """
 
 
 _LOYALTY = """
-from pipelines.bench import make_customers
+from pipelines.bench.suites import make_customers
 from behavior.btyd import BetaGeoFitter, GammaGammaFitter
 c = make_customers(int(sys.argv[1]))
 rep = c["frequency"] > 0
@@ -179,7 +179,7 @@ res = {"seconds": build, "fit": fit, "all_users": all_top, "one_user_ms": 1000 *
 _CHURN = """
 from pathlib import Path
 from pipelines.config import Config, EngineConfig
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.runner import run_pipeline
 rep = run_pipeline(DataHome(Path(sys.argv[1])), Config(engine=EngineConfig(duckdb_threads=2)), stages=["churn"])
 res = {"seconds": rep["stages"]["churn"]["seconds"], "scored": rep["churn"].get("scored_users"),

@@ -9,7 +9,7 @@
   The same server also times a CSV export of the query and the 1M-profile bundle load.
 - Memory: the server's resident memory (Linux /proc) before and after 100k more
   recommendation requests, once the throughput run has warmed it up. Target: flat (< 20 MB).
-- Reload under load (`pipelines.bench_reload`): the latency of the same requests while new
+- Reload under load (`pipelines.bench.reload`): the latency of the same requests while new
   bundles are published and picked up. Target: p99 < 50 ms during a reload, no error.
 
 The API runs in its own process (`api.server.serve`) and is reached over HTTP only: the
@@ -19,20 +19,16 @@ pipelines and the API meet in the bundle format, not in imports.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,120 +37,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.datahome import DataHome
-from pipelines.publish import MANIFEST, sha256
+from behavior.store.bundle import PROFILES, REPORT, read_current, read_manifest, set_current, write_bundle
+from behavior.store.datahome import DataHome
+from pipelines.bench.reload import reload_under_load
+from pipelines.bench.server import bench_key, ensure_bundle, loop_http, request_ids, server
 
 REC_TARGET = (">= 1,500 req/s and p99 < 25 ms", lambda r: r["requests_per_s"] >= 1500 and r["p99_ms"] < 25)
 QUERY_TARGET = ("< 100 ms at 1M profiles", lambda r: r["profiles"] < 1_000_000 or r["median_ms"] < 100)
 QUERY = {"filter": {"all": [{"field": "segment", "op": "in", "value": ["Champions", "Loyal", "Potential Loyalist"]},
                             {"field": "p_alive", "op": "ge", "value": 0.5}]},
          "sort": [{"field": "clv", "desc": True}], "limit": 100}
-SCOPES = ["recommendations:read", "profiles:read", "segments:read", "segments:export"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _bench_key(work: Path) -> tuple[Path, str]:
-    """A keys file with one key for the benchmark (the API's own file format: SHA-256 only)."""
-    import hashlib
-    import secrets
-
-    key = "bk_bench_" + secrets.token_urlsafe(24)
-    path = work / "bench_keys.json"
-    path.write_text(json.dumps({"keys": [{"key_id": "bench", "sha256": hashlib.sha256(key.encode()).hexdigest(),
-                                          "scopes": SCOPES}]}))
-    return path, key
-
-
-def _loop_http() -> tuple[str, str]:
-    """uvicorn's event loop and HTTP parser, as `behavior serve` picks them (api.server): the
-    compiled uvloop and httptools when installed (dependencies of the project)."""
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return loop, http
-
-
-@contextmanager
-def _server(data_dir: Path, keys_file: Path, log: Path, startup_timeout_s: float = 300,
-            env: dict[str, str] | None = None, cpus: set[int] | None = None) -> Iterator[tuple[str, float, int]]:
-    """A uvicorn server (one worker, `_loop_http()`) on a free loopback port, with `env` over its
-    environment and, if given, bound to the CPUs `cpus`; yields (base URL, seconds until ready, its pid)."""
-    port = _free_port()
-    env = {**os.environ, "BEHAVIOR_API_KEYS_FILE": str(keys_file), "BEHAVIOR_API_RATE_LIMIT": "0",
-           "BEHAVIOR_API_RELOAD_INTERVAL": "0", "BEHAVIOR_API_KEYS": "", **(env or {})}
-    loop, http = _loop_http()
-    code = ("from pathlib import Path; from api.server import serve; "
-            f"serve(Path({str(data_dir)!r}), '127.0.0.1', {port}, access_log=False, log_level='warning', "
-            f"loop={loop!r}, http={http!r})")
-    out = open(log, "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            cwd=log.parent, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.perf_counter() - t0 > startup_timeout_s:
-                raise RuntimeError("the API server did not start:\n" + log.read_text()[-2000:])
-            time.sleep(0.1)
-        yield base, time.perf_counter() - t0, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
-
-
-def _ensure_bundle(home: DataHome, users: int, progress: Callable[[str], None]) -> Path:
-    """The active bundle of `home`; one is made (synth -> ingest -> run) if there is none."""
-    if home.current.exists():
-        return home.bundles / home.current.read_text().strip()
-    from pipelines.config import Config
-    from pipelines.ingest import IngestOptions, ingest
-    from pipelines.runner import run_pipeline
-    from pipelines.synth_files import write_synth
-
-    progress(f"making a bundle from {users:,} synthetic users")
-    synth = home.root / "synth"
-    write_synth(synth, users=users, months=12, seed=0)
-    ingest(home, [synth], IngestOptions())
-    report = run_pipeline(home, Config())
-    return home.bundles / report["bundle_version"]
-
-
 def make_profiles_bundle(source: Path, home: DataHome, profiles: int) -> Path:
     """A bundle in `home` whose profiles are those of bundle `source` tiled to `profiles` rows
     (user ids renamed), with a valid manifest; CURRENT points at it."""
-    base = pq.read_table(source / "profiles.parquet")
+    base = pq.read_table(source / PROFILES.file)
     take = np.arange(profiles) % base.num_rows
     table = base.take(pa.array(take))
     ids = pa.array(np.char.add("b", np.char.zfill(np.arange(profiles).astype(str), 8)))
     table = table.set_column(table.column_names.index("user_id"), "user_id", ids)
     created = datetime.now(timezone.utc)
     version = created.strftime("%Y%m%dT%H%M%SZ") + f"-bench{profiles // 1000}k"
-    folder = home.bundles / version
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pq.write_table(table, folder / "profiles.parquet", compression="zstd")
-    shutil.copy(source / "report.json", folder / "report.json")
-    manifest = {"version": version, "as_of": json.loads((source / MANIFEST).read_text())["as_of"],
-                "created_at": created.isoformat(timespec="seconds"), "code_version": "bench",
-                "row_counts": {"profiles.parquet": profiles},
-                "checksums": {f.name: sha256(f) for f in sorted(folder.iterdir())}}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    home.current.parent.mkdir(parents=True, exist_ok=True)
-    home.current.write_text(version + "\n")
+    shutil.rmtree(home.bundles / version, ignore_errors=True)
+    folder = write_bundle(home, version, {PROFILES: table, REPORT: json.loads((source / REPORT.file).read_text())},
+                          {"as_of": read_manifest(source)["as_of"], "created_at": created.isoformat(timespec="seconds"),
+                           "code_version": "bench"})
+    set_current(home, version, "bench api")
     return folder
 
 
@@ -279,16 +186,6 @@ def _memory_over(base: str, key: str, ids: list[str], path: str, connections: in
     return row
 
 
-def _request_ids(bundle: Path) -> tuple[str, list[str]]:
-    """(path, ids): GET recommendations for random known users and 1 in 5 unknown ones (the
-    fallback), or GET profile when the bundle has no recommender."""
-    known = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).column("user_id").to_pylist()
-    sample = random.Random(0).sample(known, min(len(known), 5000))
-    if (bundle / "recommender.npz").exists():
-        return "/v1/users/{id}/recommendations?n=10", sample + [f"unknown-{i:05d}" for i in range(len(sample) // 4)]
-    return "/v1/users/{id}/profile", sample
-
-
 def serve_and_load(data_dir: Path, duration_s: float, connections: int = 32) -> dict:
     """Start the API on the data home's active bundle, time its start-up (checksums, load,
     index) and load GET recommendations for `duration_s`: {"startup_s", "requests_per_s",
@@ -296,9 +193,9 @@ def serve_and_load(data_dir: Path, duration_s: float, connections: int = 32) -> 
     home = DataHome(Path(data_dir).absolute())
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-api-"))
     try:
-        keys_file, key = _bench_key(work)
-        path, ids = _request_ids(home.bundles / home.current.read_text().strip())
-        with _server(home.root, keys_file, work / "server.log") as (base, ready_s, pid):
+        keys_file, key = bench_key(work)
+        path, ids = request_ids(home.bundles / read_current(home))
+        with server(home.root, keys_file, work / "server.log") as (base, ready_s, pid):
             res = _load(base, key, ids, path, duration_s, connections, work)
             return {"startup_s": round(ready_s, 2), "path": path, **res, "rss_mb": round(_rss_mb(pid), 1)}
     finally:
@@ -316,34 +213,32 @@ def run_api_bench(data_dir: Path, duration_s: float, connections: int, profiles:
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-api-"))
     rows: list[dict] = []
     try:
-        keys_file, key = _bench_key(work)
-        bundle = _ensure_bundle(home, users, progress)
-        known = pq.read_table(bundle / "profiles.parquet", columns=["user_id"]).num_rows
-        path, ids = _request_ids(bundle)
+        keys_file, key = bench_key(work)
+        bundle = ensure_bundle(home, users, progress)
+        known = pq.read_table(bundle / PROFILES.file, columns=["user_id"]).num_rows
+        path, ids = request_ids(bundle)
         if "recommendations" in path:
             step, note = "api recommendations", "random users, 1 in 5 unknown (fallback)"
         else:
             step = "api profile"
             note = "no recommender.npz in the bundle: GET profile measured instead of recommendations"
         progress(f"{step}: {connections} connections for {duration_s:g} s")
-        with _server(home.root, keys_file, work / "server.log") as (base, _, pid):
+        with server(home.root, keys_file, work / "server.log") as (base, _, pid):
             res = _load(base, key, ids, path, duration_s, connections, work)
             memory = _memory_over(base, key, ids, path, connections, work, pid, res, progress)
         row = {"step": step, "bundle": bundle.name, "profiles": known, "connections": connections,
-               "seconds": duration_s, "server": "uvicorn, 1 worker, {} + {}".format(*_loop_http()), **res,
+               "seconds": duration_s, "server": "uvicorn, 1 worker, {} + {}".format(*loop_http()), **res,
                "note": note,
                "target": REC_TARGET[0], "met": bool(REC_TARGET[1](res))}
         rows.append(row)
         rows.append(memory)
-        from pipelines.bench_reload import reload_under_load   # (it builds on this module's server)
-
         rows.append(reload_under_load(home.root, users=users, progress=progress))
 
         big = DataHome(home.root / f"bench-api-{profiles}")
         progress(f"making a bundle of {profiles:,} profiles")
         make_profiles_bundle(bundle, big, profiles)
         progress(f"segment query over {profiles:,} profiles, {query_runs} runs")
-        with _server(big.root, keys_file, work / "server-1m.log") as (base, ready_s, _):
+        with server(big.root, keys_file, work / "server-1m.log") as (base, ready_s, _):
             rows.append({"step": "api bundle load", "profiles": profiles, "seconds": round(ready_s, 2),
                          "note": "server start to ready: verify checksums, read, index"})
             with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=120) as c:

@@ -30,7 +30,9 @@ from behavior.accuracy import report_rows
 from behavior.accuracy_forward import forward_rows
 from behavior.errors import InputError
 from behavior.features import btyd_summary
-from pipelines.bench_datasets import RealData, cdnow_export, donations_export, export_history
+from behavior.store.bundle import PROFILES
+from behavior.store.datahome import DataHome
+from pipelines.bench.datasets import RealData, cdnow_export, donations_export, export_history
 from pipelines.lake import scan_sql
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +79,7 @@ def _summary(home: Path, as_of: str, days: int) -> pd.DataFrame:
 
 
 def _served_churn(report: dict, home: Path, users: pd.Series) -> pd.Series | None:
-    profiles = home / "artifacts" / "bundles" / report["bundle_version"] / "profiles.parquet"
+    profiles = DataHome(home).bundles / report["bundle_version"] / PROFILES.file
     table = pq.read_table(profiles, columns=["user_id", "churn_probability"]).to_pandas()
     return users.map(table.set_index("user_id")["churn_probability"])
 

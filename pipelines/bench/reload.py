@@ -15,7 +15,6 @@ and no failed request.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import shutil
 import tempfile
@@ -27,10 +26,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from behavior.store import atomic
-from pipelines.bench_api import _bench_key, _ensure_bundle, _request_ids, _server
-from pipelines.datahome import DataHome
-from pipelines.publish import MANIFEST, sha256
+from behavior.store.bundle import copy_bundle, read_manifest, set_current
+from behavior.store.datahome import DataHome
+from pipelines.bench.server import bench_key, ensure_bundle, request_ids, server
 
 RELOAD_TARGET = ("p99 < 50 ms during a reload, no error", lambda r: r["reload_p99_ms"] < 50 and r["errors"] == 0)
 POLL_S = 0.5
@@ -40,17 +38,10 @@ AFTER_SWAP_S = 0.5
 def publish_copy(home: DataHome, source: str, tag: str, later_by_s: float) -> str:
     """A copy of bundle `source` published as a new version (written, then CURRENT replaced);
     returns the version."""
-    src = home.bundles / source
-    manifest = json.loads((src / MANIFEST).read_text())
-    created = datetime.fromisoformat(manifest["created_at"]) + timedelta(seconds=later_by_s)
+    created = datetime.fromisoformat(read_manifest(home.bundles / source)["created_at"]) + timedelta(seconds=later_by_s)
     version = f"{created.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{tag}"
-    tmp = home.bundles / f".tmp-{version}"
-    shutil.copytree(src, tmp)
-    manifest.update(version=version, created_at=created.isoformat(timespec="seconds"))
-    manifest["checksums"] = {f.name: sha256(f) for f in sorted(tmp.iterdir()) if f.name != MANIFEST}
-    atomic.write_json(tmp / MANIFEST, manifest)
-    tmp.rename(home.bundles / version)
-    atomic.write_bytes(home.current, (version + "\n").encode())
+    copy_bundle(home, source, version, created.isoformat(timespec="seconds"))
+    set_current(home, version, "bench reload")
     return version
 
 
@@ -109,25 +100,25 @@ def reload_under_load(data_dir: Path, *, reloads: int = 4, gap_s: float = 3.0, c
     home = DataHome(Path(data_dir).absolute())
     home.root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-reload-"))
-    bundle = _ensure_bundle(home, users, progress)
+    bundle = ensure_bundle(home, users, progress)
     published: list[str] = []
     try:
-        keys_file, key = _bench_key(work)
-        path, ids = _request_ids(bundle)
+        keys_file, key = bench_key(work)
+        path, ids = request_ids(bundle)
 
         def publish(i: int) -> str:
             published.append(publish_copy(home, bundle.name, f"reload{i}", later_by_s=i + 1))
             return published[-1]
 
         env = {"BEHAVIOR_API_RELOAD_INTERVAL": str(POLL_S)}
-        with _server(home.root, keys_file, work / "server.log", env=env) as (base, _, _pid):
+        with server(home.root, keys_file, work / "server.log", env=env) as (base, _, _pid):
             with httpx.Client(base_url=base, headers={"X-API-Key": key}) as c:   # warm-up
                 for i in range(200):
                     c.get(path.replace("{id}", ids[i % len(ids)]))
             samples, swaps = asyncio.run(_load_and_publish(base, key, ids, path, connections, publish, reloads,
                                                            gap_s, progress))
     finally:
-        atomic.write_bytes(home.current, (bundle.name + "\n").encode())
+        set_current(home, bundle.name, "bench reload")
         for version in published:
             shutil.rmtree(home.bundles / version, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

@@ -1,14 +1,14 @@
 """Both engines side by side on the same lake: the feature table (the same SQL text) on DuckDB
 and on Spark, in one process, alternating, `repeat` times each.
 
-    python -m pipelines.bench_engines --lines 1000000 --repeat 2 [--work DIR] [--master local[2]]
-    python -m pipelines.bench_engines --step ingest --lines 1000000 --repeat 2
+    python -m pipelines.bench.engines --lines 1000000 --repeat 2 [--work DIR] [--master local[2]]
+    python -m pipelines.bench.engines --step ingest --lines 1000000 --repeat 2
 
-`--step ingest` times `ingest` of the same Parquet file (`pipelines.bench.make_payments`)
+`--step ingest` times `ingest` of the same Parquet file (`pipelines.bench.suites.make_payments`)
 into a new data home per run, per engine (alternating; the Spark session started once,
 one untimed warm-up ingest per engine), and checks both stored the same number of rows.
 
-The lake is `pipelines.bench.make_payments` (users = lines / 10) ingested into a data home
+The lake is `pipelines.bench.suites.make_payments` (users = lines / 10) ingested into a data home
 under --work (made once, reused). DuckDB runs with 2 threads; Spark with the given master
 (default local[2]) and 4 shuffle partitions, its session started once before the runs (the
 start-up is reported apart), then one untimed warm-up run per engine (a JVM's first query
@@ -27,9 +27,9 @@ from pathlib import Path
 
 
 def run(lines: int, repeat: int, work: Path, master: str) -> dict:
-    from pipelines.bench import _bench_lake
+    from pipelines.bench.suites import _bench_lake
     from pipelines.config import Config, EngineConfig
-    from pipelines.datahome import DataHome
+    from behavior.store.datahome import DataHome
     from pipelines.runner import open_context
     from pipelines.stages import features
 
@@ -50,7 +50,7 @@ def run(lines: int, repeat: int, work: Path, master: str) -> dict:
     for _ in range(repeat):
         for name, ctx in (("duckdb", duck), ("spark", spark)):
             t = time.perf_counter()
-            users[name] = features.run(ctx).num_rows
+            users[name] = features.run(ctx).output.num_rows
             ctx.user_parts.close()
             runs[name].append(round(time.perf_counter() - t, 2))
             print(name, runs[name][-1], flush=True)
@@ -65,8 +65,8 @@ def run_ingest(lines: int, repeat: int, work: Path, master: str) -> dict:
 
     import pyarrow.parquet as pq
 
-    from pipelines.bench import make_payments
-    from pipelines.datahome import DataHome
+    from pipelines.bench.suites import make_payments
+    from behavior.store.datahome import DataHome
     from pipelines.engines.spark import SparkEngine, SparkSettings
     from pipelines.ingest import IngestOptions, ingest
 

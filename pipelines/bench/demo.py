@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from pipelines.bench import _child
+from pipelines.bench.suites import _child
 
 TARGET_SECONDS = 60.0
 DEMO_USERS = 60_000
@@ -24,7 +24,7 @@ DEMO_USERS = 60_000
 _DEMO = """
 from pathlib import Path
 from pipelines.config import load_config
-from pipelines.datahome import DataHome
+from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import run_pipeline
 from pipelines.synth_files import write_synth

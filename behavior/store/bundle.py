@@ -1,0 +1,389 @@
+"""The published bundle: its catalogue of artifacts, its one writer, its one `verify`, CURRENT.
+
+A bundle is a folder `artifacts/bundles/<version>/` of the artifacts declared in `CATALOGUE`
+(one entry per file: its name, the columns it must have, its per-user key, the stage that
+makes it), `manifest.json` (version, as_of, created_at, code version, row counts, SHA-256 of
+every file). Adding an artifact is one entry here: the runner writes it, `verify` checks it,
+erasure cuts users out of it.
+
+A folder is written under a temporary name and renamed when complete, so a bundle folder is
+never partial. `CURRENT` names the active version; it is replaced atomically and only under
+the data home's lock (`set_current`), by `behavior run` and by the API's rollback alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from behavior.errors import BehaviorError
+from behavior.store import atomic
+from behavior.store.datahome import DataHome, LockedError
+
+Kind = Literal["integer", "number", "string", "boolean", "timestamp"]
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True, eq=False)   # one object per entry: hashed and compared by identity
+class Artifact:
+    """One file of a bundle. `columns`: the columns a Parquet artifact must have, with the kind
+    each must be (None: any). `user_key`: the column (or, for recommender.npz, the id array)
+    that holds a user id, so erasure cuts the user's rows out of it; None if it holds no id.
+    `stage`: the stage that makes it (None: the publisher)."""
+    file: str
+    stage: str | None
+    user_key: str | None = None
+    columns: Mapping[str, Kind | None] = field(default_factory=dict)
+    required: bool = False      # every bundle has it
+
+    @property
+    def is_table(self) -> bool:
+        return self.file.endswith(".parquet")
+
+
+REPORT = Artifact("report.json", None, required=True)
+REPORT_HTML = Artifact("report.html", None)
+PROFILES = Artifact("profiles.parquet", "profiles", "user_id", required=True,
+                    columns={"user_id": "string", "segment": "string", "marketing_opt_out": "boolean"})
+MERCHANTS = Artifact("merchants.parquet", "merchants", columns={"merchant_id": None})
+MERCHANT_CUSTOMERS = Artifact("merchant_customers.parquet", "merchants", "user_id", columns=dict.fromkeys(
+    ("merchant_id", "user_id", "audience", "purchase_days", "payments", "revenue", "last_payment_at", "days_since")))
+COHORT_RETENTION = Artifact("cohort_retention.parquet", "churn")
+RETENTION_CURVES = Artifact("retention_curves.parquet", "churn")
+RECOMMENDER = Artifact("recommender.npz", "recommend", "user_ids")
+UPLIFT_SCORES = Artifact("uplift_scores.parquet", "promotions", "user_id",
+                         columns=dict.fromkeys(("user_id", "target", "uplift", "p_redeem")))
+CATEGORY_AFFINITY = Artifact("category_affinity.parquet", "promotions", "user_id",
+                             columns=dict.fromkeys(("user_id", "category", "share")))
+ITEM_CATEGORIES = Artifact("item_categories.parquet", "promotions", columns=dict.fromkeys(("item_id", "category")))
+CONTACTS = Artifact("contacts.parquet", "promotions", "user_id",
+                    columns=dict.fromkeys(("user_id", "last_contacted_at")))
+
+CATALOGUE: tuple[Artifact, ...] = (REPORT, REPORT_HTML, PROFILES, MERCHANTS, MERCHANT_CUSTOMERS, COHORT_RETENTION,
+                                   RETENTION_CURVES, RECOMMENDER, UPLIFT_SCORES, CATEGORY_AFFINITY, ITEM_CATEGORIES,
+                                   CONTACTS)
+BY_FILE: dict[str, Artifact] = {a.file: a for a in CATALOGUE}
+
+
+class BundleError(BehaviorError):
+    """A bundle folder is missing, incomplete, corrupted or of the wrong shape. The message names
+    the bundle version and file, never a path on this machine, so the API can show it as it is."""
+
+    def __init__(self, version: str | None, message: str) -> None:
+        super().__init__(message if version is None else f"bundle {version}: {message}")
+        self.version = version
+
+
+class NoBundleError(BundleError):
+    """No bundle has been published yet (no CURRENT file)."""
+
+
+def kind_of(t: pa.DataType) -> Kind | None:
+    """The query kind of an Arrow type; None for types that are returned but not queried (lists...)."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+def _write(folder: Path, artifact: Artifact, content: Any) -> int | None:
+    """Write one artifact; its row count if it is a table."""
+    path = folder / artifact.file
+    if isinstance(content, pa.Table):
+        pq.write_table(content, path, compression="zstd")
+        return content.num_rows
+    if isinstance(content, dict) and artifact.file.endswith(".npz"):
+        np.savez(path, **content)  # arrays only: loaded with allow_pickle=False
+        return None
+    if isinstance(content, (dict, list)):
+        path.write_text(json.dumps(content, indent=2, default=str) + "\n")
+        return None
+    if isinstance(content, (bytes, str)):
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return None
+    raise TypeError(f"cannot write {artifact.file} of type {type(content).__name__}")
+
+
+def write_bundle(home: DataHome, version: str, artifacts: Mapping[Artifact, Any], manifest: dict,
+                 partial: bool = False) -> Path:
+    """Write `artifacts` as the bundle `version` (in a temporary folder, verified, then renamed)
+    with `manifest` completed by the row counts and checksums. Returns the folder. A `partial`
+    bundle (of a run of some stages, never made CURRENT) may lack required artifacts."""
+    home.bundles.mkdir(parents=True, exist_ok=True)
+    for stale in home.bundles.glob(".tmp-*"):  # left by a publish that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = home.bundles / f".tmp-{version}"
+    tmp.mkdir()
+    counts: dict[str, int] = {}
+    for artifact, content in artifacts.items():
+        n = _write(tmp, artifact, content)
+        if n is not None:
+            counts[artifact.file] = n
+    manifest = {"version": version, **manifest, "row_counts": counts,
+                "checksums": {f.name: sha256(f) for f in sorted(tmp.iterdir())}}
+    atomic.write_json(tmp / MANIFEST, manifest)
+    verify(tmp, version, partial=partial)
+    final = home.bundles / version
+    tmp.rename(final)
+    atomic.fsync_dir(home.bundles)
+    return final
+
+
+def copy_bundle(home: DataHome, source: str, version: str, created_at: str) -> Path:
+    """A copy of bundle `source` as the bundle `version` created at `created_at` (written in a
+    temporary folder, verified, then renamed). Returns the folder."""
+    manifest = read_manifest(home.bundles / source)
+    tmp = home.bundles / f".tmp-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(home.bundles / source, tmp)
+    manifest.update(version=version, created_at=created_at)
+    atomic.write_json(tmp / MANIFEST, manifest)
+    verify(tmp, version)
+    final = home.bundles / version
+    tmp.rename(final)
+    atomic.fsync_dir(home.bundles)
+    return final
+
+
+# ---- reading and checking ------------------------------------------------------------------
+
+def read_manifest(folder: Path, version: str | None = None) -> dict[str, Any]:
+    version = version or folder.name
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(version, "there is no such bundle folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(version, f"no {MANIFEST}; the bundle is incomplete") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(version, f"{MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("checksums"), dict):
+        raise BundleError(version, f"{MANIFEST} has no checksums")
+    return manifest
+
+
+def verify(folder: Path, version: str | None = None, partial: bool = False) -> dict[str, Any]:
+    """The manifest of the bundle `version` (default: the folder's name) in `folder`, after
+    checking that the manifest names that version, lists every required artifact (unless
+    `partial`) and every artifact in the folder, that every listed file is there with its
+    SHA-256, and that each Parquet artifact has its catalogue columns of their kinds."""
+    version = version or folder.name
+    manifest = read_manifest(folder, version)
+    if manifest.get("version") != version:
+        raise BundleError(version, f"{MANIFEST} names version {manifest.get('version')!r}, not the folder's")
+    checksums: dict[str, Any] = manifest["checksums"]
+    for artifact in CATALOGUE:
+        if artifact.required and not partial and artifact.file not in checksums:
+            raise BundleError(version, f"{artifact.file} is not in the manifest; the bundle is incomplete")
+        if artifact.file not in checksums and (folder / artifact.file).exists():
+            raise BundleError(version, f"{artifact.file} is not in the manifest")
+    for name, digest in checksums.items():
+        f = folder / name
+        if "/" in name or name.startswith("."):
+            raise BundleError(version, f"{MANIFEST} lists an invalid file name {name!r}")
+        if not f.is_file():
+            raise BundleError(version, f"{name} is listed in the manifest but missing")
+        if sha256(f) != digest:
+            raise BundleError(version, f"{name} does not match its checksum; the bundle is corrupted")
+    for name in checksums:
+        artifact = BY_FILE.get(name)
+        if artifact is not None and artifact.columns:
+            _check_columns(folder / name, artifact, version)
+    return manifest
+
+
+def _check_columns(path: Path, artifact: Artifact, version: str) -> None:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise BundleError(version, f"{artifact.file} cannot be read ({type(exc).__name__})") from None
+    missing = [c for c in artifact.columns if c not in schema.names]
+    if missing:
+        raise BundleError(version, f"{artifact.file} has no column {', '.join(missing)}")
+    for name, kind in artifact.columns.items():
+        got = schema.field(name).type
+        if kind is not None and kind_of(got) != kind:
+            raise BundleError(version, f"{artifact.file}: column {name} is {got}, expected a {kind}")
+
+
+def list_bundles(home: DataHome) -> list[str]:
+    """The versions of the bundle folders, oldest first (by the manifest's created_at, then name)."""
+    found = []
+    if not home.bundles.is_dir():
+        return []
+    for d in home.bundles.iterdir():
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        try:
+            created = str(json.loads((d / MANIFEST).read_text()).get("created_at", ""))
+        except (OSError, ValueError):
+            created = ""
+        found.append((created, d.name))
+    return [name for _, name in sorted(found)]
+
+
+# ---- CURRENT -------------------------------------------------------------------------------
+
+def read_current(home: DataHome) -> str | None:
+    """The version CURRENT names, or None when no bundle has been published."""
+    try:
+        return home.current.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def current_folder(home: DataHome) -> Path:
+    """The folder of the active bundle (verified)."""
+    version = read_current(home)
+    if version is None:
+        raise NoBundleError(None, f"no bundle has been published in {home.root}; run `behavior run` first")
+    folder = home.bundles / version
+    verify(folder)
+    return folder
+
+
+def set_current(home: DataHome, version: str, command: str) -> None:
+    """Make `version` (a bundle of `home` the caller verified) the active one: CURRENT is
+    replaced atomically under the data home's lock (taken for `command`, unless this thread
+    holds it). Raises BundleError if the data home is in use by another command."""
+    if not (home.bundles / version / MANIFEST).is_file():
+        raise BundleError(version, "there is no such bundle folder")
+    try:
+        with home.lock(command):
+            atomic.write_bytes(home.current, (version + "\n").encode())
+    except LockedError as exc:   # the message names no path: the API shows it
+        raise BundleError(version, f"the data home is in use by {exc.holder}; try again when it has finished") from None
+
+
+# ---- erasure -------------------------------------------------------------------------------
+
+def recommender_without(arrays: dict[str, np.ndarray], drop: np.ndarray) -> dict[str, np.ndarray]:
+    """recommender.npz arrays without the users flagged in `drop` (rows of user_ids): their id,
+    segment, seen items (a users x items CSR) and factor rows."""
+    keep = ~drop
+    out = dict(arrays)
+    out["user_ids"] = arrays["user_ids"][keep]
+    out["user_segment"] = arrays["user_segment"][keep]
+    seen = sp.csr_matrix((arrays["seen.data"], arrays["seen.indices"], arrays["seen.indptr"]),
+                         shape=(len(drop), len(arrays["item_ids"])))
+    kept = seen[keep]
+    out["seen.indptr"], out["seen.indices"], out["seen.data"] = kept.indptr.astype(np.int64), kept.indices, kept.data
+    if "seen.days" in arrays:
+        days = sp.csr_matrix((arrays["seen.days"], arrays["seen.indices"], arrays["seen.indptr"]),
+                             shape=seen.shape)[keep]
+        out["seen.days"] = days.data
+    for name, value in arrays.items():
+        if name.endswith("user_factors"):
+            out[name] = value[keep]
+        elif name.endswith(".n_users"):
+            out[name] = np.array(int(keep.sum()), dtype=value.dtype)
+    return out
+
+
+def _read_user_ids(path: Path, artifact: Artifact) -> tuple[Any, list]:
+    """(the artifact's content, its user ids in row order)."""
+    if artifact.is_table:
+        table = pq.read_table(path)
+        return table, table.column(artifact.user_key).to_pylist()
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return arrays, arrays[artifact.user_key].tolist()
+
+
+def without_users(folder: Path, erased: Callable[[list], np.ndarray], erased_at: str) -> int:
+    """Rewrite the bundle in `folder` without the users `erased` flags (given a list of ids, a
+    boolean mask), in every per-user artifact of the catalogue; returns the user rows removed
+    (0: the folder is untouched). The bundle is rebuilt in `.forget-<version>`, verified, and
+    swapped in by two renames (`recover_rewrites` finishes or undoes a swap cut short)."""
+    changed: dict[Artifact, Any] = {}
+    removed = 0
+    for artifact in CATALOGUE:
+        path = folder / artifact.file
+        if artifact.user_key is None or not path.exists():
+            continue
+        content, ids = _read_user_ids(path, artifact)
+        drop = erased(ids)
+        if drop.any():
+            changed[artifact] = (content.filter(pa.array(~drop)) if artifact.is_table
+                                 else recommender_without(content, drop))
+            removed += int(drop.sum())
+    if not changed:
+        return 0
+    version = folder.name
+    tmp = folder.with_name(f".forget-{version}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(folder, tmp)
+    manifest = json.loads((tmp / MANIFEST).read_text())
+    for artifact, content in changed.items():
+        n = _write(tmp, artifact, content)
+        if n is not None:
+            manifest.setdefault("row_counts", {})[artifact.file] = n
+        manifest["checksums"][artifact.file] = sha256(tmp / artifact.file)
+    manifest["erased_at"] = erased_at
+    atomic.write_json(tmp / MANIFEST, manifest)
+    verify(tmp, version, partial=True)   # the files of a published bundle: a partial one stays partial
+    for f in tmp.iterdir():           # durable before the old folder goes (power loss, not just kill -9)
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    atomic.fsync_dir(tmp)
+    old = folder.with_name(f".erased-{version}")
+    folder.rename(old)          # a kill here: recover_rewrites puts the rewritten folder in place
+    tmp.rename(folder)
+    atomic.fsync_dir(folder.parent)
+    shutil.rmtree(old)
+    return removed
+
+
+def recover_rewrites(home: DataHome) -> list[str]:
+    """Finish or undo a bundle rewrite cut short: `.erased-X` is the old folder of X."""
+    done: list[str] = []
+    if not home.bundles.exists():
+        return done
+    for old in sorted(home.bundles.glob(".erased-*")):
+        version = old.name.removeprefix(".erased-")
+        final, new = home.bundles / version, home.bundles / f".forget-{version}"
+        if not final.exists():
+            if new.exists():
+                new.rename(final)        # the rewritten folder was complete (verified before the swap)
+            else:
+                old.rename(final)
+                continue
+        shutil.rmtree(old, ignore_errors=True)
+        done.append(version)
+    for new in sorted(home.bundles.glob(".forget-*")):
+        shutil.rmtree(new, ignore_errors=True)   # a rewrite that never reached its swap: purge redoes it
+    return done

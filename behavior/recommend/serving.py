@@ -19,7 +19,7 @@ Everything that does not depend on the request (masks, popularity orders) is com
 at load.
 
 One user's `recommend` (and `recommend_for_items`) takes a numpy-only fast path for the
-models defined here (ALS, BPR, item kNN, popularity, buy-again and blends of them): the
+models defined here (ALS, BPR, item kNN, EASE, popularity, buy-again and blends of them): the
 user's row is read straight from the owned-items arrays, weighted, scored and masked
 without building scipy matrices or going through the generic `Recommender.recommend`
 (whose per-call set-up costs several times the arithmetic for a single user). It performs
@@ -42,7 +42,8 @@ from behavior.recommend.blend import Blend
 from behavior.recommend.checks import InteractionsError, check_matrix
 from behavior.recommend.factors import ALS, BPR, PRUNE_BLOCKS, FactorModel, SparkALS
 from behavior.recommend.interactions import IdMap, confidence
-from behavior.recommend.neighbours import ItemKNN
+from behavior.recommend.ease import EASE
+from behavior.recommend.neighbours import ItemItem, ItemKNN
 from behavior.recommend.topk import normalise_row, top_k_row
 from behavior.recommend.weighting import Weighting
 
@@ -159,7 +160,7 @@ def serving_arrays(
 # matrix: the same float32/float64 operations in the same order. Keep them in step with
 # Weighting.transform, each model's _scores and Blend._mix (the fast-path test catches drift).
 
-_FAST_LEAVES = (ALS, SparkALS, BPR, ItemKNN, Popularity, BuyAgain)
+_FAST_LEAVES = (ALS, SparkALS, BPR, ItemKNN, EASE, Popularity, BuyAgain)
 _FIRST_SEGMENT = np.zeros(1, dtype=np.intp)
 
 
@@ -522,7 +523,7 @@ class ServingModel:
         if type(model) is Popularity:
             return model.popularity_.copy() if items is None else model.popularity_[items]
         conf_cols, weights = _row_confidence(model.weighting_, cols, data, days)
-        if type(model) is ItemKNN:
+        if isinstance(model, ItemItem):
             out = _knn_row(model.similarity_, conf_cols, weights, self._n_items)
         else:  # BuyAgain
             out = np.full(self._n_items, -np.inf, dtype=np.float32)

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from behavior.recommend.interactions import IdMap
-from behavior.recommend.models import ALS, BPR, Blend, BuyAgain, ItemKNN, Popularity
+from behavior.recommend.models import ALS, BPR, EASE, Blend, BuyAgain, ItemKNN, Popularity
 from behavior.recommend.serving import ServingModel, serving_arrays
 from behavior.recommend.topk import normalise_row, normalise_rows, top_k, top_k_row
 from tests.behavior.test_recommend_serving import REFUNDER, SEGMENTS, world  # noqa: F401  (fixture)
@@ -26,6 +26,8 @@ MODELS = {
     "bpr": lambda: BPR(factors=16, iterations=20),
     "item_knn_cosine": lambda: ItemKNN(K=30),
     "item_knn_bm25_log": lambda: ItemKNN(similarity="bm25", K=20, weighting="log"),
+    "ease": lambda: EASE(regularization=0.25, K=40),
+    "blend_buy_again_ease": lambda: Blend(BuyAgain(weighting="log"), EASE(K=40), 0.8),
     "popularity_recency": lambda: Popularity(measure="weight", weighting="recency"),
     "popularity_buyers": lambda: Popularity(),
     "buy_again_recency": lambda: BuyAgain(weighting="recency"),

@@ -27,6 +27,7 @@ valid_days = 30                # the validation period before it (the model is c
 k = 10
 max_eval_users = 10000         # validation users sampled for the search
 max_fit_users = 100000         # training users the search fits candidates on (the chosen one is refit on all)
+search_seconds = 25.0          # time budget of the search (successive halving over the candidates)
 trainer = "local"              # or "spark_als": MLlib ALS on the Spark engine; env BEHAVIOR_RECOMMEND_TRAINER
 ```
 
@@ -92,11 +93,12 @@ class RecommendConfig:
     k: int = 10
     max_eval_users: int = 10_000
     max_fit_users: int = 100_000
+    search_seconds: float = 25.0
     seed: int = 0
     trainer: str = "local"      # "spark_als": pipelines.stages.recommend_spark (needs the Spark engine)
 
     def __post_init__(self) -> None:
-        for name in ("test_days", "valid_days", "k", "max_eval_users", "max_fit_users"):
+        for name in ("test_days", "valid_days", "k", "max_eval_users", "max_fit_users", "search_seconds"):
             if getattr(self, name) <= 0:
                 raise InputError(f"[recommend] {name} must be positive")
         _check_trainer(self.trainer, "[recommend] trainer")

@@ -50,3 +50,13 @@ def test_the_spark_als_trainer_on_duckdb_is_a_usage_error(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and 'trainer = "spark_als" trains on Spark but the engine is \'duckdb\'' in err
     assert "--engine spark" in err
+
+
+def test_the_recommender_search_budget_comes_from_the_file_and_must_be_positive(tmp_path):
+    f = tmp_path / "c.toml"
+    assert load_config(None).recommend.search_seconds == 25.0
+    f.write_text("[recommend]\nsearch_seconds = 7.5\n")
+    assert load_config(f).recommend.search_seconds == 7.5
+    f.write_text("[recommend]\nsearch_seconds = 0\n")
+    with pytest.raises(InputError, match=r"\[recommend\] search_seconds must be positive"):
+        load_config(f)

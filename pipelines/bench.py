@@ -186,7 +186,7 @@ res = {"seconds": rep["stages"]["churn"]["seconds"], "scored": rep["churn"].get(
        "roc_auc": rep["churn"].get("test", {}).get("roc_auc")}
 """
 
-SUITES = ("ingest", "features", "loyalty", "recommend", "churn")
+SUITES = ("ingest", "features", "loyalty", "recommend", "recommend-search", "churn")
 
 
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
@@ -196,8 +196,9 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
     """The suites' benchmarks. ingest: each size in `sizes`, Parquet and CSV; features: the
     feature stage at `feature_lines` (default 10M); loyalty: fitting and scoring on
     `customers`; recommend: users x items x lines of `recommend_shape` (matrix build, ALS fit
-    with 64 factors and 15 iterations, top-10 for every user, one user's top-10). One row per
-    step; `lines` counts customers for loyalty and interaction lines for recommend."""
+    with 64 factors and 15 iterations, top-10 for every user, one user's top-10);
+    recommend-search: the recommend stage's search on a demo lake (`pipelines.bench_recommend`).
+    One row per step; `lines` counts customers for loyalty and interaction lines for recommend."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
     work.mkdir(parents=True, exist_ok=True)
@@ -235,6 +236,10 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
                 rows.append(_median([{**r, "seconds": r[key]} for r in runs], lines, step))
             one = _median([{**r, "seconds": r["one_user_ms"] / 1000} for r in runs], lines, "recommend one user top-10")
             rows.append(one)
+        if "recommend-search" in suites:
+            from pipelines.bench_recommend import bench_search
+
+            rows.append(bench_search(work, repeat, progress=progress))
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)

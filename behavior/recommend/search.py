@@ -8,7 +8,7 @@ regularization, iterations, factors).
 `successive_halving(bench, todo, budget_seconds)` runs the learned configurations in rungs on
 nested samples of the fitting users (the validation users inside each sample are scored):
 
-    rung 0: every configuration on N / 2^(R-1) users; the better half goes on
+    rung 0: every configuration on N / 2^(R-1) users; the better half (at least two) goes on
     rung 1: on N / 2^(R-2) users ... the last rung: the survivors on all N users
 
 with R rungs such that the first sample holds at least `MIN_RUNG_USERS` users (R = 1, the plain
@@ -16,9 +16,10 @@ grid, on small data). The budget is spread over the rungs: rung 0 fits configura
 order given (the most promising first) until its share is spent; before each later rung, the
 survivors whose cost (their last cost, scaled by the users) would overrun the rung's share are
 dropped, the worst first. When none fits, the rung is skipped and the best survivor alone goes
-to the last rung, which always fits at least one configuration on all N users: only the last
-rung's survivors, scored on every validation user, reach the final choice
-(`behavior.recommend.select`).
+to the last rung, which always fits at least one configuration on all N users (the cheapest
+when none fits): only the last rung's survivors, scored on every validation user, reach the
+final choice (`behavior.recommend.select`). The baselines are scored before the rungs, so the
+budget's remainder is what the rungs share.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from behavior.recommend.neighbours import ItemKNN
 
 MIN_RUNG_USERS = 5_000
 MAX_RUNGS = 4
-# share of the budget kept for the baselines, the blend and the per-category exclusion
+# share of the budget kept for the blend and the per-category exclusion after the rungs
 FINAL_SHARE = 0.2
 
 Candidate = tuple[str, Callable[..., Recommender], object]
@@ -166,7 +167,8 @@ def successive_halving(
                       "configs": [{"model": t.name, "params": t.model.get_params(), key: round(t.metrics[key], 5),
                                    "exclude_seen": bool(t.exclude), "seconds": round(t.seconds, 2)} for t in trials]})
         if not last:
-            keep = max(1, (len(trials) + 1) // 2)
+            # two at least: the better one may cost more than the next rung's share allows
+            keep = max(2, (len(trials) + 1) // 2)
             survivors = [(t.name, type(t.model), _config(t.model), t.seconds, size) for t in trials[:keep]]
             best = survivors[0]
             for t in trials:   # free the rung's models before the next, larger rung
@@ -176,14 +178,16 @@ def successive_halving(
 
 def _affordable(survivors: list, size: int, allowance: float, keep_one: bool) -> list:
     """The survivors, best first, whose estimated cost at `size` users (their last cost scaled by
-    the users) fits in `allowance` seconds; the best alone when `keep_one` and none fits."""
+    the users) fits in `allowance` seconds; the cheapest alone when `keep_one` and none fits."""
     kept, planned = [], 0.0
     for s in survivors:
         cost = s[3] * size / s[4]
         if planned + cost <= allowance:
             kept.append(s)
             planned += cost
-    return kept or (survivors[:1] if keep_one else [])
+    if kept or not keep_one:
+        return kept
+    return [min(survivors, key=lambda s: s[3] * size / s[4])]
 
 
 def _config(model: Recommender) -> dict:

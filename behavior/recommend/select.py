@@ -278,7 +278,8 @@ def select_model(
     """Search, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
     net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the search
-    (the rungs take all but `search.FINAL_SHARE` of it); `progress` gets a message before each
+    (the baselines first, then the rungs, leaving `search.FINAL_SHARE` of it for the blend and
+    the per-category exclusion); `progress` gets a message before each
     candidate configuration is fitted."""
     started = time.perf_counter()
     net, days = _matrices(train)
@@ -304,17 +305,17 @@ def select_model(
             if days is None and _has_recency(config):
                 continue
             (baselines if name in BASELINES else learned).append((name, factory, config))
-    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, started=started,
-                                          progress=progress)
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
-    for t in survivors:
-        _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
     for name, factory, config in baselines:
         t0 = time.perf_counter()
         model = factory(**config).fit(bench.fit_net, bench.fit_days)
         fit_seconds = time.perf_counter() - t0
         _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), fit_seconds)
+    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, started=started,
+                                          progress=progress)
+    for t in survivors:
+        _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
     _add_popularity(scored, bench, lambda: Popularity().fit(bench.fit_net, bench.fit_days))
     search = {"budget_seconds": budget_seconds, "configs": len(learned), "rungs": rungs, "notes": notes}
     return _decide(bench, scored, trials, item_category=item_category, blend=True, seed=seed, search=search,

@@ -38,8 +38,11 @@ from behavior.recommend.neighbours import ItemKNN
 
 MIN_RUNG_USERS = 5_000
 MAX_RUNGS = 4
-# share of the budget kept for the blend and the per-category exclusion after the rungs
+# kept for the blend and the per-category exclusion after the rungs: this share of the budget,
+# or this multiple of the time the baselines took to score, whichever is more (both steps
+# score the validation users about as often as the baselines do)
 FINAL_SHARE = 0.2
+FINAL_PER_BASELINE_SECOND = 0.8
 
 Candidate = tuple[str, Callable[..., Recommender], object]
 
@@ -68,7 +71,8 @@ def default_candidates(seed: int = 0) -> list[Candidate]:
         p["random_state"] = seed
     return [
         ("popularity", Popularity, [{"measure": "buyers"}, {"measure": "weight", "weighting": "recency"}]),
-        ("buy_again", BuyAgain, [{"weighting": "count"}, {"weighting": "recency"}, {"weighting": "log"}]),
+        # (log weighting ranks a user's own items as counts do: not a configuration of its own)
+        ("buy_again", BuyAgain, [{"weighting": "count"}, {"weighting": "recency"}]),
         ("item_knn", ItemKNN, [{"similarity": "cosine", "K": 50}, {"similarity": "bm25", "K": 100}]),
         ("ease", EASE, [{"regularization": 0.25, "K": 200}, {"regularization": 0.05, "K": 200},
                         {"regularization": 1.0, "K": 200}]),
@@ -125,16 +129,18 @@ def successive_halving(
     *,
     seed: int = 0,
     started: float | None = None,
+    reserve_seconds: float = 0.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[Trial], list[dict]]:
     """(the last rung's trials on every validation user, the rungs' report). `todo` is in the
-    order rung 0 tries it; `started` (perf_counter) is when the budget started."""
+    order rung 0 tries it; `started` (perf_counter) is when the budget started; the rungs leave
+    `reserve_seconds` of it (at least `FINAL_SHARE`) for what follows them."""
     started = time.perf_counter() if started is None else started
     key = f"ndcg@{bench.k}"
     n = bench.fit_net.shape[0]
     sizes = rung_sizes(n)
     order = np.random.default_rng(seed).permutation(n)
-    search_budget = budget_seconds * (1.0 - FINAL_SHARE)
+    search_budget = budget_seconds - max(FINAL_SHARE * budget_seconds, reserve_seconds)
     # (name, factory, config, seconds at the last rung it ran, users at that rung)
     survivors = [(name, factory, config, 0.0, 1) for name, factory, config in todo]
     rungs: list[dict] = []

@@ -49,7 +49,8 @@ from behavior.recommend.checks import InteractionsError, check_matrix, check_tra
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import Interactions
 from behavior.recommend.topk import normalise_rows, top_k
-from behavior.recommend.search import Candidate, default_candidates, interleaved, skipped_for_size, successive_halving
+from behavior.recommend.search import (FINAL_PER_BASELINE_SECOND, Candidate, default_candidates, interleaved,
+                                      skipped_for_size, successive_halving)
 
 BASELINES = ("popularity", "buy_again")
 # lower is simpler: model_choice keeps the simplest candidate within the noise of the best
@@ -278,9 +279,9 @@ def select_model(
     """Search, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
     net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the search
-    (the baselines first, then the rungs, leaving `search.FINAL_SHARE` of it for the blend and
-    the per-category exclusion); `progress` gets a message before each
-    candidate configuration is fitted."""
+    (the baselines first, then the rungs, leaving time for the blend and the per-category
+    exclusion: `search.FINAL_SHARE`, `search.FINAL_PER_BASELINE_SECOND`); `progress` gets a
+    message before each candidate configuration is fitted."""
     started = time.perf_counter()
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
@@ -307,13 +308,15 @@ def select_model(
             (baselines if name in BASELINES else learned).append((name, factory, config))
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
+    baselines_started = time.perf_counter()
     for name, factory, config in baselines:
         t0 = time.perf_counter()
         model = factory(**config).fit(bench.fit_net, bench.fit_days)
         fit_seconds = time.perf_counter() - t0
         _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), fit_seconds)
+    reserve = FINAL_PER_BASELINE_SECOND * (time.perf_counter() - baselines_started)
     survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, started=started,
-                                          progress=progress)
+                                          reserve_seconds=reserve, progress=progress)
     for t in survivors:
         _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
     _add_popularity(scored, bench, lambda: Popularity().fit(bench.fit_net, bench.fit_days))

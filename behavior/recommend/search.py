@@ -15,10 +15,10 @@ with R rungs such that the first sample holds at least `MIN_RUNG_USERS` users (R
 grid, on small data). The budget is spread over the rungs: rung 0 fits configurations in the
 order given (the most promising first) until its share is spent; before each later rung, the
 survivors whose cost (their last cost, scaled by the users) would overrun the rung's share are
-dropped, the worst first. When none fits, the rung is skipped and the best survivor alone goes
-to the last rung, which always fits at least one configuration on all N users (the cheapest
-when none fits): only the last rung's survivors, scored on every validation user, reach the
-final choice (`behavior.recommend.select`). The baselines are scored before the rungs, so the
+dropped, the worst first. When none fits, the rung is skipped and the survivors go to the last
+rung, which always fits at least one configuration on all N users (the cheapest when none
+fits): only the last rung's survivors, scored on every validation user, reach the final choice
+(`behavior.recommend.select`). The baselines are scored before the rungs, so the
 budget's remainder is what the rungs share.
 """
 
@@ -149,11 +149,11 @@ def successive_halving(
         last = r == len(sizes) - 1
         allowance = (search_budget - (time.perf_counter() - started)) / (len(sizes) - r)
         if r > 0:
-            survivors = _affordable(survivors, size, allowance, keep_one=last)
-            if not survivors:   # out of budget: the best goes straight to the last rung
+            affordable = _affordable(survivors, size, allowance, keep_one=last)
+            if not affordable:   # out of budget: the survivors go straight to the last rung
                 rungs.append({"users": int(size), "skipped": "out of budget"})
-                survivors = [best]
                 continue
+            survivors = affordable
         sub = bench if last else bench.restricted(np.sort(order[:size]))
         trials = []
         rung_start = time.perf_counter()
@@ -176,7 +176,6 @@ def successive_halving(
             # two at least: the better one may cost more than the next rung's share allows
             keep = max(2, (len(trials) + 1) // 2)
             survivors = [(t.name, type(t.model), _config(t.model), t.seconds, size) for t in trials[:keep]]
-            best = survivors[0]
             for t in trials:   # free the rung's models before the next, larger rung
                 t.model = None
     return trials, rungs

@@ -141,3 +141,13 @@ def test_ease_is_skipped_for_a_catalogue_too_large_for_its_dense_inverse(monkeyp
     assert "ease" not in sel.models
     (note,) = sel.report()["search"]["notes"]
     assert note.startswith("ease skipped: 31 items > 30") and "dense items x items" in note
+
+
+def test_an_unaffordable_last_rung_fits_the_cheapest_survivor():
+    from behavior.recommend.search import _affordable
+
+    survivors = [("ease", EASE, {}, 12.0, 7_500), ("item_knn", ItemKNN, {}, 0.4, 7_500)]   # best first
+    assert _affordable(survivors, 60_000, 200.0, keep_one=True) == survivors
+    assert _affordable(survivors, 60_000, 10.0, keep_one=True) == [survivors[1]]     # the best costs 96 s there
+    assert _affordable(survivors, 60_000, 1.0, keep_one=True) == [survivors[1]]      # none fits: the cheapest
+    assert _affordable(survivors, 15_000, 0.5, keep_one=False) == []                 # a middle rung is skipped

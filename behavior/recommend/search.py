@@ -13,7 +13,7 @@ nested samples of the fitting users (the validation users inside each sample are
 
 with R rungs such that the first sample holds at least `MIN_RUNG_USERS` users (R = 1, the plain
 grid, on small data). The budget is spread over the rungs: rung 0 fits configurations in the
-order given (the most promising first) until its share is spent; before each later rung, the
+order given (the most promising first) until its share (half) is spent; before each later rung, the
 survivors whose cost (their last cost, scaled by the users) would overrun the rung's share are
 dropped, the worst first. When none fits, the rung is skipped and the survivors go to the last
 rung, which always fits at least one configuration on all N users (the cheapest when none
@@ -37,6 +37,7 @@ from behavior.recommend.factors import ALS, BPR
 from behavior.recommend.neighbours import ItemKNN
 
 MIN_RUNG_USERS = 5_000
+RUNG0_SHARE = 0.5   # of the rungs' budget, for rung 0; the later rungs share the rest equally
 MAX_RUNGS = 4
 # kept for the blend and the per-category exclusion after the rungs: this share of the budget,
 # or this multiple of the time the baselines took to score, whichever is more (both steps
@@ -147,7 +148,9 @@ def successive_halving(
     trials: list[Trial] = []
     for r, size in enumerate(sizes):
         last = r == len(sizes) - 1
-        allowance = (search_budget - (time.perf_counter() - started)) / (len(sizes) - r)
+        left = search_budget - (time.perf_counter() - started)
+        # rung 0 tries the most configurations, and EASE's inverse costs it as much as the last rung
+        allowance = left * RUNG0_SHARE if r == 0 and len(sizes) > 1 else left / (len(sizes) - r)
         if r > 0:
             affordable = _affordable(survivors, size, allowance, keep_one=last)
             if not affordable:   # out of budget: the survivors go straight to the last rung

@@ -472,7 +472,7 @@ HTTP_SUITES = ("api", "notify", "scale")
 
 @app.command()
 def bench(
-    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, churn, api, notify, scale, demo or accuracy (default: all but api, notify, scale, demo and accuracy).")] = None,
+    suite: Annotated[Optional[str], typer.Argument(help="ingest, features, loyalty, recommend, recommend-search, churn, api, notify, scale, demo or accuracy (default: all but api, notify, scale, demo and accuracy).")] = None,
     sizes: Annotated[str, typer.Option(help="Comma-separated payment-line counts for the ingest and scale benchmarks.")] = "1000000",
     feature_lines: Annotated[int, typer.Option(help="Payment lines for the feature-stage benchmark (users = lines / 10).")] = 10_000_000,
     customers: Annotated[int, typer.Option(help="Customers for the loyalty fit and scoring benchmark.")] = 1_000_000,

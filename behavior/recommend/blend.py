@@ -74,10 +74,7 @@ class Blend(Recommender):
         return self._mix(a, b)
 
     def _mix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        w = float(self.weight)
-        out = w * normalise_rows(a) + (1.0 - w) * normalise_rows(b)
-        out[~(np.isfinite(a) | np.isfinite(b))] = -np.inf
-        return out
+        return mix(normalise_rows(a), normalise_rows(b), np.isfinite(a) | np.isfinite(b), float(self.weight))
 
     def _scores(self, user_idx, confidence, items):
         raise NotImplementedError  # scoring goes through _score_rows
@@ -133,6 +130,14 @@ class Blend(Recommender):
         a = Recommender.from_arrays(strip_prefix(arrays, "a."))
         b = Recommender.from_arrays(strip_prefix(arrays, "b."))
         return cls.of_fitted(a, b, float(arrays["weight"]))
+
+
+def mix(a: np.ndarray, b: np.ndarray, candidate: np.ndarray, weight: float) -> np.ndarray:
+    """w a + (1 - w) b of two normalised score matrices, -inf where neither model has a candidate
+    (`Blend._mix` once its components are normalised: the search normalises them once per weight)."""
+    out = weight * a + (1.0 - weight) * b
+    out[~candidate] = -np.inf
+    return out
 
 
 def _empty(n_items: int) -> sp.csr_matrix:

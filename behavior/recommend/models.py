@@ -7,8 +7,9 @@
 from behavior.recommend.base import REGISTRY, Recommender, from_params
 from behavior.recommend.baselines import BuyAgain, Popularity
 from behavior.recommend.blend import Blend
+from behavior.recommend.ease import EASE
 from behavior.recommend.factors import ALS, BPR, FactorModel, SparkALS
 from behavior.recommend.neighbours import ItemKNN
 
-__all__ = ["ALS", "BPR", "Blend", "BuyAgain", "FactorModel", "ItemKNN", "Popularity", "REGISTRY", "Recommender",
+__all__ = ["ALS", "BPR", "Blend", "BuyAgain", "EASE", "FactorModel", "ItemKNN", "Popularity", "REGISTRY", "Recommender",
            "SparkALS", "from_params"]

@@ -1,10 +1,13 @@
-"""Item-item nearest neighbours (implicit's cosine or BM25 item similarity).
+"""Item-item models: a user's score is r_u S over their confidence row r_u and a sparse
+items x items matrix S.
 
-Fitting keeps the K most similar items of every item as a sparse items x items matrix S
-(implicit's `all_pairs_knn`, the item's similarity to itself included). A user's score is
-r_u S over their confidence row r_u: only items in the neighbourhood of something the user
-owns are candidates (-inf elsewhere), so the list can be shorter than n. Serving needs only
-S's CSR arrays.
+`ItemItem` holds what every such model shares (scoring, similar items, explanations, S's CSR
+arrays); only items in the neighbourhood of something the user owns are candidates (-inf
+elsewhere), so the list can be shorter than n. Serving needs only S's CSR arrays.
+
+`ItemKNN`: nearest neighbours (implicit's cosine or BM25 item similarity); fitting keeps the K
+most similar items of every item (implicit's `all_pairs_knn`, the item's similarity to itself
+included). `behavior.recommend.ease.EASE` is the other one.
 """
 
 from __future__ import annotations
@@ -21,32 +24,12 @@ from behavior.recommend.checks import InteractionsError, as_index_array, check_m
 SIMILARITIES = ("cosine", "bm25")
 
 
-class ItemKNN(Recommender):
-    kind = "item_knn"
-    param_names = ("similarity", "K", "K1", "B")
+class ItemItem(Recommender):
+    """Scoring and arrays of the models whose fitted state is one sparse items x items matrix
+    `similarity_` (row i: what owning item i adds to each item's score)."""
 
-    def __init__(self, similarity="cosine", K=50, K1=1.2, B=0.75, weighting="count", weighting_params=None):
-        super().__init__(weighting, weighting_params)
-        self.similarity = similarity
-        self.K = K
-        self.K1 = K1
-        self.B = B
-
-    def _fit(self, confidence):
-        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
-        from implicit.utils import ParameterWarning
-
-        if self.similarity not in SIMILARITIES:
-            raise InteractionsError(f"ItemKNN similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
-        # implicit's own weighting hands its kNN a COO matrix and warns about it: not our input
-        with threadpool_limits(1, "blas"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", ParameterWarning)
-            if self.similarity == "cosine":
-                model = CosineRecommender(K=int(self.K), num_threads=1)
-            else:
-                model = BM25Recommender(K=int(self.K), K1=float(self.K1), B=float(self.B), num_threads=1)
-            model.fit(confidence, show_progress=False)
-        self.similarity_ = sp.csr_matrix(model.similarity, dtype=np.float32)
+    def _set_similarity(self, similarity) -> None:
+        self.similarity_ = sp.csr_matrix(similarity, dtype=np.float32)
         self.similarity_.sort_indices()
 
     def _scores(self, user_idx, confidence, items):
@@ -92,8 +75,36 @@ class ItemKNN(Recommender):
         )
 
 
+class ItemKNN(ItemItem):
+    kind = "item_knn"
+    param_names = ("similarity", "K", "K1", "B")
+
+    def __init__(self, similarity="cosine", K=50, K1=1.2, B=0.75, weighting="count", weighting_params=None):
+        super().__init__(weighting, weighting_params)
+        self.similarity = similarity
+        self.K = K
+        self.K1 = K1
+        self.B = B
+
+    def _fit(self, confidence):
+        from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+        from implicit.utils import ParameterWarning
+
+        if self.similarity not in SIMILARITIES:
+            raise InteractionsError(f"ItemKNN similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        # implicit's own weighting hands its kNN a COO matrix and warns about it: not our input
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParameterWarning)
+            if self.similarity == "cosine":
+                model = CosineRecommender(K=int(self.K), num_threads=1)
+            else:
+                model = BM25Recommender(K=int(self.K), K1=float(self.K1), B=float(self.B), num_threads=1)
+            model.fit(confidence, show_progress=False)
+        self._set_similarity(model.similarity)
+
+
 def knn_row(similarity: sp.csr_matrix, cols: np.ndarray, weights: np.ndarray, n_items: int) -> np.ndarray:
-    """The row r @ S of `ItemKNN._scores`, dense with -inf off the product's pattern: scipy's
+    """The row r @ S of `ItemItem._scores`, dense with -inf off the product's pattern: scipy's
     csr_matmat adds v * S[j, k] into a float32 sum per k, visiting j (the row's items) and then
     each row of S in stored order, and drops sums that are exactly 0; np.add.at adds in the same order."""
     out = np.full(n_items, -np.inf, dtype=np.float32)

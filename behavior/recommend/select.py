@@ -1,6 +1,6 @@
-"""Model selection on a temporal validation split: never worse than popularity.
+"""Model selection on a temporal validation split: never worse than its baselines.
 
-`select_model(train, valid, candidates)` fits every candidate configuration on `train`,
+`select_model(train, valid, candidates)` searches the candidate configurations on `train`,
 recommends k items to the validation users and scores them against `valid` (the purchases
 of the validation period) with `behavior.recommend.evaluate`:
 
@@ -12,13 +12,16 @@ of the validation period) with `behavior.recommend.evaluate`:
    history (item factors from 100k users rank configurations about as well as from 5M); the caller
    refits only the chosen configuration on every user.
 2. Each candidate is a (name, factory, params) triple; params is one dict or a list of dicts
-   (the hyperparameter search: factors, regularization, alpha, iterations, the weighting
-   scheme ...). Every configuration is scored with and without excluding the user's own
-   items; a candidate reports its best configuration (by nDCG@k).
+   (`behavior.recommend.search.default_candidates`). The learned configurations go through
+   `behavior.recommend.search.successive_halving` within `budget_seconds`; the baselines
+   (popularity, buy-again) and the last rung's survivors are scored on every validation user,
+   each with and without excluding the user's own items; a candidate reports its best
+   configuration (by nDCG@k). A family the catalogue is too large for (EASE) is skipped and the
+   report's `search.notes` says why.
 3. The two best candidates are blended (`Blend`, weight searched on validation).
-4. The baseline is the better of popularity and buy-again. The best model replaces it only
-   if its nDCG@k beats the baseline's by more than `min_gain_se` standard errors of the paired
-   per-user difference: with nothing to learn, noise alone never selects a worse model.
+4. The choice is `behavior.model_choice.choose` on per-user nDCG@k over shared bootstrap
+   resamples of the validation users: the better baseline is kept unless a model beats it by
+   more than the noise (simpler first: item kNN and EASE, then ALS and BPR, then the blend).
 5. With `item_category`, the exclusion of owned items is also decided per category for the
    selected model (people buy milk again, rarely the same phone): categories whose validation
    purchases are rarely re-purchases are excluded, at the threshold that validates best.
@@ -30,6 +33,7 @@ builds the `Bench` of validation users and yields the fitted configurations.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,43 +41,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from behavior.recommend.base import Recommender, from_params
-from behavior.recommend.baselines import BuyAgain, Popularity
-from behavior.recommend.blend import Blend
+from behavior import model_choice
+from behavior.recommend.base import CHUNK_CELLS, Recommender, from_params
+from behavior.recommend.baselines import Popularity
+from behavior.recommend.blend import Blend, mix
 from behavior.recommend.checks import InteractionsError, check_matrix, check_trainable
 from behavior.recommend.evaluate import evaluate
-from behavior.recommend.factors import ALS, BPR
 from behavior.recommend.interactions import Interactions
-from behavior.recommend.neighbours import ItemKNN
+from behavior.recommend.topk import normalise_rows, top_k
+from behavior.recommend.search import (FINAL_PER_BASELINE_SECOND, Candidate, default_candidates, interleaved,
+                                      skipped_for_size, successive_halving)
 
 BASELINES = ("popularity", "buy_again")
+# lower is simpler: model_choice keeps the simplest candidate within the noise of the best
+SIMPLICITY = {"item_knn": 1, "ease": 1, "als": 2, "spark_als": 2, "bpr": 2, "blend": 3}
 BLEND_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
 REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
-
-Candidate = tuple[str, Callable[..., Recommender], Mapping | Sequence[Mapping]]
-
-
-def default_candidates(seed: int = 0) -> list[Candidate]:
-    """The standard search: baselines, item kNN, and a handful of ALS / BPR configurations."""
-    als = [
-        {"factors": 64, "regularization": 0.05, "alpha": 3.0, "iterations": 8, "weighting": "bm25"},
-        {"factors": 128, "regularization": 0.1, "alpha": 3.0, "iterations": 8, "weighting": "bm25"},
-        {"factors": 64, "regularization": 0.05, "alpha": 8.0, "iterations": 10, "weighting": "log"},
-        {"factors": 64, "regularization": 0.05, "alpha": 3.0, "iterations": 8, "weighting": "recency"},
-    ]
-    bpr = [
-        {"factors": 64, "learning_rate": 0.05, "regularization": 0.01, "iterations": 40, "weighting": "count"},
-        {"factors": 32, "learning_rate": 0.1, "regularization": 0.001, "iterations": 30, "weighting": "count"},
-    ]
-    for p in als + bpr:
-        p["random_state"] = seed
-    return [
-        ("popularity", Popularity, [{"measure": "buyers"}, {"measure": "weight", "weighting": "recency"}]),
-        ("buy_again", BuyAgain, [{"weighting": "count"}, {"weighting": "recency"}, {"weighting": "log"}]),
-        ("item_knn", ItemKNN, [{"similarity": "cosine", "K": 50}, {"similarity": "bm25", "K": 100}]),
-        ("als", ALS, als),
-        ("bpr", BPR, bpr),
-    ]
+DEFAULT_BUDGET_SECONDS = 25.0
+N_BOOT = 200
 
 
 @dataclass(frozen=True)
@@ -84,8 +69,10 @@ class Selection:
     "exclude_seen", "configs", "fit_seconds"}} (the report's `recommend.models`).
     exclude_seen: the catalogue default; exclude_categories: when not None, owned items are
     excluded only in these category codes (overrides exclude_seen). trials: every configuration
-    tried, with its nDCG@k, the exclusion that validated better and its fit time. users: the
-    validation users scored; fit_users: the training users the candidates were fitted on.
+    scored on every validation user, with its nDCG@k, the exclusion that validated better and its
+    fit time. users: the validation users scored; fit_users: the training users the candidates
+    were fitted on. choice: the `behavior.model_choice` decision (the report's `selection`);
+    search: the budget, the rungs with the configurations tried at each, the time used, notes.
     """
 
     selected: str
@@ -97,6 +84,8 @@ class Selection:
     models: dict[str, dict] = field(default_factory=dict)
     trials: list[dict] = field(default_factory=list)
     fit_users: int = 0
+    choice: model_choice.Choice | None = None
+    search: dict = field(default_factory=dict)
 
     def new_model(self) -> Recommender:
         """A new, unfitted model of the selected configuration (refit it on all data)."""
@@ -118,6 +107,8 @@ class Selection:
             "exclude_seen": self.exclude_seen,
             "exclude_categories": None if self.exclude_categories is None else list(self.exclude_categories),
             "models": self.models,
+            "selection": None if self.choice is None else self.choice.report(),
+            "search": self.search,
         }
 
 
@@ -158,17 +149,86 @@ class Bench:
         self.relevant = valid[users]
         self.n_items = net.shape[1]
 
+    def restricted(self, rows: np.ndarray) -> Bench:
+        """The bench of the fitting rows `rows` (sorted positions in `fit_net`) and the validation
+        users among them (a rung of the successive halving)."""
+        sub = copy.copy(self)
+        inside = np.isin(self.users, rows)
+        sub.fit_net = self.fit_net[rows]
+        sub.fit_days = None if self.fit_days is None else self.fit_days[rows]
+        sub.fit_count = int(rows.size)
+        sub.users = np.searchsorted(rows, self.users[inside])
+        sub.rows = self.rows[inside]
+        sub.days = None if self.days is None else self.days[inside]
+        sub.relevant = self.relevant[inside]
+        return sub
+
     def score(self, model: Recommender, exclude) -> tuple[dict, np.ndarray]:
-        items, _ = model.recommend(self.users, self.rows, self.k, exclude_seen=exclude, days=self.days)
+        """(metrics, per-user nDCG@k) of `model` with one exclusion policy."""
+        return self._evaluate(self._lists(self._scorer(model), [exclude])[0])
+
+    def best_policy(self, model, policies) -> tuple[dict, np.ndarray, bool | np.ndarray]:
+        """(metrics, per-user nDCG@k, policy) of the exclusion policy that validates best; the
+        scores are computed once for all policies."""
+        return self._best(self._lists(self._scorer(model), policies), policies)
+
+    def best_blend(self, a: Recommender, b: Recommender, weights, policies) -> tuple[Blend, dict, np.ndarray, bool]:
+        """The best `Blend` of two fitted models over `weights` and `policies` (the components
+        are scored once per chunk of users, then mixed for each weight)."""
+        blends = [Blend.of_fitted(a, b, w) for w in weights]
+
+        def mixed(users, rows, days):
+            sa, sb = self._scorer(a)(users, rows, days), self._scorer(b)(users, rows, days)
+            candidate = np.isfinite(sa) | np.isfinite(sb)
+            na, nb = normalise_rows(sa), normalise_rows(sb)
+            return [mix(na, nb, candidate, float(blend.weight)) for blend in blends]
+
+        lists = self._lists(mixed, policies, n_out=len(blends))
+        best = None
+        for i, blend in enumerate(blends):
+            m, per, exclude = self._best(lists[i * len(policies):(i + 1) * len(policies)], policies)
+            if best is None or m[f"ndcg@{self.k}"] > best[1][f"ndcg@{self.k}"]:
+                best = (blend, m, per, exclude)
+        return best
+
+    @staticmethod
+    def _scorer(model: Recommender):
+        model._check_fitted()
+        return lambda users, rows, days: model._score_rows(users, rows, days, None)
+
+    def _lists(self, scorer, policies, n_out: int | None = None) -> list[np.ndarray]:
+        """Top-k items of every validation user for each score matrix the scorer returns (one, or
+        a list of `n_out`) and each exclusion policy, as `Recommender.recommend` ranks them."""
+        n = self.users.size
+        outs = [np.full((n, self.k), -1, dtype=np.int64) for _ in range((n_out or 1) * len(policies))]
+        step = max(1, CHUNK_CELLS // max(self.n_items, 1))
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            rows = self.rows[start:stop]
+            scores = scorer(self.users[start:stop], rows, None if self.days is None else self.days[start:stop])
+            r = np.repeat(np.arange(stop - start), np.diff(rows.indptr))
+            c = rows.indices.astype(np.int64)
+            for i, s in enumerate(scores if n_out else [scores]):
+                for j, exclude in enumerate(policies):
+                    if np.ndim(exclude) == 0 and not exclude:
+                        masked = s
+                    else:
+                        keep = slice(None) if np.ndim(exclude) == 0 else np.asarray(exclude)[c]
+                        masked = s.copy()
+                        masked[r[keep], c[keep]] = -np.inf
+                    outs[i * len(policies) + j][start:stop] = top_k(masked, self.k)[0]
+        return outs
+
+    def _evaluate(self, items: np.ndarray) -> tuple[dict, np.ndarray]:
         m = evaluate(items, self.relevant, self.k, self.n_items, per_user=True)
         per_user = m.pop("per_user")["ndcg"]
         m.pop("user_rows")
         return m, per_user
 
-    def best_policy(self, model, policies) -> tuple[dict, np.ndarray, bool | np.ndarray]:
+    def _best(self, lists, policies) -> tuple[dict, np.ndarray, bool | np.ndarray]:
         best = None
-        for exclude in policies:
-            m, per = self.score(model, exclude)
+        for items, exclude in zip(lists, policies):
+            m, per = self._evaluate(items)
             if best is None or m[f"ndcg@{self.k}"] > best[0][f"ndcg@{self.k}"]:
                 best = (m, per, exclude)
         return best
@@ -213,13 +273,16 @@ def select_model(
     max_users: int | None = 10_000,
     max_fit_users: int | None = None,
     seed: int = 0,
-    min_gain_se: float = 2.0,
+    budget_seconds: float = DEFAULT_BUDGET_SECONDS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Selection:
-    """Fit, score and choose (see the module docstring). `train`: an `Interactions`, its
+    """Search, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
-    net-count matrix; `valid`: the validation purchases. `progress` gets a message before each
-    candidate configuration is fitted."""
+    net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the search
+    (the baselines first, then the rungs, leaving time for the blend and the per-category
+    exclusion: `search.FINAL_SHARE`, `search.FINAL_PER_BASELINE_SECOND`); `progress` gets a
+    message before each candidate configuration is fitted."""
+    started = time.perf_counter()
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
     if valid.shape != net.shape:
@@ -228,22 +291,38 @@ def select_model(
         )
     if valid.nnz == 0:
         raise InteractionsError("valid holds no purchase: the validation period is empty")
+    if not budget_seconds > 0:
+        raise InteractionsError(f"the search budget must be > 0 seconds, got {budget_seconds}")
     bench = Bench(net, days, valid, k, max_users, seed, max_fit_users)
-    fit_net, fit_days = bench.fit_net, bench.fit_days
     candidates = default_candidates(seed) if candidates is None else candidates
 
-    todo = [(name, factory, config) for name, factory, params in candidates
-            for config in _configs(params) if days is not None or not _has_recency(config)]
-
-    def fitted():
-        for i, (name, factory, config) in enumerate(todo, start=1):
-            progress(f"recommender search: fitting {name} ({i}/{len(todo)})")
-            start = time.perf_counter()
-            model = factory(**config).fit(fit_net, fit_days)
-            yield name, model, time.perf_counter() - start
-
-    return choose(bench, fitted(), item_category=item_category, min_gain_se=min_gain_se,
-                  popularity=lambda: Popularity().fit(fit_net, fit_days))
+    notes, baselines, learned = [], [], []
+    for name, factory, params in candidates:
+        why = skipped_for_size(name, factory, net.shape[1])
+        if why:
+            notes.append(why)
+            continue
+        for config in _configs(params):
+            if days is None and _has_recency(config):
+                continue
+            (baselines if name in BASELINES else learned).append((name, factory, config))
+    scored: dict[str, _Scored] = {}
+    trials: list[dict] = []
+    baselines_started = time.perf_counter()
+    for name, factory, config in baselines:
+        t0 = time.perf_counter()
+        model = factory(**config).fit(bench.fit_net, bench.fit_days)
+        fit_seconds = time.perf_counter() - t0
+        _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), fit_seconds)
+    reserve = FINAL_PER_BASELINE_SECOND * (time.perf_counter() - baselines_started)
+    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, started=started,
+                                          reserve_seconds=reserve, progress=progress)
+    for t in survivors:
+        _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
+    _add_popularity(scored, bench, lambda: Popularity().fit(bench.fit_net, bench.fit_days))
+    search = {"budget_seconds": budget_seconds, "configs": len(learned), "rungs": rungs, "notes": notes}
+    return _decide(bench, scored, trials, item_category=item_category, blend=True, seed=seed, search=search,
+                   started=started)
 
 
 def choose(
@@ -251,51 +330,63 @@ def choose(
     fitted: Iterable[tuple[str, Recommender, float]],
     *,
     item_category=None,
-    min_gain_se: float = 2.0,
     popularity: Callable[[], Recommender] | None = None,
     blend: bool = True,
+    seed: int = 0,
 ) -> Selection:
     """Steps 2-5 of the module docstring on models fitted elsewhere: `fitted` yields (candidate
     name, fitted model, fit seconds), several configurations per name allowed; `popularity`
     makes the baseline when no candidate is one; `blend=False` skips the blend (when the
     caller cannot refit one, e.g. models trained on Spark)."""
-    key = f"ndcg@{bench.k}"
+    started = time.perf_counter()
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
     for name, model, seconds in fitted:
-        m, per, exclude = bench.best_policy(model, (False, True))
-        trials.append({"model": name, "params": model.get_params(), key: m[key], "exclude_seen": exclude,
-                       "fit_seconds": round(seconds, 3)})
-        best = scored.get(name)
-        configs = 1 + (best.configs if best else 0)
-        if best is None or m[key] > best.metrics[key]:
-            best = scored[name] = _Scored(name, model, m, per, exclude, fit_seconds=seconds)
-        best.configs = configs
-    if not any(name in scored for name in BASELINES):
-        if popularity is None:
-            raise InteractionsError("no baseline among the candidates and no popularity model to compare with")
-        model = popularity()
-        m, per, exclude = bench.best_policy(model, (False, True))
-        scored["popularity"] = _Scored("popularity", model, m, per, exclude)
+        _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), seconds)
+    _add_popularity(scored, bench, popularity)
+    return _decide(bench, scored, trials, item_category=item_category, blend=blend, seed=seed, search={},
+                   started=started)
 
+
+def _keep_best(scored: dict[str, _Scored], trials: list[dict], k: int, name: str, model: Recommender, metrics: dict,
+               per_user: np.ndarray, exclude, fit_seconds: float) -> None:
+    """Record one configuration scored on every validation user; keep the best of its family."""
+    key = f"ndcg@{k}"
+    trials.append({"model": name, "params": model.get_params(), key: metrics[key], "exclude_seen": bool(exclude),
+                   "fit_seconds": round(fit_seconds, 3)})
+    best = scored.get(name)
+    configs = 1 + (best.configs if best else 0)
+    if best is None or metrics[key] > best.metrics[key]:
+        best = scored[name] = _Scored(name, model, metrics, per_user, exclude, fit_seconds=fit_seconds)
+    best.configs = configs
+
+
+def _add_popularity(scored: dict[str, _Scored], bench: Bench, popularity: Callable[[], Recommender] | None) -> None:
+    if any(name in scored for name in BASELINES):
+        return
+    if popularity is None:
+        raise InteractionsError("no baseline among the candidates and no popularity model to compare with")
+    model = popularity()
+    m, per, exclude = bench.best_policy(model, (False, True))
+    scored["popularity"] = _Scored("popularity", model, m, per, exclude)
+
+
+def _decide(bench: Bench, scored: dict[str, _Scored], trials: list[dict], *, item_category, blend: bool, seed: int,
+            search: dict, started: float) -> Selection:
+    """The blend, `model_choice.choose` over the families' best, the per-category exclusion."""
+    key = f"ndcg@{bench.k}"
     ranked = sorted(scored.values(), key=lambda s: -s.metrics[key])
     if blend and len(ranked) >= 2:
-        a, b = ranked[0], ranked[1]
-        best_blend = None
-        for w in BLEND_WEIGHTS:
-            model = Blend.of_fitted(a.model, b.model, w)
-            m, per, exclude = bench.best_policy(model, (False, True))
-            if best_blend is None or m[key] > best_blend.metrics[key]:
-                best_blend = _Scored("blend", model, m, per, exclude, configs=len(BLEND_WEIGHTS))
-        scored["blend"] = best_blend
+        model, m, per, exclude = bench.best_blend(ranked[0].model, ranked[1].model, BLEND_WEIGHTS, (False, True))
+        scored["blend"] = _Scored("blend", model, m, per, exclude, configs=len(BLEND_WEIGHTS))
 
-    baseline = max((scored[n] for n in BASELINES if n in scored), key=lambda s: s.metrics[key])
-    best = max(scored.values(), key=lambda s: s.metrics[key])
-    if best is not baseline:
-        gain = best.per_user - baseline.per_user
-        se = gain.std(ddof=1) / np.sqrt(gain.size) if gain.size > 1 else np.inf
-        if not gain.mean() > min_gain_se * se:
-            best = baseline
+    idx = model_choice.resamples(int(bench.users.size), N_BOOT, seed)
+    choice = model_choice.choose(key, [
+        model_choice.score_per_unit(s.name, s.per_user, idx, baseline=s.name in BASELINES,
+                                    simplicity=SIMPLICITY.get(s.name, 2))
+        for s in scored.values()
+    ])
+    best = scored[choice.chosen]
 
     exclude_categories = None
     if item_category is not None and best.name != "buy_again":
@@ -307,6 +398,8 @@ def choose(
                           "configs": s.configs, "fit_seconds": round(s.fit_seconds, 3)}
     if exclude_categories is not None:
         models[best.name]["exclude_seen"] = "per_category"
+    if search:
+        search = {**search, "seconds": round(time.perf_counter() - started, 2)}
     return Selection(
         selected=best.name,
         params=best.model.get_params(),
@@ -317,6 +410,8 @@ def choose(
         fit_users=bench.fit_count,
         models=models,
         trials=trials,
+        choice=choice,
+        search=search,
     )
 
 
@@ -333,13 +428,16 @@ def _per_category_policy(best: _Scored, bench: Bench, item_category: np.ndarray,
     bought = np.bincount(np.searchsorted(codes, cats), minlength=codes.size)
     rebought = np.bincount(np.searchsorted(codes, cats), weights=owned, minlength=codes.size)
     share = np.where(bought > 0, rebought / np.maximum(bought, 1), 0.0)
-    chosen = None
+    options = []
     for threshold in REBUY_THRESHOLDS:
         excluded = codes[share < threshold]
-        if excluded.size in (0, codes.size):
-            continue
-        mask = np.isin(item_category, excluded)
-        m, per = bench.score(best.model, mask)
-        if m[key] > best.metrics[key]:
-            best.metrics, best.per_user, chosen = m, per, tuple(int(c) for c in excluded)
-    return chosen
+        if excluded.size not in (0, codes.size) and not any(np.array_equal(excluded, o) for o in options):
+            options.append(excluded)
+    if not options:
+        return None
+    masks = [np.isin(item_category, excluded) for excluded in options]
+    m, per, mask = bench.best_policy(best.model, masks)
+    if not m[key] > best.metrics[key]:
+        return None
+    best.metrics, best.per_user = m, per
+    return tuple(int(c) for c in options[next(i for i, x in enumerate(masks) if x is mask)])

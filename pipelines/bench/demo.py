@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from pipelines.bench.suites import _child
+from pipelines.bench.child import run_child
 
 TARGET_SECONDS = 60.0
 DEMO_USERS = 60_000
@@ -62,7 +62,7 @@ def run_demo_bench(work: Path | None, *, users: int = DEMO_USERS, repeat: int = 
             home = work / f"demo-{i}"
             shutil.rmtree(home, ignore_errors=True)
             progress(f"demo pipeline, {users:,} users: run {i + 1}/{repeat}")
-            runs.append(_child(_DEMO, str(home), str(users)))
+            runs.append(run_child(_DEMO, str(home), str(users)))
             shutil.rmtree(home, ignore_errors=True)
     finally:
         if tmp is not None:

@@ -11,11 +11,9 @@ feature stage on 10M lines / 1M users in < 30 s with peak memory < 4 GB.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from behavior.csv_safety import neutralize_formulas
+from pipelines.bench.child import run_child
 
 # Step name -> (target description, check of the median result)
 TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
@@ -83,20 +82,6 @@ def make_customers(n: int, seed: int = 0, r=0.9, alpha=22.0, a=0.8, b=12.0, p=6.
     nu = rng.gamma(q, 1 / v, n)
     money = np.where(x > 0, rng.gamma(np.maximum(p * x, 1e-9), 1 / (nu * np.maximum(x, 1))), np.nan)
     return {"frequency": x.astype(float), "recency": np.floor(rec), "T": T, "monetary_value": money}
-
-
-def _child(code: str, *args: str) -> dict:
-    """Run `code` in a fresh interpreter; it prints one JSON object. Adds its peak RSS (MB)."""
-    wrapper = (
-        "import json, resource, sys, time\n"
-        f"{code}\n"
-        "res['peak_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)\n"
-        "print(json.dumps(res))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark step failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 _INGEST = """
@@ -186,7 +171,7 @@ res = {"seconds": rep["stages"]["churn"]["seconds"], "scored": rep["churn"].get(
        "roc_auc": rep["churn"].get("test", {}).get("roc_auc")}
 """
 
-SUITES = ("ingest", "features", "loyalty", "recommend", "churn")
+SUITES = ("ingest", "features", "loyalty", "recommend", "recommend-search", "churn")
 
 
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
@@ -196,8 +181,9 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
     """The suites' benchmarks. ingest: each size in `sizes`, Parquet and CSV; features: the
     feature stage at `feature_lines` (default 10M); loyalty: fitting and scoring on
     `customers`; recommend: users x items x lines of `recommend_shape` (matrix build, ALS fit
-    with 64 factors and 15 iterations, top-10 for every user, one user's top-10). One row per
-    step; `lines` counts customers for loyalty and interaction lines for recommend."""
+    with 64 factors and 15 iterations, top-10 for every user, one user's top-10);
+    recommend-search: the recommend stage's search on a demo lake (`pipelines.bench.recommend`).
+    One row per step; `lines` counts customers for loyalty and interaction lines for recommend."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
     work.mkdir(parents=True, exist_ok=True)
@@ -211,7 +197,7 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
             runs = []
             for i in range(repeat):
                 progress(f"loyalty fit and score on {customers:,} customers, run {i + 1}/{repeat}")
-                runs.append(_child("import numpy as np\n" + _LOYALTY, str(customers)))
+                runs.append(run_child("import numpy as np\n" + _LOYALTY, str(customers)))
             rows.append(_median(runs, customers, "loyalty fit"))
             rows.append(_median([{**r, "seconds": r["score_seconds"]} for r in runs], customers, "loyalty score"))
         if "churn" in suites:
@@ -220,7 +206,7 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
             runs = []
             for i in range(repeat):
                 progress(f"churn stage (training and scoring) on {flines // 10:,} customers, run {i + 1}/{repeat}")
-                runs.append(_child(_CHURN, str(home)))
+                runs.append(run_child(_CHURN, str(home)))
             row = _median(runs, flines, "churn train + score")
             row["customers"] = runs[0]["scored"]
             rows.append(row)
@@ -229,12 +215,16 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
             runs = []
             for i in range(repeat):
                 progress(f"recommender on {users:,} users x {items:,} items x {lines:,} lines, run {i + 1}/{repeat}")
-                runs.append(_child(_RECOMMEND, str(users), str(items), str(lines)))
+                runs.append(run_child(_RECOMMEND, str(users), str(items), str(lines)))
             for step, key in (("recommend matrix build", "seconds"), ("recommend ALS fit", "fit"),
                               ("recommend top-10 all users", "all_users")):
                 rows.append(_median([{**r, "seconds": r[key]} for r in runs], lines, step))
             one = _median([{**r, "seconds": r["one_user_ms"] / 1000} for r in runs], lines, "recommend one user top-10")
             rows.append(one)
+        if "recommend-search" in suites:
+            from pipelines.bench.recommend import bench_search
+
+            rows.append(bench_search(work, repeat, progress=progress))
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)
@@ -254,7 +244,7 @@ def _bench_ingest(sizes, repeat, work, progress) -> list[dict]:
                 progress(f"ingest {fmt} {lines:,} lines, run {i + 1}/{repeat}")
                 home = work / f"home-{fmt}-{i}"
                 shutil.rmtree(home, ignore_errors=True)
-                runs.append(_child(_INGEST, str(home), str(work / f"payments.{fmt}")))
+                runs.append(run_child(_INGEST, str(home), str(work / f"payments.{fmt}")))
                 shutil.rmtree(home, ignore_errors=True)
             rows.append(_median(runs, lines, f"ingest {fmt}"))
     return rows
@@ -268,7 +258,7 @@ def _bench_lake(work: Path, lines: int, progress) -> Path:
         shutil.rmtree(home, ignore_errors=True)
         progress(f"making a lake of {lines:,} payment lines")
         pq.write_table(make_payments(lines, seed=1), work / f"payments-{lines}.parquet")
-        _child(_INGEST, str(home), str(work / f"payments-{lines}.parquet"))
+        run_child(_INGEST, str(home), str(work / f"payments-{lines}.parquet"))
     return home
 
 
@@ -277,7 +267,7 @@ def _bench_features(flines, repeat, work, progress) -> list[dict]:
     runs = []
     for i in range(repeat):
         progress(f"features on {flines:,} lines, run {i + 1}/{repeat}")
-        runs.append(_child(_FEATURES, str(home)))
+        runs.append(run_child(_FEATURES, str(home)))
     row = _median(runs, flines, "features")
     row["users"] = runs[0]["users"]
     return [row]

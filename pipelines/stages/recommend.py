@@ -5,7 +5,7 @@ Time line (days before as_of configurable):
     ... train ... | valid (valid_days) | test (test_days) | as_of
 
 1. The model is chosen on `valid` (fitted on what came before, on at most `max_fit_users`
-   users; `behavior.recommend.select`).
+   users, searched within `search_seconds`; `behavior.recommend.select`).
 2. The chosen configuration and popularity are refitted on everything before `test` and
    scored on `test`, a period neither saw, over at most `max_eval_users` sampled test users
    (`users_sampled`): the report's `recommend.test`.
@@ -189,7 +189,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     _check_selectable(net, valid, valid_start, test_start)
     selection = select_model((net, days), valid, k=cfg.k, item_category=codes,
                              max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed,
-                             progress=ctx.progress)
+                             budget_seconds=cfg.search_seconds, progress=ctx.progress)
     exclude = selection.exclude_mask(codes)
     del valid
 

@@ -7,8 +7,8 @@ what differs:
 - Candidates: popularity and buy-again (from the items' buyer counts, aggregated on Spark) and
   the MLlib ALS configurations of `SPARK_ALS_CANDIDATES`, each trained on Spark on everything
   before the validation period. No blend (it would need a second model refitted on the
-  driver). The choice is `behavior.recommend.select.choose`: best nDCG@k on validation, and a
-  learned model replaces the better baseline only if it beats it by two standard errors.
+  driver). The choice is `behavior.recommend.select.choose`: a learned model replaces the
+  better baseline only if it beats it beyond the noise (`behavior.model_choice`).
 - Scoring (validation and test) runs on the driver over a sample of at most
   `max_eval_users` users who bought in the period and before it (the same sample the local
   search would draw); only their rows are brought to the driver.
@@ -105,7 +105,7 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
                 model = trainer.fit(SparkALS(**{"random_state": cfg.seed, **config}), valid_start)
                 yield "spark_als", model, time.perf_counter() - start
 
-        selection = choose(bench, fitted(), item_category=codes, blend=False)
+        selection = choose(bench, fitted(), item_category=codes, blend=False, seed=cfg.seed)
         before_test, relevant = _sample(ctx, users, items, test_start, end)
         bt_net, bt_days = before_test.matrices()
         scored, _ = users_to_score(bt_net, relevant)   # `_sample` drew them already

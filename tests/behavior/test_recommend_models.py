@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from behavior.errors import InputError, NotFittedError
 from behavior.recommend.checks import InteractionsError
 from behavior.recommend.interactions import Interactions
-from behavior.recommend.models import ALS, BPR, Blend, BuyAgain, ItemKNN, Popularity, Recommender, from_params
+from behavior.recommend.models import ALS, BPR, EASE, Blend, BuyAgain, ItemKNN, Popularity, Recommender, from_params
 
 N_USERS, N_ITEMS, BLOCK = 40, 16, 8
 
@@ -233,6 +233,37 @@ class TestItemKNNBM25(RecommenderContract):
     @classmethod
     def make(cls):
         return ItemKNN(similarity="bm25", K=10, weighting="bm25")
+
+
+class TestEASE(RecommenderContract):
+    @classmethod
+    def make(cls):
+        return EASE(regularization=0.5, K=N_ITEMS)
+
+    def test_weights_are_steck_closed_form(self, model, matrix):
+        """B = I - P diag(1 / diag(P)), P = (X^T X + lambda I)^-1, computed directly in float64."""
+        x = matrix.toarray().astype(np.float64)
+        gram = x.T @ x
+        p = np.linalg.inv(gram + 0.5 * np.diag(gram).mean() * np.eye(N_ITEMS))
+        expected = np.eye(N_ITEMS) - p / np.diag(p)[None, :]
+        np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-4, atol=1e-6)
+        scores = x @ expected
+        items, got = model.recommend(np.arange(N_USERS), matrix, n=3, exclude_seen=False)
+        np.testing.assert_allclose(got, np.take_along_axis(scores, items, axis=1), rtol=1e-4, atol=1e-5)
+
+    def test_pruning_keeps_the_largest_weights_of_each_column(self, model, matrix):
+        pruned = EASE(regularization=0.5, K=3).fit(matrix).similarity_.toarray()
+        full = model.similarity_.toarray()
+        assert ((pruned != 0).sum(axis=0) <= 3).all()
+        for j in range(N_ITEMS):
+            kept = np.flatnonzero(pruned[:, j])
+            assert np.abs(full[kept, j]).min() >= np.sort(np.abs(full[:, j]))[-3] - 1e-7
+            np.testing.assert_array_equal(pruned[kept, j], full[kept, j])
+
+    def test_larger_catalogue_than_the_dense_inverse_allows_is_refused(self, monkeypatch):
+        monkeypatch.setattr("behavior.recommend.ease.MAX_ITEMS", 10)
+        with pytest.raises(InteractionsError, match="limited to catalogues of 10 items"):
+            EASE().fit(sp.csr_matrix(np.eye(12, dtype=np.float32)))
 
 
 class TestPopularity(RecommenderContract):

@@ -19,7 +19,8 @@ from behavior.recommend.checks import InteractionsError
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import IdMap, Interactions, build_matrix
 from behavior.recommend.models import ALS, BuyAgain, Popularity
-from behavior.recommend.select import Selection, default_candidates, select_model
+from behavior.recommend.search import default_candidates
+from behavior.recommend.select import Selection, select_model
 from behavior.synth import SynthConfig, generate
 from behavior.synth_catalog import CATEGORIES, STAPLE
 
@@ -59,6 +60,7 @@ def planted(taste_strength: float, seed: int) -> dict:
         default_candidates(seed=0),
         k=10,
         item_category=category.codes,
+        budget_seconds=1e9,   # every configuration, whatever the machine's load
     )
     net, days = interactions_before(pay, users, items, test_start).matrices()
     test = purchases_between(pay, users, items, test_start, end)
@@ -119,11 +121,15 @@ def test_report_has_every_candidate_with_metrics_and_params(tasted):
     sel: Selection = tasted["selection"]
     report = json.loads(json.dumps(sel.report()))  # JSON-able
     assert report["k"] == 10 and report["selected"] == sel.selected
-    assert set(report["models"]) == {"popularity", "buy_again", "item_knn", "als", "bpr", "blend"}
+    assert set(report["models"]) == {"popularity", "buy_again", "item_knn", "ease", "als", "bpr", "blend"}
     for entry in report["models"].values():
         assert {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage", "params"} <= set(entry)
         assert 0 <= entry["ndcg@10"] <= 1 and 0 < entry["coverage"] <= 1
-    assert report["models"]["als"]["configs"] == 4  # the hyperparameter search ran
+    assert report["models"]["als"]["configs"] == 9  # the hyperparameter search ran
+    selection = report["selection"]
+    assert selection["chosen"] == sel.selected and selection["metric"] == "ndcg@10"
+    assert {c["name"] for c in selection["candidates"]} == set(report["models"])
+    assert report["search"]["budget_seconds"] == 1e9 and report["search"]["configs"] == 17
     assert sel.new_model().get_params() == sel.params
 
 

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from behavior.recommend.interactions import IdMap
-from behavior.recommend.models import ALS, BPR, Blend, BuyAgain, ItemKNN, Popularity
+from behavior.recommend.models import ALS, BPR, EASE, Blend, BuyAgain, ItemKNN, Popularity
 from behavior.recommend.serving import ServingModel, serving_arrays
 from behavior.recommend.topk import normalise_row, normalise_rows, top_k, top_k_row
 from tests.behavior.test_recommend_serving import REFUNDER, SEGMENTS, world  # noqa: F401  (fixture)
@@ -26,6 +26,8 @@ MODELS = {
     "bpr": lambda: BPR(factors=16, iterations=20),
     "item_knn_cosine": lambda: ItemKNN(K=30),
     "item_knn_bm25_log": lambda: ItemKNN(similarity="bm25", K=20, weighting="log"),
+    "ease": lambda: EASE(regularization=0.25, K=40),
+    "blend_buy_again_ease": lambda: Blend(BuyAgain(weighting="log"), EASE(K=40), 0.8),
     "popularity_recency": lambda: Popularity(measure="weight", weighting="recency"),
     "popularity_buyers": lambda: Popularity(),
     "buy_again_recency": lambda: BuyAgain(weighting="recency"),
@@ -205,7 +207,8 @@ def test_the_apis_prebuilt_json_is_what_pydantic_writes(catalogue):
     answers.append(type(answers[0])([(f"i\u00fc\"{k}\\", v) for k, v in enumerate(odd)], "model"))
     for k, rec in enumerate(answers):
         user = "u\u00e9\n\u2028" if k % 2 else "u0001"
-        want = Recommendations(user_id=user, model_version="v1", recommendation_id="r", source=rec.source,
+        want = Recommendations(user_id=user, bundle_version="v1", model_version="v1", recommendation_id="r",
+                               source=rec.source,
                                items=[ScoredItem(item_id=i, score=s, **details.row(i))
                                       for i, s in rec.items if np.isfinite(s)])
         assert recommendations_json(user, "v1", "r", rec.source, rec.items, details) == want.model_dump_json().encode()

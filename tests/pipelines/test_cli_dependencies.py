@@ -117,6 +117,7 @@ def test_the_http_benchmarks_name_the_extra_to_install_without_httpx(suite, tmp_
 def test_each_benchmark_imports_with_the_dependencies_it_names():
     # the suites run by `behavior bench` alone need nothing beyond the package's dependencies
     base = _run("import pipelines.bench.suites, pipelines.bench.engines, pipelines.bench.accuracy, "
+                "pipelines.bench.recommend, "
                 "pipelines.bench.demo; print('ok')")
     assert base.stdout.strip() == "ok", base.stderr
     # and the `bench` extra is all the HTTP ones need

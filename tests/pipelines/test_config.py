@@ -164,3 +164,13 @@ def test_a_bad_config_file_exits_2_naming_the_file_section_and_key(tmp_path, mon
         main()
     assert exit_.value.code == 2
     assert f"{f}: [churn] has unknown keys horizon" in capsys.readouterr().err
+
+
+def test_the_recommender_search_budget_comes_from_the_file_and_must_be_positive(tmp_path):
+    f = tmp_path / "c.toml"
+    assert load(None, env={}).recommend.search_seconds == 25.0
+    f.write_text("[recommend]\nsearch_seconds = 7.5\n")
+    assert load(f, env={}).recommend.search_seconds == 7.5
+    f.write_text("[recommend]\nsearch_seconds = 0\n")
+    with pytest.raises(ConfigError, match=r"\[recommend\] search_seconds = 0.0 must be positive"):
+        load(f, env={})

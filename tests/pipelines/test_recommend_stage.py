@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from behavior.recommend.serving import ServingModel
-from pipelines.config import Config
+from pipelines.config import Config, RecommendConfig
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import run_pipeline
 from pipelines.synth_files import write_synth
@@ -18,7 +18,8 @@ def run(tmp_path_factory):
     write_synth(root / "synth", users=4000, months=12, seed=5)
     home = DataHome(root / "data")
     ingest(home, [root / "synth"], IngestOptions())
-    report = run_pipeline(home, Config(), stages=["recommend"])
+    # a budget no load reaches: every configuration of the search space is tried
+    report = run_pipeline(home, Config(recommend=RecommendConfig(search_seconds=3600)), stages=["recommend"])
     return home, report
 
 
@@ -26,10 +27,22 @@ def test_report_lists_candidates_and_the_choice(run):
     _, rep = run
     rec = rep["recommend"]
     assert rec["k"] == 10 and rec["selected"] in rec["models"]
-    for name in ("popularity", "buy_again", "item_knn", "als", "bpr"):
+    for name in ("popularity", "buy_again", "item_knn", "ease", "als", "bpr"):
         assert {"precision@10", "recall@10", "ndcg@10", "map@10", "coverage"} <= set(rec["models"][name]), name
     chosen = rec["models"][rec["selected"]]["ndcg@10"]
     assert chosen >= rec["models"]["popularity"]["ndcg@10"]  # never worse than popularity on validation
+
+
+def test_report_states_the_choice_and_the_search(run):
+    _, rep = run
+    rec = rep["recommend"]
+    selection, search = rec["selection"], rec["search"]
+    assert selection["chosen"] == rec["selected"] and selection["metric"] == "ndcg@10"
+    rows = {c["name"]: c for c in selection["candidates"]}
+    assert rows["popularity"]["baseline"] and rows["buy_again"]["baseline"] and not rows["ease"]["baseline"]
+    assert all(r["low"] <= r["value"] <= r["high"] for r in rows.values())
+    assert search["budget_seconds"] == 3600 and search["configs"] == 17 and 0 < search["seconds"] < 3600
+    assert len(search["rungs"]) == 1 and len(search["rungs"][0]["configs"]) == 17   # 4,000 users: one rung
 
 
 def test_planted_tastes_beat_popularity_on_the_held_out_period(run):

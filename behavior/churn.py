@@ -61,7 +61,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from behavior.btyd import BetaGeoFitter
@@ -72,13 +71,15 @@ HORIZON_DAYS = 90
 STEP_DAYS = 30
 MAX_TRAIN_CUTOFFS = 4
 MIN_HISTORY_DAYS = 90      # a cutoff needs this much history after the first payment
+SHORT_HISTORY_DAYS = 30    # ... or this much when the lake is too short for MIN_HISTORY_DAYS and two horizons
+MIN_LABEL_DAYS = 28        # the shortest label window a short history may use
 MIN_CUSTOMERS = 100        # per cutoff, to fit BG/NBD and learn anything
 MIN_CLASS = 20             # examples of each class needed to train / evaluate
 
 # Feature-table columns that are not model inputs (ids, times, strings, raw BTYD inputs kept).
 _NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
 LOYALTY_FEATURES = ("p_alive", "expected_purchases", "p_no_purchase")
-BASELINES = ("recency", "bgnbd_p_alive", "bgnbd_expected_purchases")
+BASELINES = ("recency", "frequency", "bgnbd_expected_purchases", "bgnbd_p_alive", "bgnbd_p_no_purchase")
 REASON_FEATURES = ("recency_days", "spend_trend", "n_payments_90d", "p_alive", "expected_purchases",
                    "mean_gap_days", "frequency", "failure_rate", "refund_rate")
 # +1: a higher value means more churn risk; -1: a lower value does. Only the risky side of a
@@ -96,34 +97,44 @@ REASON_THRESHOLD = 0.5     # every customer scored at or above this gets at leas
 class Cutoffs:
     train: list[datetime]
     test: datetime | None
-    problem: str | None = None    # why there is nothing (or too little) to train on
+    problem: str | None = None    # why there is nothing to train on
+    label_days: int = HORIZON_DAYS   # every cutoff's label window [c, c + label_days)
 
 
 def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int = HORIZON_DAYS,
                    step_days: int = STEP_DAYS, max_train: int = MAX_TRAIN_CUTOFFS,
                    min_history_days: int = MIN_HISTORY_DAYS) -> Cutoffs:
-    """Test cutoff as_of - H; training cutoffs test - H, test - H - step, ... (at most
-    `max_train`), each at least `min_history_days` after the first payment. Every training
-    cutoff c satisfies c + H <= test."""
-    h = timedelta(days=horizon_days)
-    earliest = first_payment + timedelta(days=min_history_days)
-    test = as_of - h
-    if test < earliest:
-        return Cutoffs([], None, f"too little history for a {horizon_days}-day horizon: the test cutoff "
-                                 f"as_of - {horizon_days} days ({test.date()}) is less than {min_history_days} days "
-                                 f"after the first payment ({first_payment.date()}); need as_of on or after "
-                                 f"{(earliest + h).date()} (better {(earliest + 2 * h).date()} for a training cutoff)")
+    """Test (validation) cutoff as_of - L; training cutoffs from test - L back by a step (at
+    most `max_train`), each at least a minimum history after the first payment, so every
+    training cutoff c satisfies c + L <= test. L, the label window, is `horizon_days` when
+    the history holds `min_history_days` + 2 horizons; on a shorter history a cutoff needs
+    only SHORT_HISTORY_DAYS and L shrinks to a third of what is left (room for the test
+    window, a training window and a run of training cutoffs), but never below
+    MIN_LABEL_DAYS. The step is `step_days`, or shorter (at least 7 days, never longer than
+    L) when that leaves room for fewer than `max_train` cutoffs."""
+    span = (as_of - first_payment).days
+    label, history = horizon_days, min_history_days
+    if span < history + 2 * label:
+        history = min(history, SHORT_HISTORY_DAYS)
+        label = min(horizon_days, (span - history) // 3)
+    if label < min(horizon_days, MIN_LABEL_DAYS):
+        need = (first_payment + timedelta(days=SHORT_HISTORY_DAYS + 3 * min(horizon_days, MIN_LABEL_DAYS))).date()
+        return Cutoffs([], None, f"too little history for a churn label: {span} days between the first payment "
+                                 f"({first_payment.date()}) and as_of leave no {MIN_LABEL_DAYS}-day label window "
+                                 f"for a test and a training cutoff; need as_of on or after {need}", label)
+    lw = timedelta(days=label)
+    earliest = first_payment + timedelta(days=history)
+    test = as_of - lw
+    room = (test - lw - earliest).days
+    step = step_days if room >= step_days * (max_train - 1) else max(7, room // max(max_train - 1, 1))
+    step = min(step, label)
     train = []
-    c = test - h
+    c = test - lw
     while c >= earliest and len(train) < max_train:
         train.append(c)
-        c -= timedelta(days=step_days)
+        c -= timedelta(days=step)
     train.sort()
-    if not train:
-        return Cutoffs([], test, f"a single cutoff: only the test cutoff {test.date()} has {min_history_days} days "
-                                 f"of history; a training cutoff needs as_of on or after "
-                                 f"{(earliest + 2 * h).date()}")
-    return Cutoffs(train, test)
+    return Cutoffs(train, test, None, label)
 
 
 def churn_labels_sql(payments: str, cutoff: datetime, horizon_days: int = HORIZON_DAYS,
@@ -149,21 +160,25 @@ def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cuto
     return engine.frame(churn_labels_sql(payments, cutoff, horizon_days, engine.dialect))
 
 
-def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0) -> pd.DataFrame:
-    """Add `p_alive` and `expected_purchases` (next H days) from a BG/NBD fitted on `frame`'s
-    frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
+def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0,
+              model: BetaGeoFitter | None = None, fitter: type[BetaGeoFitter] = BetaGeoFitter) -> pd.DataFrame:
+    """Add `p_alive`, `expected_purchases` and `p_no_purchase` (next H days) from `model`, a
+    fitted BG/NBD (or MBG/NBD), or else from a `fitter` (BG/NBD or MBG/NBD) fitted on
+    `frame`'s frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
     out = frame.copy()
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
     out["p_no_purchase"] = np.nan
     fit = out["T"] > 0
-    if fit.sum() < MIN_CUSTOMERS:
-        return out
     x, tx, T = (out[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    try:
-        bg = BetaGeoFitter(penalizer=penalizer).fit(x[fit], tx[fit], T[fit])
-    except (ValueError, RuntimeError):
-        return out
+    bg = model
+    if bg is None:
+        if fit.sum() < MIN_CUSTOMERS:
+            return out
+        try:
+            bg = fitter(penalizer=penalizer).fit(x[fit], tx[fit], T[fit])
+        except (ValueError, RuntimeError):
+            return out
     out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
     out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T)
     # P(no purchase in the next H days): dead, or alive with a Poisson rate whose posterior
@@ -175,13 +190,15 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
 
 
 def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
-                   horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0) -> pd.DataFrame:
-    """Features (events before `cutoff` only) + BG/NBD at `cutoff` (+ `churned` when `labels`)."""
-    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer)
+                   horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
+                   fitter: type[BetaGeoFitter] = BetaGeoFitter) -> pd.DataFrame:
+    """Features (events before `cutoff` only) + BG/NBD (or `fitter`) fitted at `cutoff`
+    (+ `churned` when `labels`), ordered by user_id."""
+    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer, fitter=fitter)
     if labels:
         f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
     f["cutoff"] = cutoff
-    return f
+    return f.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -199,13 +216,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     """Calibrated gradient boosting for churn (labels 0/1, 1 = churned).
 
     Parameters: `max_iter`, `learning_rate`, `max_leaf_nodes`, `min_samples_leaf`,
-    `l2_regularization` (of HistGradientBoostingClassifier), `calibration` ("isotonic" or
-    "sigmoid"), `cv` (folds for the calibration), `random_state`.
-    Fitted: `model_` (CalibratedClassifierCV), `feature_names_in_`, `classes_`, `n_features_in_`.
+    `l2_regularization` (of HistGradientBoostingClassifier), `calibration` (None: the booster's
+    own probabilities, which the churn stage calibrates on the validation cutoff
+    (`behavior.churn_calibration`); "isotonic" or "sigmoid": CalibratedClassifierCV), `cv`
+    (folds for that calibration), `random_state`.
+    Fitted: `model_` (the booster, or CalibratedClassifierCV), `feature_names_in_`, `classes_`,
+    `n_features_in_`.
     """
 
     def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 7,
-                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str = "isotonic",
+                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str | None = None,
                  cv: int = 3, random_state: int | None = 0):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -232,7 +252,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
             early_stopping=False, random_state=self.random_state)
-        self.model_ = CalibratedClassifierCV(hgb, method=self.calibration, cv=self.cv, ensemble=False)
+        self.model_ = hgb if self.calibration is None else CalibratedClassifierCV(
+            hgb, method=self.calibration, cv=self.cv, ensemble=False)
         M = self._matrix(X)
         self.model_.fit(M, y)
         self.classes_ = classes
@@ -300,22 +321,15 @@ def calibration_table(y, prob, bins: int = 10) -> list[dict]:
 
 
 def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Higher = more likely to churn. NaN (failed BG/NBD fit) scores as the least risky."""
-    return {"recency": frame["recency_days"].to_numpy(float),
-            "bgnbd_p_alive": np.nan_to_num(1.0 - frame["p_alive"].to_numpy(float), nan=0.0),
-            "bgnbd_expected_purchases": np.nan_to_num(-frame["expected_purchases"].to_numpy(float), nan=0.0)}
-
-
-def fit_baseline_calibrators(train: pd.DataFrame) -> dict[str, IsotonicRegression]:
-    """Isotonic maps score -> churn probability per baseline, learned on the training rows."""
-    y = train["churned"].to_numpy(int)
-    return {name: IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
-            for name, s in baseline_scores(train).items()}
-
-
-def evaluate_baselines(test: pd.DataFrame, calibrators: dict[str, IsotonicRegression]) -> dict[str, dict]:
-    y = test["churned"].to_numpy(int)
-    return {name: churn_metrics(y, s, calibrators[name].predict(s)) for name, s in baseline_scores(test).items()}
+    """The one-number rules, in `BASELINES` order (simplest first). Higher = more likely to
+    churn. NaN (failed BG/NBD fit) scores as the least risky."""
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(float)
+    return {"recency": col("recency_days"),
+            "frequency": -col("frequency"),
+            "bgnbd_expected_purchases": np.nan_to_num(-col("expected_purchases"), nan=0.0),
+            "bgnbd_p_alive": np.nan_to_num(1.0 - col("p_alive"), nan=0.0),
+            "bgnbd_p_no_purchase": np.nan_to_num(col("p_no_purchase"), nan=0.0)}
 
 
 # ---------------------------------------------------------------- reasons
@@ -486,5 +500,5 @@ def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = 
 
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "evaluate_baselines", "feature_columns",
-           "fit_baseline_calibrators", "gain_curve", "lift_at", "retention_curves_sql"]
+           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "feature_columns",
+           "gain_curve", "lift_at", "retention_curves_sql"]

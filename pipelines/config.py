@@ -21,6 +21,9 @@ clv_horizon_days = 365
 discount_rate_annual = 0.10
 holdout_days = 90              # fit before as_of - holdout_days, check the next holdout_days
 ```
+[churn]
+horizon_days = 90              # churned = no purchase in this many days after the cutoff
+
 [recommend]
 test_days = 30                 # the held-out period just before as_of (reported, never used to choose)
 valid_days = 30                # the validation period before it (the model is chosen here)
@@ -86,6 +89,15 @@ class LoyaltyConfig:
 
 
 @dataclass(frozen=True)
+class ChurnConfig:
+    horizon_days: int = 90
+
+    def __post_init__(self) -> None:
+        if self.horizon_days <= 0:
+            raise InputError("[churn] horizon_days must be a positive number of days")
+
+
+@dataclass(frozen=True)
 class RecommendConfig:
     test_days: int = 30
     valid_days: int = 30
@@ -117,6 +129,7 @@ def _check_trainer(value: str, where: str) -> str:
 class Config:
     engine: EngineConfig = field(default_factory=EngineConfig)
     loyalty: LoyaltyConfig = field(default_factory=LoyaltyConfig)
+    churn: ChurnConfig = field(default_factory=ChurnConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
 
 

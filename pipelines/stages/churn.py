@@ -1,20 +1,24 @@
-"""Stage `churn`: churn model (trained on historical cutoffs, evaluated on the latest fully
-labeled one), churn probability and reasons per user, and the retention tables.
+"""Stage `churn`: what churn score the bundle serves (a model or a baseline, chosen on the
+latest fully labeled cutoff), churn probability and reasons per user, and the retention tables.
 
-Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every STEP_DAYS back
-from test - H (at most MAX_TRAIN_CUTOFFS), so no training label window overlaps the test
-one. Scoring: the model is refit on the training cutoffs plus the test cutoff and applied
-to the features at as_of. Above MAX_MODEL_USERS customers the cutoff datasets are built for a
-seeded uniform sample of them (the report's `model_users`); every customer is still scored.
+Cutoffs (`behavior.churn.choose_cutoffs`): the test (validation) cutoff as_of - L and training
+cutoffs stepping back from test - L, L the label window: `[churn] horizon_days`, or shorter
+when the history is too short for it (the report's `label_days`, and a note). The models are
+fitted on the training cutoffs; `behavior.churn_choice.select` chooses between them and the
+baselines by ROC-AUC on the test cutoff (`behavior.model_choice`) and calibrates the chosen
+score there. Scoring at as_of uses the loyalty stage's BG/NBD fit (a fit of its own only
+when loyalty was skipped). Above MAX_MODEL_USERS customers the cutoff datasets are built for
+a seeded uniform sample of them (the report's `model_users`); every customer is still scored.
 
 Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
 feature table; churn_probability is null (and the report has `skipped`) when there is too
-little history, a single cutoff or a missing class. The retention tables
-(`cohort_retention.parquet`, `retention_curves.parquet`) are written in every case.
-Report: `churn` = {horizon_days, cutoffs: {train, test}, train_rows, test, baselines,
-calibration, gain_curve: {share, model, <baseline>...} (21 points: the share of test churners
-among the top share of customers by each score), beats_baselines: {roc_auc, brier}, notes,
-[model_users: {customers, sampled, seed}], [skipped], seconds}.
+little history or a missing class. The retention tables (`cohort_retention.parquet`,
+`retention_curves.parquet`) are written in every case.
+Report: `churn` = {horizon_days, label_days, cutoffs: {train, test}, train_rows, test_rows,
+served, served_is_model, selection (`Choice.report()`), beat: {<candidate>: {roc_auc_gain,
+interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
+calibrator, calibration, gain_curve: {share, model (the served score), <baseline>...},
+distinct_scores, notes, [model_users: {customers, sampled, seed}], [skipped], seconds}.
 """
 
 from __future__ import annotations
@@ -26,14 +30,16 @@ import pandas as pd
 import pyarrow as pa
 
 from behavior import churn as C
+from behavior import churn_choice as CC
+from behavior.btyd import BetaGeoFitter, ModifiedBetaGeoFitter
 
-HORIZON_DAYS = C.HORIZON_DAYS
 MAX_TRAIN_ROWS = 300_000   # a uniform sample (seed 0) above this, per cutoff and for the fit: minutes and
                            # bounded memory at any number of customers
 MAX_MODEL_USERS = 1_000_000   # the cutoff datasets (training and test) are built for a uniform sample
                               # (seed 0) of this many customers when there are more: each cutoff's
                               # features then aggregate a sixth of a 100M-line log, not all of it
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
+BASELINE_INPUTS = {"recency_days", "frequency", "expected_purchases", "p_alive", "p_no_purchase"}
 
 
 def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -65,10 +71,6 @@ def _retention(ctx) -> None:
             engine.unregister("_churn_segments")
 
 
-def _round(d: dict) -> dict:
-    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
-
-
 def _model_payments(ctx, users: pa.Array, max_users: int, section: dict) -> str:
     """The payments relation the cutoff datasets read: `payments`, or with more than `max_users`
     customers (at as_of) a view of the payments of a seeded uniform sample of them. A customer
@@ -89,11 +91,31 @@ def _drop_sample(ctx) -> None:
         ctx.engine.unregister(_SAMPLE)
 
 
-def run(ctx, horizon_days: int = HORIZON_DAYS, max_users: int = MAX_MODEL_USERS) -> pa.Table:
+def _loyalty_model(ctx) -> BetaGeoFitter | None:
+    """The loyalty stage's model fitted at as_of (from its report), or None when it was skipped."""
+    section = ctx.report.get("loyalty") or {}
+    fit = section.get("bgnbd") or {}
+    if "params" not in fit:
+        return None
+    cls = ModifiedBetaGeoFitter if section.get("model") == "mbgnbd" else BetaGeoFitter
+    return cls.from_dict({"model": cls.__name__, "params": fit["params"], "log_likelihood": fit["log_likelihood"],
+                          "n_customers": fit["customers"]})
+
+
+def run(ctx, horizon_days: int | None = None, max_users: int = MAX_MODEL_USERS) -> pa.Table:
+    """`horizon_days`: default the config's `[churn] horizon_days`."""
+    if horizon_days is None:
+        horizon_days = ctx.config.churn.horizon_days
     try:
         return _run(ctx, horizon_days, max_users)
     finally:
         _drop_sample(ctx)
+
+
+def _skip(section: dict, users: pa.Array, why: str) -> pa.Table:
+    section["skipped"] = why
+    section["notes"].append(f"churn model skipped: {why}")
+    return _empty(users)
 
 
 def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
@@ -110,10 +132,15 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
         return _empty(users)
     cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}
+    label = section["label_days"] = cuts.label_days
     if cuts.problem:
-        section["skipped"] = cuts.problem
-        section["notes"].append(f"churn model skipped: {cuts.problem}")
-        return _empty(users)
+        return _skip(section, users, cuts.problem)
+    if label < horizon_days:
+        section["notes"].append(f"the history before as_of is too short for {horizon_days}-day labels: the cutoffs use "
+                                f"{label}-day labels, so churn_probability is the probability of no purchase in the next "
+                                f"{label} days (it ranks customers for the {horizon_days}-day horizon)")
+    loyalty = _loyalty_model(ctx)
+    fitter = type(loyalty) if loyalty is not None else BetaGeoFitter
 
     # each training cutoff is sampled as it comes (at most MAX_TRAIN_ROWS): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
@@ -122,55 +149,38 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     parts = []
     for i, c in enumerate(cuts.train):
         ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
-        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer), 1 + i))
+        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, label, penalizer=penalizer, fitter=fitter), 1 + i))
     train = pd.concat(parts, ignore_index=True)
     del parts
     ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
-    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer)
+    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, label, penalizer=penalizer, fitter=fitter)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):
         counts = part["churned"].value_counts()
         small = [lbl for lbl, k in (("churned", counts.get(1, 0)), ("retained", counts.get(0, 0))) if k < C.MIN_CLASS]
         if small:
-            why = (f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} customers "
-                   f"(churned {int(counts.get(1, 0))}, retained {int(counts.get(0, 0))}); cannot train or evaluate")
-            section["skipped"] = why
-            section["notes"].append(f"churn model skipped: {why}")
-            return _empty(users)
+            return _skip(section, users, f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} "
+                                         f"customers (churned {int(counts.get(1, 0))}, retained "
+                                         f"{int(counts.get(0, 0))}); cannot train or evaluate")
     if train["p_alive"].isna().all() or test["p_alive"].isna().all():
         section["notes"].append("BG/NBD could not be fitted at some cutoff: P(alive) features and baselines are missing")
 
     cols = C.feature_columns(train)
-    fit_rows = _cap(train)
-    ctx.progress(f"churn: fitting the classifier on {len(fit_rows):,} rows")
-    model = C.ChurnClassifier().fit(fit_rows[cols], fit_rows["churned"])
-    y = test["churned"].to_numpy(int)
-    p = model.predict_proba(test[cols])[:, 1]
-    section["test"] = _round(C.churn_metrics(y, p))
-    section["baselines"] = {k: _round(v) for k, v in
-                            C.evaluate_baselines(test, C.fit_baseline_calibrators(train)).items()}
-    section["calibration"] = [_round(r) for r in C.calibration_table(y, p)]
-    gain = C.gain_curve(y, p)
-    section["gain_curve"] = {"share": gain["share"], "model": gain["captured"],
-                             **{k: C.gain_curve(y, s)["captured"] for k, s in C.baseline_scores(test).items()}}
-    beats = {m: all((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m])
-                    for b in section["baselines"].values()) for m in ("roc_auc", "brier")}
-    section["beats_baselines"] = beats
-    for m, ok in beats.items():
-        if not ok:
-            losers = [n for n, b in section["baselines"].items()
-                      if not ((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m]))]
-            section["notes"].append(f"the model does not beat the baseline(s) {', '.join(losers)} on {m} at the test "
-                                    f"cutoff; its scores are still calibrated and published")
+    chosen = CC.select(_cap(CC.in_order(train)), test, cols, progress=ctx.progress)
+    section.update(chosen.report)
+    served = chosen.served
+    if not served.is_model:
+        section["notes"].append(f"no model beats the baseline {served.name} by more than the validation noise: "
+                                f"churn_probability is that baseline, calibrated")
 
-    # Score at as_of: refit on every labeled cutoff (training + test).
-    full = _cap(pd.concat([train, test], ignore_index=True))
-    ctx.progress(f"churn: refitting on every cutoff ({len(full):,} rows), then scoring")
-    final = C.ChurnClassifier().fit(full[cols], full["churned"])
-    now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer)
-    prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
+    # Score at as_of with the loyalty stage's BG/NBD (fitted at as_of), the served score's calibrator
+    ctx.progress("churn: scoring every customer")
+    now = CC.in_order(C.add_bgnbd(ctx.outputs["features"].to_pandas(), label, penalizer, model=loyalty, fitter=fitter))
+    inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
+    prob, reasons = C.churn_reasons(served, now[inputs], horizon_days=label, context=now)
     section["scored_users"] = int(len(now))
+    section["distinct_scores"] = int(len(np.unique(prob)))
     section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "
                                  f"with the feature set to its median among customers scored below "
                                  f"{C.REASON_THRESHOLD}; only features on their risky side; the top 3 effects >= 0.01, "

@@ -5,29 +5,28 @@ Vocabulary (time unit: day, UTC):
 - A **cutoff** c is a point in time. The *customers at c* are the users with a successful
   payment before c (the rows of `user_features(con, payments, c)`).
 - **Label**: a customer at c is *churned* (1) when they have no successful payment in
-  [c, c + H), H = `horizon_days` (default 90); otherwise 0.
+  [c, c + L), L the label window (`horizon_days`, default 90, or shorter on a short
+  history: `Cutoffs.label_days`); otherwise 0.
 - **Features at c** come only from events before c: the per-user feature table of
-  `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over H days) and
-  `p_no_purchase` (P(no purchase in the next H days), closed form) from a
-  BetaGeoFitter fitted on that cutoff's (frequency, recency, T). `cutoff_dataset` builds both.
-- **Cutoffs** (`choose_cutoffs`): the test cutoff is as_of - H (the latest fully labeled one);
-  training cutoffs step back from test - H by `step_days`, so every training label window
-  [c, c + H) ends at or before the test cutoff: evaluation never overlaps training labels.
+  `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over L days) and
+  `p_no_purchase` (P(no purchase in the next L days), closed form) from a BG/NBD (or
+  MBG/NBD) fitted on that cutoff's (frequency, recency, T). `cutoff_dataset` builds both.
+- **Cutoffs** (`choose_cutoffs`): the test (validation) cutoff is as_of - L (the latest fully
+  labeled one); training cutoffs step back from test - L, so every training label window
+  [c, c + L) ends at or before the test cutoff: evaluation never overlaps training labels.
 
 Model: `ChurnClassifier` (small trees, strong leaf minimum: on BG/NBD-like data the
-BG/NBD summary is close to optimal, and a deeper booster overfits the other columns), a scikit-learn estimator: HistGradientBoostingClassifier wrapped in
-CalibratedClassifierCV (isotonic, cv=3, ensemble=False: one booster fitted on all rows and
-an isotonic map learned from out-of-fold predictions, so predict costs one booster).
+BG/NBD summary is close to optimal, and a deeper booster overfits the other columns), a
+scikit-learn estimator around HistGradientBoostingClassifier. Whether it, a logistic model or
+a baseline is served, and how its score becomes a probability, is `behavior.churn_choice`.
 
 Metrics: `churn_metrics` (roc_auc, pr_auc = average precision, brier, lift_at_10pct = churn
 rate among the top-10% scores / base rate) and `calibration_table` (10 equal-width bins of the
 predicted probability: count, mean predicted, observed churn rate).
 
-Baselines (`baseline_scores`): `recency` (recency_days), `bgnbd_p_alive` (1 - p_alive) and
-`bgnbd_expected_purchases` (- expected_purchases). Their ROC-AUC / PR-AUC / lift use the raw
-score; for the Brier score each raw score is mapped to a probability by an isotonic fit on
-the training cutoffs (`fit_baseline_calibrators`), so the comparison is with the best
-calibrated version of each one-number rule, not with an uncalibrated score.
+Baselines (`baseline_scores`, simplest first): `recency` (recency_days), `frequency`
+(- frequency), `bgnbd_expected_purchases` (- expected_purchases), `bgnbd_p_alive`
+(1 - p_alive) and `bgnbd_p_no_purchase` (p_no_purchase).
 
 Reasons (`churn_reasons`, `reason_features`): a transparent partial-effect method against
 healthy customers. The reference of each interpretable feature in `REASON_FEATURES` is its
@@ -74,6 +73,7 @@ MIN_HISTORY_DAYS = 90      # a cutoff needs this much history after the first pa
 SHORT_HISTORY_DAYS = 30    # ... or this much when the lake is too short for MIN_HISTORY_DAYS and two horizons
 MIN_LABEL_DAYS = 28        # the shortest label window a short history may use
 MIN_CUSTOMERS = 100        # per cutoff, to fit BG/NBD and learn anything
+MAX_BGNBD_FIT = 20_000     # customers a cutoff's BG/NBD is fitted on
 MIN_CLASS = 20             # examples of each class needed to train / evaluate
 
 # Feature-table columns that are not model inputs (ids, times, strings, raw BTYD inputs kept).
@@ -164,7 +164,8 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
               model: BetaGeoFitter | None = None, fitter: type[BetaGeoFitter] = BetaGeoFitter) -> pd.DataFrame:
     """Add `p_alive`, `expected_purchases` and `p_no_purchase` (next H days) from `model`, a
     fitted BG/NBD (or MBG/NBD), or else from a `fitter` (BG/NBD or MBG/NBD) fitted on
-    `frame`'s frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
+    `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of MAX_BGNBD_FIT of them
+    when there are more). NaN if the fit fails (the booster copes)."""
     out = frame.copy()
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
@@ -175,8 +176,11 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
     if bg is None:
         if fit.sum() < MIN_CUSTOMERS:
             return out
+        rows = np.flatnonzero(fit.to_numpy())
+        if len(rows) > MAX_BGNBD_FIT:   # four parameters: a seeded sample fits them as well, in a fraction of the time
+            rows = np.sort(np.random.default_rng(0).choice(rows, MAX_BGNBD_FIT, replace=False))
         try:
-            bg = fitter(penalizer=penalizer).fit(x[fit], tx[fit], T[fit])
+            bg = fitter(penalizer=penalizer).fit(x[rows], tx[rows], T[rows])
         except (ValueError, RuntimeError):
             return out
     out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
@@ -224,7 +228,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     `n_features_in_`.
     """
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 7,
+    def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 7,
                  min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str | None = None,
                  cv: int = 3, random_state: int | None = 0):
         self.max_iter = max_iter

@@ -136,15 +136,16 @@ class Calibration:
                 "candidates": self.measured}
 
 
-def choose_calibrator(score: np.ndarray, y: np.ndarray, probability: bool = False, seed: int = 0) -> Calibration:
-    """Each calibrator fitted on one half of the rows and scored on the other (both ways);
+def choose_calibrator(score: np.ndarray, y: np.ndarray, probability: bool = False, seed: int = 0,
+                      names: tuple[str, ...] = CALIBRATORS) -> Calibration:
+    """Each calibrator of `names` fitted on one half of the rows and scored on the other (both ways);
     the lowest held-out log loss wins and is refitted on all rows. `distinct` counts the
     distinct probabilities it gives the held-out rows."""
     score = np.asarray(score, float)
     y = np.asarray(y, int)
     half = np.random.default_rng(seed).random(len(y)) < 0.5
     measured, outs = {}, {}
-    for name in CALIBRATORS:
+    for name in names:
         out = np.empty(len(y))
         for fit_on in (half, ~half):
             if len(np.unique(y[fit_on])) < 2:
@@ -155,7 +156,7 @@ def choose_calibrator(score: np.ndarray, y: np.ndarray, probability: bool = Fals
                           "brier": round(float(brier_score_loss(y, out)), 6),
                           "distinct": int(len(np.unique(out)))}
         outs[name] = out
-    best = min(CALIBRATORS, key=lambda n: (measured[n]["log_loss"], CALIBRATORS.index(n)))
+    best = min(names, key=lambda n: (measured[n]["log_loss"], names.index(n)))
     return Calibration(best, make_calibrator(best, probability).fit(score, y), measured, outs[best])
 
 

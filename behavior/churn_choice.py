@@ -11,7 +11,7 @@ Candidates, scored on the validation (test) cutoff's customers, higher = more ch
   (`ChurnClassifier`, gradient boosting on every feature).
 
 `select` measures each candidate's ROC-AUC on the same bootstrap resamples of the validation
-customers (at most `max_units` of them, a seeded sample) and applies
+customers (`behavior.model_choice.resamples`, as row weights: `auc_replicates`) (at most `max_units` of them, a seeded sample) and applies
 `behavior.model_choice.choose`. The chosen candidate's score is then mapped to a probability
 by the calibrator with the lowest held-out log loss on the validation customers
 (`behavior.churn_calibration`), which keeps its ranking. The result, `ServedChurn`, scores a
@@ -34,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from behavior.churn import ChurnClassifier, baseline_scores, calibration_table, churn_metrics, gain_curve
-from behavior.churn_calibration import Calibration, choose_calibrator
+from behavior.churn_calibration import CALIBRATORS, Calibration, choose_calibrator
 from behavior.model_choice import Choice, Scored, choose, resamples
 
 MODELS = ("logistic", "boosting")
@@ -102,19 +102,29 @@ class Selection:
     report: dict       # the churn section's selection part: served, selection, beat, test, baselines, models, ...
 
 
-def _auc_by_weights(score: np.ndarray, y: np.ndarray):
-    """ROC-AUC of `score` on a resample given by its row indices (ties count half), in O(n)."""
-    _, group = np.unique(score, return_inverse=True)
-    k = group.max() + 1
+def resample_weights(idx: np.ndarray, n: int) -> np.ndarray:
+    """How often each unit appears in each resample of `idx` (model_choice.resamples), float32."""
+    return np.stack([np.bincount(r, minlength=n) for r in idx]).astype(np.float32)
 
-    def auc(rows: np.ndarray | None) -> float:
-        w = np.ones(len(y)) if rows is None else np.bincount(rows, minlength=len(y)).astype(float)
-        pos = np.bincount(group, weights=w * y, minlength=k)
-        neg = np.bincount(group, weights=w * (1 - y), minlength=k)
-        below = np.cumsum(neg) - neg
-        total = pos.sum() * neg.sum()
-        return float((pos * (below + 0.5 * neg)).sum() / total) if total > 0 else 0.5
-    return auc
+
+def auc_replicates(score: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk: int = 50) -> tuple[float, np.ndarray]:
+    """ROC-AUC (ties count half) on all rows and on each resample given by its row weights,
+    with one sort of the score for all of them (the bootstrap costs a few cumulative sums)."""
+    order = np.argsort(score, kind="stable")
+    s, yo = score[order], y[order].astype(np.float32)
+    ends = np.append(np.flatnonzero(np.diff(s) != 0), len(s) - 1)   # the last row of each run of ties
+
+    def auc(w: np.ndarray) -> np.ndarray:
+        pos = np.cumsum(w * yo, axis=1, dtype=np.float64)[:, ends]
+        neg = np.cumsum(w * (1 - yo), axis=1, dtype=np.float64)[:, ends]
+        pos_g = np.diff(pos, axis=1, prepend=0.0)
+        neg_g = np.diff(neg, axis=1, prepend=0.0)
+        total = pos[:, -1] * neg[:, -1]
+        num = (pos_g * (neg - neg_g + 0.5 * neg_g)).sum(axis=1)
+        return np.where(total > 0, num / np.where(total > 0, total, 1.0), 0.5)
+
+    reps = np.concatenate([auc(weights[i:i + chunk][:, order]) for i in range(0, len(weights), chunk)])
+    return float(auc(np.ones((1, len(s)), np.float32))[0]), reps
 
 
 def select(train: pd.DataFrame, valid: pd.DataFrame, cols: list[str], *, max_units: int = MAX_UNITS,
@@ -133,19 +143,18 @@ def select(train: pd.DataFrame, valid: pd.DataFrame, cols: list[str], *, max_uni
         progress(f"churn: fitting the {name} model on {len(train):,} rows")
         models[name] = _fit_model(name, train[cols], y_tr, random_state)
         scores[name] = models[name].predict_proba(valid[cols])[:, 1]
-    idx = resamples(len(y), n_boot, seed=random_state)
-    scored = [Scored(name, *_replicates(s, y, idx), baseline=name not in MODELS, simplicity=i)
+    weights = resample_weights(resamples(len(y), n_boot, seed=random_state), len(y))
+    scored = [Scored(name, *auc_replicates(s, y, weights), baseline=name not in MODELS, simplicity=i)
               for i, (name, s) in enumerate(scores.items())]
     choice = choose("roc_auc", scored)
+    # the served score gets the best of the three calibrators; the others (reported for their
+    # Brier score) the tie-broken isotonic one, which needs no iterative fit
     calibrations = {name: choose_calibrator(s, y, probability=name in MODELS or name in PROBABILITY_BASELINES,
-                                            seed=random_state) for name, s in scores.items()}
+                                            seed=random_state,
+                                            names=CALIBRATORS if name == choice.chosen else ("isotonic",))
+                    for name, s in scores.items()}
     served = ServedChurn(choice.chosen, tuple(cols), models.get(choice.chosen), calibrations[choice.chosen])
     return Selection(served, choice, _report(choice, scores, calibrations, y, valid))
-
-
-def _replicates(score: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
-    auc = _auc_by_weights(score, y)
-    return auc(None), np.array([auc(r) for r in idx])
 
 
 def _round(d: dict) -> dict:
@@ -180,4 +189,5 @@ def _report(choice: Choice, scores: dict, calibrations: dict, y: np.ndarray, val
             "validation_customers": int(len(y))}
 
 
-__all__ = ["LOGISTIC_FEATURES", "MAX_UNITS", "MODELS", "LogisticChurn", "Selection", "ServedChurn", "in_order", "select"]
+__all__ = ["LOGISTIC_FEATURES", "MAX_UNITS", "MODELS", "LogisticChurn", "Selection", "ServedChurn", "auc_replicates", "in_order",
+           "resample_weights", "select"]

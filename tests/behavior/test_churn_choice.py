@@ -138,14 +138,17 @@ def test_plain_isotonic_flattens_what_the_tie_broken_one_keeps():
     assert np.mean(np.abs(ours - plain)) < 0.03
 
 
-@pytest.mark.parametrize("n", [1, 2, 500])
-def test_weighted_auc_matches_scikit_learn_on_resamples(n):
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bootstrap_auc_matches_scikit_learn_on_every_resample(seed):
     from sklearn.metrics import roc_auc_score
 
-    rng = np.random.default_rng(n)
+    from behavior.model_choice import resamples
+
+    rng = np.random.default_rng(seed)
     score = rng.integers(0, 5, 400).astype(float)   # many ties
     y = (rng.random(400) < 0.4).astype(int)
-    auc = CC._auc_by_weights(score, y)
-    assert auc(None) == pytest.approx(roc_auc_score(y, score))
-    rows = rng.integers(0, 400, 400)
-    assert auc(rows) == pytest.approx(roc_auc_score(y[rows], score[rows]))
+    idx = resamples(400, 120, seed=seed)
+    value, reps = CC.auc_replicates(score, y, CC.resample_weights(idx, 400), chunk=50)
+    assert value == pytest.approx(roc_auc_score(y, score))
+    assert reps.shape == (120,)
+    assert np.allclose(reps, [roc_auc_score(y[r], score[r]) for r in idx])

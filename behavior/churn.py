@@ -73,7 +73,7 @@ MIN_HISTORY_DAYS = 90      # a cutoff needs this much history after the first pa
 SHORT_HISTORY_DAYS = 30    # ... or this much when the lake is too short for MIN_HISTORY_DAYS and two horizons
 MIN_LABEL_DAYS = 28        # the shortest label window a short history may use
 MIN_CUSTOMERS = 100        # per cutoff, to fit BG/NBD and learn anything
-MAX_BGNBD_FIT = 20_000     # customers a cutoff's BG/NBD is fitted on
+MAX_BGNBD_FIT = 10_000     # customers a cutoff's BG/NBD is fitted on
 MIN_CLASS = 20             # examples of each class needed to train / evaluate
 
 # Feature-table columns that are not model inputs (ids, times, strings, raw BTYD inputs kept).
@@ -103,18 +103,19 @@ class Cutoffs:
 
 def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int = HORIZON_DAYS,
                    step_days: int = STEP_DAYS, max_train: int = MAX_TRAIN_CUTOFFS,
-                   min_history_days: int = MIN_HISTORY_DAYS) -> Cutoffs:
+                   min_history_days: int = MIN_HISTORY_DAYS, shorten: bool = False) -> Cutoffs:
     """Test (validation) cutoff as_of - L; training cutoffs from test - L back by a step (at
     most `max_train`), each at least a minimum history after the first payment, so every
     training cutoff c satisfies c + L <= test. L, the label window, is `horizon_days` when
-    the history holds `min_history_days` + 2 horizons; on a shorter history a cutoff needs
-    only SHORT_HISTORY_DAYS and L shrinks to a third of what is left (room for the test
-    window, a training window and a run of training cutoffs), but never below
-    MIN_LABEL_DAYS. The step is `step_days`, or shorter (at least 7 days, never longer than
-    L) when that leaves room for fewer than `max_train` cutoffs."""
+    the history holds `min_history_days` + 2 horizons. On a shorter history, with `shorten`,
+    a cutoff needs only SHORT_HISTORY_DAYS and L shrinks to a third of what is left (room for
+    the test window, a training window and a run of training cutoffs), but never below
+    MIN_LABEL_DAYS; without it, L stays `horizon_days` and there may be no training cutoff
+    (`problem` says so). The step is `step_days`, or shorter (at least 7 days, never longer
+    than L) when that leaves room for fewer than `max_train` cutoffs."""
     span = (as_of - first_payment).days
     label, history = horizon_days, min_history_days
-    if span < history + 2 * label:
+    if shorten and span < history + 2 * label:
         history = min(history, SHORT_HISTORY_DAYS)
         label = min(horizon_days, (span - history) // 3)
     if label < min(horizon_days, MIN_LABEL_DAYS):
@@ -126,6 +127,11 @@ def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int =
     earliest = first_payment + timedelta(days=history)
     test = as_of - lw
     room = (test - lw - earliest).days
+    if room < 0:
+        return Cutoffs([], None if test < earliest else test,
+                       f"too little history for a {horizon_days}-day horizon: a training cutoff needs as_of on or "
+                       f"after {(earliest + 2 * lw).date()} ({min_history_days} days after the first payment "
+                       f"{first_payment.date()}, and two horizons)", label)
     step = step_days if room >= step_days * (max_train - 1) else max(7, room // max(max_train - 1, 1))
     step = min(step, label)
     train = []

@@ -115,12 +115,13 @@ def auc_replicates(score: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk:
     ends = np.append(np.flatnonzero(np.diff(s) != 0), len(s) - 1)   # the last row of each run of ties
 
     def auc(w: np.ndarray) -> np.ndarray:
-        pos = np.cumsum(w * yo, axis=1, dtype=np.float64)[:, ends]
-        neg = np.cumsum(w * (1 - yo), axis=1, dtype=np.float64)[:, ends]
+        # float32 sums of whole counts are exact below 2**24 rows
+        pos = np.cumsum(w * yo, axis=1)[:, ends].astype(np.float64)
+        neg = np.cumsum(w, axis=1)[:, ends].astype(np.float64) - pos
         pos_g = np.diff(pos, axis=1, prepend=0.0)
         neg_g = np.diff(neg, axis=1, prepend=0.0)
         total = pos[:, -1] * neg[:, -1]
-        num = (pos_g * (neg - neg_g + 0.5 * neg_g)).sum(axis=1)
+        num = (pos_g * (neg - 0.5 * neg_g)).sum(axis=1)
         return np.where(total > 0, num / np.where(total > 0, total, 1.0), 0.5)
 
     reps = np.concatenate([auc(weights[i:i + chunk][:, order]) for i in range(0, len(weights), chunk)])

@@ -130,7 +130,7 @@ def _run(ctx, horizon_days: int, max_users: int) -> pa.Table:
     if first is None:
         section["skipped"] = "no successful payment before as_of"
         return _empty(users)
-    cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days)
+    cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days, shorten=True)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}
     label = section["label_days"] = cuts.label_days
     if cuts.problem:

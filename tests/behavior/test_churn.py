@@ -36,7 +36,7 @@ def test_cutoffs_never_overlap_and_bad_history_is_explained():
     assert cuts.problem is None and cuts.test == as_of - timedelta(days=90)
     assert 1 <= len(cuts.train) <= C.MAX_TRAIN_CUTOFFS and cuts.train == sorted(cuts.train)
     assert all(c + timedelta(days=90) <= cuts.test for c in cuts.train)
-    short = C.choose_cutoffs(datetime(2024, 4, 1, tzinfo=timezone.utc), first, 90)
+    short = C.choose_cutoffs(datetime(2024, 4, 1, tzinfo=timezone.utc), first, 90, shorten=True)
     assert short.test is None and "too little history" in short.problem
     assert cuts.label_days == 90
 
@@ -47,7 +47,8 @@ def test_a_short_history_gets_shorter_labels_and_several_cutoffs_a_short_step_ap
     cutoffs fit, stepping by less than the window."""
     first = datetime(1997, 1, 1, tzinfo=timezone.utc)
     as_of = datetime(1997, 10, 1, tzinfo=timezone.utc)
-    cuts = C.choose_cutoffs(as_of, first, 273)
+    assert C.choose_cutoffs(as_of, first, 273).problem   # without `shorten`: the horizon or nothing
+    cuts = C.choose_cutoffs(as_of, first, 273, shorten=True)
     assert cuts.problem is None and cuts.label_days == (273 - C.SHORT_HISTORY_DAYS) // 3 == 81
     assert cuts.test == as_of - timedelta(days=81) and len(cuts.train) == C.MAX_TRAIN_CUTOFFS
     assert all(c + timedelta(days=81) <= cuts.test and c >= first + timedelta(days=C.SHORT_HISTORY_DAYS)
@@ -55,7 +56,7 @@ def test_a_short_history_gets_shorter_labels_and_several_cutoffs_a_short_step_ap
     steps = {(b - a).days for a, b in zip(cuts.train, cuts.train[1:])}
     assert len(steps) == 1 and 7 <= steps.pop() < 81
     # 200 days and a 90-day horizon: 56-day labels, four training cutoffs instead of none
-    mid = C.choose_cutoffs(first + timedelta(days=200), first, 90)
+    mid = C.choose_cutoffs(first + timedelta(days=200), first, 90, shorten=True)
     assert mid.label_days == 56 and len(mid.train) == C.MAX_TRAIN_CUTOFFS
 
 
@@ -74,30 +75,34 @@ def synth():
     return pay, con, cuts, train, test
 
 
-def test_model_beats_every_baseline_on_roc_auc_and_brier(synth):
+def test_on_the_synthetic_bgnbd_world_bgnbd_is_served_since_no_model_beats_it_beyond_the_noise(synth):
+    """The generator draws purchases from BG/NBD, so BG/NBD's own P(no purchase) is close to the
+    best possible score: the models may match it, not beat it beyond the noise, and the baseline
+    is served. (A world where a model is needed: tests/behavior/test_churn_choice.py.)"""
     _, _, _, train, test = synth
     cols = C.feature_columns(train)
     assert {"recency_days", "frequency", "tenure_days", "spend_trend", "share_app", "failure_rate",
             "p_alive", "expected_purchases"} <= set(cols)
     chosen = CC.select(train, test, cols)
     rep = chosen.report
-    assert chosen.served.is_model and rep["served_is_model"] and rep["selection"]["chosen"] == chosen.served.name
+    assert rep["served"].startswith("bgnbd_") and not chosen.served.is_model, rep["selection"]
     assert set(rep["baselines"]) == set(C.BASELINES) and set(rep["models"]) == set(CC.MODELS)
-    for name, b in rep["baselines"].items():
-        assert rep["test"]["roc_auc"] > b["roc_auc"], (name, rep["test"], b)
-        assert rep["test"]["brier"] < b["brier"], (name, rep["test"], b)
-        # beyond the noise: the paired interval of the gain excludes 0
+    for c in rep["selection"]["candidates"]:
+        if not c["baseline"]:
+            assert c["gain_vs_chosen"][0] <= 0, c    # no model is better beyond the noise
+    for name in ("recency", "frequency", "bgnbd_p_alive"):    # the simple rules lose beyond it
         assert rep["beat"][name]["interval"][0] > 0, (name, rep["beat"][name])
-    model = chosen.served
-    p = model.predict_proba(test)[:, 1]
-    assert len(np.unique(p)) > 0.5 * len(p)    # the calibration keeps the ranking
-    prob, reasons = C.churn_reasons(model, test[cols].head(300), context=test.head(300))
+    served = chosen.served
+    p = served.predict_proba(test)[:, 1]
+    assert len(np.unique(p)) > 0.5 * len(np.unique(rep_scores := C.baseline_scores(test)[served.name]))
+    assert np.all(np.diff(p[np.argsort(rep_scores, kind="stable")]) >= 0)   # the calibration keeps the ranking
+    prob, reasons = C.churn_reasons(served, test[cols].head(300), context=test.head(300))
     assert np.allclose(prob, p[:300]) and any(reasons)
     assert all(r == "" or 1 <= len(r.split("; ")) <= 3 for r in reasons)
     # in chunks (bounded memory) the effects are still against the whole population's medians
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(C, "REASON_CHUNK", 7)
-        chunked = C.churn_reasons(model, test[cols].head(300), context=test.head(300))
+        chunked = C.churn_reasons(served, test[cols].head(300), context=test.head(300))
     assert np.array_equal(chunked[0], prob) and chunked[1] == reasons
 
 

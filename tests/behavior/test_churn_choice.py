@@ -75,7 +75,7 @@ def _select(payments: pd.DataFrame) -> CC.Selection:
     con.execute("SET threads = 1")
     con.register("payments", payments)
     as_of = START + timedelta(days=DAYS)
-    cuts = C.choose_cutoffs(as_of, START, 60)
+    cuts = C.choose_cutoffs(as_of, START, 60, shorten=True)
     train = pd.concat([C.cutoff_dataset(con, "payments", c, cuts.label_days) for c in cuts.train], ignore_index=True)
     test = C.cutoff_dataset(con, "payments", cuts.test, cuts.label_days)
     return CC.select(train, test, C.feature_columns(train))

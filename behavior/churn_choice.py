@@ -155,14 +155,14 @@ def select(train: pd.DataFrame, valid: pd.DataFrame, cols: list[str], *, max_uni
                                             names=CALIBRATORS if name == choice.chosen else ("isotonic",))
                     for name, s in scores.items()}
     served = ServedChurn(choice.chosen, tuple(cols), models.get(choice.chosen), calibrations[choice.chosen])
-    return Selection(served, choice, _report(choice, scores, calibrations, y, valid))
+    return Selection(served, choice, _report(choice, scores, calibrations, y))
 
 
 def _round(d: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def _report(choice: Choice, scores: dict, calibrations: dict, y: np.ndarray, valid: pd.DataFrame) -> dict:
+def _report(choice: Choice, scores: dict, calibrations: dict, y: np.ndarray) -> dict:
     chosen = choice.get(choice.chosen)
     a = (1.0 - choice.level) / 2
     metrics = {}
@@ -176,7 +176,8 @@ def _report(choice: Choice, scores: dict, calibrations: dict, y: np.ndarray, val
             beat[c.name] = {"roc_auc_gain": round(chosen.value - c.value, 4),
                             "interval": [round(float(np.quantile(diff, a)), 4), round(float(np.quantile(diff, 1 - a)), 4)]}
     served_prob = calibrations[choice.chosen].held_out
-    gain = {"share": gain_curve(y, scores[choice.chosen])["share"], "model": gain_curve(y, scores[choice.chosen])["captured"]}
+    served_gain = gain_curve(y, scores[choice.chosen])
+    gain = {"share": served_gain["share"], "model": served_gain["captured"]}
     gain.update({n: gain_curve(y, s)["captured"] for n, s in scores.items() if n not in MODELS})
     test = metrics[choice.chosen]
     baselines = {n: m for n, m in metrics.items() if n not in MODELS}

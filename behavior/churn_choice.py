@@ -40,7 +40,7 @@ from behavior.model_choice import Choice, Scored, choose, resamples
 MODELS = ("logistic", "boosting")
 LOGISTIC_FEATURES = ("recency_days", "frequency", "recency", "T", "p_alive", "expected_purchases", "p_no_purchase")
 PROBABILITY_BASELINES = frozenset({"bgnbd_p_alive", "bgnbd_p_no_purchase"})
-MAX_UNITS = 100_000      # validation customers the choice and the calibration use (a seeded sample above it)
+MAX_UNITS = 30_000      # validation customers the choice and the calibration use (a seeded sample above it)
 N_BOOT = 200
 
 

@@ -33,7 +33,7 @@ from behavior import churn as C
 from behavior import churn_choice as CC
 from behavior.btyd import BetaGeoFitter, ModifiedBetaGeoFitter
 
-MAX_TRAIN_ROWS = 150_000   # a uniform sample (seed 0) above this, per cutoff and for the fit: minutes and
+MAX_TRAIN_ROWS = 100_000   # a uniform sample (seed 0) above this, per cutoff and for the fit: minutes and
                            # bounded memory at any number of customers
 MAX_MODEL_USERS = 1_000_000   # the cutoff datasets (training and test) are built for a uniform sample
                               # (seed 0) of this many customers when there are more: each cutoff's

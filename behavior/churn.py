@@ -5,30 +5,29 @@ Vocabulary (time unit: day, UTC):
 - A **cutoff** c is a point in time. The *customers at c* are the users with a successful
   payment before c (the rows of `user_features(con, payments, c)`).
 - **Label**: a customer at c is *churned* (1) when they have no successful payment in
-  [c, c + H), H = `horizon_days` (default 90); otherwise 0.
+  [c, c + L), L the label window (`horizon_days`, default 90, or shorter on a short
+  history: `Cutoffs.label_days`); otherwise 0.
 - **Features at c** come only from events before c: the per-user feature table of
-  `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over H days) and
-  `p_no_purchase` (P(no purchase in the next H days), closed form) from a
-  transaction model of the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's
-  (frequency, recency, T); at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
-- **Cutoffs** (`choose_cutoffs`): the test cutoff is as_of - H (the latest fully labeled one);
-  training cutoffs step back from test - H by `step_days`, so every training label window
-  [c, c + H) ends at or before the test cutoff: evaluation never overlaps training labels.
+  `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over L days) and
+  `p_no_purchase` (P(no purchase in the next L days), closed form) from a transaction model of
+  the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's (frequency, recency, T);
+  at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
+- **Cutoffs** (`choose_cutoffs`): the test (validation) cutoff is as_of - L (the latest fully
+  labeled one); training cutoffs step back from test - L, so every training label window
+  [c, c + L) ends at or before the test cutoff: evaluation never overlaps training labels.
 
 Model: `ChurnClassifier` (small trees, strong leaf minimum: on BG/NBD-like data the
-BG/NBD summary is close to optimal, and a deeper booster overfits the other columns), a scikit-learn estimator: HistGradientBoostingClassifier wrapped in
-CalibratedClassifierCV (isotonic, cv=3, ensemble=False: one booster fitted on all rows and
-an isotonic map learned from out-of-fold predictions, so predict costs one booster).
+BG/NBD summary is close to optimal, and a deeper booster overfits the other columns), a
+scikit-learn estimator around HistGradientBoostingClassifier. Whether it, a logistic model or
+a baseline is served, and how its score becomes a probability, is `behavior.churn_choice`.
 
 Metrics: `churn_metrics` (roc_auc, pr_auc = average precision, brier, lift_at_10pct = churn
 rate among the top-10% scores / base rate) and `calibration_table` (10 equal-width bins of the
 predicted probability: count, mean predicted, observed churn rate).
 
-Baselines (`baseline_scores`): `recency` (recency_days), `bgnbd_p_alive` (1 - p_alive) and
-`bgnbd_expected_purchases` (- expected_purchases). Their ROC-AUC / PR-AUC / lift use the raw
-score; for the Brier score each raw score is mapped to a probability by an isotonic fit on
-the training cutoffs (`fit_baseline_calibrators`), so the comparison is with the best
-calibrated version of each one-number rule, not with an uncalibrated score.
+Baselines (`baseline_scores`, simplest first): `recency` (recency_days), `frequency`
+(- frequency), `bgnbd_expected_purchases` (- expected_purchases), `bgnbd_p_alive`
+(1 - p_alive) and `bgnbd_p_no_purchase` (p_no_purchase).
 
 Reasons (`churn_reasons`, `reason_features`): a transparent partial-effect method against
 healthy customers. The reference of each interpretable feature in `REASON_FEATURES` is its
@@ -62,7 +61,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from behavior.btyd import BetaGeoFitter
@@ -73,13 +71,16 @@ HORIZON_DAYS = 90
 STEP_DAYS = 30
 MAX_TRAIN_CUTOFFS = 4
 MIN_HISTORY_DAYS = 90      # a cutoff needs this much history after the first payment
+SHORT_HISTORY_DAYS = 30    # ... or this much when the lake is too short for MIN_HISTORY_DAYS and two horizons
+MIN_LABEL_DAYS = 28        # the shortest label window a short history may use
 MIN_CUSTOMERS = 100        # per cutoff, to fit BG/NBD and learn anything
+MAX_BGNBD_FIT = 10_000     # customers a cutoff's BG/NBD is fitted on
 MIN_CLASS = 20             # examples of each class needed to train / evaluate
 
 # Feature-table columns that are not model inputs (ids, times, strings, raw BTYD inputs kept).
 _NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
 LOYALTY_FEATURES = ("p_alive", "expected_purchases", "p_no_purchase")
-BASELINES = ("recency", "bgnbd_p_alive", "bgnbd_expected_purchases")
+BASELINES = ("recency", "frequency", "bgnbd_expected_purchases", "bgnbd_p_alive", "bgnbd_p_no_purchase")
 REASON_FEATURES = ("recency_days", "spend_trend", "n_payments_90d", "p_alive", "expected_purchases",
                    "mean_gap_days", "frequency", "failure_rate", "refund_rate")
 # +1: a higher value means more churn risk; -1: a lower value does. Only the risky side of a
@@ -97,34 +98,50 @@ REASON_THRESHOLD = 0.5     # every customer scored at or above this gets at leas
 class Cutoffs:
     train: list[datetime]
     test: datetime | None
-    problem: str | None = None    # why there is nothing (or too little) to train on
+    problem: str | None = None    # why there is nothing to train on
+    label_days: int = HORIZON_DAYS   # every cutoff's label window [c, c + label_days)
 
 
 def choose_cutoffs(as_of: datetime, first_payment: datetime, horizon_days: int = HORIZON_DAYS,
                    step_days: int = STEP_DAYS, max_train: int = MAX_TRAIN_CUTOFFS,
-                   min_history_days: int = MIN_HISTORY_DAYS) -> Cutoffs:
-    """Test cutoff as_of - H; training cutoffs test - H, test - H - step, ... (at most
-    `max_train`), each at least `min_history_days` after the first payment. Every training
-    cutoff c satisfies c + H <= test."""
-    h = timedelta(days=horizon_days)
-    earliest = first_payment + timedelta(days=min_history_days)
-    test = as_of - h
-    if test < earliest:
-        return Cutoffs([], None, f"too little history for a {horizon_days}-day horizon: the test cutoff "
-                                 f"as_of - {horizon_days} days ({test.date()}) is less than {min_history_days} days "
-                                 f"after the first payment ({first_payment.date()}); need as_of on or after "
-                                 f"{(earliest + h).date()} (better {(earliest + 2 * h).date()} for a training cutoff)")
+                   min_history_days: int = MIN_HISTORY_DAYS, shorten: bool = False) -> Cutoffs:
+    """Test (validation) cutoff as_of - L; training cutoffs from test - L back by a step (at
+    most `max_train`), each at least a minimum history after the first payment, so every
+    training cutoff c satisfies c + L <= test. L, the label window, is `horizon_days` when
+    the history holds `min_history_days` + 2 horizons. On a shorter history, with `shorten`,
+    a cutoff needs only SHORT_HISTORY_DAYS and L shrinks to a third of what is left (room for
+    the test window, a training window and a run of training cutoffs), but never below
+    MIN_LABEL_DAYS; without it, L stays `horizon_days` and there may be no training cutoff
+    (`problem` says so). The step is `step_days`, or shorter (at least 7 days, never longer
+    than L) when that leaves room for fewer than `max_train` cutoffs."""
+    span = (as_of - first_payment).days
+    label, history = horizon_days, min_history_days
+    if shorten and span < history + 2 * label:
+        history = min(history, SHORT_HISTORY_DAYS)
+        label = min(horizon_days, (span - history) // 3)
+    if label < min(horizon_days, MIN_LABEL_DAYS):
+        need = (first_payment + timedelta(days=SHORT_HISTORY_DAYS + 3 * min(horizon_days, MIN_LABEL_DAYS))).date()
+        return Cutoffs([], None, f"too little history for a churn label: {span} days between the first payment "
+                                 f"({first_payment.date()}) and as_of leave no {MIN_LABEL_DAYS}-day label window "
+                                 f"for a test and a training cutoff; need as_of on or after {need}", label)
+    lw = timedelta(days=label)
+    earliest = first_payment + timedelta(days=history)
+    test = as_of - lw
+    room = (test - lw - earliest).days
+    if room < 0:
+        return Cutoffs([], None if test < earliest else test,
+                       f"too little history for a {horizon_days}-day horizon: a training cutoff needs as_of on or "
+                       f"after {(earliest + 2 * lw).date()} ({min_history_days} days after the first payment "
+                       f"{first_payment.date()}, and two horizons)", label)
+    step = step_days if room >= step_days * (max_train - 1) else max(7, room // max(max_train - 1, 1))
+    step = min(step, label)
     train = []
-    c = test - h
+    c = test - lw
     while c >= earliest and len(train) < max_train:
         train.append(c)
-        c -= timedelta(days=step_days)
+        c -= timedelta(days=step)
     train.sort()
-    if not train:
-        return Cutoffs([], test, f"a single cutoff: only the test cutoff {test.date()} has {min_history_days} days "
-                                 f"of history; a training cutoff needs as_of on or after "
-                                 f"{(earliest + 2 * h).date()}")
-    return Cutoffs(train, test)
+    return Cutoffs(train, test, None, label)
 
 
 def churn_labels_sql(payments: str, cutoff: datetime, horizon_days: int = HORIZON_DAYS,
@@ -152,10 +169,11 @@ def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cuto
 
 def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0,
               model: BetaGeoFitter | None = None) -> pd.DataFrame:
-    """Add `p_alive` and `expected_purchases` (next H days) from a transaction model: `model`
-    itself when it is fitted (the loyalty stage's, so the churn features and reasons at as_of
-    say what the profile says), else a clone of it (default: BG/NBD with `penalizer`) fitted on
-    `frame`'s frequency, recency, T (rows with T > 0). NaN if the fit fails (the booster copes)."""
+    """Add `p_alive`, `expected_purchases` and `p_no_purchase` (next H days) from a transaction
+    model: `model` itself when it is fitted (the loyalty stage's, so the churn features and
+    reasons at as_of say what the profile says), else a clone of it (default: BG/NBD with
+    `penalizer`) fitted on `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of
+    MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes)."""
     out = frame.copy()
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
@@ -167,8 +185,11 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
     elif fit.sum() < MIN_CUSTOMERS:
         return out
     else:
+        rows = np.flatnonzero(fit.to_numpy())
+        if len(rows) > MAX_BGNBD_FIT:   # four parameters: a seeded sample fits them as well, in a fraction of the time
+            rows = np.sort(np.random.default_rng(0).choice(rows, MAX_BGNBD_FIT, replace=False))
         try:
-            bg = (BetaGeoFitter(penalizer=penalizer) if model is None else clone(model)).fit(x[fit], tx[fit], T[fit])
+            bg = (BetaGeoFitter(penalizer=penalizer) if model is None else clone(model)).fit(x[rows], tx[rows], T[rows])
         except (ValueError, RuntimeError):
             return out
     out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
@@ -185,13 +206,14 @@ def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cu
                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
                    model: BetaGeoFitter | None = None) -> pd.DataFrame:
     """Features (events before `cutoff` only) + the transaction model's outputs at `cutoff` (a
-    clone of `model`, default BG/NBD, fitted at the cutoff) (+ `churned` when `labels`)."""
+    clone of `model`, default BG/NBD, fitted at the cutoff) (+ `churned` when `labels`),
+    ordered by user_id."""
     kind = None if model is None else clone(model)
     f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer, kind)
     if labels:
         f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
     f["cutoff"] = cutoff
-    return f
+    return f.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -209,13 +231,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     """Calibrated gradient boosting for churn (labels 0/1, 1 = churned).
 
     Parameters: `max_iter`, `learning_rate`, `max_leaf_nodes`, `min_samples_leaf`,
-    `l2_regularization` (of HistGradientBoostingClassifier), `calibration` ("isotonic" or
-    "sigmoid"), `cv` (folds for the calibration), `random_state`.
-    Fitted: `model_` (CalibratedClassifierCV), `feature_names_in_`, `classes_`, `n_features_in_`.
+    `l2_regularization` (of HistGradientBoostingClassifier), `calibration` (None: the booster's
+    own probabilities, which the churn stage calibrates on the validation cutoff
+    (`behavior.churn_calibration`); "isotonic" or "sigmoid": CalibratedClassifierCV), `cv`
+    (folds for that calibration), `random_state`.
+    Fitted: `model_` (the booster, or CalibratedClassifierCV), `feature_names_in_`, `classes_`,
+    `n_features_in_`.
     """
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 7,
-                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str = "isotonic",
+    def __init__(self, max_iter: int = 100, learning_rate: float = 0.1, max_leaf_nodes: int = 7,
+                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, calibration: str | None = None,
                  cv: int = 3, random_state: int | None = 0):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -242,7 +267,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
             early_stopping=False, random_state=self.random_state)
-        self.model_ = CalibratedClassifierCV(hgb, method=self.calibration, cv=self.cv, ensemble=False)
+        self.model_ = hgb if self.calibration is None else CalibratedClassifierCV(
+            hgb, method=self.calibration, cv=self.cv, ensemble=False)
         M = self._matrix(X)
         self.model_.fit(M, y)
         self.classes_ = classes
@@ -310,22 +336,15 @@ def calibration_table(y, prob, bins: int = 10) -> list[dict]:
 
 
 def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Higher = more likely to churn. NaN (failed BG/NBD fit) scores as the least risky."""
-    return {"recency": frame["recency_days"].to_numpy(float),
-            "bgnbd_p_alive": np.nan_to_num(1.0 - frame["p_alive"].to_numpy(float), nan=0.0),
-            "bgnbd_expected_purchases": np.nan_to_num(-frame["expected_purchases"].to_numpy(float), nan=0.0)}
-
-
-def fit_baseline_calibrators(train: pd.DataFrame) -> dict[str, IsotonicRegression]:
-    """Isotonic maps score -> churn probability per baseline, learned on the training rows."""
-    y = train["churned"].to_numpy(int)
-    return {name: IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(s, y)
-            for name, s in baseline_scores(train).items()}
-
-
-def evaluate_baselines(test: pd.DataFrame, calibrators: dict[str, IsotonicRegression]) -> dict[str, dict]:
-    y = test["churned"].to_numpy(int)
-    return {name: churn_metrics(y, s, calibrators[name].predict(s)) for name, s in baseline_scores(test).items()}
+    """The one-number rules, in `BASELINES` order (simplest first). Higher = more likely to
+    churn. NaN (failed BG/NBD fit) scores as the least risky."""
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy(float)
+    return {"recency": col("recency_days"),
+            "frequency": -col("frequency"),
+            "bgnbd_expected_purchases": np.nan_to_num(-col("expected_purchases"), nan=0.0),
+            "bgnbd_p_alive": np.nan_to_num(1.0 - col("p_alive"), nan=0.0),
+            "bgnbd_p_no_purchase": np.nan_to_num(col("p_no_purchase"), nan=0.0)}
 
 
 # ---------------------------------------------------------------- reasons
@@ -496,5 +515,5 @@ def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = 
 
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "evaluate_baselines", "feature_columns",
-           "fit_baseline_calibrators", "gain_curve", "lift_at", "retention_curves_sql"]
+           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "feature_columns",
+           "gain_curve", "lift_at", "retention_curves_sql"]

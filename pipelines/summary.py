@@ -121,7 +121,8 @@ def run_summary(report: dict, home: DataHome) -> str:
     elif churn.get("test"):
         t, base = churn["test"], churn.get("baselines", {})
         best = max(base.items(), key=lambda kv: kv[1].get("roc_auc") or 0, default=(None, {}))
-        lines.append(f"  churn ({churn['horizon_days']} days): ROC-AUC {t['roc_auc']:.3f}, Brier {t['brier']:.3f}, "
+        served = f", served: {churn['served']}" if churn.get("served") else ""
+        lines.append(f"  churn ({churn['horizon_days']} days{served}): ROC-AUC {t['roc_auc']:.3f}, Brier {t['brier']:.3f}, "
                      f"lift@10% {t['lift_at_10pct']:.2f}; best baseline {best[0]} ROC-AUC {best[1].get('roc_auc', 0):.3f}")
         for note in churn.get("notes", []):
             lines.append(f"         note: {note}")

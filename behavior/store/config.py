@@ -147,7 +147,7 @@ class ChurnConfig(_Section):
     step_days: int = setting(30, "days between two training cutoffs", above=0)
     max_train_cutoffs: int = setting(4, "training cutoffs at most", above=0)
     min_history_days: int = setting(90, "history a cutoff needs after the first payment", above=0)
-    max_train_rows: int = setting(300_000, "training rows per cutoff and for the fit; a seeded uniform sample "
+    max_train_rows: int = setting(100_000, "training rows per cutoff and for the fit; a seeded uniform sample "
                                            "above it", above=0)
     max_model_users: int = setting(1_000_000, "customers the cutoff datasets are built for; a seeded uniform "
                                               "sample above it (every customer is still scored)", above=0)

@@ -34,7 +34,7 @@ TARGETS: dict[str, tuple[str, Callable[[dict], bool]]] = {
     "features": ("< 30 s and < 4 GB at 10M lines", lambda r: r["lines"] < 10_000_000 or (r["seconds"] < 30 and r["peak_mb"] < 4096)),
     "loyalty fit": ("< 10 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 10),
     "loyalty score": ("< 5 s at 1M customers", lambda r: r["lines"] < 1_000_000 or r["seconds"] < 5),
-    "churn train + score": ("< 180 s at 1M customers", lambda r: r["lines"] < 10_000_000 or r["seconds"] < 180),
+    "churn train + score": ("< 90 s at 1M customers", lambda r: r["lines"] < 10_000_000 or r["seconds"] < 90),
     "recommend matrix build": ("< 20 s at 20M lines", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 20),
     "recommend top-10 all users": ("< 120 s at 1M users", lambda r: r["lines"] < 20_000_000 or r["seconds"] < 120),
     "recommend one user top-10": ("< 1 ms", lambda r: r["seconds"] < 0.001),

@@ -1,23 +1,29 @@
-"""Stage `churn`: churn model (trained on historical cutoffs, evaluated on the latest fully
-labeled one), churn probability and reasons per user, and the retention tables.
+"""Stage `churn`: what churn score the bundle serves (a model or a baseline, chosen on the
+latest fully labeled cutoff), churn probability and reasons per user, and the retention tables.
 
 Parameters: the `[churn]` section of the configuration (`ctx.config.churn`, docs/configuration.md).
-Cutoffs (see behavior/churn.py): test = as_of - H; training cutoffs every `step_days` back
-from test - H (at most `max_train_cutoffs`), so no training label window overlaps the test
-one. Scoring: the model is refit on the training cutoffs plus the test cutoff and applied
-to the features at as_of. Above `max_model_users` customers the cutoff datasets are built for a
-seeded uniform sample of them (the report's `model_users`); every customer is still scored.
-Above `max_train_rows` rows, each cutoff and the fit take a seeded uniform sample: minutes and
-bounded memory at any number of customers, and each cutoff's features aggregate a part of the log.
+Cutoffs (`behavior.churn.choose_cutoffs`): the test (validation) cutoff as_of - L and training
+cutoffs stepping back from test - L by `step_days` (at most `max_train_cutoffs`), L the label
+window: `horizon_days`, or shorter when the history is too short for it (the report's
+`label_days`, and a note). The models are fitted on the training cutoffs;
+`behavior.churn_choice.select` chooses between them and the baselines by ROC-AUC on the test
+cutoff (`behavior.model_choice`) and calibrates the chosen score there. Each cutoff's BG/NBD
+features come from a model of the loyalty stage's kind fitted at that cutoff; scoring at as_of
+uses the loyalty stage's fit itself (`behavior.btyd_select.transaction_model`; a fit of its own
+only when loyalty was skipped), so a profile's P(alive) and its churn reasons agree. Above
+`max_model_users` customers the cutoff datasets are built for a seeded uniform sample of them
+(the report's `model_users`); every customer is still scored. Above `max_train_rows` rows, each
+cutoff and the fit take a seeded uniform sample.
 
 Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
 feature table; churn_probability is null (and the report has `skipped`) when there is too
-little history, a single cutoff or a missing class. The retention tables
-(`cohort_retention.parquet`, `retention_curves.parquet`) are written in every case.
-Report: `churn` = {horizon_days, cutoffs: {train, test}, train_rows, test, baselines,
-calibration, gain_curve: {share, model, <baseline>...} (21 points: the share of test churners
-among the top share of customers by each score), beats_baselines: {roc_auc, brier}, notes,
-[model_users: {customers, sampled, seed}], [skipped], seconds}.
+little history or a missing class. The retention tables (`cohort_retention.parquet`,
+`retention_curves.parquet`) are written in every case.
+Report: `churn` = {horizon_days, label_days, cutoffs: {train, test}, train_rows, test_rows,
+served, served_is_model, selection (`Choice.report()`), beat: {<candidate>: {roc_auc_gain,
+interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
+calibrator, calibration, gain_curve: {share, model (the served score), <baseline>...},
+distinct_scores, notes, [model_users: {customers, sampled, seed}], [skipped], seconds}.
 """
 
 from __future__ import annotations
@@ -29,15 +35,17 @@ import pandas as pd
 import pyarrow as pa
 
 from behavior import churn as C
+from behavior import churn_choice as CC
 from behavior.btyd_select import transaction_model
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
+BASELINE_INPUTS = {"recency_days", "frequency", "expected_purchases", "p_alive", "p_no_purchase"}
 
 
-def _cap(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    return frame.sample(max_rows, random_state=seed) if len(frame) > max_rows else frame
+def _cap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    return frame.sample(rows, random_state=seed) if len(frame) > rows else frame
 
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
@@ -50,7 +58,6 @@ def _empty(users: pa.Array) -> pa.Table:
 
 
 def _retention(ctx) -> dict:
-    """The retention tables of the bundle."""
     engine, d = ctx.engine, ctx.engine.dialect
     cohorts = engine.arrow(C.cohort_retention_sql("payments", d))
     seg = ctx.outputs.get("segments")
@@ -65,10 +72,6 @@ def _retention(ctx) -> dict:
         if rel == "_churn_segments":
             engine.unregister("_churn_segments")
     return {COHORT_RETENTION: cohorts, RETENTION_CURVES: curves}
-
-
-def _round(d: dict) -> dict:
-    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
 
 
 def _model_payments(ctx, users: pa.Array, max_users: int, seed: int, section: dict) -> str:
@@ -102,6 +105,12 @@ def run(ctx) -> StageResult[pa.Table]:
         _drop_sample(ctx, section)
 
 
+def _skip(section: dict, users: pa.Array, why: str) -> pa.Table:
+    section["skipped"] = why
+    section["notes"].append(f"churn model skipped: {why}")
+    return _empty(users)
+
+
 def _run(ctx, cfg, section: dict) -> pa.Table:
     """The churn table; fills the report `section`."""
     t0 = time.perf_counter()
@@ -113,72 +122,58 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
         section["skipped"] = "no successful payment before as_of"
         return _empty(users)
     cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days, cfg.step_days, cfg.max_train_cutoffs,
-                            cfg.min_history_days)
+                            cfg.min_history_days, shorten=True)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}
+    label = section["label_days"] = cuts.label_days
     if cuts.problem:
-        section["skipped"] = cuts.problem
-        section["notes"].append(f"churn model skipped: {cuts.problem}")
-        return _empty(users)
+        return _skip(section, users, cuts.problem)
+    if label < horizon_days:
+        section["notes"].append(f"the history before as_of is too short for {horizon_days}-day labels: the cutoffs use "
+                                f"{label}-day labels, so churn_probability is the probability of no purchase in the next "
+                                f"{label} days (it ranks customers for the {horizon_days}-day horizon)")
+    # the loyalty stage's fitted model: its kind is refit at each cutoff, itself scores at as_of
+    btyd = transaction_model(ctx.outputs.get("loyalty"))
 
     # each training cutoff is sampled as it comes (at most max_train_rows): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
     payments = _model_payments(ctx, users, cfg.max_model_users, cfg.seed, section)
-    # the loyalty stage's fitted model: its kind is refit at each cutoff, itself scores at as_of
-    btyd = transaction_model(ctx.outputs.get("loyalty"))
     parts = []
     for i, c in enumerate(cuts.train):
         ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
-        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, horizon_days, penalizer=penalizer,
-                                           model=btyd), cfg.max_train_rows, cfg.seed + 1 + i))
+        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, label, penalizer=penalizer, model=btyd),
+                          cfg.max_train_rows, cfg.seed + 1 + i))
     train = pd.concat(parts, ignore_index=True)
     del parts
     ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
-    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, horizon_days, penalizer=penalizer, model=btyd)
+    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, label, penalizer=penalizer, model=btyd)
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):
         counts = part["churned"].value_counts()
         small = [lbl for lbl, k in (("churned", counts.get(1, 0)), ("retained", counts.get(0, 0))) if k < C.MIN_CLASS]
         if small:
-            why = (f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} customers "
-                   f"(churned {int(counts.get(1, 0))}, retained {int(counts.get(0, 0))}); cannot train or evaluate")
-            section["skipped"] = why
-            section["notes"].append(f"churn model skipped: {why}")
-            return _empty(users)
+            return _skip(section, users, f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} "
+                                         f"customers (churned {int(counts.get(1, 0))}, retained "
+                                         f"{int(counts.get(0, 0))}); cannot train or evaluate")
     if train["p_alive"].isna().all() or test["p_alive"].isna().all():
         section["notes"].append("BG/NBD could not be fitted at some cutoff: P(alive) features and baselines are missing")
 
     cols = C.feature_columns(train)
-    fit_rows = _cap(train, cfg.max_train_rows, cfg.seed)
-    ctx.progress(f"churn: fitting the classifier on {len(fit_rows):,} rows")
-    model = C.ChurnClassifier(random_state=cfg.seed).fit(fit_rows[cols], fit_rows["churned"])
-    y = test["churned"].to_numpy(int)
-    p = model.predict_proba(test[cols])[:, 1]
-    section["test"] = _round(C.churn_metrics(y, p))
-    section["baselines"] = {k: _round(v) for k, v in
-                            C.evaluate_baselines(test, C.fit_baseline_calibrators(train)).items()}
-    section["calibration"] = [_round(r) for r in C.calibration_table(y, p)]
-    gain = C.gain_curve(y, p)
-    section["gain_curve"] = {"share": gain["share"], "model": gain["captured"],
-                             **{k: C.gain_curve(y, s)["captured"] for k, s in C.baseline_scores(test).items()}}
-    beats = {m: all((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m])
-                    for b in section["baselines"].values()) for m in ("roc_auc", "brier")}
-    section["beats_baselines"] = beats
-    for m, ok in beats.items():
-        if not ok:
-            losers = [n for n, b in section["baselines"].items()
-                      if not ((section["test"][m] > b[m]) if m == "roc_auc" else (section["test"][m] < b[m]))]
-            section["notes"].append(f"the model does not beat the baseline(s) {', '.join(losers)} on {m} at the test "
-                                    f"cutoff; its scores are still calibrated and published")
+    chosen = CC.select(_cap(CC.in_order(train), cfg.max_train_rows, cfg.seed), test, cols, progress=ctx.progress)
+    section.update(chosen.report)
+    served = chosen.served
+    if not served.is_model:
+        section["notes"].append(f"no model beats the baseline {served.name} by more than the validation noise: "
+                                f"churn_probability is that baseline, calibrated")
 
-    # Score at as_of: refit on every labeled cutoff (training + test).
-    full = _cap(pd.concat([train, test], ignore_index=True), cfg.max_train_rows, cfg.seed)
-    ctx.progress(f"churn: refitting on every cutoff ({len(full):,} rows), then scoring")
-    final = C.ChurnClassifier(random_state=cfg.seed).fit(full[cols], full["churned"])
-    now = C.add_bgnbd(ctx.outputs["features"].to_pandas(), horizon_days, penalizer, model=btyd)
-    prob, reasons = C.churn_reasons(final, now[cols], horizon_days=horizon_days, context=now)
+    # Score at as_of with the loyalty stage's fit (at as_of) and the served score's calibrator
+    ctx.progress("churn: scoring every customer")
+    now = CC.in_order(C.add_bgnbd(ctx.outputs["features"].to_pandas(), label, penalizer, model=btyd))
+    inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
+    prob, reasons = C.churn_reasons(served, now[inputs], horizon_days=label, context=now)
     section["scored_users"] = int(len(now))
+    section["distinct_scores"] = int(len(np.unique(prob)))
     section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "
                                  f"with the feature set to its median among customers scored below "
                                  f"{C.REASON_THRESHOLD}; only features on their risky side; the top 3 effects >= 0.01, "

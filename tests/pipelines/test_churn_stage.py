@@ -46,9 +46,15 @@ def test_report_and_output_through_the_runner(lake, registered):
     ch = rep["churn"]
     assert ch["horizon_days"] == 90 and "skipped" not in ch, ch.get("notes")
     assert set(ch["test"]) >= {"roc_auc", "pr_auc", "brier", "lift_at_10pct"}
-    assert set(ch["baselines"]) == {"recency", "bgnbd_p_alive", "bgnbd_expected_purchases"}
+    assert set(ch["baselines"]) == {"recency", "frequency", "bgnbd_expected_purchases", "bgnbd_p_alive",
+                                    "bgnbd_p_no_purchase"}
     assert all("roc_auc" in b and "brier" in b for b in ch["baselines"].values())
     assert set(ch["beats_baselines"]) == {"roc_auc", "brier"} and ch["train_rows"] > 0
+    sel = ch["selection"]
+    assert sel["chosen"] == ch["served"] and {c["name"] for c in sel["candidates"]} == {*ch["baselines"], *ch["models"]}
+    assert ch["test"]["roc_auc"] == pytest.approx(next(c["value"] for c in sel["candidates"] if c["chosen"]), abs=1e-4)
+    assert all(g["roc_auc_gain"] > 0 and g["interval"][0] <= g["interval"][1] for g in ch["beat"].values())
+    assert ch["calibrator"]["chosen"] in ("isotonic", "platt", "beta") and ch["distinct_scores"] > 100
     assert ch["cutoffs"]["train"] and ch["cutoffs"]["test"] > max(ch["cutoffs"]["train"])
     assert sum(r["count"] for r in ch["calibration"]) == ch["test"]["n"]
     gain = ch["gain_curve"]
@@ -75,7 +81,7 @@ def test_as_of_too_early_gives_a_note_not_a_crash(lake, registered):
     import duckdb
 
     first = duckdb.sql(f"SELECT min(paid_at) FROM read_parquet('{lake.lake}/payments/**/*.parquet')").fetchall()[0][0]
-    rep = run_pipeline(lake, Config(), as_of=first + timedelta(days=120), stages=["churn"])
+    rep = run_pipeline(lake, Config(), as_of=first + timedelta(days=80), stages=["churn"])
     ch = rep["churn"]
     assert "too little history" in ch["skipped"] and ch["notes"]
     assert "test" not in ch

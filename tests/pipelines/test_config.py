@@ -84,7 +84,7 @@ INT_KEYS = _int_keys()
 def test_without_file_or_environment_every_setting_is_its_default():
     assert load(None, env={}) == Config()
     cfg = load(None, env={})
-    assert (cfg.churn.horizon_days, cfg.churn.max_train_rows, cfg.promotions.min_train_per_group) == (90, 300_000, 100)
+    assert (cfg.churn.horizon_days, cfg.churn.max_train_rows, cfg.promotions.min_train_per_group) == (90, 100_000, 100)
     assert (cfg.home.data_dir, cfg.api.rate_limit, cfg.engine.spark_shuffle_partitions) == ("data", 50.0, 4)
 
 

@@ -1,0 +1,64 @@
+"""The same lake gives the same bundle on either engine: `behavior run` and `behavior run
+--engine spark` on a 2,000-customer synthetic lake publish Parquet and array files equal in
+every column (floats within 1e-9), churn scores and reasons included: the churn rows reach
+every fit and sample in one defined order with fixed seeds, whatever order an engine returns
+them in. Uses the session's Spark (tests/pipelines/conftest.py), skipped only without Java."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.datahome import DataHome
+from pipelines.ingest import IngestOptions, ingest
+from pipelines.synth_files import write_synth
+
+# Parquet files whose rows are keyed (compared after sorting by the key)
+KEYS = {"profiles.parquet": ["user_id"], "merchants.parquet": ["merchant_id"]}
+# Files still built differently on the two engines, with the issue that fixes them
+NOT_YET = {"uplift_scores.parquet": "issue 20, uplift: about 0.05% of the uplift scores differ (training order)"}
+
+
+def _run(home: DataHome, *args: str) -> tuple[dict, object]:
+    from pipelines.cli import app
+
+    out = CliRunner().invoke(app, ["--data-dir", str(home.root), "--quiet", "run", "--json", *args])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.stdout)
+    return rep, home.bundles / rep["bundle_version"]
+
+
+@pytest.mark.slow
+def test_both_engines_publish_the_same_bundle(spark, tmp_path, monkeypatch):
+    monkeypatch.delenv("BEHAVIOR_RECOMMEND_TRAINER", raising=False)
+    write_synth(tmp_path / "synth", users=2000, months=12, seed=11)
+    home = DataHome(tmp_path / "data")
+    ingest(home, [tmp_path / "synth"], IngestOptions())
+    duck_rep, duck = _run(home)
+    spark_rep, spk = _run(home, "--engine", "spark")
+    assert spark_rep["engine"]["name"] == "spark" and duck_rep["as_of"] == spark_rep["as_of"]
+    assert "skipped" not in duck_rep["churn"] and duck_rep["churn"]["served"] == spark_rep["churn"]["served"]
+    files = sorted(p.name for p in duck.iterdir() if p.suffix in (".parquet", ".npz"))
+    assert "profiles.parquet" in files and files == sorted(p.name for p in spk.iterdir() if p.suffix in (".parquet", ".npz"))
+    assert len(files) > len(NOT_YET) + 4
+    for name in (f for f in files if f not in NOT_YET):
+        if name.endswith(".npz"):
+            a, b = np.load(duck / name, allow_pickle=False), np.load(spk / name, allow_pickle=False)
+            assert sorted(a.files) == sorted(b.files), name
+            for k in a.files:
+                if a[k].dtype.kind == "f":
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-9, err_msg=f"{name}:{k}")
+                else:
+                    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}:{k}")
+            continue
+        ta, tb = pq.read_table(duck / name), pq.read_table(spk / name)
+        assert ta.schema == tb.schema, name
+        keys = KEYS.get(name) or list(ta.column_names)
+        da = ta.to_pandas().sort_values(keys, kind="stable").reset_index(drop=True)
+        db = tb.to_pandas().sort_values(keys, kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(da, db, check_exact=False, rtol=1e-9, atol=1e-9, obj=name)

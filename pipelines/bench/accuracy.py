@@ -35,7 +35,7 @@ from behavior.store.datahome import DataHome
 from pipelines.bench.datasets import RealData, cdnow_export, donations_export, export_history
 from pipelines.lake import scan_sql
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_DATA = REPO / "tests" / "fixtures" / "real"
 EXPORTS = REPO / "tests" / "fixtures" / "exports"
 DATASETS = ("synthetic", "cdnow", "donations", "exports")

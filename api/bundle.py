@@ -39,7 +39,8 @@ from behavior.errors import BehaviorError
 from behavior.features import PROFILE_NAMES
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.serving import ServingModel
-from behavior.store.bundle import MANIFEST, PROFILES, RECOMMENDER, REPORT, BundleError, Kind, kind_of, verify
+from behavior.store.bundle import (MANIFEST, PROFILES, RECOMMENDER, REPORT, BundleError, Kind, kind_of,
+                                   read_recommender, verify)
 
 log = logging.getLogger("api.bundle")
 
@@ -301,8 +302,7 @@ def _load_recommender(folder: Path, version: str) -> ServingModel | None:
     if not path.exists():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = read_recommender(path)
     except (ValueError, OSError) as exc:
         raise BundleError(version, f"{RECOMMENDER.file} cannot be read ({type(exc).__name__})") from None
     return build_recommender(arrays, version)

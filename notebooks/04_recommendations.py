@@ -27,7 +27,7 @@ from pipelines.notebook import open_demo
 
 demo = open_demo()
 rec = demo.report.get("recommend", {})
-print("selected:", rec.get("selected"), "| exclude owned items:", rec.get("exclude_seen"))
+print("selected:", rec.get("selected"), "| exclude purchased items:", rec.get("exclude_purchased"))
 
 # %% [markdown]
 # ## Metrics of every candidate against popularity
@@ -48,7 +48,7 @@ P.plot_coverage(rec)
 
 # %% [markdown]
 # ## Example recommendations and their explanations
-# Two of the most active customers (what the model serves), one of them again with owned
+# Two of the most active customers (what the model serves), one of them again with purchased
 # items excluded (new items: explained by the items bought), and an unknown user (the
 # popularity fallback).
 

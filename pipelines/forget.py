@@ -7,7 +7,7 @@ The places (tests/e2e/test_forget.py checks each, then searches every file for t
 - the quarantine (`lake/_rejected`): rejected rows whose source values or detail name the user;
 - every bundle, the active one and those kept for rollback: every per-user artifact of the
   bundle catalogue (`behavior.store.bundle.without_users`: the Parquet tables keyed by
-  `user_id`, and the recommender's id map, seen items, segments and factor rows). A bundle is
+  `user_id`, and the recommender's id map, purchased items, segments and factor rows). A bundle is
   rebuilt in `.forget-<version>`, verified, and swapped in by two renames; the next command
   finishes or undoes a swap that was cut short (`recover_rewrites`);
 - what a killed command left: half-written bundles, spill and user-part files, the demo's input

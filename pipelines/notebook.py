@@ -22,13 +22,12 @@ from functools import cached_property
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from behavior.errors import BehaviorError
 from behavior.recommend.serving import ServingModel
-from behavior.store.bundle import ITEM_CATEGORIES, RECOMMENDER, REPORT, current_folder, verify
+from behavior.store.bundle import ITEM_CATEGORIES, RECOMMENDER, REPORT, current_folder, read_recommender, verify
 from behavior.store.datahome import ENV_VAR, DataHome
 from pipelines.config import Config
 from pipelines.lake import read_meta, table_files
@@ -87,8 +86,7 @@ class Demo:
         path = self.bundle / RECOMMENDER.file
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as arrays:
-            return ServingModel.from_arrays({k: arrays[k] for k in arrays.files})
+        return ServingModel.from_arrays(read_recommender(path))
 
     def item_categories(self) -> dict[str, str]:
         """item_id -> category, from the bundle (item_categories.parquet) or the lake's items."""

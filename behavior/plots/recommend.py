@@ -107,7 +107,7 @@ def recommendation_examples(model: ServingModel, user_ids: Iterable[str], n: int
     """Top-`n` recommendations of each user (`model.recommend`) with what explains them
     (`model.explain`): user_id, rank, item_id, category, score, source, bought_before (the
     explanation is the item itself: a buy-again recommendation), because (up to `because`
-    other owned items, joined by ", "; empty for popularity fill-ins and unknown users)."""
+    other purchased items, joined by ", "; empty for popularity fill-ins and unknown users)."""
     rows = []
     for user in user_ids:
         rec = model.recommend(str(user), n=n, exclude_purchased=exclude_purchased)

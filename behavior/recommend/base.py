@@ -4,14 +4,19 @@ Models see integer indices of a users x items CSR matrix of *net counts* (purcha
 refunds, > 0); each model owns a `Weighting` (its confidence scheme) that it applies to the
 rows it is given, so every model of a blend weighs its input its own way.
 
+Names: the items a user bought are *purchased* everywhere (`exclude_purchased`, the pairs
+`_purchased_pairs` skips, the bundle's `purchased.*` arrays, the API parameter); a pair is
+purchased when its net count is > 0. `net` names the count itself only where the netting of
+refunds matters (building, weighing and fitting on the matrix).
+
 - `fit(user_items, days=None) -> self`: `days` (same pattern, days since the pair's last
   purchase) is needed only by the "recency" scheme.
-- `recommend(user_idx, user_items, n, exclude_seen, allowed_items, days)`: row j of
+- `recommend(user_idx, user_items, n, exclude_purchased, allowed_items, days)`: row j of
   `user_items` belongs to `user_idx[j]` (implicit's convention); `user_idx = -1` is a user the
   model has not seen in training: factor models fold the row in, the others score from it.
   Returns (items int64 [len(user_idx) x n], scores float32 [len(user_idx) x n]), best first,
-  padded with -1 / -inf when fewer than n items are candidates. `exclude_seen` is a bool or a
-  per-item bool array (exclude an item the user owns only where True); `allowed_items` is
+  padded with -1 / -inf when fewer than n items are candidates. `exclude_purchased` is a bool or a
+  per-item bool array (exclude an item the user purchased only where True); `allowed_items` is
   None, an index array or a per-item bool mask.
 - `similar_items(item_idx, n)`: the item itself is never returned.
 - `to_arrays()` / `from_arrays()`: plain arrays (`.npz` with allow_pickle=False).
@@ -143,7 +148,7 @@ class Recommender(abc.ABC):
         user_idx,
         user_items,
         n: int = 10,
-        exclude_seen=True,
+        exclude_purchased=True,
         allowed_items=None,
         days=None,
         chunk_size: int | None = None,
@@ -159,7 +164,7 @@ class Recommender(abc.ABC):
             )
         if n < 1:
             raise InteractionsError(f"n must be >= 1, got {n}")
-        excludable = self._excludable(exclude_seen)
+        excludable = self._excludable(exclude_purchased)
         items, blocked = self._candidates(allowed_items)
         width = self.n_items_ if items is None else items.size
         position = None
@@ -173,9 +178,9 @@ class Recommender(abc.ABC):
             stop = min(start + chunk, users.size)
             sub = rows[start:stop]
             sub_days = None if days is None else days[start:stop]
-            owned = _owned_pairs(sub, excludable)
+            purchased = _purchased_pairs(sub, excludable)
             out_items[start:stop], out_scores[start:stop] = self._top_chunk(
-                users[start:stop], sub, sub_days, n, owned, items, blocked, position
+                users[start:stop], sub, sub_days, n, purchased, items, blocked, position
             )
         return out_items, out_scores
 
@@ -183,12 +188,12 @@ class Recommender(abc.ABC):
         """Users per chunk: bounded dense scores in memory."""
         return max(1, CHUNK_CELLS // max(width, 1))
 
-    def _top_chunk(self, users, rows, days, n, owned, items, blocked, position) -> tuple[np.ndarray, np.ndarray]:
+    def _top_chunk(self, users, rows, days, n, purchased, items, blocked, position) -> tuple[np.ndarray, np.ndarray]:
         """Top-n of one chunk of users: dense scores, then masks, then `top_k`."""
         s = self._score_rows(users, rows, days, items)
         if blocked is not None:
             s[:, blocked] = -np.inf
-        r, c = owned
+        r, c = purchased
         if position is not None:
             c = position[c]
             r, c = r[c >= 0], c[c >= 0]
@@ -198,14 +203,15 @@ class Recommender(abc.ABC):
             idx = np.where(idx >= 0, items[np.maximum(idx, 0)], -1)
         return idx, val
 
-    def _excludable(self, exclude_seen):
-        if np.ndim(exclude_seen) == 0:
-            if not isinstance(exclude_seen, (bool, np.bool_)) and np.asarray(exclude_seen).dtype != bool:
-                raise InteractionsError(f"exclude_seen must be a bool or a per-item bool array, got {exclude_seen!r}")
-            return True if bool(exclude_seen) else None
-        mask = np.asarray(exclude_seen)
+    def _excludable(self, exclude_purchased):
+        if np.ndim(exclude_purchased) == 0:
+            if not isinstance(exclude_purchased, (bool, np.bool_)) and np.asarray(exclude_purchased).dtype != bool:
+                raise InteractionsError(
+                    f"exclude_purchased must be a bool or a per-item bool array, got {exclude_purchased!r}")
+            return True if bool(exclude_purchased) else None
+        mask = np.asarray(exclude_purchased)
         if mask.dtype != bool or mask.shape != (self.n_items_,):
-            raise InteractionsError(f"exclude_seen must be a bool or a bool array of {self.n_items_} items")
+            raise InteractionsError(f"exclude_purchased must be a bool or a bool array of {self.n_items_} items")
         return mask if mask.any() else None
 
     def _allowed_mask(self, allowed_items) -> np.ndarray | None:
@@ -245,7 +251,7 @@ class Recommender(abc.ABC):
         return top_k(s, n)
 
     def explain(self, user_idx: int, user_items, item_idx: int, n: int = 5, days=None) -> tuple[np.ndarray, np.ndarray]:
-        """The owned items (first row of `user_items`) that contributed most to `item_idx`'s score.
+        """The purchased items (first row of `user_items`) that contributed most to `item_idx`'s score.
 
         Returns (items int64, contributions float32), largest first, at most n.
         """
@@ -300,8 +306,8 @@ class Recommender(abc.ABC):
         return cls(**params, weighting=weighting.scheme, weighting_params=dict(weighting.params) or None)
 
 
-def _owned_pairs(rows: sp.csr_matrix, excludable) -> tuple[np.ndarray, np.ndarray]:
-    """(row, item) of the owned items to exclude: all of them, those marked per item, or none."""
+def _purchased_pairs(rows: sp.csr_matrix, excludable) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of the purchased items to exclude: all of them, those marked per item, or none."""
     if excludable is None or rows.nnz == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))

@@ -104,8 +104,8 @@ class BuyAgain(Recommender):
     def explain(self, user_idx, user_items, item_idx, n=5, days=None):
         self._check_fitted()
         row = user_items[:1]
-        owned = item_idx in set(row.indices.tolist())
-        if not owned:
+        purchased = item_idx in set(row.indices.tolist())
+        if not purchased:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         weight = float(self.weighting_.transform(row, None if days is None else days[:1])[0, item_idx])
         return np.array([item_idx], np.int64), np.array([weight], np.float32)

@@ -18,7 +18,7 @@ of decreasing norm |y|, and since x . y <= |x| |y|, a user is done as soon as th
 best score so far is >= |x| times the largest norm not yet scanned. Popular items have the
 largest norms, so a user's list is usually settled after the first few blocks.
 
-`explain` lists the owned items that contribute most: for ALS the exact decomposition
+`explain` lists the purchased items that contribute most: for ALS the exact decomposition
 s_ui = sum_j (y_i^T W_u y_j) c_uj with W_u the inverse above (implicit's `explain`); for BPR the
 cosine similarity of item factors.
 """
@@ -122,16 +122,16 @@ class FactorModel(Recommender):
             return PRUNE_CHUNK_USERS
         return super()._chunk_rows(width, all_items)
 
-    def _top_chunk(self, users, rows, days, n, owned, items, blocked, position):
+    def _top_chunk(self, users, rows, days, n, purchased, items, blocked, position):
         if items is not None or self.n_items_ < PRUNE_MIN_ITEMS:
-            return super()._top_chunk(users, rows, days, n, owned, items, blocked, position)
+            return super()._top_chunk(users, rows, days, n, purchased, items, blocked, position)
         x = self.user_vectors(users, self.weighting_.transform(rows, days))
-        return self.top_by_norm(x, n, owned, blocked)
+        return self.top_by_norm(x, n, purchased, blocked)
 
-    def top_by_norm(self, x: np.ndarray, n: int, owned=None, blocked=None, index: NormIndex | None = None):
+    def top_by_norm(self, x: np.ndarray, n: int, purchased=None, blocked=None, index: NormIndex | None = None):
         """Exact top-n of x @ Y.T over `index` (default: every item), scanning by decreasing norm.
 
-        owned: (row, item) pairs to skip; blocked: per-item bool mask of items to skip. Rows
+        purchased: (row, item) pairs to skip; blocked: per-item bool mask of items to skip. Rows
         stop as soon as their n-th best score reaches |x| times the largest unscanned norm.
         """
         index = self.norm_index() if index is None else index
@@ -141,10 +141,10 @@ class FactorModel(Recommender):
         best_i = np.full((m, n), -1, dtype=np.int64)
         best_v = np.full((m, n), -np.inf, dtype=np.float32)
         skip = None if blocked is None else blocked[index.items]
-        own_r, own_s = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        if owned is not None and owned[0].size:
-            own_s = index.rank[owned[1]]
-            own_r, own_s = owned[0][own_s >= 0], own_s[own_s >= 0]
+        purchased_r, purchased_s = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if purchased is not None and purchased[0].size:
+            purchased_s = index.rank[purchased[1]]
+            purchased_r, purchased_s = purchased[0][purchased_s >= 0], purchased_s[purchased_s >= 0]
         active = np.arange(m)
         low, high = PRUNE_BLOCKS
         block = low if m < 64 else int(np.clip(PRUNE_BLOCK_CELLS // m, low, high))
@@ -154,11 +154,11 @@ class FactorModel(Recommender):
             s = x[active] @ index.factors[start:stop].T
             if skip is not None:
                 s[:, skip[start:stop]] = -np.inf
-            if own_r.size:
+            if purchased_r.size:
                 where = np.full(m, -1, dtype=np.int64)
                 where[active] = np.arange(active.size)
-                hit = (own_s >= start) & (own_s < stop) & (where[own_r] >= 0)
-                s[where[own_r[hit]], own_s[hit] - start] = -np.inf
+                hit = (purchased_s >= start) & (purchased_s < stop) & (where[purchased_r] >= 0)
+                s[where[purchased_r[hit]], purchased_s[hit] - start] = -np.inf
             pos, val = top_k(np.concatenate([best_v[active], s], axis=1), n)
             kept = np.take_along_axis(best_i[active], np.clip(pos, 0, n - 1), axis=1)
             fresh = index.items[np.clip(start + pos - n, 0, size - 1)]

@@ -231,7 +231,7 @@ class Interactions:
     def matrices(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(net counts, days since last purchase): two CSR matrices with the same sparsity pattern.
 
-        Only pairs with a positive net count are stored, so the pattern is "what the user owns".
+        Only pairs with a positive net count are stored, so the pattern is "what the user purchased".
         Entries already in (user, item) order (e.g. a query with ORDER BY) are combined in one
         linear pass; otherwise they are sorted first.
         """

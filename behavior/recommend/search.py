@@ -174,7 +174,8 @@ def successive_halving(
         rungs.append({"users": int(size), "valid_users": int(sub.users.size),
                       "seconds": round(time.perf_counter() - rung_start, 2),
                       "configs": [{"model": t.name, "params": t.model.get_params(), key: round(t.metrics[key], 5),
-                                   "exclude_seen": bool(t.exclude), "seconds": round(t.seconds, 2)} for t in trials]})
+                                   "exclude_purchased": bool(t.exclude), "seconds": round(t.seconds, 2)}
+                                  for t in trials]})
         if not last:
             # two at least: the better one may cost more than the next rung's share allows
             keep = max(2, (len(trials) + 1) // 2)

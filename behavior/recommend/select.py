@@ -22,7 +22,7 @@ of the validation period) with `behavior.recommend.evaluate`:
 4. The choice is `behavior.model_choice.choose` on per-user nDCG@k over shared bootstrap
    resamples of the validation users: the better baseline is kept unless a model beats it by
    more than the noise (simpler first: item kNN and EASE, then ALS and BPR, then the blend).
-5. With `item_category`, the exclusion of owned items is also decided per category for the
+5. With `item_category`, the exclusion of purchased items is also decided per category for the
    selected model (people buy milk again, rarely the same phone): categories whose validation
    purchases are rarely re-purchases are excluded, at the threshold that validates best.
 
@@ -66,9 +66,9 @@ class Selection:
     """What the selection decided, and every candidate's validation metrics.
 
     models: {name: {"precision@k", "recall@k", "ndcg@k", "map@k", "coverage", "params",
-    "exclude_seen", "configs", "fit_seconds"}} (the report's `recommend.models`).
-    exclude_seen: the catalogue default; exclude_categories: when not None, owned items are
-    excluded only in these category codes (overrides exclude_seen). trials: every configuration
+    "exclude_purchased", "configs", "fit_seconds"}} (the report's `recommend.models`).
+    exclude_purchased: the catalogue default; exclude_categories: when not None, purchased items are
+    excluded only in these category codes (overrides exclude_purchased). trials: every configuration
     scored on every validation user, with its nDCG@k, the exclusion that validated better and its
     fit time. users: the validation users scored; fit_users: the training users the candidates
     were fitted on. choice: the `behavior.model_choice` decision (the report's `selection`);
@@ -77,7 +77,7 @@ class Selection:
 
     selected: str
     params: dict
-    exclude_seen: bool
+    exclude_purchased: bool
     exclude_categories: tuple[int, ...] | None
     k: int
     users: int
@@ -92,11 +92,11 @@ class Selection:
         return from_params(self.params)
 
     def exclude_mask(self, item_category=None) -> bool | np.ndarray:
-        """`exclude_seen` for `Recommender.recommend`: a bool, or per item when decided per category."""
+        """`exclude_purchased` for `Recommender.recommend`: a bool, or per item when decided per category."""
         if self.exclude_categories is None:
-            return self.exclude_seen
+            return self.exclude_purchased
         if item_category is None:
-            raise InteractionsError("the selection excludes owned items per category: pass item_category")
+            raise InteractionsError("the selection excludes purchased items per category: pass item_category")
         return np.isin(np.asarray(item_category), np.asarray(self.exclude_categories, dtype=np.int64))
 
     def report(self) -> dict:
@@ -104,7 +104,8 @@ class Selection:
         return {
             "selected": self.selected, "k": self.k, "users": self.users, "fit_users": self.fit_users,
             "params": self.params,
-            "exclude_seen": self.exclude_seen,
+            "exclude_purchased": self.exclude_purchased,
+            "exclude_seen": self.exclude_purchased,  # deprecated name of exclude_purchased, kept one release
             "exclude_categories": None if self.exclude_categories is None else list(self.exclude_categories),
             "models": self.models,
             "selection": None if self.choice is None else self.choice.report(),
@@ -352,7 +353,7 @@ def _keep_best(scored: dict[str, _Scored], trials: list[dict], k: int, name: str
                per_user: np.ndarray, exclude, fit_seconds: float) -> None:
     """Record one configuration scored on every validation user; keep the best of its family."""
     key = f"ndcg@{k}"
-    trials.append({"model": name, "params": model.get_params(), key: metrics[key], "exclude_seen": bool(exclude),
+    trials.append({"model": name, "params": model.get_params(), key: metrics[key], "exclude_purchased": bool(exclude),
                    "fit_seconds": round(fit_seconds, 3)})
     best = scored.get(name)
     configs = 1 + (best.configs if best else 0)
@@ -394,16 +395,16 @@ def _decide(bench: Bench, scored: dict[str, _Scored], trials: list[dict], *, ite
 
     models = {}
     for s in scored.values():
-        models[s.name] = {**s.metrics, "params": s.model.get_params(), "exclude_seen": bool(s.exclude),
+        models[s.name] = {**s.metrics, "params": s.model.get_params(), "exclude_purchased": bool(s.exclude),
                           "configs": s.configs, "fit_seconds": round(s.fit_seconds, 3)}
     if exclude_categories is not None:
-        models[best.name]["exclude_seen"] = "per_category"
+        models[best.name]["exclude_purchased"] = "per_category"
     if search:
         search = {**search, "seconds": round(time.perf_counter() - started, 2)}
     return Selection(
         selected=best.name,
         params=best.model.get_params(),
-        exclude_seen=bool(best.exclude),
+        exclude_purchased=bool(best.exclude),
         exclude_categories=exclude_categories,
         k=bench.k,
         users=int(bench.users.size),
@@ -416,17 +417,17 @@ def _decide(bench: Bench, scored: dict[str, _Scored], trials: list[dict], *, ite
 
 
 def _per_category_policy(best: _Scored, bench: Bench, item_category: np.ndarray, key: str) -> tuple[int, ...] | None:
-    """Exclude owned items only in categories that are rarely re-bought, if that validates better."""
+    """Exclude purchased items only in categories that are rarely re-bought, if that validates better."""
     if item_category.shape != (bench.n_items,):
         raise InteractionsError(
             f"item_category must have one code per item ({bench.n_items}), got {item_category.shape}"
         )
     rel = bench.relevant.tocoo()
-    owned = np.asarray(bench.rows[rel.row, rel.col]).ravel() > 0
+    purchased = np.asarray(bench.rows[rel.row, rel.col]).ravel() > 0
     cats = item_category[rel.col]
     codes = np.unique(item_category)
     bought = np.bincount(np.searchsorted(codes, cats), minlength=codes.size)
-    rebought = np.bincount(np.searchsorted(codes, cats), weights=owned, minlength=codes.size)
+    rebought = np.bincount(np.searchsorted(codes, cats), weights=purchased, minlength=codes.size)
     share = np.where(bought > 0, rebought / np.maximum(bought, 1), 0.0)
     options = []
     for threshold in REBUY_THRESHOLDS:

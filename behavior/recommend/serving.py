@@ -1,14 +1,15 @@
 """What the API serves from a bundle: the selected model plus everything around it, as arrays.
 
 `serving_arrays(...)` gathers, as plain arrays (`np.savez(..., **arrays)`; load with
-`np.load(path, allow_pickle=False)`), the id maps, each user's owned items (the net-count
+`behavior.store.bundle.read_recommender`), the id maps, each user's purchased items (the net-count
 CSR the model was refitted on, and the days since each last purchase), item metadata
-(category code, active flag; optionally merchant, price and name, shown with each item), the catalogue default for excluding owned items, popularity
-overall and per segment, and the model's own arrays under "model.". `ServingModel` is built
-from them and answers one user at a time:
+(category code, active flag; optionally merchant, price and name, shown with each item), the
+catalogue default for excluding purchased items, popularity overall and per segment, and the
+model's own arrays under "model.". `ServingModel` is built from them and answers one user at a
+time:
 
 - `recommend`: inactive items are never returned; a user the bundle does not know, or who
-  owns nothing (e.g. only refunds), gets the items most popular in their segment (if
+  purchased nothing (e.g. only refunds), gets the items most popular in their segment (if
   known), else overall: source "fallback". Otherwise the model ranks (source "model"), and a
   list shorter than n (buy-again, item kNN) is completed with popular items whose score is
   their share of buyers.
@@ -21,7 +22,7 @@ at load.
 One user's `recommend` (and `recommend_for_items`) takes a numpy-only fast path for every
 model that offers one through the `Recommender` contract (`row_scorer`, `user_top_index` /
 `user_top`; ServingModel knows no model by name): the user's row is read straight from the
-owned-items arrays and handed to the model's row scorer, then masked, without building scipy
+purchased-items arrays and handed to the model's row scorer, then masked, without building scipy
 matrices or going through the generic `Recommender.recommend` (whose per-call set-up costs
 several times the arithmetic for a single user). The scorers perform the same floating-point
 operations in the same order as the general path, so the answers are identical
@@ -68,28 +69,28 @@ def serving_arrays(
     *,
     user_ids: IdMap,
     item_ids: IdMap,
-    seen,
-    seen_days=None,
+    purchased,
+    purchased_days=None,
     item_category,
     category_names,
     item_active,
     user_segment=None,
     segment_names=(),
-    exclude_seen: bool | np.ndarray = True,
+    exclude_purchased: bool | np.ndarray = True,
     selected: str = "",
     item_merchant=None,
     item_price=None,
     item_name=None,
 ) -> dict[str, np.ndarray]:
-    """Every array the serving layer needs (names and dtypes in the bundle docs). `seen`: the
+    """Every array the serving layer needs (names and dtypes in the bundle docs). `purchased`: the
     users x items net counts the model was fitted on; codes are -1 for "none". The optional
     item attributes (one per item; "" or NaN where unknown) are stored as `item_merchant`,
     `item_price` and `item_name` for the API to show beside each recommended item."""
     n_users, n_items = len(user_ids), len(item_ids)
-    m = check_matrix(seen, "seen", n_items)
+    m = check_matrix(purchased, "purchased", n_items)
     if m.shape[0] != n_users or (model.n_users_, model.n_items_) != m.shape:
         raise InteractionsError(
-            f"seen is {m.shape}, the id maps {n_users} x {n_items} and the model {model.n_users_} x "
+            f"purchased is {m.shape}, the id maps {n_users} x {n_items} and the model {model.n_users_} x "
             f"{model.n_items_}: all must describe the same users and items"
         )
     active = np.asarray(item_active, dtype=bool)
@@ -100,10 +101,10 @@ def serving_arrays(
     category = _codes(item_category, category_names, "item_category", n_items)
     segment = (np.full(n_users, -1, np.int32) if user_segment is None
                else _codes(user_segment, segment_names, "user_segment", n_users))
-    exclude = np.asarray(exclude_seen, dtype=bool)
+    exclude = np.asarray(exclude_purchased, dtype=bool)
     exclude = np.full(n_items, bool(exclude)) if exclude.ndim == 0 else exclude
     if exclude.shape != (n_items,):
-        raise InteractionsError(f"exclude_seen must be a bool or {n_items} bools, got shape {exclude.shape}")
+        raise InteractionsError(f"exclude_purchased must be a bool or {n_items} bools, got shape {exclude.shape}")
 
     owns = sp.csr_matrix((np.ones(m.nnz, np.float32), m.indices, m.indptr), shape=m.shape)
     popularity = np.asarray(owns.sum(axis=0), dtype=np.float64).ravel()
@@ -121,23 +122,24 @@ def serving_arrays(
         "selected": np.array(selected or model.kind),
         "user_ids": user_ids.ids,
         "item_ids": item_ids.ids,
-        "seen.indptr": m.indptr.astype(np.int64),
-        "seen.indices": m.indices.astype(np.int32),
-        "seen.data": m.data.astype(np.float32),
+        "purchased.indptr": m.indptr.astype(np.int64),
+        "purchased.indices": m.indices.astype(np.int32),
+        "purchased.data": m.data.astype(np.float32),
         "item_category": category,
         "category_names": category_names,
         "item_active": active,
         "user_segment": segment,
         "segment_names": segment_names,
-        "exclude_seen": exclude,
+        "exclude_purchased": exclude,
         "popularity": (popularity / buyers).astype(np.float32),
         "popularity_segment": by_segment,
     }
-    if seen_days is not None:
-        d = sp.csr_matrix(seen_days)
+    if purchased_days is not None:
+        d = sp.csr_matrix(purchased_days)
         if not (np.array_equal(d.indptr, m.indptr) and np.array_equal(d.indices, m.indices)):
-            raise InteractionsError("seen_days must have the sparsity pattern of seen (Interactions.matrices())")
-        out["seen.days"] = d.data.astype(np.float32)
+            raise InteractionsError(
+                "purchased_days must have the sparsity pattern of purchased (Interactions.matrices())")
+        out["purchased.days"] = d.data.astype(np.float32)
     for name, values, dtype in (("item_merchant", item_merchant, np.str_), ("item_price", item_price, np.float64),
                                 ("item_name", item_name, np.str_)):
         if values is not None:
@@ -161,10 +163,10 @@ class ServingModel:
         self.items = IdMap(arrays["item_ids"])
         self.model = Recommender.from_arrays(strip_prefix(arrays, "model."))
         n_items = len(self.items)
-        self._indptr = np.asarray(arrays["seen.indptr"], dtype=np.int64)
-        self._indices = np.asarray(arrays["seen.indices"], dtype=np.int32)
-        self._data = np.asarray(arrays["seen.data"], dtype=np.float32)
-        self._days = np.asarray(arrays["seen.days"], dtype=np.float32) if "seen.days" in arrays else None
+        self._indptr = np.asarray(arrays["purchased.indptr"], dtype=np.int64)
+        self._indices = np.asarray(arrays["purchased.indices"], dtype=np.int32)
+        self._data = np.asarray(arrays["purchased.data"], dtype=np.float32)
+        self._days = np.asarray(arrays["purchased.days"], dtype=np.float32) if "purchased.days" in arrays else None
         self.item_category = np.asarray(arrays["item_category"], dtype=np.int32)
         self.category_names = np.asarray(arrays["category_names"], dtype=np.str_)
         self._category_code = {str(name): code for code, name in enumerate(self.category_names)}
@@ -175,7 +177,7 @@ class ServingModel:
         self._segment_code = {str(name): code for code, name in enumerate(arrays["segment_names"])}
         self.user_segment = np.asarray(arrays["user_segment"], dtype=np.int32)
         self.active = np.asarray(arrays["item_active"], dtype=bool)
-        self.exclude_default = np.asarray(arrays["exclude_seen"], dtype=bool)
+        self.exclude_default = np.asarray(arrays["exclude_purchased"], dtype=bool)
         self._no_exclusion = not self.exclude_default.any()
         self._category_mask = {
             code: self.active & (self.item_category == code) for code in self._category_code.values()
@@ -196,10 +198,10 @@ class ServingModel:
                                for code in (None, *self._category_mask)}
         # ids longer than every known id cannot be known: searchsorted would first copy all ids to the longer type
         self._max_user_id_len = self.users.ids.dtype.itemsize // np.dtype("U1").itemsize
-        self._fast = self._owned_rows_canonical() and self._prepare_fast_path()
+        self._fast = self._purchased_rows_canonical() and self._prepare_fast_path()
         self._fast_anonymous = self._fast and self._fast_anonymous
 
-    def _owned_rows_canonical(self) -> bool:
+    def _purchased_rows_canonical(self) -> bool:
         """Owned items sorted and unique within each row, counts finite and >= 0: what the
         general path's checks leave as they are (anything else goes the general way)."""
         indptr, indices, data = self._indptr, self._indices, self._data
@@ -310,14 +312,14 @@ class ServingModel:
         picked = order[allowed[order]][:n]
         return list(zip(self.items.ids[picked].tolist(), share[picked].astype(float).tolist()))
 
-    def _complete(self, items, scores, n, allowed, segment, owned, exclude) -> Recommendation:
+    def _complete(self, items, scores, n, allowed, segment, purchased, exclude) -> Recommendation:
         keep = items >= 0
         picked, values = items[keep], scores[keep]
         out = list(zip(self.items.ids[picked].tolist(), values.astype(float).tolist()))
         if len(out) < n:
             skip = picked
-            if exclude is not False and owned.size:
-                drop = owned if exclude is True else owned[np.asarray(exclude)[owned]]
+            if exclude is not False and purchased.size:
+                drop = purchased if exclude is True else purchased[np.asarray(exclude)[purchased]]
                 skip = np.concatenate([skip, drop])
             out += self._popular(n - len(out), allowed, segment, skip)
         return Recommendation(out, "model" if picked.size else "fallback")
@@ -342,10 +344,11 @@ class ServingModel:
             return Recommendation(self._popular(n, allowed, seg, np.zeros(0, np.int64)), "fallback")
         exclude = self._exclusion(exclude_purchased)
         if self._top_index is not None:
-            owned = self._indices[a:b].astype(np.int64)
-            skip = owned if exclude is True else owned[exclude[owned]] if exclude is not False else owned[:0]
+            purchased = self._indices[a:b].astype(np.int64)
+            skip = (purchased if exclude is True else purchased[exclude[purchased]] if exclude is not False
+                    else purchased[:0])
             items, scores = self.model.user_top(uidx, n, skip, self._top_index[code], fast=fast)
-            return self._complete(items, scores, n, allowed, seg, owned, exclude)
+            return self._complete(items, scores, n, allowed, seg, purchased, exclude)
         if fast:
             days = None if self._days is None else self._days[a:b]
             items, scores = self._fast_top(uidx, self._indices[a:b], self._data[a:b], days, n, code, exclude)
@@ -358,7 +361,7 @@ class ServingModel:
         """The model's own `recommend` on a 1-row matrix (any model; uidx -1: from the row alone)."""
         if not allowed.any():  # nothing to rank (a category whose items are all inactive)
             return Recommendation([], "fallback")
-        items, scores = self.model.recommend(np.array([uidx]), row, n, exclude_seen=exclude,
+        items, scores = self.model.recommend(np.array([uidx]), row, n, exclude_purchased=exclude,
                                              allowed_items=allowed, days=days)
         return self._complete(items[0], scores[0], n, allowed, seg, row.indices, exclude)
 
@@ -389,7 +392,7 @@ class ServingModel:
                          exclude_purchased: bool | None = None, segment: str | None = None) -> Recommendation:
         """Top-n for a user who, besides what the bundle knows of them, just bought
         `new_item_ids` (one unit per id, 0 days ago): their row plus these items is folded in
-        as for `recommend_for_items` (factor models: a new vector, no retraining), and owned
+        as for `recommend_for_items` (factor models: a new vector, no retraining), and purchased
         items, the new ones included, are left out where the catalogue's policy says so. A
         user the bundle does not know gets personalised items from the new ones alone."""
         if n < 1:
@@ -402,10 +405,10 @@ class ServingModel:
             return self.recommend(user_id, n, category, exclude_purchased, segment)
         counts = added
         days = np.zeros(self._n_items, np.float32)
-        owned = self._indices[a:b]
-        counts[owned] += self._data[a:b]
+        purchased = self._indices[a:b]
+        counts[purchased] += self._data[a:b]
         if self._days is not None:
-            days[owned] = self._days[a:b]
+            days[purchased] = self._days[a:b]
         days[added > 0] = 0.0
         cols = np.flatnonzero(counts > 0)
         return self._recommend_row(cols, counts[cols], days[cols], n, category, exclude_purchased,

@@ -109,7 +109,7 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
     """Per row (s - lo) / (hi - lo) with hi the largest finite score and lo = min(0, smallest).
 
     Anchoring lo at 0 keeps models with non-negative scores on their natural [0, 1] scale
-    (an owned item with the smallest count is still > 0); -inf (not a candidate) maps to 0
+    (an purchased item with the smallest count is still > 0); -inf (not a candidate) maps to 0
     and a row without spread maps to 0.
     """
     s = np.asarray(scores, dtype=np.float32)

@@ -286,23 +286,38 @@ def set_current(home: DataHome, version: str, command: str) -> None:
         raise BundleError(version, f"the data home is in use by {exc.holder}; try again when it has finished") from None
 
 
+# recommender.npz array names written before "purchased" was their one name: read for one release
+_OLD_RECOMMENDER_NAMES = {"seen.indptr": "purchased.indptr", "seen.indices": "purchased.indices",
+                          "seen.data": "purchased.data", "seen.days": "purchased.days",
+                          "exclude_seen": "exclude_purchased"}
+
+
+def read_recommender(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of a recommender.npz under the names `serving_arrays` writes; a bundle written
+    with the old `seen.*` / `exclude_seen` names reads the same. Raises ValueError or OSError
+    when the file is not a readable npz."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {_OLD_RECOMMENDER_NAMES.get(k, k): npz[k] for k in npz.files}
+
+
 # ---- erasure -------------------------------------------------------------------------------
 
 def recommender_without(arrays: dict[str, np.ndarray], drop: np.ndarray) -> dict[str, np.ndarray]:
     """recommender.npz arrays without the users flagged in `drop` (rows of user_ids): their id,
-    segment, seen items (a users x items CSR) and factor rows."""
+    segment, purchased items (a users x items CSR) and factor rows."""
     keep = ~drop
     out = dict(arrays)
     out["user_ids"] = arrays["user_ids"][keep]
     out["user_segment"] = arrays["user_segment"][keep]
-    seen = sp.csr_matrix((arrays["seen.data"], arrays["seen.indices"], arrays["seen.indptr"]),
+    purchased = sp.csr_matrix((arrays["purchased.data"], arrays["purchased.indices"], arrays["purchased.indptr"]),
                          shape=(len(drop), len(arrays["item_ids"])))
-    kept = seen[keep]
-    out["seen.indptr"], out["seen.indices"], out["seen.data"] = kept.indptr.astype(np.int64), kept.indices, kept.data
-    if "seen.days" in arrays:
-        days = sp.csr_matrix((arrays["seen.days"], arrays["seen.indices"], arrays["seen.indptr"]),
-                             shape=seen.shape)[keep]
-        out["seen.days"] = days.data
+    kept = purchased[keep]
+    out["purchased.indptr"] = kept.indptr.astype(np.int64)
+    out["purchased.indices"], out["purchased.data"] = kept.indices, kept.data
+    if "purchased.days" in arrays:
+        days = sp.csr_matrix((arrays["purchased.days"], arrays["purchased.indices"], arrays["purchased.indptr"]),
+                             shape=purchased.shape)[keep]
+        out["purchased.days"] = days.data
     for name, value in arrays.items():
         if name.endswith("user_factors"):
             out[name] = value[keep]
@@ -316,8 +331,7 @@ def _read_user_ids(path: Path, artifact: Artifact) -> tuple[Any, list]:
     if artifact.is_table:
         table = pq.read_table(path)
         return table, table.column(artifact.user_key).to_pylist()
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = read_recommender(path)
     return arrays, arrays[artifact.user_key].tolist()
 
 

@@ -153,11 +153,13 @@ model = ALS(factors=64, iterations=15).fit(m)
 fit = time.perf_counter() - t
 t = time.perf_counter()
 all_users = np.arange(users)
-model.recommend(all_users, m, 10, exclude_seen=True)
+model.recommend(all_users, m, 10, exclude_purchased=True)
 all_top = time.perf_counter() - t
 one = []
 for j in rng.integers(0, users, 200):
-    t0 = time.perf_counter(); model.recommend(np.array([j]), m[j], 10, exclude_seen=True); one.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    model.recommend(np.array([j]), m[j], 10, exclude_purchased=True)
+    one.append(time.perf_counter() - t0)
 res = {"seconds": build, "fit": fit, "all_users": all_top, "one_user_ms": 1000 * float(np.median(one)), "pairs": int(m.nnz)}
 """
 

@@ -10,7 +10,7 @@ Time line (days before as_of configurable):
    scored on `test`, a period neither saw, over at most `max_eval_users` sampled test users
    (`users_sampled`): the report's `recommend.test`.
 3. The chosen configuration is refitted on everything before as_of and published as
-   `recommender.npz` (arrays only) with the id maps, owned items, item metadata and
+   `recommender.npz` (arrays only) with the id maps, purchased items, item metadata and
    popularity overall and per segment.
 
 Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
@@ -94,7 +94,7 @@ def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = N
 
 
 def users_to_score(net, relevant, max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """(users to score, sampled?): the users who own items in `net` and bought in `relevant`,
+    """(users to score, sampled?): the users who purchased items in `net` and bought in `relevant`,
     at most `max_users` of them (a seeded sample)."""
     users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
     if max_users is not None and users.size > max_users:
@@ -103,10 +103,10 @@ def users_to_score(net, relevant, max_users: int | None = None, seed: int = 0) -
 
 
 def _score(model, net, days, relevant, k: int, exclude, users: np.ndarray) -> dict:
-    """The metrics of `model` over `users` (`users_to_score`), who own items in `net`."""
+    """The metrics of `model` over `users` (`users_to_score`), who purchased items in `net`."""
     if users.size == 0:
         return {}
-    recs, _ = model.recommend(users, net[users], k, exclude_seen=exclude, days=days[users])
+    recs, _ = model.recommend(users, net[users], k, exclude_purchased=exclude, days=days[users])
     m = evaluate(recs, relevant[users], k, net.shape[1])
     m["users"] = int(users.size)
     return {key: (round(v, 5) if isinstance(v, float) else v) for key, v in m.items()}
@@ -196,7 +196,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     net, days = periods.before(2, test_start).matrices()
     relevant = periods.bought(2)
     chosen = selection.new_model().fit(net, days)
-    pop_exclude = selection.models.get("popularity", {}).get("exclude_seen") is True
+    pop_exclude = selection.models.get("popularity", {}).get("exclude_purchased") is True
     # scored on at most max_eval_users test users, as the search: at 100M lines ~1M users bought in
     # the test period, and scoring each against 200k items took longer than the fit
     users, sampled = users_to_score(net, relevant, cfg.max_eval_users, cfg.seed)

@@ -30,9 +30,9 @@ def run(ctx) -> StageResult[dict]:
     else:
         selection, test, model, (net, days) = _train_local(ctx, users, items, codes, valid_start, test_start)
     arrays = serving_arrays(
-        model, user_ids=users, item_ids=items, seen=net, seen_days=days, **meta,
+        model, user_ids=users, item_ids=items, purchased=net, purchased_days=days, **meta,
         user_segment=_segment_codes(ctx, users), segment_names=np.array(SEGMENTS, dtype=np.str_),
-        exclude_seen=selection.exclude_mask(codes), selected=selection.selected)
+        exclude_purchased=selection.exclude_mask(codes), selected=selection.selected)
     section = selection.report()
     section["trainer"] = trainer
     section["test"] = test

@@ -15,7 +15,7 @@ what differs:
 - The chosen configuration is refitted on Spark before the test period (scored against
   popularity: `recommend.test`) and before as_of (the bundle).
 - The bundle is the same `recommender.npz`: a `spark_als` model (factors, id maps, the
-  fitted weighting) whose fold-in solves MLlib's equations. Its owned-items matrix (what
+  fitted weighting) whose fold-in solves MLlib's equations. Its purchased-items matrix (what
   serving excludes and folds in) is gathered on the driver, as the API holds it in memory.
 """
 
@@ -113,7 +113,7 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
                         selection.exclude_mask(codes), scored)
         popular = None
         if selection.selected != "popularity":
-            pop_exclude = selection.models["popularity"]["exclude_seen"] is True
+            pop_exclude = selection.models["popularity"]["exclude_purchased"] is True
             popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant, cfg.k,
                              pop_exclude, scored)
         test = test_report(selection, test_start, cfg.test_days, chosen, popular)
@@ -121,5 +121,5 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
         model = _fit(trainer, selection.params, end)
     finally:
         trainer.close()
-    # the bundle's owned items (serving excludes and folds them in): gathered, as the API holds them
+    # the bundle's purchased items (serving excludes and folds them in): gathered, as the API holds them
     return selection, test, model, _interactions(ctx, users, items, None, end).matrices()

@@ -90,7 +90,7 @@ def add_recommender(home_root: Path, folder: Path) -> None:
     seg_names = np.unique(np.array(profiles["segment"], dtype=str))
     seg_of = dict(zip(profiles["user_id"], profiles["segment"]))
     user_seg = np.array([np.searchsorted(seg_names, seg_of[u]) if u in seg_of else -1 for u in users.ids], np.int32)
-    arrays = serving_arrays(model, user_ids=users, item_ids=catalogue, seen=m, item_category=item_cat,
+    arrays = serving_arrays(model, user_ids=users, item_ids=catalogue, purchased=m, item_category=item_cat,
                             category_names=cat_names, item_active=np.ones(len(catalogue), bool),
                             user_segment=user_seg, segment_names=seg_names, selected="item_knn")
     np.savez(folder / "recommender.npz", **arrays)

@@ -26,7 +26,7 @@ def _wait(check, timeout: float = 1.0):
         time.sleep(0.02)
 
 
-def _unowned_top_item(client, home, user: str) -> tuple[str, list[str]]:
+def _unpurchased_top_item(client, home, user: str) -> tuple[str, list[str]]:
     recs = client.get(f"/v1/users/{user}/recommendations?n=10", headers=home.headers()).json()
     items = [x["item_id"] for x in recs["items"]]
     return items[0], items
@@ -35,7 +35,7 @@ def _unowned_top_item(client, home, user: str) -> tuple[str, list[str]]:
 def test_a_purchase_is_live_in_the_profile_and_the_recommendations(client, home, secret):
     user = "u0000005"
     before = client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()
-    item, recs_before = _unowned_top_item(client, home, user)
+    item, recs_before = _unpurchased_top_item(client, home, user)
     body = encode(payment("live-1", user=user, items=(item,), amount="20.00"))
     assert client.post(PATH, content=body, headers=signed("psp", body, secret=secret)).json()["accepted"] == 1
     t0 = time.monotonic()
@@ -83,8 +83,8 @@ def test_recommend_folded_matches_recommend_for_items_for_an_unknown_user(home):
     assert model.recommend_folded("nobody", items, 5) == model.recommend_for_items(items, 5)
     known = model.users.ids[0]
     assert model.recommend_folded(known, [], 5) == model.recommend(known, 5)
-    owned = model._indices[model._indptr[0]:model._indptr[1]]
-    new = next(i for i in range(len(model.items)) if i not in set(owned.tolist()) and model.active[i])
+    purchased = model._indices[model._indptr[0]:model._indptr[1]]
+    new = next(i for i in range(len(model.items)) if i not in set(purchased.tolist()) and model.active[i])
     folded = model.recommend_folded(known, [model.items.ids[new]], 10, exclude_purchased=True)
     assert model.items.ids[new] not in [i for i, _ in folded.items]
     assert np.all(np.isfinite([s for _, s in folded.items]))

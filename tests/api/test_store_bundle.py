@@ -4,14 +4,16 @@ lock (the API's rollback included)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from behavior.store.bundle import BY_FILE, CATALOGUE, MANIFEST, RECOMMENDER, verify, without_users
-from tests.api.conftest import assert_problem, clone_bundle, point_current
+from behavior.recommend.serving import ServingModel
+from behavior.store.bundle import BY_FILE, CATALOGUE, MANIFEST, RECOMMENDER, read_recommender, verify, without_users
+from tests.api.conftest import assert_problem, clone_bundle, point_current, write_manifest
 
 
 def test_the_catalogue_declares_every_file_and_every_per_user_table_of_a_published_bundle(home):
@@ -42,6 +44,33 @@ def test_without_users_cuts_the_user_out_of_every_per_user_artifact(home):
     assert removed >= 1 and all(user not in ids_in(a) for a in per_user)
     assert verify(folder)["erased_at"] == "2026-01-01T00:00:00"
     assert without_users(folder, lambda ids: np.isin(np.asarray(ids, dtype=object), [user]), "later") == 0
+
+
+FORMER = {"purchased.indptr": "seen.indptr", "purchased.indices": "seen.indices", "purchased.data": "seen.data",
+          "purchased.days": "seen.days", "exclude_purchased": "exclude_seen"}
+
+
+def test_a_recommender_written_with_the_former_array_names_serves_and_erases_the_same(home):
+    folder = home.bundles / home.active()
+    arrays = read_recommender(folder / RECOMMENDER.file)
+    assert "purchased.indptr" in arrays and "exclude_purchased" in arrays
+    old = clone_bundle(home.bundles, home.active(), "former-names")
+    np.savez(old / RECOMMENDER.file, **{FORMER.get(k, k): v for k, v in arrays.items()})
+    write_manifest(old, json.loads((old / MANIFEST).read_text()))
+    with np.load(old / RECOMMENDER.file, allow_pickle=False) as npz:
+        assert {"seen.indptr", "exclude_seen"} <= set(npz.files) and "purchased.indptr" not in npz.files
+
+    again = read_recommender(old / RECOMMENDER.file)
+    assert again.keys() == arrays.keys() and all(np.array_equal(again[k], arrays[k]) for k in arrays)
+    new, former = ServingModel.from_arrays(arrays), ServingModel.from_arrays(again)
+    for user in arrays["user_ids"][:20].tolist():
+        assert former.recommend(user, n=5).items == new.recommend(user, n=5).items
+
+    user = arrays["user_ids"][0]
+    assert without_users(old, lambda ids: np.isin(np.asarray(ids, dtype=object), [user]), "2026-01-01T00:00:00") >= 1
+    erased = read_recommender(old / RECOMMENDER.file)
+    assert user not in erased["user_ids"].tolist() and verify(old)["erased_at"] == "2026-01-01T00:00:00"
+    assert erased["purchased.indptr"].size == arrays["purchased.indptr"].size - 1
 
 
 HOLD_LOCK = """

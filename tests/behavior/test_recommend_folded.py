@@ -13,7 +13,7 @@ NO_DAYS = ["als_bm25", "bpr", "item_knn_cosine", "item_knn_bm25_log", "blend_knn
 
 
 @pytest.mark.parametrize("name", NO_DAYS)
-def test_folded_equals_the_basket_of_owned_and_new_items(catalogue, name):  # noqa: F811
+def test_folded_equals_the_basket_of_purchased_and_new_items(catalogue, name):  # noqa: F811
     served = served_model(catalogue, MODELS[name](), catalogue["exclude"])
     rng = np.random.default_rng(3)
     items = catalogue["items"].ids
@@ -23,13 +23,13 @@ def test_folded_equals_the_basket_of_owned_and_new_items(catalogue, name):  # no
         counts = served._data[a:b]
         if b == a or not np.all(counts == np.round(counts)):
             continue
-        owned = [i for i, c in zip(items[served._indices[a:b]].tolist(), counts.astype(int)) for _ in range(c)]
+        purchased = [i for i, c in zip(items[served._indices[a:b]].tolist(), counts.astype(int)) for _ in range(c)]
         new = items[rng.integers(len(items), size=2)].tolist()
         user = str(served.users.ids[uidx])
         for exclude in (None, True):
             folded = served.recommend_folded(user, new, 10, exclude_purchased=exclude)
             seg = int(served.user_segment[uidx])
-            basket = served.recommend_for_items(owned + new, 10, exclude_purchased=exclude,
+            basket = served.recommend_for_items(purchased + new, 10, exclude_purchased=exclude,
                                                 segment=SEGMENTS[seg] if seg >= 0 else None)
             assert folded == basket
             if exclude:

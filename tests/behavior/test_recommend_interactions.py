@@ -109,7 +109,7 @@ _entry = st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 3), st.i
 @given(entries=st.lists(_entry, max_size=30), seed=st.integers(0, 1000))
 def test_matrices_in_order_or_shuffled_equal_a_plain_reference(entries, seed):
     """Entries in (user, item) order take the linear path, shuffled ones the sort: both must give
-    the pairs' summed counts and refunds and their smallest days, owned pairs only."""
+    the pairs' summed counts and refunds and their smallest days, purchased pairs only."""
     ref: dict = {}
     for u, i, c, r, d in entries:
         c0, r0, d0 = ref.get((u, i), (0, 0, math.inf))

@@ -2,7 +2,7 @@
 
 The matrix has two disjoint blocks (like implicit's RecommenderBase tests): users 0-19 buy
 only items 0-7, users 20-39 only items 8-15, five of their block's eight items each, 1-3
-times. A collaborative model must recommend each user an unowned item of their own block;
+times. A collaborative model must recommend each user an unpurchased item of their own block;
 popularity must rank by number of buyers; buy-again must return the user's own items by count.
 """
 
@@ -30,14 +30,14 @@ def matrix() -> sp.csr_matrix:
     rows, cols, vals = [], [], []
     for u in range(N_USERS):
         block = 0 if u < N_USERS // 2 else 1
-        owned = rng.choice(BLOCK, size=5, replace=False) + block * BLOCK
+        purchased = rng.choice(BLOCK, size=5, replace=False) + block * BLOCK
         rows += [u] * 5
-        cols += owned.tolist()
+        cols += purchased.tolist()
         vals += rng.integers(1, 4, size=5).tolist()
     return sp.csr_matrix((np.array(vals, np.float32), (rows, cols)), shape=(N_USERS, N_ITEMS))
 
 
-def owned(matrix, u) -> set[int]:
+def purchased(matrix, u) -> set[int]:
     return set(matrix[u].indices.tolist())
 
 
@@ -56,10 +56,10 @@ class RecommenderContract:
     # ---------------------------------------------------------- the known answer
     def test_known_answer(self, model, matrix):
         users = np.arange(N_USERS)
-        items, scores = model.recommend(users, matrix[users], n=1, exclude_seen=True)
+        items, scores = model.recommend(users, matrix[users], n=1, exclude_purchased=True)
         for u in users:
             top = int(items[u, 0])
-            assert top >= 0 and top not in owned(matrix, u)
+            assert top >= 0 and top not in purchased(matrix, u)
             assert block_of(top) == (0 if u < N_USERS // 2 else 1)
 
     def test_similar_items(self, model):
@@ -72,7 +72,7 @@ class RecommenderContract:
     # ---------------------------------------------------------- the contract
     def test_shapes_dtypes_and_sorted_scores(self, model, matrix):
         users = np.array([0, 5, 25])
-        items, scores = model.recommend(users, matrix[users], n=4, exclude_seen=False)
+        items, scores = model.recommend(users, matrix[users], n=4, exclude_purchased=False)
         assert items.shape == scores.shape == (3, 4)
         assert np.issubdtype(items.dtype, np.integer) and scores.dtype == np.float32
         finite = np.where(np.isfinite(scores), scores, -np.inf)
@@ -83,7 +83,7 @@ class RecommenderContract:
     def test_padding_when_fewer_candidates(self, model, matrix):
         users = np.arange(N_USERS)
         allowed = np.array([1, 9])
-        items, scores = model.recommend(users, matrix[users], n=5, exclude_seen=False, allowed_items=allowed)
+        items, scores = model.recommend(users, matrix[users], n=5, exclude_purchased=False, allowed_items=allowed)
         assert ((items == -1) == np.isneginf(scores)).all()
         assert np.isin(items[items >= 0], allowed).all()
         assert (items[:, 2:] == -1).all()
@@ -91,27 +91,27 @@ class RecommenderContract:
         valid = items >= 0
         assert (valid[:, 1:] <= valid[:, :-1]).all()
 
-    def test_exclude_seen(self, model, matrix):
+    def test_exclude_purchased(self, model, matrix):
         users = np.arange(N_USERS)
-        items, _ = model.recommend(users, matrix[users], n=N_ITEMS, exclude_seen=True)
+        items, _ = model.recommend(users, matrix[users], n=N_ITEMS, exclude_purchased=True)
         for u in users:
-            assert not owned(matrix, u) & set(items[u][items[u] >= 0].tolist())
+            assert not purchased(matrix, u) & set(items[u][items[u] >= 0].tolist())
 
-    def test_exclude_seen_per_item(self, model, matrix):
+    def test_exclude_purchased_per_item(self, model, matrix):
         users = np.arange(N_USERS)
         excludable = np.zeros(N_ITEMS, dtype=bool)
-        excludable[:4] = True  # exclude owned items 0-3 only
-        items, _ = model.recommend(users, matrix[users], n=N_ITEMS, exclude_seen=excludable)
+        excludable[:4] = True  # exclude purchased items 0-3 only
+        items, _ = model.recommend(users, matrix[users], n=N_ITEMS, exclude_purchased=excludable)
         for u in users:
             shown = set(items[u][items[u] >= 0].tolist())
-            assert not (owned(matrix, u) & set(range(4))) & shown
+            assert not (purchased(matrix, u) & set(range(4))) & shown
 
     def test_batched_equals_single_and_chunked(self, model, matrix):
         users = np.arange(N_USERS)
-        whole = model.recommend(users, matrix[users], n=3, exclude_seen=True)
-        chunked = model.recommend(users, matrix[users], n=3, exclude_seen=True, chunk_size=7)
+        whole = model.recommend(users, matrix[users], n=3, exclude_purchased=True)
+        chunked = model.recommend(users, matrix[users], n=3, exclude_purchased=True, chunk_size=7)
         np.testing.assert_array_equal(whole[0], chunked[0])
-        single = model.recommend([7], matrix[[7]], n=3, exclude_seen=True)
+        single = model.recommend([7], matrix[[7]], n=3, exclude_purchased=True)
         np.testing.assert_array_equal(single[0][0], whole[0][7])
         np.testing.assert_allclose(single[1][0], whole[1][7], rtol=1e-5)
 
@@ -123,8 +123,8 @@ class RecommenderContract:
             loaded = Recommender.from_arrays(dict(f))
         assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
         users = np.arange(N_USERS)
-        a = model.recommend(users, matrix[users], n=4, exclude_seen=True)
-        b = loaded.recommend(users, matrix[users], n=4, exclude_seen=True)
+        a = model.recommend(users, matrix[users], n=4, exclude_purchased=True)
+        b = loaded.recommend(users, matrix[users], n=4, exclude_purchased=True)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
         np.testing.assert_array_equal(model.similar_items([0, 9], 3)[0], loaded.similar_items([0, 9], 3)[0])
@@ -186,7 +186,7 @@ class TestALS(RecommenderContract):
         np.testing.assert_allclose(model.fold_in(rows), ref.recalculate_user([3, 30], rows), rtol=1e-3, atol=1e-5)
 
     def test_cold_user_is_folded_in(self, model, matrix):
-        items, _ = model.recommend([-1, 3], matrix[[3, 3]], n=3, exclude_seen=True)
+        items, _ = model.recommend([-1, 3], matrix[[3, 3]], n=3, exclude_purchased=True)
         np.testing.assert_array_equal(items[0], items[1])
 
     def test_explain_matches_implicit(self, model, matrix):
@@ -209,7 +209,7 @@ class TestBPR(RecommenderContract):
         return BPR(factors=4, learning_rate=0.05, regularization=0.01, iterations=200, random_state=0)
 
     def test_cold_user_lands_in_their_block(self, model, matrix):
-        items, _ = model.recommend([-1, -1], matrix[[3, 30]], n=1, exclude_seen=True)
+        items, _ = model.recommend([-1, -1], matrix[[3, 30]], n=1, exclude_purchased=True)
         assert block_of(int(items[0, 0])) == 0 and block_of(int(items[1, 0])) == 1
 
 
@@ -219,14 +219,14 @@ class TestItemKNNCosine(RecommenderContract):
         return ItemKNN(similarity="cosine", K=10)
 
     def test_only_neighbours_are_candidates(self, model, matrix):
-        items, _ = model.recommend([0], matrix[[0]], n=N_ITEMS, exclude_seen=False)
+        items, _ = model.recommend([0], matrix[[0]], n=N_ITEMS, exclude_purchased=False)
         assert set(items[0][items[0] >= 0].tolist()) <= set(range(BLOCK))
         assert (items[0][BLOCK:] == -1).all()
 
-    def test_explain_names_owned_neighbours(self, model, matrix):
+    def test_explain_names_purchased_neighbours(self, model, matrix):
         item = int(model.recommend([0], matrix[[0]], 1)[0][0, 0])
         because, contrib = model.explain(0, matrix[[0]], item)
-        assert set(because.tolist()) <= owned(matrix, 0) and (np.diff(contrib) <= 0).all()
+        assert set(because.tolist()) <= purchased(matrix, 0) and (np.diff(contrib) <= 0).all()
 
 
 class TestItemKNNBM25(RecommenderContract):
@@ -248,7 +248,7 @@ class TestEASE(RecommenderContract):
         expected = np.eye(N_ITEMS) - p / np.diag(p)[None, :]
         np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=1e-4, atol=1e-6)
         scores = x @ expected
-        items, got = model.recommend(np.arange(N_USERS), matrix, n=3, exclude_seen=False)
+        items, got = model.recommend(np.arange(N_USERS), matrix, n=3, exclude_purchased=False)
         np.testing.assert_allclose(got, np.take_along_axis(scores, items, axis=1), rtol=1e-4, atol=1e-5)
 
     def test_pruning_keeps_the_largest_weights_of_each_column(self, model, matrix):
@@ -273,7 +273,7 @@ class TestPopularity(RecommenderContract):
 
     def test_known_answer(self, model, matrix):
         buyers = np.bincount(matrix.indices, minlength=N_ITEMS)
-        items, scores = model.recommend(np.arange(N_USERS), matrix, n=N_ITEMS, exclude_seen=False)
+        items, scores = model.recommend(np.arange(N_USERS), matrix, n=N_ITEMS, exclude_purchased=False)
         np.testing.assert_array_equal(scores[0], np.sort(buyers)[::-1])
         np.testing.assert_array_equal(buyers[items[0]], np.sort(buyers)[::-1])
         assert (items == items[0]).all()  # everyone gets the same list
@@ -285,12 +285,12 @@ class TestBuyAgain(RecommenderContract):
         return BuyAgain()
 
     def test_known_answer(self, model, matrix):
-        items, scores = model.recommend(np.arange(N_USERS), matrix, n=N_ITEMS, exclude_seen=False)
+        items, scores = model.recommend(np.arange(N_USERS), matrix, n=N_ITEMS, exclude_purchased=False)
         for u in range(N_USERS):
             shown = items[u][items[u] >= 0]
-            assert set(shown.tolist()) == owned(matrix, u)
+            assert set(shown.tolist()) == purchased(matrix, u)
             np.testing.assert_allclose(scores[u][: shown.size], np.sort(matrix[u].data)[::-1], atol=1e-3)
-        excluded, _ = model.recommend(np.arange(N_USERS), matrix, n=3, exclude_seen=True)
+        excluded, _ = model.recommend(np.arange(N_USERS), matrix, n=3, exclude_purchased=True)
         assert (excluded == -1).all()
 
     def test_recency_decays_old_purchases(self, matrix):
@@ -298,7 +298,7 @@ class TestBuyAgain(RecommenderContract):
                              n_users=1, n_items=3)
         net, days = inter.matrices()
         model = BuyAgain(weighting="recency", weighting_params={"half_life_days": 90}).fit(net, days)
-        items, scores = model.recommend([0], net, n=2, exclude_seen=False, days=days)
+        items, scores = model.recommend([0], net, n=2, exclude_purchased=False, days=days)
         assert items[0].tolist() == [2, 1]  # 1 recent purchase beats 3 a year ago (3/16)
         np.testing.assert_allclose(scores[0], [1.0, 3 / 16], atol=1e-3)
 
@@ -311,8 +311,8 @@ class TestBlend(RecommenderContract):
     def test_weight_extremes_are_the_components(self, matrix):
         knn, pop = ItemKNN(K=10).fit(matrix), Popularity().fit(matrix)
         users = np.arange(N_USERS)
-        only_pop = Blend.of_fitted(knn, pop, 0.0).recommend(users, matrix, 4, exclude_seen=False)[0]
-        np.testing.assert_array_equal(only_pop, pop.recommend(users, matrix, 4, exclude_seen=False)[0])
+        only_pop = Blend.of_fitted(knn, pop, 0.0).recommend(users, matrix, 4, exclude_purchased=False)[0]
+        np.testing.assert_array_equal(only_pop, pop.recommend(users, matrix, 4, exclude_purchased=False)[0])
 
     def test_blend_of_unequal_models_is_rejected(self, matrix):
         with pytest.raises(InteractionsError, match="same users x items"):
@@ -334,7 +334,7 @@ def test_pruned_top_n_of_factor_models_is_exact_on_a_wide_catalogue():
     model = ALS(factors=16, iterations=4, random_state=0).fit(x)
     blocked = rng.random(n_items) < 0.1
     asked = np.arange(0, n_users, 3)
-    got_i, got_v = model.recommend(asked, x[asked], n=10, exclude_seen=True, allowed_items=~blocked)
+    got_i, got_v = model.recommend(asked, x[asked], n=10, exclude_purchased=True, allowed_items=~blocked)
     dense = model.user_factors_[asked] @ model.item_factors_.T
     dense[:, blocked] = -np.inf
     rows = x[asked].tocoo()
@@ -344,7 +344,7 @@ def test_pruned_top_n_of_factor_models_is_exact_on_a_wide_catalogue():
     assert (got_i == want_i).mean() > 0.999  # identical up to exact float ties
 
 
-def test_exclude_seen_must_be_a_bool(matrix):
+def test_exclude_purchased_must_be_a_bool(matrix):
     model = Popularity().fit(matrix)
-    with pytest.raises(InteractionsError, match="exclude_seen must be a bool"):
-        model.recommend([0], matrix[[0]], 3, exclude_seen="per_category")
+    with pytest.raises(InteractionsError, match="exclude_purchased must be a bool"):
+        model.recommend([0], matrix[[0]], 3, exclude_purchased="per_category")

@@ -41,12 +41,13 @@ def world() -> dict:
             "segment": segment, "withdrawn": most_popular}
 
 
-def make_arrays(world, model, exclude_seen=True) -> dict:
+def make_arrays(world, model, exclude_purchased=True) -> dict:
     w = world
     return serving_arrays(
-        model.fit(w["net"], w["days"]), user_ids=w["users"], item_ids=w["items"], seen=w["net"], seen_days=w["days"],
+        model.fit(w["net"], w["days"]), user_ids=w["users"], item_ids=w["items"], purchased=w["net"],
+        purchased_days=w["days"],
         item_category=w["category"].codes, category_names=w["category"].categories, item_active=w["active"],
-        user_segment=w["segment"], segment_names=SEGMENTS, exclude_seen=exclude_seen, selected=model.kind,
+        user_segment=w["segment"], segment_names=SEGMENTS, exclude_purchased=exclude_purchased, selected=model.kind,
     )
 
 
@@ -64,7 +65,7 @@ def a_buyer(world, min_items=3) -> str:
     return str(world["users"].ids[int(np.flatnonzero(counts >= min_items)[0])])
 
 
-def owned_ids(world, user_id) -> set[str]:
+def purchased_ids(world, user_id) -> set[str]:
     row = world["net"][world["users"].index_of(user_id)]
     return set(world["items"].ids[row.indices].tolist())
 
@@ -72,15 +73,16 @@ def owned_ids(world, user_id) -> set[str]:
 def test_arrays_are_plain_and_named(world):
     arrays = make_arrays(world, ItemKNN(K=20))
     assert all(isinstance(v, np.ndarray) and v.dtype != object for v in arrays.values())
-    for name, kind in {"user_ids": "U", "item_ids": "U", "seen.indptr": "i", "seen.indices": "i", "seen.data": "f",
-                       "seen.days": "f", "item_category": "i", "category_names": "U", "item_active": "b",
-                       "user_segment": "i", "segment_names": "U", "exclude_seen": "b", "popularity": "f",
+    for name, kind in {"user_ids": "U", "item_ids": "U",
+                       "purchased.indptr": "i", "purchased.indices": "i", "purchased.data": "f",
+                       "purchased.days": "f", "item_category": "i", "category_names": "U", "item_active": "b",
+                       "user_segment": "i", "segment_names": "U", "exclude_purchased": "b", "popularity": "f",
                        "popularity_segment": "f", "model.kind": "U", "model.similarity.indptr": "i"}.items():
         assert arrays[name].dtype.kind == kind, name
     assert arrays["popularity_segment"].shape == (2, len(world["items"]))
 
 
-def test_known_user_gets_model_items_never_withdrawn_never_owned(served, world):
+def test_known_user_gets_model_items_never_withdrawn_never_purchased(served, world):
     user = a_buyer(world)
     rec = served.recommend(user, n=10)
     assert rec.source == "model" and len(rec.items) == 10
@@ -88,9 +90,9 @@ def test_known_user_gets_model_items_never_withdrawn_never_owned(served, world):
     scores = [s for _, s in rec.items]
     assert scores == sorted(scores, reverse=True) and len(set(ids)) == 10
     withdrawn = world["items"].ids[world["withdrawn"]]
-    assert withdrawn not in ids and not owned_ids(world, user) & set(ids)
-    with_owned = served.recommend(user, n=50, exclude_purchased=False)
-    assert owned_ids(world, user) & {i for i, _ in with_owned.items}
+    assert withdrawn not in ids and not purchased_ids(world, user) & set(ids)
+    with_purchased = served.recommend(user, n=50, exclude_purchased=False)
+    assert purchased_ids(world, user) & {i for i, _ in with_purchased.items}
 
 
 def test_fast_path_equals_the_generic_recommend(served, world):
@@ -102,7 +104,7 @@ def test_fast_path_equals_the_generic_recommend(served, world):
             continue
         for category, mask in ((None, world["active"]), ("groceries", world["active"] & (
                 np.asarray(world["category"].categories)[world["category"].codes] == "groceries"))):
-            items, _ = model.recommend([uidx], world["net"][[uidx]], 5, exclude_seen=True, allowed_items=mask)
+            items, _ = model.recommend([uidx], world["net"][[uidx]], 5, exclude_purchased=True, allowed_items=mask)
             want = world["items"].ids[items[0][items[0] >= 0]].tolist()
             got = [i for i, _ in served.recommend(user, n=5, category=category).items][: len(want)]
             assert got == want
@@ -138,11 +140,11 @@ def test_unknown_and_refund_only_users_get_popular_fallback(served, world):
 
 
 def test_short_model_lists_are_completed_with_popular_items(world):
-    arrays = make_arrays(world, BuyAgain(), exclude_seen=False)
+    arrays = make_arrays(world, BuyAgain(), exclude_purchased=False)
     served = ServingModel.from_arrays(arrays)
     user = a_buyer(world, min_items=1)
     rec = served.recommend(user, n=20)
-    servable = owned_ids(world, user) - {world["items"].ids[world["withdrawn"]]}
+    servable = purchased_ids(world, user) - {world["items"].ids[world["withdrawn"]]}
     assert rec.source == "model" and len(rec.items) == 20
     assert {i for i, _ in rec.items[: len(servable)]} == servable  # the user's own items first
     assert len({i for i, _ in rec.items}) == 20  # then popular ones, no repeats
@@ -175,7 +177,7 @@ def test_explain_names_the_users_own_items(served, world):
     user = a_buyer(world)
     top = served.recommend(user, n=1).items[0][0]
     because = served.explain(user, top, n=3)
-    assert because and {i for i, _ in because} <= owned_ids(world, user)
+    assert because and {i for i, _ in because} <= purchased_ids(world, user)
     assert served.explain("never-seen", top) == []
 
 

@@ -93,7 +93,7 @@ class ReversedTwice(Reversed):
 def _serve(model: Recommender) -> ServingModel:
     net = sp.csr_matrix(np.array([[1, 0, 2, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=np.float32))
     arrays = serving_arrays(model.fit(net), user_ids=IdMap.fit(["a", "b", "c"]),
-                            item_ids=IdMap.fit(["i0", "i1", "i2", "i3", "i4"]), seen=net,
+                            item_ids=IdMap.fit(["i0", "i1", "i2", "i3", "i4"]), purchased=net,
                             item_category=np.zeros(5, np.int32), category_names=["all"],
                             item_active=np.ones(5, bool))
     return ServingModel.from_arrays(arrays)
@@ -104,7 +104,7 @@ def test_a_new_model_is_served_fast_by_implementing_the_contract():
     assert served._fast and served._fast_anonymous
     fast = served.recommend("a", 3)
     assert fast == served._recommend("a", 3, None, None, None, fast=False)
-    assert fast.items == [("i4", 4.0), ("i3", 3.0), ("i1", 1.0)]   # i2 and i0 are owned
+    assert fast.items == [("i4", 4.0), ("i3", 3.0), ("i1", 1.0)]   # i2 and i0 are purchased
 
 
 def test_a_subclass_that_scores_anew_is_served_the_general_way():

@@ -47,16 +47,16 @@ def catalogue(world):  # noqa: F811
     active = world["active"].copy()
     empty = int(np.argmin(np.bincount(cats.codes, minlength=len(cats.categories))))
     active[cats.codes == empty] = False
-    # a per-item exclusion policy like the stage's (owned staples may be re-bought)
+    # a per-item exclusion policy like the stage's (purchased staples may be re-bought)
     exclude = (cats.codes % 3) != 0
     return {**world, "active": active, "empty_category": str(cats.categories[empty]), "exclude": exclude}
 
 
-def served_model(w, model, exclude_seen, **attributes) -> ServingModel:
+def served_model(w, model, exclude_purchased, **attributes) -> ServingModel:
     arrays = serving_arrays(
-        model.fit(w["net"], w["days"]), user_ids=w["users"], item_ids=w["items"], seen=w["net"],
-        seen_days=w["days"], item_category=w["category"].codes, category_names=w["category"].categories,
-        item_active=w["active"], user_segment=w["segment"], segment_names=SEGMENTS, exclude_seen=exclude_seen,
+        model.fit(w["net"], w["days"]), user_ids=w["users"], item_ids=w["items"], purchased=w["net"],
+        purchased_days=w["days"], item_category=w["category"].codes, category_names=w["category"].categories,
+        item_active=w["active"], user_segment=w["segment"], segment_names=SEGMENTS, exclude_purchased=exclude_purchased,
         selected=model.kind, **attributes,
     )
     return ServingModel.from_arrays(arrays)
@@ -70,10 +70,10 @@ def assert_same(served: ServingModel, user, n, category, exclude, segment=None):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("exclude_seen", ["per_item", False])
-def test_fast_path_is_identical_to_the_general_path(catalogue, name, exclude_seen):
+@pytest.mark.parametrize("exclude_purchased", ["per_item", False])
+def test_fast_path_is_identical_to_the_general_path(catalogue, name, exclude_purchased):
     w = catalogue
-    served = served_model(w, MODELS[name](), w["exclude"] if exclude_seen == "per_item" else False)
+    served = served_model(w, MODELS[name](), w["exclude"] if exclude_purchased == "per_item" else False)
     assert served._fast, "the fast path must be on for the models defined in behavior.recommend"
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     buyers = np.flatnonzero(np.diff(w["net"].indptr) > 0)
@@ -130,9 +130,9 @@ def test_pruned_scan_over_several_blocks_is_identical():
     category = np.arange(n_items) % 4
     for model in (ALS(factors=8, iterations=3), Blend(ALS(factors=8, iterations=3), ItemKNN(K=20), 0.5)):
         served = ServingModel.from_arrays(serving_arrays(
-            model.fit(net), user_ids=users, item_ids=items, seen=net, item_category=category,
+            model.fit(net), user_ids=users, item_ids=items, purchased=net, item_category=category,
             category_names=["a", "b", "c", "d"], item_active=rng.random(n_items) > 0.05,
-            exclude_seen=category != 1))
+            exclude_purchased=category != 1))
         assert served._fast
         for user in users.ids[::37]:
             for category_name in (None, "b"):
@@ -143,18 +143,18 @@ def test_pruned_scan_over_several_blocks_is_identical():
 def test_no_fast_path_without_what_it_needs(catalogue):
     w = catalogue
     model = BuyAgain(weighting="recency").fit(w["net"], w["days"])
-    arrays = serving_arrays(model, user_ids=w["users"], item_ids=w["items"], seen=w["net"],
+    arrays = serving_arrays(model, user_ids=w["users"], item_ids=w["items"], purchased=w["net"],
                             item_category=w["category"].codes, category_names=w["category"].categories,
                             item_active=w["active"])
     assert not ServingModel.from_arrays(arrays)._fast  # recency without days: the general path (and its error)
-    arrays = serving_arrays(ItemKNN(K=5).fit(w["net"]), user_ids=w["users"], item_ids=w["items"], seen=w["net"],
+    arrays = serving_arrays(ItemKNN(K=5).fit(w["net"]), user_ids=w["users"], item_ids=w["items"], purchased=w["net"],
                             item_category=w["category"].codes, category_names=w["category"].categories,
                             item_active=w["active"])
     shuffled = dict(arrays)
-    first = int(np.flatnonzero(np.diff(arrays["seen.indptr"]) >= 2)[0])
-    a = arrays["seen.indptr"][first]
-    shuffled["seen.indices"] = arrays["seen.indices"].copy()
-    shuffled["seen.indices"][[a, a + 1]] = shuffled["seen.indices"][[a + 1, a]]
+    first = int(np.flatnonzero(np.diff(arrays["purchased.indptr"]) >= 2)[0])
+    a = arrays["purchased.indptr"][first]
+    shuffled["purchased.indices"] = arrays["purchased.indices"].copy()
+    shuffled["purchased.indices"][[a, a + 1]] = shuffled["purchased.indices"][[a + 1, a]]
     assert not ServingModel.from_arrays(shuffled)._fast  # unsorted rows: the general path sorts them
 
 

@@ -106,8 +106,8 @@ def test_the_stage_trains_on_spark_and_publishes_a_bundle_that_serves(ctx, maps)
     buf.seek(0)
     serving = ServingModel.from_arrays(dict(np.load(buf, allow_pickle=False)))
     users, items = maps
-    owned = np.diff(serving._indptr)
-    uidx = int(np.argmax(owned))   # the user with the most items
+    purchased = np.diff(serving._indptr)
+    uidx = int(np.argmax(purchased))   # the user with the most items
     user = str(users.ids[uidx])
     known = serving.recommend(user, n=5, exclude_purchased=False)
     assert known.source == "model" and len(known.items) == 5

@@ -48,6 +48,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, dict]] = {
     ("get", "/healthz"): {"200": _one("The process is up", {"status": "ok"})},
     ("get", "/readyz"): {"200": _one("A bundle is loaded", {"status": "ready"})},
     ("get", "/v1/merchants/{merchant_id}/customers"): {"200": _one("The merchant's lapsed customers", _AUDIENCE)},
+    ("get", "/v1/merchants/customers"): {"200": _one("The merchant's lapsed customers", _AUDIENCE)},
     ("post", "/v1/admin/reload"): {"200": _one("A newer bundle was published and is now served", _RELOAD)},
     ("post", "/v1/admin/rollback"): {"200": _one("Back to the bundle published before", {
         **_RELOAD, "bundle_version": "20251201T000000Z", "previous_version": "20260101T000000Z"})},

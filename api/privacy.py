@@ -65,7 +65,7 @@ class PrivacyFiles:
         self.data_dir = data_dir
         self.erasure_log = erasure_log
         # str paths: a request stats both, and joining Paths would cost more than the stats
-        self._paths = (str(DataHome(data_dir).erasure_log), str(data_dir / opt_outs.FILE))
+        self._paths = (str(DataHome(data_dir).erasure_log), str(DataHome(data_dir).opt_outs))
         self._opt_outs: tuple[FileStamp | None, frozenset[str]] = (None, frozenset())
 
     def stamp(self) -> Stamp:

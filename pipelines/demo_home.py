@@ -27,7 +27,7 @@ class NotADemoHome(BehaviorError):
 def _data_in(home: DataHome) -> list[str]:
     """What the home holds, one phrase per place with files (lake, inbox, bundles)."""
     found = []
-    for name, folder in (("the lake", home.lake), ("the inbox", home.root / "inbox"), ("bundles", home.bundles)):
+    for name, folder in (("the lake", home.lake), ("the inbox", home.inbox.parent), ("bundles", home.bundles)):
         if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
             found.append(f"{name} ({folder})")
     return found

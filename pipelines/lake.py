@@ -26,7 +26,7 @@ from behavior.store import atomic
 from behavior.store.datahome import DataHome
 
 TXN = "_txn"
-META = "_lake.json"
+META = DataHome(Path()).lake_meta.name   # the lake's settings file (its layout is DataHome's)
 
 
 class LakeError(BehaviorError):

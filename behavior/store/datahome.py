@@ -103,6 +103,26 @@ class DataHome:
         return self.root / "erasure_log.jsonl"
 
     @property
+    def lake_meta(self) -> Path:
+        """The lake's own settings (its reporting currency)."""
+        return self.lake / "_lake.json"
+
+    @property
+    def opt_outs(self) -> Path:
+        """Keyed hashes of the users who opted out of marketing (`behavior.store.opt_outs`)."""
+        return self.root / "opt_outs.json"
+
+    @property
+    def senders(self) -> Path:
+        """The systems allowed to send payment notifications (`behavior senders`)."""
+        return self.root / "senders.json"
+
+    @property
+    def inbox(self) -> Path:
+        """The payment notifications received and not yet moved into the lake (SQLite, WAL)."""
+        return self.root / "inbox" / "inbox.sqlite3"
+
+    @property
     def demo_input(self) -> Path:
         """Where `behavior demo` writes its synthetic input files."""
         return self.root / "synth"

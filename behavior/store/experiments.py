@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from behavior.store.datahome import DataHome
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,14 @@ def _files(lake: Path, table: str) -> list[str]:
 
 def stamp(data_dir: Path) -> tuple:
     """Changes whenever a lake table the experiment reads changes (a new ingest, a purge)."""
-    lake = data_dir / "lake"
+    lake = DataHome(data_dir).lake
     return tuple(tuple(_files(lake, t)) for t in ("promotions", "assignments", "payments"))
 
 
 def read_experiment(data_dir: Path, promotion_id: str) -> Experiment | None:
     """The promotion's window, arms and in-window successful payment lines of its users; None
     if the lake has no such promotion or nobody is assigned to it."""
-    lake = data_dir / "lake"
+    lake = DataHome(data_dir).lake
     promos, assigned, payments = (_files(lake, t) for t in ("promotions", "assignments", "payments"))
     if not promos or not assigned:
         return None

@@ -35,9 +35,8 @@ import pyarrow as pa
 from behavior.errors import BehaviorError
 from behavior.pii import erasure_hash
 from behavior.schema import PAYMENTS
+from behavior.store.datahome import DataHome
 
-INBOX_DIR = "inbox"
-DB = "inbox.sqlite3"
 DEFAULT_CURRENCY = "EUR"
 # A line moved into the lake up to this long after a bundle's created_at (a timestamp to the
 # second) counts as held by that bundle.
@@ -65,13 +64,13 @@ LIVE_COLUMNS = ("seq", "payment_id", "line_no", "user_id", "item_id", "category"
 
 
 def inbox_path(data_dir: Path) -> Path:
-    return data_dir / INBOX_DIR / DB
+    return DataHome(data_dir).inbox
 
 
 def reporting_currency(data_dir: Path) -> str:
     """The lake's reporting currency (`lake/_lake.json`), or the default of a new lake."""
     try:
-        return str(json.loads((data_dir / "lake" / "_lake.json").read_text()).get("currency") or DEFAULT_CURRENCY)
+        return str(json.loads(DataHome(data_dir).lake_meta.read_text()).get("currency") or DEFAULT_CURRENCY)
     except FileNotFoundError:
         return DEFAULT_CURRENCY
 

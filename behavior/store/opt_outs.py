@@ -26,8 +26,9 @@ import pyarrow as pa
 from behavior.errors import BehaviorError
 from behavior.pii import erasure_hash_sql
 from behavior.store import atomic
+from behavior.store.datahome import DataHome
 
-FILE = "opt_outs.json"
+FILE = DataHome(Path()).opt_outs.name   # the name, for messages
 FORMAT = 1
 
 class OptOutsError(BehaviorError, ValueError):
@@ -37,7 +38,7 @@ class OptOutsError(BehaviorError, ValueError):
 def read(root: Path) -> frozenset[str]:
     """The hashes of the opted-out users (none if there is no file). Raises OptOutsError."""
     try:
-        text = (root / FILE).read_text()
+        text = DataHome(root).opt_outs.read_text()
     except FileNotFoundError:
         return frozenset()
     try:
@@ -71,5 +72,5 @@ def update(root: Path, secret: bytes, users: pa.Table) -> int:
     if hashes != current:
         doc = {"format": FORMAT, "updated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "hashes": hashes}
-        atomic.write_bytes(root / FILE, json.dumps(doc).encode())
+        atomic.write_bytes(DataHome(root).opt_outs, json.dumps(doc).encode())
     return len(hashes)

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from behavior.errors import BehaviorError
 from behavior.store import atomic
+from behavior.store.datahome import DataHome
 
-SENDERS_FILE = "senders.json"
 SIGNATURE_TOLERANCE_S = 300
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -58,7 +58,7 @@ class Sender:
 
 
 def senders_path(data_dir: Path) -> Path:
-    return data_dir / SENDERS_FILE
+    return DataHome(data_dir).senders
 
 
 def _parse(doc: object, where: str) -> list[Sender]:

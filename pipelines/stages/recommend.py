@@ -36,10 +36,10 @@ import pandas as pd
 from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
-from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import IdMap, Interactions, Periods, build_matrix, indexed_sql
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
 from behavior.recommend.select import Selection, select_model
+from behavior.recommend.test_period import score_users, test_report, users_to_score
 from behavior.segments import SEGMENTS
 from pipelines.stage import StageSkipped
 
@@ -91,36 +91,6 @@ def _purchased(ctx, users: IdMap, items: IdMap, start, end, only: str | None = N
     df = ctx.engine.frame(_only(interactions_sql(start, end, ctx.engine.dialect), only))
     df = df[df["purchases"] > 0]
     return build_matrix(users.index(df["user_id"]), items.index(df["item_id"]), np.ones(len(df)), len(users), len(items))
-
-
-def users_to_score(net, relevant, max_users: int | None = None, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """(users to score, sampled?): the users who purchased items in `net` and bought in `relevant`,
-    at most `max_users` of them (a seeded sample)."""
-    users = np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(net.indptr) > 0))
-    if max_users is not None and users.size > max_users:
-        return np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False)), True
-    return users, False
-
-
-def _score(model, net, days, relevant, k: int, exclude, users: np.ndarray) -> dict:
-    """The metrics of `model` over `users` (`users_to_score`), who purchased items in `net`."""
-    if users.size == 0:
-        return {}
-    recs, _ = model.recommend(users, net[users], k, exclude_purchased=exclude, days=days[users])
-    m = evaluate(recs, relevant[users], k, net.shape[1])
-    m["users"] = int(users.size)
-    return {key: (round(v, 5) if isinstance(v, float) else v) for key, v in m.items()}
-
-
-def test_report(selection: Selection, test_start, days: int, chosen: dict, popularity: dict | None) -> dict:
-    """The report's `recommend.test`: the chosen model and popularity scored on the test period."""
-    test = {"from": test_start.isoformat(), "days": days, selection.selected: chosen}
-    if selection.selected != "popularity":
-        test["popularity"] = popularity
-    key = f"ndcg@{selection.k}"
-    if test.get("popularity", {}).get(key) and test[selection.selected].get(key) is not None:
-        test["ndcg_gain_over_popularity"] = round(test[selection.selected][key] / test["popularity"][key] - 1, 4)
-    return test
 
 
 def _segment_codes(ctx, users: IdMap) -> np.ndarray:
@@ -202,9 +172,9 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     users, sampled = users_to_score(net, relevant, cfg.max_eval_users, cfg.seed)
     popular = None
     if selection.selected != "popularity":
-        popular = _score(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude, users)
-    test = test_report(selection, test_start, cfg.test_days, _score(chosen, net, days, relevant, cfg.k, exclude, users),
-                       popular)
+        popular = score_users(Popularity().fit(net, days), net, days, relevant, cfg.k, pop_exclude, users)
+    scored = score_users(chosen, net, days, relevant, cfg.k, exclude, users)
+    test = test_report(selection, test_start, cfg.test_days, scored, popular)
     test["users_sampled"] = sampled
     del chosen, net, days, relevant
 

@@ -32,8 +32,8 @@ from behavior.recommend.factors import SparkALS
 from behavior.recommend.interactions import IdMap
 from behavior.recommend.select import Bench, Selection, choose
 from pipelines.stage import StageSkipped
-from pipelines.stages.recommend import (_interactions, _purchased, _score, interactions_sql, test_report,
-                                       users_to_score)
+from behavior.recommend.test_period import score_users, test_report, users_to_score
+from pipelines.stages.recommend import _interactions, _purchased, interactions_sql
 
 # MLlib's regularization is per rating of the row (ALS-WR) and its confidence 1 + alpha * w:
 # these values are not those of the local ALS search (behavior.recommend.select)
@@ -109,13 +109,13 @@ def train_on_spark(ctx, users: IdMap, items: IdMap, codes: np.ndarray, valid_sta
         before_test, relevant = _sample(ctx, users, items, test_start, end)
         bt_net, bt_days = before_test.matrices()
         scored, _ = users_to_score(bt_net, relevant)   # `_sample` drew them already
-        chosen = _score(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
-                        selection.exclude_mask(codes), scored)
+        chosen = score_users(_fit(trainer, selection.params, test_start), bt_net, bt_days, relevant, cfg.k,
+                             selection.exclude_mask(codes), scored)
         popular = None
         if selection.selected != "popularity":
             pop_exclude = selection.models["popularity"]["exclude_purchased"] is True
-            popular = _score(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant, cfg.k,
-                             pop_exclude, scored)
+            popular = score_users(_fit(trainer, {"kind": "popularity"}, test_start), bt_net, bt_days, relevant,
+                                  cfg.k, pop_exclude, scored)
         test = test_report(selection, test_start, cfg.test_days, chosen, popular)
         test["users_sampled"] = True
         model = _fit(trainer, selection.params, end)

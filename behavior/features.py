@@ -330,9 +330,17 @@ day_stats AS (
         MIN(day) AS first_day,
         MAX(day) AS last_day,
         -- Gamma-Gamma: mean spend of the repeat purchase days (the first day excluded).
-        {d.avg_decimal.format('CASE WHEN prev_day IS NOT NULL THEN spend END')} AS monetary_value,
+        -- Both engines' AVG and STDDEV_SAMP differ in the last bits (DuckDB's AVG of a DECIMAL
+        -- and its streaming variance; Spark's AVG of a DECIMAL is rounded to 6 places): exact
+        -- integer/decimal sums and one rounding per operation give both the same double, which
+        -- the models' binning needs to see the same values on either engine.
+        CAST(SUM(CASE WHEN prev_day IS NOT NULL THEN spend END) AS DOUBLE)
+            / COUNT(CASE WHEN prev_day IS NOT NULL THEN spend END) AS monetary_value,
         AVG(day - prev_day) AS mean_gap_days,
-        STDDEV_SAMP(day - prev_day) AS std_gap_days,
+        CASE WHEN COUNT(prev_day) >= 2 THEN SQRT(
+            CAST(COUNT(prev_day) * SUM((day - prev_day) * (day - prev_day))
+                 - SUM(day - prev_day) * SUM(day - prev_day) AS DOUBLE)
+            / CAST(COUNT(prev_day) * (COUNT(prev_day) - 1) AS DOUBLE)) END AS std_gap_days,
         MAX(day - prev_day) AS max_gap_days
     FROM days_lag
     GROUP BY user_id

@@ -53,7 +53,6 @@ class Dialect:
                              # n may refer to the FROM items before it (a lateral join)
     ident: str               # {0}: a quoted identifier (for column names that are keywords)
     param: str               # {0}: a named query parameter (bound by `SqlEngine.arrow(params=)`)
-    avg_decimal: str         # {0}: a DECIMAL expression -> its mean as DOUBLE, unrounded
     tz_types: tuple[str, ...]   # lower-case type names of a timestamp WITH time zone
     # row validation of ingest (behavior.validate, behavior.parsing, behavior.pii)
     instant_type: str        # the type name of an instant (timestamp with time zone) in a CAST
@@ -122,7 +121,6 @@ DUCKDB = Dialect(
     series="range(0, CAST({0} AS BIGINT)) {1}({1})",
     ident='"{0}"',
     param="${0}",
-    avg_decimal="AVG({0})",
     tz_types=("timestamp with time zone", "timestamptz"),
     instant_type="TIMESTAMPTZ",
     instant_text="CAST({0} AS VARCHAR)",
@@ -173,9 +171,6 @@ SPARK = Dialect(
     series="LATERAL explode(sequence(0, CAST({0} AS BIGINT) - 1)) AS {1}({1})",
     ident="`{0}`",
     param=":{0}",
-    # Spark's AVG of a DECIMAL is a DECIMAL rounded to 6 places; the exact sum over the count
-    # is DuckDB's value
-    avg_decimal="CAST(SUM({0}) AS DOUBLE) / COUNT({0})",
     tz_types=("timestamp", "timestamp_ltz"),
     instant_type="TIMESTAMP",
     instant_text="CAST({0} AS STRING) || '+00'",

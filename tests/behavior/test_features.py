@@ -187,6 +187,25 @@ def test_known_answers_every_feature():
     assert a["promo_share"] == pytest.approx(2 / 5)  # p1 and p4 of 5 payments
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(gaps=st.lists(st.integers(1, 400), min_size=2, max_size=25),
+       cents=st.lists(st.integers(1, 10**7), min_size=25, max_size=25), seed=st.integers(0, 2**32 - 1))
+def test_mean_spend_and_gap_spread_are_exact_in_any_row_order(gaps, cents, seed):
+    """monetary_value and std_gap_days are the correctly rounded results of exact sums (one
+    rounding per operation, as Spark computes them), whatever order the rows come in: the
+    engines' own AVG of a DECIMAL and STDDEV_SAMP differ in the last bits, and the uplift and
+    churn models' binning then sees other values on the other engine."""
+    days = [at(2023, 1, 1) + timedelta(days=sum(gaps[:k])) for k in range(len(gaps) + 1)]
+    spend = [Decimal(c) / 100 for c in cents[:len(days)]]
+    rows = [line("u", d, str(a)) for d, a in zip(days, spend)]
+    shuffled = pd.Series(range(len(rows))).sample(frac=1, random_state=seed % 2**32).tolist()
+    for order in (rows, [rows[i] for i in shuffled]):
+        u = one(order, as_of=days[-1] + timedelta(days=1))
+        n, s1, s2 = len(gaps), sum(gaps), sum(g * g for g in gaps)
+        assert u["monetary_value"] == float(sum(spend[1:])) / n
+        assert u["std_gap_days"] == math.sqrt(float(n * s2 - s1 * s1) / float(n * (n - 1)))
+
+
 def test_output_schema_and_order():
     out = features([line("b", at(2025, 1, 2)), line("a", at(2025, 1, 3)), line("c", at(2025, 1, 4))])
     assert tuple(out.column_names) == FEATURE_COLUMNS

@@ -73,7 +73,8 @@ def test_feature_table_is_the_same_on_both_engines(engines):
         a, b = user_features(duck.engine, "payments", as_of), user_features(spk.engine, "payments", as_of)
         assert b.schema == FEATURE_SCHEMA and a.num_rows > 100
         assert b.column("user_id").to_pylist() == sorted(b.column("user_id").to_pylist())   # ordered by user_id
-        assert_same(a, b, ["user_id"])
+        # the same doubles, not merely close: a last-bit difference moves the models' bins
+        assert a.equals(b), [c for c in a.column_names if not a.column(c).equals(b.column(c))]
 
 
 def test_cohort_tables_and_churn_labels_are_the_same(engines):

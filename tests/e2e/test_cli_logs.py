@@ -45,7 +45,8 @@ def test_run_off_a_terminal_logs_each_stage_start_and_end(lake):
     assert re.search(rf"^{STAMP} running: done in \d+\.\d s$", out.stderr, re.M)
     # the long loops say where they are
     assert re.search(rf"^{STAMP} running: churn: training cutoff 1/\d+", out.stderr, re.M)
-    assert re.search(rf"^{STAMP} running: recommender search: fitting \w+ \(1/\d+\)$", out.stderr, re.M)
+    assert re.search(rf"^{STAMP} running: recommender search: rung 1/\d+ \([\d,]+ users\), \w+ \(1/\d+\)$",
+                     out.stderr, re.M)
 
 
 def test_log_format_json_is_one_object_per_line(lake):

@@ -13,7 +13,6 @@ without stopping at the first match (the API's key ring).
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from behavior.errors import BehaviorError
 from behavior.store import atomic
+from behavior.store.json_file import read_json
 
 SCOPES = ("recommendations:read", "recommendations:export", "profiles:read", "segments:read", "segments:export", "promotions:target",
           "merchants:read", "merchants:export", "admin")
@@ -78,24 +78,12 @@ def parse_keys(doc: Any, where: str) -> list[ApiKey]:
 
 def read_keys_file(path: Path) -> list[ApiKey]:
     """The keys in `path`; none if the file does not exist."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise KeyFileError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return parse_keys(doc, path.name)
+    doc = read_json(path, KeyFileError, None)
+    return [] if doc is None else parse_keys(doc, path.name)
 
 
 def _read_doc(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {"keys": []}
-    except json.JSONDecodeError as exc:
-        raise KeyFileError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno}); fix or remove it") from None
+    doc = read_json(path, KeyFileError, {"keys": []}, "; fix or remove it")
     parse_keys(doc, path.name)  # refuse to add to a file that would not load
     return doc
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from behavior.errors import BehaviorError
 from behavior.store import atomic
 from behavior.store.datahome import DataHome
+from behavior.store.json_file import read_json
 
 SIGNATURE_TOLERANCE_S = 300
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -87,15 +88,8 @@ def _parse(doc: object, where: str) -> list[Sender]:
 def read_senders(data_dir: Path) -> list[Sender]:
     """Every sender in the data home's senders file (none if it does not exist)."""
     path = senders_path(data_dir)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SenderError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return _parse(doc, path.name)
+    doc = read_json(path, SenderError, None)
+    return [] if doc is None else _parse(doc, path.name)
 
 
 class SenderBook:

@@ -35,12 +35,17 @@ def test_the_benchmark_measures_every_target_with_each_generator(generator, tmp_
     setup, rows = result["setup"], result["rows"]
     assert setup["generator"].startswith(generator)
     assert setup["server_peak_mb"] > 50
-    assert [r["bench"] for r in rows] == ["notify: single payments", "GET recommendations beside",
-                                          "notify: batches of 1,000 lines"]
+    assert [r["bench"] for r in rows] == ["notify: single payments at 2,100/s", "GET recommendations beside",
+                                          "notify: single payments, capacity", "notify: batches of 1,000 lines"]
     for r in rows:
         assert r["runs"] == 2 and r["errors"] == 0 and r["per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
         assert 0 < r["server_cpu"] < 1.5
-    assert rows[2]["lines_per_s"] == pytest.approx(rows[2]["per_s"] * 1000)
+    paced, gets, capacity, batches = rows
+    # the paced loads are sent at their pace, never faster (a few % over for a run of 1 s)
+    assert paced["per_s"] <= 2100 * 1.05 and gets["per_s"] <= 500 * 1.05
+    assert [r["met"] is None for r in rows] == [False, False, True, False]
+    assert capacity["target"] is None and "(what one worker serves: no target)" in format_notify_table(result)
+    assert batches["lines_per_s"] == pytest.approx(batches["per_s"] * 1000)
     # every acknowledged notification was a new line: no body was sent twice
     assert all(stored >= 1 for stored in setup["stored_single"])
     table = format_notify_table(result)

@@ -124,9 +124,10 @@ class Choice:
         ("kept the baseline recency: the best model, boosting, gains 0.003 ROC-AUC (95% interval
         −0.002 to 0.008), within its uncertainty")."""
         chosen = self.get(self.chosen)
+        served = "the model" if self.chosen == "model" else self.chosen   # merchant churn's one model
         others = [c for c in self.candidates if c.name != self.chosen]
         if not others:
-            return f"served {self.chosen}: the only candidate"
+            return f"served {served}: the only candidate"
         models = [c for c in others if not c.baseline]
         baselines = [c for c in others if c.baseline]
         if chosen.baseline and not models:
@@ -135,8 +136,8 @@ class Choice:
             b = max(baselines, key=lambda c: c.value)
             d, lo, hi = self.gain(self.chosen, b.name)
             if lo > 0:
-                return f"served {self.chosen}: beats {b.name} by {self._interval(d, lo, hi)}"
-            return (f"served {self.chosen}: the best baseline, {b.name}, "
+                return f"served {served}: beats {b.name} by {self._interval(d, lo, hi)}"
+            return (f"served {served}: the best baseline, {b.name}, "
                     + self._versus(*self.gain(b.name, self.chosen)))
         pool = models if chosen.baseline else others
         ref = max(pool, key=lambda c: c.value)
@@ -147,7 +148,8 @@ class Choice:
         else:
             who = f"the best model, {ref.name},"
         d, lo, hi = self.gain(ref.name, self.chosen)
-        text = f"{'kept the baseline' if chosen.baseline else 'served'} {self.chosen}: {who} {self._versus(d, lo, hi)}"
+        head = f"kept the baseline {self.chosen}" if chosen.baseline else f"served {served}"
+        text = f"{head}: {who} {self._versus(d, lo, hi)}"
         if chosen.baseline and lo > 0:
             text += f", yet {self.chosen} is within the uncertainty of the best candidate, {self.best.name}"
         return text

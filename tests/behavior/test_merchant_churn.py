@@ -53,7 +53,7 @@ def test_selection_keeps_the_baseline_unless_the_model_is_clearly_better():
     assert sel.chosen == "model" and sel.model_chosen and rows["model"]["value"] - rows["volume_trend"]["value"] > 0.3
     assert rows["volume_trend"]["gain_vs_chosen"][1] < 0 and rows["recency"]["gain_vs_chosen"][1] < 0
     assert MC.selection_note(sel) == f"{sel.report()['summary']}; the model's risk is published"
-    assert MC.selection_note(sel).startswith("served model: beats ")
+    assert MC.selection_note(sel).startswith("served the model: beats ")
     same = MC.select(y, noise, {"volume_trend": noise})  # no better than the baseline
     assert same.chosen == "volume_trend" and not same.model_chosen
     slight = MC.select(y, good, {"volume_trend": good + 0.01 * rng.random(400)})

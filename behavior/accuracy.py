@@ -23,9 +23,10 @@ with `model_choice` (`source` "report"):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 from scipy.stats import norm
+
+from behavior.model_choice import report_selections
 
 LEVEL = 0.95
 RECOMMEND_BASELINES = frozenset({"popularity", "buy_again"})
@@ -52,16 +53,6 @@ def _section(report: dict, path: str) -> dict | None:
             return None
         node = node[key]
     return node if isinstance(node, dict) else None
-
-
-def _selections(node: dict, path: str) -> Iterator[tuple[str, dict]]:
-    """(path, selection) for every `selection` in the Choice.report() shape under `node`."""
-    sel = node.get("selection")
-    if isinstance(sel, dict) and isinstance(sel.get("candidates"), list):
-        yield path, sel
-    for key, value in node.items():
-        if isinstance(value, dict) and key != "selection":
-            yield from _selections(value, f"{path}.{key}")
 
 
 def selection_rows(stage: str, sel: dict) -> list[dict]:
@@ -129,7 +120,7 @@ def report_rows(report: dict) -> list[dict]:
             continue
         if section is None:
             continue
-        found = list(_selections(section, path))
+        found = list(report_selections(section, path))
         for where, sel in found:
             rows += selection_rows(where, sel)
             seen.add(where)
@@ -139,6 +130,6 @@ def report_rows(report: dict) -> list[dict]:
         seen.add(path)
     for key, value in report.items():   # any other stage that chooses with model_choice
         if isinstance(value, dict) and key not in {p.split(".")[0] for p in seen}:
-            for where, sel in _selections(value, key):
+            for where, sel in report_selections(value, key):
                 rows += selection_rows(where, sel)
     return rows

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 
 from behavior.btyd import BetaGeoFitter, ConvergenceError, ModifiedBetaGeoFitter
-from behavior.model_choice import Choice, choose, resamples, score_per_unit
+from behavior.model_choice import Choice, choose, resamples, score_per_unit, uncompared
 from behavior.sql_dialect import Dialect, get_dialect
 
 MODELS: dict[str, type[BetaGeoFitter]] = {"bgnbd": BetaGeoFitter, "mbgnbd": ModifiedBetaGeoFitter}
@@ -84,7 +84,8 @@ class Selection:
         """The report's `loyalty.selection`: `Choice.report()`, or the reason it was not made."""
         if self.choice is not None:
             return self.choice.report()
-        return {"metric": METRIC, "chosen": self.chosen, "candidates": [], "notes": list(self.notes)}
+        why = self.notes[-1] if self.notes else "no holdout comparison"
+        return {**uncompared(METRIC, self.chosen, why), "notes": list(self.notes)}
 
 
 def _by_frequency(x: np.ndarray, expected: np.ndarray, actual: np.ndarray) -> list[dict]:

@@ -180,41 +180,20 @@ def select(y, model_score, baselines: dict[str, np.ndarray], n_boot: int = N_BOO
     return choose("roc_auc", candidates)
 
 
-def model_gains(choice: Choice, level: float = 0.95) -> dict[str, dict]:
-    """The model's ROC-AUC minus each baseline's, with the paired bootstrap interval: what the
-    model beats and by how much, whether or not it is chosen."""
-    model = choice.get("model")
-    a = (1.0 - level) / 2
-    out = {}
-    for c in choice.candidates:
-        if c.baseline:
-            diff = model.replicates - c.replicates
-            out[c.name] = {"difference": round(model.value - c.value, 4),
-                           "low": round(float(np.quantile(diff, a)), 4), "high": round(float(np.quantile(diff, 1 - a)), 4)}
-    return out
+def model_gains(choice: Choice) -> dict[str, dict]:
+    """The model's ROC-AUC minus each baseline's, with the paired bootstrap interval (`Choice.gain`):
+    what the model beats and by how much, whether or not it is chosen."""
+    return {c.name: dict(zip(("difference", "low", "high"), (round(v, 4) for v in choice.gain("model", c.name))))
+            for c in choice.candidates if c.baseline}
 
 
 def selection_note(choice: Choice) -> str:
-    """The report's sentence on what is published: what the model beat and by how much, or the
-    baseline it did not beat beyond the uncertainty (ROC-AUC differences with 95% intervals)."""
-    rows = {c["name"]: c for c in choice.report()["candidates"]}
-    model = rows["model"]
-    baselines = [r for r in rows.values() if r["baseline"]]
-    best = max(baselines, key=lambda r: r["value"])
-    if choice.model_chosen:
-        lo, hi = (-v for v in reversed(best["gain_vs_chosen"]))
-        return (f"the model (ROC-AUC {model['value']:.3f}) beats the best baseline, {best['name']} "
-                f"({best['value']:.3f}), by {model['value'] - best['value']:+.3f} (95% interval {lo:+.3f} to "
-                f"{hi:+.3f}): the model's risk is published")
-    gains = model_gains(choice)
-    lo, hi = model["gain_vs_chosen"]
-    chosen = rows[choice.chosen]
-    beaten = [f"{name} ({g['difference']:+.3f}, 95% interval {g['low']:+.3f} to {g['high']:+.3f})"
-              for name, g in gains.items() if g["low"] > 0]
-    return (f"the model (ROC-AUC {model['value']:.3f}) does not beat the {choice.chosen} baseline "
-            f"({chosen['value']:.3f}) by more than its uncertainty (difference {model['value'] - chosen['value']:+.3f}, "
-            f"95% interval {lo:+.3f} to {hi:+.3f}): the calibrated {choice.chosen} baseline is published as the risk"
-            + (f"; it does beat {', '.join(beaten)}" if beaten else ""))
+    """The report's note on what is published as the merchants' churn risk: the choice's
+    summary (`Choice.summary`: what the model beat by how much, or the baseline it did not beat
+    beyond the uncertainty) and which score becomes the risk."""
+    published = ("the model's risk is published" if choice.model_chosen
+                 else f"the calibrated {choice.chosen} baseline is published as the risk")
+    return f"{choice.summary()}; {published}"
 
 
 def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK, top: int = 3) -> list[str | None]:

@@ -69,6 +69,20 @@ P.plot_segment_migration(migration, f"{before_at:%Y-%m-%d}", f"{demo.as_of:%Y-%m
 P.plot_loyalty_tiers(profiles)
 
 # %% [markdown]
+# ## Which purchase model is served
+# P(alive), expected purchases and CLV come from a BG/NBD-family model chosen on a holdout
+# (report `loyalty.selection`): each candidate's negative squared error of the holdout purchases
+# and its difference to the best, 95% bootstrap intervals.
+
+# %%
+loyalty_choice = demo.report.get("loyalty", {}).get("selection") or {}
+print(loyalty_choice.get("summary") or "the report holds no choice")
+P.model_choice_table(loyalty_choice).round(4)
+
+# %%
+P.plot_model_choice(loyalty_choice, P.model_choice_title("loyalty"))
+
+# %% [markdown]
 # ## Merchant loyalty
 
 # %%
@@ -90,7 +104,12 @@ merchants.sort_values("revenue", ascending=False).head(10)[
 # and by how much it differs:
 
 # %%
-(demo.report.get("merchants") or {}).get("churn", {}).get("notes")
+merchant_churn = (demo.report.get("merchants") or {}).get("churn", {})
+print((merchant_churn.get("selection") or {}).get("summary") or merchant_churn.get("skipped"))
+merchant_churn.get("notes")
+
+# %%
+P.plot_model_choice(merchant_churn.get("selection"), P.model_choice_title("merchants.churn"))
 
 # %%
 P.plot_merchant_health(merchants, demo.currency)

@@ -49,6 +49,20 @@ P.plot_retention_curves(demo.table("retention_curves"))
 rows = {"model": churn.get("test", {}), **churn.get("baselines", {})}
 pd.DataFrame(rows).T.reindex(columns=["roc_auc", "pr_auc", "brier", "lift_at_10pct", "n", "churn_rate"]).round(3)
 
+# %% [markdown]
+# ## Which churn score is served, and what it beat
+# Every candidate on the validation customers with its ROC-AUC and the difference to the best,
+# 95% bootstrap intervals (report `churn.selection`): a model is served only when it beats the
+# baselines beyond that uncertainty; otherwise the best simple baseline, calibrated, is.
+
+# %%
+choice = churn.get("selection") or {}
+print(choice.get("summary") or churn.get("skipped") or "the report holds no choice")
+P.model_choice_table(choice).round(4)
+
+# %%
+P.plot_model_choice(choice, P.model_choice_title("churn"))
+
 # %%
 P.plot_calibration(churn)
 

@@ -41,6 +41,20 @@ pd.DataFrame({name: m for name, m in rec.get("models", {}).items()}).T.reindex(c
     .astype(float).sort_values("ndcg@10", ascending=False).round(4)
 
 # %% [markdown]
+# ## Which recommender is served, and what it beat
+# nDCG@10 of every candidate on the validation users, and its difference to the best with the
+# 95% bootstrap interval (report `recommend.selection`): the simplest candidate not beaten
+# beyond that interval is served.
+
+# %%
+choice = rec.get("selection") or {}
+print(choice.get("summary") or rec.get("skipped") or "the report holds no choice")
+P.model_choice_table(choice).round(4)
+
+# %%
+P.plot_model_choice(choice, P.model_choice_title("recommend"))
+
+# %% [markdown]
 # ## Coverage
 
 # %%

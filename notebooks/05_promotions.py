@@ -50,6 +50,20 @@ P.plot_promotion_lift(promotions.get("effectiveness"), demo.currency)
 P.selection_table(promotions.get("uplift"))
 
 # %% [markdown]
+# What each arm serves and what it beat, with each candidate's Qini minus the best one's
+# (paired 95% interval):
+
+# %%
+from IPython.display import display
+
+arms = [(title, sel) for path, title, sel in P.served_models(demo.report) if path.startswith("promotions.uplift.")]
+for title, sel in arms:
+    print(f"{title}: {sel['summary']}")
+    display(P.plot_model_choice(sel, title))
+if not arms:
+    print("no uplift model in this bundle:", (promotions.get("uplift") or {}).get("notes"))
+
+# %% [markdown]
 # ## Qini curve of the uplift model (held-out users)
 
 # %%

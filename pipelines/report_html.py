@@ -168,6 +168,67 @@ def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str 
     ]
 
 
+def _figure_html(caption: str, make: Callable[[], Any], errors: list[str]) -> str:
+    """The <figure> of `make()`'s plot, or a paragraph with its error (also added to `errors`)."""
+    try:
+        fig = make()
+        data = _png(fig)
+        ax = fig.axes[0]
+        alt = fig._suptitle.get_text() if fig._suptitle else ax.get_title(loc="left") or ax.get_title()
+        return (f"<figure><img alt=\"{_esc(alt)}\" src=\"data:image/png;base64,{data}\">"
+                f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the run its bundle
+        errors.append(f"{caption} {type(exc).__name__}: {exc}")
+        return f"<p class=\"error\">{_esc(caption)} could not be drawn: {_esc(type(exc).__name__)}: {_esc(exc)}</p>"
+
+
+def _interval(low: Any, high: Any) -> str:
+    return f"{_num(low, '{:.4f}')} to {_num(high, '{:.4f}')}"
+
+
+def _candidate_row(r, best: bool) -> str:
+    """A row of a model-choice table (a `plots.model_choice_table` row)."""
+    vs_best = ("<td class=\"num\">best</td><td></td>" if best else
+               f"<td class=\"num\">{_num(r.vs_best, '{:+.4f}')}</td><td>{_interval(r.vs_best_low, r.vs_best_high)}</td>")
+    return (f"<tr><td>{_esc(r.candidate)}</td><td>{'baseline' if r.baseline else 'model'}</td>"
+            f"<td class=\"num\">{_num(r.value, '{:.4f}')}</td><td>{_interval(r.low, r.high)}</td>{vs_best}"
+            f"<td>{'<b>served</b>' if r.served else ''}</td></tr>")
+
+
+def model_choice_html(report: dict, errors: list[str]) -> list[str]:
+    """The "Model choice" section: per served model (every `selection` of the report), the
+    sentence of what it beat or why a baseline was kept, its candidates with the metric and the
+    difference to the best (95% intervals), and the plot of those differences; nothing when the
+    report holds no choice."""
+    from behavior import plots as P
+    from behavior.model_choice import metric_name
+
+    served = P.served_models(report)
+    if not served:
+        return []
+    parts = ["<h2>Model choice</h2>",
+             "<p class=\"note\">Every served model is compared with simple baselines on a validation split; the "
+             "simplest candidate (baselines first) whose 95% bootstrap interval of the difference to the best "
+             "candidate reaches 0 is served, so a model replaces a baseline only when it is better beyond the "
+             "noise of the validation data.</p>"]
+    for _, title, sel in served:
+        table = P.model_choice_table(sel)
+        metric = metric_name(sel.get("metric", "metric"))
+        parts.append(f"<h3>{_esc(title)}</h3><p><b>{_esc(sel.get('summary', ''))}</b></p>")
+        parts += [f"<p class=\"note\">{_esc(note)}</p>" for note in sel.get("notes") or []]
+        if table.empty:
+            continue
+        parts.append(f"<table><tr><th>candidate</th><th>kind</th><th>{_esc(metric)}</th>"
+                     "<th>95% interval</th><th>difference to the best</th><th>95% interval</th><th></th></tr>")
+        best = table["value"].idxmax()
+        parts += [_candidate_row(r, r.Index == best) for r in table.itertuples()]
+        parts.append("</table>")
+        parts.append(_figure_html(f"{title}: each candidate's {metric} minus the best "
+                                  f"candidate's, with the paired 95% bootstrap interval.",
+                                  lambda sel=sel, title=title: P.plot_model_choice(sel, title), errors))
+    return parts
+
+
 def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
     """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
     bundle's tables (catalogue entry -> Arrow table, as the stages return them); `con` is a
@@ -195,23 +256,13 @@ def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, curr
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")
     errors: list[str] = []
+    parts += model_choice_html(report, errors)
     section = None
-    n_figures = 0
     for sec, caption, make in _figures(report, tables, con, currency):
         if sec != section:
             parts.append(f"<h2>{_esc(sec)}</h2>")
             section = sec
-        try:
-            fig = make()
-            data = _png(fig)
-            alt = fig._suptitle.get_text() if fig._suptitle else fig.axes[0].get_title()
-            parts.append(f"<figure><img alt=\"{_esc(alt)}\" src=\"data:image/png;base64,{data}\">"
-                         f"<figcaption>{_esc(caption)}</figcaption></figure>")
-            n_figures += 1
-        except Exception as exc:  # noqa: BLE001 - one broken plot must not cost the run its bundle
-            errors.append(f"{caption} {type(exc).__name__}: {exc}")
-            parts.append(f"<p class=\"error\">{_esc(caption)} could not be drawn: {_esc(type(exc).__name__)}: "
-                         f"{_esc(exc)}</p>")
+        parts.append(_figure_html(caption, make, errors))
     stages = report.get("stages") or {}
     if stages:
         parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>rows</th></tr>")
@@ -220,5 +271,6 @@ def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, curr
         parts.append("</table>")
     parts.append("<p class=\"meta\">Made by <code>behavior run</code> at publish time; the numbers are those of "
                  "report.json in the same bundle. Analyst notebooks with more views: notebooks/.</p></body></html>\n")
+    n_figures = sum(p.startswith("<figure>") for p in parts)
     info = {"seconds": round(time.perf_counter() - t0, 3), "figures": n_figures, "errors": errors}
     return "\n".join(parts), info

@@ -3,6 +3,7 @@ the contract)."""
 
 from __future__ import annotations
 
+from behavior.model_choice import report_selections
 from behavior.store.bundle import REPORT_HTML
 from behavior.store.datahome import DataHome
 
@@ -132,6 +133,10 @@ def run_summary(report: dict, home: DataHome) -> str:
         tail = f", {gain:+.0%} nDCG@10 over popularity on the held-out period" if gain is not None else ""
         lines.append(f"  recommend: {rec['selected']}{tail}")
     lines += _promotions(report.get("promotions", {}))
+    choices = [(path, sel["summary"]) for path, sel in report_selections(report) if sel.get("summary")]
+    if choices:
+        lines.append("  model choice (every candidate with its interval: report.html):")
+        lines += [f"    {path}: {summary}" for path, summary in choices]
     counts = report.get("segments", {}).get("counts")
     if counts:
         lines.append("  segments: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))

@@ -70,6 +70,14 @@ def test_recommender_and_uplift_without_selection_and_nested_selections():
     assert len([r for r in rows if r["stage"] == "loyalty"]) == 2
 
 
+def test_each_uplift_arms_selection_gives_its_rows():
+    report = {"stages": {}, "promotions": {"uplift": {"selection": {"p1": _choice_report(1), "p2": _choice_report(2)},
+                                                       "arms": {"p1": {}, "p2": {}}}}}
+    rows = report_rows(report)
+    assert {r["stage"] for r in rows} == {"promotions.uplift.p1", "promotions.uplift.p2"}
+    assert all(r["source"] == "selection" for r in rows) and len(rows) == 4
+
+
 def test_skipped_stages_say_why():
     report = {"stages": {"recommend": {"skipped": "only 1 item"}},
               "recommend": {"skipped": "only 1 item"},

@@ -97,6 +97,7 @@ def test_too_few_customers_keep_the_simpler_model_and_say_why(mbg_data):
     sel = compare_on_holdout(calib.head(50), days, HOLDOUT)
     assert sel.chosen == "bgnbd" and "fewer than 100" in sel.holdout["skipped"]
     assert sel.report()["candidates"] == [] and sel.report()["notes"]
+    assert sel.report()["summary"] == f"served bgnbd without a comparison: {sel.notes[-1]}"
 
 
 def test_the_fitted_model_travels_with_the_table(mbg_data):

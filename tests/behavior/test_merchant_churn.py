@@ -52,14 +52,17 @@ def test_selection_keeps_the_baseline_unless_the_model_is_clearly_better():
     rows = {c["name"]: c for c in sel.report()["candidates"]}
     assert sel.chosen == "model" and sel.model_chosen and rows["model"]["value"] - rows["volume_trend"]["value"] > 0.3
     assert rows["volume_trend"]["gain_vs_chosen"][1] < 0 and rows["recency"]["gain_vs_chosen"][1] < 0
-    assert "beats the best baseline" in MC.selection_note(sel)
+    assert MC.selection_note(sel) == f"{sel.report()['summary']}; the model's risk is published"
+    assert MC.selection_note(sel).startswith("served the model: beats ")
     same = MC.select(y, noise, {"volume_trend": noise})  # no better than the baseline
     assert same.chosen == "volume_trend" and not same.model_chosen
     slight = MC.select(y, good, {"volume_trend": good + 0.01 * rng.random(400)})
     assert slight.chosen == "volume_trend"                # inside its uncertainty
     lo, hi = {c["name"]: c for c in slight.report()["candidates"]}["model"]["gain_vs_chosen"]
     assert lo <= 0 <= hi
-    assert "does not beat the volume_trend baseline" in MC.selection_note(slight)
+    assert MC.selection_note(slight).startswith("kept the baseline volume_trend: the model gains ")
+    assert MC.selection_note(slight).endswith(", within its uncertainty; the calibrated volume_trend baseline is "
+                                              "published as the risk")
     assert slight.report()["metric"] == "roc_auc" and slight.report()["n_boot"] <= MC.N_BOOT
 
 

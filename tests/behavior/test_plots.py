@@ -71,6 +71,22 @@ EFFECTIVENESS = {"p1": {"name": "Voucher", "target": "any", "status": "estimated
                         "n_control": 300, "conversion": {"lift": 0.05, "lift_ci": [0.01, 0.09]},
                         "revenue_per_user": {"lift": 2.0, "lift_ci": [-0.5, 4.5]}},
                  "p2": {"status": "cannot be estimated", "reason": "it has no assignments"}}
+
+
+@functools.cache
+def model_choice_report() -> dict:
+    """A `selection` section as `Choice.report()` writes it: two baselines, two models, the model chosen."""
+    from behavior.model_choice import choose, resamples, score_per_unit
+
+    rng = np.random.default_rng(5)
+    idx = resamples(400, 50)
+    base = rng.normal(0.3, 0.1, 400)
+    return choose("ndcg@10", [score_per_unit("popularity", base - 0.2, idx, baseline=True),
+                              score_per_unit("buy_again", base, idx, baseline=True, simplicity=1),
+                              score_per_unit("als", base + 0.05 + rng.normal(0, 0.02, 400), idx, simplicity=2),
+                              score_per_unit("bpr", base - 0.05, idx, simplicity=3)]).report()
+
+
 UPLIFT = {"qini": 0.15, "arms": {"p1": {
     "target": "any", "chosen": "t_learner", "rows": {"train": 600, "valid": 200, "test": 200},
     "test": {"t_learner": {"qini": 0.15, "uplift_at_30pct": 0.1}, "response": {"qini": 0.05, "uplift_at_30pct": 0.05}},
@@ -126,6 +142,7 @@ def full_cases():
         "promotion_lift": lambda: P.plot_promotion_lift(EFFECTIVENESS, "EUR"),
         "qini": lambda: P.plot_qini(UPLIFT),
         "targeting_what_if": lambda: P.plot_targeting_what_if(curve, "EUR"),
+        "model_choice": lambda: P.plot_model_choice(model_choice_report(), "Recommendations"),
     }
 
 
@@ -166,6 +183,8 @@ DEGENERATE = {
     "promotion_lift_not_estimable": lambda: P.plot_promotion_lift({"p2": EFFECTIVENESS["p2"]}),
     "qini_no_model": lambda: P.plot_qini({"skipped": "no randomized promotion"}),
     "targeting_what_if": lambda: P.plot_targeting_what_if(EMPTY),
+    "model_choice_none": lambda: P.plot_model_choice(None),
+    "model_choice_uncompared": lambda: P.plot_model_choice({"metric": "m", "chosen": "bgnbd", "candidates": []}),
 }
 
 
@@ -236,3 +255,25 @@ def test_churn_reasons_fall_back_to_the_riskiest_quarter_when_nobody_reaches_the
     assert not any("no data" in t.get_text() for t in fig.axes[0].texts)
     assert f"of the {int((p['churn_probability'] >= p['churn_probability'].quantile(0.75)).sum()):,} customers" \
         in fig.axes[0].get_title(loc="left")
+
+
+def test_model_choice_shows_each_candidates_difference_to_the_best_and_marks_the_served_one():
+    sel = model_choice_report()
+    t = P.model_choice_table(sel).set_index("candidate")
+    assert sel["chosen"] == "als" and t.loc["als", "served"] and t.loc["buy_again", "baseline"]
+    assert t.loc["als", "vs_best"] == 0 and t.loc["bpr", "vs_best"] == pytest.approx(-0.1, abs=0.01)
+    assert t.loc["bpr", "vs_best_low"] <= t.loc["bpr", "vs_best"] <= t.loc["bpr", "vs_best_high"] < 0
+    fig = P.plot_model_choice(sel, "Recommendations")
+    labels = [x.get_text() for x in fig.axes[0].get_yticklabels()]
+    assert labels[0].startswith("popularity (baseline)")      # the simplest on top, as the rule tries them
+    assert [x for x in labels if "served" in x] == [f"als  {t.loc['als', 'value']:.3f} best  ← served"]
+    assert fig.axes[0].get_title(loc="left") == "Recommendations\nserved: als"
+
+
+def test_served_models_names_every_choice_of_a_report():
+    sel = model_choice_report()
+    report = {"loyalty": {"selection": sel}, "churn": {"selection": sel},
+              "promotions": {"uplift": {"selection": {"p1": sel}}}, "merchants": {"churn": {"skipped": "few"}}}
+    assert [(path, title) for path, title, _ in P.served_models(report)] == [
+        ("loyalty", "Purchase model (expected purchases, P(alive), CLV)"), ("churn", "Churn probability"),
+        ("promotions.uplift.p1", "Uplift of promotion p1")]

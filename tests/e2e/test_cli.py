@@ -147,6 +147,26 @@ def test_run_writes_a_self_contained_html_report_into_the_bundle(flow):
     assert "report.html" in run.stdout
 
 
+def test_every_served_models_choice_is_in_the_report_the_page_and_the_printed_summary(flow):
+    import html
+
+    from behavior.model_choice import report_selections
+    from behavior.plots import model_choice_title
+
+    root, data, _, _, run = flow
+    rep = json.loads((root / "run.json").read_text())
+    page = html.unescape((data / "artifacts" / "bundles" / rep["bundle_version"] / "report.html").read_text())
+    choices = list(report_selections(rep))
+    assert {"loyalty", "churn", "recommend"} <= {path for path, _ in choices}
+    section = page[page.index("<h2>Model choice</h2>"):]
+    section = section[:section.index("<h2>", 1)]
+    for path, sel in choices:
+        assert sel["summary"].startswith(("served ", "kept the baseline ")), sel
+        assert f"<h3>{model_choice_title(path)}</h3><p><b>{sel['summary']}</b></p>" in section
+        assert f"    {path}: {sel['summary']}" in run.stdout
+    assert section.count("<figure>") == sum(bool(sel["candidates"]) for _, sel in choices)
+
+
 def test_report_prints_the_path_of_the_html_report(flow, tmp_path):
     root, data, _, _, _ = flow
     version = (data / "artifacts" / "CURRENT").read_text().strip()

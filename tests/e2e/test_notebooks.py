@@ -1,7 +1,8 @@
 """The analyst notebooks (notebooks/*.py, jupytext percent format) run top to bottom on a small
 demo data home (06_your_data makes its own, from a CSV it writes to a temporary folder): each is
 converted with jupytext and executed by nbclient on the venv's own kernel; a failing cell fails
-its test. Together they must take under two minutes, 06_your_data under 30 s."""
+its test. Together they must take under two minutes, 06_your_data under 30 s. The notebook of
+each served model shows its choice: the report's sentence of what it beat, and its plot."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ import jupytext
 import nbclient
 import pytest
 
+from behavior.model_choice import report_selections
+from pipelines.notebook import open_demo
+
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("[0-9]*.py"))
 BUDGET_S = 120.0
 YOUR_DATA_BUDGET_S = 30.0    # from a CSV to a bundle and its plots, as a newcomer tries it
 TIMES: dict[str, float] = {}
+# the report paths (`behavior.model_choice.report_selections`) of the choices each notebook shows
+SHOWS_CHOICE = {"02_segments": ("loyalty", "merchants.churn"), "03_retention": ("churn",),
+                "04_recommendations": ("recommend",), "05_promotions": ("promotions.uplift",)}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +69,14 @@ def test_notebook_runs_on_the_demo_data(path, demo_home, monkeypatch, tmp_path):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3, f"{path.name} shows {len(images)} figures"
+    text = "".join(o.get("text", "") for o in outputs)
+    for where, sel in report_selections(open_demo(demo_home).report):
+        if where.startswith(SHOWS_CHOICE.get(path.stem, ())):
+            assert sel["summary"] in text, f"{path.name} does not show the choice of {where}: {sel['summary']}"
+    if path.stem in SHOWS_CHOICE:
+        plotted = [c for c in nb.cells if c.cell_type == "code" and "plot_model_choice(" in c.source]
+        assert plotted and all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in plotted), \
+            f"{path.name} draws no model-choice plot"
 
 
 def test_notebooks_together_run_in_under_two_minutes():

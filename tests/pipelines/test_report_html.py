@@ -38,3 +38,39 @@ def test_the_merchant_side_is_drawn_and_its_notes_listed():
     assert info["errors"] == [] and "<h2>Merchants</h2>" in page
     assert "<b>merchants</b>: the model does not beat the volume_trend baseline" in page
     assert 'alt="The merchant side: segments, churn risk and share of wallet"' in page
+
+
+def _choice(metric: str, gain: float) -> dict:
+    """A `selection` section from the real rule: a baseline and a model `gain` better per unit."""
+    import numpy as np
+
+    from behavior.model_choice import choose, resamples, score_per_unit
+
+    rng = np.random.default_rng(0)
+    idx = resamples(500, 100)
+    base = rng.normal(0.5, 0.1, 500)
+    return choose(metric, [score_per_unit("recency", base, idx, baseline=True),
+                           score_per_unit("boosting", base + gain + rng.normal(0, 0.05, 500), idx)]).report()
+
+
+def test_the_model_choice_section_has_each_served_model_with_its_sentence_table_and_plot():
+    report = {"churn": {"selection": _choice("roc_auc", 0.0)}, "recommend": {"selection": _choice("ndcg@10", 0.05)},
+              "promotions": {"uplift": {"selection": {"promo1": _choice("qini", 0.0)}}},
+              "loyalty": {"selection": {"metric": "neg_mse_holdout_purchases", "chosen": "bgnbd", "candidates": [],
+                                        "summary": "served bgnbd without a comparison: too little history"}}}
+    page, info = render_report(report, {}, duckdb.connect())
+    assert info["errors"] == []
+    section = page[page.index("<h2>Model choice</h2>"):page.index("<h2>", page.index("<h2>Model choice</h2>") + 1)]
+    for title in ("Churn probability", "Recommendations", "Uplift of promotion promo1",
+                  "Purchase model (expected purchases, P(alive), CLV)"):
+        assert f"<h3>{title}" in section
+    assert "<b>kept the baseline recency: the model, boosting, gains" in section
+    assert "<b>served boosting: beats recency by 0.047 nDCG@10 (95% interval 0.043 to 0.051)</b>" in section
+    assert "<b>served bgnbd without a comparison: too little history</b>" in section
+    assert section.count('alt="Churn probability') == 1 and section.count("<figure>") == 3   # none without candidates
+    assert section.count("<td><b>served</b></td>") == 3
+
+
+def test_no_model_choice_section_without_a_choice():
+    page, _ = render_report({"churn": {"skipped": "too little history"}}, {}, duckdb.connect())
+    assert "Model choice" not in page

@@ -11,7 +11,8 @@ Vocabulary (time unit: day, UTC):
   `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over L days) and
   `p_no_purchase` (P(no purchase in the next L days), closed form) from a transaction model of
   the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's (frequency, recency, T);
-  at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
+  at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both (`cutoff_datasets`
+  at several cutoffs from one set of user parts).
 - **Cutoffs** (`choose_cutoffs`): the test (validation) cutoff is as_of - L (the latest fully
   labeled one); training cutoffs step back from test - L, so every training label window
   [c, c + L) ends at or before the test cutoff: evaluation never overlaps training labels.
@@ -52,6 +53,8 @@ Engines: the retention SQL and the labels take a `dialect` ("duckdb" or "spark",
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,7 +67,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from behavior.btyd import BetaGeoFitter
-from behavior.features import as_of_literal, user_features
+from behavior.features import UserParts, as_of_literal, user_features_at
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 HORIZON_DAYS = 90
@@ -204,16 +207,31 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
 
 def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
-                   model: BetaGeoFitter | None = None) -> pd.DataFrame:
+                   model: BetaGeoFitter | None = None, parts: UserParts | None = None) -> pd.DataFrame:
     """Features (events before `cutoff` only) + the transaction model's outputs at `cutoff` (a
     clone of `model`, default BG/NBD, fitted at the cutoff) (+ `churned` when `labels`),
-    ordered by user_id."""
-    kind = None if model is None else clone(model)
-    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer, kind)
-    if labels:
-        f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
-    f["cutoff"] = cutoff
-    return f.sort_values("user_id", kind="stable").reset_index(drop=True)
+    ordered by user_id. `parts`: the `UserParts` of `payments` to read (see `user_features`)."""
+    with closing(cutoff_datasets(con, payments, [cutoff], horizon_days, labels, penalizer, model, parts)) as one:
+        return next(one)
+
+
+def cutoff_datasets(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoffs: list[datetime],
+                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
+                    model: BetaGeoFitter | None = None, parts: UserParts | None = None) -> Iterator[pd.DataFrame]:
+    """`cutoff_dataset` at each of `cutoffs` in turn, one frame at a time, the features of all
+    of them from one set of user parts (`parts`, or one written for the latest cutoff when the
+    log is big): a big log is written into parts once, not once per cutoff. Close the
+    generator if you stop early."""
+    engine = as_engine(con)
+    with closing(user_features_at(engine, payments, cutoffs, parts)) as tables:
+        for cutoff, table in zip(cutoffs, tables):
+            kind = None if model is None else clone(model)
+            f = add_bgnbd(table.to_pandas(), horizon_days, penalizer, kind)
+            del table
+            if labels:
+                f = f.merge(churn_labels(engine, payments, cutoff, horizon_days), on="user_id", how="left")
+            f["cutoff"] = cutoff
+            yield f.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -515,5 +533,6 @@ def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = 
 
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "feature_columns",
+           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
+           "feature_columns",
            "gain_curve", "lift_at", "retention_curves_sql"]

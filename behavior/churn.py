@@ -11,7 +11,8 @@ Vocabulary (time unit: day, UTC):
   `behavior.features` plus BG/NBD `p_alive`, `expected_purchases` (over L days) and
   `p_no_purchase` (P(no purchase in the next L days), closed form) from a transaction model of
   the loyalty stage's kind (BG/NBD by default) fitted on that cutoff's (frequency, recency, T);
-  at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both.
+  at as_of, the loyalty stage's fit itself. `cutoff_dataset` builds both (`cutoff_datasets`
+  at several cutoffs from one set of user parts).
 - **Cutoffs** (`choose_cutoffs`): the test (validation) cutoff is as_of - L (the latest fully
   labeled one); training cutoffs step back from test - L, so every training label window
   [c, c + L) ends at or before the test cutoff: evaluation never overlaps training labels.
@@ -52,6 +53,8 @@ Engines: the retention SQL and the labels take a `dialect` ("duckdb" or "spark",
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -64,7 +67,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from behavior.btyd import BetaGeoFitter
-from behavior.features import as_of_literal, user_features
+from behavior.features import UserParts, as_of_literal, user_features_at
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 HORIZON_DAYS = 90
@@ -204,16 +207,31 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
 
 def cutoff_dataset(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoff: datetime,
                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
-                   model: BetaGeoFitter | None = None) -> pd.DataFrame:
+                   model: BetaGeoFitter | None = None, parts: UserParts | None = None) -> pd.DataFrame:
     """Features (events before `cutoff` only) + the transaction model's outputs at `cutoff` (a
     clone of `model`, default BG/NBD, fitted at the cutoff) (+ `churned` when `labels`),
-    ordered by user_id."""
-    kind = None if model is None else clone(model)
-    f = add_bgnbd(user_features(con, payments, cutoff).to_pandas(), horizon_days, penalizer, kind)
-    if labels:
-        f = f.merge(churn_labels(con, payments, cutoff, horizon_days), on="user_id", how="left")
-    f["cutoff"] = cutoff
-    return f.sort_values("user_id", kind="stable").reset_index(drop=True)
+    ordered by user_id. `parts`: the `UserParts` of `payments` to read (see `user_features`)."""
+    with closing(cutoff_datasets(con, payments, [cutoff], horizon_days, labels, penalizer, model, parts)) as one:
+        return next(one)
+
+
+def cutoff_datasets(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cutoffs: list[datetime],
+                    horizon_days: int = HORIZON_DAYS, labels: bool = True, penalizer: float = 0.0,
+                    model: BetaGeoFitter | None = None, parts: UserParts | None = None) -> Iterator[pd.DataFrame]:
+    """`cutoff_dataset` at each of `cutoffs` in turn, one frame at a time, the features of all
+    of them from one set of user parts (`parts`, or one written for the latest cutoff when the
+    log is big): a big log is written into parts once, not once per cutoff. Close the
+    generator if you stop early."""
+    engine = as_engine(con)
+    with closing(user_features_at(engine, payments, cutoffs, parts)) as tables:
+        for cutoff, table in zip(cutoffs, tables):
+            kind = None if model is None else clone(model)
+            f = add_bgnbd(table.to_pandas(), horizon_days, penalizer, kind)
+            del table
+            if labels:
+                f = f.merge(churn_labels(engine, payments, cutoff, horizon_days), on="user_id", how="left")
+            f["cutoff"] = cutoff
+            yield f.sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -351,34 +369,48 @@ def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
-    v = row[feature]
+    """One customer's reason in words (`row`: the customer's values by column)."""
+    return _fmt_reasons(feature, {c: np.array([v], float) for c, v in row.items() if v is not None}, horizon_days)[0]
+
+
+def _fmt_reasons(feature: str, cols: dict[str, np.ndarray], horizon_days: int) -> list[str]:
+    """The reason `feature` in words for each row of `cols` (arrays by column, the same rows;
+    a missing column reads as unknown): one pass per feature, not a dict per customer."""
+    n = len(cols[feature])
+    v = cols[feature].tolist()
+
+    def col(name: str) -> list[float]:
+        return cols[name].tolist() if name in cols else [float("nan")] * n
+
     if feature == "recency_days":
-        gap = row.get("mean_gap_days")
-        if row.get("frequency") == 0:
-            return f"one-time buyer, not back for {v:.0f} days"
-        if gap is not None and np.isfinite(gap) and gap > 0:
-            return f"no purchase for {v:.0f} days, usually buys every {gap:.0f} days"
-        return f"no purchase for {v:.0f} days"
+        def recency(x, gap, freq):
+            if freq == 0:
+                return f"one-time buyer, not back for {x:.0f} days"
+            if np.isfinite(gap) and gap > 0:
+                return f"no purchase for {x:.0f} days, usually buys every {gap:.0f} days"
+            return f"no purchase for {x:.0f} days"
+        return [recency(x, g, f) for x, g, f in zip(v, col("mean_gap_days"), col("frequency"))]
     if feature == "spend_trend":
-        prev, now = row.get("spend_prev_90d"), row.get("spend_90d")
-        if prev is not None and np.isfinite(prev) and prev > 0 and now is not None and np.isfinite(now):
-            return f"payments down {100 * (prev - now) / prev:.0f}% vs previous 90 days"
-        return "spending falling vs previous 90 days"
+        def trend(prev, now):
+            if np.isfinite(prev) and prev > 0 and np.isfinite(now):
+                return f"payments down {100 * (prev - now) / prev:.0f}% vs previous 90 days"
+            return "spending falling vs previous 90 days"
+        return [trend(a, b) for a, b in zip(col("spend_prev_90d"), col("spend_90d"))]
     if feature == "n_payments_90d":
-        return "no payment in the last 90 days" if v == 0 else f"only {v:.0f} payments in the last 90 days"
+        return ["no payment in the last 90 days" if x == 0 else f"only {x:.0f} payments in the last 90 days" for x in v]
     if feature == "p_alive":
-        return f"likely lapsed: P(still active) {v:.2f}"
+        return [f"likely lapsed: P(still active) {x:.2f}" for x in v]
     if feature == "expected_purchases":
-        return f"only {v:.2f} purchases expected in the next {horizon_days} days"
+        return [f"only {x:.2f} purchases expected in the next {horizon_days} days" for x in v]
     if feature == "mean_gap_days":
-        return f"buys only every {v:.0f} days on average"
+        return [f"buys only every {x:.0f} days on average" for x in v]
     if feature == "frequency":
-        return f"only {v:.0f} repeat purchase days" if v else "no repeat purchase yet"
+        return [f"only {x:.0f} repeat purchase days" if x else "no repeat purchase yet" for x in v]
     if feature == "failure_rate":
-        return f"{100 * v:.0f}% of payments failed"
+        return [f"{100 * x:.0f}% of payments failed" for x in v]
     if feature == "refund_rate":
-        return f"{100 * v:.0f}% of lines refunded"
-    return f"{feature} {v:.3g}"
+        return [f"{100 * x:.0f}% of lines refunded" for x in v]
+    return [f"{feature} {x:.3g}" for x in v]
 
 
 REASON_CHUNK = 200_000   # rows per copy of X in churn_reasons
@@ -407,6 +439,35 @@ def _risky_side(f: str, values: np.ndarray, ref: float) -> np.ndarray:
     return risky & np.isfinite(values)
 
 
+def _reason_picks(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...], top: int, min_effect: float,
+                  threshold: float) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, dict[str, float]]:
+    """`reason_features` as arrays: p, the candidate features, per row the feature indices by
+    effect (n x top) and which of them are reasons (n x top; the reasons are a prefix)."""
+    p = model.predict_proba(X)[:, 1]
+    refs = reason_references(X, p, tuple(f for f in features if f in RISK_DIRECTION), threshold)
+    feats = [f for f in features if f in refs and X[f].notna().any()]
+    if not feats or not len(X):
+        return p, feats, np.zeros((len(X), 0), int), np.zeros((len(X), 0), bool), refs
+    values = {f: X[f].to_numpy(float) for f in feats}
+    candidate = np.column_stack([_risky_side(f, values[f], refs[f]) for f in feats])
+    effects = np.full((len(X), len(feats)), -np.inf)
+    for lo in range(0, len(X), REASON_CHUNK):   # one copy of X a chunk at a time: bounded memory
+        part = slice(lo, lo + REASON_CHUNK)
+        Xj = X.iloc[part].copy()
+        for j, f in enumerate(feats):
+            own = Xj[f]
+            Xj[f] = refs[f]
+            effects[part, j] = p[part] - model.predict_proba(Xj)[:, 1]
+            Xj[f] = own
+    effects[~np.isfinite(effects)] = 0.0
+    effects[~candidate] = -np.inf   # the healthy side of a feature is never a reason
+    order = np.argsort(-effects, axis=1, kind="stable")[:, :top]
+    best = np.take_along_axis(effects, order, axis=1)
+    keep = best >= min_effect
+    keep[:, 0] |= (p >= threshold) & np.isfinite(best[:, 0])
+    return p, feats, order, keep, refs
+
+
 def reason_features(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
                     top: int = 3, min_effect: float = 0.01, threshold: float = REASON_THRESHOLD
                     ) -> tuple[np.ndarray, list[list[str]], dict[str, float]]:
@@ -419,27 +480,8 @@ def reason_features(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str
     most `top`) are the reasons. A user scored >= `threshold` whose candidates all fall below
     `min_effect` (a flat region of the trees) gets the candidate with the largest effect, so
     every at-risk customer has a reason and none points the wrong way."""
-    p = model.predict_proba(X)[:, 1]
-    refs = reason_references(X, p, tuple(f for f in features if f in RISK_DIRECTION), threshold)
-    feats = [f for f in features if f in refs and X[f].notna().any()]
-    if not feats or not len(X):
-        return p, [[] for _ in range(len(X))], refs
-    values = {f: X[f].to_numpy(float) for f in feats}
-    candidate = np.column_stack([_risky_side(f, values[f], refs[f]) for f in feats])
-    effects = np.full((len(X), len(feats)), -np.inf)
-    for lo in range(0, len(X), REASON_CHUNK):   # a copy of X per feature, a chunk at a time: bounded memory
-        part = slice(lo, lo + REASON_CHUNK)
-        for j, f in enumerate(feats):
-            Xj = X.iloc[part].copy()
-            Xj[f] = refs[f]
-            effects[part, j] = p[part] - model.predict_proba(Xj)[:, 1]
-    effects[~np.isfinite(effects)] = 0.0
-    effects[~candidate] = -np.inf   # the healthy side of a feature is never a reason
-    order = np.argsort(-effects, axis=1, kind="stable")[:, :top]
-    best = np.take_along_axis(effects, order, axis=1)
-    keep = best >= min_effect
-    keep[:, 0] |= (p >= threshold) & np.isfinite(best[:, 0])
-    return p, [[feats[j] for j, k in zip(order[i], keep[i]) if k] for i in range(len(X))], refs
+    p, feats, order, keep, refs = _reason_picks(model, X, features, top, min_effect, threshold)
+    return p, [[feats[j] for j, k in zip(o, kk) if k] for o, kk in zip(order.tolist(), keep.tolist())], refs
 
 
 def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
@@ -449,15 +491,23 @@ def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
     """Churn probability per row of X and its reasons in words ("; "-joined; "" when none), as
     chosen by `reason_features`. `context` (same rows as X) supplies extra columns for the
     wording (spend_90d, mean_gap_days, ...)."""
-    p, picked, _ = reason_features(model, X, features, top, min_effect, threshold)
+    p, feats, order, keep, _ = _reason_picks(model, X, features, top, min_effect, threshold)
     words = context if context is not None else X
     wanted = set(features) | {"spend_90d", "spend_prev_90d", "mean_gap_days", "frequency"}
     cols = {c: words[c].to_numpy(float) for c in wanted if c in words}
-    reasons = []
-    for i, fs in enumerate(picked):
-        row = {c: a[i] for c, a in cols.items()}
-        reasons.append("; ".join(_fmt_reason(f, row, horizon_days) for f in fs))
-    return p, reasons
+    out = np.full(len(X), "", dtype=object)
+    for slot in range(order.shape[1]):   # the reasons are a prefix of the slots: "; " joins them in order
+        text = np.full(len(X), "", dtype=object)
+        for j, f in enumerate(feats):
+            rows = np.flatnonzero(keep[:, slot] & (order[:, slot] == j))
+            if len(rows):
+                text[rows] = _fmt_reasons(f, {c: a[rows] for c, a in cols.items()}, horizon_days)
+        if slot == 0:
+            out = text
+        else:
+            more = keep[:, slot]
+            out[more] = out[more] + "; " + text[more]
+    return p, out.tolist()
 
 
 # ---------------------------------------------------------------- retention (SQL)
@@ -515,5 +565,6 @@ def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = 
 
 __all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "feature_columns",
+           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
+           "feature_columns",
            "gain_curve", "lift_at", "retention_curves_sql"]

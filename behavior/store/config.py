@@ -149,8 +149,9 @@ class ChurnConfig(_Section):
     min_history_days: int = setting(90, "history a cutoff needs after the first payment", above=0)
     max_train_rows: int = setting(100_000, "training rows per cutoff and for the fit; a seeded uniform sample "
                                            "above it", above=0)
-    max_model_users: int = setting(1_000_000, "customers the cutoff datasets are built for; a seeded uniform "
-                                              "sample above it (every customer is still scored)", above=0)
+    max_model_users: int = setting(1_000_000, "customers the cutoff datasets are built for at most (fewer when "
+                                              "the fit and the validation need fewer); a seeded uniform sample "
+                                              "(every customer is still scored)", above=0)
     seed: int = setting(0, "seed of the samples (a cutoff's sample uses seed + its number)", minimum=0)
 
 

@@ -10,10 +10,13 @@ window: `horizon_days`, or shorter when the history is too short for it (the rep
 cutoff (`behavior.model_choice`) and calibrates the chosen score there. Each cutoff's BG/NBD
 features come from a model of the loyalty stage's kind fitted at that cutoff; scoring at as_of
 uses the loyalty stage's fit itself (`behavior.btyd_select.transaction_model`; a fit of its own
-only when loyalty was skipped), so a profile's P(alive) and its churn reasons agree. Above
-`max_model_users` customers the cutoff datasets are built for a seeded uniform sample of them
-(the report's `model_users`); every customer is still scored. Above `max_train_rows` rows, each
-cutoff and the fit take a seeded uniform sample.
+only when loyalty was skipped), so a profile's P(alive) and its churn reasons agree. The
+cutoff datasets are built for as many customers as the fit (`max_train_rows` rows) and the
+choice (`behavior.churn_choice.MAX_UNITS` validation customers) use, even at the earliest cutoff,
+and at most `max_model_users`: a seeded uniform sample of the customers when that is fewer than
+all (the report's `model_users`: customers, needed, sampled, seed), whose lines are read once;
+every customer is still scored. Above `max_train_rows` rows, each cutoff and the fit take a
+seeded uniform sample.
 
 Output: Arrow table (user_id, churn_probability, churn_reasons) over the users of the
 feature table; churn_probability is null (and the report has `skipped`) when there is too
@@ -23,20 +26,25 @@ Report: `churn` = {horizon_days, label_days, cutoffs: {train, test}, train_rows,
 served, served_is_model, selection (`Choice.report()`), beat: {<candidate>: {roc_auc_gain,
 interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
 calibrator, calibration, gain_curve: {share, model (the served score), <baseline>...},
-distinct_scores, notes, [model_users: {customers, sampled, seed}], [skipped], seconds}.
+distinct_scores, notes, [model_users: {customers, needed, sampled, seed}], [skipped], seconds}.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from contextlib import closing
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior import churn as C
 from behavior import churn_choice as CC
 from behavior.btyd_select import transaction_model
+from behavior.features import UserParts
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
 
@@ -74,24 +82,45 @@ def _retention(ctx) -> dict:
     return {COHORT_RETENTION: cohorts, RETENTION_CURVES: curves}
 
 
-def _model_payments(ctx, users: pa.Array, max_users: int, seed: int, section: dict) -> str:
-    """The payments relation the cutoff datasets read: `payments`, or with more than `max_users`
-    customers (at as_of) a view of the payments of a seeded uniform sample of them. A customer
-    at a cutoff is a customer at as_of, so each cutoff is sampled uniformly too."""
-    if len(users) <= max_users:
-        return "payments"
-    keep = np.sort(np.random.default_rng(seed).choice(len(users), size=max_users, replace=False))
+def customers_needed(first_purchase_at: pa.ChunkedArray | pa.Array, earliest: datetime, rows: int) -> int:
+    """How many customers at as_of (a seeded uniform sample of them) the cutoff datasets need so
+    that even the earliest cutoff holds `rows` customers: the customers at as_of whose first
+    purchase (`first_purchase_at`, one per customer) is before `earliest` are its share of them."""
+    at_earliest = pc.sum(pc.less(first_purchase_at, pa.scalar(earliest, first_purchase_at.type))).as_py() or 0
+    return min(len(first_purchase_at), math.ceil(rows * len(first_purchase_at) / max(at_earliest, 1)))
+
+
+def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, UserParts | None]:
+    """The payments relation the cutoff datasets read and the user parts to read it through.
+
+    The fit reads at most `max_train_rows` rows and the choice at most `CC.MAX_UNITS` validation
+    customers, so the datasets are built for as many customers at as_of as make even the
+    earliest cutoff hold that many (`customers_needed`), and never more than `max_model_users`.
+    When that is every customer: `payments` through the run's user parts. Otherwise the lines of
+    a seeded uniform sample of the customers, read once into memory: a customer at a cutoff is
+    a customer at as_of, so each cutoff is sampled uniformly too, and the cutoffs' queries read
+    the sample's lines, not the log (their cost does not grow with the log)."""
+    features = ctx.outputs["features"]
+    users = features.column("user_id")
+    need = customers_needed(features.column("first_purchase_at"), min(cuts.train),
+                            max(cfg.max_train_rows, CC.MAX_UNITS))
+    size = min(need, cfg.max_model_users)
+    if size >= len(users):
+        return "payments", ctx.user_parts
+    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(users), size=size, replace=False))
     ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
-    ctx.engine.create_view(_SAMPLE_PAYMENTS,
-                           f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
-    section["model_users"] = {"customers": len(users), "sampled": max_users, "seed": seed}
-    return _SAMPLE_PAYMENTS
+    try:
+        lines = ctx.engine.arrow(f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
+    finally:
+        ctx.engine.unregister(_SAMPLE)
+    ctx.engine.register(_SAMPLE_PAYMENTS, lines)
+    section["model_users"] = {"customers": len(users), "needed": need, "sampled": size, "seed": cfg.seed}
+    return _SAMPLE_PAYMENTS, None
 
 
 def _drop_sample(ctx, section: dict) -> None:
     if section.get("model_users"):
-        ctx.engine.drop_view(_SAMPLE_PAYMENTS)
-        ctx.engine.unregister(_SAMPLE)
+        ctx.engine.unregister(_SAMPLE_PAYMENTS)
 
 
 def run(ctx) -> StageResult[pa.Table]:
@@ -137,16 +166,19 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
     # each training cutoff is sampled as it comes (at most max_train_rows): the fit samples that
     # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
     # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
-    payments = _model_payments(ctx, users, cfg.max_model_users, cfg.seed, section)
-    parts = []
-    for i, c in enumerate(cuts.train):
-        ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})")
-        parts.append(_cap(C.cutoff_dataset(ctx.engine, payments, c, label, penalizer=penalizer, model=btyd),
-                          cfg.max_train_rows, cfg.seed + 1 + i))
-    train = pd.concat(parts, ignore_index=True)
-    del parts
-    ctx.progress(f"churn: test cutoff ({cuts.test.date()})")
-    test = C.cutoff_dataset(ctx.engine, payments, cuts.test, label, penalizer=penalizer, model=btyd)
+    payments, parts = _model_payments(ctx, cuts, cfg, section)
+    every = [*cuts.train, cuts.test]
+    rows = []
+    with closing(C.cutoff_datasets(ctx.engine, payments, every, label, penalizer=penalizer, model=btyd,
+                                   parts=parts)) as datasets:
+        for i, c in enumerate(every):
+            ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})" if i < len(cuts.train)
+                         else f"churn: test cutoff ({c.date()})")
+            frame = next(datasets)
+            rows.append(frame if c == cuts.test else _cap(frame, cfg.max_train_rows, cfg.seed + 1 + i))
+    test = rows.pop()
+    train = pd.concat(rows, ignore_index=True)
+    del rows
     section["train_rows"] = int(len(train))
     section["test_rows"] = int(len(test))
     for name, part in (("training", train), ("test", test)):

@@ -180,3 +180,22 @@ def test_reasons_are_worded_for_one_time_buyers_and_against_the_own_gap():
     assert C._fmt_reason("recency_days", row, 90) == "no purchase for 120 days, usually buys every 30 days"
     row = {"spend_trend": -0.6, "spend_90d": 40.0, "spend_prev_90d": 100.0}
     assert C._fmt_reason("spend_trend", row, 90) == "payments down 60% vs previous 90 days"
+
+
+def test_cutoff_datasets_equal_one_cutoff_at_a_time_and_write_a_big_log_into_parts_once(synth, monkeypatch):
+    """On a log split into user parts, the datasets of all cutoffs come from one write of the
+    parts (one per cutoff before), and each equals `cutoff_dataset` at that cutoff alone."""
+    from behavior import features as F
+
+    pay, con, cuts, train, test = synth
+    every = [*cuts.train, cuts.test]
+    monkeypatch.setattr(F, "PART_LINES", len(pay) // 3)
+    writes = []
+    real = F.UserParts._write
+    monkeypatch.setattr(F.UserParts, "_write", lambda self, k: writes.append(k) or real(self, k))
+    frames = list(C.cutoff_datasets(con, "payments", every))
+    assert len(writes) == 1 and writes[0] > 1
+    for c, frame in zip(every, frames):
+        alone = pd.concat([train, test])
+        alone = alone[alone["cutoff"] == c].reset_index(drop=True)
+        pd.testing.assert_frame_equal(frame, alone)

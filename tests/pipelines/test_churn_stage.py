@@ -1,8 +1,10 @@
 """The churn stage through the runner, on a small synthetic lake."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
+import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -78,8 +80,6 @@ def test_report_and_output_through_the_runner(lake, registered):
 
 
 def test_as_of_too_early_gives_a_note_not_a_crash(lake, registered):
-    import duckdb
-
     first = duckdb.sql(f"SELECT min(paid_at) FROM read_parquet('{lake.lake}/payments/**/*.parquet')").fetchall()[0][0]
     rep = run_pipeline(lake, Config(), as_of=first + timedelta(days=80), stages=["churn"])
     ch = rep["churn"]
@@ -116,22 +116,23 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
     from behavior.features import FEATURE_COLUMNS, user_features
 
     seen = []
-    real = C.cutoff_dataset
+    real = C.cutoff_datasets
 
-    def spy(engine, payments, cutoff, *args, **kwargs):
-        frame = real(engine, payments, cutoff, *args, **kwargs)
-        whole = user_features(engine, "payments", cutoff).to_pandas()
-        seen.append((payments, cutoff, frame, whole))
-        return frame
+    def spy(engine, payments, cutoffs, *args, **kwargs):
+        for cutoff, frame in zip(cutoffs, real(engine, payments, cutoffs, *args, **kwargs)):
+            whole = user_features(engine, "payments", cutoff).to_pandas()
+            seen.append((payments, cutoff, frame, whole))
+            yield frame
 
-    monkeypatch.setattr(C, "cutoff_dataset", spy)
+    monkeypatch.setattr(C, "cutoff_datasets", spy)
     out = {}
     stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
                                    lambda ctx: out.setdefault("t", churn.run(ctx)))
     rep = run_pipeline(lake, Config(churn=ChurnConfig(max_model_users=800)), stages=["churn"])
     ch = rep["churn"]
     customers = rep["stages"]["features"]["rows"]
-    assert customers > 1600 and ch["model_users"] == {"customers": customers, "sampled": 800, "seed": 0}
+    assert customers > 1600 and ch["model_users"]["sampled"] == 800
+    assert ch["model_users"]["customers"] == customers and ch["model_users"]["needed"] == customers
     assert "skipped" not in ch and seen and all(p == "_churn_payments" for p, *_ in seen)
     sample = set()
     for _, cutoff, frame, whole in seen:
@@ -143,3 +144,37 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
     assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][2])
     scored = out["t"].output.to_pandas()
     assert len(scored) == customers and scored["churn_probability"].notna().all()
+
+
+def test_customers_needed_make_the_earliest_cutoff_hold_the_rows_the_fit_uses():
+    day = [datetime(2025, m, 1, tzinfo=timezone.utc) for m in (1, 2, 3, 4, 5, 6, 7, 8)]
+    first = pa.array(day, pa.timestamp("us", tz="UTC"))
+    # 2 of 8 customers at as_of had bought before March: 8 / 2 customers per row wanted
+    assert churn.customers_needed(first, datetime(2025, 3, 1, tzinfo=timezone.utc), 1) == 4
+    assert churn.customers_needed(first, datetime(2025, 3, 1, tzinfo=timezone.utc), 3) == 8   # never more than all
+    assert churn.customers_needed(first, datetime(2025, 9, 1, tzinfo=timezone.utc), 5) == 5
+
+
+def test_the_cutoff_datasets_are_built_for_the_customers_the_fit_and_the_choice_need(lake, registered, monkeypatch):
+    """A fit of 300 rows and a choice on 200 customers need a sample of ceil(300 x customers /
+    customers at the earliest training cutoff), not every customer: the cutoffs read that
+    sample's lines and the datasets hold no one else."""
+    from behavior import churn_choice as CC
+
+    monkeypatch.setattr(CC, "MAX_UNITS", 200)
+    out = {}
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
+                                   lambda ctx: out.setdefault("t", churn.run(ctx)))
+    rep = run_pipeline(lake, Config(churn=ChurnConfig(max_train_rows=300)), stages=["churn"])
+    ch = rep["churn"]
+    assert "skipped" not in ch, ch.get("notes")
+    customers = rep["stages"]["features"]["rows"]
+    firsts = duckdb.sql(f"SELECT user_id, min(paid_at) AS f FROM read_parquet('{lake.lake}/payments/**/*.parquet') "
+                        f"WHERE status = 'success' AND paid_at < TIMESTAMPTZ '{rep['as_of']}' GROUP BY user_id").df()
+    earliest = pd.Timestamp(min(ch["cutoffs"]["train"]))
+    at_earliest = int((firsts["f"] < earliest).sum())
+    assert len(firsts) == customers and 0 < at_earliest < customers
+    need = -(-300 * customers // at_earliest)
+    assert ch["model_users"] == {"customers": customers, "needed": need, "sampled": need, "seed": 0}
+    assert ch["test_rows"] <= need and ch["train_rows"] <= 300 * len(ch["cutoffs"]["train"])
+    assert out["t"].output.num_rows == customers

@@ -17,7 +17,9 @@ rung is estimated from the rung's data before it runs (`behavior.recommend.cost`
 the survivors and the choice depend only on the data and the configuration, never on the
 machine's speed or load. The budget is spread over the rungs: rung 0 takes the configurations
 in the order given (the most promising first) that fit in its share (half); each later rung
-takes, best first, the survivors that fit in its share. When none fits, the rung is skipped and
+takes, best first, the previous rung's configurations that fit in its share, at most half of
+them (so a configuration too costly for a rung gives its place to the next best, not to
+nobody). When none fits, the rung is skipped and
 the survivors go to the last rung, which always fits at least one configuration on all N users
 (the cheapest when none fits): only the last rung's survivors, scored on every validation user,
 reach the final choice (`behavior.recommend.select`). The baselines are costed before the rungs
@@ -149,6 +151,7 @@ def successive_halving(
     left = budget - spent - max(FINAL_SHARE * budget, reserve)
     # (name, factory, config) of the configurations still in the search, best first after rung 0
     survivors = list(todo)
+    keep = len(survivors)   # how many of them the rung runs
     rungs: list[dict] = []
     trials: list[Trial] = []
     for r, size in enumerate(sizes):
@@ -158,7 +161,7 @@ def successive_halving(
         sub = bench if last else bench.restricted(np.sort(order[:size]))
         shape = Shape.of(sub.fit_net, sub.users.size)
         costs = [candidate_cost(factory, config, shape) for _, factory, config in survivors]
-        affordable = _affordable(survivors, costs, allowance, keep_one=last or r == 0)
+        affordable = _affordable(survivors, costs, allowance, keep_one=last or r == 0)[:keep]
         if not affordable:   # out of budget: the survivors go straight to the last rung
             rungs.append({"users": int(size), "skipped": "out of budget"})
             continue
@@ -183,9 +186,11 @@ def successive_halving(
                                    "seconds": round(t.seconds, 2)}
                                   for t in trials]})
         if not last:
-            # two at least: the better one may cost more than the next rung's share allows
+            # the better half (two at least) of those the next rung can afford: every one of this
+            # rung's configurations stays in line, so one too costly for the next rung gives its
+            # place to the next best rather than to nobody
             keep = max(2, (len(trials) + 1) // 2)
-            survivors = [(t.name, type(t.model), _config(t.model)) for t in trials[:keep]]
+            survivors = [(t.name, type(t.model), _config(t.model)) for t in trials]
             for t in trials:   # free the rung's models before the next, larger rung
                 t.model = None
     return trials, rungs

@@ -59,7 +59,7 @@ BASELINES = ("popularity", "buy_again")
 SIMPLICITY = {"item_knn": 1, "ease": 1, "als": 2, "spark_als": 2, "bpr": 2, "blend": 3}
 BLEND_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
 REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
-DEFAULT_BUDGET_SECONDS = 25.0
+DEFAULT_BUDGET_SECONDS = 8.0
 BUDGET_UNIT = "reference seconds (estimated, 2 cores)"
 N_BOOT = 200
 
@@ -218,7 +218,9 @@ class Bench:
                         masked = s
                     else:
                         keep = slice(None) if np.ndim(exclude) == 0 else np.asarray(exclude)[c]
-                        masked = s.copy()
+                        # the scores are the scorer's own (as in `Recommender.recommend`): the last
+                        # policy masks them in place, the others a copy
+                        masked = s if j == len(policies) - 1 else s.copy()
                         masked[r[keep], c[keep]] = -np.inf
                     outs[i * len(policies) + j][start:stop] = top_k(masked, self.k)[0]
         return outs

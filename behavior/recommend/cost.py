@@ -99,10 +99,9 @@ FACTOR_KINDS = ("als", "bpr")
 ITEM_ITEM_KINDS = ("item_knn", "ease")
 
 
-def scoring_cost(shape: Shape, kind: str = "", config: dict | None = None) -> float:
+def scoring_cost(shape: Shape, kind: str, config: dict) -> float:
     """Reference seconds to score `shape.scored` users over every item and rank them twice (with
     and without their own items)."""
-    config = config or {}
     cells = float(shape.scored) * shape.items
     cost = PER_SCORE_CELL * cells
     if kind in FACTOR_KINDS:

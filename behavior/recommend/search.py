@@ -22,9 +22,9 @@ them (so a configuration too costly for a rung gives its place to the next best,
 nobody). When none fits, the rung is skipped and
 the survivors go to the last rung, which always fits at least one configuration on all N users
 (the cheapest when none fits): only the last rung's survivors, scored on every validation user,
-reach the final choice (`behavior.recommend.select`). The baselines are costed before the rungs
-and the blend and per-category exclusion after them, so the budget's remainder is what the
-rungs share.
+reach the final choice (`behavior.recommend.select`). The budget is the rungs' alone: the
+baselines, the blend and the per-category exclusion score the validation users a fixed number
+of times whatever the budget.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 from behavior.recommend.base import Recommender
 from behavior.recommend.baselines import BuyAgain, Popularity
-from behavior.recommend.cost import Shape, cost, scoring_cost
+from behavior.recommend.cost import Shape, cost
 from behavior.recommend.ease import EASE, MAX_ITEMS
 from behavior.recommend.factors import ALS, BPR
 from behavior.recommend.neighbours import ItemKNN
@@ -45,11 +45,6 @@ from behavior.recommend.neighbours import ItemKNN
 MIN_RUNG_USERS = 5_000
 RUNG0_SHARE = 0.5   # of the rungs' budget, for rung 0; the later rungs share the rest equally
 MAX_RUNGS = 4
-# kept for the blend and the per-category exclusion after the rungs: this share of the budget,
-# or the cost of scoring every validation user FINAL_SCORINGS times, whichever is more (the
-# blend's components and weights and the per-category policies)
-FINAL_SHARE = 0.2
-FINAL_SCORINGS = 10
 
 Candidate = tuple[str, Callable[..., Recommender], object]
 
@@ -136,19 +131,16 @@ def successive_halving(
     budget: float,
     *,
     seed: int = 0,
-    spent: float = 0.0,
-    reserve: float = 0.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[Trial], list[dict]]:
     """(the last rung's trials on every validation user, the rungs' report). `todo` is in the
-    order rung 0 tries it; `budget` is in reference seconds, of which `spent` went before the
-    rungs and `reserve` (at least `FINAL_SHARE` of it) is left for what follows them. Every
+    order rung 0 tries it; `budget` (reference seconds) bounds the rungs' estimated cost. Every
     decision is taken on estimated costs (`behavior.recommend.cost`), never on the clock."""
     key = f"ndcg@{bench.k}"
     n = bench.fit_net.shape[0]
     sizes = rung_sizes(n)
     order = np.random.default_rng(seed).permutation(n)
-    left = budget - spent - max(FINAL_SHARE * budget, reserve)
+    left = budget
     # (name, factory, config) of the configurations still in the search, best first after rung 0
     survivors = list(todo)
     keep = len(survivors)   # how many of them the rung runs
@@ -208,11 +200,6 @@ def _affordable(survivors: list, costs: list[float], allowance: float, keep_one:
         return kept
     cheapest = int(np.argmin(costs))
     return [(survivors[cheapest], costs[cheapest])]
-
-
-def final_cost(shape: Shape) -> float:
-    """Reference seconds kept for the blend and the per-category exclusion (see FINAL_SCORINGS)."""
-    return FINAL_SCORINGS * scoring_cost(shape)
 
 
 def candidate_cost(factory, config: dict, shape: Shape) -> float:

@@ -50,8 +50,7 @@ from behavior.recommend.checks import InteractionsError, check_matrix, check_tra
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import Interactions
 from behavior.recommend.topk import normalise_rows, top_k
-from behavior.recommend.cost import Shape
-from behavior.recommend.search import (Candidate, candidate_cost, default_candidates, final_cost, interleaved,
+from behavior.recommend.search import (Candidate, default_candidates, interleaved,
                                       skipped_for_size, successive_halving)
 
 BASELINES = ("popularity", "buy_again")
@@ -59,7 +58,7 @@ BASELINES = ("popularity", "buy_again")
 SIMPLICITY = {"item_knn": 1, "ease": 1, "als": 2, "spark_als": 2, "bpr": 2, "blend": 3}
 BLEND_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
 REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
-DEFAULT_BUDGET_SECONDS = 8.0
+DEFAULT_BUDGET_SECONDS = 4.0
 BUDGET_UNIT = "reference seconds (estimated, 2 cores)"
 N_BOOT = 200
 
@@ -284,11 +283,11 @@ def select_model(
 ) -> Selection:
     """Search, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
-    net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the search's
-    estimated cost in reference seconds (`behavior.recommend.cost`; the baselines first, then the
-    rungs, leaving some for the blend and the per-category exclusion: `search.FINAL_SHARE`,
-    `search.FINAL_SCORINGS`), so the same data and arguments make the same choice on any
-    machine; `progress` gets a message before each candidate configuration is fitted."""
+    net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the estimated
+    cost, in reference seconds (`behavior.recommend.cost`), of the successive halving's rungs
+    (the baselines, the blend and the per-category exclusion come on top), so the same data and
+    arguments make the same choice on any machine; `progress` gets a message before each
+    candidate configuration is fitted."""
     started = time.perf_counter()
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
@@ -315,21 +314,17 @@ def select_model(
             (baselines if name in BASELINES else learned).append((name, factory, config))
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
-    shape = Shape.of(bench.fit_net, bench.users.size)
-    spent = 0.0
     for name, factory, config in baselines:
         t0 = time.perf_counter()
         model = factory(**config).fit(bench.fit_net, bench.fit_days)
         fit_seconds = time.perf_counter() - t0
         _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), fit_seconds)
-        spent += candidate_cost(factory, config, shape)
-    reserve = final_cost(shape)
-    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, spent=spent,
-                                          reserve=reserve, progress=progress)
+    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed,
+                                          progress=progress)
     for t in survivors:
         _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
     _add_popularity(scored, bench, lambda: Popularity().fit(bench.fit_net, bench.fit_days))
-    cost = spent + sum(r.get("cost", 0.0) for r in rungs) + reserve
+    cost = sum(r.get("cost", 0.0) for r in rungs)
     search = {"budget_seconds": budget_seconds, "unit": BUDGET_UNIT, "cost": round(cost, 4), "configs": len(learned),
               "rungs": rungs, "notes": notes}
     return _decide(bench, scored, trials, item_category=item_category, blend=True, seed=seed, search=search,

@@ -173,13 +173,15 @@ def test_a_slower_machine_makes_the_same_search(many_users, monkeypatch):
              ("item_knn", ItemKNN, [{"K": k, "similarity": s} for k in (5, 20) for s in ("cosine", "bm25")]),
              ("als", ALS, [{"factors": f, "iterations": 4, "alpha": 2.0} for f in (4, 8, 16, 32)])]
 
+    budget = 0.1
+
     def search():
-        return select_model(train, valid, space, k=5, max_users=2000, budget_seconds=0.2)
+        return select_model(train, valid, space, k=5, max_users=2000, budget_seconds=budget)
 
     first = search()
     rung0 = first.search["rungs"][0]["configs"]
     assert 1 < len(rung0) < 8, "the budget must bind for the test to mean something"
-    assert first.search["cost"] <= 0.5 and first.search["unit"].startswith("reference seconds")
+    assert first.search["cost"] <= budget and first.search["unit"].startswith("reference seconds")
 
     real = time.perf_counter
     start = real()

@@ -8,10 +8,11 @@ iterations, neighbours). The clock is never read, so what the search tries, the 
 survivors and the chosen model depend only on the data and the configuration: the same lake
 chooses the same model on a busy machine, a fast one or under another thread count.
 
-The constants were calibrated once, from the fits and scorings of every default configuration on
-the demo data (60,000 users, 4,000 items, 0.7M training entries) and on a 7,500-user sample of it
-(`docs/performance.md`); they predict those measurements within about a factor of 1.5, which is
-all a budget needs: the estimate is reported beside the measured seconds of every trial.
+The constants were calibrated once, from the CPU seconds of the fits and scorings of the default
+configurations on the demo data (60,000 users, 4,000 items, 0.7M training entries) and on a
+7,500-user sample of it, on 2 cores; they predict those measurements within about a factor of
+1.5, which is all a budget needs: the report gives the estimate beside the measured seconds of
+every trial.
 
 Per family (U users, I items, N entries, P = the sum over users of their number of items
 squared, V validation users scored, f factors, t iterations, K neighbours):

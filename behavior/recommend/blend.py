@@ -135,9 +135,9 @@ class Blend(Recommender):
 def mix(a: np.ndarray, b: np.ndarray, candidate: np.ndarray, weight: float) -> np.ndarray:
     """w a + (1 - w) b of two normalised score matrices, -inf where neither model has a candidate
     (`Blend._mix` once its components are normalised: the search normalises them once per weight)."""
-    out = weight * a + (1.0 - weight) * b
-    out[~candidate] = -np.inf
-    return out
+    out = np.multiply(a, np.float32(weight))
+    out += np.float32(1.0 - weight) * b
+    return np.where(candidate, out, np.float32(-np.inf))   # cheaper than a boolean scatter
 
 
 def _empty(n_items: int) -> sp.csr_matrix:

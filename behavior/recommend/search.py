@@ -1,25 +1,30 @@
-"""The recommender's hyperparameter search: successive halving on user samples within a time budget.
+"""The recommender's hyperparameter search: successive halving on user samples within a cost budget.
 
 `default_candidates` is the search space: the baselines (popularity, buy-again), item kNN, EASE
 (catalogues up to `behavior.recommend.ease.MAX_ITEMS` items), plain iALS (32-128 factors; count,
 log and bm25 weighting; a range of alpha and regularization) and BPR (implicit's; learning rate,
 regularization, iterations, factors).
 
-`successive_halving(bench, todo, budget_seconds)` runs the learned configurations in rungs on
-nested samples of the fitting users (the validation users inside each sample are scored):
+`successive_halving(bench, todo, budget)` runs the learned configurations in rungs on nested
+samples of the fitting users (the validation users inside each sample are scored):
 
     rung 0: every configuration on N / 2^(R-1) users; the better half (at least two) goes on
     rung 1: on N / 2^(R-2) users ... the last rung: the survivors on all N users
 
 with R rungs such that the first sample holds at least `MIN_RUNG_USERS` users (R = 1, the plain
-grid, on small data). The budget is spread over the rungs: rung 0 fits configurations in the
-order given (the most promising first) until its share (half) is spent; before each later rung, the
-survivors whose cost (their last cost, scaled by the users) would overrun the rung's share are
-dropped, the worst first. When none fits, the rung is skipped and the survivors go to the last
-rung, which always fits at least one configuration on all N users (the cheapest when none
-fits): only the last rung's survivors, scored on every validation user, reach the final choice
-(`behavior.recommend.select`). The baselines are scored before the rungs, so the
-budget's remainder is what the rungs share.
+grid, on small data). The budget is in reference seconds, and every configuration's cost at a
+rung is estimated from the rung's data before it runs (`behavior.recommend.cost`), so the rungs,
+the survivors and the choice depend only on the data and the configuration, never on the
+machine's speed or load. The budget is spread over the rungs: rung 0 takes the configurations
+in the order given (the most promising first) that fit in its share (half); each later rung
+takes, best first, the previous rung's configurations that fit in its share, at most half of
+them (so a configuration too costly for a rung gives its place to the next best, not to
+nobody). When none fits, the rung is skipped and
+the survivors go to the last rung, which always fits at least one configuration on all N users
+(the cheapest when none fits): only the last rung's survivors, scored on every validation user,
+reach the final choice (`behavior.recommend.select`). The budget is the rungs' alone: the
+baselines, the blend and the per-category exclusion score the validation users a fixed number
+of times whatever the budget.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 
 from behavior.recommend.base import Recommender
 from behavior.recommend.baselines import BuyAgain, Popularity
+from behavior.recommend.cost import Shape, cost
 from behavior.recommend.ease import EASE, MAX_ITEMS
 from behavior.recommend.factors import ALS, BPR
 from behavior.recommend.neighbours import ItemKNN
@@ -39,11 +45,6 @@ from behavior.recommend.neighbours import ItemKNN
 MIN_RUNG_USERS = 5_000
 RUNG0_SHARE = 0.5   # of the rungs' budget, for rung 0; the later rungs share the rest equally
 MAX_RUNGS = 4
-# kept for the blend and the per-category exclusion after the rungs: this share of the budget,
-# or this multiple of the time the baselines took to score, whichever is more (both steps
-# score the validation users about as often as the baselines do)
-FINAL_SHARE = 0.2
-FINAL_PER_BASELINE_SECOND = 0.8
 
 Candidate = tuple[str, Callable[..., Recommender], object]
 
@@ -119,84 +120,91 @@ class Trial:
     metrics: dict
     per_user: np.ndarray
     exclude: bool
-    seconds: float          # fit and score
+    cost: float             # estimated fit and score, reference seconds (`behavior.recommend.cost`)
+    seconds: float          # measured fit and score (reported, never decides anything)
     fit_seconds: float
 
 
 def successive_halving(
     bench,
     todo: Sequence[tuple[str, Callable, dict]],
-    budget_seconds: float,
+    budget: float,
     *,
     seed: int = 0,
-    started: float | None = None,
-    reserve_seconds: float = 0.0,
     progress: Callable[[str], None] = lambda _: None,
 ) -> tuple[list[Trial], list[dict]]:
     """(the last rung's trials on every validation user, the rungs' report). `todo` is in the
-    order rung 0 tries it; `started` (perf_counter) is when the budget started; the rungs leave
-    `reserve_seconds` of it (at least `FINAL_SHARE`) for what follows them."""
-    started = time.perf_counter() if started is None else started
+    order rung 0 tries it; `budget` (reference seconds) bounds the rungs' estimated cost. Every
+    decision is taken on estimated costs (`behavior.recommend.cost`), never on the clock."""
     key = f"ndcg@{bench.k}"
     n = bench.fit_net.shape[0]
     sizes = rung_sizes(n)
     order = np.random.default_rng(seed).permutation(n)
-    search_budget = budget_seconds - max(FINAL_SHARE * budget_seconds, reserve_seconds)
-    # (name, factory, config, seconds at the last rung it ran, users at that rung)
-    survivors = [(name, factory, config, 0.0, 1) for name, factory, config in todo]
+    left = budget
+    # (name, factory, config) of the configurations still in the search, best first after rung 0
+    survivors = list(todo)
+    keep = len(survivors)   # how many of them the rung runs
     rungs: list[dict] = []
     trials: list[Trial] = []
     for r, size in enumerate(sizes):
         last = r == len(sizes) - 1
-        left = search_budget - (time.perf_counter() - started)
         # rung 0 tries the most configurations, and EASE's inverse costs it as much as the last rung
         allowance = left * RUNG0_SHARE if r == 0 and len(sizes) > 1 else left / (len(sizes) - r)
-        if r > 0:
-            affordable = _affordable(survivors, size, allowance, keep_one=last)
-            if not affordable:   # out of budget: the survivors go straight to the last rung
-                rungs.append({"users": int(size), "skipped": "out of budget"})
-                continue
-            survivors = affordable
         sub = bench if last else bench.restricted(np.sort(order[:size]))
+        shape = Shape.of(sub.fit_net, sub.users.size)
+        costs = [candidate_cost(factory, config, shape) for _, factory, config in survivors]
+        affordable = _affordable(survivors, costs, allowance, keep_one=last or r == 0)[:keep]
+        if not affordable:   # out of budget: the survivors go straight to the last rung
+            rungs.append({"users": int(size), "skipped": "out of budget"})
+            continue
         trials = []
         rung_start = time.perf_counter()
-        for i, (name, factory, config, _, _) in enumerate(survivors):
-            if r == 0 and trials and time.perf_counter() - rung_start > allowance:
-                break
+        for i, ((name, factory, config), estimate) in enumerate(affordable):
             progress(f"recommender search: rung {r + 1}/{len(sizes)} ({size:,} users), {name} "
-                     f"({i + 1}/{len(survivors)})")
+                     f"({i + 1}/{len(affordable)})")
             t0 = time.perf_counter()
             model = factory(**config).fit(sub.fit_net, sub.fit_days)
             fit_seconds = time.perf_counter() - t0
             m, per, exclude = sub.best_policy(model, (False, True))
-            trials.append(Trial(name, model, m, per, exclude, time.perf_counter() - t0, fit_seconds))
+            trials.append(Trial(name, model, m, per, exclude, estimate, time.perf_counter() - t0, fit_seconds))
+            left -= estimate
+        # stable: configurations that validate alike keep the order they were tried in
         trials.sort(key=lambda t: -t.metrics[key])
         rungs.append({"users": int(size), "valid_users": int(sub.users.size),
+                      "cost": round(sum(t.cost for t in trials), 4),
                       "seconds": round(time.perf_counter() - rung_start, 2),
                       "configs": [{"model": t.name, "params": t.model.get_params(), key: round(t.metrics[key], 5),
-                                   "exclude_purchased": bool(t.exclude), "seconds": round(t.seconds, 2)}
+                                   "exclude_purchased": bool(t.exclude), "cost": round(t.cost, 4),
+                                   "seconds": round(t.seconds, 2)}
                                   for t in trials]})
         if not last:
-            # two at least: the better one may cost more than the next rung's share allows
+            # the better half (two at least) of those the next rung can afford: every one of this
+            # rung's configurations stays in line, so one too costly for the next rung gives its
+            # place to the next best rather than to nobody
             keep = max(2, (len(trials) + 1) // 2)
-            survivors = [(t.name, type(t.model), _config(t.model), t.seconds, size) for t in trials[:keep]]
+            survivors = [(t.name, type(t.model), _config(t.model)) for t in trials]
             for t in trials:   # free the rung's models before the next, larger rung
                 t.model = None
     return trials, rungs
 
 
-def _affordable(survivors: list, size: int, allowance: float, keep_one: bool) -> list:
-    """The survivors, best first, whose estimated cost at `size` users (their last cost scaled by
-    the users) fits in `allowance` seconds; the cheapest alone when `keep_one` and none fits."""
+def _affordable(survivors: list, costs: list[float], allowance: float, keep_one: bool) -> list:
+    """(survivor, cost) of the survivors, in order, whose estimated costs fit in `allowance`
+    together; the cheapest alone when `keep_one` and none fits."""
     kept, planned = [], 0.0
-    for s in survivors:
-        cost = s[3] * size / s[4]
-        if planned + cost <= allowance:
-            kept.append(s)
-            planned += cost
-    if kept or not keep_one:
+    for s, c in zip(survivors, costs):
+        if planned + c <= allowance:
+            kept.append((s, c))
+            planned += c
+    if kept or not keep_one or not survivors:
         return kept
-    return [min(survivors, key=lambda s: s[3] * size / s[4])]
+    cheapest = int(np.argmin(costs))
+    return [(survivors[cheapest], costs[cheapest])]
+
+
+def candidate_cost(factory, config: dict, shape: Shape) -> float:
+    """`behavior.recommend.cost.cost` of a candidate (its factory's `kind` names the family)."""
+    return cost(getattr(factory, "kind", ""), config, shape)
 
 
 def _config(model: Recommender) -> dict:

@@ -13,7 +13,8 @@ of the validation period) with `behavior.recommend.evaluate`:
    refits only the chosen configuration on every user.
 2. Each candidate is a (name, factory, params) triple; params is one dict or a list of dicts
    (`behavior.recommend.search.default_candidates`). The learned configurations go through
-   `behavior.recommend.search.successive_halving` within `budget_seconds`; the baselines
+   `behavior.recommend.search.successive_halving` within `budget_seconds` reference seconds
+   (estimated costs, `behavior.recommend.cost`: the clock decides nothing); the baselines
    (popularity, buy-again) and the last rung's survivors are scored on every validation user,
    each with and without excluding the user's own items; a candidate reports its best
    configuration (by nDCG@k). A family the catalogue is too large for (EASE) is skipped and the
@@ -49,7 +50,7 @@ from behavior.recommend.checks import InteractionsError, check_matrix, check_tra
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import Interactions
 from behavior.recommend.topk import normalise_rows, top_k
-from behavior.recommend.search import (FINAL_PER_BASELINE_SECOND, Candidate, default_candidates, interleaved,
+from behavior.recommend.search import (Candidate, default_candidates, interleaved,
                                       skipped_for_size, successive_halving)
 
 BASELINES = ("popularity", "buy_again")
@@ -57,7 +58,8 @@ BASELINES = ("popularity", "buy_again")
 SIMPLICITY = {"item_knn": 1, "ease": 1, "als": 2, "spark_als": 2, "bpr": 2, "blend": 3}
 BLEND_WEIGHTS = (0.2, 0.4, 0.6, 0.8)
 REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
-DEFAULT_BUDGET_SECONDS = 25.0
+DEFAULT_BUDGET_SECONDS = 4.0
+BUDGET_UNIT = "reference seconds (estimated, 2 cores)"
 N_BOOT = 200
 
 
@@ -215,7 +217,9 @@ class Bench:
                         masked = s
                     else:
                         keep = slice(None) if np.ndim(exclude) == 0 else np.asarray(exclude)[c]
-                        masked = s.copy()
+                        # the scores are the scorer's own (as in `Recommender.recommend`): the last
+                        # policy masks them in place, the others a copy
+                        masked = s if j == len(policies) - 1 else s.copy()
                         masked[r[keep], c[keep]] = -np.inf
                     outs[i * len(policies) + j][start:stop] = top_k(masked, self.k)[0]
         return outs
@@ -279,10 +283,11 @@ def select_model(
 ) -> Selection:
     """Search, score and choose (see the module docstring). `train`: an `Interactions`, its
     `matrices()` (net, days) (either is needed for the "recency" scheme) or a users x items
-    net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the search
-    (the baselines first, then the rungs, leaving time for the blend and the per-category
-    exclusion: `search.FINAL_SHARE`, `search.FINAL_PER_BASELINE_SECOND`); `progress` gets a
-    message before each candidate configuration is fitted."""
+    net-count matrix; `valid`: the validation purchases. `budget_seconds` bounds the estimated
+    cost, in reference seconds (`behavior.recommend.cost`), of the successive halving's rungs
+    (the baselines, the blend and the per-category exclusion come on top), so the same data and
+    arguments make the same choice on any machine; `progress` gets a message before each
+    candidate configuration is fitted."""
     started = time.perf_counter()
     net, days = _matrices(train)
     valid = check_matrix(valid, "valid")
@@ -309,19 +314,19 @@ def select_model(
             (baselines if name in BASELINES else learned).append((name, factory, config))
     scored: dict[str, _Scored] = {}
     trials: list[dict] = []
-    baselines_started = time.perf_counter()
     for name, factory, config in baselines:
         t0 = time.perf_counter()
         model = factory(**config).fit(bench.fit_net, bench.fit_days)
         fit_seconds = time.perf_counter() - t0
         _keep_best(scored, trials, bench.k, name, model, *bench.best_policy(model, (False, True)), fit_seconds)
-    reserve = FINAL_PER_BASELINE_SECOND * (time.perf_counter() - baselines_started)
-    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed, started=started,
-                                          reserve_seconds=reserve, progress=progress)
+    survivors, rungs = successive_halving(bench, interleaved(learned), budget_seconds, seed=seed,
+                                          progress=progress)
     for t in survivors:
         _keep_best(scored, trials, bench.k, t.name, t.model, t.metrics, t.per_user, t.exclude, t.fit_seconds)
     _add_popularity(scored, bench, lambda: Popularity().fit(bench.fit_net, bench.fit_days))
-    search = {"budget_seconds": budget_seconds, "configs": len(learned), "rungs": rungs, "notes": notes}
+    cost = sum(r.get("cost", 0.0) for r in rungs)
+    search = {"budget_seconds": budget_seconds, "unit": BUDGET_UNIT, "cost": round(cost, 4), "configs": len(learned),
+              "rungs": rungs, "notes": notes}
     return _decide(bench, scored, trials, item_category=item_category, blend=True, seed=seed, search=search,
                    started=started)
 

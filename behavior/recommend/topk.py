@@ -115,11 +115,12 @@ def normalise_rows(scores: np.ndarray) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float32)
     finite = np.isfinite(s)
     hi = s.max(axis=1, keepdims=True)  # scores are never +inf: -inf only in an all -inf row
-    lo = np.minimum(np.where(finite, s, np.inf).min(axis=1, keepdims=True), 0.0)
+    # min(smallest finite, 0) is the min with the non-finite cells read as 0
+    lo = np.minimum(np.where(finite, s, np.float32(0.0)).min(axis=1, keepdims=True), 0.0)
     span = hi - lo
     ok = np.isfinite(span) & (span > 0)
     out = s - np.where(ok, lo, 0.0)
-    out[~finite] = 0.0
+    np.copyto(out, 0.0, where=~finite)
     out *= np.where(ok, 1.0 / np.where(ok, span, 1.0), 0.0)
     return out.astype(np.float32, copy=False)
 

@@ -132,7 +132,9 @@ class RecommendConfig(_Section):
     max_eval_users: int = setting(10_000, "validation users sampled for the search", above=0)
     max_fit_users: int = setting(100_000, "training users the search fits candidates on (the chosen model "
                                           "is refit on all)", above=0)
-    search_seconds: float = setting(25.0, "time budget of the search (successive halving over the candidates)",
+    search_seconds: float = setting(4.0, "budget of the search's successive halving over the candidates, in "
+                                    "reference seconds: estimated from the data's shape, about seconds on 2 "
+                                    "cores; never the clock, so any machine makes the same choice",
                                     above=0)
     seed: int = setting(0, "seed of the samples and of the models' initialisation", minimum=0)
     trainer: str = setting("local", "local, or spark_als: MLlib ALS on the Spark engine",

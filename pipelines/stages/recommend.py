@@ -5,7 +5,8 @@ Time line (days before as_of configurable):
     ... train ... | valid (valid_days) | test (test_days) | as_of
 
 1. The model is chosen on `valid` (fitted on what came before, on at most `max_fit_users`
-   users, searched within `search_seconds`; `behavior.recommend.select`).
+   users, the search's rungs within `search_seconds` reference seconds of estimated cost;
+   `behavior.recommend.select`).
 2. The chosen configuration and popularity are refitted on everything before `test` and
    scored on `test`, a period neither saw, over at most `max_eval_users` sampled test users
    (`users_sampled`): the report's `recommend.test`.

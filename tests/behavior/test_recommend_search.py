@@ -146,8 +146,58 @@ def test_ease_is_skipped_for_a_catalogue_too_large_for_its_dense_inverse(monkeyp
 def test_an_unaffordable_last_rung_fits_the_cheapest_survivor():
     from behavior.recommend.search import _affordable
 
-    survivors = [("ease", EASE, {}, 12.0, 7_500), ("item_knn", ItemKNN, {}, 0.4, 7_500)]   # best first
-    assert _affordable(survivors, 60_000, 200.0, keep_one=True) == survivors
-    assert _affordable(survivors, 60_000, 10.0, keep_one=True) == [survivors[1]]     # the best costs 96 s there
-    assert _affordable(survivors, 60_000, 1.0, keep_one=True) == [survivors[1]]      # none fits: the cheapest
-    assert _affordable(survivors, 15_000, 0.5, keep_one=False) == []                 # a middle rung is skipped
+    survivors = [("ease", EASE, {}), ("item_knn", ItemKNN, {})]   # best first
+    costs = [12.0, 0.4]
+    assert _affordable(survivors, costs, 200.0, keep_one=True) == list(zip(survivors, costs))
+    assert _affordable(survivors, costs, 10.0, keep_one=True) == [(survivors[1], 0.4)]   # the best costs 12
+    assert _affordable(survivors, costs, 0.1, keep_one=True) == [(survivors[1], 0.4)]    # none fits: the cheapest
+    assert _affordable(survivors, costs, 0.1, keep_one=False) == []                      # a middle rung is skipped
+
+
+def _decisions(sel) -> dict:
+    """What the search decided, without the measured seconds."""
+    rungs = [{"users": r["users"], "skipped": r.get("skipped"),
+              "configs": [{k: v for k, v in c.items() if k != "seconds"} for c in r.get("configs", [])]}
+             for r in sel.search["rungs"]]
+    return {"selected": sel.selected, "params": sel.params, "rungs": rungs, "cost": sel.search["cost"]}
+
+
+def test_a_slower_machine_makes_the_same_search(many_users, monkeypatch):
+    """The budget is spent in estimated cost, not on the clock: with a clock running 50 times
+    faster (a machine 50 times slower, or as loaded), the rungs, their configurations and the
+    choice are the same, and a budget that binds still cuts the same configurations."""
+    import time
+
+    train, valid = many_users
+    space = [("popularity", Popularity, {}),
+             ("item_knn", ItemKNN, [{"K": k, "similarity": s} for k in (5, 20) for s in ("cosine", "bm25")]),
+             ("als", ALS, [{"factors": f, "iterations": 4, "alpha": 2.0} for f in (4, 8, 16, 32)])]
+
+    budget = 0.1
+
+    def search():
+        return select_model(train, valid, space, k=5, max_users=2000, budget_seconds=budget)
+
+    first = search()
+    rung0 = first.search["rungs"][0]["configs"]
+    assert 1 < len(rung0) < 8, "the budget must bind for the test to mean something"
+    assert first.search["cost"] <= budget and first.search["unit"].startswith("reference seconds")
+
+    real = time.perf_counter
+    start = real()
+    monkeypatch.setattr(time, "perf_counter", lambda: start + 50 * (real() - start))
+    assert _decisions(search()) == _decisions(first)
+
+
+def test_a_survivor_too_costly_for_the_next_rung_gives_its_place_to_the_next_best(many_users):
+    """Item kNN keeping every neighbour (K far above the 40 items) ranks second on rung 0 but
+    costs more to score than rung 1's share: rung 1 still runs two configurations, the best
+    and the third."""
+    train, valid = many_users
+    knn = [{"K": k} for k in (100_000, 1, 2, 3)]
+    sel = select_model(train, valid, [("popularity", Popularity, {}), ("item_knn", ItemKNN, knn)], k=5,
+                       max_users=2000, budget_seconds=12)
+    rung0, rung1 = sel.search["rungs"][:2]
+    ranked = [c["params"]["K"] for c in rung0["configs"]]
+    assert ranked[1] == 100_000 and rung0["configs"][1]["cost"] > (12 - rung0["cost"]) / 2   # too costly for rung 1
+    assert sorted(c["params"]["K"] for c in rung1["configs"]) == sorted([ranked[0], ranked[2]])

@@ -168,7 +168,7 @@ def test_a_bad_config_file_exits_2_naming_the_file_section_and_key(tmp_path, mon
 
 def test_the_recommender_search_budget_comes_from_the_file_and_must_be_positive(tmp_path):
     f = tmp_path / "c.toml"
-    assert load(None, env={}).recommend.search_seconds == 25.0
+    assert load(None, env={}).recommend.search_seconds == 4.0
     f.write_text("[recommend]\nsearch_seconds = 7.5\n")
     assert load(f, env={}).recommend.search_seconds == 7.5
     f.write_text("[recommend]\nsearch_seconds = 0\n")

@@ -18,7 +18,7 @@ def run(tmp_path_factory):
     write_synth(root / "synth", users=4000, months=12, seed=5)
     home = DataHome(root / "data")
     ingest(home, [root / "synth"], IngestOptions())
-    # a budget no load reaches: every configuration of the search space is tried
+    # a budget above every configuration's estimated cost: the whole search space is tried
     report = run_pipeline(home, Config(recommend=RecommendConfig(search_seconds=3600)), stages=["recommend"])
     return home, report
 

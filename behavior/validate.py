@@ -265,7 +265,8 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
 
 def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool,
                 d: Dialect) -> str:
-    """SQL flagging rows that may hold a card number: cheap tests before the expression.
+    """SQL flagging rows that may hold a card number: cheap tests before the expression (in a
+    CASE: DuckDB evaluates both sides of an AND in a projection, the expression on every row).
     Times are not probed (13-digit epochs would look like cards); a rejected time is masked
     in its detail all the same."""
     parts = []
@@ -275,10 +276,10 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
         if c.type in ("timestamp", "bool") or typ is None:
             continue
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
-            parts.append(f"(length(t_{c.name}) >= 13 AND {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)})")
+            parts.append(f"CASE WHEN length(t_{c.name}) >= 13 THEN {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)} END")
         else:
             text = P.as_text(f"t_{c.name}", typ, d)   # a float as DuckDB writes it on both engines
-            parts.append(f"(abs(p_{c.name}) >= 1e12 AND {d.find(text, CARD_CANDIDATE_PATTERN)})")
+            parts.append(f"CASE WHEN abs(p_{c.name}) >= 1e12 THEN {d.find(text, CARD_CANDIDATE_PATTERN)} END")
     return "COALESCE(" + (" OR ".join(parts) or "FALSE") + ", FALSE)"
 
 

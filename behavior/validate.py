@@ -302,8 +302,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
     floats = _float_columns(cols, columns, types)
     checks = _checks(spec, opts, is_pay, d, floats)
-    reason = "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code, _ in checks) + " END"
-    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
+    # The first check a row fails, by its number: the conditions are evaluated once, and the
+    # reason and its detail are looked up from the number (the detail only on failing rows).
+    failed = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _) in enumerate(checks)) + " END"
+    reason = "CASE _failed " + " ".join(f"WHEN {i} THEN '{code}'" for i, (_, code, _) in enumerate(checks)) + " END"
+    detail = "CASE _failed " + " ".join(f"WHEN {i} THEN {d}" for i, (_, _, d) in enumerate(checks)) + " END"
     t_all = ", ".join(_t_text(c.name, d, floats) if c.name in floats else f"t_{c.name}" for c in cols)
     out = []
     for col in spec.columns:
@@ -328,10 +331,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     return f"""
 WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
 parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
+checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
   SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
          {_card_probe(spec, types, columns, is_pay, d)} AS _card_probe
-  FROM parsed
+  FROM checked
 )
 SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
 """

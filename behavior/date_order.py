@@ -47,8 +47,8 @@ def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table,
     if not todo or source.num_rows == 0:
         return DateOrder()
     quote = d.ident[0]
-    texts = ", ".join(f"{P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values)} "
-                      f"AS c{i}" for i, n in enumerate(todo))
+    texts = ", ".join(f"{_unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values))}"
+                      f" AS c{i}" for i, n in enumerate(todo))
     flags = []
     for i in range(len(todo)):
         # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
@@ -79,6 +79,13 @@ def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table,
             notes.append(f"{n} read day-first: {days:,} of its dates are only valid day-first "
                          f"(e.g. {_example(source, columns[n], row[f'r_day{i}'])}) and none only month-first")
     return DateOrder(frozenset(dayfirst), notes)
+
+
+def _unless_iso(t: str) -> str:
+    """The text `t`, NULL when it starts with a number of at least 1000 and a dash (the year of
+    `2024-01-30 ...`, most exports): its first number is not a day or a month, so it is neither
+    order's evidence, and the splits below skip it."""
+    return f"CASE WHEN substr({t}, 5, 1) = '-' AND TRY_CAST(substr({t}, 1, 4) AS INTEGER) >= 1000 THEN NULL ELSE {t} END"
 
 
 def _example(source: pa.Table, column: str, row: int) -> str:

@@ -59,7 +59,7 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
 
     # Trimming every Unicode space is costly, and `IN` repeats its operand for each marker: a
     # text that starts and ends with a printable ASCII character (most) has nothing to trim.
-    return (f"CASE WHEN left({expr}, 1) BETWEEN '!' AND '~' AND right({expr}, 1) BETWEEN '!' AND '~' "
+    return (f"CASE WHEN {d.printable_ends.format(expr)} "
             f"THEN {unless_marker(expr)} ELSE {unless_marker(trim_sql(expr, d.literal))} END")
 
 

@@ -265,7 +265,8 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
 
 def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool,
                 d: Dialect) -> str:
-    """SQL flagging rows that may hold a card number: cheap tests before the expression.
+    """SQL flagging rows that may hold a card number: cheap tests before the expression (in a
+    CASE: DuckDB evaluates both sides of an AND in a projection, the expression on every row).
     Times are not probed (13-digit epochs would look like cards); a rejected time is masked
     in its detail all the same."""
     parts = []
@@ -275,10 +276,10 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
         if c.type in ("timestamp", "bool") or typ is None:
             continue
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
-            parts.append(f"(length(t_{c.name}) >= 13 AND {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)})")
+            parts.append(f"CASE WHEN length(t_{c.name}) >= 13 THEN {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)} END")
         else:
             text = P.as_text(f"t_{c.name}", typ, d)   # a float as DuckDB writes it on both engines
-            parts.append(f"(abs(p_{c.name}) >= 1e12 AND {d.find(text, CARD_CANDIDATE_PATTERN)})")
+            parts.append(f"CASE WHEN abs(p_{c.name}) >= 1e12 THEN {d.find(text, CARD_CANDIDATE_PATTERN)} END")
     return "COALESCE(" + (" OR ".join(parts) or "FALSE") + ", FALSE)"
 
 
@@ -301,8 +302,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
     floats = _float_columns(cols, columns, types)
     checks = _checks(spec, opts, is_pay, d, floats)
-    reason = "CASE " + " ".join(f"WHEN {c} THEN '{code}'" for c, code, _ in checks) + " END"
-    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, d in checks) + " END"
+    # The first check a row fails, by its number: the conditions are evaluated once, and the
+    # reason and its detail are looked up from the number (the detail only on failing rows).
+    failed = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _) in enumerate(checks)) + " END"
+    reason = "CASE _failed " + " ".join(f"WHEN {i} THEN '{code}'" for i, (_, code, _) in enumerate(checks)) + " END"
+    detail = "CASE _failed " + " ".join(f"WHEN {i} THEN {d}" for i, (_, _, d) in enumerate(checks)) + " END"
     t_all = ", ".join(_t_text(c.name, d, floats) if c.name in floats else f"t_{c.name}" for c in cols)
     out = []
     for col in spec.columns:
@@ -327,10 +331,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     return f"""
 WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
 parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
+checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
   SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
          {_card_probe(spec, types, columns, is_pay, d)} AS _card_probe
-  FROM parsed
+  FROM checked
 )
 SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
 """

@@ -1,15 +1,19 @@
 """One benchmark measurement in a fresh interpreter, so that each starts cold and its peak
-memory is its own."""
+memory is its own; and the loop that repeats measurements."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+from typing import Callable
 
 
 def run_child(code: str, *args: str) -> dict:
-    """Run `code` in a fresh interpreter; it prints one JSON object. Adds its peak RSS (MB)."""
+    """Run `code` in a fresh interpreter; it sets `res` to a dict (json, resource, sys and time are
+    imported). Returns `res` with the child's peak RSS (MB) as `peak_mb`."""
     wrapper = (
         "import json, resource, sys, time\n"
         f"{code}\n"
@@ -18,5 +22,25 @@ def run_child(code: str, *args: str) -> dict:
     )
     out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"benchmark step failed:\n{out.stderr[-2000:]}")
+        raise RuntimeError(f"benchmark step failed ({out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure(steps: dict[str, tuple[str, ...]], *, repeat: int, label: str,
+            progress: Callable[[str], None] = lambda _: None, fresh: Path | None = None) -> dict[str, list[dict]]:
+    """`repeat` runs of each step (name -> (code, *args) for `run_child`), interleaved (run 1 of
+    every step, then run 2, ...) so that a shared machine's load falls on the steps alike. With
+    `fresh`, that folder is removed before and after every run (each starts without it).
+    Returns name -> the runs' results."""
+    runs: dict[str, list[dict]] = {name: [] for name in steps}
+    for i in range(repeat):
+        for name, (code, *args) in steps.items():
+            progress(f"{label}{'' if len(steps) == 1 else ': ' + name}, run {i + 1}/{repeat}")
+            if fresh is not None:
+                shutil.rmtree(fresh, ignore_errors=True)
+            try:
+                runs[name].append(run_child(code, *args))
+            finally:
+                if fresh is not None:
+                    shutil.rmtree(fresh, ignore_errors=True)
+    return runs

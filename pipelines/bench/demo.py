@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from pipelines.bench.child import run_child
+from pipelines.bench.child import measure
 
 TARGET_SECONDS = 60.0
 DEMO_USERS = 60_000
@@ -56,14 +56,10 @@ def run_demo_bench(work: Path | None, *, users: int = DEMO_USERS, repeat: int = 
     if work is None:
         tmp = tempfile.mkdtemp(prefix="behavior-bench-demo-")
         work = Path(tmp)
-    runs = []
     try:
-        for i in range(repeat):
-            home = work / f"demo-{i}"
-            shutil.rmtree(home, ignore_errors=True)
-            progress(f"demo pipeline, {users:,} users: run {i + 1}/{repeat}")
-            runs.append(run_child(_DEMO, str(home), str(users)))
-            shutil.rmtree(home, ignore_errors=True)
+        home = work / "demo"
+        runs = measure({"demo": (_DEMO, str(home), str(users))}, repeat=repeat, progress=progress,
+                       label=f"demo pipeline, {users:,} users", fresh=home)["demo"]
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 from behavior.synth_catalog import default_item_count
 from pipelines.bench.api import serve_and_load
+from pipelines.bench.child import run_child
 
 USERS_PER_LINE = 1 / 17
 PART_LINES = 10_000_000
@@ -34,7 +33,7 @@ TARGET = ("ingest + run < 600 s and peak < 8 GB at 10M lines",
           lambda r: r["lines"] < 9_000_000 or (r["seconds"] < 600 and r["peak_mb"] < 8192))
 
 _RUN_CHILD = r"""
-import json, sys, threading, time
+import threading
 from pathlib import Path
 
 peaks, current = {}, ["start"]
@@ -64,18 +63,16 @@ t0 = time.perf_counter()
 report = run_pipeline(DataHome(Path(sys.argv[1])), Config(), progress=progress)
 total = time.perf_counter() - t0
 peaks[current[0]] = max(peaks.get(current[0], 0.0), rss())
-print(json.dumps({"stages": report["stages"], "peaks": peaks, "seconds": total}))
+res = {"stages": report["stages"], "peaks": peaks, "seconds": total}
 """
 
 _INGEST_CHILD = r"""
-import json, resource, sys, time
 from pathlib import Path
 from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 t0 = time.perf_counter()
 rep = ingest(DataHome(Path(sys.argv[1])), [Path(a) for a in sys.argv[2:]], IngestOptions())
-print(json.dumps({"seconds": time.perf_counter() - t0, "rows": rep["accepted"],
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+res = {"seconds": time.perf_counter() - t0, "rows": rep["accepted"]}
 """
 
 
@@ -95,13 +92,6 @@ def _parts(lines: int) -> list[dict]:
     items = default_item_count(int(lines * USERS_PER_LINE))
     return [{"catalog_seed": 0, "items": items, "id_prefix": str(k) if k else "",
              **({"n_promotions": 0} if k else {})} for k in range(n)]
-
-
-def _child(code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark child failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _save(work: Path, rows: list[dict]) -> None:
@@ -128,12 +118,12 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
             made += written.get("payments.parquet", 0)
         rows.append({"lines": made, "step": "synth", "seconds": round(time.perf_counter() - t0, 2)})
         progress(f"{made:,} lines: ingest")
-        ing = _child(_INGEST_CHILD, str(folder / "data"), *(str(folder / f"synth-{k}") for k in range(len(parts))))
+        ing = run_child(_INGEST_CHILD, str(folder / "data"), *(str(folder / f"synth-{k}") for k in range(len(parts))))
         rows.append({"lines": made, "step": "ingest", "seconds": round(ing["seconds"], 2),
                      "peak_mb": round(ing["peak_mb"])})
         _save(work, rows)   # what is measured is kept if a later step fails
         progress(f"{made:,} lines: run")
-        run = _child(_RUN_CHILD, str(folder / "data"))
+        run = run_child(_RUN_CHILD, str(folder / "data"))
         for name, s in run["stages"].items():
             rows.append({"lines": made, "step": name, "seconds": s["seconds"],
                          "peak_mb": round(run["peaks"].get(name, 0.0))})

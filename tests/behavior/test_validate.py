@@ -264,3 +264,22 @@ def test_every_row_is_accounted_for(rows):
     keys = [(r["payment_id"], r["line_no"]) for r in stored]
     assert len(keys) == len(set(keys))
     assert all("4111111111111111" not in (d or "") for d in v.rejected.column("detail").to_pylist())
+
+
+@pytest.mark.parametrize("value, stored", [
+    ("u1", "u1"), ("\u00a0u1\u3000", "u1"), ("u1\n", "u1"), ("caf\u00e9", "caf\u00e9"), ("\u00e9t\u00e9", "\u00e9t\u00e9"),
+    (" NA ", None), ("~u!", "~u!"),
+])
+def test_ids_are_kept_as_sent_when_their_ends_are_printable_and_trimmed_of_any_space_otherwise(value, stored):
+    # the ends are tested by code point (a non-ASCII last letter is not mistaken for a space)
+    res = run({"user_id": ["u0", value], "item_id": ["i1", "i2"], "paid_at": ["2025-01-02 03:04:05"] * 2})
+    users = sorted(res.accepted.column("user_id").to_pylist())
+    assert users == sorted(["u0", stored] if stored else ["u0"])
+    assert [r["reason"] for r in res.rejected.to_pylist()] == ([] if stored else ["missing_user_id"])
+
+
+def test_a_file_of_iso_dates_and_one_day_first_slash_date_is_read_day_first():
+    # ISO dates are no evidence of either order; the one slash date decides
+    res = run({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "paid_at": ["2025-01-02 03:04:05", "13/01/2025"]})
+    assert sorted(p.day for p in res.accepted.column("paid_at").to_pylist()) == [2, 13]
+    assert any("day-first" in n for n in res.notes)

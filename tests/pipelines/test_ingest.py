@@ -223,3 +223,16 @@ def test_duplicates_at_the_edges_of_a_files_key_range_are_found(home, tmp_path):
     assert (rep["read"], rep["accepted"], rep["duplicates"], rep["rejected"]) == (5, 2, 3, 0)
     keys = [(r["payment_id"], r["line_no"]) for r in lake_rows(home)]
     assert len(keys) == len(set(keys)) == len(stored) + 2
+
+
+def test_lines_go_to_the_partition_of_their_utc_month(home, tmp_path):
+    src = tmp_path / "edges.csv"
+    src.write_text("payment_id,user_id,item_id,paid_at\n"
+                   "p1,u1,i1,2024-01-31T23:59:59.999999Z\n"
+                   "p2,u1,i1,2024-02-01T01:30:00+02:00\n"      # 2024-01-31 23:30 UTC
+                   "p3,u1,i1,2024-02-01T00:00:00Z\n"
+                   "p4,u1,i1,2023-12-31T22:00:00-03:00\n")    # 2024-01-01 01:00 UTC
+    ingest(home, [src], IngestOptions(defaults={"currency": "EUR"}))
+    months = {f.parent.name: sorted(r["payment_id"] for r in pq.read_table(f).to_pylist())
+              for f in table_files(home.lake, "payments")}
+    assert months == {"month=2024-01": ["p1", "p2", "p4"], "month=2024-02": ["p3"]}

@@ -249,7 +249,9 @@ def test_dialect_templates_give_duckdbs_answers(spark):
                 f"{d.full_match(d.literal('a@b.com' + chr(10)), EMAIL_PATTERN[1:-1])} AS email_newline, "
                 f"{d.full_match(d.literal('a@b.com'), EMAIL_PATTERN[1:-1])} AS email, "
                 f"{d.hash_of(['CAST(NULL AS STRING)', repr('X')])} = {d.hash_of([repr('X'), 'CAST(NULL AS STRING)'])} "
-                "AS null_swap_same")
+                "AS null_swap_same, "
+                + ", ".join(f"{d.printable_ends.format(d.literal(v))} AS ends_{i}"
+                            for i, v in enumerate(("u1", "~u!", "caf\u00e9", "\u00e9t", " u1", "u1\n", "", "x"))))
         finally:
             engine.unregister("_floats")
         answers[d.name] = texts.to_pydict(), other.to_pylist()[0]
@@ -258,6 +260,7 @@ def test_dialect_templates_give_duckdbs_answers(spark):
     assert duck[0]["t"][:3] == ["12345678.0", "4111111111111111.0", "-4111111111111111.0"]
     assert spk[0]["id"] == duck[0]["id"] and spk[0]["id"][0] == "12345678"
     assert spk[1] == duck[1]
+    assert [duck[1][f"ends_{i}"] for i in range(8)] == [True, True, False, False, False, False, False, True]
     assert spk[1]["compact"].day == 5 and spk[1]["short"].day == 5 and spk[1]["email"]
     assert not spk[1]["email_newline"] and not spk[1]["null_swap_same"]
 

@@ -224,3 +224,31 @@ def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
     estimated = [e for e in section["effectiveness"].values() if e["status"] == "estimated"]
     assert estimated and all(e["cuped"]["covariates"]["conversion"] == "converted in the 30 days before the start"
                              for e in estimated)
+
+
+@pytest.mark.parametrize("part_lines", [None, 40_000])
+def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake, monkeypatch, part_lines):
+    """The stage computes the full features at a promotion start for its assigned users only,
+    and the R, F and M columns (the segments rank the whole population) for everyone: both must
+    be the rows and columns of the population's feature table at that start, in one part of
+    the log or in several."""
+    from behavior import features as F
+
+    if part_lines:
+        monkeypatch.setattr(F, "PART_LINES", part_lines)
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    try:
+        pid, start = ctx.con.execute("SELECT promotion_id, starts_at FROM promotions ORDER BY starts_at DESC "
+                                     "LIMIT 1").fetchone()
+        assigned = set(ctx.con.execute("SELECT user_id FROM assignments WHERE promotion_id = ?", [pid]).df()["user_id"])
+        population = F.user_features(ctx.engine, "payments", start, ctx.user_parts).to_pandas().set_index("user_id")
+        assert len(ctx.user_parts.relations()) == 1 if part_lines is None else len(ctx.user_parts.relations()) > 1
+        mine = stage._at_start(ctx, start, promotion_id=pid).to_pandas().set_index("user_id")
+        assert set(mine.index) == assigned & set(population.index) and len(mine) > 1000
+        pd.testing.assert_frame_equal(mine, population.loc[mine.index])
+        rfm = stage._at_start(ctx, start, stage.RFM_COLUMNS).to_pandas().set_index("user_id").sort_index()
+        pd.testing.assert_frame_equal(rfm, population[list(stage.RFM_COLUMNS[1:])].sort_index(), check_dtype=False)
+    finally:
+        ctx.user_parts.close()
+        ctx.con.close()

@@ -145,35 +145,41 @@ def _area_over_random(q: np.ndarray) -> np.ndarray:
     return np.trapezoid(q - random_line, axis=1) / max(n, 1)
 
 
-def _normalised_qini(y: np.ndarray, t: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """`qini_coefficient` of each row of 2-D `y` (float), `t` (bool) and `score` (0 where a row's
-    perfect ranking is no better than random)."""
+def _perfect_area(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The area over random of the perfect ranking of each row (treated converters first,
+    control converters last)."""
     perfect_score = np.where(t & (y > 0), 2.0, np.where(~t & (y > 0), 0.0, 1.0))
-    model, denom = _area_over_random(_curves(y, t, score)), _area_over_random(_curves(y, t, perfect_score))
+    return _area_over_random(_curves(y, t, perfect_score))
+
+
+def _normalised(model: np.ndarray, perfect: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom > 0, model / denom, 0.0)
+        return np.where(perfect > 0, model / perfect, 0.0)
 
 
 def qini_coefficient(y, treatment, score) -> float:
     """Normalised Qini: (area model - area random) / (area perfect - area random); random = 0, perfect = 1."""
-    y = np.asarray(y, float)
-    t = np.asarray(treatment).astype(bool)
-    if len(y) < 2 or t.all() or (~t).all():
+    y = np.asarray(y, float)[None]
+    t = np.asarray(treatment).astype(bool)[None]
+    if y.shape[1] < 2 or t.all() or (~t).all():
         raise InputError("the Qini coefficient needs treated and control rows")
-    return float(_normalised_qini(y[None], t[None], np.asarray(score, float)[None])[0])
+    model = _area_over_random(_curves(y, t, np.asarray(score, float)[None]))
+    return float(_normalised(model, _perfect_area(y, t))[0])
 
 
 RESAMPLE_BLOCK = 2_000_000   # units per block of resamples: bounds the memory of `qini_resampled`
 
 
-def qini_resampled(y, treatment, score, rows: np.ndarray) -> np.ndarray:
-    """`qini_coefficient` on each resample at once: row i of `rows` (n_resamples, n) indexes the
-    units of resample i; 0 for a resample without treated or without control units."""
+def qini_resampled(y, treatment, scores, rows: np.ndarray) -> np.ndarray:
+    """`qini_coefficient` of each ranking on each resample at once: row j of 2-D `scores` is
+    one ranking of the units (a 1-D `scores` is one ranking), row i of `rows` (n_resamples, n)
+    indexes the units of resample i. Returns (rankings, n_resamples), or (n_resamples,) for a
+    1-D `scores`; 0 for a resample without treated or without control units."""
     y = np.asarray(y, float)
     t = np.asarray(treatment).astype(bool)
-    score = np.asarray(score, float)
+    scores = np.asarray(scores, float)
     rows = np.asarray(rows)
-    out = np.zeros(len(rows))
+    out = np.zeros((len(np.atleast_2d(scores)), len(rows)))
     step = max(1, RESAMPLE_BLOCK // max(rows.shape[1], 1))
     for i in range(0, len(rows), step):
         r = rows[i:i + step]
@@ -181,8 +187,11 @@ def qini_resampled(y, treatment, score, rows: np.ndarray) -> np.ndarray:
         both = tr.any(axis=1) & ~tr.all(axis=1) & (r.shape[1] >= 2)
         if both.any():
             r = r[both]
-            out[i:i + step][both] = _normalised_qini(y[r], t[r], score[r])
-    return out
+            yr, trr = y[r], t[r]
+            perfect = _perfect_area(yr, trr)    # the same for every ranking
+            for j, score in enumerate(np.atleast_2d(scores)):
+                out[j, i:i + step][both] = _normalised(_area_over_random(_curves(yr, trr, score[r])), perfect)
+    return out if scores.ndim == 2 else out[0]
 
 
 def uplift_at_k(y, treatment, score, k: float = 0.3) -> float:

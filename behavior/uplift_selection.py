@@ -200,11 +200,10 @@ def select_arm(data: ArmData, parts: np.ndarray, seed: int = 0, n_boot: int = N_
     fitted = _fit_candidates(candidates, tr, seed)
     tiebreak_v = np.random.default_rng(seed + 1).random(len(va.y))
     idx = resamples(len(va.y), n_boot, seed)
-    scored = []
-    for name in candidates:
-        r = _ranks(candidate_score(name, fitted[name], va, seed), tiebreak_v)
-        scored.append(Scored(name, _qini(va.y, va.t, r), qini_resampled(va.y, va.t, r, idx),
-                             baseline=name in BASELINES, simplicity=SIMPLICITY.index(name)))
+    ranks = np.array([_ranks(candidate_score(name, fitted[name], va, seed), tiebreak_v) for name in candidates])
+    scored = [Scored(name, _qini(va.y, va.t, r), replicates, baseline=name in BASELINES,
+                     simplicity=SIMPLICITY.index(name))
+              for name, r, replicates in zip(candidates, ranks, qini_resampled(va.y, va.t, ranks, idx))]
     choice = choose("qini", scored)
     tiebreak_t = np.random.default_rng(seed + 2).random(len(te.y))
     test_scores = {name: _ranks(candidate_score(name, fitted[name], te, seed), tiebreak_t) for name in candidates}

@@ -92,9 +92,9 @@ def test_class_transformation_uses_each_campaigns_own_treatment_share():
 
 
 def test_qini_resampled_is_each_resample_scored_alone():
-    """The selection's bootstrap scores every resample at once; each must equal the Qini of that
-    resample alone (ties in the score from repeated units included), and 0 where a resample
-    lacks a group."""
+    """The selection's bootstrap scores every candidate's ranking on every resample at once; each
+    must equal the Qini of that resample alone (ties in the score from repeated units included),
+    and 0 where a resample lacks a group."""
     from behavior.model_choice import resamples
     from behavior.uplift import qini_resampled
 
@@ -103,10 +103,12 @@ def test_qini_resampled_is_each_resample_scored_alone():
         y = (rng.random(n) < 0.3).astype(int)
         t = np.zeros(n, bool)
         t[rng.permutation(n)[: max(1, int(share * n))]] = True
-        score = np.round(rng.random(n), 1)                  # ties within the score too
+        scores = np.round(rng.random((2, n)), 1)             # ties within a score too
         idx = resamples(n, 300, seed=n)
-        alone = [qini_coefficient(y[r], t[r], score[r]) if t[r].any() and not t[r].all() else 0.0 for r in idx]
-        assert qini_resampled(y, t, score, idx).tolist() == alone
+        alone = [[qini_coefficient(y[r], t[r], s[r]) if t[r].any() and not t[r].all() else 0.0 for r in idx]
+                 for s in scores]
+        assert qini_resampled(y, t, scores, idx).tolist() == alone
+        assert qini_resampled(y, t, scores[1], idx).tolist() == alone[1]
     assert (np.array(alone) == 0).any()                     # (n = 7: some resamples have one group)
 
 

@@ -2,9 +2,9 @@
 
 Given sample weights, the booster places a column's bin thresholds at weighted percentiles that
 scikit-learn computes one percentile at a time (254 calls per column with more than 255 distinct
-values): three quarters of the class transformation's fit on an arm of 3,600 rows. `weighted_edges`
-computes the same thresholds (the same sort, running sum of the weights and comparisons) for all
-percentiles of a column at once, and `to_bins` replaces each such column by
+values): three quarters of the class transformation's fit on an arm of 3,600 rows.
+`weighted_edges` computes the same thresholds (the same sort, running sum of the weights and
+comparisons) for all percentiles of a column at once, and `to_bins` replaces each such column by
 its bin number (the count of thresholds below the value; missing stays missing). The booster bins
 a column of at most 255 distinct values at the midpoints of its values, so on the bin numbers it
 sees the same bins of the training rows and grows the same trees.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 ALMOST_INF = 1e300           # the booster's own cap of a threshold (sklearn's ALMOST_INF)

@@ -20,7 +20,7 @@ Metrics (all take y, treatment and a score, higher = target first):
   (the straight line from (0, 0) to (N, Q(N))), divided by the same area for the perfect
   ranking of this sample (treated converters first, control converters last). So a random
   ranking scores 0 in expectation, the perfect ranking 1, and a ranking worse than random
-  is negative.
+  is negative. `qini_resampled` gives it on many bootstrap resamples of the units at once.
 - `uplift_at_k`: conversion rate of the treated minus that of the control among the top
   k share of users (each group ranked by the score separately would bias it: both groups
   are cut at the same score threshold). A random ranking's expected value is the overall
@@ -35,6 +35,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from behavior.errors import InputError
+from behavior.uplift_bins import binnable, to_bins, weighted_edges
 
 
 def default_classifier(seed: int = 0) -> HistGradientBoostingClassifier:
@@ -103,11 +104,13 @@ class ClassTransformation(BaseEstimator):
         z = y * t + (1 - y) * (1 - t)
         w = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
         base = self.estimator if self.estimator is not None else default_classifier(self.seed)
-        self.model_ = clone(base).fit(X, z, sample_weight=w)
+        # the booster's own bins of the weighted rows, computed a column at a time (behavior.uplift_bins)
+        self.edges_ = weighted_edges(X, w, base.max_bins) if binnable(base, len(y)) else {}
+        self.model_ = clone(base).fit(to_bins(X, self.edges_), z, sample_weight=w)
         return self
 
     def predict(self, X) -> np.ndarray:
-        return 2.0 * self.model_.predict_proba(X)[:, 1] - 1.0
+        return 2.0 * self.model_.predict_proba(to_bins(X, self.edges_))[:, 1] - 1.0
 
 
 def _order(score) -> np.ndarray:
@@ -115,37 +118,80 @@ def _order(score) -> np.ndarray:
     return np.argsort(-score, kind="stable")
 
 
+def _curves(y: np.ndarray, t: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Q(k) for k = 0..N of each row of 2-D `y` (float), `t` (bool) and `score`: one curve per row."""
+    o = np.argsort(-score, axis=1, kind="stable")
+    y, t = np.take_along_axis(y, o, axis=1), np.take_along_axis(t, o, axis=1)
+    zero = np.zeros((len(y), 1))
+    yt = np.concatenate([zero, np.cumsum(y * t, axis=1)], axis=1)
+    yc = np.concatenate([zero, np.cumsum(y * ~t, axis=1)], axis=1)
+    nt = np.concatenate([zero, np.cumsum(t, axis=1)], axis=1)
+    nc = np.concatenate([zero, np.cumsum(~t, axis=1)], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return yt - np.where(nc > 0, yc * nt / nc, 0.0)
+
+
 def qini_curve(y, treatment, score) -> tuple[np.ndarray, np.ndarray]:
     """(k, Q(k)) for k = 0..N: incremental conversions of the top k by score (see module doc)."""
     y = np.asarray(y, float)
     t = np.asarray(treatment).astype(bool)
-    o = _order(score)
-    yt = np.concatenate([[0.0], np.cumsum(y[o] * t[o])])
-    yc = np.concatenate([[0.0], np.cumsum(y[o] * ~t[o])])
-    nt = np.concatenate([[0.0], np.cumsum(t[o])])
-    nc = np.concatenate([[0.0], np.cumsum(~t[o])])
+    return np.arange(len(y) + 1), _curves(y[None], t[None], np.asarray(score, float)[None])[0]
+
+
+def _area_over_random(q: np.ndarray) -> np.ndarray:
+    """The area between each row's curve and its random line, per user."""
+    n = q.shape[1] - 1
+    random_line = q[:, -1:] * np.arange(n + 1) / max(n, 1)
+    return np.trapezoid(q - random_line, axis=1) / max(n, 1)
+
+
+def _perfect_area(y: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The area over random of the perfect ranking of each row (treated converters first,
+    control converters last)."""
+    perfect_score = np.where(t & (y > 0), 2.0, np.where(~t & (y > 0), 0.0, 1.0))
+    return _area_over_random(_curves(y, t, perfect_score))
+
+
+def _normalised(model: np.ndarray, perfect: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = yt - np.where(nc > 0, yc * nt / nc, 0.0)
-    return np.arange(len(y) + 1), q
-
-
-def _area_over_random(q: np.ndarray) -> float:
-    n = len(q) - 1
-    random_line = q[-1] * np.arange(n + 1) / max(n, 1)
-    return float(np.trapezoid(q - random_line)) / max(n, 1)
+        return np.where(perfect > 0, model / perfect, 0.0)
 
 
 def qini_coefficient(y, treatment, score) -> float:
     """Normalised Qini: (area model - area random) / (area perfect - area random); random = 0, perfect = 1."""
+    y = np.asarray(y, float)[None]
+    t = np.asarray(treatment).astype(bool)[None]
+    if y.shape[1] < 2 or t.all() or (~t).all():
+        raise InputError("the Qini coefficient needs treated and control rows")
+    model = _area_over_random(_curves(y, t, np.asarray(score, float)[None]))
+    return float(_normalised(model, _perfect_area(y, t))[0])
+
+
+RESAMPLE_BLOCK = 2_000_000   # units per block of resamples: bounds the memory of `qini_resampled`
+
+
+def qini_resampled(y, treatment, scores, rows: np.ndarray) -> np.ndarray:
+    """`qini_coefficient` of each ranking on each resample at once: row j of 2-D `scores` is
+    one ranking of the units (a 1-D `scores` is one ranking), row i of `rows` (n_resamples, n)
+    indexes the units of resample i. Returns (rankings, n_resamples), or (n_resamples,) for a
+    1-D `scores`; 0 for a resample without treated or without control units."""
     y = np.asarray(y, float)
     t = np.asarray(treatment).astype(bool)
-    if len(y) < 2 or t.all() or (~t).all():
-        raise InputError("the Qini coefficient needs treated and control rows")
-    _, q = qini_curve(y, t, score)
-    perfect_score = np.where(t & (y > 0), 2.0, np.where(~t & (y > 0), 0.0, 1.0))
-    _, qp = qini_curve(y, t, perfect_score)
-    denom = _area_over_random(qp)
-    return float(_area_over_random(q) / denom) if denom > 0 else 0.0
+    scores = np.asarray(scores, float)
+    rows = np.asarray(rows)
+    out = np.zeros((len(np.atleast_2d(scores)), len(rows)))
+    step = max(1, RESAMPLE_BLOCK // max(rows.shape[1], 1))
+    for i in range(0, len(rows), step):
+        r = rows[i:i + step]
+        tr = t[r]
+        both = tr.any(axis=1) & ~tr.all(axis=1) & (r.shape[1] >= 2)
+        if both.any():
+            r = r[both]
+            yr, trr = y[r], t[r]
+            perfect = _perfect_area(yr, trr)    # the same for every ranking
+            for j, score in enumerate(np.atleast_2d(scores)):
+                out[j, i:i + step][both] = _normalised(_area_over_random(_curves(yr, trr, score[r])), perfect)
+    return out if scores.ndim == 2 else out[0]
 
 
 def uplift_at_k(y, treatment, score, k: float = 0.3) -> float:

@@ -84,6 +84,14 @@ class ResponseModel(BaseEstimator):
         self.model_ = default_classifier(self.seed).fit(_rows(X, t == 1), y[t == 1])
         return self
 
+    @classmethod
+    def of_treated(cls, classifier, seed: int = 0) -> "ResponseModel":
+        """The response model whose classifier of the treated rows is `classifier`, already fitted
+        (a `TLearner(seed=seed)`'s `model_t_` on the same rows is exactly what `fit` would fit)."""
+        model = cls(seed=seed)
+        model.model_ = classifier
+        return model
+
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
         return self.model_.predict_proba(X)[:, 1]

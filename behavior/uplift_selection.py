@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 
 from behavior.errors import InputError
-from behavior.model_choice import Choice, choose, resamples, score_metric
+from behavior.model_choice import Choice, Scored, choose, resamples
 from behavior.uplift import (ClassTransformation, TLearner, default_classifier, qini_coefficient, qini_curve,
-                             uplift_at_k, uplift_by_decile)
+                             qini_resampled, uplift_at_k, uplift_by_decile)
 from behavior.uplift_learners import CellMeanUplift, DRLearner, ResponseModel
 
 SIMPLICITY = ("random", "cell_mean", "response", "t_learner", "class_transformation", "dr_learner")
@@ -108,6 +108,15 @@ def fit_candidate(name: str, data: ArmData, seed: int = 0):
     if name == "cell_mean":
         return CellMeanUplift().fit(data.cells, data.y, data.t)
     return LEARNERS[name](seed=seed).fit(data.X, data.y, data.t)
+
+
+def _fit_candidates(candidates: tuple[str, ...], data: ArmData, seed: int) -> dict:
+    """{name: fitted candidate} on `data`, as `fit_candidate` fits each."""
+    shared = "response" in candidates and "t_learner" in candidates
+    fitted = {name: fit_candidate(name, data, seed) for name in candidates if not (shared and name == "response")}
+    if shared:   # the response model is the T-learner's treated half: the same classifier on the same rows
+        fitted["response"] = ResponseModel.of_treated(fitted["t_learner"].model_t_, seed)
+    return fitted
 
 
 def candidate_score(name: str, model, data: ArmData, seed: int = 0) -> np.ndarray:
@@ -188,18 +197,13 @@ def select_arm(data: ArmData, parts: np.ndarray, seed: int = 0, n_boot: int = N_
     for name, part in (("validation", va), ("test", te)):
         if part.t.all() or not part.t.any():
             raise InputError(f"the {name} rows of the arm lack a treated or a control user")
-    fitted = {name: fit_candidate(name, tr, seed) for name in candidates}
+    fitted = _fit_candidates(candidates, tr, seed)
     tiebreak_v = np.random.default_rng(seed + 1).random(len(va.y))
     idx = resamples(len(va.y), n_boot, seed)
-    scored = []
-    for name in candidates:
-        r = _ranks(candidate_score(name, fitted[name], va, seed), tiebreak_v)
-
-        def metric(rows, r=r):
-            return _qini(va.y, va.t, r) if rows is None else _qini(va.y[rows], va.t[rows], r[rows])
-
-        scored.append(score_metric(name, metric, idx, baseline=name in BASELINES,
-                                   simplicity=SIMPLICITY.index(name)))
+    ranks = np.array([_ranks(candidate_score(name, fitted[name], va, seed), tiebreak_v) for name in candidates])
+    scored = [Scored(name, _qini(va.y, va.t, r), replicates, baseline=name in BASELINES,
+                     simplicity=SIMPLICITY.index(name))
+              for name, r, replicates in zip(candidates, ranks, qini_resampled(va.y, va.t, ranks, idx))]
     choice = choose("qini", scored)
     tiebreak_t = np.random.default_rng(seed + 2).random(len(te.y))
     test_scores = {name: _ranks(candidate_score(name, fitted[name], te, seed), tiebreak_t) for name in candidates}

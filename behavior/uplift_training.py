@@ -15,17 +15,23 @@ whose choice succeeded.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from behavior.errors import InputError
-from behavior.uplift_selection import ArmData, ArmModel, select_arm, split_arm
+from behavior.uplift_selection import ArmData, ArmModel, ArmResult, select_arm, split_arm
 
 NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
 MIN_TRAIN_PER_GROUP = 100   # below it the candidates are noise; above it the choice keeps the floor unless beaten
 AFFINITY_HIGH = 0.25
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def model_matrix(features: pd.DataFrame, target_affinity: np.ndarray, target_is_any: bool) -> pd.DataFrame:
@@ -57,52 +63,109 @@ class Served:
     columns: tuple[str, ...]
 
 
+def _one_openmp_thread(fn: Callable[..., R], *args) -> R:
+    """fn(*args) with one OpenMP thread in this thread (OpenMP's limit is per thread): OpenMP's
+    spinning threads made the fits 4x slower whenever another process used the second core."""
+    with threadpool_limits(1, user_api="openmp"):
+        return fn(*args)
+
+
+def on_threads(fn: Callable[[T], R], items: Iterable[T], workers: int) -> list[R]:
+    """[fn(item) for item in items], `workers` at a time on threads with one OpenMP thread each
+    (the boosters release the GIL while they grow trees and predict)."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(lambda item: _one_openmp_thread(fn, item), items))
+
+
+@dataclass(frozen=True)
+class _Arm:
+    """One promotion's rows, split, before its choice."""
+
+    promotion_id: str
+    meta: pd.DataFrame
+    data: ArmData
+    parts: np.ndarray
+    split: dict
+    smallest_group: int     # training users of the smaller group
+
+
+def _arm(X: pd.DataFrame, meta: pd.DataFrame, seed: int) -> _Arm:
+    # a feature no row of the arm has (the spend features of a lake without amounts) tells the
+    # model nothing, and the boosters' binning fails on a column of only NaN
+    X = X.reset_index(drop=True)
+    X = X.loc[:, X.notna().any()]
+    meta = meta.reset_index(drop=True)
+    y, t = meta["converted"].to_numpy().astype(int), meta["treated"].to_numpy().astype(int)
+    parts, split = split_arm(meta["assigned_at"], t, y, seed)
+    smallest = min(int(((parts == "train") & (t == 1)).sum()), int(((parts == "train") & (t == 0)).sum()))
+    data = ArmData(X, meta["cell"].to_numpy(), y, t, meta["redeemed"].to_numpy().astype(int))
+    return _Arm(str(meta["promotion_id"].iloc[0]), meta, data, parts, split, smallest)
+
+
+def _select(data: ArmData, parts: np.ndarray, seed: int) -> ArmResult | InputError:
+    """`select_arm`, or the InputError it raised."""
+    try:
+        return select_arm(data, parts, seed)
+    except InputError as exc:
+        return exc
+
+
 def train_arms(X: pd.DataFrame, meta: pd.DataFrame, seed: int = 0,
-               min_train_per_group: int = MIN_TRAIN_PER_GROUP) -> tuple[dict, dict[str, Served]]:
+               min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1) -> tuple[dict, dict[str, Served]]:
     """(report section, {target: Served}); see the module doc. The section holds `arms`
     (per promotion: target, split, rows, chosen, test figures, deciles, Qini curves),
     `selection` (per promotion: `Choice.report()`), `selected`, `served`, `trained_on`, the
-    test-row-weighted mean `qini` and `uplift_at_30pct` of the chosen candidates, and `notes`."""
-    section: dict = {"arms": {}, "selection": {}, "selected": {}, "notes": []}
-    latest: dict[str, tuple[pd.Timestamp, Served]] = {}
+    test-row-weighted mean `qini` and `uplift_at_30pct` of the chosen candidates, and `notes`.
+    `workers`: arms chosen at once, on threads; the result does not depend on it."""
     X = X.reset_index(drop=True)
     meta = meta.reset_index(drop=True)
-    for pid, idx in sorted(meta.groupby("promotion_id").indices.items()):
-        m = meta.iloc[idx]
-        # a feature no row of the arm has (the spend features of a lake without amounts) tells the
-        # model nothing, and the boosters' binning fails on a column of only NaN
-        Xa = X.iloc[idx].reset_index(drop=True)
-        Xa = Xa.loc[:, Xa.notna().any()]
-        y, t = m["converted"].to_numpy().astype(int), m["treated"].to_numpy().astype(int)
-        parts, split = split_arm(m["assigned_at"], t, y, seed)
-        small = min(int(((parts == "train") & (t == 1)).sum()), int(((parts == "train") & (t == 0)).sum()))
-        if small < min_train_per_group:
-            section["notes"].append(f"promotion {pid}: only {small} training users in a group (at least "
-                                    f"{min_train_per_group} needed): no uplift model for it")
+    arms = sorted(meta.groupby("promotion_id").indices.items())
+    return train_arms_of(((X.iloc[idx], meta.iloc[idx]) for _, idx in arms), seed, min_train_per_group, workers)
+
+
+def train_arms_of(arms: Iterable[tuple[pd.DataFrame, pd.DataFrame]], seed: int = 0,
+                  min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1) -> tuple[dict, dict[str, Served]]:
+    """`train_arms` of arms that come one at a time, (X, meta) of one promotion each: an arm's
+    choice starts on a worker thread as it comes, while the caller computes the next one."""
+    section: dict = {"arms": {}, "selection": {}, "selected": {}, "notes": []}
+    prepared: list[_Arm] = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending = {}
+        for X, meta in arms:
+            arm = _arm(X, meta, seed)
+            prepared.append(arm)
+            if arm.smallest_group >= min_train_per_group:
+                pending[arm.promotion_id] = pool.submit(_one_openmp_thread, _select, arm.data, arm.parts, seed)
+        results = {pid: future.result() for pid, future in pending.items()}
+    latest: dict[str, tuple[pd.Timestamp, Served]] = {}
+    for arm in sorted(prepared, key=lambda a: a.promotion_id):
+        pid, m = arm.promotion_id, arm.meta
+        if pid not in results:
+            section["notes"].append(f"promotion {pid}: only {arm.smallest_group} training users in a group (at "
+                                    f"least {min_train_per_group} needed): no uplift model for it")
             continue
-        data = ArmData(Xa, m["cell"].to_numpy(), y, t, m["redeemed"].to_numpy().astype(int))
-        try:
-            result = select_arm(data, parts, seed)
-        except InputError as exc:
-            section["notes"].append(f"promotion {pid}: no uplift model: {exc}")
+        result = results[pid]
+        if isinstance(result, InputError):
+            section["notes"].append(f"promotion {pid}: no uplift model: {result}")
             continue
         target = str(m["target"].iloc[0])
-        section["arms"][pid] = {"target": target, "split": split, **result.report}
+        section["arms"][pid] = {"target": target, "split": arm.split, **result.report}
         section["selection"][pid] = result.choice.report()
         section["selected"][pid] = result.choice.chosen
         start = pd.Timestamp(m["starts_at"].iloc[0])
         if target not in latest or start >= latest[target][0]:
-            latest[target] = (start, Served(pid, result.served, tuple(Xa.columns)))
+            latest[target] = (start, Served(pid, result.served, tuple(arm.data.X.columns)))
     served = {target: s for target, (_, s) in latest.items()}
     section["served"] = {target: s.promotion_id for target, s in sorted(served.items())}
     section["trained_on"] = sorted(served)
-    arms = section["arms"].values()
-    if arms:
-        w = np.array([a["rows"]["test"] for a in arms], float)
+    chosen = section["arms"].values()
+    if chosen:
+        w = np.array([a["rows"]["test"] for a in chosen], float)
         for key in ("qini", "uplift_at_30pct"):
-            v = np.array([a["test"][a["chosen"]][key] for a in arms], float)
+            v = np.array([a["test"][a["chosen"]][key] for a in chosen], float)
             section[key] = round(float(np.average(v, weights=w)), 6)
     return section, served
 
 
-__all__ = ["MIN_TRAIN_PER_GROUP", "NON_FEATURES", "Served", "cell_of", "model_matrix", "train_arms"]
+__all__ = ["MIN_TRAIN_PER_GROUP", "NON_FEATURES", "Served", "cell_of", "model_matrix", "on_threads", "train_arms",
+           "train_arms_of"]

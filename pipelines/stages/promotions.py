@@ -25,12 +25,18 @@ last_contacted_at) from the treatment assignments, to skip recently contacted us
 
 Every query of the log (outcomes in the promotion windows, affinities, features at each
 promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the same SQL); the
-uplift models are fitted on the driver.
+uplift models are fitted on the driver. At each start the full features are computed for the
+promotion's assigned users only, and for the population only the columns its segments rank
+(`RFM_COLUMNS`). Each arm's choice runs on a worker thread as soon as its rows are ready, while
+the next promotion is evaluated, and the served targets are scored on threads too (`WORKERS`,
+one per core).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from contextlib import closing
 
 import numpy as np
@@ -40,15 +46,19 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
-from behavior.features import as_of_literal, user_features_at
+from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.store import bundle as B
-from behavior.uplift_training import cell_of, model_matrix, train_arms
+from behavior.uplift_training import Served, cell_of, model_matrix, on_threads, train_arms_of
 from pipelines.stage import StageResult
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
                     ("p_redeem", pa.float64())])
+# the arms' choices and the targets' scores run this many at once, on threads (the boosters
+# release the GIL while they grow trees and predict)
+WORKERS = len(os.sched_getaffinity(0))
+RFM_COLUMNS = ("user_id", "recency_days", "n_payments", "net_spend")   # what `rfm_scores` reads
 CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
 
 
@@ -154,19 +164,22 @@ def run(ctx) -> StageResult[pa.Table]:
     ok = _entries(engine, ctx.as_of, section)
     if ok and not ctx.has_amounts():
         section["notes"].append(P.NO_AMOUNTS)
-    rows = _evaluate(ctx, ok, section)
+    evaluated: list[str] = []
     # one OpenMP thread: the boosters fit small tables, and OpenMP's spinning threads made this
     # stage 4x slower whenever another process used the second core (measured: 34 s vs 8 s)
     with threadpool_limits(1, user_api="openmp"):
-        scores = _uplift(ctx, rows, section, artifacts)
+        # each promotion's uplift choice runs on a worker thread while the next one is evaluated
+        scores = _uplift(ctx, _evaluate(ctx, ok, section, evaluated), evaluated, section, artifacts)
     section["seconds"] = round(time.perf_counter() - t0, 3)
     return StageResult(scores, artifacts, section)
 
 
-def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
-    """Effectiveness of each estimable promotion; returns its training rows for the uplift model."""
+def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Effectiveness of each estimable promotion, one at a time; yields the training rows of
+    each estimated one for its uplift model: (features, meta as `train_arms` reads it), and
+    appends its promotion_id to `evaluated`."""
     if not ok:
-        return []
+        return
     engine, cfg = ctx.engine, ctx.config.promotions
     windows = pd.DataFrame(ok)[["promotion_id", "starts_at", "ends_at", "target"]]
     engine.register("_promo_windows", pa.Table.from_pandas(windows, preserve_index=False))
@@ -175,46 +188,61 @@ def _evaluate(ctx, ok: list[dict], section: dict) -> list[pd.DataFrame]:
                                                dialect=engine.dialect))
     finally:
         engine.unregister("_promo_windows")
-    rows = []
-    starts = [p["starts_at"].to_pydatetime() for p in ok]
-    # the population's features at each start, one table at a time from the run's user parts
-    with closing(user_features_at(engine, "payments", starts, ctx.user_parts)) as at_starts:
-        for p, start, table in zip(ok, starts, at_starts):
-            o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-            feats = table.to_pandas()
-            del table   # (not kept alive while the next start's table is computed)
-            seg = _segments_at(feats)
-            entry = section["effectiveness"][p["promotion_id"]]
-            entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
-                                         seed=cfg.seed, pre_days=cfg.pre_days))
-            if entry["status"] != "estimated":
-                continue
-            f = o[["user_id"]].merge(feats, on="user_id", how="left")
-            category = _target_category(engine, p["target"])
-            affinity = _affinity_at(engine, start, category, o["user_id"])
-            X = model_matrix(f, affinity, category == "any")
-            X["_user_id"], X["_target"], X["_promotion_id"] = o["user_id"].to_numpy(), category, p["promotion_id"]
-            X["_converted"], X["_redeemed"] = o["converted"].to_numpy(), o["redeemed"].to_numpy()
-            X["_treated"] = (o["group"] == "treatment").to_numpy()
-            X["_cell"] = cell_of(o["user_id"].map(seg), affinity, category == "any")
-            X["_starts_at"], X["_assigned_at"] = p["starts_at"], o["assigned_at"].to_numpy()
-            rows.append(X)
-    return rows
+    for p in ok:
+        start = p["starts_at"].to_pydatetime()
+        o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
+        seg = _segments_at(_at_start(ctx, start, RFM_COLUMNS).to_pandas())
+        entry = section["effectiveness"][p["promotion_id"]]
+        entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
+                                     seed=cfg.seed, pre_days=cfg.pre_days))
+        if entry["status"] != "estimated":
+            continue
+        feats = _at_start(ctx, start, promotion_id=p["promotion_id"]).to_pandas()
+        f = o[["user_id"]].merge(feats, on="user_id", how="left")
+        category = _target_category(engine, p["target"])
+        affinity = _affinity_at(engine, start, category, o["user_id"])
+        meta = pd.DataFrame({"user_id": o["user_id"].to_numpy(), "target": category,
+                             "promotion_id": p["promotion_id"], "converted": o["converted"].to_numpy(),
+                             "redeemed": o["redeemed"].to_numpy(), "treated": (o["group"] == "treatment").to_numpy(),
+                             "cell": cell_of(o["user_id"].map(seg), affinity, category == "any"),
+                             "starts_at": p["starts_at"], "assigned_at": o["assigned_at"].to_numpy()})
+        evaluated.append(p["promotion_id"])
+        yield model_matrix(f, affinity, category == "any"), meta
 
 
-def _uplift(ctx, rows: list[pd.DataFrame], section: dict, artifacts: dict) -> pa.Table:
-    """The uplift scores (also put in `artifacts` when a model was trained)."""
+def _at_start(ctx, start, columns: tuple[str, ...] | None = None, promotion_id: str | None = None) -> pa.Table:
+    """`feature_sql`'s table at a promotion start from the run's user parts: only `columns` of it
+    (the engine prunes the aggregates nothing reads), or only the users assigned to `promotion_id`
+    (the model's rows, from their lines alone: a user's features read only that user's lines, so
+    they are the population table's rows)."""
+    engine, d = ctx.engine, ctx.engine.dialect
+    redeemed = "promotion_id" in ctx.user_parts.columns
+    params = {} if promotion_id is None else {"promotion_id": promotion_id}
+    select = "*" if columns is None else ", ".join(columns)
+
+    def query(lines: str, literal: str) -> pa.Table:
+        if promotion_id is not None:
+            lines = (f"(SELECT * FROM {lines} WHERE user_id IN (SELECT user_id FROM assignments "
+                     f"WHERE promotion_id = {d.param.format('promotion_id')}))")
+        table = engine.arrow(f"SELECT {select} FROM ({feature_sql(lines, literal, redeemed, d)}) f", params)
+        return table.cast(FEATURE_SCHEMA) if columns is None else table
+
+    with closing(by_user_part(engine, "payments", [start], ctx.user_parts.columns, query, ctx.user_parts)) as tables:
+        return next(tables)
+
+
+def _uplift(ctx, arms: Iterator[tuple[pd.DataFrame, pd.DataFrame]], evaluated: list[str], section: dict,
+            artifacts: dict) -> pa.Table:
+    """The uplift scores (also put in `artifacts` when a model was trained) of the `arms` as they
+    come (`evaluated` lists them once they have all come)."""
     affinity_now = artifacts[B.CATEGORY_AFFINITY]
     up = section["uplift"]
-    if not rows:
+    cfg = ctx.config.promotions
+    report, served = train_arms_of(arms, seed=cfg.seed, min_train_per_group=cfg.min_train_per_group, workers=WORKERS)
+    if not evaluated:
         up["skipped"] = "no past promotion with a randomized control group could be evaluated: no uplift model"
         section["notes"].append(up["skipped"] + "; targeting uses the fallback rule")
         return _empty_scores()
-    data = pd.concat(rows, ignore_index=True)
-    meta_cols = [c for c in data.columns if c.startswith("_")]
-    cfg = ctx.config.promotions
-    report, served = train_arms(data.drop(columns=meta_cols), data[meta_cols].rename(columns=lambda c: c[1:]),
-                                seed=cfg.seed, min_train_per_group=cfg.min_train_per_group)
     section["notes"].extend(report.pop("notes"))
     up.update(report)
     if not served:
@@ -223,13 +251,16 @@ def _uplift(ctx, rows: list[pd.DataFrame], section: dict, artifacts: dict) -> pa
         return _empty_scores()
     feats = ctx.outputs["features"].to_pandas()
     segments_now = feats["user_id"].map(_segments_at(feats))
-    out = []
-    for target, s in served.items():
+
+    def score(item: tuple[str, Served]) -> pd.DataFrame:
+        target, s = item
         affinity = _affinity_now(affinity_now, target, feats["user_id"])
         Xn = model_matrix(feats, affinity, target == "any")[list(s.columns)]
         cells = cell_of(segments_now, affinity, target == "any")
-        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": target,
-                                 "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)}))
+        return pd.DataFrame({"user_id": feats["user_id"], "target": target,
+                             "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)})
+
+    out = on_threads(score, list(served.items()), WORKERS)
     table = pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=SCHEMA, preserve_index=False)
     artifacts[B.UPLIFT_SCORES] = table
     return table

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from behavior.errors import InputError
-from behavior.uplift import (ClassTransformation, TLearner, qini_coefficient, qini_curve, uplift_at_k,
-                             uplift_by_decile)
+from behavior.uplift import (ClassTransformation, TLearner, default_classifier, qini_coefficient, qini_curve,
+                             uplift_at_k, uplift_by_decile)
 
 
 def test_qini_curve_by_hand():
@@ -89,3 +89,50 @@ def test_class_transformation_uses_each_campaigns_own_treatment_share():
         assert abs(fair[campaign == c].mean()) < 0.05
     naive = ClassTransformation().fit(X, y, t).predict(X)
     assert abs(naive[campaign == 0].mean()) > 0.1     # what the overall share got wrong
+
+
+def test_qini_resampled_is_each_resample_scored_alone():
+    """The selection's bootstrap scores every candidate's ranking on every resample at once; each
+    must equal the Qini of that resample alone (ties in the score from repeated units included),
+    and 0 where a resample lacks a group."""
+    from behavior.model_choice import resamples
+    from behavior.uplift import qini_resampled
+
+    rng = np.random.default_rng(3)
+    for n, share in ((400, 0.5), (60, 0.1), (7, 0.3)):
+        y = (rng.random(n) < 0.3).astype(int)
+        t = np.zeros(n, bool)
+        t[rng.permutation(n)[: max(1, int(share * n))]] = True
+        scores = np.round(rng.random((2, n)), 1)             # ties within a score too
+        idx = resamples(n, 300, seed=n)
+        alone = [[qini_coefficient(y[r], t[r], s[r]) if t[r].any() and not t[r].all() else 0.0 for r in idx]
+                 for s in scores]
+        assert qini_resampled(y, t, scores, idx).tolist() == alone
+        assert qini_resampled(y, t, scores[1], idx).tolist() == alone[1]
+    assert (np.array(alone) == 0).any()                     # (n = 7: some resamples have one group)
+
+
+def test_class_transformation_grows_the_trees_of_the_booster_on_the_weighted_rows():
+    """`ClassTransformation` bins the weighted rows itself (scikit-learn's per-percentile binning
+    was 3/4 of the fit): its predictions must be those of the booster fitted on the raw rows
+    with the same weights, on rows it has not seen too."""
+    from sklearn.base import clone
+
+    from behavior.uplift_bins import binnable
+
+    X, y, t, _ = _planted(6000, 4)
+    X["spend"] = np.round(np.exp(X["x0"]) * 10, 1)          # > 255 values with ties
+    X.loc[X.index[::7], "spend"] = np.nan
+    X["count"] = np.arange(len(X)) % 40                      # <= 255 values: left to the booster
+    model = ClassTransformation(seed=2).fit(X, y, t)
+    assert set(model.edges_) == {X.columns.get_loc(c) for c in ("x0", "x1", "noise", "spend")}
+    p = t.mean()
+    weight = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
+    booster = clone(default_classifier(2)).fit(X, y * t + (1 - y) * (1 - t), sample_weight=weight)
+    new, *_ = _planted(3000, 5)
+    new["spend"], new["count"] = np.round(np.exp(new["x0"]) * 10, 1), 3
+    for rows in (X, new):
+        np.testing.assert_array_equal(model.predict(rows), 2 * booster.predict_proba(rows)[:, 1] - 1)
+    # where the booster bins only its own share of the rows (early stopping), it bins them itself
+    assert not binnable(default_classifier(), 10_001) and binnable(default_classifier(), 10_000)
+    assert ClassTransformation().fit(*_planted(12000, 6)[:3]).edges_ == {}

@@ -115,10 +115,8 @@ def test_selection_reports_every_candidate_with_its_interval_in_simplicity_order
     assert set(result.report["test"]) == set(SIMPLICITY) and result.report["chosen"] == rep["chosen"]
 
 
-@pytest.mark.slow
-def test_two_arms_of_one_campaign_are_chosen_and_served_separately():
-    """The real failure: two e-mails against one control pooled into one model rank by neither."""
-    X, meta = campaign(30000, "hetero", 6)
+def _two_arms(X: pd.DataFrame, meta: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`train_arms`' rows of the campaign's two e-mails, each against the shared control."""
     parts, metas = [], []
     for a, target in zip(ARMS, ("mens_wear", "womens_wear")):
         rows = ((meta["arm"] == a) | meta["arm"].isna()).to_numpy()
@@ -127,7 +125,14 @@ def test_two_arms_of_one_campaign_are_chosen_and_served_separately():
                               assigned_at=pd.Timestamp("2025-03-01", tz="UTC"), redeemed=0)
         parts.append(X[rows])
         metas.append(m)
-    section, served = train_arms(pd.concat(parts, ignore_index=True), pd.concat(metas, ignore_index=True))
+    return pd.concat(parts, ignore_index=True), pd.concat(metas, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_two_arms_of_one_campaign_are_chosen_and_served_separately():
+    """The real failure: two e-mails against one control pooled into one model rank by neither."""
+    X, meta = campaign(30000, "hetero", 6)
+    section, served = train_arms(*_two_arms(X, meta))
     assert set(section["selection"]) == {"email_mens", "email_womens"}
     assert section["served"] == {"mens_wear": "email_mens", "womens_wear": "email_womens"}
     for a, target in zip(ARMS, ("mens_wear", "womens_wear")):
@@ -193,3 +198,25 @@ def test_dr_learner_recovers_a_planted_uplift_and_response_ignores_the_control()
     assert qini_coefficient(y, t, pred) > 0.5 * qini_coefficient(y, t, tau)
     p1 = ResponseModel().fit(X, y, t).predict(X)
     assert p1[X["x0"] > 0].mean() == pytest.approx(0.5, abs=0.05)   # P(y | treated), not an uplift
+
+
+def test_arms_chosen_on_two_threads_are_the_arms_chosen_one_at_a_time():
+    X, meta = campaign(9000, "hetero", 7)
+    rows = _two_arms(X, meta)
+    (one, served_one), (two, served_two) = train_arms(*rows, workers=1), train_arms(*rows, workers=2)
+    assert one == two and set(one["selection"]) == {"email_mens", "email_womens"}
+    for target, s in served_one.items():
+        Xs = X[list(s.columns)]
+        np.testing.assert_array_equal(s.model.uplift(Xs, meta["cell"].to_numpy()),
+                                      served_two[target].model.uplift(Xs, meta["cell"].to_numpy()))
+
+
+def test_the_response_candidate_is_the_t_learners_treated_half():
+    """The selection reuses the T-learner's classifier of the treated rows as the response model."""
+    from behavior.uplift import TLearner
+
+    X, meta = campaign(6000, "hetero", 8)
+    data, _ = _arm(X, meta, "mens")
+    fitted = ResponseModel(seed=3).fit(data.X, data.y, data.t)
+    shared = ResponseModel.of_treated(TLearner(seed=3).fit(data.X, data.y, data.t).model_t_, seed=3)
+    np.testing.assert_array_equal(shared.predict(data.X), fitted.predict(data.X))

@@ -79,23 +79,23 @@ def test_top_30pct_captures_more_true_profit_than_random_and_likeliest_buyers(la
     home, synth = lake
     ctx = open_context(home, Config(), None)
     section = {"effectiveness": {}, "uplift": {}, "notes": []}
-    rows = pd.concat(stage._evaluate(ctx, stage._entries(ctx.con, ctx.as_of, section), section), ignore_index=True)
-    meta = rows[[c for c in rows.columns if c.startswith("_")]]
-    X = rows.drop(columns=meta.columns)
-    y, t = meta["_converted"].to_numpy(int), meta["_treated"].to_numpy(int)
+    arms = list(stage._evaluate(ctx, stage._entries(ctx.con, ctx.as_of, section), section, []))
+    X = pd.concat([features for features, _ in arms], ignore_index=True)
+    meta = pd.concat([m for _, m in arms], ignore_index=True)
+    y, t = meta["converted"].to_numpy(int), meta["treated"].to_numpy(int)
     # a user's rows of several promotions stay on one side
-    te = (pd.util.hash_pandas_object(meta["_user_id"], index=False) % 5 == 0).to_numpy()
+    te = (pd.util.hash_pandas_object(meta["user_id"], index=False) % 5 == 0).to_numpy()
     tr = ~te
     model = ClassTransformation().fit(X[tr], y[tr], t[tr])
-    redeem = default_classifier().fit(X[tr & (t == 1)], meta["_redeemed"].to_numpy(int)[tr & (t == 1)])
+    redeem = default_classifier().fit(X[tr & (t == 1)], meta["redeemed"].to_numpy(int)[tr & (t == 1)])
     buyers = default_classifier().fit(X[tr], y[tr])
 
     truth = pq.read_table(synth / "truth_users.parquet").to_pandas().set_index("user_id")
     held = meta[te].reset_index(drop=True)
     costs = {pid: e["cost_per_redemption"] for pid, e in section["effectiveness"].items()}
-    coupon = held["_promotion_id"].map(costs).to_numpy(float)
-    tau = np.array([truth.at[u, f"tau_{p}"] for u, p in zip(held["_user_id"], held["_promotion_id"])])
-    p1 = np.array([truth.at[u, f"p1_{p}"] for u, p in zip(held["_user_id"], held["_promotion_id"])])
+    coupon = held["promotion_id"].map(costs).to_numpy(float)
+    tau = np.array([truth.at[u, f"tau_{p}"] for u, p in zip(held["user_id"], held["promotion_id"])])
+    p1 = np.array([truth.at[u, f"p1_{p}"] for u, p in zip(held["user_id"], held["promotion_id"])])
     true_profit = VALUE * tau - coupon * p1 - CONTACT
     expected = VALUE * model.predict(X[te]) - coupon * redeem.predict_proba(X[te])[:, 1] - CONTACT
     k = int(0.3 * len(held))
@@ -224,3 +224,31 @@ def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
     estimated = [e for e in section["effectiveness"].values() if e["status"] == "estimated"]
     assert estimated and all(e["cuped"]["covariates"]["conversion"] == "converted in the 30 days before the start"
                              for e in estimated)
+
+
+@pytest.mark.parametrize("part_lines", [None, 40_000])
+def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake, monkeypatch, part_lines):
+    """The stage computes the full features at a promotion start for its assigned users only,
+    and the R, F and M columns (the segments rank the whole population) for everyone: both must
+    be the rows and columns of the population's feature table at that start, in one part of
+    the log or in several."""
+    from behavior import features as F
+
+    if part_lines:
+        monkeypatch.setattr(F, "PART_LINES", part_lines)
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    try:
+        pid, start = ctx.con.execute("SELECT promotion_id, starts_at FROM promotions ORDER BY starts_at DESC "
+                                     "LIMIT 1").fetchone()
+        assigned = set(ctx.con.execute("SELECT user_id FROM assignments WHERE promotion_id = ?", [pid]).df()["user_id"])
+        population = F.user_features(ctx.engine, "payments", start, ctx.user_parts).to_pandas().set_index("user_id")
+        assert len(ctx.user_parts.relations()) == 1 if part_lines is None else len(ctx.user_parts.relations()) > 1
+        mine = stage._at_start(ctx, start, promotion_id=pid).to_pandas().set_index("user_id")
+        assert set(mine.index) == assigned & set(population.index) and len(mine) > 1000
+        pd.testing.assert_frame_equal(mine, population.loc[mine.index])
+        rfm = stage._at_start(ctx, start, stage.RFM_COLUMNS).to_pandas().set_index("user_id").sort_index()
+        pd.testing.assert_frame_equal(rfm, population[list(stage.RFM_COLUMNS[1:])].sort_index(), check_dtype=False)
+    finally:
+        ctx.user_parts.close()
+        ctx.con.close()

@@ -39,58 +39,22 @@ def assert_pushed_down():
     return check
 
 
-# --- running under pytest-xdist (`make test` runs `pytest -n 2`; pyproject sets --dist loadgroup) ---
+# --- running under pytest-xdist (`make test` runs `pytest -n 2`; pyproject sets --dist loadfile) ---
 #
-# A worker runs whole files: module- and session-scoped fixtures (built lakes, published bundles)
-# are then built by one worker only. Files that share an expensive session resource name it as an
-# xdist_group and run on one worker together (the Spark files share one JVM). The files holding
-# slow tests are handed out first, so that the last minutes of a run are not one worker alone.
+# A worker runs whole files: module-scoped fixtures (built lakes) are built by one worker only.
+# The files holding slow tests are handed out first (pyproject's --no-loadscope-reorder keeps this
+# order instead of xdist's largest-count-first), so that the last minutes of a run are not one
+# worker alone.
 
 
-def _module_groups(items) -> dict:
-    """module path -> xdist group, for every module with a test that uses a shared session resource."""
-    groups = {}
-    for item in items:
-        if "spark" in getattr(item, "fixturenames", ()):
-            groups[item.path] = "spark"
-    return groups
-
-
-def _scope(item) -> str:
-    mark = item.get_closest_marker("xdist_group")
-    return f"group:{mark.args[0]}" if mark else str(item.path)
-
-
-@pytest.hookimpl(tryfirst=True)   # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
-    groups = _module_groups(items)
-    for item in items:
-        if item.path in groups and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(groups[item.path]))
     if not hasattr(config, "workerinput"):
         return   # one process: keep the files' own order
-    slow: dict[str, int] = {}
+    slow: dict = {}
     for item in items:
-        slow[_scope(item)] = slow.get(_scope(item), 0) + (item.get_closest_marker("slow") is not None)
-    first_seen = {s: i for i, s in reversed(list(enumerate(map(_scope, items))))}
-    items.sort(key=lambda item: (-slow[_scope(item)], first_seen[_scope(item)]))
-
-
-def pytest_xdist_make_scheduler(config, log):
-    """Under --dist loadgroup: one work unit per xdist group, and per file for the rest (xdist's
-    own loadgroup hands out ungrouped tests one by one, building a module's fixtures on each
-    worker), in the order the workers collected them (slow files first)."""
-    if config.getvalue("dist") != "loadgroup":
-        return None
-    from xdist.scheduler import LoadGroupScheduling
-
-    class FileOrGroupScheduling(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            scope = super()._split_scope(nodeid)
-            return nodeid.split("::", 1)[0] if scope == nodeid else scope
-
-    config.option.loadscopereorder = False   # keep the slow-first order, not the largest-count-first
-    return FileOrGroupScheduling(config, log)
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    first_seen = {path: i for i, path in reversed(list(enumerate(item.path for item in items)))}
+    items.sort(key=lambda item: (-slow[item.path], first_seen[item.path]))
 
 
 class _Gate:

@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/behavior --data-dir $(DATA_DIR) demo --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/behavior bench

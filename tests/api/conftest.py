@@ -7,6 +7,7 @@ pipeline did not publish one itself.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import warnings
@@ -119,14 +120,31 @@ def point_current(home: Home, version: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def published(tmp_path_factory) -> Path:
-    """A data home with one published bundle (profiles, merchants, report, recommender)."""
+def published(tmp_path_factory, worker_id) -> Path:
+    """A data home with one published bundle (profiles, merchants, report, recommender), built
+    once per test run: under pytest-xdist the first worker to need it builds it in the folder the
+    workers share, the others wait for it. Tests only read it (or copy it)."""
+    if worker_id == "master":
+        return _publish(tmp_path_factory.mktemp("api-home"))
+    shared = tmp_path_factory.getbasetemp().parent   # this run's folder, common to its workers
+    root = shared / "api-home"
+    with open(shared / "api-home.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "published").exists():
+            shutil.rmtree(root, ignore_errors=True)   # a worker that failed half-way left it
+            root.mkdir()
+            _publish(root)
+            (root / "published").touch()
+    return root / "data"
+
+
+def _publish(root: Path) -> Path:
+    """Synthetic data -> ingest -> every stage -> a published bundle in `root`/data."""
     from pipelines.config import Config
     from pipelines.ingest import IngestOptions, ingest
     from pipelines.runner import run_pipeline
     from pipelines.synth_files import write_synth
 
-    root = tmp_path_factory.mktemp("api-home")
     synth = root / "synth"
     write_synth(synth, users=USERS, months=12, seed=11, promo_assign_rate=0.5)  # enough to train uplift
     home = DataHome(root / "data")

@@ -27,6 +27,7 @@ def keys_cli(data_dir, cwd, *args: str) -> subprocess.CompletedProcess:
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.timing
 def test_a_key_added_or_revoked_holds_on_every_worker_within_a_second(home, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -32,6 +32,7 @@ def _unpurchased_top_item(client, home, user: str) -> tuple[str, list[str]]:
     return items[0], items
 
 
+@pytest.mark.timing
 def test_a_purchase_is_live_in_the_profile_and_the_recommendations(client, home, secret):
     user = "u0000005"
     before = client.get(f"/v1/users/{user}/profile", headers=home.headers()).json()

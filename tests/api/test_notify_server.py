@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -234,6 +235,7 @@ def test_forget_purges_the_inbox(root):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_a_purchase_is_live_on_every_worker_within_a_second(root, tmp_path):
     from behavior.store.keys import create_key
 
@@ -261,6 +263,7 @@ def test_a_purchase_is_live_on_every_worker_within_a_second(root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_the_next_run_holds_the_live_lines_and_drops_them_from_the_live_state(root):
     import warnings
 
@@ -297,6 +300,7 @@ def test_the_next_run_holds_the_live_lines_and_drops_them_from_the_live_state(ro
     assert json.loads(behavior(root, "ingest", "--inbox", "--json").stdout)["pruned"] == 1
 
 
+@pytest.mark.timing
 def test_a_running_promotion_is_watched_live_by_arm(root, tmp_path):
     import warnings
     from datetime import datetime, timezone
@@ -365,9 +369,16 @@ def test_behavior_notify_signs_sends_and_retries_until_the_api_is_up(root, tmp_p
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "--data-dir", str(root), "notify",
            str(export), "--sender", "shop", "--url", url, "--batch", "2"]
-    sending = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
-    time.sleep(1.0)                      # nothing listens yet: the sender backs off and retries
+    # the API is not up yet: the port takes the sender's first connection and drops it, so its
+    # first request fails in transit (however slowly the sender starts), and it backs off and retries
+    with socket.socket() as early:
+        early.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        early.bind(("127.0.0.1", port))
+        early.listen()
+        early.settimeout(120)
+        sending = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        early.accept()[0].close()
     server = Server(root, tmp_path / "server.log", port=port)
     try:
         out, err = sending.communicate(timeout=120)

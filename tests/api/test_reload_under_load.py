@@ -33,6 +33,7 @@ async def _lag_while(work) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_loading_a_big_bundle_leaves_the_event_loop_free(home, tmp_path):
     big = DataHome(tmp_path / "big")
     make_profiles_bundle(home.bundles / home.active(), big, BIG)

@@ -104,6 +104,7 @@ def served_everywhere(home, base) -> str:
     raise AssertionError("no user is served everywhere")
 
 
+@pytest.mark.timing
 def test_an_api_erasure_holds_on_every_worker_of_every_server_at_once(home, tmp_path):
     with behavior_serve(home.root, 2, tmp_path / "a.log") as a, behavior_serve(home.root, 1, tmp_path / "b.log") as b:
         user = served_everywhere(home, a)
@@ -121,6 +122,7 @@ def test_an_api_erasure_holds_on_every_worker_of_every_server_at_once(home, tmp_
             assert served == [], f"{base} still serves {user}: {served}"
 
 
+@pytest.mark.timing
 def test_an_ingested_opt_out_holds_on_every_worker_within_a_second(home, tmp_path):
     with behavior_serve(home.root, 2, tmp_path / "serve.log") as base:
         user = served_everywhere(home, base)

@@ -76,6 +76,7 @@ p._write = write
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("patch", [KILL_IN_STAGE, KILL_IN_PUBLISH], ids=["during-a-stage", "during-publish"])
 def test_kill_during_a_run_leaves_the_old_bundle_served_and_the_next_run_works(base, tmp_path, patch):
     data = _copy(base, tmp_path)

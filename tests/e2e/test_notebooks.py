@@ -50,6 +50,7 @@ def test_the_notebooks_are_there():
         assert any(topic in n for n in names), f"no notebook about {topic}: {names}"
 
 
+@pytest.mark.timing   # the notebooks have a time budget
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_on_the_demo_data(path, demo_home, monkeypatch, tmp_path):
     monkeypatch.setenv("BEHAVIOR_DATA_DIR", str(demo_home))   # the kernel inherits it

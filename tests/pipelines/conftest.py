@@ -1,4 +1,4 @@
-"""What the Spark tests share: one local[2] session for the whole run (starting a JVM costs
+"""What the Spark tests share: one local[2] session per test process (starting a JVM costs
 seconds; every engine opened by a test reuses the active session), skipped without Java."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def _java() -> bool:
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local[2] session for the test run; a test that needs it is skipped without Java."""
+    """One local[2] session per test process; a test that needs it is skipped without Java."""
     from pipelines.engines.spark import SparkEngine, SparkSettings
 
     if not _java():

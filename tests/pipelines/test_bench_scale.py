@@ -3,10 +3,13 @@ the published bundle, the plot written; above PART_LINES the history is generate
 
 import json
 
+import pytest
+
 from pipelines.bench.scale import PART_LINES, _parts, format_scale, run_scale
 from pipelines.stages import STAGES
 
 
+@pytest.mark.slow
 def test_scale_bench_times_every_step_and_plots(tmp_path):
     rows = run_scale([6000], tmp_path, api_seconds=2)
     steps = [r["step"] for r in rows]

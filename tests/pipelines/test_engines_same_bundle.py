@@ -1,5 +1,5 @@
 """The same lake gives the same bundle on either engine: `behavior run` and `behavior run
---engine spark` on a 2,000-customer synthetic lake (half of it assigned to each promotion, so
+--engine spark` on an 800-customer synthetic lake (half of it assigned to each promotion, so
 that uplift models are trained and served) publish Parquet and array files equal in every
 column (floats within 1e-9), churn and uplift scores included: the model rows reach every fit
 and sample in one defined order with fixed seeds, whatever order an engine returns them in,
@@ -36,7 +36,7 @@ def _run(home: DataHome, *args: str) -> tuple[dict, object]:
 @pytest.mark.slow
 def test_both_engines_publish_the_same_bundle(spark, tmp_path, monkeypatch):
     monkeypatch.delenv("BEHAVIOR_RECOMMEND_TRAINER", raising=False)
-    write_synth(tmp_path / "synth", users=2000, months=12, seed=11, promo_assign_rate=0.5)
+    write_synth(tmp_path / "synth", users=800, months=12, seed=11, promo_assign_rate=0.5)
     home = DataHome(tmp_path / "data")
     ingest(home, [tmp_path / "synth"], IngestOptions())
     duck_rep, duck = _run(home)

@@ -29,6 +29,7 @@ def bundle(home, report):
     return home.bundles / report["bundle_version"]
 
 
+@pytest.mark.slow
 def test_report_and_profiles_carry_the_loyalty_columns(lake):
     home, _ = lake
     rep = run_pipeline(home, Config())
@@ -73,6 +74,7 @@ def test_modified_model_is_a_config_choice(lake):
     assert set(rep["stages"]) == {"features", "loyalty"}
 
 
+@pytest.mark.slow
 def test_without_amounts_gamma_gamma_and_clv_are_skipped_not_failed(tmp_path, lake):
     import pyarrow as pa
 

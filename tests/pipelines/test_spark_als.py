@@ -90,6 +90,7 @@ def test_mllib_factors_solve_the_equations_the_fold_in_uses(ctx, maps):
     assert np.abs(other - model.user_factors_[trained]).max() > 20 * 1e-3 * scale
 
 
+@pytest.mark.slow
 def test_the_stage_trains_on_spark_and_publishes_a_bundle_that_serves(ctx, maps):
     made = recommend_run.run(ctx)
     rep = made.report

@@ -153,6 +153,7 @@ def test_promotion_windows_are_the_same(engines):
         assert_same(duck.engine.arrow(sql(duck.engine.dialect)), spk.engine.arrow(sql(spk.engine.dialect)), keys)
 
 
+@pytest.mark.slow
 def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path, monkeypatch):
     from pipelines.cli import app
 
@@ -331,6 +332,7 @@ def _table(root, name: str) -> pd.DataFrame:
                                                                      "raw"))).reset_index(drop=True)
 
 
+@pytest.mark.slow
 def test_ingest_on_spark_stores_and_quarantines_what_duckdb_does(spark, tmp_path):
     """The messy fixtures into two data homes, one per engine: same lake, same quarantine (rows,
     reasons, details, masked values), same accounting."""
@@ -406,6 +408,7 @@ def test_a_cut_journal_is_an_error_naming_the_file(spark, tmp_path):
     assert sorted(p.name for p in (tmp_path / "spark").rglob("*")) == ["_lake.json", "_txn"]
 
 
+@pytest.mark.slow
 def test_ingest_then_run_on_spark_from_the_cli_to_a_hadoop_lake_uri(spark, tmp_path, monkeypatch):
     """`behavior ingest --engine spark` into a lake named by a file:// URI (a Hadoop path, from
     the environment) outside the data home, then `behavior run --engine spark` on it publishes

@@ -4,11 +4,11 @@ and on Spark, in one process, alternating, `repeat` times each.
     python -m pipelines.bench.engines --lines 1000000 --repeat 2 [--work DIR] [--master local[2]]
     python -m pipelines.bench.engines --step ingest --lines 1000000 --repeat 2
 
-`--step ingest` times `ingest` of the same Parquet file (`pipelines.bench.suites.make_payments`)
+`--step ingest` times `ingest` of the same Parquet file (`pipelines.bench.payments.make_payments`)
 into a new data home per run, per engine (alternating; the Spark session started once,
 one untimed warm-up ingest per engine), and checks both stored the same number of rows.
 
-The lake is `pipelines.bench.suites.make_payments` (users = lines / 10) ingested into a data home
+The lake is `pipelines.bench.payments.make_payments` (users = lines / 10) ingested into a data home
 under --work (made once, reused). DuckDB runs with 2 threads; Spark with the given master
 (default local[2]) and 4 shuffle partitions, its session started once before the runs (the
 start-up is reported apart), then one untimed warm-up run per engine (a JVM's first query
@@ -65,7 +65,7 @@ def run_ingest(lines: int, repeat: int, work: Path, master: str) -> dict:
 
     import pyarrow.parquet as pq
 
-    from pipelines.bench.suites import make_payments
+    from pipelines.bench.payments import make_payments
     from behavior.store.datahome import DataHome
     from pipelines.engines.spark import SparkEngine, SparkSettings
     from pipelines.ingest import IngestOptions, ingest

@@ -53,8 +53,8 @@ res = {"seconds": seconds, "stored": stored}
 
 
 def write_inputs(work: Path, lines: int) -> dict[str, Path]:
-    """The benchmark's payment lines (`pipelines.bench.suites.make_payments`) as CSV and Parquet."""
-    from pipelines.bench.suites import make_payments
+    """The benchmark's payment lines (`pipelines.bench.payments.make_payments`) as CSV and Parquet."""
+    from pipelines.bench.payments import make_payments
 
     table = make_payments(lines)
     paths = {"parquet": work / f"payments-{lines}.parquet", "csv": work / f"payments-{lines}.csv"}

@@ -40,11 +40,6 @@ _DOT_THOUSANDS = r"[-+]?[0-9]{1,3}(\.[0-9]{3})+,[0-9]{1,2}"
 _DECIMAL_COMMA = r"[-+]?[0-9]+,[0-9]{1,2}"
 
 
-def sql_str(value: str, d: Dialect = DUCKDB) -> str:
-    """A SQL string literal."""
-    return d.literal(value)
-
-
 def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES) -> str:
     """Trimmed text of a source value, NULL when missing, empty or one of `na_values`."""
     if typ is None:

@@ -176,7 +176,8 @@ class Profile(BaseModel):
                                         "the spend model cannot score this repeat customer (a zero, negative or "
                                         "missing mean spend)")
     churn_probability: float | None = Field(None, description="Probability, 0-1, of no successful "
-                                            "payment in the next `churn.horizon_days` days (90) after as_of, from "
+                                            "payment in the next `churn.horizon_days` days after as_of (the run "
+                                            "report's: read from the customers' rhythm unless configured), from "
                                             "the calibrated churn classifier (its inputs include P(alive) and "
                                             "expected purchases of the same BTYD model).")
     churn_reasons: str | None = Field(None, description="Why the churn probability is high, in words, most "

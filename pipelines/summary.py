@@ -117,6 +117,10 @@ def run_summary(report: dict, home: DataHome) -> str:
     if "loyalty" in report:
         lines += _loyalty(report["loyalty"])
     churn = report.get("churn", {})
+    if churn.get("horizon"):
+        lines.append(f"  churn horizon {churn['horizon']['days']} days: {churn['horizon']['reason']}")
+        if churn["horizon"].get("warning"):
+            lines.append(f"         warning: {churn['horizon']['warning']}")
     if churn.get("skipped"):
         lines.append(f"  churn: skipped: {churn['skipped']}")
     elif churn.get("test"):

@@ -144,8 +144,9 @@ class RecommendConfig(_Section):
 @dataclass(frozen=True)
 class ChurnConfig(_Section):
     section = "churn"
-    horizon_days: int = setting(90, "a customer churned if they make no payment in this many days after a cutoff",
-                                above=0)
+    horizon_days: int = setting(0, "a customer churned if they make no payment in this many days after a cutoff; "
+                                   "0 = chosen from the repeat customers' usual gap before as_of (docs/stages.md)",
+                                minimum=0)
     step_days: int = setting(30, "days between two training cutoffs", above=0)
     max_train_cutoffs: int = setting(4, "training cutoffs at most", above=0)
     min_history_days: int = setting(90, "history a cutoff needs after the first payment", above=0)

@@ -94,7 +94,7 @@ def _real(data: RealData, work: Path, progress: Callable[[str], None]) -> dict:
     summary = _summary(home, data.as_of, data.forward_days)
     forward, totals = forward_rows(summary, _served_churn(report, home, summary["user_id"]), data.forward_days)
     return {"dataset": data.name, "describe": data.describe, "rows": rows + forward, "holdout": totals,
-            "notes": list(data.notes)}
+            "churn_horizon": report.get("churn", {}).get("horizon"), "notes": list(data.notes)}
 
 
 def _synthetic(users: int, work: Path, progress: Callable[[str], None]) -> dict:
@@ -106,7 +106,7 @@ def _synthetic(users: int, work: Path, progress: Callable[[str], None]) -> dict:
     _behavior(home, "ingest", str(src))
     report = _run(home, None)
     return {"dataset": "synthetic", "describe": f"synthetic, {users:,} users, 24 months, seed 0",
-            "rows": report_rows(report), "notes": []}
+            "rows": report_rows(report), "churn_horizon": report.get("churn", {}).get("horizon"), "notes": []}
 
 
 def _exports(folder: Path) -> dict:
@@ -123,7 +123,8 @@ def _exports(folder: Path) -> dict:
 def run_accuracy(work: Path | None, *, users: int = 20_000, datasets: tuple[str, ...] = DATASETS,
                  real_data: Path = REAL_DATA, exports: Path = EXPORTS,
                  progress: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """One result per data set: {dataset, describe, rows, notes[, holdout], seconds}."""
+    """One result per data set: {dataset, describe, rows, notes[, holdout][, churn_horizon] (the run
+    report's `churn.horizon`), seconds}."""
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise InputError(f"unknown data set {', '.join(unknown)}; choose among {', '.join(DATASETS)}")
@@ -187,5 +188,8 @@ def format_accuracy(results: list[dict]) -> str:
             lines.append(f"  holdout of {h['horizon_days']} days after as_of: {fit}, actual {h['actual']:,}"
                          + (f" ({err:+.1f}%)" if h["expected"] is not None else "")
                          + f"; {h['churned']:,} of {h['customers']:,} customers made none")
+        horizon = res.get("churn_horizon")
+        if horizon:
+            lines.append(f"  churn horizon {horizon['days']} days: {horizon['reason']}")
         lines += [f"  note: {n}" for n in res["notes"]]
     return "\n".join(lines)

@@ -2,9 +2,12 @@
 latest fully labeled cutoff), churn probability and reasons per user, and the retention tables.
 
 Parameters: the `[churn]` section of the configuration (`ctx.config.churn`, docs/configuration.md).
-Cutoffs (`behavior.churn.choose_cutoffs`): the test (validation) cutoff as_of - L and training
-cutoffs stepping back from test - L by `step_days` (at most `max_train_cutoffs`), L the label
-window: `horizon_days`, or shorter when the history is too short for it (the report's
+Horizon: `horizon_days`, or when it is 0 (the default) the one `behavior.churn_horizon` reads
+from the repeat customers' usual gap at as_of, bounded by the history (the report's `horizon`:
+the figures and the reason, and a `warning` when a configured horizon is shorter than the
+rhythm). Cutoffs (`behavior.churn.choose_cutoffs`): the test (validation) cutoff as_of - L and
+training cutoffs stepping back from test - L by `step_days` (at most `max_train_cutoffs`), L the
+label window: the horizon, or shorter when the history is too short for it (the report's
 `label_days`, and a note). The models are fitted on the training cutoffs;
 `behavior.churn_choice.select` chooses between them and the baselines by ROC-AUC on the test
 cutoff (`behavior.model_choice`) and calibrates the chosen score there. Each cutoff's BG/NBD
@@ -22,7 +25,8 @@ Output: Arrow table (user_id, churn_probability, churn_reasons) over the users o
 feature table; churn_probability is null (and the report has `skipped`) when there is too
 little history or a missing class. The retention tables (`cohort_retention.parquet`,
 `retention_curves.parquet`) are written in every case.
-Report: `churn` = {horizon_days, label_days, cutoffs: {train, test}, train_rows, test_rows,
+Report: `churn` = {horizon_days, horizon: {days, source, quantile, grid_days, repeat_customers,
+history_days, rhythm_days, median_gap_days, suggested_days, reason, [warning]}, label_days, cutoffs: {train, test}, train_rows, test_rows,
 served, served_is_model, selection (`Choice.report()`), beat: {<candidate>: {roc_auc_gain,
 interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
 calibrator, calibration, gain_curve: {share, model (the served score), <baseline>...},
@@ -43,6 +47,7 @@ import pyarrow.compute as pc
 
 from behavior import churn as C
 from behavior import churn_choice as CC
+from behavior.churn_horizon import choose_horizon
 from behavior.btyd_select import transaction_model
 from behavior.features import UserParts
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
@@ -125,8 +130,8 @@ def _drop_sample(ctx, section: dict) -> None:
 
 def run(ctx) -> StageResult[pa.Table]:
     cfg = ctx.config.churn
-    section: dict = {"horizon_days": cfg.horizon_days, "cutoffs": {"train": [], "test": None}, "train_rows": 0,
-                     "notes": []}
+    section: dict = {"horizon_days": cfg.horizon_days or None, "cutoffs": {"train": [], "test": None},
+                     "train_rows": 0, "notes": []}
     try:
         retention = _retention(ctx)
         return StageResult(_run(ctx, cfg, section), retention, section)
@@ -143,13 +148,20 @@ def _skip(section: dict, users: pa.Array, why: str) -> pa.Table:
 def _run(ctx, cfg, section: dict) -> pa.Table:
     """The churn table; fills the report `section`."""
     t0 = time.perf_counter()
-    horizon_days = cfg.horizon_days
-    users = ctx.outputs["features"].column("user_id")
+    features = ctx.outputs["features"]
+    users = features.column("user_id")
     penalizer = getattr(getattr(ctx.config, "loyalty", None), "penalizer", 0.0)
     first = ctx.engine.arrow("SELECT min(paid_at) AS first FROM payments WHERE status = 'success'")["first"][0].as_py()
     if first is None:
         section["skipped"] = "no successful payment before as_of"
         return _empty(users)
+    # the features are the BTYD summary at as_of: the rhythm is read from events before it only
+    horizon = choose_horizon(features.column("frequency").to_numpy(zero_copy_only=False),
+                             features.column("recency").to_numpy(zero_copy_only=False),
+                             (ctx.as_of - first).days, cfg.horizon_days or None, cfg.min_history_days)
+    horizon_days = section["horizon_days"] = horizon.days
+    section["horizon"] = horizon.report()
+    ctx.progress(f"churn: horizon {horizon_days} days ({horizon.source})")
     cuts = C.choose_cutoffs(ctx.as_of, first, horizon_days, cfg.step_days, cfg.max_train_cutoffs,
                             cfg.min_history_days, shorten=True)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train], "test": cuts.test.isoformat() if cuts.test else None}

@@ -68,10 +68,26 @@ def test_bench_accuracy_on_a_small_synthetic_lake_and_cdnow(tmp_path):
     assert cdnow[(forward, "bgnbd_expected_purchases")]["value"] == pytest.approx(0.773, abs=0.01)   # the issue's figure
     assert 0.7 < cdnow[("loyalty (forward 273 d)", "bgnbd")]["value"] < 1.1
     assert results[1]["holdout"]["customers"] == 2_357
+    assert results[1]["churn_horizon"]["days"] == 90    # CDNOW's rhythm (and its 273 days of history) keep 90
     table = format_accuracy(results).splitlines()
     assert table[0].startswith("| data set | stage | metric | candidate |")
     assert sum(1 for line in table if line.startswith("| synthetic") or line.startswith("| CDNOW")) == \
         sum(len(r["rows"]) for r in results)
+
+
+@pytest.mark.slow
+def test_on_the_donations_the_served_churn_score_ranks_the_next_three_years_like_recency(tmp_path):
+    """Yearly donors: the churn stage reads a 365-day horizon from their gifts before as_of, and
+    the served score ranks who gives nothing in 1999-2001 at least as well as days since the
+    last gift (with the old fixed 90-day horizon it ranked them at 0.343, recency at 0.837)."""
+    out = behavior(tmp_path / "home", "bench", "accuracy", "--datasets", "donations", "--out", str(tmp_path / "work"),
+                   "--json")
+    (res,) = json.loads(out.stdout)
+    assert res["churn_horizon"]["days"] == 365 and res["churn_horizon"]["source"] == "data"
+    forward = {r["candidate"]: r for r in res["rows"] if r["stage"] == "churn (forward 1096 d)" and "skipped" not in r}
+    assert forward["churn_probability"]["served"]
+    assert forward["churn_probability"]["value"] >= forward["recency"]["value"] - 0.005, forward
+    assert f"churn horizon 365 days: {res['churn_horizon']['reason']}" in format_accuracy([res])
 
 
 def test_an_unknown_data_set_or_a_missing_real_data_folder_is_a_usage_error(tmp_path):

@@ -84,7 +84,7 @@ INT_KEYS = _int_keys()
 def test_without_file_or_environment_every_setting_is_its_default():
     assert load(None, env={}) == Config()
     cfg = load(None, env={})
-    assert (cfg.churn.horizon_days, cfg.churn.max_train_rows, cfg.promotions.min_train_per_group) == (90, 100_000, 100)
+    assert (cfg.churn.horizon_days, cfg.churn.max_train_rows, cfg.promotions.min_train_per_group) == (0, 100_000, 100)
     assert (cfg.home.data_dir, cfg.api.rate_limit, cfg.engine.spark_shuffle_partitions) == ("data", 50.0, 4)
 
 
@@ -148,8 +148,9 @@ def test_the_environment_beats_the_file_and_a_bad_variable_is_named(tmp_path):
 
 def test_a_section_built_in_code_is_held_to_the_same_rules():
     assert ChurnConfig(horizon_days=30).horizon_days == 30
-    with pytest.raises(ConfigError, match=r"\[churn\] horizon_days = 0 must be positive"):
-        ChurnConfig(horizon_days=0)
+    assert ChurnConfig(horizon_days=0).horizon_days == 0    # 0: chosen from the data's rhythm
+    with pytest.raises(ConfigError, match=r"\[churn\] horizon_days = -1 must be at least 0"):
+        ChurnConfig(horizon_days=-1)
     with pytest.raises(ConfigError, match=r"\[promotions\] seed = '1' should be a int"):
         PromotionsConfig(seed="1")
 

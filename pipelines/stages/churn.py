@@ -123,6 +123,17 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, User
     return _SAMPLE_PAYMENTS, None
 
 
+def _profile_words(ctx, now: pd.DataFrame, btyd, label: int) -> tuple[pd.DataFrame, int]:
+    """The values the reasons quote and the horizon of their expected purchases: a reason quotes
+    the profile's expected purchases (the loyalty stage's model over its own horizon), not the
+    churn feature over the label window, so the two never disagree when the horizons differ."""
+    days = ctx.config.loyalty.horizon_days
+    if btyd is None or days == label:
+        return now, label
+    x, tx, T = (now[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    return now.assign(expected_purchases=btyd.conditional_expected_number_of_purchases_up_to_time(days, x, tx, T)), days
+
+
 def _drop_sample(ctx, section: dict) -> None:
     if section.get("model_users"):
         ctx.engine.unregister(_SAMPLE_PAYMENTS)
@@ -215,13 +226,15 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
     ctx.progress("churn: scoring every customer")
     now = CC.in_order(C.add_bgnbd(ctx.outputs["features"].to_pandas(), label, penalizer, model=btyd))
     inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
-    prob, reasons = C.churn_reasons(served, now[inputs], horizon_days=label, context=now)
+    words, words_days = _profile_words(ctx, now, btyd, label)
+    prob, reasons = C.churn_reasons(served, now[inputs], horizon_days=words_days, context=words)
     section["scored_users"] = int(len(now))
     section["distinct_scores"] = int(len(np.unique(prob)))
     section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "
                                  f"with the feature set to its median among customers scored below "
                                  f"{C.REASON_THRESHOLD}; only features on their risky side; the top 3 effects >= 0.01, "
-                                 f"and at least one reason for every customer scored >= {C.REASON_THRESHOLD}")
+                                 f"and at least one reason for every customer scored >= {C.REASON_THRESHOLD}; "
+                                 f"expected purchases are quoted over {words_days} days")
     at_risk = prob >= C.REASON_THRESHOLD
     section["at_risk_users"] = int(at_risk.sum())
     section["at_risk_without_reason"] = int(sum(1 for r, a in zip(reasons, at_risk) if a and not r))

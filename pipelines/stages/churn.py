@@ -26,9 +26,9 @@ feature table; churn_probability is null (and the report has `skipped`) when the
 little history or a missing class. The retention tables (`cohort_retention.parquet`,
 `retention_curves.parquet`) are written in every case.
 Report: `churn` = {horizon_days, horizon: {days, source, quantile, grid_days, repeat_customers,
-history_days, rhythm_days, median_gap_days, suggested_days, reason, [warning]}, label_days, cutoffs: {train, test}, train_rows, test_rows,
-served, served_is_model, selection (`Choice.report()`), beat: {<candidate>: {roc_auc_gain,
-interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
+history_days, rhythm_days, median_gap_days, suggested_days, reason, [warning]}, label_days,
+cutoffs: {train, test}, train_rows, test_rows, served, served_is_model, selection
+(`Choice.report()`), beat: {<candidate>: {roc_auc_gain, interval}}, test (the served score), baselines, models, beats_baselines: {roc_auc, brier},
 calibrator, calibration, gain_curve: {share, model (the served score), <baseline>...},
 distinct_scores, notes, [model_users: {customers, needed, sampled, seed}], [skipped], seconds}.
 """
@@ -47,8 +47,8 @@ import pyarrow.compute as pc
 
 from behavior import churn as C
 from behavior import churn_choice as CC
-from behavior.churn_horizon import choose_horizon
 from behavior.btyd_select import transaction_model
+from behavior.churn_horizon import choose_horizon
 from behavior.features import UserParts
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
@@ -131,7 +131,8 @@ def _profile_words(ctx, now: pd.DataFrame, btyd, label: int) -> tuple[pd.DataFra
     if btyd is None or days == label:
         return now, label
     x, tx, T = (now[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    return now.assign(expected_purchases=btyd.conditional_expected_number_of_purchases_up_to_time(days, x, tx, T)), days
+    expected = btyd.conditional_expected_number_of_purchases_up_to_time(days, x, tx, T)
+    return now.assign(expected_purchases=expected), days
 
 
 def _drop_sample(ctx, section: dict) -> None:

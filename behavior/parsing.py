@@ -159,7 +159,10 @@ def number(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect 
 
 
 def _number(t: str, d: Dialect) -> str:
-    return f"COALESCE(TRY_CAST({t} AS DOUBLE), TRY_CAST({_number_text(t, d)} AS DOUBLE))"
+    # CASE, not COALESCE: DuckDB evaluates a COALESCE's repeated subexpressions (the normalised
+    # text) on every row, while a CASE branch runs only on the rows that take it (8x the cost).
+    plain = f"TRY_CAST({t} AS DOUBLE)"
+    return f"CASE WHEN {plain} IS NOT NULL THEN {plain} ELSE TRY_CAST({_number_text(t, d)} AS DOUBLE) END"
 
 
 def boolean(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:

@@ -159,8 +159,9 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
         if col.name == "group":
             return t, _map_case(tc, GROUP_SYNONYMS, d)
         if col.name == "channel":
-            return t, (f"CASE WHEN lower({tc}) IN {_list(col.choices, d)} THEN lower({tc}) "
-                       f"WHEN {tc} IS NULL THEN NULL ELSE 'other' END")
+            # a CASE on the value, not IN: DuckDB turns an IN list into a join
+            listed = _map_case(tc, {c: c for c in col.choices}, d)
+            return t, f"CASE WHEN {tc} IS NULL THEN NULL ELSE COALESCE({listed}, 'other') END"
         return t, tc
 
     dayfirst = opts.dayfirst or col.name in opts.dayfirst_columns
@@ -247,12 +248,12 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
                 checks.append((f"p_{n} < {lo} OR p_{n} > {hi}", "date_out_of_range",
                                f"'{n} ' || {d.instant_text.format('p_' + n)} || ' is before 1970 or in the future'"))
     if "user_id" in spec.names:
-        # contact data is recognised with any surrounding whitespace (a trailing newline too)
-        bare = d.replace_all("t_user_id", r"^\s+|\s+$", "")
-        checks.append((f"contains(t_user_id, '@') AND {d.full_match(bare, EMAIL_PATTERN[1:-1])}",
+        # t_user_id is trimmed of every whitespace character (`behavior.ids`), so contact data is
+        # recognised with any surrounding whitespace (a trailing newline too)
+        checks.append((f"contains(t_user_id, '@') AND {d.full_match('t_user_id', EMAIL_PATTERN[1:-1])}",
                        "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
-        checks.append((f"length({bare}) >= 7 AND left({bare}, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
-                       f"'5', '6', '7', '8', '9') AND {d.full_match(bare, PHONE_PATTERN)}",
+        checks.append((f"length(t_user_id) >= 7 AND left(t_user_id, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
+                       f"'5', '6', '7', '8', '9') AND {d.full_match('t_user_id', PHONE_PATTERN)}",
                        "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:
         checks.append((f"p_currency NOT IN {_list(ISO_4217, d)}", "unknown_currency",
@@ -316,7 +317,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         if is_pay and n == "payment_id":
             # No payment id in the source (no column, or an empty value): a stable hash of the
             # row's values, so the key is never null and re-ingesting the row finds it stored.
-            v = f"COALESCE(p_payment_id, 'h' || substr(md5(concat_ws('|', {t_all})), 1, 16))"
+            # (a CASE: DuckDB would compute the texts of a COALESCE's hash on every row)
+            v = f"CASE WHEN p_payment_id IS NULL THEN 'h' || substr(md5(concat_ws('|', {t_all})), 1, 16) ELSE p_payment_id END"
         if is_pay and n == "amount":
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
         out.append(f"{v} AS {_q(n, d)}")

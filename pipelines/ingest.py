@@ -48,7 +48,7 @@ from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
 from behavior.store import opt_outs
 from behavior.sql_dialect import DUCKDB, DuckDBEngine
-from behavior.validate import ROW, ParseOptions, _q, id_text_sql, resolve_columns, validate
+from behavior.validate import ROW, ParseOptions, Validated, _q, id_text_sql, resolve_columns, validate
 from behavior.store import erasure_log
 from behavior.store.datahome import DataHome
 from pipelines.engines import duckdb_connection
@@ -158,8 +158,13 @@ def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], op
                                                opts.defaults.get("currency"), popts.na_values, path)
                 new_meta["currency"] = currency
                 notes.append(f"the lake's reporting currency is now {currency} ({how})")
-            rep = _ingest_file(lake, txn, i, src, columns, spec, opts,
-                               replace(popts, currency=currency or popts.currency), merged, erased)
+            file_opts = replace(popts, currency=currency or popts.currency)
+            checked = _check_file(lake, txn, src, columns, spec, opts, file_opts, erased)
+            # The source rows go before the lake write, which holds the accepted rows and DuckDB's
+            # partition buffers (a big file's peak memory), and those before the next file is read.
+            del src
+            rep = _store_file(lake, txn, i, checked, columns, spec, opts, file_opts, merged)
+            del checked
             rep["notes"] = notes + rep["notes"]
             reports.append(rep)
             progress(f"{path.name}: {rep['accepted']:,} stored, {rep['replaced']:,} replaced, "
@@ -237,13 +242,34 @@ def _read(path: Path, spec: Table, opts: IngestOptions) -> tuple[Source, dict[st
     return src, resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
 
 
-def _ingest_file(lake: Any, txn: Any, index: int, src: Source, columns: dict[str, str | None], spec: Table,
-                 opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]],
-                 erased: tuple[bytes, set[str]] | None = None) -> dict:
+@dataclass
+class _Checked:
+    """One file validated, its quarantine made: what the lake write and the report need (the
+    source rows are not kept, so they can be let go before the write)."""
+    path: Path
+    format: str
+    read: int
+    result: Validated
+    quarantine: pa.Table
+    notes: list[str]
+
+
+def _check_file(lake: Any, txn: Any, src: Source, columns: dict[str, str | None], spec: Table,
+                opts: IngestOptions, popts: ParseOptions, erased: tuple[bytes, set[str]] | None = None) -> _Checked:
     path = src.path
     read = src.table.num_rows + len(src.malformed)
     src, erased_rows = _drop_erased(lake.engine, src, columns.get("user_id"), erased, popts.na_values)
     result = validate(lake.engine, src.table, spec, columns, opts.defaults, popts, where=str(path))
+    quarantine = _quarantine(src, result.rejected, spec, txn.id)
+    if erased_rows:
+        quarantine = pa.concat_tables([quarantine, _erased_quarantine(src, erased_rows, spec, txn.id)])
+    return _Checked(path, src.format, read, result, quarantine, src.notes + result.notes)
+
+
+def _store_file(lake: Any, txn: Any, index: int, checked: _Checked, columns: dict[str, str | None], spec: Table,
+                opts: IngestOptions, popts: ParseOptions, merged: dict[str, list[pa.Table]]) -> dict:
+    """Write a checked file's accepted rows and quarantine into `txn`; its report."""
+    path, result, quarantine, read = checked.path, checked.result, checked.quarantine, checked.read
     stored, replaced, in_lake = result.accepted.num_rows, 0, 0
     if spec.mode == "append":
         if stored:
@@ -251,17 +277,14 @@ def _ingest_file(lake: Any, txn: Any, index: int, src: Source, columns: dict[str
         in_lake = result.accepted.num_rows - stored - replaced
     else:
         merged.setdefault(spec.name, []).append(result.accepted)
-    quarantine = _quarantine(src, result.rejected, spec, txn.id)
-    if erased_rows:
-        quarantine = pa.concat_tables([quarantine, _erased_quarantine(src, erased_rows, spec, txn.id)])
     if quarantine.num_rows:
         lake.write_quarantine(txn, spec, quarantine, index)
     by_reason: dict[str, int] = {}
     for reason in quarantine.column("reason").to_pylist():
         by_reason[reason] = by_reason.get(reason, 0) + 1
     cols = column_report(spec, columns, opts.defaults, popts.currency if spec.name == "payments" else None)
-    notes = src.notes + result.notes + ([NO_AMOUNT] if "amount" in cols["missing"] else [])
-    rep = {"path": str(path), "table": spec.name, "format": src.format, "read": read,
+    notes = checked.notes + ([NO_AMOUNT] if "amount" in cols["missing"] else [])
+    rep = {"path": str(path), "table": spec.name, "format": checked.format, "read": read,
            "accepted": stored, "replaced": replaced, "duplicates": result.duplicates + in_lake,
            "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
            "rejected_examples": rejection_examples(quarantine), "columns": cols, "notes": notes}

@@ -283,3 +283,23 @@ def test_a_file_of_iso_dates_and_one_day_first_slash_date_is_read_day_first():
     res = run({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "paid_at": ["2025-01-02 03:04:05", "13/01/2025"]})
     assert sorted(p.day for p in res.accepted.column("paid_at").to_pylist()) == [2, 13]
     assert any("day-first" in n for n in res.notes)
+
+
+def test_parsed_values_and_derived_ids_are_the_known_answers():
+    """The validation SQL takes its costly branches (a number's normalisation, the derived id's
+    hash, a channel outside the list) only where the plain cast fails; what it stores is what it
+    always stored: the derived payment ids are the hashes lakes hold already (so re-ingesting
+    finds the rows stored), computed once by the code before that change."""
+    v = run({"user_id": ["u1", "u2", "u3", "u4", "u5"], "item_id": ["i1"] * 5, "paid_at": ["2025-01-02 03:04:05"] * 5,
+             "amount": ["12.5", "(1.234,50)", "€ 3", "1,234.50", "7"], "quantity": ["2", "1", "1,000", "1", "-1"],
+             "channel": ["APP", " Web ", "kiosk", "NA", "pos"]})
+    got = {r["user_id"]: (r["payment_id"], str(r["amount"]), r["quantity"], r["channel"], r["status"])
+           for r in v.accepted.to_pylist()}
+    assert got == {
+        "u1": ("h1a0cc0ee4b9ce224", "12.50", 2, "app", "success"),
+        "u2": ("h34520ca636b7622f", "-1234.50", -1, "web", "refund"),
+        "u3": ("h23ffa316b7c061cb", "3.00", 1000, "other", "success"),
+        "u4": ("hb48f1c799c529b8b", "1234.50", 1, "other", "success"),
+        "u5": ("h140b2b19de8492fd", "-7.00", -1, "pos", "refund"),
+    }
+    assert v.rejected.num_rows == 0

@@ -16,6 +16,7 @@ def test_ingest_and_its_floor_store_every_line_and_the_row_gives_their_ratio(tmp
         assert r["ratio"] == pytest.approx(r["seconds"] / r["floor_seconds"], rel=0.02)
         assert r["floor_peak_mb"] > 50 and r["peak_mb"] > 50
         assert r["met"] == (r["ratio"] <= TARGET_RATIO)
+        assert r["cpu_s"] > 0 and r["cpu_ratio"] == pytest.approx(r["cpu_s"] / r["floor_cpu_s"], rel=0.02)
     table = format_table(rows)
     assert "| ingest csv | 3,000 |" in table and f"{rows[0]['ratio']:.2f}x" in table
     assert not list(tmp_path.glob("home-*")) and not list(tmp_path.glob("payments-*"))   # nothing left behind
@@ -28,6 +29,9 @@ def test_the_ratio_is_of_the_medians_and_the_target_is_one_and_a_half_times_the_
     assert (row["seconds"], row["floor_seconds"], row["ratio"], row["met"]) == (4.5, 3.0, 1.5, True)
     assert (row["peak_mb"], row["floor_peak_mb"], row["lines_per_s"]) == (900.0, 400.0, 222_222)
     assert not ingest_row("ingest csv", 10, [{"seconds": 3.1, "peak_mb": 1}], [{"seconds": 2.0, "peak_mb": 1}])["met"]
+    assert "cpu_ratio" not in row   # runs without CPU seconds
+    timed = ingest_row("ingest csv", 10, [{"seconds": 3.0, "cpu": 4.0, "peak_mb": 1}], [{"seconds": 2.0, "cpu": 2.0, "peak_mb": 1}])
+    assert (timed["cpu_s"], timed["floor_cpu_s"], timed["cpu_ratio"]) == (4.0, 2.0, 2.0)
 
 
 def test_measure_interleaves_the_steps_and_starts_each_run_without_the_fresh_folder(tmp_path):

@@ -60,8 +60,9 @@ GROWTH_LIMIT = 1.2
 # Steps whose cost per line grows with the size for a known reason (docs/performance.md, "Scale").
 EXCEPTIONS: dict[str, str] = {
     "segments": "percentile ranks of recency, payments, spend and tenure are sorts of the users: n log n",
-    "features": ("above PART_LINES lines before as_of it writes the run's user parts (about 0.5 s per million "
-                 "lines), which the later per-user queries read; a smaller log is read in one piece"),
+    "features": ("above PART_LINES lines before as_of (behavior.features) it writes the run's user parts "
+                 "(about 0.5 s per million lines), which the later per-user queries read; a smaller log is read "
+                 "in one piece"),
 }
 # the steps of the cost curve: the run's stages are added as found in the rows
 _NOT_PER_LINE = (*NOT_A_COST, "api start-up")

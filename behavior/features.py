@@ -489,6 +489,10 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
 # this many lines. Measured at 100M lines on two threads within the 3 GB cap, the feature
 # statement on one part: 5M lines 3.7 s, 10M 8.0 s, 20M 21.6 s (it spills); in one piece 231 s.
 # Writing the parts costs ~0.5 s per million lines, so above this size the cost per line is flat.
+# It is also the threshold: at most PART_LINES lines are read in one piece and nothing is written.
+# Just above it the feature stage is slower with parts than in one piece (the write is its), but
+# the run's later per-user queries (loyalty holdout, merchants, promotion starts) gain more than
+# that: measured at 6.0M lines, 10% less in all (docs/performance.md, "User parts").
 PART_LINES = 5_000_000
 # Lines sampled for the user_id bounds of the parts (their sizes are then within a few per
 # cent of each other).

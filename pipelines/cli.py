@@ -480,7 +480,7 @@ def bench(
     repeat: Annotated[int, typer.Option(min=1, help="Runs per measurement (the median is reported).")] = 3,
     out: Annotated[Optional[Path], typer.Option(help="Work folder for the generated data (default: a temp folder).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    users: Annotated[Optional[int], typer.Option(min=10, help="Synthetic customers of the demo benchmark (default 60,000, the demo's) and of the accuracy benchmark's synthetic data set (default 20,000).")] = None,
+    users: Annotated[Optional[int], typer.Option(min=10, help="Synthetic customers of the demo benchmark (default 60,000, the demo's), of the recommender search's demo lake (default: --recommend-lines / 20, at most 60,000) and of the accuracy benchmark's synthetic data set (default 20,000).")] = None,
     datasets: Annotated[str, typer.Option(help="Data sets of the accuracy benchmark, comma-separated: synthetic, cdnow, donations, exports.")] = "synthetic,cdnow,donations,exports",
     real_data: Annotated[Optional[Path], typer.Option(help="Folder of CDNOW_sample.txt and donations.csv for the accuracy benchmark (default: the repository's tests/fixtures/real).")] = None,
 ) -> None:
@@ -525,13 +525,16 @@ def bench(
         state.console.result(json.dumps(rows, indent=2) if as_json else format_api_table(rows))
         return
     else:
+        from pipelines.bench.recommend import search_users
+
         if suite is not None and suite not in SUITES:
             raise BehaviorError(f"unknown benchmark {suite!r}; choose one of {', '.join(SUITES)}, api, notify, scale, "
                                 "demo, accuracy")
         rows = run_bench([int(s) for s in sizes.split(",")], repeat=repeat, work=out, progress=state.console.progress,
                          feature_lines=feature_lines, customers=customers,
                          suites=(suite,) if suite else SUITES,
-                         recommend_shape=(max(recommend_lines // 20, 10), max(recommend_lines // 200, 10), recommend_lines))
+                         recommend_shape=(max(recommend_lines // 20, 10), max(recommend_lines // 200, 10), recommend_lines),
+                         search_users=search_users(recommend_lines, users))
     if as_json:
         state.console.result(json.dumps(rows, indent=2))
     else:

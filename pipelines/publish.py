@@ -33,12 +33,13 @@ def publish(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict,
     version = created.strftime("%Y%m%dT%H%M%SZ") + "-" + report["run_id"][:6]
     report["bundle_version"] = version
     report["active"] = activate
-    page = _report_page(home, ctx, artifacts, report)
-    B.write_bundle(home, version, {**artifacts, B.REPORT_HTML: page, B.REPORT: report}, {
+    # the page is drawn while the stages' artifacts are written; the report (with the page's
+    # time and errors) goes in last
+    B.write_bundle(home, version, artifacts, {
         "as_of": ctx.as_of.isoformat(),
         "created_at": created.isoformat(timespec="seconds"),
         "code_version": behavior.__version__,
-    }, partial=not activate)
+    }, partial=not activate, later=lambda: {B.REPORT_HTML: _report_page(home, ctx, artifacts, report), B.REPORT: report})
     if activate:
         B.set_current(home, version, "run")
     prune_bundles(home)

@@ -17,6 +17,7 @@ import html
 import io
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pandas as pd
@@ -125,19 +126,34 @@ def _has_view(con, name: str) -> bool:
     return bool(found[0][0])
 
 
+def _monthly(con) -> Future:
+    """The monthly payment figures of the `payments` view of `con` (None without one), computed
+    on a thread of their own while the rest of the page is drawn: DuckDB's scan of the whole
+    log runs outside the GIL, and `con` is used by nothing else meanwhile."""
+    def query() -> pd.DataFrame | None:
+        from behavior import payment_stats as S
+
+        if con is None or not _has_view(con, "payments"):
+            return None
+        return con.sql(S.monthly_payments_sql("payments")).df()
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="report-monthly")
+    try:
+        return pool.submit(query)
+    finally:
+        pool.shutdown(wait=False)   # the thread ends with its query; the caller waits on the result
+
+
 def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str | None
              ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(section, caption, thunk making the figure) of every plot of the page, in order."""
-    from behavior import payment_stats as S
     from behavior import plots as P
 
+    monthly = _monthly(con)
     profiles = _frame(tables, B.PROFILES, ["loyalty_score", "churn_probability", "churn_reasons"])
-    monthly: dict[str, pd.DataFrame] = {}
 
     def month_table() -> pd.DataFrame | None:
-        if con is not None and "m" not in monthly and _has_view(con, "payments"):
-            monthly["m"] = con.sql(S.monthly_payments_sql("payments")).df()
-        return monthly.get("m")
+        return monthly.result()
 
     churn, rec, promos = report.get("churn"), report.get("recommend"), report.get("promotions") or {}
     seg = (report.get("segments") or {}).get("counts")
@@ -256,9 +272,10 @@ def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, curr
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")
     errors: list[str] = []
+    figures = _figures(report, tables, con, currency)   # (starts the monthly figures' query)
     parts += model_choice_html(report, errors)
     section = None
-    for sec, caption, make in _figures(report, tables, con, currency):
+    for sec, caption, make in figures:
         if sec != section:
             parts.append(f"<h2>{_esc(sec)}</h2>")
             section = sec

@@ -14,10 +14,12 @@ the data home's lock (`set_current`), by `behavior run` and by the API's rollbac
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,47 +118,92 @@ def sha256(path: Path) -> str:
 
 # ---- writing -------------------------------------------------------------------------------
 
-def _write(folder: Path, artifact: Artifact, content: Any) -> int | None:
-    """Write one artifact; its row count if it is a table."""
-    path = folder / artifact.file
-    if isinstance(content, pa.Table):
-        pq.write_table(content, path, compression="zstd")
-        return content.num_rows
-    if isinstance(content, dict) and artifact.file.endswith(".npz"):
-        np.savez(path, **content)  # arrays only: loaded with allow_pickle=False
-        return None
-    if isinstance(content, (dict, list)):
-        path.write_text(json.dumps(content, indent=2, default=str) + "\n")
-        return None
-    if isinstance(content, (bytes, str)):
-        path.write_bytes(content if isinstance(content, bytes) else content.encode())
-        return None
-    raise TypeError(f"cannot write {artifact.file} of type {type(content).__name__}")
+class _HashingFile(io.RawIOBase):
+    """A new file, written front to back, that hashes (SHA-256) the bytes as they are written,
+    so a writer knows a file's checksum without reading it back. Not seekable: a zip writer
+    (np.savez) then streams its entries instead of going back to patch their headers."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")
+        self.sha = hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.sha.update(data)   # (hashlib releases the GIL on big buffers)
+        return self._file.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def _write(folder: Path, artifact: Artifact, content: Any) -> tuple[int | None, str]:
+    """Write one artifact: (its row count if it is a table, the SHA-256 of the bytes written)."""
+    rows = None
+    with _HashingFile(folder / artifact.file) as out:
+        if isinstance(content, pa.Table):
+            pq.write_table(content, out, compression="zstd")
+            rows = content.num_rows
+        elif isinstance(content, dict) and artifact.file.endswith(".npz"):
+            np.savez(out, **content)  # arrays only: loaded with allow_pickle=False
+        elif isinstance(content, (dict, list)):
+            out.write((json.dumps(content, indent=2, default=str) + "\n").encode())
+        elif isinstance(content, (bytes, str)):
+            out.write(content if isinstance(content, bytes) else content.encode())
+        else:
+            raise TypeError(f"cannot write {artifact.file} of type {type(content).__name__}")
+    return rows, out.sha.hexdigest()
 
 
 def write_bundle(home: DataHome, version: str, artifacts: Mapping[Artifact, Any], manifest: dict,
-                 partial: bool = False) -> Path:
+                 partial: bool = False, later: Callable[[], Mapping[Artifact, Any]] | None = None) -> Path:
     """Write `artifacts` as the bundle `version` (in a temporary folder, verified, then renamed)
     with `manifest` completed by the row counts and checksums. Returns the folder. A `partial`
-    bundle (of a run of some stages, never made CURRENT) may lack required artifacts."""
+    bundle (of a run of some stages, never made CURRENT) may lack required artifacts.
+    `later()`, if given, runs on this thread while `artifacts` are written on another (the
+    writes spend their time outside the GIL: compression, hashing, the disk); the artifacts it
+    returns (e.g. the report made from those tables) are written after them. If anything
+    fails, the temporary folder is removed."""
     home.bundles.mkdir(parents=True, exist_ok=True)
     for stale in home.bundles.glob(".tmp-*"):  # left by a publish that was killed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = home.bundles / f".tmp-{version}"
     tmp.mkdir()
-    counts: dict[str, int] = {}
-    for artifact, content in artifacts.items():
-        n = _write(tmp, artifact, content)
-        if n is not None:
-            counts[artifact.file] = n
-    manifest = {"version": version, **manifest, "row_counts": counts,
-                "checksums": {f.name: sha256(f) for f in sorted(tmp.iterdir())}}
-    atomic.write_json(tmp / MANIFEST, manifest)
-    verify(tmp, version, partial=partial)
-    final = home.bundles / version
-    tmp.rename(final)
+    try:
+        written = _write_all(tmp, artifacts, later)
+        counts = {file: n for file, (n, _) in written.items() if n is not None}
+        manifest = {"version": version, **manifest, "row_counts": counts,
+                    "checksums": {file: digest for file, (_, digest) in sorted(written.items())}}
+        atomic.write_json(tmp / MANIFEST, manifest)
+        # the checksums are of the bytes just written: verify checks the rest without hashing them again
+        verify(tmp, version, partial=partial, digests=False)
+        final = home.bundles / version
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     atomic.fsync_dir(home.bundles)
     return final
+
+
+def _write_all(folder: Path, artifacts: Mapping[Artifact, Any],
+               later: Callable[[], Mapping[Artifact, Any]] | None) -> dict[str, tuple[int | None, str]]:
+    """file -> (rows, SHA-256) of `artifacts` and then of what `later()` returns, written to `folder`."""
+    def write(items: Mapping[Artifact, Any]) -> dict[str, tuple[int | None, str]]:
+        return {a.file: _write(folder, a, content) for a, content in items.items()}
+
+    if later is None:
+        return write(artifacts)
+    with ThreadPoolExecutor(1, thread_name_prefix="bundle-write") as pool:
+        first = pool.submit(write, artifacts)
+        try:
+            rest = later()
+        finally:
+            done = first.result()   # (waited for even when later() fails: the folder is then removed)
+    return {**done, **write(rest)}
 
 
 def copy_bundle(home: DataHome, source: str, version: str, created_at: str) -> Path:
@@ -193,11 +240,12 @@ def read_manifest(folder: Path, version: str | None = None) -> dict[str, Any]:
     return manifest
 
 
-def verify(folder: Path, version: str | None = None, partial: bool = False) -> dict[str, Any]:
+def verify(folder: Path, version: str | None = None, partial: bool = False, digests: bool = True) -> dict[str, Any]:
     """The manifest of the bundle `version` (default: the folder's name) in `folder`, after
     checking that the manifest names that version, lists every required artifact (unless
     `partial`) and every artifact in the folder, that every listed file is there with its
-    SHA-256, and that each Parquet artifact has its catalogue columns of their kinds."""
+    SHA-256 (not recomputed with `digests=False`: for the writer that hashed the bytes it
+    wrote), and that each Parquet artifact has its catalogue columns of their kinds."""
     version = version or folder.name
     manifest = read_manifest(folder, version)
     if manifest.get("version") != version:
@@ -214,7 +262,7 @@ def verify(folder: Path, version: str | None = None, partial: bool = False) -> d
             raise BundleError(version, f"{MANIFEST} lists an invalid file name {name!r}")
         if not f.is_file():
             raise BundleError(version, f"{name} is listed in the manifest but missing")
-        if sha256(f) != digest:
+        if digests and sha256(f) != digest:
             raise BundleError(version, f"{name} does not match its checksum; the bundle is corrupted")
     for name in checksums:
         artifact = BY_FILE.get(name)
@@ -360,10 +408,9 @@ def without_users(folder: Path, erased: Callable[[list], np.ndarray], erased_at:
     shutil.copytree(folder, tmp)
     manifest = json.loads((tmp / MANIFEST).read_text())
     for artifact, content in changed.items():
-        n = _write(tmp, artifact, content)
+        n, manifest["checksums"][artifact.file] = _write(tmp, artifact, content)
         if n is not None:
             manifest.setdefault("row_counts", {})[artifact.file] = n
-        manifest["checksums"][artifact.file] = sha256(tmp / artifact.file)
     manifest["erased_at"] = erased_at
     atomic.write_json(tmp / MANIFEST, manifest)
     verify(tmp, version, partial=True)   # the files of a published bundle: a partial one stays partial

@@ -1,6 +1,7 @@
 """`behavior bench recommend-search`: the recommend stage's model search at demo size.
 
-A demo lake (`behavior synth` with its defaults: 60,000 users, 24 months) is made once, then the
+A demo lake (`behavior synth` with its defaults: 60,000 users, 24 months; in `behavior bench`,
+`search_users` of its size options) is made once, then the
 recommend stage runs alone on it in a fresh process per run (`[engine] duckdb_threads = 2`).
 Each run reports the search's wall time (`recommend.search.seconds`: successive halving, the
 baselines, the blend and the choice), the whole stage's time, the selected model and the
@@ -16,8 +17,24 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from pipelines.bench.demo import DEMO_USERS
+
 STEP = "recommend search"
-TARGET = ("<= 30 s at demo size (60k users)", lambda r: r["users"] < 60_000 or r["seconds"] <= 30)
+TARGET = ("<= 30 s at demo size (60k users)", lambda r: r["users"] < DEMO_USERS or r["seconds"] <= 30)
+# the recommender benchmark's users per interaction line (`behavior bench --recommend-lines`)
+LINES_PER_USER = 20
+MIN_USERS = 1_500   # the smallest demo lake the search is tested on (tests/pipelines/test_bench_recommend.py)
+
+
+def search_users(recommend_lines: int, users: int | None = None) -> int:
+    """The users of the search's demo lake in `behavior bench`: `users` (its `--users`) when
+    given, else those of the recommender benchmark's `recommend_lines` (lines / 20), at most
+    the demo's 60,000 (where the target is set: the default 20M lines give 60,000) and at
+    least MIN_USERS."""
+    if users is not None:
+        return users
+    return max(MIN_USERS, min(DEMO_USERS, recommend_lines // LINES_PER_USER))
+
 
 _RUN = """
 from pathlib import Path
@@ -50,7 +67,7 @@ def demo_lake(work: Path, users: int, progress: Callable[[str], None]) -> Path:
     return home
 
 
-def bench_search(work: Path, repeat: int, users: int = 60_000,
+def bench_search(work: Path, repeat: int, users: int = DEMO_USERS,
                  progress: Callable[[str], None] = lambda _: None) -> dict:
     """One row: the median search seconds over `repeat` runs, with the stage's seconds, the
     selected model and its test precision@10 / nDCG@10 (the same data every run)."""

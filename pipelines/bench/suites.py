@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.bench.child import measure, run_child
+from pipelines.bench.demo import DEMO_USERS
 from pipelines.bench.payments import make_payments
 from pipelines.bench.ingest import INGEST, bench_ingest
 
@@ -139,12 +140,14 @@ SUITES = ("ingest", "features", "loyalty", "recommend", "recommend-search", "chu
 def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
               progress: Callable[[str], None] = lambda _: None, feature_lines: int | None = None,
               customers: int = 1_000_000, suites: tuple[str, ...] = SUITES,
-              recommend_shape: tuple[int, int, int] = (1_000_000, 100_000, 20_000_000)) -> list[dict]:
+              recommend_shape: tuple[int, int, int] = (1_000_000, 100_000, 20_000_000),
+              search_users: int = DEMO_USERS) -> list[dict]:
     """The suites' benchmarks. ingest: each size in `sizes`, Parquet and CSV; features: the
     feature stage at `feature_lines` (default 10M); loyalty: fitting and scoring on
     `customers`; recommend: users x items x lines of `recommend_shape` (matrix build, ALS fit
     with 64 factors and 15 iterations, top-10 for every user, one user's top-10);
-    recommend-search: the recommend stage's search on a demo lake (`pipelines.bench.recommend`).
+    recommend-search: the recommend stage's search on a demo lake of `search_users` users
+    (`pipelines.bench.recommend`).
     One row per step; `lines` counts customers for loyalty and interaction lines for recommend."""
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="behavior-bench-")) if own else work
@@ -181,7 +184,7 @@ def run_bench(sizes: list[int], *, repeat: int = 3, work: Path | None = None,
         if "recommend-search" in suites:
             from pipelines.bench.recommend import bench_search
 
-            rows.append(bench_search(work, repeat, progress=progress))
+            rows.append(bench_search(work, repeat, users=search_users, progress=progress))
     finally:
         if own:
             shutil.rmtree(work, ignore_errors=True)

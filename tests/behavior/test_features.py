@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from behavior import features as F
 from behavior.errors import SchemaError
-from behavior.features import FEATURE_COLUMNS, FEATURE_SCHEMA, as_of_literal, btyd_summary, feature_sql, user_features
+from behavior.features import (FEATURE_COLUMNS, FEATURE_SCHEMA, UserParts, as_of_literal, btyd_summary, feature_sql,
+                               user_features)
 from behavior.schema import CHANNELS, PAYMENTS
 from behavior.sql_dialect import DuckDBEngine
 
@@ -726,3 +727,26 @@ def test_a_failed_write_of_the_parts_leaves_no_copy_behind(monkeypatch, tmp_path
     with pytest.raises(OSError, match="No space"):
         parts.relations()
     assert list(tmp_path.iterdir()) == []   # ... and are gone
+
+
+def test_user_parts_are_written_only_above_part_lines_lines(tmp_path, monkeypatch):
+    """At PART_LINES lines before as_of the log is read in one piece (nothing is written); one
+    line more and it is split into parts (the measured threshold: docs/performance.md)."""
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=300, months=6, seed=2)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
+    whole = user_features(con, "payments", as_of)
+    monkeypatch.setattr(F, "PART_LINES", before)        # exactly at the threshold
+    with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
+        assert parts.relations() == [(0, "payments")] and parts.count == 1
+        assert not list(tmp_path.glob("parts-*"))
+    monkeypatch.setattr(F, "PART_LINES", before - 1)    # one line above it
+    with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
+        assert len(parts.relations()) == 2 and list(tmp_path.glob("parts-*"))
+        got = user_features(con, "payments", as_of, parts)   # (its values: test_parts_of_a_synthetic_log_...)
+        assert got.column("user_id").equals(whole.column("user_id"))

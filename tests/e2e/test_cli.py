@@ -126,7 +126,8 @@ def test_bench_prints_its_table(tmp_path):
     out = behavior(tmp_path, "bench", "--sizes", "20000", "--feature-lines", "20000", "--customers", "5000",
                    "--recommend-lines", "40000", "--repeat", "1")
     for step in ("ingest parquet | 20,000", "features | 20,000", "loyalty fit | 5,000", "loyalty score | 5,000",
-                 "recommend ALS fit | 40,000", "recommend one user top-10 | 40,000"):
+                 "recommend ALS fit | 40,000", "recommend one user top-10 | 40,000",
+                 "recommend search | 2,000"):   # the search's lake follows --recommend-lines
         assert f"| {step} |" in out.stdout
 
 

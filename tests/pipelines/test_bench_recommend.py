@@ -3,7 +3,7 @@
 import pytest
 
 from pipelines.bench.suites import format_table
-from pipelines.bench.recommend import STEP, bench_search
+from pipelines.bench.recommend import MIN_USERS, STEP, bench_search, search_users
 
 
 @pytest.mark.slow
@@ -21,3 +21,11 @@ def test_search_benchmark_reports_the_search_time_and_the_test_metrics(tmp_path)
     # the lake is made once and reused
     again = bench_search(tmp_path, repeat=1, users=1500, progress=messages.append)
     assert sum("making a demo lake" in m for m in messages) == 1 and again["users"] == 1500
+
+
+def test_behavior_bench_sizes_the_search_lake_from_its_size_options():
+    assert search_users(20_000_000) == 60_000               # the default --recommend-lines: the demo's size
+    assert search_users(1_000_000) == 50_000
+    assert search_users(40_000) == 2_000                    # a small benchmark gets a small lake
+    assert search_users(100) == MIN_USERS
+    assert search_users(40_000, users=60_000) == 60_000    # --users wins

@@ -326,6 +326,18 @@ class BetaGeoFitter(_Fitted):
             p, x, tx, T_, self._k
         )
 
+    def conditional_expected_purchases_at(self, times, frequency, recency, T) -> np.ndarray:
+        """`conditional_expected_number_of_purchases_up_to_time` at each of `times` (days), with
+        the same values, in one pass: shape (customers, len(times)). The hypergeometric part is
+        evaluated once per distinct (x, T) pair and time, the rest once per customer."""
+        p = self._params_array()
+        x, tx, T_ = check_bg_inputs(frequency, recency, T, fitting=False)
+        t_ = np.atleast_1d(check_times("times", times))
+        k = self._k
+        inverse, _, (ux, uT) = group_rows(x, T_)
+        bracket = bg_bracket(p, ux[:, None], uT[:, None], t_[None, :], k)
+        return (bg_bracket_scale(p, x, k) * bg_prob_alive(p, x, tx, T_, k))[:, None] * bracket[inverse]
+
     def expected_number_of_purchases_up_to_time(self, t) -> np.ndarray:
         """Expected repeat purchases in (0, t] of a new customer (first purchase at 0); `t` in days."""
         p = self._params_array()

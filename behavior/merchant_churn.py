@@ -135,8 +135,14 @@ def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs:
         parts.covers(payments, [as_of], ["merchant_id", "user_id", "payment_id", "status", "paid_at"])
         rows = pa.concat_tables([engine.arrow(cutoff_activity_sql(rel, literal, d)).cast(_ACTIVITY)
                                  for _, rel in parts.relations()])
-    merchant = rows.column("merchant_id").to_numpy(zero_copy_only=False)
-    merchants, mi = np.unique(merchant, return_inverse=True) if len(merchant) else (np.array([], object), None)
+    # merchant codes by dictionary encoding, then the few distinct ids sorted (np.unique would
+    # sort every row's id as a Python string)
+    coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
+    distinct = coded.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(distinct, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    merchants, mi = distinct[order], rank[coded.indices.to_numpy()]
     day = rows.column("day").to_numpy()
     first_day = int(day.min()) if len(day) else -1
     shape = (len(merchants), -first_day)

@@ -10,6 +10,7 @@ from behavior.btyd import BetaGeoFitter, ModifiedBetaGeoFitter
 from behavior.btyd_select import (
     METRIC,
     MODELS,
+    choice_sample,
     compare_on_holdout,
     new_model,
     transaction_model,
@@ -80,6 +81,31 @@ def test_holdout_reports_totals_and_the_repeat_purchase_curve(mbg_data):
     for name in MODELS:
         assert len(curve[name]) == len(curve["days"]) and curve[name][-1] == ho["candidates"][name]["expected_total"]
     assert sum(b["customers"] for b in ho["by_frequency"]) == len(calib)
+
+
+def test_a_large_holdout_is_chosen_on_a_sample_and_reported_over_everyone(mbg_data):
+    """Above `max_customers` the candidates are fitted and chosen on that many customers (the
+    same choice here); the holdout's figures still cover every customer, with the candidates'
+    curves equal to their expectations at each day; at or below it nothing changes."""
+    calib, days = mbg_data
+    full = compare_on_holdout(calib, days, HOLDOUT)
+    same = compare_on_holdout(calib, days, HOLDOUT, max_customers=len(calib))
+    assert same.holdout == {**full.holdout, "choice_customers": len(calib)} and same.report() == full.report()
+    part = compare_on_holdout(calib, days, HOLDOUT, max_customers=3000)
+    ho = part.holdout
+    assert part.chosen == full.chosen == "mbgnbd" and part.report()["n_boot"] == 200
+    assert ho["choice_customers"] == 3000 and ho["customers"] == len(calib) and ho["actual_total"] == len(days)
+    assert sum(b["customers"] for b in ho["by_frequency"]) == len(calib)
+    assert ho["params"] != full.holdout["params"]                      # fitted on the sample ...
+    assert ho["mse"] == pytest.approx(full.holdout["mse"], rel=0.02)   # ... and as good on everyone
+    sample = calib.iloc[choice_sample(len(calib), 3000)]
+    model = new_model("mbgnbd").fit(*(sample[c].to_numpy(float) for c in ("frequency", "recency", "T")))
+    x, tx, T = (calib[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    assert ho["params"] == {k: round(v, 6) for k, v in model.params_.items()}
+    assert ho["curve"]["mbgnbd"] == [
+        round(float(model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T).sum()), 1)
+        for t in ho["curve"]["days"]]
+    assert len(set(choice_sample(len(calib), 3000))) == 3000
 
 
 def test_the_config_forces_a_model_and_the_report_says_so(mbg_data):

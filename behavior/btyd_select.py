@@ -12,6 +12,12 @@ actual count. Squared error, not absolute error: the models predict a mean, and 
 minimises the squared error, while the absolute error is minimised by the median, which is 0
 for most customers of a sparse history; absolute error therefore rewards lower predictions (on
 the synthetic demo data, drawn from BG/NBD, it picks MBG/NBD) and is only reported.
+The choice needs as many customers as make the paired interval clear of 0, not all of them: on
+more than `CHOICE_CUSTOMERS` the bootstrap resamples that many drawn at random (seeded), and
+four times as many while another candidate's interval to the chosen one still reaches 0 (the
+interval's width goes as one over the square root of the customers), up to all of them; the
+(n_boot, customers) resamples of 588,000 customers took 2 GB and seconds. The fits and the
+holdout's figures are over every calibration customer.
 `behavior.model_choice.choose` keeps the simpler candidate unless the other is better by more
 than the paired bootstrap noise over customers. Also reported per candidate: the mean absolute
 error, the total expected against the actual purchase days, and the aggregate repeat-purchase
@@ -42,7 +48,7 @@ MODELS: dict[str, type[BetaGeoFitter]] = {"bgnbd": BetaGeoFitter, "mbgnbd": Modi
 METRIC = "neg_mse_holdout_purchases"   # minus the mean squared error of the purchase days per customer
 CURVE_STEP_DAYS = 7
 MIN_CUSTOMERS = 100                    # calibration customers needed to compare the candidates
-CHOICE_CUSTOMERS = 100_000             # at most this many are fitted and chosen on (module docstring)
+CHOICE_CUSTOMERS = 100_000             # the choice's bootstrap resamples at most this many (module docstring)
 _BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 _METADATA_KEY = b"behavior.transaction_model"
 _US_PER_DAY = 86_400_000_000
@@ -115,12 +121,34 @@ def _forced(choice: Choice | None, forced: str, holdout: dict) -> Selection:
 
 
 def choice_sample(n: int, max_customers: int | None, seed: int = 0) -> np.ndarray:
-    """The calibration customers (row positions, ascending) the candidates are fitted and chosen
-    on: all of them, or `max_customers` drawn without replacement (fixed seed) when there are
-    more."""
+    """The calibration customers (row positions, ascending) the candidates are chosen on: all of
+    them, or `max_customers` drawn without replacement (fixed seed) when there are more."""
     if max_customers is None or n <= max_customers:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, size=max_customers, replace=False))
+
+
+def _settled(choice: Choice) -> bool:
+    """Whether more customers could not change the choice: every other candidate's paired
+    interval of the difference to the chosen one excludes 0."""
+    return all(not (lo <= 0.0 <= hi) for c in choice.candidates if c.name != choice.chosen
+               for _, lo, hi in [choice.gain(c.name, choice.chosen)])
+
+
+def _choose_on_samples(losses: list, n: int, max_customers: int | None, n_boot: int, seed: int,
+                       notes: list[str]) -> tuple[Choice, np.ndarray]:
+    """`choose` on the per-customer `losses` ((name, simplicity, values of all n customers)) of
+    `max_customers` customers, or of four times as many while the choice is not settled, up to
+    all of them; the choice and the customers it was made on."""
+    size = n if max_customers is None else max_customers
+    while True:
+        sample = choice_sample(n, size, seed)
+        idx = resamples(len(sample), n_boot, seed)
+        choice = choose(METRIC, [score_per_unit(name, v[sample], idx, simplicity=rank) for name, rank, v in losses],
+                        notes=notes)
+        if len(sample) == n or _settled(choice):
+            return choice, sample
+        size *= 4
 
 
 def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, holdout_days: int, *,
@@ -129,8 +157,9 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
     """Fit every candidate on `calibration` (user_id, frequency, recency, T at the cutoff; rows
     with T > 0), score it on `purchase_days` (user_id, day: the distinct purchase days in the
     next `holdout_days` days, day 0 = the cutoff's) and choose (module docstring). With more
-    than `max_customers` calibration customers (None: no limit) the candidates are fitted and
-    chosen on a sample of that many (`choice_sample`); the holdout's figures (errors, totals,
+    than `max_customers` calibration customers (None: no limit) the choice's bootstrap is over a
+    sample of that many (`choice_sample`), four times as many while another candidate's interval
+    to the chosen one reaches 0, up to all; the fits and the holdout's figures (errors, totals,
     by frequency, the curve) are over every calibration customer. `forced` (a `MODELS` name)
     overrides the rule's choice; the comparison is still reported."""
     if forced is not None and forced not in MODELS:
@@ -148,13 +177,10 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
     grid = _curve_days(holdout_days)
     day = purchase_days["day"].to_numpy()[mine]
     curve: dict = {"days": grid, "actual": [int((day < t).sum()) for t in grid]}
-    sample = choice_sample(len(calibration), max_customers, seed)
-    fit_on = calibration.iloc[sample] if len(sample) < len(calibration) else calibration
-    idx = resamples(len(sample), n_boot, seed)
-    scored, per_model, notes = [], {}, []
+    losses, per_model, notes = [], {}, []
     for rank, name in enumerate(MODELS):
         try:
-            model = fit_summary(new_model(name, penalizer), fit_on)
+            model = fit_summary(new_model(name, penalizer), calibration)
         except ConvergenceError as exc:
             notes.append(f"{name} left out: its calibration fit did not converge ({exc})")
             continue
@@ -164,7 +190,7 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
             notes.append(f"{name} left out: its predictions are not finite for some customers")
             continue
         error = expected - actual
-        scored.append(score_per_unit(name, -error[sample] ** 2, idx, simplicity=rank))
+        losses.append((name, rank, -error ** 2))
         curve[name] = [round(float(v), 1) for v in by_day.sum(axis=0)]
         exp_total, act_total = float(expected.sum()), float(actual.sum())
         per_model[name] = {"params": {k: round(v, 6) for k, v in model.params_.items()},
@@ -173,11 +199,11 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
                            "expected_total": round(exp_total, 1),
                            "error_pct": round(100 * (exp_total - act_total) / act_total, 2) if act_total else None,
                            "by_frequency": _by_frequency(x, expected, actual)}
-    if not scored:
+    if not losses:
         why = "no candidate's calibration fit converged"
         return _forced(None, forced, {"skipped": why}) if forced else \
             Selection("bgnbd", None, {"skipped": why}, (*notes, f"{why}: the simpler model"))
-    choice = choose(METRIC, scored, notes=notes)
+    choice, sample = _choose_on_samples(losses, len(calibration), max_customers, n_boot, seed, notes)
     shown = forced if forced in per_model else choice.chosen
     holdout = {"days": holdout_days, "customers": int(len(calibration)), "choice_customers": int(len(sample)),
                "actual_total": float(actual.sum()), **per_model[shown], "model": shown, "candidates": per_model,

@@ -5,7 +5,8 @@ Profiles: merchant loyalty, windows and trends, share of wallet, the customers' 
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
 their tiers from the segments stage (`behavior/merchants.py`, `behavior/merchant_profiles.py`).
 
-Churn risk (`behavior/merchant_churn.py`): profiles at the cutoffs of `behavior.churn.choose_cutoffs`
+Churn risk (`behavior/merchant_churn.py`): the profile columns the model and the baselines read
+(`profiles_at_cutoffs`, one read of the log for every cutoff) at the cutoffs of `behavior.churn.choose_cutoffs`
 (test = as_of - 90 days; training cutoffs every 30 days back from test - 90, at most
 `MAX_TRAIN_CUTOFFS`), labelled by the next 90 days; the model against the baselines on the test
 cutoff; the chosen one (the model only when better by more than its bootstrap interval) is refit

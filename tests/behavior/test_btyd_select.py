@@ -83,29 +83,31 @@ def test_holdout_reports_totals_and_the_repeat_purchase_curve(mbg_data):
     assert sum(b["customers"] for b in ho["by_frequency"]) == len(calib)
 
 
-def test_a_large_holdout_is_chosen_on_a_sample_and_reported_over_everyone(mbg_data):
-    """Above `max_customers` the candidates are fitted and chosen on that many customers (the
-    same choice here); the holdout's figures still cover every customer, with the candidates'
-    curves equal to their expectations at each day; at or below it nothing changes."""
-    calib, days = mbg_data
+def test_a_large_holdout_is_chosen_on_as_many_customers_as_the_interval_needs(bg_data, mbg_data):
+    """Above `max_customers` the choice's bootstrap starts on that many customers and takes four
+    times as many while the other model's interval to the chosen one reaches 0, up to all; the
+    fits and the holdout's figures are always those of every customer."""
+    calib, days = bg_data
     full = compare_on_holdout(calib, days, HOLDOUT)
-    same = compare_on_holdout(calib, days, HOLDOUT, max_customers=len(calib))
-    assert same.holdout == {**full.holdout, "choice_customers": len(calib)} and same.report() == full.report()
-    part = compare_on_holdout(calib, days, HOLDOUT, max_customers=3000)
-    ho = part.holdout
-    assert part.chosen == full.chosen == "mbgnbd" and part.report()["n_boot"] == 200
-    assert ho["choice_customers"] == 3000 and ho["customers"] == len(calib) and ho["actual_total"] == len(days)
-    assert sum(b["customers"] for b in ho["by_frequency"]) == len(calib)
-    assert ho["params"] != full.holdout["params"]                      # fitted on the sample ...
-    assert ho["mse"] == pytest.approx(full.holdout["mse"], rel=0.02)   # ... and as good on everyone
-    sample = calib.iloc[choice_sample(len(calib), 3000)]
-    model = new_model("mbgnbd").fit(*(sample[c].to_numpy(float) for c in ("frequency", "recency", "T")))
+    assert full.holdout["choice_customers"] == len(calib) == 8000
+    clear = compare_on_holdout(calib, days, HOLDOUT, max_customers=500)   # MBG/NBD clearly worse on 500
+    assert clear.chosen == full.chosen == "bgnbd" and clear.holdout == {**full.holdout, "choice_customers": 500}
+    lo, hi = next(c for c in clear.report()["candidates"] if c["name"] == "mbgnbd")["gain_vs_chosen"]
+    full_lo, full_hi = next(c for c in full.report()["candidates"] if c["name"] == "mbgnbd")["gain_vs_chosen"]
+    assert hi < 0 and hi - lo > 2 * (full_hi - full_lo)
+    assert compare_on_holdout(calib, days, HOLDOUT, max_customers=1000).holdout["choice_customers"] == 4000
+    calib, days = mbg_data   # MBG/NBD better, but not beyond the noise of fewer than all 8,000
+    full = compare_on_holdout(calib, days, HOLDOUT)
+    grown = compare_on_holdout(calib, days, HOLDOUT, max_customers=3000)
+    assert grown.chosen == full.chosen == "mbgnbd" and grown.report() == full.report()
+    assert grown.holdout == full.holdout and grown.holdout["choice_customers"] == len(calib)
+    sample = choice_sample(len(calib), 3000)
+    assert len(set(sample)) == 3000 and list(sample) == sorted(sample)
     x, tx, T = (calib[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    assert ho["params"] == {k: round(v, 6) for k, v in model.params_.items()}
-    assert ho["curve"]["mbgnbd"] == [
+    model = new_model("mbgnbd").fit(x, tx, T)
+    assert full.holdout["curve"]["mbgnbd"] == [
         round(float(model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T).sum()), 1)
-        for t in ho["curve"]["days"]]
-    assert len(set(choice_sample(len(calib), 3000))) == 3000
+        for t in full.holdout["curve"]["days"]]
 
 
 def test_the_config_forces_a_model_and_the_report_says_so(mbg_data):

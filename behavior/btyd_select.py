@@ -12,6 +12,12 @@ actual count. Squared error, not absolute error: the models predict a mean, and 
 minimises the squared error, while the absolute error is minimised by the median, which is 0
 for most customers of a sparse history; absolute error therefore rewards lower predictions (on
 the synthetic demo data, drawn from BG/NBD, it picks MBG/NBD) and is only reported.
+The choice needs as many customers as make the paired interval clear of 0, not all of them: on
+more than `CHOICE_CUSTOMERS` the bootstrap resamples that many drawn at random (seeded), and
+four times as many while another candidate's interval to the chosen one still reaches 0 (the
+interval's width goes as one over the square root of the customers), up to all of them; the
+(n_boot, customers) resamples of 588,000 customers took 2 GB and seconds. The fits and the
+holdout's figures are over every calibration customer.
 `behavior.model_choice.choose` keeps the simpler candidate unless the other is better by more
 than the paired bootstrap noise over customers. Also reported per candidate: the mean absolute
 error, the total expected against the actual purchase days, and the aggregate repeat-purchase
@@ -32,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior.btyd import BetaGeoFitter, ConvergenceError, ModifiedBetaGeoFitter
 from behavior.model_choice import Choice, choose, resamples, score_per_unit, uncompared
@@ -41,6 +48,7 @@ MODELS: dict[str, type[BetaGeoFitter]] = {"bgnbd": BetaGeoFitter, "mbgnbd": Modi
 METRIC = "neg_mse_holdout_purchases"   # minus the mean squared error of the purchase days per customer
 CURVE_STEP_DAYS = 7
 MIN_CUSTOMERS = 100                    # calibration customers needed to compare the candidates
+CHOICE_CUSTOMERS = 100_000             # the choice's bootstrap resamples at most this many (module docstring)
 _BUCKETS = ("0", "1", "2", "3", "4", "5", "6", "7+")
 _METADATA_KEY = b"behavior.transaction_model"
 _US_PER_DAY = 86_400_000_000
@@ -89,10 +97,10 @@ class Selection:
 
 
 def _by_frequency(x: np.ndarray, expected: np.ndarray, actual: np.ndarray) -> list[dict]:
-    bucket = np.where(x >= 7, "7+", x.astype(int).astype(str))
+    bucket = np.minimum(x, 7).astype(int)   # 7 stands for "7+"
     rows = []
-    for b in _BUCKETS:
-        part = bucket == b
+    for i, b in enumerate(_BUCKETS):
+        part = bucket == i
         if part.any():
             rows.append({"frequency": b, "customers": int(part.sum()),
                          "expected_mean": round(float(expected[part].mean()), 4),
@@ -112,13 +120,48 @@ def _forced(choice: Choice | None, forced: str, holdout: dict) -> Selection:
     return Selection(forced, choice, holdout, (note,), forced=True)
 
 
+def choice_sample(n: int, max_customers: int | None, seed: int = 0) -> np.ndarray:
+    """The calibration customers (row positions, ascending) the candidates are chosen on: all of
+    them, or `max_customers` drawn without replacement (fixed seed) when there are more."""
+    if max_customers is None or n <= max_customers:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_customers, replace=False))
+
+
+def _settled(choice: Choice) -> bool:
+    """Whether more customers could not change the choice: every other candidate's paired
+    interval of the difference to the chosen one excludes 0."""
+    return all(not (lo <= 0.0 <= hi) for c in choice.candidates if c.name != choice.chosen
+               for _, lo, hi in [choice.gain(c.name, choice.chosen)])
+
+
+def _choose_on_samples(losses: list, n: int, max_customers: int | None, n_boot: int, seed: int,
+                       notes: list[str]) -> tuple[Choice, np.ndarray]:
+    """`choose` on the per-customer `losses` ((name, simplicity, values of all n customers)) of
+    `max_customers` customers, or of four times as many while the choice is not settled, up to
+    all of them; the choice and the customers it was made on."""
+    size = n if max_customers is None else max_customers
+    while True:
+        sample = choice_sample(n, size, seed)
+        idx = resamples(len(sample), n_boot, seed)
+        choice = choose(METRIC, [score_per_unit(name, v[sample], idx, simplicity=rank) for name, rank, v in losses],
+                        notes=notes)
+        if len(sample) == n or _settled(choice):
+            return choice, sample
+        size *= 4
+
+
 def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, holdout_days: int, *,
                        penalizer: float = 0.0, forced: str | None = None, n_boot: int = 200,
-                       seed: int = 0) -> Selection:
+                       seed: int = 0, max_customers: int | None = CHOICE_CUSTOMERS) -> Selection:
     """Fit every candidate on `calibration` (user_id, frequency, recency, T at the cutoff; rows
     with T > 0), score it on `purchase_days` (user_id, day: the distinct purchase days in the
-    next `holdout_days` days, day 0 = the cutoff's) and choose (module docstring). `forced` (a
-    `MODELS` name) overrides the rule's choice; the comparison is still reported."""
+    next `holdout_days` days, day 0 = the cutoff's) and choose (module docstring). With more
+    than `max_customers` calibration customers (None: no limit) the choice's bootstrap is over a
+    sample of that many (`choice_sample`), four times as many while another candidate's interval
+    to the chosen one reaches 0, up to all; the fits and the holdout's figures (errors, totals,
+    by frequency, the curve) are over every calibration customer. `forced` (a `MODELS` name)
+    overrides the rule's choice; the comparison is still reported."""
     if forced is not None and forced not in MODELS:
         raise ValueError(f"unknown transaction model {forced!r}; use one of {', '.join(MODELS)}")
     if len(calibration) < MIN_CUSTOMERS:
@@ -126,29 +169,29 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
                "shorter holdout_days")
         return _forced(None, forced, {"skipped": why}) if forced else \
             Selection("bgnbd", None, {"skipped": why}, (f"no holdout comparison ({why}): the simpler model",))
-    days = purchase_days[purchase_days["user_id"].isin(calibration["user_id"])]
-    counts = days.groupby("user_id").size()
-    actual = calibration["user_id"].map(counts).fillna(0).to_numpy(float)
+    # each purchase day's calibration customer (row position), by a hash lookup of the ids
+    row = pc.index_in(pa.array(purchase_days["user_id"]), value_set=pa.array(calibration["user_id"]))
+    mine = pc.is_valid(row).to_numpy(zero_copy_only=False)
+    actual = np.bincount(row.drop_null().to_numpy(), minlength=len(calibration)).astype(float)
     x, tx, T = (calibration[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     grid = _curve_days(holdout_days)
-    day = days["day"].to_numpy()
+    day = purchase_days["day"].to_numpy()[mine]
     curve: dict = {"days": grid, "actual": [int((day < t).sum()) for t in grid]}
-    idx = resamples(len(calibration), n_boot, seed)
-    scored, per_model, notes = [], {}, []
+    losses, per_model, notes = [], {}, []
     for rank, name in enumerate(MODELS):
         try:
             model = fit_summary(new_model(name, penalizer), calibration)
         except ConvergenceError as exc:
             notes.append(f"{name} left out: its calibration fit did not converge ({exc})")
             continue
-        expected = model.conditional_expected_number_of_purchases_up_to_time(holdout_days, x, tx, T)
+        by_day = model.conditional_expected_purchases_at(grid, x, tx, T)   # grid ends at holdout_days
+        expected = by_day[:, -1]
         if not np.all(np.isfinite(expected)):
             notes.append(f"{name} left out: its predictions are not finite for some customers")
             continue
         error = expected - actual
-        scored.append(score_per_unit(name, -error ** 2, idx, simplicity=rank))
-        curve[name] = [round(float(model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T).sum()), 1)
-                       for t in grid]
+        losses.append((name, rank, -error ** 2))
+        curve[name] = [round(float(v), 1) for v in by_day.sum(axis=0)]
         exp_total, act_total = float(expected.sum()), float(actual.sum())
         per_model[name] = {"params": {k: round(v, 6) for k, v in model.params_.items()},
                            "log_likelihood": round(model.log_likelihood_, 2),
@@ -156,14 +199,15 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
                            "expected_total": round(exp_total, 1),
                            "error_pct": round(100 * (exp_total - act_total) / act_total, 2) if act_total else None,
                            "by_frequency": _by_frequency(x, expected, actual)}
-    if not scored:
+    if not losses:
         why = "no candidate's calibration fit converged"
         return _forced(None, forced, {"skipped": why}) if forced else \
             Selection("bgnbd", None, {"skipped": why}, (*notes, f"{why}: the simpler model"))
-    choice = choose(METRIC, scored, notes=notes)
+    choice, sample = _choose_on_samples(losses, len(calibration), max_customers, n_boot, seed, notes)
     shown = forced if forced in per_model else choice.chosen
-    holdout = {"days": holdout_days, "customers": int(len(calibration)), "actual_total": float(actual.sum()),
-               **per_model[shown], "model": shown, "candidates": per_model, "curve": curve}
+    holdout = {"days": holdout_days, "customers": int(len(calibration)), "choice_customers": int(len(sample)),
+               "actual_total": float(actual.sum()), **per_model[shown], "model": shown, "candidates": per_model,
+               "curve": curve}
     return _forced(choice, forced, holdout) if forced else Selection(choice.chosen, choice, holdout, tuple(notes))
 
 
@@ -190,5 +234,6 @@ def transaction_model(table: pa.Table | None) -> BetaGeoFitter | None:
     return cls.from_dict(data)
 
 
-__all__ = ["CURVE_STEP_DAYS", "METRIC", "MODELS", "Selection", "compare_on_holdout", "fit_summary",
+__all__ = ["CHOICE_CUSTOMERS", "CURVE_STEP_DAYS", "METRIC", "MODELS", "Selection", "choice_sample",
+           "compare_on_holdout", "fit_summary",
            "holdout_purchase_days_sql", "new_model", "transaction_model", "with_transaction_model"]

@@ -36,7 +36,8 @@ _US_PER_DAY = 86_400_000_000
 
 def merchant_customers_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """(merchant_id, user_id, audience, purchase_days, payments, revenue, last_payment_at,
-    days_since) of every (merchant, customer) in an audience, ordered by merchant_id, user_id."""
+    days_since) of every (merchant, customer) in an audience, in no particular order
+    (`merchant_customers` sorts the rows of every part once)."""
     ep = get_dialect(dialect).epoch_us.format
     a = ep(as_of_literal)
     days_since = f"CAST({a} - {ep('last_payment_at')} AS DOUBLE) / {_US_PER_DAY}"
@@ -69,7 +70,7 @@ tagged AS (
            last_payment_at, days_since
     FROM d
 )
-SELECT * FROM tagged WHERE audience IS NOT NULL ORDER BY merchant_id, user_id
+SELECT * FROM tagged WHERE audience IS NOT NULL
 """
 
 

@@ -40,10 +40,12 @@ strongest first, at most three; a high risk with none of them says so.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from scipy.stats import poisson
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
@@ -52,10 +54,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from behavior.features import as_of_literal
+from behavior.features import UserParts, as_of_literal
 from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
-from behavior.sql_dialect import SqlEngine, as_engine
+from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 HORIZON_DAYS = 90
 MIN_VOLUME = 10          # successful payments in the H days before a cutoff to be labelled / scored
@@ -64,6 +66,10 @@ MIN_MERCHANTS = 30       # active merchants at the test cutoff to train and eval
 MIN_CLASS = 5            # examples of each class needed in training and in the test cutoff
 HIGH_RISK = 0.5
 N_BOOT = 500
+
+_US_PER_DAY = 86_400_000_000
+_ACTIVITY = pa.schema([pa.field("merchant_id", pa.string()), pa.field("day", pa.int64()),
+                       pa.field("payments", pa.int64()), pa.field("last_us", pa.int64())])
 
 FEATURES = ("payments_30d", "payments_90d", "days_since_last_payment", "payments_trend_90d")
 BASELINES = ("volume_trend", "recency")
@@ -78,6 +84,96 @@ FROM (SELECT DISTINCT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, 
       WHERE status = 'success' AND paid_at >= {start_literal} AND paid_at < {end_literal}) AS p
 GROUP BY merchant_id
 """
+
+
+def cutoff_activity_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+    """(merchant_id, day, payments, last_us): per merchant and day before as_of, its successful
+    payments whose time falls in that day and the latest of those times (epoch microseconds).
+    Day -1 is [as_of - 1 day, as_of), day -2 the 24 hours before it (exact timestamps, so every
+    cutoff a whole number of days before as_of starts a day). A payment's time is that of its
+    first successful line at the merchant, as in `behavior.merchant_profiles`. Every figure is
+    a count or a max over users, so the rows of disjoint sets of users combine by summing."""
+    ep = get_dialect(dialect).epoch_us.format
+    return f"""
+SELECT merchant_id, CAST(FLOOR((t_us - {ep(as_of_literal)}) / {_US_PER_DAY}.0) AS BIGINT) AS day,
+       COUNT(*) AS payments, MAX(t_us) AS last_us
+FROM (SELECT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, payment_id, MIN({ep('paid_at')}) AS t_us
+      FROM {payments}
+      WHERE paid_at < {as_of_literal} AND status = 'success'
+      GROUP BY COALESCE(merchant_id, 'unknown'), user_id, payment_id) AS p
+GROUP BY merchant_id, CAST(FLOOR((t_us - {ep(as_of_literal)}) / {_US_PER_DAY}.0) AS BIGINT)
+"""
+
+
+def _window_counts(cum: np.ndarray, first_day: int, lo: int, hi: int) -> np.ndarray:
+    """Per row of `cum` (cumulative payments over days first_day, first_day + 1, ..., -1), the
+    payments of days [lo, hi)."""
+    def upto(day: int) -> np.ndarray:   # payments of the days < day
+        j = min(day - first_day, cum.shape[1])
+        return cum[:, j - 1] if j > 0 else np.zeros(len(cum), dtype=cum.dtype)
+    return upto(hi) - upto(lo)
+
+
+def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs: list[datetime],
+                        parts: UserParts | None = None) -> dict[datetime, pd.DataFrame]:
+    """The profile columns merchant churn reads (`FEATURES`, `payments_prev_90d`) at each cutoff,
+    equal to those of `behavior.merchant_profiles.merchant_profiles(con, payments, cutoff)`, for
+    the merchants with a successful payment before the cutoff, ordered by merchant_id; from one
+    read of the log before `as_of` (`cutoff_activity_sql`, in the run's user `parts` when given)
+    instead of a whole profile per cutoff. Each cutoff must be a whole number of days before
+    `as_of` (ValueError otherwise)."""
+    engine = as_engine(con)
+    d = engine.dialect
+    ks = []
+    for c in cutoffs:
+        k, rest = divmod(as_of - c, timedelta(days=1))
+        if rest or k < 0:
+            raise ValueError(f"cutoff {c.isoformat()} is not a whole number of days before as_of {as_of.isoformat()}")
+        ks.append(int(k))
+    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
+    with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
+        parts.covers(payments, [as_of], ["merchant_id", "user_id", "payment_id", "status", "paid_at"])
+        rows = pa.concat_tables([engine.arrow(cutoff_activity_sql(rel, literal, d)).cast(_ACTIVITY)
+                                 for _, rel in parts.relations()])
+    # merchant codes by dictionary encoding, then the few distinct ids sorted (np.unique would
+    # sort every row's id as a Python string)
+    coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
+    distinct = coded.dictionary.to_numpy(zero_copy_only=False)
+    order = np.argsort(distinct, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    merchants, mi = distinct[order], rank[coded.indices.to_numpy()]
+    day = rows.column("day").to_numpy()
+    first_day = int(day.min()) if len(day) else -1
+    shape = (len(merchants), -first_day)
+    count = np.zeros(shape, dtype=np.int64)
+    last = np.full(shape, np.iinfo(np.int64).min, dtype=np.int64)
+    if len(day):
+        j = day - first_day
+        np.add.at(count, (mi, j), rows.column("payments").to_numpy())
+        np.maximum.at(last, (mi, j), rows.column("last_us").to_numpy())
+    cum = np.cumsum(count, axis=1)
+    last = np.maximum.accumulate(last, axis=1)   # the latest payment on or before each day
+    as_of_us = pd.Timestamp(as_of).value // 1000
+    out = {}
+    for c, k in zip(cutoffs, ks):
+        before = _window_counts(cum, first_day, first_day, -k)
+        keep = before > 0
+        p90 = _window_counts(cum, first_day, -k - 90, -k)[keep]
+        prev = _window_counts(cum, first_day, -k - 180, -k - 90)[keep].astype(float)
+        j = min(-k - first_day, shape[1]) - 1
+        last_us = last[keep, j] if j >= 0 else np.zeros(int(keep.sum()), dtype=np.int64)
+        cutoff_us = as_of_us - k * 86_400_000_000
+        out[c] = pd.DataFrame({
+            "merchant_id": merchants[keep],
+            "payments_30d": _window_counts(cum, first_day, -k - 30, -k)[keep],
+            "payments_90d": p90,
+            "payments_prev_90d": prev.astype("int64"),
+            "payments_trend_90d": p90.astype(float) / np.where(prev != 0, prev, np.nan) - 1.0,
+            # as pandas' Timedelta.total_seconds of microseconds, then days
+            "days_since_last_payment": (cutoff_us - last_us) / 1_000_000 / 86_400,
+        })
+    return out
 
 
 def label_merchants(con: SqlEngine, payments: str, profiles_at_cutoff: pd.DataFrame, cutoff: datetime,
@@ -236,6 +332,6 @@ def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK,
 
 
 __all__ = ["BASELINES", "FALL_SHARE", "FEATURES", "HIGH_RISK", "HORIZON_DAYS", "MIN_CLASS", "MIN_MERCHANTS",
-           "MIN_VOLUME", "MerchantRiskModel", "add_tenure", "model_gains", "baseline_scores", "design_matrix",
-           "fit_baseline_calibrators", "future_payments_sql", "label_merchants", "risk_reasons", "select",
+           "MIN_VOLUME", "MerchantRiskModel", "add_tenure", "cutoff_activity_sql", "model_gains", "baseline_scores", "design_matrix",
+           "fit_baseline_calibrators", "future_payments_sql", "label_merchants", "profiles_at_cutoffs", "risk_reasons", "select",
            "selection_note"]

@@ -5,7 +5,8 @@ Profiles: merchant loyalty, windows and trends, share of wallet, the customers' 
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
 their tiers from the segments stage (`behavior/merchants.py`, `behavior/merchant_profiles.py`).
 
-Churn risk (`behavior/merchant_churn.py`): profiles at the cutoffs of `behavior.churn.choose_cutoffs`
+Churn risk (`behavior/merchant_churn.py`): the profile columns the model and the baselines read
+(`profiles_at_cutoffs`, one read of the log for every cutoff) at the cutoffs of `behavior.churn.choose_cutoffs`
 (test = as_of - 90 days; training cutoffs every 30 days back from test - 90, at most
 `MAX_TRAIN_CUTOFFS`), labelled by the next 90 days; the model against the baselines on the test
 cutoff; the chosen one (the model only when better by more than its bootstrap interval) is refit
@@ -24,8 +25,6 @@ high}}, scored, high_risk, notes, [skipped]}}.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -42,11 +41,6 @@ MAX_TRAIN_CUTOFFS = 6
 
 def _round(d: dict) -> dict:
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in d.items()}
-
-
-def _labelled(ctx, cutoff: datetime) -> pd.DataFrame:
-    prof = MC.add_tenure(merchant_profiles(ctx.engine, "payments", cutoff, parts=ctx.user_parts), cutoff)
-    return MC.label_merchants(ctx.engine, "payments", prof, cutoff)
 
 
 def _skip(section: dict, why: str) -> None:
@@ -73,8 +67,10 @@ def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> t
     if cuts.problem:
         _skip(section, cuts.problem)
         return risk, section
-    train = pd.concat([_labelled(ctx, c) for c in cuts.train], ignore_index=True)
-    test = _labelled(ctx, cuts.test)
+    # the few profile columns the model and the baselines read, at every cutoff from one read of the log
+    at = MC.profiles_at_cutoffs(ctx.engine, "payments", ctx.as_of, [*cuts.train, cuts.test], ctx.user_parts)
+    train = pd.concat([MC.label_merchants(ctx.engine, "payments", at[c], c) for c in cuts.train], ignore_index=True)
+    test = MC.label_merchants(ctx.engine, "payments", at[cuts.test], cuts.test)
     section["train_rows"], section["test_rows"] = int(len(train)), int(len(test))
     if len(test) < MC.MIN_MERCHANTS:
         _skip(section, f"only {len(test)} merchants with at least {MC.MIN_VOLUME} payments in the "

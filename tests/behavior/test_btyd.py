@@ -595,3 +595,18 @@ def test_expected_purchases_stay_right_when_a_and_b_are_large(cls):
             1 - ((alpha + T) / (alpha + T + p * t)) ** (r + x)) / p
         assert np.all(np.isfinite(got))
         assert np.allclose(got, limit, rtol=2e-3 if a >= 8102 else 0.05), (a, got, limit)
+
+
+@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
+def test_expected_purchases_at_many_times_equal_one_time_at_a_time(cls):
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 12, 400).astype(float)
+    T = rng.integers(1, 400, 400).astype(float)
+    tx = np.where(x > 0, np.floor(T * rng.random(400)), 0.0)
+    model = cls.from_dict({"model": cls.__name__, "params": {"r": 0.8, "alpha": 40.0, "a": 0.9, "b": 12.0},
+                           "log_likelihood": 0.0, "n_customers": 400})
+    times = [7, 30, 90, 365]
+    at = model.conditional_expected_purchases_at(times, x, tx, T)
+    assert at.shape == (400, 4)
+    for j, t in enumerate(times):
+        np.testing.assert_array_equal(at[:, j], model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T))

@@ -10,6 +10,7 @@ from behavior.btyd import BetaGeoFitter, ModifiedBetaGeoFitter
 from behavior.btyd_select import (
     METRIC,
     MODELS,
+    choice_sample,
     compare_on_holdout,
     new_model,
     transaction_model,
@@ -80,6 +81,33 @@ def test_holdout_reports_totals_and_the_repeat_purchase_curve(mbg_data):
     for name in MODELS:
         assert len(curve[name]) == len(curve["days"]) and curve[name][-1] == ho["candidates"][name]["expected_total"]
     assert sum(b["customers"] for b in ho["by_frequency"]) == len(calib)
+
+
+def test_a_large_holdout_is_chosen_on_as_many_customers_as_the_interval_needs(bg_data, mbg_data):
+    """Above `max_customers` the choice's bootstrap starts on that many customers and takes four
+    times as many while the other model's interval to the chosen one reaches 0, up to all; the
+    fits and the holdout's figures are always those of every customer."""
+    calib, days = bg_data
+    full = compare_on_holdout(calib, days, HOLDOUT)
+    assert full.holdout["choice_customers"] == len(calib) == 8000
+    clear = compare_on_holdout(calib, days, HOLDOUT, max_customers=500)   # MBG/NBD clearly worse on 500
+    assert clear.chosen == full.chosen == "bgnbd" and clear.holdout == {**full.holdout, "choice_customers": 500}
+    lo, hi = next(c for c in clear.report()["candidates"] if c["name"] == "mbgnbd")["gain_vs_chosen"]
+    full_lo, full_hi = next(c for c in full.report()["candidates"] if c["name"] == "mbgnbd")["gain_vs_chosen"]
+    assert hi < 0 and hi - lo > 2 * (full_hi - full_lo)
+    assert compare_on_holdout(calib, days, HOLDOUT, max_customers=1000).holdout["choice_customers"] == 4000
+    calib, days = mbg_data   # MBG/NBD better, but not beyond the noise of fewer than all 8,000
+    full = compare_on_holdout(calib, days, HOLDOUT)
+    grown = compare_on_holdout(calib, days, HOLDOUT, max_customers=3000)
+    assert grown.chosen == full.chosen == "mbgnbd" and grown.report() == full.report()
+    assert grown.holdout == full.holdout and grown.holdout["choice_customers"] == len(calib)
+    sample = choice_sample(len(calib), 3000)
+    assert len(set(sample)) == 3000 and list(sample) == sorted(sample)
+    x, tx, T = (calib[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    model = new_model("mbgnbd").fit(x, tx, T)
+    assert full.holdout["curve"]["mbgnbd"] == [
+        round(float(model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T).sum()), 1)
+        for t in full.holdout["curve"]["days"]]
 
 
 def test_the_config_forces_a_model_and_the_report_says_so(mbg_data):

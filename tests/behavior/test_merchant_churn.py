@@ -134,3 +134,29 @@ def test_planted_merchants_that_stop_are_labelled_churned_before_they_stop():
         assert lab.loc[mid, "churned"] == (1 if t["trajectory"] == "stopped" else 0), (mid, t)
         checked += 1
     assert checked >= 4
+
+
+def test_profiles_at_cutoffs_equal_the_full_profiles_columns_from_one_read():
+    """Known answer: the narrow cutoff frames are the full merchant profile's columns the model
+    and the baselines read, at every cutoff (whole days before as_of, as_of mid-day), with the
+    same merchants in the same order; a payment's time is that of its first line."""
+    from behavior.synth import SynthConfig, generate
+
+    d = generate(SynthConfig(users=3000, seed=4, items=800))
+    pay = d.tables["payments"]
+    late = pay[pay["payment_id"] == pay["payment_id"].iloc[0]].copy()
+    late["line_no"] = 99
+    late["paid_at"] = late["paid_at"] + pd.Timedelta(days=200)   # a later line of a payment: not its time
+    con = duckdb.connect()
+    con.register("payments", pd.concat([pay, late], ignore_index=True))
+    as_of = pd.Timestamp(d.truth["observation_end"]).to_pydatetime() - timedelta(hours=5, microseconds=7)
+    cuts = [as_of - timedelta(days=k) for k in (90, 120, 180, 300, 600)]
+    at = MC.profiles_at_cutoffs(con, "payments", as_of, cuts)
+    cols = ["merchant_id", *MC.FEATURES, "payments_prev_90d"]
+    for c in cuts:
+        full = merchant_profiles(con, "payments", c)
+        full = full[full["payments"] > 0][cols].reset_index(drop=True)
+        assert len(full) > 50
+        pd.testing.assert_frame_equal(at[c][cols], full, check_exact=True)
+    with pytest.raises(ValueError, match="whole number of days"):
+        MC.profiles_at_cutoffs(con, "payments", as_of, [as_of - timedelta(days=90, hours=1)])

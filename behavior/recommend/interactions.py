@@ -258,7 +258,7 @@ def prefixes_sql(end: datetime, cuts: tuple[datetime, ...], payments: str = "pay
     before ``(*cuts, end)[k - 1]``, with `net_k` (successful lines minus refund lines; null when
     the prefix has none) and `last_k` (the last successful purchase; null when there is none);
     `bought_k` (k <= len(cuts)): a successful purchase between the bounds of prefixes k and k + 1.
-    Narrow columns: at 10M lines the ~8M rows' transfer to Arrow cost as much as the aggregation."""
+    Narrow columns (one int32 net count per prefix, not two int64 counts): 10M lines give ~8M rows."""
     from behavior.features import as_of_literal
 
     bounds = [as_of_literal(b, dialect=dialect) for b in (*cuts, end)]

@@ -39,11 +39,14 @@ so a one-row path inherited from its parent can never disagree with its scores.
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from behavior.errors import NotFittedError
 from behavior.recommend.checks import InteractionsError, as_index_array, check_matrix, check_trainable
@@ -51,6 +54,7 @@ from behavior.recommend.topk import top_k
 from behavior.recommend.weighting import Weighting
 
 CHUNK_CELLS = 4_000_000  # dense scores per chunk (16 MB of float32)
+MAX_SCORING_THREADS = 4
 REGISTRY: dict[str, type[Recommender]] = {}
 # score(user_idx, cols, data, days) -> dense float32 scores of one user (see the module docstring)
 RowScorer = Callable[[int, np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
@@ -174,14 +178,16 @@ class Recommender(abc.ABC):
         chunk = chunk_size or self._chunk_rows(width, items is None)
         out_items = np.full((users.size, n), -1, dtype=np.int64)
         out_scores = np.full((users.size, n), -np.inf, dtype=np.float32)
-        for start in range(0, users.size, chunk):
-            stop = min(start + chunk, users.size)
+
+        def top(start: int, stop: int) -> None:
             sub = rows[start:stop]
             sub_days = None if days is None else days[start:stop]
             purchased = _purchased_pairs(sub, excludable)
             out_items[start:stop], out_scores[start:stop] = self._top_chunk(
                 users[start:stop], sub, sub_days, n, purchased, items, blocked, position
             )
+
+        over_chunks(top, users.size, chunk)
         return out_items, out_scores
 
     def _chunk_rows(self, width: int, all_items: bool) -> int:
@@ -304,6 +310,22 @@ class Recommender(abc.ABC):
     @classmethod
     def _from_params(cls, params: dict, weighting: Weighting) -> Recommender:
         return cls(**params, weighting=weighting.scheme, weighting_params=dict(weighting.params) or None)
+
+
+def over_chunks(fn: Callable[[int, int], None], n: int, step: int) -> None:
+    """fn(start, stop) for each chunk [start, start + step) of range(n), on up to
+    `MAX_SCORING_THREADS` threads (one per core): numpy and scipy release the GIL in the dense
+    scoring and ranking, and each chunk writes only its own rows, so the result does not depend
+    on the number of threads. BLAS runs one thread per chunk meanwhile (no oversubscription)."""
+    starts = range(0, n, step)
+    threads = min(MAX_SCORING_THREADS, len(os.sched_getaffinity(0)), len(starts))
+    if threads <= 1:
+        for start in starts:
+            fn(start, min(start + step, n))
+        return
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(threads) as pool:
+        # list() re-raises the first chunk's exception, if any
+        list(pool.map(lambda start: fn(start, min(start + step, n)), starts))
 
 
 def _purchased_pairs(rows: sp.csr_matrix, excludable) -> tuple[np.ndarray, np.ndarray]:

@@ -57,29 +57,21 @@ def scheme_params(scheme: str, params: dict) -> dict[str, float]:
 
 
 def interactions_sql(start: datetime | None, end: datetime, payments: str = "payments",
-                     dialect: str | Dialect = "duckdb", *, cuts: tuple[datetime, ...] = ()) -> str:
+                     dialect: str | Dialect = "duckdb") -> str:
     """One row per (user_id, item_id) with events in [start, end) (no lower bound without
     `start`): `purchases` (successful lines), `refunds` (refund lines) and `last_at` (the last
-    successful purchase; null for a pair with refunds only).
-
-    With `cuts` (increasing instants inside the range) the rows are per (user_id, item_id,
-    period) instead: `period` k counts the cuts at or before the event (0 before cuts[0], ...,
-    len(cuts) from the last cut to `end`), so one scan gives every period of a temporal split.
-    """
+    successful purchase; null for a pair with refunds only)."""
     from behavior.features import as_of_literal
 
     lo = f"AND paid_at >= {as_of_literal(start, dialect=dialect)} " if start else ""
-    period = " + ".join(f"CASE WHEN paid_at >= {as_of_literal(c, dialect=dialect)} THEN 1 ELSE 0 END"
-                        for c in cuts)
-    by = f", {period} AS period" if cuts else ""
     return f"""
-        SELECT user_id, item_id{by},
+        SELECT user_id, item_id,
                count(*) FILTER (WHERE status = 'success') AS purchases,
                count(*) FILTER (WHERE status = 'refund') AS refunds,
                max(paid_at) FILTER (WHERE status = 'success') AS last_at
         FROM {payments}
         WHERE status IN ('success', 'refund') {lo}AND paid_at < {as_of_literal(end, dialect=dialect)}
-        GROUP BY user_id, item_id{", period" if cuts else ""}
+        GROUP BY user_id, item_id
     """
 
 
@@ -175,7 +167,7 @@ class IdMap:
         """An Arrow table (id, idx) to join on in SQL (`indexed_sql`)."""
         import pyarrow as pa
 
-        return pa.table({"id": pa.array(self.ids.tolist(), pa.string()),
+        return pa.table({"id": pa.array(self.ids, pa.string()),
                          "idx": pa.array(np.arange(self.ids.size, dtype=np.int32))})
 
     def index_of(self, value: str) -> int:
@@ -259,52 +251,86 @@ class Interactions:
         return net_m, days_m
 
 
-NO_PURCHASE_DAYS = 1e30
+def prefixes_sql(end: datetime, cuts: tuple[datetime, ...], payments: str = "payments",
+                 dialect: str | Dialect = "duckdb") -> str:
+    """One row per (user_id, item_id) with a successful purchase before `end`, aggregated over
+    every prefix of a temporal split in one scan: prefix k (1 .. len(cuts) + 1) is everything
+    before ``(*cuts, end)[k - 1]``, with `net_k` (successful lines minus refund lines; null when
+    the prefix has none) and `last_k` (the last successful purchase; null when there is none);
+    `bought_k` (k <= len(cuts)): a successful purchase between the bounds of prefixes k and k + 1.
+    Narrow columns (one int32 net count per prefix, not two int64 counts): 10M lines give ~8M rows."""
+    from behavior.features import as_of_literal
+
+    bounds = [as_of_literal(b, dialect=dialect) for b in (*cuts, end)]
+    columns = []
+    for k, bound in enumerate(bounds, start=1):
+        columns += [f"CAST(sum(CASE WHEN paid_at < {bound} THEN CASE WHEN status = 'success' THEN 1 ELSE -1 END END) "
+                    f"AS INTEGER) AS net_{k}",
+                    f"max(paid_at) FILTER (WHERE status = 'success' AND paid_at < {bound}) AS last_{k}"]
+        if k < len(bounds):
+            columns.append(f"count(*) FILTER (WHERE status = 'success' AND paid_at >= {bound} "
+                           f"AND paid_at < {bounds[k]}) > 0 AS bought_{k}")
+    return f"""
+        SELECT user_id, item_id, {", ".join(columns)}
+        FROM {payments}
+        WHERE status IN ('success', 'refund') AND paid_at < {bounds[-1]}
+        GROUP BY user_id, item_id
+        HAVING count(*) FILTER (WHERE status = 'success') > 0
+    """
+
+
+def prefix_columns(prefixes: int) -> tuple[str, ...]:
+    """The aggregate columns of `prefixes_sql` with `prefixes` prefixes (len(cuts) + 1)."""
+    return tuple(f"{c}_{k}" for k in range(1, prefixes + 1) for c in ("net", "last", "bought")
+                 if c != "bought" or k < prefixes)
 
 
 @dataclass(frozen=True)
 class Periods:
-    """Interactions per (user, item, period) of a temporal split, from one scan
-    (`interactions_sql(..., cuts=...)` through `indexed_sql`): the training matrices of any
-    prefix of periods and the purchases of any one period, without reading the log again.
-
-    Rows in (user, item, period) order (the query's ORDER BY) keep every prefix in (user, item)
-    order, so `Interactions.matrices` needs no sort. Stored narrow (int32 indices, float32
-    counts: exact below 2**24 lines per pair) since a 100M-line log gives ~60M rows."""
+    """The interactions of every prefix of a temporal split, from one scan (`prefixes_sql`
+    through `indexed_sql`, in (user_idx, item_idx) order): the training matrices of any prefix
+    and the purchases of any period, without reading the log again or combining rows on the
+    driver. Prefix k's net count and last purchase are per pair (int32, epoch microseconds), so
+    its matrices are a filter of the rows (net count > 0)."""
 
     user_idx: np.ndarray
     item_idx: np.ndarray
-    period: np.ndarray
-    purchases: np.ndarray
-    refunds: np.ndarray
-    last_us: np.ndarray  # epoch microseconds of the last success in the period; NaN: refunds only
+    net: tuple[np.ndarray, ...]       # per prefix 1 .. n
+    last_us: tuple[np.ndarray, ...]   # int64; meaningless where the prefix has no purchase
+    bought_in: tuple[np.ndarray, ...]  # bool per period 1 .. n - 1
     n_users: int
     n_items: int
 
     @classmethod
     def from_arrow(cls, table, n_users: int, n_items: int) -> Periods:
-        """From columns user_idx, item_idx, period, purchases, refunds, last_at (a timestamp)."""
+        """From columns user_idx, item_idx and `prefix_columns(n)`."""
         import pyarrow as pa
 
-        last = table.column("last_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        col = lambda name, dtype: table.column(name).to_numpy(zero_copy_only=False).astype(dtype)  # noqa: E731
-        return cls(col("user_idx", np.int32), col("item_idx", np.int32), col("period", np.int8),
-                   col("purchases", np.float32), col("refunds", np.float32),
-                   last.to_numpy(zero_copy_only=False).astype(np.float64), n_users, n_items)
+        n = sum(1 for name in table.column_names if name.startswith("net_"))
+        col = lambda name, dtype: table.column(name).to_numpy(zero_copy_only=False).astype(dtype, copy=False)  # noqa: E731
+        last = tuple(table.column(f"last_{k}").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0)
+                     .to_numpy(zero_copy_only=False) for k in range(1, n + 1))
+        return cls(col("user_idx", np.int32), col("item_idx", np.int32),
+                   tuple(np.nan_to_num(col(f"net_{k}", np.float64)).astype(np.int32) for k in range(1, n + 1)), last,
+                   tuple(col(f"bought_{k}", bool) for k in range(1, n)), n_users, n_items)
 
-    def before(self, period: int, at: datetime) -> Interactions:
-        """The interactions of every period before `period`, with days since the last purchase
-        counted back from `at` (the start of `period`)."""
-        rows = self.period < period
+    def _csr(self, keep: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
+        users = self.user_idx[keep]
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=self.n_users), out=indptr[1:])
+        return sp.csr_matrix((values, self.item_idx[keep], indptr), shape=(self.n_users, self.n_items))
+
+    def matrices(self, prefix: int, at: datetime) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(net counts, days since the last purchase counted back from `at`) of prefix `prefix`
+        (1-based: everything before its bound), as `Interactions.matrices` gives them."""
+        net = self.net[prefix - 1]
+        keep = net > 0
         at_us = pd.Timestamp(at).value / 1_000
-        # a period with refunds only has no purchase date: it must not win the pair's minimum
-        # (a pair with no purchase at all has net count 0 and is dropped by `matrices`)
-        days = np.nan_to_num((at_us - self.last_us[rows]) / 86_400e6, nan=NO_PURCHASE_DAYS).clip(min=0)
-        return Interactions(self.user_idx[rows], self.item_idx[rows], self.purchases[rows], self.refunds[rows],
-                            days, self.n_users, self.n_items)
+        days = ((at_us - self.last_us[prefix - 1][keep]) / 86_400e6).clip(min=0)
+        return (self._csr(keep, net[keep].astype(np.float32)), self._csr(keep, days.astype(np.float32)))
 
     def bought(self, period: int) -> sp.csr_matrix:
-        """Users x items, 1 where the user bought the item in `period` (the relevant items)."""
-        rows = (self.period == period) & (self.purchases > 0)
-        return build_matrix(self.user_idx[rows], self.item_idx[rows], np.ones(int(rows.sum())), self.n_users,
-                            self.n_items)
+        """Users x items, 1 where the user bought the item in period `period` (1-based: between
+        the bounds of prefixes `period` and `period + 1`): the relevant items."""
+        keep = self.bought_in[period - 1]
+        return self._csr(keep, np.ones(int(keep.sum()), np.float32))

@@ -43,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from behavior import model_choice
-from behavior.recommend.base import CHUNK_CELLS, Recommender, from_params
+from behavior.recommend.base import CHUNK_CELLS, Recommender, from_params, over_chunks
 from behavior.recommend.baselines import Popularity
 from behavior.recommend.blend import Blend, mix
 from behavior.recommend.checks import InteractionsError, check_matrix, check_trainable
@@ -205,8 +205,8 @@ class Bench:
         n = self.users.size
         outs = [np.full((n, self.k), -1, dtype=np.int64) for _ in range((n_out or 1) * len(policies))]
         step = max(1, CHUNK_CELLS // max(self.n_items, 1))
-        for start in range(0, n, step):
-            stop = min(start + step, n)
+
+        def chunk(start: int, stop: int) -> None:
             rows = self.rows[start:stop]
             scores = scorer(self.users[start:stop], rows, None if self.days is None else self.days[start:stop])
             r = np.repeat(np.arange(stop - start), np.diff(rows.indptr))
@@ -222,6 +222,8 @@ class Bench:
                         masked = s if j == len(policies) - 1 else s.copy()
                         masked[r[keep], c[keep]] = -np.inf
                     outs[i * len(policies) + j][start:stop] = top_k(masked, self.k)[0]
+
+        over_chunks(chunk, n, step)
         return outs
 
     def _evaluate(self, items: np.ndarray) -> tuple[dict, np.ndarray]:

@@ -37,7 +37,8 @@ import pandas as pd
 from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
-from behavior.recommend.interactions import IdMap, Interactions, Periods, build_matrix, indexed_sql
+from behavior.recommend.interactions import (IdMap, Interactions, Periods, build_matrix, indexed_sql, prefix_columns,
+                                             prefixes_sql)
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
 from behavior.recommend.select import Selection, select_model
 from behavior.recommend.test_period import score_users, test_report, users_to_score
@@ -108,26 +109,33 @@ def _segment_codes(ctx, users: IdMap) -> np.ndarray:
 
 
 def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
-    """Users and items with a successful purchase before `end` (per user and per item: small)."""
+    """Users and items with a successful purchase before `end` (per user and per item: small).
+    The engine sorts them (binary collation: code point order, the order of `IdMap`, which
+    checks it), so the driver does not sort 5M id strings again."""
     cut = f"status = 'success' AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}"
-    items = ctx.engine.frame(f"SELECT DISTINCT item_id FROM payments WHERE {cut}")["item_id"]
-    if items.nunique() < 2:
-        n = items.nunique()
+
+    def distinct(column: str) -> np.ndarray:
+        ids = ctx.engine.arrow(f"SELECT DISTINCT {column} FROM payments WHERE {cut} ORDER BY {column}").column(0)
+        return np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.str_)
+
+    items = distinct("item_id")
+    if items.size < 2:
+        n = items.size
         raise StageSkipped(f"only {n} item{'' if n == 1 else 's'} bought before as_of: recommending needs at least "
                            "two items to rank (a shop with one product has nothing to recommend)")
-    users = ctx.engine.frame(f"SELECT DISTINCT user_id FROM payments WHERE {cut}")["user_id"]
-    return IdMap.fit(users), IdMap.fit(items)
+    return IdMap(distinct("user_id")), IdMap(items)
 
 
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
-    """Every period of the split (before `cuts[0]`, between the cuts, up to `end`) in one scan."""
+    """Every prefix of the split (before each cut, before `end`) in one scan, aggregated per pair
+    by the engine."""
     engine = ctx.engine
     engine.register("_rec_users", users.to_table())
     engine.register("_rec_items", items.to_table())
     try:
-        sql = indexed_sql(_interactions_sql(None, end, "payments", engine.dialect, cuts=cuts), "_rec_users",
-                          "_rec_items", ("period", "purchases", "refunds", "last_at"))
-        sql += " ORDER BY user_idx, item_idx, period"   # the prefixes' matrices then need no sort
+        sql = indexed_sql(prefixes_sql(end, cuts, "payments", engine.dialect), "_rec_users", "_rec_items",
+                          prefix_columns(len(cuts) + 1))
+        sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows
         return Periods.from_arrow(engine.arrow(sql), len(users), len(items))
     finally:
         engine.unregister("_rec_users")
@@ -154,8 +162,8 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     (net, days) matrices before as_of). Each prefix's matrices are built once and dropped when
     done: at 100M lines one pair of them is ~60M entries."""
     cfg, end = ctx.config.recommend, ctx.as_of
-    periods = _periods(ctx, users, items, (valid_start, test_start), end)  # 0 train, 1 valid, 2 test
-    net, days = periods.before(1, valid_start).matrices()
+    periods = _periods(ctx, users, items, (valid_start, test_start), end)  # periods 1 valid, 2 test
+    net, days = periods.matrices(1, valid_start)
     valid = periods.bought(1)
     _check_selectable(net, valid, valid_start, test_start)
     selection = select_model((net, days), valid, k=cfg.k, item_category=codes,
@@ -164,7 +172,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     exclude = selection.exclude_mask(codes)
     del valid
 
-    net, days = periods.before(2, test_start).matrices()
+    net, days = periods.matrices(2, test_start)
     relevant = periods.bought(2)
     chosen = selection.new_model().fit(net, days)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_purchased") is True
@@ -179,6 +187,6 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     test["users_sampled"] = sampled
     del chosen, net, days, relevant
 
-    full = periods.before(3, end).matrices()
+    full = periods.matrices(3, end)
     del periods
     return selection, test, from_params(selection.params).fit(*full), full

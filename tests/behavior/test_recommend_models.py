@@ -348,3 +348,20 @@ def test_exclude_purchased_must_be_a_bool(matrix):
     model = Popularity().fit(matrix)
     with pytest.raises(InteractionsError, match="exclude_purchased must be a bool"):
         model.recommend([0], matrix[[0]], 3, exclude_purchased="per_category")
+
+
+@pytest.mark.parametrize("make", [lambda: ItemKNN(K=5), lambda: ALS(factors=4, iterations=3), BuyAgain,
+                                  lambda: Blend(BuyAgain(), ItemKNN(K=5), 0.4)])
+def test_the_lists_do_not_depend_on_the_scoring_threads(matrix, monkeypatch, make):
+    """Chunks of users are ranked on threads (`over_chunks`); one thread or four, in chunks of
+    three users, the lists and scores are the same."""
+    import behavior.recommend.base as base
+
+    model = make().fit(matrix)
+    users = np.arange(N_USERS)
+    answers = []
+    for threads in (1, 4):
+        monkeypatch.setattr(base, "MAX_SCORING_THREADS", threads)
+        answers.append(model.recommend(users, matrix[users], n=5, exclude_purchased=False, chunk_size=3))
+    assert np.array_equal(answers[0][0], answers[1][0]) and np.array_equal(answers[0][1], answers[1][1])
+    assert (answers[0][0][:, 0] >= 0).all()

@@ -444,6 +444,43 @@ ORDER BY u.user_id
 """
 
 
+def rfm_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+    """`feature_sql`'s user_id, recency_days, n_payments and net_spend (what
+    `behavior.segments.rfm_scores` ranks), the same users and the same values, from the two
+    aggregations they need: the per-payment and per-user sums of `feature_sql` and its refunds.
+    `feature_sql` computes every column of its row even when only these are selected (its joins
+    keep them), several times the work of these three."""
+    d = get_dialect(dialect)
+    as_of_us = d.epoch_us.format(as_of_literal)
+    return f"""
+WITH pay AS (
+    SELECT user_id, MIN(paid_at) AS paid_at, SUM(amount) AS amount
+    FROM {payments}
+    WHERE paid_at < {as_of_literal} AND status = 'success'
+    GROUP BY user_id, payment_id
+),
+u AS (
+    SELECT user_id, MAX(paid_at) AS last_purchase_at, COUNT(*) AS n_payments, SUM(amount) AS total_spend
+    FROM pay
+    GROUP BY user_id
+),
+o AS (
+    SELECT user_id, SUM(ABS(amount)) AS refund_amount
+    FROM {payments}
+    WHERE paid_at < {as_of_literal} AND status = 'refund'
+    GROUP BY user_id
+)
+SELECT
+    u.user_id,
+    CAST({as_of_us} - {d.epoch_us.format('u.last_purchase_at')} AS DOUBLE) / {_US_PER_DAY} AS recency_days,
+    u.n_payments,
+    CAST(u.total_spend - COALESCE(o.refund_amount, 0) AS DOUBLE) AS net_spend
+FROM u
+LEFT JOIN o ON o.user_id = u.user_id
+ORDER BY u.user_id
+"""
+
+
 def btyd_summary_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """SQL text of the BTYD summary alone: (user_id, frequency, recency, T) with the definitions
     of `feature_sql` (a payment's day is the day of its first successful line), for the users
@@ -707,4 +744,4 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
 
 
 __all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PART_LINES", "PROFILE_NAMES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
-           "by_user_part", "feature_sql", "part_count", "user_features", "user_features_at"]
+           "by_user_part", "feature_sql", "part_count", "rfm_sql", "user_features", "user_features_at"]

@@ -35,7 +35,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from behavior.errors import InputError
-from behavior.uplift_bins import binnable, to_bins, weighted_edges
+from behavior.uplift_bins import binned_rows, to_bins, weighted_edges
 
 
 def default_classifier(seed: int = 0) -> HistGradientBoostingClassifier:
@@ -56,6 +56,10 @@ def _check(X, y, treatment) -> tuple[np.ndarray, np.ndarray]:
         if len(part) == 0 or part.min() == part.max():
             raise InputError(f"the {name} rows need both outcomes (converted and not) to fit an uplift model")
     return y, t
+
+
+def _take_rows(X, rows: np.ndarray):
+    return X.iloc[rows] if hasattr(X, "iloc") else np.asarray(X)[rows]
 
 
 def _rows(X, mask):
@@ -105,7 +109,8 @@ class ClassTransformation(BaseEstimator):
         w = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
         base = self.estimator if self.estimator is not None else default_classifier(self.seed)
         # the booster's own bins of the weighted rows, computed a column at a time (behavior.uplift_bins)
-        self.edges_ = weighted_edges(X, w, base.max_bins) if binnable(base, len(y)) else {}
+        rows = binned_rows(base, z)
+        self.edges_ = {} if rows is None else weighted_edges(_take_rows(X, rows), w[rows], base.max_bins)
         self.model_ = clone(base).fit(to_bins(X, self.edges_), z, sample_weight=w)
         return self
 

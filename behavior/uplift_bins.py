@@ -7,7 +7,10 @@ values): three quarters of the class transformation's fit on an arm of 3,600 row
 comparisons) for all percentiles of a column at once, and `to_bins` replaces each such column by
 its bin number (the count of thresholds below the value; missing stays missing). The booster bins
 a column of at most 255 distinct values at the midpoints of its values, so on the bin numbers it
-sees the same bins of the training rows and grows the same trees.
+sees the same bins of the training rows and grows the same trees. A booster that stops early
+(above 10,000 rows by default) bins only its training share, which `binned_rows` draws as
+scikit-learn does (the same stratified split from the same seed), so its bins are computed the
+same way.
 
 A row to predict whose value falls in a bin no training row fell in (two thresholds within one
 training value and the midpoint to the next) can go the other way at a split there; such bins
@@ -17,22 +20,36 @@ equal values.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
 
 ALMOST_INF = 1e300           # the booster's own cap of a threshold (sklearn's ALMOST_INF)
 BIN_SUBSAMPLE = 200_000      # above it the booster bins a weighted subsample without weights
-EARLY_STOPPING_ROWS = 10_000  # above it ("auto") the booster bins only its training share
+EARLY_STOPPING_ROWS = 10_000  # above it ("auto") the booster stops early and bins only its training share
 
 
-def binnable(estimator, n_rows: int) -> bool:
-    """Whether `estimator` is a booster that bins all `n_rows` rows with their weights (so
-    `weighted_edges` reproduces its bins)."""
-    if not isinstance(estimator, HistGradientBoostingClassifier) or n_rows > BIN_SUBSAMPLE:
-        return False
+def binned_rows(estimator, y) -> np.ndarray | None:
+    """The rows (positions, in the order the booster sees them) whose weighted percentiles
+    `estimator` bins its columns at, when `weighted_edges` can reproduce them: every row, or,
+    when it stops early, its training share (scikit-learn's own stratified split of the rows by
+    `y`, drawn from the same seed); None for another estimator, an unseeded one that stops early,
+    or more rows than it bins without subsampling."""
+    if not isinstance(estimator, HistGradientBoostingClassifier):
+        return None
+    rows = np.arange(len(y))
     stops = estimator.early_stopping
-    return stops is False or (stops == "auto" and n_rows <= EARLY_STOPPING_ROWS)
+    if (len(y) > EARLY_STOPPING_ROWS if stops == "auto" else stops) and estimator.validation_fraction is not None:
+        if not isinstance(estimator.random_state, numbers.Integral):
+            return None
+        # the booster's first draw from its random_state seeds its split (scikit-learn's fit)
+        seed = check_random_state(estimator.random_state).randint(np.iinfo(np.uint32).max, dtype="u8")
+        rows, _ = train_test_split(rows, test_size=estimator.validation_fraction, stratify=y, random_state=seed)
+    return rows if len(rows) <= BIN_SUBSAMPLE else None
 
 
 def _weighted_percentiles(values: np.ndarray, weight: np.ndarray, percentiles: np.ndarray) -> np.ndarray:
@@ -91,4 +108,4 @@ def to_bins(X, edges: dict[int, np.ndarray]):
     return out
 
 
-__all__ = ["binnable", "to_bins", "weighted_edges"]
+__all__ = ["binned_rows", "to_bins", "weighted_edges"]

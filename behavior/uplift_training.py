@@ -6,8 +6,10 @@ to the target), and in `meta` the columns promotion_id, target (the category the
 scored by, or "any"), starts_at, assigned_at, converted, treated, redeemed.
 
 `train_arms`: each arm (a promotion's treatment against its control) with at least
-`min_train_per_group` training users per group ([promotions] in the configuration) is split (`behavior.uplift_selection.split_arm`)
-and its candidates are chosen between by validation Qini (`select_arm`). Arms are not pooled: two
+`min_train_per_group` training users per group ([promotions] in the configuration) is split (`behavior.uplift_selection.split_arm`),
+sampled to the users its validation Qini interval needs (`arm_parts`, `behavior.uplift_sampling`), and
+its candidates are chosen between by validation Qini (`select_arm`) and the chosen one refitted on
+the users kept. Arms are not pooled: two
 arms of one campaign (say two e-mails against one control) move different users, and a model of
 both would rank by neither. Per target, the bundle serves the latest-starting arm of that target
 whose choice succeeded.
@@ -25,6 +27,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from behavior.errors import InputError
+from behavior.uplift_sampling import QINI_HALF_WIDTH, UNUSED, sample_parts
 from behavior.uplift_selection import ArmData, ArmModel, ArmResult, select_arm, split_arm
 
 NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
@@ -89,14 +92,26 @@ class _Arm:
     smallest_group: int     # training users of the smaller group
 
 
-def _arm(X: pd.DataFrame, meta: pd.DataFrame, seed: int) -> _Arm:
+def arm_parts(meta: pd.DataFrame, seed: int = 0, half_width: float = QINI_HALF_WIDTH) -> tuple[np.ndarray, dict]:
+    """('train' / 'valid' / 'test' / UNUSED per row of one arm's `meta`, the split's report entry
+    with its `sample`): `split_arm`, then `sample_parts` (seeded by `seed` + 3). The features of
+    the UNUSED rows are never read, so a caller may leave them missing."""
+    t, y = meta["treated"].to_numpy().astype(int), meta["converted"].to_numpy().astype(int)
+    parts, split = split_arm(meta["assigned_at"], t, y, seed)
+    parts, sample = sample_parts(parts, t, y, half_width, seed + 3)
+    return parts, {**split, "sample": sample}
+
+
+def _arm(X: pd.DataFrame, meta: pd.DataFrame, seed: int, half_width: float) -> _Arm:
+    parts, split = arm_parts(meta.reset_index(drop=True), seed, half_width)
+    used = parts != UNUSED
+    parts = parts[used]
     # a feature no row of the arm has (the spend features of a lake without amounts) tells the
     # model nothing, and the boosters' binning fails on a column of only NaN
-    X = X.reset_index(drop=True)
+    X = X.reset_index(drop=True)[used].reset_index(drop=True)
     X = X.loc[:, X.notna().any()]
-    meta = meta.reset_index(drop=True)
+    meta = meta.reset_index(drop=True)[used].reset_index(drop=True)
     y, t = meta["converted"].to_numpy().astype(int), meta["treated"].to_numpy().astype(int)
-    parts, split = split_arm(meta["assigned_at"], t, y, seed)
     smallest = min(int(((parts == "train") & (t == 1)).sum()), int(((parts == "train") & (t == 0)).sum()))
     data = ArmData(X, meta["cell"].to_numpy(), y, t, meta["redeemed"].to_numpy().astype(int))
     return _Arm(str(meta["promotion_id"].iloc[0]), meta, data, parts, split, smallest)
@@ -111,20 +126,24 @@ def _select(data: ArmData, parts: np.ndarray, seed: int) -> ArmResult | InputErr
 
 
 def train_arms(X: pd.DataFrame, meta: pd.DataFrame, seed: int = 0,
-               min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1) -> tuple[dict, dict[str, Served]]:
+               min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1,
+               half_width: float = QINI_HALF_WIDTH) -> tuple[dict, dict[str, Served]]:
     """(report section, {target: Served}); see the module doc. The section holds `arms`
     (per promotion: target, split, rows, chosen, test figures, deciles, Qini curves),
     `selection` (per promotion: `Choice.report()`), `selected`, `served`, `trained_on`, the
     test-row-weighted mean `qini` and `uplift_at_30pct` of the chosen candidates, and `notes`.
-    `workers`: arms chosen at once, on threads; the result does not depend on it."""
+    `workers`: arms chosen at once, on threads; the result does not depend on it. `half_width`:
+    of the validation Qini interval the arm's sample is sized for (`behavior.uplift_sampling`)."""
     X = X.reset_index(drop=True)
     meta = meta.reset_index(drop=True)
     arms = sorted(meta.groupby("promotion_id").indices.items())
-    return train_arms_of(((X.iloc[idx], meta.iloc[idx]) for _, idx in arms), seed, min_train_per_group, workers)
+    return train_arms_of(((X.iloc[idx], meta.iloc[idx]) for _, idx in arms), seed, min_train_per_group, workers,
+                         half_width)
 
 
 def train_arms_of(arms: Iterable[tuple[pd.DataFrame, pd.DataFrame]], seed: int = 0,
-                  min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1) -> tuple[dict, dict[str, Served]]:
+                  min_train_per_group: int = MIN_TRAIN_PER_GROUP, workers: int = 1,
+                  half_width: float = QINI_HALF_WIDTH) -> tuple[dict, dict[str, Served]]:
     """`train_arms` of arms that come one at a time, (X, meta) of one promotion each: an arm's
     choice starts on a worker thread as it comes, while the caller computes the next one."""
     section: dict = {"arms": {}, "selection": {}, "selected": {}, "notes": []}
@@ -132,7 +151,7 @@ def train_arms_of(arms: Iterable[tuple[pd.DataFrame, pd.DataFrame]], seed: int =
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending = {}
         for X, meta in arms:
-            arm = _arm(X, meta, seed)
+            arm = _arm(X, meta, seed, half_width)
             prepared.append(arm)
             if arm.smallest_group >= min_train_per_group:
                 pending[arm.promotion_id] = pool.submit(_one_openmp_thread, _select, arm.data, arm.parts, seed)
@@ -167,5 +186,5 @@ def train_arms_of(arms: Iterable[tuple[pd.DataFrame, pd.DataFrame]], seed: int =
     return section, served
 
 
-__all__ = ["MIN_TRAIN_PER_GROUP", "NON_FEATURES", "Served", "cell_of", "model_matrix", "on_threads", "train_arms",
+__all__ = ["MIN_TRAIN_PER_GROUP", "NON_FEATURES", "Served", "arm_parts", "cell_of", "model_matrix", "on_threads", "train_arms",
            "train_arms_of"]

@@ -164,6 +164,9 @@ class PromotionsConfig(_Section):
     pre_days: int = setting(90, "the pre-period before a promotion's start (CUPED covariates)", above=0)
     min_train_per_group: int = setting(100, "training users per group (treatment, control) below which no "
                                             "uplift model is trained", above=0)
+    qini_half_width: float = setting(0.03, "half-width of the 95% interval of a candidate's validation Qini that "
+                                           "an arm's sample is sized for: a larger arm is trained and chosen on "
+                                           "a seeded sample (every customer is still scored)", above=0)
     seed: int = setting(0, "seed of the train / validation / test split of users and of the uplift models",
                         minimum=0)
 

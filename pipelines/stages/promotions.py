@@ -25,11 +25,13 @@ last_contacted_at) from the treatment assignments, to skip recently contacted us
 
 Every query of the log (outcomes in the promotion windows, affinities, features at each
 promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the same SQL); the
-uplift models are fitted on the driver. At each start the full features are computed for the
-promotion's assigned users only, and for the population only the columns its segments rank
-(`RFM_COLUMNS`). Each arm's choice runs on a worker thread as soon as its rows are ready, while
-the next promotion is evaluated, and the served targets are scored on threads too (`WORKERS`,
-one per core).
+uplift models are fitted on the driver. Each arm is trained and chosen on the users its
+validation Qini interval needs (`[promotions] qini_half_width`, `behavior.uplift_sampling`), so at
+each start the full features and the target affinity are computed for those users only, and for
+the population only the columns its segments rank (`rfm_sql`). Each arm's choice runs on a worker
+thread as soon as its rows are ready, while the next promotion is evaluated, and every customer
+is scored by the served targets on threads too (`WORKERS`, one per core), from one numeric
+feature matrix.
 """
 
 from __future__ import annotations
@@ -46,11 +48,12 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
-from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql
+from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql, rfm_sql
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.store import bundle as B
-from behavior.uplift_training import Served, cell_of, model_matrix, on_threads, train_arms_of
+from behavior.uplift_sampling import UNUSED
+from behavior.uplift_training import Served, arm_parts, cell_of, model_matrix, on_threads, train_arms_of
 from pipelines.stage import StageResult
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
@@ -58,7 +61,6 @@ SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift"
 # the arms' choices and the targets' scores run this many at once, on threads (the boosters
 # release the GIL while they grow trees and predict)
 WORKERS = len(os.sched_getaffinity(0))
-RFM_COLUMNS = ("user_id", "recency_days", "n_payments", "net_spend")   # what `rfm_scores` reads
 CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
 
 
@@ -74,14 +76,15 @@ def _target_category(engine, target: str) -> str:
     return target
 
 
-def _affinity_at(engine, as_of, category: str, users: pd.Series) -> np.ndarray:
-    """Each user's affinity to `category` before as_of (1 for 'any', 0 if none). Only that
-    category's rows leave the engine: all of them are ~6 rows per customer (35M at 100M lines)."""
+def _affinity_at(engine, as_of, category: str, users: pd.Series, lines: str = "payments") -> np.ndarray:
+    """Each user's affinity to `category` before as_of (1 for 'any', 0 if none), from the
+    relation `lines` (the payments, or those of `users`). Only that category's rows leave the
+    engine: all of them are ~6 rows per customer (35M at 100M lines)."""
     if category == "any":
         return np.ones(len(users))
     engine = as_engine(engine)
     d = engine.dialect
-    sql = (f"SELECT user_id, share FROM ({P.category_affinity_sql('payments', as_of_literal(as_of, dialect=d), d)}) a "
+    sql = (f"SELECT user_id, share FROM ({P.category_affinity_sql(lines, as_of_literal(as_of, dialect=d), d)}) a "
            f"WHERE category = {d.param.format('category')}")
     return _share_of(engine.arrow(sql, {"category": category}), users)
 
@@ -191,41 +194,59 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
     for p in ok:
         start = p["starts_at"].to_pydatetime()
         o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        seg = _segments_at(_at_start(ctx, start, RFM_COLUMNS).to_pandas())
+        seg = _segments_at(_rfm_at(ctx, start).to_pandas())
         entry = section["effectiveness"][p["promotion_id"]]
         entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
                                      seed=cfg.seed, pre_days=cfg.pre_days))
         if entry["status"] != "estimated":
             continue
-        feats = _at_start(ctx, start, promotion_id=p["promotion_id"]).to_pandas()
-        f = o[["user_id"]].merge(feats, on="user_id", how="left")
         category = _target_category(engine, p["target"])
-        affinity = _affinity_at(engine, start, category, o["user_id"])
         meta = pd.DataFrame({"user_id": o["user_id"].to_numpy(), "target": category,
                              "promotion_id": p["promotion_id"], "converted": o["converted"].to_numpy(),
                              "redeemed": o["redeemed"].to_numpy(), "treated": (o["group"] == "treatment").to_numpy(),
-                             "cell": cell_of(o["user_id"].map(seg), affinity, category == "any"),
                              "starts_at": p["starts_at"], "assigned_at": o["assigned_at"].to_numpy()})
+        # the users the arm's choice reads (`train_arms_of` splits and samples the arm the same way)
+        used = arm_parts(meta, cfg.seed, cfg.qini_half_width)[0] != UNUSED
+        feats, affinity = _arm_inputs(ctx, start, category, o["user_id"], used)
+        meta["cell"] = cell_of(o["user_id"].map(seg), affinity, category == "any")
         evaluated.append(p["promotion_id"])
-        yield model_matrix(f, affinity, category == "any"), meta
+        yield model_matrix(o[["user_id"]].merge(feats, on="user_id", how="left"), affinity, category == "any"), meta
 
 
-def _at_start(ctx, start, columns: tuple[str, ...] | None = None, promotion_id: str | None = None) -> pa.Table:
-    """`feature_sql`'s table at a promotion start from the run's user parts: only `columns` of it
-    (the engine prunes the aggregates nothing reads), or only the users assigned to `promotion_id`
-    (the model's rows, from their lines alone: a user's features read only that user's lines, so
-    they are the population table's rows)."""
-    engine, d = ctx.engine, ctx.engine.dialect
-    redeemed = "promotion_id" in ctx.user_parts.columns
-    params = {} if promotion_id is None else {"promotion_id": promotion_id}
-    select = "*" if columns is None else ", ".join(columns)
+def _arm_inputs(ctx, start, category: str, users: pd.Series, used: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the full features at `start` of the `used` ones of `users`, each user's affinity to
+    `category` at `start`, 0 for the users not used unless the category is 'any'), from those
+    users' lines alone: a user's features read only that user's lines, so they are the
+    population table's rows."""
+    engine = ctx.engine
+    affinity = np.full(len(users), 1.0 if category == "any" else 0.0)
+    engine.register("_promo_users", pa.table({"user_id": users[used].to_numpy()}))
+    try:
+        feats = _per_user_at(ctx, start, lambda lines, literal, d: feature_sql(
+            _of_users(lines), literal, "promotion_id" in ctx.user_parts.columns, d)).cast(FEATURE_SCHEMA)
+        affinity[used] = _affinity_at(engine, start, category, users[used], lines=_of_users("payments"))
+    finally:
+        engine.unregister("_promo_users")
+    return feats.to_pandas(), affinity
+
+
+def _of_users(lines: str) -> str:
+    """The relation `lines` restricted to the users of the registered `_promo_users`."""
+    return f"(SELECT * FROM {lines} WHERE user_id IN (SELECT user_id FROM _promo_users))"
+
+
+def _rfm_at(ctx, start) -> pa.Table:
+    """Every user's R, F and M columns at a promotion start (`rfm_sql`), what segments rank."""
+    return _per_user_at(ctx, start, rfm_sql)
+
+
+def _per_user_at(ctx, start, sql_of) -> pa.Table:
+    """The table of the SQL `sql_of(lines, as_of literal, dialect)` at `start`, from the run's user
+    parts (one row per user, in user_id order)."""
+    engine = ctx.engine
 
     def query(lines: str, literal: str) -> pa.Table:
-        if promotion_id is not None:
-            lines = (f"(SELECT * FROM {lines} WHERE user_id IN (SELECT user_id FROM assignments "
-                     f"WHERE promotion_id = {d.param.format('promotion_id')}))")
-        table = engine.arrow(f"SELECT {select} FROM ({feature_sql(lines, literal, redeemed, d)}) f", params)
-        return table.cast(FEATURE_SCHEMA) if columns is None else table
+        return engine.arrow(sql_of(lines, literal, engine.dialect))
 
     with closing(by_user_part(engine, "payments", [start], ctx.user_parts.columns, query, ctx.user_parts)) as tables:
         return next(tables)
@@ -238,7 +259,8 @@ def _uplift(ctx, arms: Iterator[tuple[pd.DataFrame, pd.DataFrame]], evaluated: l
     affinity_now = artifacts[B.CATEGORY_AFFINITY]
     up = section["uplift"]
     cfg = ctx.config.promotions
-    report, served = train_arms_of(arms, seed=cfg.seed, min_train_per_group=cfg.min_train_per_group, workers=WORKERS)
+    report, served = train_arms_of(arms, seed=cfg.seed, min_train_per_group=cfg.min_train_per_group, workers=WORKERS,
+                                   half_width=cfg.qini_half_width)
     if not evaluated:
         up["skipped"] = "no past promotion with a randomized control group could be evaluated: no uplift model"
         section["notes"].append(up["skipped"] + "; targeting uses the fallback rule")
@@ -251,11 +273,12 @@ def _uplift(ctx, arms: Iterator[tuple[pd.DataFrame, pd.DataFrame]], evaluated: l
         return _empty_scores()
     feats = ctx.outputs["features"].to_pandas()
     segments_now = feats["user_id"].map(_segments_at(feats))
+    numeric = model_matrix(feats, np.zeros(len(feats)), False)   # the targets differ in the last two columns
 
     def score(item: tuple[str, Served]) -> pd.DataFrame:
         target, s = item
         affinity = _affinity_now(affinity_now, target, feats["user_id"])
-        Xn = model_matrix(feats, affinity, target == "any")[list(s.columns)]
+        Xn = numeric.assign(target_affinity=affinity, target_is_any=float(target == "any"))[list(s.columns)]
         cells = cell_of(segments_now, affinity, target == "any")
         return pd.DataFrame({"user_id": feats["user_id"], "target": target,
                              "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)})

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from behavior import features as F
 from behavior.errors import SchemaError
 from behavior.features import (FEATURE_COLUMNS, FEATURE_SCHEMA, UserParts, as_of_literal, btyd_summary, feature_sql,
-                               user_features)
+                               rfm_sql, user_features)
 from behavior.schema import CHANNELS, PAYMENTS
 from behavior.sql_dialect import DuckDBEngine
 
@@ -614,6 +614,9 @@ def test_matches_the_plain_reference_and_invariants_hold(rows, as_of):
     # the BTYD summary alone (the loyalty holdout's query) is the same rows and values
     btyd = table.select(["user_id", "frequency", "recency", "T"])
     assert btyd_summary(_SHARED, "payments", as_of).equals(btyd)
+    # so are the R, F and M columns alone (the segments at a promotion start), to the last bit
+    rfm = ["user_id", "recency_days", "n_payments", "net_spend"]
+    assert _SHARED.sql(rfm_sql("payments", as_of_literal(as_of))).to_arrow_table().to_pylist() == table.select(rfm).to_pylist()
     # run in user parts (a big log), both give the same table, in the same order
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(F, "PART_LINES", 4)

@@ -118,7 +118,7 @@ def test_class_transformation_grows_the_trees_of_the_booster_on_the_weighted_row
     with the same weights, on rows it has not seen too."""
     from sklearn.base import clone
 
-    from behavior.uplift_bins import binnable
+    from behavior.uplift_bins import binned_rows
 
     X, y, t, _ = _planted(6000, 4)
     X["spend"] = np.round(np.exp(X["x0"]) * 10, 1)          # > 255 values with ties
@@ -133,6 +133,21 @@ def test_class_transformation_grows_the_trees_of_the_booster_on_the_weighted_row
     new["spend"], new["count"] = np.round(np.exp(new["x0"]) * 10, 1), 3
     for rows in (X, new):
         np.testing.assert_array_equal(model.predict(rows), 2 * booster.predict_proba(rows)[:, 1] - 1)
-    # where the booster bins only its own share of the rows (early stopping), it bins them itself
-    assert not binnable(default_classifier(), 10_001) and binnable(default_classifier(), 10_000)
-    assert ClassTransformation().fit(*_planted(12000, 6)[:3]).edges_ == {}
+    # above 10,000 rows the booster stops early and bins only its own training share: the same
+    # split is drawn, so the bins and the trees are the same there too
+    X, y, t, _ = _planted(12000, 6)
+    X["spend"] = np.round(np.exp(X["x0"]) * 10, 1)
+    model = ClassTransformation(seed=3).fit(X, y, t)
+    assert model.model_.do_early_stopping_ and X.columns.get_loc("spend") in model.edges_
+    p = t.mean()
+    weight = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
+    booster = clone(default_classifier(3)).fit(X, y * t + (1 - y) * (1 - t), sample_weight=weight)
+    assert model.model_.n_iter_ == booster.n_iter_
+    new, *_ = _planted(3000, 7)
+    new["spend"] = np.round(np.exp(new["x0"]) * 10, 1)
+    for rows in (X, new):
+        np.testing.assert_array_equal(model.predict(rows), 2 * booster.predict_proba(rows)[:, 1] - 1)
+    # an unseeded booster's split cannot be drawn again: it bins the rows itself
+    assert binned_rows(default_classifier(None), np.arange(10_001) % 2) is None
+    assert len(binned_rows(default_classifier(0), np.arange(10_001) % 2)) == 9_000
+    assert len(binned_rows(default_classifier(None), np.arange(10_000) % 2)) == 10_000

@@ -228,10 +228,10 @@ def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
 
 @pytest.mark.parametrize("part_lines", [None, 40_000])
 def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake, monkeypatch, part_lines):
-    """The stage computes the full features at a promotion start for its assigned users only,
-    and the R, F and M columns (the segments rank the whole population) for everyone: both must
-    be the rows and columns of the population's feature table at that start, in one part of
-    the log or in several."""
+    """The stage computes the full features and the target affinity at a promotion start for
+    the assigned users its arm's choice reads only, and the R, F and M columns (the segments
+    rank the whole population) for everyone: both must be the rows and columns of the
+    population's feature table at that start, in one part of the log or in several."""
     from behavior import features as F
 
     if part_lines:
@@ -241,14 +241,57 @@ def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake,
     try:
         pid, start = ctx.con.execute("SELECT promotion_id, starts_at FROM promotions ORDER BY starts_at DESC "
                                      "LIMIT 1").fetchone()
-        assigned = set(ctx.con.execute("SELECT user_id FROM assignments WHERE promotion_id = ?", [pid]).df()["user_id"])
+        users = ctx.con.execute("SELECT DISTINCT user_id FROM assignments WHERE promotion_id = ? ORDER BY user_id",
+                                [pid]).df()["user_id"]
+        used = np.arange(len(users)) % 3 != 0
         population = F.user_features(ctx.engine, "payments", start, ctx.user_parts).to_pandas().set_index("user_id")
         assert len(ctx.user_parts.relations()) == 1 if part_lines is None else len(ctx.user_parts.relations()) > 1
-        mine = stage._at_start(ctx, start, promotion_id=pid).to_pandas().set_index("user_id")
-        assert set(mine.index) == assigned & set(population.index) and len(mine) > 1000
+        category = population["top_category"].value_counts().index[0]
+        mine, affinity = stage._arm_inputs(ctx, start, category, users, used)
+        mine = mine.set_index("user_id")
+        assert set(mine.index) == set(users[used]) & set(population.index) and len(mine) > 1000
         pd.testing.assert_frame_equal(mine, population.loc[mine.index])
-        rfm = stage._at_start(ctx, start, stage.RFM_COLUMNS).to_pandas().set_index("user_id").sort_index()
-        pd.testing.assert_frame_equal(rfm, population[list(stage.RFM_COLUMNS[1:])].sort_index(), check_dtype=False)
+        np.testing.assert_array_equal(affinity[used], stage._affinity_at(ctx.engine, start, category, users[used]))
+        assert (affinity[~used] == 0).all() and (affinity[used] > 0).any()
+        assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
+        rfm = stage._rfm_at(ctx, start).to_pandas().set_index("user_id").sort_index()
+        pd.testing.assert_frame_equal(rfm, population[["recency_days", "n_payments", "net_spend"]].sort_index(),
+                                      check_dtype=False)
     finally:
         ctx.user_parts.close()
         ctx.con.close()
+
+
+def test_a_small_arm_is_not_sampled(report):
+    """At the default Qini half-width the lake's arms (about 4,800 users) need more validation
+    users than they have: every assigned user is split and used."""
+    up, eff = report["promotions"]["uplift"], report["promotions"]["effectiveness"]
+    for pid, arm in up["arms"].items():
+        assert arm["split"]["sample"]["sampled"] is False
+        assert arm["split"]["sample"]["validation_users_needed"] > arm["rows"]["valid"]
+        assert sum(arm["rows"].values()) == eff[pid]["n_treatment"] + eff[pid]["n_control"]
+
+
+@pytest.mark.slow
+def test_a_big_arm_is_sampled_and_every_customer_still_scored(lake, report):
+    """With a half-width that these arms more than cover, each arm is trained and chosen on a
+    sample (its test users kept whole), and the served models still score every customer
+    (the eligible ones among them: targeting drops the opted-out at serving)."""
+    home, _ = lake
+    cfg = Config(promotions=PromotionsConfig(qini_half_width=0.15))
+    run = run_pipeline(home, cfg, stages=["promotions"])
+    up, before = run["promotions"]["uplift"], report["promotions"]["uplift"]
+    assert set(up["arms"]) == set(before["arms"])
+    for pid, arm in up["arms"].items():
+        sample, rows = arm["split"]["sample"], arm["rows"]
+        assert sample["sampled"] and rows["valid"] == sample["validation_users_needed"] == sample["valid"]
+        assert rows["valid"] < before["arms"][pid]["rows"]["valid"] and rows["train"] < before["arms"][pid]["rows"]["train"]
+        assert rows["test"] == before["arms"][pid]["rows"]["test"]
+        assert up["selection"][pid]["chosen"] == arm["chosen"]
+    bundle = home.root / "artifacts" / "bundles" / run["bundle_version"] / "uplift_scores.parquet"
+    scores = pq.read_table(bundle).to_pandas()
+    customers = set(scores["user_id"])
+    assert len(customers) == run["stages"]["features"]["rows"] and set(scores["target"]) == set(up["trained_on"])
+    for _, per in scores.groupby("target"):
+        assert len(per) == len(customers) and set(per["user_id"]) == customers
+        assert per["uplift"].notna().all() and per["p_redeem"].between(0, 1).all()

@@ -23,6 +23,7 @@ from api.notify import Receiver
 from api.openapi_examples import add_examples
 from api.routes import (admin, health, merchants, model, notifications, profiles, promotions, promotions_live,
                         recommendations, recommendations_export, segments)
+from api.routes.recommendations_lane import RecommendationsLane
 from api.settings import Settings, get_settings
 from api.state import ServingState, poll_forever
 from behavior.store.bundle import NoBundleError
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs_pages.install(app)
     problems.install(app)
     app.add_middleware(notifications.NotificationLane)
+    app.add_middleware(RecommendationsLane)   # like NotificationLane: inside the body limit and the catch-all
     app.add_middleware(BodyLimit, max_bytes=lambda: _max_body(app), exempt=(notifications.PATH,))
     app.add_middleware(problems.CatchAll)  # outermost of ours: also catches errors of the body limit
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -84,7 +84,7 @@ def top_items(bundle: Bundle, live, user_id: str, n: int, category: str | None,
     unknown category."""
     model = _model(bundle)
     i = bundle.profiles.index.get(user_id)
-    segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
+    segment = bundle.profiles.segment(i) if i is not None else None
     bought = live.purchased_items(user_id)   # notified since the bundle: folded in
     recommend = functools.partial(model.recommend_folded, user_id, bought) if bought else \
         functools.partial(model.recommend, user_id)

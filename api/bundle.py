@@ -166,6 +166,11 @@ class Profiles:
                          for i, f in enumerate(self.table.schema)]
         self._db = db   # shared by the views `updated` makes; each request takes a cursor of its own
         self.segments = self._segment_stats()
+        # each row's segment as a code into a few names: read per GET recommendations, where
+        # reading the Arrow column's scalar cost more than the rest of the route's own work
+        codes = pc.dictionary_encode(self.table.column("segment")).combine_chunks()
+        self._segment_codes = pc.fill_null(codes.indices, -1).to_numpy()
+        self._segment_names = [*codes.dictionary.to_pylist(), None]   # code -1 (null): None
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -190,6 +195,10 @@ class Profiles:
                 v = float(v)
             out[name] = v
         return out
+
+    def segment(self, row: int) -> str | None:
+        """The segment of the profile at `row` (an index value)."""
+        return self._segment_names[self._segment_codes[row]]
 
     def updated(self, drop: list[int], opt_out: list[int]) -> "Profiles":
         """These profiles without the rows `drop` (erased users) and with the rows `opt_out`

@@ -16,11 +16,10 @@ import logging
 import math
 import threading
 from collections import ChainMap
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from behavior.store.erasure_log import ErasureLog
 from behavior.store.inbox import CREATED_SLACK_US, Inbox, inbox_path
@@ -30,8 +29,12 @@ POLL_S = 0.1
 MERGE_AT = 4096     # users in `recent` below which it is never merged into `base`
 
 
-@dataclass(frozen=True)
-class LiveLine:
+class LiveLine(NamedTuple):
+    """One live payment line, as `lines` gives it. The state keeps each line as a plain tuple of
+    these fields and each user's lines as a tuple of them: tuples of plain values leave the
+    garbage collector's view, so a full collection does not walk a day of notifications
+    (a million objects cost it about a second of CPU, holding the GIL)."""
+
     seq: int
     payment_id: str
     line_no: int
@@ -43,6 +46,26 @@ class LiveLine:
     status: str
     promotion_id: str | None
     moved_at_us: int | None
+
+
+_ITEM, _QUANTITY, _STATUS = (LiveLine._fields.index(f) for f in ("item_id", "quantity", "status"))
+Lines = tuple[tuple, ...]   # a user's lines: plain tuples in LiveLine's field order
+
+
+class _LinesView(Mapping[str, list[LiveLine]]):
+    """user -> LiveLine list over (recent, base), read-only."""
+
+    def __init__(self, recent: dict[str, Lines], base: dict[str, Lines]) -> None:
+        self._map = ChainMap(recent, base)
+
+    def __getitem__(self, user_id: str) -> list[LiveLine]:
+        return [LiveLine._make(t) for t in self._map[user_id]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        return len(self._map)
 
 
 def _micros(moment: datetime) -> int:
@@ -62,7 +85,7 @@ class LiveState:
         self._inbox: Inbox | None = None
         self._watermark = 0
         # (base, recent): a user's lines are in recent if it has them, else in base
-        self._view: tuple[dict[str, list[LiveLine]], dict[str, list[LiveLine]]] = ({}, {})
+        self._view: tuple[dict[str, Lines], dict[str, Lines]] = ({}, {})
         self._bundle_key: tuple[str, int, int] | None = None   # version, created (us), as_of (us)
         self._erased_stamp: frozenset[str] = frozenset()
         self._lock = threading.Lock()
@@ -91,18 +114,20 @@ class LiveState:
                 # new lists for the users that get lines, merged into a new `base` only once it
                 # holds a quarter as many users (copying every user's entry on each look made a
                 # look cost the whole live state, tens of ms with a day of new users)
-                recent = dict(recent)
-                for u in users:
-                    recent[u] = list(recent[u] if u in recent else base.get(u, ()))
+                added: dict[str, list[tuple]] = {u: [] for u in users}
                 for seq, payment_id, line_no, user, item, category, qty, amount, paid, status, promo, moved in rows:
                     if key is not None and moved is not None and moved < key[1] + CREATED_SLACK_US and paid < key[2]:
                         continue   # the bundle holds it
-                    recent[user].append(LiveLine(
-                        seq, payment_id, line_no, item, category, qty, None if amount is None else float(amount), paid,
-                        status or "success", promo, moved))
-                for u in users:
-                    if not recent[u] and u not in base:
-                        del recent[u]   # every line of the user is held by the bundle
+                    added[user].append((seq, payment_id, line_no, item, category, qty,
+                                        None if amount is None else float(amount), paid, status or "success", promo,
+                                        moved))
+                recent = dict(recent)
+                for u, new in added.items():
+                    lines = (recent[u] if u in recent else base.get(u, ())) + tuple(new)
+                    if lines or u in base:
+                        recent[u] = lines
+                    else:
+                        recent.pop(u, None)   # every line of the user is held by the bundle
                 if len(recent) > max(MERGE_AT, len(base) // 4):
                     base, recent = {**base, **recent}, {}
                 if rows:
@@ -110,8 +135,8 @@ class LiveState:
             self._bundle_key = key
             self._view = self._drop_erased(base, recent, users)   # the swap: one reference assignment
 
-    def _drop_erased(self, base: dict[str, list[LiveLine]], recent: dict[str, list[LiveLine]],
-                     new_users: set[str]) -> tuple[dict[str, list[LiveLine]], dict[str, list[LiveLine]]]:
+    def _drop_erased(self, base: dict[str, Lines], recent: dict[str, Lines],
+                     new_users: set[str]) -> tuple[dict[str, Lines], dict[str, Lines]]:
         """(base, recent) without erased users: all users are checked when the log changed, else the new ones."""
         _, logged = self.erasure.hashes()
         check = list({*base, *recent}) if logged != self._erased_stamp else [u for u in new_users if u in recent]
@@ -123,22 +148,25 @@ class LiveState:
 
     # ------------------------------------------------------------ what the routes ask
 
-    def lines(self, user_id: str) -> list[LiveLine]:
+    def _lines(self, user_id: str) -> Lines:
         base, recent = self._view
         found = recent.get(user_id)
-        return base.get(user_id, []) if found is None else found
+        return base.get(user_id, ()) if found is None else found
+
+    def lines(self, user_id: str) -> list[LiveLine]:
+        return [LiveLine._make(t) for t in self._lines(user_id)]
 
     def all_lines(self) -> Mapping[str, list[LiveLine]]:
         """Every user's live lines (a read-only view: neither of its dicts changes after a look)."""
         base, recent = self._view
-        return ChainMap(recent, base)
+        return _LinesView(recent, base)
 
     def purchased_items(self, user_id: str) -> list[str]:
         """Item ids of the user's live successful purchases (one per unit bought)."""
         out = []
-        for line in self.lines(user_id):
-            if line.status == "success":
-                out += [line.item_id] * max(1, line.quantity or 1)
+        for line in self._lines(user_id):   # per GET recommendations: the tuples as they are
+            if line[_STATUS] == "success":
+                out += [line[_ITEM]] * max(1, line[_QUANTITY] or 1)
         return out
 
     def profile(self, user_id: str, row: dict[str, Any] | None, as_of: datetime,
@@ -219,10 +247,11 @@ class PromotionMonitor:
         start, end = _micros(exp.starts_at), _micros(exp.ends_at)
         paid = dict(exp.paid)
         live_lines = 0
-        for user, lines in live.all_lines().items():
+        everyone = live.all_lines()
+        for user in everyone:
             if user not in exp.arms:
                 continue
-            for ln in lines:
+            for ln in everyone[user]:
                 if ln.status == "success" and start <= ln.paid_at_us < end and (ln.payment_id, ln.line_no) not in paid:
                     paid[(ln.payment_id, ln.line_no)] = (user, ln.amount or 0.0)
                     live_lines += 1

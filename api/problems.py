@@ -86,6 +86,12 @@ def problem_response(status: int, *, title: str | None = None, detail: str | Non
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
+def api_problem_response(exc: ApiProblem, instance: str) -> ProblemResponse:
+    """The answer to `exc` raised on the request to `instance` (the request URL's path)."""
+    return problem_response(exc.status, title=exc.title, detail=exc.detail, slug=exc.slug, instance=instance,
+                            headers=exc.headers, errors=exc.errors)
+
+
 _PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}  # RFC 9110 names
 
 
@@ -142,8 +148,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiProblem)
     async def _api_problem(request: Request, exc: ApiProblem) -> ProblemResponse:
-        return problem_response(exc.status, title=exc.title, detail=exc.detail, slug=exc.slug,
-                                instance=request.url.path, headers=exc.headers, errors=exc.errors)
+        return api_problem_response(exc, request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> ProblemResponse:

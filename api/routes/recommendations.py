@@ -23,10 +23,12 @@ from behavior.recommend.serving import ServingModel, UnknownIdError
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 MAX_N = 100
+MAX_CATEGORY_LENGTH = 200
 N = Annotated[int, Query(ge=1, le=MAX_N, description="How many items.")]
 ItemId = Annotated[str, Path(min_length=1, max_length=200, description="The item's id (`/` may stay, %2F-encoded "
                             "or not).", examples=["i00042"])]
-Category = Annotated[str | None, Query(min_length=1, max_length=200, description="Only items of this category.")]
+Category = Annotated[str | None, Query(min_length=1, max_length=MAX_CATEGORY_LENGTH,
+                                       description="Only items of this category.")]
 ExcludePurchased = Annotated[bool | None, Query(
     description="Leave out items the user bought (default: the catalogue's policy).")]
 RESPONSES = problems(*AUTH, 422, 503)
@@ -62,7 +64,8 @@ def recommendations_json(user_id: str, bundle_version: str, recommendation_id: s
             response_model=Recommendations, responses=RESPONSES)
 async def recommend(user_id: UserIdPath, caller: RecommendationsCaller, bundle: BundleDep, request: Request, n: N = 10,
                     category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
-    return _recommend(bundle, request, user_id_of(user_id), n, category, exclude_purchased)
+    return recommendations_response(bundle, request.app.state.live, user_id_of(user_id), n, category,
+                                    exclude_purchased)
 
 
 @router.get("/users/recommendations", summary="Top items for a user (any id, as a query parameter)",
@@ -70,7 +73,8 @@ async def recommend(user_id: UserIdPath, caller: RecommendationsCaller, bundle: 
 async def recommend_by_query(user_id: UserIdQuery, caller: RecommendationsCaller, bundle: BundleDep, request: Request,
                              n: N = 10,
                              category: Category = None, exclude_purchased: ExcludePurchased = None) -> Response:
-    return _recommend(bundle, request, user_id_of(user_id), n, category, exclude_purchased)
+    return recommendations_response(bundle, request.app.state.live, user_id_of(user_id), n, category,
+                                    exclude_purchased)
 
 
 def top_items(bundle: Bundle, live, user_id: str, n: int, category: str | None,
@@ -80,7 +84,7 @@ def top_items(bundle: Bundle, live, user_id: str, n: int, category: str | None,
     unknown category."""
     model = _model(bundle)
     i = bundle.profiles.index.get(user_id)
-    segment = bundle.profiles.table.column("segment")[i].as_py() if i is not None else None
+    segment = bundle.profiles.segment(i) if i is not None else None
     bought = live.purchased_items(user_id)   # notified since the bundle: folded in
     recommend = functools.partial(model.recommend_folded, user_id, bought) if bought else \
         functools.partial(model.recommend, user_id)
@@ -97,9 +101,11 @@ def top_items(bundle: Bundle, live, user_id: str, n: int, category: str | None,
                          errors=[FieldError(field="category", message=str(exc)[:1000])]) from None
 
 
-def _recommend(bundle: Bundle, request: Request, user_id: str, n: int, category: str | None,
-               exclude_purchased: bool | None) -> Response:
-    rec = top_items(bundle, request.app.state.live, user_id, n, category, exclude_purchased)
+def recommendations_response(bundle: Bundle, live, user_id: str, n: int, category: str | None,
+                             exclude_purchased: bool | None) -> Response:
+    """The 200 answer of both GET routes (and of `RecommendationsLane`) for a normalised user id
+    and checked parameters; raises a 422 problem for an unknown category, 503 without a recommender."""
+    rec = top_items(bundle, live, user_id, n, category, exclude_purchased)
     body = recommendations_json(user_id, bundle.version, str(uuid.uuid4()),
                                 "model" if rec.source == "model" else "fallback", rec.items, bundle.item_details)
     return Response(body, media_type="application/json")

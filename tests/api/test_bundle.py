@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from api.bundle import load_bundle
+from api.bundle import Profiles, load_bundle
 from behavior.store.bundle import BundleError, list_bundles
 from behavior.store.datahome import DataHome
 from tests.api.conftest import clone_bundle, write_manifest
@@ -77,3 +77,17 @@ def test_bundles_are_listed_by_creation(home):
     clone_bundle(home.bundles, first, "a-later", later_by_s=60)
     clone_bundle(home.bundles, first, "z-earlier", later_by_s=-60)
     assert list_bundles(DataHome(home.root)) == ["z-earlier", first, "a-later"]
+
+
+def test_a_profiles_segment_is_its_rows_segment_after_rows_are_dropped(home):
+    """Profiles.segment (codes read per GET recommendations) agrees with the table's column on
+    every row, a null segment included, and again on the view that erasing users makes."""
+    table = load_bundle(home.bundles / home.active()).profiles.table
+    segments = table.column("segment").to_pylist()
+    segments[1] = None
+    mine = Profiles(table.set_column(table.column_names.index("segment"), "segment",
+                                     pa.array(segments, table.schema.field("segment").type)))
+    assert [mine.segment(i) for i in range(len(mine))] == segments and mine.segment(1) is None
+    view = mine.updated(drop=list(range(0, len(mine), 3)), opt_out=[])
+    assert [view.segment(view.index[u]) for u in view.index] == \
+        [s for i, s in enumerate(segments) if i % 3]

@@ -102,7 +102,7 @@ class IdHashes:
         """The hashes of the bundle as loaded (before any user was taken out of it)."""
         parts = [bundle.profiles.table.column("user_id").combine_chunks().cast(pa.string())]
         if bundle.recommender is not None:
-            parts.append(pa.array(bundle.recommender.users.ids, pa.string()))
+            parts.append(bundle.recommender.users.arrow())
         ids = pa.concat_arrays(parts)
         con = duckdb.connect(config={"threads": 1})   # a load shares the cores with requests
         try:

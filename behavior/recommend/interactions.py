@@ -167,8 +167,16 @@ class IdMap:
         """An Arrow table (id, idx) to join on in SQL (`indexed_sql`)."""
         import pyarrow as pa
 
-        return pa.table({"id": pa.array(self.ids, pa.string()),
-                         "idx": pa.array(np.arange(self.ids.size, dtype=np.int32))})
+        return pa.table({"id": self.arrow(), "idx": pa.array(np.arange(self.ids.size, dtype=np.int32))})
+
+    def arrow(self):
+        """The ids as one Arrow string array. pyarrow converts numpy's fixed-width strings in
+        chunks above about 2M values (a ChunkedArray, which `pa.concat_arrays` and Array-only
+        callers refuse), so the chunks are combined."""
+        import pyarrow as pa
+
+        ids = pa.array(self.ids, pa.string())
+        return ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
 
     def index_of(self, value: str) -> int:
         """The index of one id, or -1."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
@@ -209,3 +210,17 @@ def test_periods_of_one_scan_by_hand():
     assert net.toarray().tolist() == [[1, 1], [0, 1]] and days.toarray()[1, 1] == 20
     assert periods.bought(1).toarray().tolist() == [[0, 1], [0, 0]]
     assert periods.bought(2).toarray().tolist() == [[0, 0], [0, 1]]
+
+
+def test_idmap_arrow_is_one_array_above_pyarrows_chunking_of_numpy_strings():
+    # pa.array of numpy fixed-width strings returns a ChunkedArray above about 2M values (the
+    # 100M-line bundle's 5.8M users); the API's erasure index concatenates it with the profiles'
+    ids = np.char.add("u", np.char.zfill(np.arange(2_100_000).astype(str), 8))
+    assert isinstance(pa.array(ids, pa.string()), pa.ChunkedArray)   # the case this guards
+    arrow = IdMap(ids).arrow()
+    assert isinstance(arrow, pa.StringArray) and len(arrow) == ids.size
+    assert arrow[0].as_py() == "u00000000" and arrow[-1].as_py() == "u02099999"
+    assert pa.concat_arrays([pa.array(["a"]), arrow]).to_pylist()[1:3] == ["u00000000", "u00000001"]
+    table = IdMap(ids[:3]).to_table()
+    assert table.column("id").to_pylist() == ["u00000000", "u00000001", "u00000002"]
+    assert table.column("idx").to_pylist() == [0, 1, 2]

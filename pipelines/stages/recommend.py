@@ -14,6 +14,10 @@ Time line (days before as_of configurable):
    `recommender.npz` (arrays only) with the id maps, purchased items, item metadata and
    popularity overall and per segment.
 
+The refits of steps 2 and 3 are `Recommender.fit_every_user`: a full fit, except for ALS above
+`max_fit_users` users, whose item factors come from a seeded sample of that many users (the
+size the search validated) and every user's factors from one exact least-squares step on them.
+
 Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
@@ -176,7 +180,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     net, days = periods.matrices(2)
     relevant = periods.bought(2)
     periods.release(2)
-    chosen = selection.new_model().fit(net, days)
+    chosen = selection.new_model().fit_every_user(net, days, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_purchased") is True
     # scored on at most max_eval_users test users, as the search: at 100M lines ~1M users bought in
     # the test period, and scoring each against 200k items took longer than the fit
@@ -191,4 +195,5 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
 
     full = periods.matrices(3)
     del periods
-    return selection, test, from_params(selection.params).fit(*full), full
+    served = from_params(selection.params).fit_every_user(*full, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
+    return selection, test, served, full

@@ -28,6 +28,7 @@ Spark engine lives in `pipelines.engines.spark` (so only it imports pyspark).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -257,6 +258,10 @@ class SqlEngine(Protocol):
     def frame(self, sql: str) -> pd.DataFrame:
         """The result of `sql` as a pandas DataFrame."""
 
+    def record_batches(self, sql: str) -> Iterable[pa.RecordBatch]:
+        """The result of `sql` as Arrow record batches, streamed where the engine can (a large
+        result is then never held whole beside what the caller makes of it)."""
+
     def create_view(self, name: str, sql: str) -> None:
         """A temporary view `name` over `sql` (replaced if it exists); drop it with `drop_view`."""
 
@@ -284,6 +289,9 @@ class DuckDBEngine:
 
     def frame(self, sql: str) -> pd.DataFrame:
         return self.con.sql(sql).df()
+
+    def record_batches(self, sql: str) -> pa.RecordBatchReader:
+        return self.con.sql(sql).to_arrow_reader()
 
     def execute(self, sql: str) -> None:
         """Run a statement with no result (e.g. a COPY)."""

@@ -109,6 +109,12 @@ class Recommender(abc.ABC):
     @abc.abstractmethod
     def _fit(self, confidence: sp.csr_matrix) -> None: ...
 
+    def fit_every_user(self, user_items, days=None, *, max_fit_users: int | None = None, seed: int = 0) -> Self:
+        """Fitted to serve every user of `user_items` at a cost bounded by `max_fit_users` where
+        the model can: `fit` unless the model learns one state per user from a sample
+        (ALS: item factors from `max_fit_users` users, every user's factors solved from them)."""
+        return self.fit(user_items, days)
+
     # ------------------------------------------------------------------ scoring
     @abc.abstractmethod
     def _scores(self, user_idx: np.ndarray, confidence: sp.csr_matrix, items: np.ndarray | None) -> np.ndarray:

@@ -65,6 +65,13 @@ class Blend(Recommender):
         self._mark_fitted()
         return self
 
+    def fit_every_user(self, user_items, days=None, *, max_fit_users: int | None = None, seed: int = 0) -> Self:
+        check_trainable(user_items)
+        self.a.fit_every_user(user_items, days, max_fit_users=max_fit_users, seed=seed)
+        self.b.fit_every_user(user_items, days, max_fit_users=max_fit_users, seed=seed)
+        self._mark_fitted()
+        return self
+
     def _fit(self, confidence) -> None:  # fit() is overridden: each component weighs for itself
         raise NotImplementedError
 

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from behavior.recommend.base import Recommender
-from behavior.recommend.checks import as_index_array, check_matrix
+from behavior.recommend.checks import as_index_array, check_matrix, check_trainable
 from behavior.recommend.topk import top_k, top_k_row
 
 PRUNE_MIN_ITEMS = 8192  # below this a dense product is as fast as the pruned scan
@@ -257,6 +257,36 @@ class ALS(FactorModel):
     def _after_load(self):
         y = self.item_factors_.astype(np.float64)
         self._yty = y.T @ y
+
+    def fit_every_user(self, user_items, days=None, *, max_fit_users: int | None = None, seed: int = 0):
+        """`fit` on at most `max_fit_users` users with purchases (a seeded sample; all of them
+        when there are no more), then, above that size, every user's factors in one exact
+        least-squares step from the sample's item factors (`solve_users`): the item factors
+        cost what the search's fits cost, and each user gets the step an ALS iteration takes."""
+        m = check_trainable(user_items)
+        active = np.flatnonzero(np.diff(m.indptr) > 0)
+        if max_fit_users is None or active.size <= max_fit_users:
+            return self.fit(m, days)
+        rows = np.sort(np.random.default_rng(seed).choice(active, size=max_fit_users, replace=False))
+        self.fit(m[rows], None if days is None else days[rows])
+        self.user_factors_ = self.solve_users(m, days)
+        self.n_users_ = m.shape[0]
+        return self
+
+    def solve_users(self, user_items, days=None) -> np.ndarray:
+        """Factors of every row of `user_items` (net counts, weighted as in training) in one exact
+        least-squares step from the item factors, x_u = (Y^T Y + reg I + Y^T (C_u - I) Y)^-1 Y^T C_u p_u
+        (the fold-in of the module docstring), by implicit's Cholesky solver on every core in float32."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        self._check_fitted()
+        confidence = self.weighting_.transform(check_matrix(user_items, "user_items", self.n_items_), days)
+        solver = AlternatingLeastSquares(factors=int(self.factors), regularization=float(self.regularization),
+                                         alpha=float(self.alpha), num_threads=int(self.num_threads))
+        solver.item_factors = self.item_factors_
+        with threadpool_limits(1, "blas"):
+            users = solver.recalculate_user(np.arange(confidence.shape[0]), confidence)
+        return np.ascontiguousarray(users, dtype=np.float32)
 
     def _system(self, confidence_row: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         items = confidence_row.indices

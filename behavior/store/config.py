@@ -131,7 +131,8 @@ class RecommendConfig(_Section):
     k: int = setting(10, "list length the models are scored at (precision@k, ...)", above=0)
     max_eval_users: int = setting(10_000, "validation users sampled for the search", above=0)
     max_fit_users: int = setting(100_000, "training users the search fits candidates on (the chosen model "
-                                          "is refit on all)", above=0)
+                                          "is refit on all; ALS's item factors on this many, then every "
+                                          "user's factors from them)", above=0)
     search_seconds: float = setting(4.0, "budget of the search's successive halving over the candidates, in "
                                     "reference seconds: estimated from the data's shape, about seconds on 2 "
                                     "cores; never the clock, so any machine makes the same choice",

@@ -163,6 +163,10 @@ class SparkEngine:
     def frame(self, sql: str) -> pd.DataFrame:
         return self.arrow(sql).to_pandas()
 
+    def record_batches(self, sql: str) -> list[pa.RecordBatch]:
+        """(Spark collects a result to the driver whole: the batches of `arrow`.)"""
+        return self.arrow(sql).to_batches()
+
     def register(self, name: str, table: pa.Table) -> None:
         """A driver-side Arrow table as a temporary view (small tables: segments, windows)."""
         self.spark.createDataFrame(table).createOrReplaceTempView(name)

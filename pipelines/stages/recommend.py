@@ -14,6 +14,10 @@ Time line (days before as_of configurable):
    `recommender.npz` (arrays only) with the id maps, purchased items, item metadata and
    popularity overall and per segment.
 
+The refits of steps 2 and 3 are `Recommender.fit_every_user`: a full fit, except for ALS above
+`max_fit_users` users, whose item factors come from a seeded sample of that many users (the
+size the search validated) and every user's factors from one exact least-squares step on them.
+
 Interactions are aggregated over the lake by the run's engine, DuckDB or Spark (one row per
 user and item; successful purchases, refunds, last purchase time:
 `behavior.recommend.interactions.interactions_sql`); the matrices are built with numpy on the
@@ -37,9 +41,9 @@ import pandas as pd
 from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
 from behavior.recommend.baselines import Popularity
-from behavior.recommend.interactions import (IdMap, Interactions, Periods, build_matrix, indexed_sql, prefix_columns,
-                                             prefixes_sql)
+from behavior.recommend.interactions import IdMap, Interactions, build_matrix, indexed_sql
 from behavior.recommend.interactions import interactions_sql as _interactions_sql
+from behavior.recommend.periods import Periods, prefix_columns, prefixes_sql
 from behavior.recommend.select import Selection, select_model
 from behavior.recommend.test_period import score_users, test_report, users_to_score
 from behavior.segments import SEGMENTS
@@ -128,7 +132,7 @@ def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
 
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     """Every prefix of the split (before each cut, before `end`) in one scan, aggregated per pair
-    by the engine."""
+    by the engine and narrowed batch by batch as the engine streams them."""
     engine = ctx.engine
     engine.register("_rec_users", users.to_table())
     engine.register("_rec_items", items.to_table())
@@ -136,7 +140,7 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
         sql = indexed_sql(prefixes_sql(end, cuts, "payments", engine.dialect), "_rec_users", "_rec_items",
                           prefix_columns(len(cuts) + 1))
         sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows
-        return Periods.from_arrow(engine.arrow(sql), len(users), len(items))
+        return Periods.from_batches(engine.record_batches(sql), len(users), len(items), (*cuts, end))
     finally:
         engine.unregister("_rec_users")
         engine.unregister("_rec_items")
@@ -159,22 +163,24 @@ def _check_selectable(net, valid, valid_start, test_start) -> None:
 
 def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start):
     """Selection, test and the final refit on the driver (implicit): (selection, test, model,
-    (net, days) matrices before as_of). Each prefix's matrices are built once and dropped when
-    done: at 100M lines one pair of them is ~60M entries."""
+    (net, days) matrices before as_of). Each prefix's matrices are built once, and they and the
+    prefix's rows are dropped when done: at 100M lines one pair of them is ~80M entries."""
     cfg, end = ctx.config.recommend, ctx.as_of
     periods = _periods(ctx, users, items, (valid_start, test_start), end)  # periods 1 valid, 2 test
-    net, days = periods.matrices(1, valid_start)
+    net, days = periods.matrices(1)
     valid = periods.bought(1)
+    periods.release(1)
     _check_selectable(net, valid, valid_start, test_start)
     selection = select_model((net, days), valid, k=cfg.k, item_category=codes,
                              max_users=cfg.max_eval_users, max_fit_users=cfg.max_fit_users, seed=cfg.seed,
                              budget_seconds=cfg.search_seconds, progress=ctx.progress)
     exclude = selection.exclude_mask(codes)
-    del valid
+    del net, days, valid
 
-    net, days = periods.matrices(2, test_start)
+    net, days = periods.matrices(2)
     relevant = periods.bought(2)
-    chosen = selection.new_model().fit(net, days)
+    periods.release(2)
+    chosen = selection.new_model().fit_every_user(net, days, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
     pop_exclude = selection.models.get("popularity", {}).get("exclude_purchased") is True
     # scored on at most max_eval_users test users, as the search: at 100M lines ~1M users bought in
     # the test period, and scoring each against 200k items took longer than the fit
@@ -187,6 +193,7 @@ def _train_local(ctx, users: IdMap, items: IdMap, codes, valid_start, test_start
     test["users_sampled"] = sampled
     del chosen, net, days, relevant
 
-    full = periods.matrices(3, end)
+    full = periods.matrices(3)
     del periods
-    return selection, test, from_params(selection.params).fit(*full), full
+    served = from_params(selection.params).fit_every_user(*full, max_fit_users=cfg.max_fit_users, seed=cfg.seed)
+    return selection, test, served, full

@@ -171,47 +171,6 @@ def test_normalise_rows():
     )
 
 
-def test_periods_of_one_scan_by_hand():
-    """Every prefix's net counts and days since the last purchase, and each period's purchases,
-    from one aggregation of a small log (bounds: valid 2025-03-01, test 2025-04-01, end 2025-05-01)."""
-    from datetime import datetime, timezone
-
-    import duckdb
-
-    from behavior.recommend.interactions import Periods, indexed_sql, prefix_columns, prefixes_sql
-
-    def at(month, day):
-        return datetime(2025, month, day, tzinfo=timezone.utc)
-
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("CREATE TABLE payments (user_id VARCHAR, item_id VARCHAR, status VARCHAR, paid_at TIMESTAMPTZ)")
-    con.executemany("INSERT INTO payments VALUES (?, ?, ?, ?)", [
-        ("u0", "a", "success", at(1, 10)), ("u0", "a", "success", at(2, 19)),   # twice in train
-        ("u0", "a", "refund", at(3, 5)),                                         # refunded in valid
-        ("u0", "b", "success", at(3, 20)),                                       # bought in valid
-        ("u1", "b", "success", at(1, 1)), ("u1", "b", "refund", at(1, 2)),       # netted out in train
-        ("u1", "b", "success", at(4, 11)),                                       # bought in test
-        ("u1", "a", "refund", at(2, 1)),                                         # refunds only: no row
-        ("u1", "a", "failed", at(2, 1)), ("u0", "b", "success", at(5, 1)),       # not a purchase; after end
-    ])
-    users, items = IdMap(["u0", "u1"]), IdMap(["a", "b"])
-    con.register("users_map", users.to_table())
-    con.register("items_map", items.to_table())
-    cuts, end = (at(3, 1), at(4, 1)), at(5, 1)
-    sql = indexed_sql(prefixes_sql(end, cuts), "users_map", "items_map", prefix_columns(3))
-    periods = Periods.from_arrow(con.sql(sql + " ORDER BY user_idx, item_idx").to_arrow_table(), 2, 2)
-
-    net, days = periods.matrices(1, cuts[0])
-    assert net.toarray().tolist() == [[2, 0], [0, 0]] and days.toarray()[0, 0] == 10   # Feb 19 -> Mar 1
-    net, days = periods.matrices(2, cuts[1])
-    assert net.toarray().tolist() == [[1, 1], [0, 0]] and days.toarray()[0].tolist() == [41, 12]
-    net, days = periods.matrices(3, end)
-    assert net.toarray().tolist() == [[1, 1], [0, 1]] and days.toarray()[1, 1] == 20
-    assert periods.bought(1).toarray().tolist() == [[0, 1], [0, 0]]
-    assert periods.bought(2).toarray().tolist() == [[0, 0], [0, 1]]
-
-
 def test_idmap_arrow_is_one_array_above_pyarrows_chunking_of_numpy_strings():
     # pa.array of numpy fixed-width strings returns a ChunkedArray above about 2M values (the
     # 100M-line bundle's 5.8M users); the API's erasure index concatenates it with the profiles'

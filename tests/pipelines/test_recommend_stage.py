@@ -103,7 +103,7 @@ def test_one_scan_of_periods_gives_the_matrices_of_a_scan_per_period(run):
         periods = _periods(ctx, users, items, cuts, end)
         for k, (start, stop) in enumerate(zip((None, *cuts), (*cuts, end))):
             one = _interactions(ctx, users, items, None, stop).matrices()
-            prefix = periods.matrices(k + 1, stop)
+            prefix = periods.matrices(k + 1)
             for a, b in zip(one, prefix):
                 assert a.nnz > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)
                 assert np.allclose(a.data, b.data, rtol=1e-5, atol=1e-4)  # counts; days (float32)

@@ -14,6 +14,7 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -128,6 +129,24 @@ def test_interactions_and_merchants_are_the_same(engines):
     finally:
         duck.engine.unregister("_test_values")
         spk.engine.unregister("_test_values")
+
+
+def test_the_recommenders_period_rows_are_the_same_on_both_engines(engines):
+    """The local trainer's one scan (`_periods`, read through each engine's `record_batches`)
+    gives the same matrices and period purchases on DuckDB and Spark."""
+    from pipelines.stages.recommend import _id_maps, _periods
+
+    duck, spk = engines
+    end = duck.as_of
+    cuts = (end - timedelta(days=60), end - timedelta(days=30))
+    a, b = (_periods(ctx, *_id_maps(ctx, end), cuts, end) for ctx in (duck, spk))
+    assert a.item_idx.size > 0 and np.array_equal(a.indptr, b.indptr) and np.array_equal(a.item_idx, b.item_idx)
+    for k in (1, 2, 3):
+        for x, y in zip(a.matrices(k), b.matrices(k)):
+            assert np.array_equal(x.indptr, y.indptr) and np.array_equal(x.indices, y.indices)
+            assert np.array_equal(x.data, y.data)
+    for k in (1, 2):
+        assert (a.bought(k) != b.bought(k)).nnz == 0
 
 
 def test_promotion_windows_are_the_same(engines):

@@ -599,14 +599,20 @@ def test_expected_purchases_stay_right_when_a_and_b_are_large(cls):
         assert np.allclose(got, limit, rtol=2e-3 if a >= 8102 else 0.05), (a, got, limit)
 
 
-@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
-def test_expected_purchases_at_many_times_equal_one_time_at_a_time(cls):
-    rng = np.random.default_rng(5)
+def _customers_of(cls, seed: int):
+    """A fitted model of `cls` and 400 customers' (x, t_x, T)."""
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 12, 400).astype(float)
     T = rng.integers(1, 400, 400).astype(float)
     tx = np.where(x > 0, np.floor(T * rng.random(400)), 0.0)
     model = cls.from_dict({"model": cls.__name__, "params": {"r": 0.8, "alpha": 40.0, "a": 0.9, "b": 12.0},
                            "log_likelihood": 0.0, "n_customers": 400})
+    return model, x, tx, T
+
+
+@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
+def test_expected_purchases_at_many_times_equal_one_time_at_a_time(cls):
+    model, x, tx, T = _customers_of(cls, 5)
     times = [7, 30, 90, 365]
     at = model.conditional_expected_purchases_at(times, x, tx, T)
     assert at.shape == (400, 4)
@@ -621,12 +627,7 @@ def test_the_expected_purchases_curve_is_the_matrix_last_column_and_sums(cls, ch
     import behavior.btyd as btyd_module
 
     monkeypatch.setattr(btyd_module, "_CURVE_ROWS", chunk)
-    rng = np.random.default_rng(11)
-    x = rng.integers(0, 12, 400).astype(float)
-    T = rng.integers(1, 400, 400).astype(float)
-    tx = np.where(x > 0, np.floor(T * rng.random(400)), 0.0)
-    model = cls.from_dict({"model": cls.__name__, "params": {"r": 0.8, "alpha": 40.0, "a": 0.9, "b": 12.0},
-                           "log_likelihood": 0.0, "n_customers": 400})
+    model, x, tx, T = _customers_of(cls, 11)
     times = [7, 14, 30, 90]
     at = model.conditional_expected_purchases_at(times, x, tx, T)
     last, totals = model.conditional_expected_purchases_curve(times, x, tx, T)

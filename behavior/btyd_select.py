@@ -153,12 +153,13 @@ def _choose_on_samples(losses: list, n: int, max_customers: int | None, n_boot: 
         size *= 4
 
 
-def _candidate(name: str, penalizer: float, calibration: pd.DataFrame, grid: list[int], x: np.ndarray,
-               tx: np.ndarray, T: np.ndarray) -> tuple[BetaGeoFitter, np.ndarray, np.ndarray] | str:
-    """The candidate `name` fitted on `calibration`, its expected purchases of each customer by
-    the end of `grid` and the customers' total by each day of it; or why it is left out."""
+def _candidate(name: str, penalizer: float, grid: list[int], x: np.ndarray, tx: np.ndarray,
+               T: np.ndarray) -> tuple[BetaGeoFitter, np.ndarray, np.ndarray] | str:
+    """The candidate `name` fitted on the calibration summary (x, tx, T), its expected purchases
+    of each customer by the end of `grid` and the customers' total by each day of it; or why it
+    is left out."""
     try:
-        model = fit_summary(new_model(name, penalizer), calibration)
+        model = new_model(name, penalizer).fit(x, tx, T)
     except ConvergenceError as exc:
         return f"{name} left out: its calibration fit did not converge ({exc})"
     expected, by_day = model.conditional_expected_purchases_curve(grid, x, tx, T)   # grid ends at holdout_days
@@ -196,7 +197,7 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
     # The candidates are fitted and scored on threads, one each: numpy leaves the GIL in their
     # work, and one BLAS thread each keeps every sum in the order of a fit alone.
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(MODELS), thread_name_prefix="btyd") as pool:
-        fitted = list(pool.map(lambda name: _candidate(name, penalizer, calibration, grid, x, tx, T), MODELS))
+        fitted = list(pool.map(lambda name: _candidate(name, penalizer, grid, x, tx, T), MODELS))
     losses, per_model, notes = [], {}, []
     for rank, (name, result) in enumerate(zip(MODELS, fitted)):
         if isinstance(result, str):

@@ -65,6 +65,7 @@ from behavior.errors import BehaviorError
 
 _LOG_BOUND = math.log(1e8)  # parameters are searched in [1e-8, 1e8]
 _DAYS_PER_YEAR = 365.0
+_CURVE_ROWS = 65_536   # customers per chunk of `conditional_expected_purchases_curve`
 _PENALIZER_NOTE = "it adds penalizer * sum(params**2), so large parameters (alpha in days, v) shrink hardest"
 
 
@@ -332,17 +333,38 @@ class BetaGeoFitter(_Fitted):
             p, x, tx, T_, self._k
         )
 
-    def conditional_expected_purchases_at(self, times, frequency, recency, T) -> np.ndarray:
-        """`conditional_expected_number_of_purchases_up_to_time` at each of `times` (days), with
-        the same values, in one pass: shape (customers, len(times)). The hypergeometric part is
-        evaluated once per distinct (x, T) pair and time, the rest once per customer."""
+    def _by_times(self, times, frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(per customer: the factor of the time-dependent part, the code of its (x, T) pair;
+        per pair and time: that part) of the expected purchases at each of `times`."""
         p = self._params_array()
         x, tx, T_ = check_bg_inputs(frequency, recency, T, fitting=False)
         t_ = np.atleast_1d(check_times("times", times))
         k = self._k
         inverse, _, (ux, uT) = group_rows(x, T_)
         bracket = bg_bracket(p, ux[:, None], uT[:, None], t_[None, :], k)
-        return (bg_bracket_scale(p, x, k) * bg_prob_alive(p, x, tx, T_, k))[:, None] * bracket[inverse]
+        return bg_bracket_scale(p, x, k) * bg_prob_alive(p, x, tx, T_, k), inverse, bracket
+
+    def conditional_expected_purchases_at(self, times, frequency, recency, T) -> np.ndarray:
+        """`conditional_expected_number_of_purchases_up_to_time` at each of `times` (days), with
+        the same values, in one pass: shape (customers, len(times)). The hypergeometric part is
+        evaluated once per distinct (x, T) pair and time, the rest once per customer."""
+        scale, inverse, bracket = self._by_times(times, frequency, recency, T)
+        return scale[:, None] * bracket[inverse]
+
+    def conditional_expected_purchases_curve(self, times, frequency, recency, T) -> tuple[np.ndarray, np.ndarray]:
+        """(each customer's expected purchases by the last of `times`, the customers' total by
+        each of `times`): the last column and the column sums of
+        `conditional_expected_purchases_at`, bit for bit (the sums add the customers in the same
+        order), without its (customers, times) matrix, which for millions of customers is most
+        of the cost."""
+        scale, inverse, bracket = self._by_times(times, frequency, recency, T)
+        totals = np.zeros(bracket.shape[1])
+        for start in range(0, len(scale), _CURVE_ROWS):
+            rows = scale[start:start + _CURVE_ROWS, None] * bracket[inverse[start:start + _CURVE_ROWS]]
+            # a sum down the rows adds them one after another: carried on from `totals`, the
+            # chunks give the whole matrix's column sums exactly
+            totals = np.add.reduce(np.concatenate([totals[None, :], rows]), axis=0)
+        return scale * bracket[inverse, -1], totals
 
     def expected_number_of_purchases_up_to_time(self, t) -> np.ndarray:
         """Expected repeat purchases in (0, t] of a new customer (first purchase at 0); `t` in days."""

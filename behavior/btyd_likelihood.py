@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import betaln, digamma, expit, gammaln, hyp2f1
 
 
@@ -43,10 +44,18 @@ def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.nd
     n = len(columns[0])
     if n == 0:
         return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64), [c[:0] for c in columns]
-    key = _int_key(columns)
-    if key is not None:
-        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-        return inverse.ravel(), counts, [c[first] for c in columns]
+    packed = _int_key(columns)
+    if packed is not None:
+        # a hash of the keys, then a sort of the distinct ones: np.unique's sort of every key
+        # gives the same codes and is 3 to 15 times slower on millions of customers
+        key, lows, spans = packed
+        inverse, uniques = pd.factorize(key, sort=True)
+        counts = np.bincount(inverse, minlength=len(uniques))
+        values = []
+        for lo, span in zip(lows[::-1], spans[::-1]):   # the key's digits, last column first
+            values.append(lo + (uniques % span).astype(np.float64))
+            uniques = uniques // span
+        return inverse.astype(np.intp, copy=False), counts, values[::-1]
     order = np.lexsort(columns[::-1])
     sorted_cols = [c[order] for c in columns]
     new = np.ones(n, dtype=bool)
@@ -61,7 +70,10 @@ def group_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.nd
     return inverse, counts, [c[new] for c in sorted_cols]
 
 
-def _int_key(columns) -> np.ndarray | None:
+def _int_key(columns) -> tuple[np.ndarray, list[float], list[int]] | None:
+    """(one int64 key per row, each column's lowest value, each column's span) when every
+    column is integer-valued with a moderate range, else None. The key is the row's digits
+    `value - lowest` in the mixed radix of the spans, so a key gives its row back."""
     spans, lows = [], []
     for c in columns:
         lo, hi = float(c.min()), float(c.max())
@@ -74,12 +86,14 @@ def _int_key(columns) -> np.ndarray | None:
     key = np.zeros(len(columns[0]), dtype=np.int64)
     for c, lo, span in zip(columns, lows, spans):
         key = key * span + (c - lo).astype(np.int64)
-    return key
+    return key, lows, spans
 
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return uniq, inverse.ravel()
+    """(the sorted distinct values, each value's position among them) of finite values: what
+    np.unique returns, from a hash instead of a sort of every value."""
+    inverse, uniq = pd.factorize(values, sort=True)
+    return uniq, inverse.astype(np.intp, copy=False)
 
 
 # ----------------------------------------------------------------------------- BG / MBG
@@ -87,7 +101,8 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class BGData:
-    """Grouped (x, t_x, T) rows with weights, plus codes of their distinct x, t_x and T."""
+    """Grouped (x, t_x, T) rows with weights, plus codes of their distinct x, t_x and T, and of
+    their distinct (x, T) and (x, t_x) pairs (each pair's x and the code of its T or t_x)."""
 
     x: np.ndarray
     weight: np.ndarray
@@ -98,18 +113,28 @@ class BGData:
     uT: np.ndarray
     Ti: np.ndarray
     weight_x: np.ndarray  # total weight per distinct x
+    xT: tuple[np.ndarray, np.ndarray, np.ndarray]   # (row -> pair, pair's x, pair's T code)
+    xt: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]   # (row -> pair, pair's x, its t_x code, its x code)
 
     @classmethod
     def build(cls, x, tx, T, weight) -> BGData:
         ux, xi = _codes(x)
         ut, ti = _codes(tx)
         uT, Ti = _codes(T)
-        return cls(x, weight, ux, xi, ut, ti, uT, Ti, np.bincount(xi, weights=weight, minlength=len(ux)))
+        pair_T, _, (xT_x, xT_T) = group_rows(x, T)
+        pair_t, _, (xt_x, xt_t) = group_rows(x, tx)
+        return cls(x, weight, ux, xi, ut, ti, uT, Ti, np.bincount(xi, weights=weight, minlength=len(ux)),
+                   (pair_T, xT_x, np.searchsorted(uT, xT_T)),
+                   (pair_t, xt_x, np.searchsorted(ut, xt_t), np.searchsorted(ux, xt_x)))
 
 
 def bg_loglik(params, data: BGData, k: int, gradient: bool = False):
     """Per-row log-likelihood of grouped data (and, with `gradient`, the weighted sum of the
-    per-row gradients w.r.t. (r, alpha, a, b), shape (4,))."""
+    per-row gradients w.r.t. (r, alpha, a, b), shape (4,)).
+
+    The terms that depend on (x, T) or on (x, t_x) alone are computed once per distinct pair
+    (customers share far fewer pairs than rows) with the same operations as per row, then
+    gathered: the values are those of a row-by-row evaluation, bit for bit."""
     r, alpha, a, b = (float(v) for v in params)
     d = data
     ux = d.ux
@@ -118,17 +143,17 @@ def bg_loglik(params, data: BGData, k: int, gradient: bool = False):
     gx = gammaln(r + ux) - gammaln(r) + betaln(a, b + ux + k) - betaln(a, b)
     A_T, B_T = np.log1p(d.uT / alpha), np.log(alpha + d.uT)
     A_t, B_t = np.log1p(d.ut / alpha), np.log(alpha + d.ut)
-    x = d.x
-    l3 = -r * A_T[d.Ti] - x * B_T[d.Ti]
-    l4 = -r * A_t[d.ti] - x * B_t[d.ti] + (np.log(a) - np.log(bx))[d.xi]
-    has4 = has4_x[d.xi]
-    l4 = np.where(has4, l4, -np.inf)
+    pair_T, xT_x, xT_T = d.xT
+    pair_t, xt_x, xt_t, xt_xi = d.xt
+    l3 = (-r * A_T[xT_T] - xT_x * B_T[xT_T])[pair_T]
+    l4_pair = -r * A_t[xt_t] - xt_x * B_t[xt_t] + (np.log(a) - np.log(bx))[xt_xi]
+    l4 = np.where(has4_x[xt_xi], l4_pair, -np.inf)[pair_t]
     lse = np.logaddexp(l3, l4)
     ll = gx[d.xi] + lse
     if not gradient:
         return ll
     w = d.weight
-    w4 = np.where(has4, expit(l4 - l3), 0.0)
+    w4 = expit(l4 - l3)   # 0 where the second term does not exist (l4 = -inf)
     w3 = 1.0 - w4
     ww3, ww4 = w * w3, w * w4
     dT1, dT2 = d.uT / (alpha * (alpha + d.uT)), 1.0 / (alpha + d.uT)
@@ -138,7 +163,8 @@ def bg_loglik(params, data: BGData, k: int, gradient: bool = False):
     psi_abx = digamma(a + b + ux + k)
     w4_x = np.bincount(d.xi, weights=ww4, minlength=len(ux))
     g_r = wx @ (digamma(r + ux) - digamma(r)) - ww3 @ A_T[d.Ti] - ww4 @ A_t[d.ti]
-    g_alpha = ww3 @ (r * dT1[d.Ti] - x * dT2[d.Ti]) + ww4 @ (r * dt1[d.ti] - x * dt2[d.ti])
+    g_alpha = (ww3 @ (r * dT1[xT_T] - xT_x * dT2[xT_T])[pair_T]
+               + ww4 @ (r * dt1[xt_t] - xt_x * dt2[xt_t])[pair_t])
     g_a = wx @ (psi_ab - psi_abx) + w4_x.sum() / a
     g_b = wx @ (digamma(b + ux + k) - psi_abx - digamma(b) + psi_ab) - w4_x @ (1.0 / bx)
     return ll, np.array([g_r, g_alpha, g_a, g_b])

@@ -33,12 +33,14 @@ refitting one: a profile's P(alive) and its churn reasons come from one model.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from threadpoolctl import threadpool_limits
 
 from behavior.btyd import BetaGeoFitter, ConvergenceError, ModifiedBetaGeoFitter
 from behavior.model_choice import Choice, choose, resamples, score_per_unit, uncompared
@@ -151,6 +153,21 @@ def _choose_on_samples(losses: list, n: int, max_customers: int | None, n_boot: 
         size *= 4
 
 
+def _candidate(name: str, penalizer: float, grid: list[int], x: np.ndarray, tx: np.ndarray,
+               T: np.ndarray) -> tuple[BetaGeoFitter, np.ndarray, np.ndarray] | str:
+    """The candidate `name` fitted on the calibration summary (x, tx, T), its expected purchases
+    of each customer by the end of `grid` and the customers' total by each day of it; or why it
+    is left out."""
+    try:
+        model = new_model(name, penalizer).fit(x, tx, T)
+    except ConvergenceError as exc:
+        return f"{name} left out: its calibration fit did not converge ({exc})"
+    expected, by_day = model.conditional_expected_purchases_curve(grid, x, tx, T)   # grid ends at holdout_days
+    if not np.all(np.isfinite(expected)):
+        return f"{name} left out: its predictions are not finite for some customers"
+    return model, expected, by_day
+
+
 def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, holdout_days: int, *,
                        penalizer: float = 0.0, forced: str | None = None, n_boot: int = 200,
                        seed: int = 0, max_customers: int | None = CHOICE_CUSTOMERS) -> Selection:
@@ -177,21 +194,19 @@ def compare_on_holdout(calibration: pd.DataFrame, purchase_days: pd.DataFrame, h
     grid = _curve_days(holdout_days)
     day = purchase_days["day"].to_numpy()[mine]
     curve: dict = {"days": grid, "actual": [int((day < t).sum()) for t in grid]}
+    # The candidates are fitted and scored on threads, one each: numpy leaves the GIL in their
+    # work, and one BLAS thread each keeps every sum in the order of a fit alone.
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(len(MODELS), thread_name_prefix="btyd") as pool:
+        fitted = list(pool.map(lambda name: _candidate(name, penalizer, grid, x, tx, T), MODELS))
     losses, per_model, notes = [], {}, []
-    for rank, name in enumerate(MODELS):
-        try:
-            model = fit_summary(new_model(name, penalizer), calibration)
-        except ConvergenceError as exc:
-            notes.append(f"{name} left out: its calibration fit did not converge ({exc})")
+    for rank, (name, result) in enumerate(zip(MODELS, fitted)):
+        if isinstance(result, str):
+            notes.append(result)
             continue
-        by_day = model.conditional_expected_purchases_at(grid, x, tx, T)   # grid ends at holdout_days
-        expected = by_day[:, -1]
-        if not np.all(np.isfinite(expected)):
-            notes.append(f"{name} left out: its predictions are not finite for some customers")
-            continue
+        model, expected, by_day = result
         error = expected - actual
         losses.append((name, rank, -error ** 2))
-        curve[name] = [round(float(v), 1) for v in by_day.sum(axis=0)]
+        curve[name] = [round(float(v), 1) for v in by_day]
         exp_total, act_total = float(expected.sum()), float(actual.sum())
         per_model[name] = {"params": {k: round(v, 6) for k, v in model.params_.items()},
                            "log_likelihood": round(model.log_likelihood_, 2),

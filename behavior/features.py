@@ -581,6 +581,11 @@ class UserParts:
         return self._parts
 
     @property
+    def written(self) -> bool:
+        """Whether `relations()` has been asked for (the parts are on disk, or the log is one part)."""
+        return self._parts is not None
+
+    @property
     def count(self) -> int:
         """The parts (1: not split, or not written yet)."""
         return len(self._bounds) + 1

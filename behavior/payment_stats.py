@@ -15,20 +15,25 @@ from __future__ import annotations
 _MONTH = "date_trunc('month', paid_at AT TIME ZONE 'UTC')::DATE"
 
 
-def monthly_payments_sql(payments: str) -> str:
-    """month, payments (successful), customers, lines (successful), sales (sum of successful
-    amounts), refunds (sum of |refund amounts|), failed_payments, failure_rate (failed /
-    (failed + successful) payments), refund_lines, refund_rate (refund lines / successful
-    lines); one row per month with any line, ordered by month."""
-    return f"""
-        WITH pay AS (
+def _payment_rows(payments: str, where: str = "") -> str:
+    """The CTE `pay` of the monthly figures: one row per (month, user_id, payment_id)."""
+    return f"""WITH pay AS (
             SELECT {_MONTH} AS month, user_id, payment_id,
                    bool_or(status = 'success') AS ok, bool_or(status = 'failed') AS failed,
                    count(*) FILTER (WHERE status = 'success') AS lines,
                    count(*) FILTER (WHERE status = 'refund') AS refund_lines,
                    sum(amount) FILTER (WHERE status = 'success') AS sales,
                    sum(abs(amount)) FILTER (WHERE status = 'refund') AS refunds
-            FROM {payments} GROUP BY ALL)
+            FROM {payments} {where} GROUP BY ALL)"""
+
+
+def monthly_payments_sql(payments: str) -> str:
+    """month, payments (successful), customers, lines (successful), sales (sum of successful
+    amounts), refunds (sum of |refund amounts|), failed_payments, failure_rate (failed /
+    (failed + successful) payments), refund_lines, refund_rate (refund lines / successful
+    lines); one row per month with any line, ordered by month."""
+    return f"""
+        {_payment_rows(payments)}
         SELECT month,
                count(*) FILTER (WHERE ok) AS payments,
                count(DISTINCT user_id) FILTER (WHERE ok) AS customers,
@@ -41,6 +46,44 @@ def monthly_payments_sql(payments: str) -> str:
                sum(refund_lines)::BIGINT AS refund_lines,
                sum(refund_lines) / nullif(sum(lines), 0)::DOUBLE AS refund_rate
         FROM pay GROUP BY month ORDER BY month"""
+
+
+def monthly_partial_sql(payments: str, as_of_literal: str) -> str:
+    """`monthly_payments_sql`'s additive figures of the lines of `payments` before as_of: per
+    month the successful payments, customers, lines, sales and refunds (exact decimal sums),
+    failed payments, settled (failed or successful) payments and refund lines. Over the user
+    parts of a log (`behavior.features.UserParts`) a customer's payments are all in one part,
+    so the parts' figures add up (`monthly_combine_sql`)."""
+    return f"""
+        {_payment_rows(payments, f'WHERE paid_at < {as_of_literal}')}
+        SELECT month,
+               count(*) FILTER (WHERE ok) AS payments,
+               count(DISTINCT user_id) FILTER (WHERE ok) AS customers,
+               sum(lines) AS lines,
+               sum(sales) AS sales,
+               sum(refunds) AS refunds,
+               count(*) FILTER (WHERE failed) AS failed_payments,
+               count(*) FILTER (WHERE failed OR ok) AS settled,
+               sum(refund_lines) AS refund_lines
+        FROM pay GROUP BY month"""
+
+
+def monthly_combine_sql(partials: str) -> str:
+    """`monthly_payments_sql`'s table from the rows of `monthly_partial_sql` of disjoint sets of
+    customers (`partials`): the same columns, types and values (sums of the same integers and
+    exact decimals, one rounding each)."""
+    return f"""
+        SELECT month,
+               sum(payments)::BIGINT AS payments,
+               sum(customers)::BIGINT AS customers,
+               sum(lines)::BIGINT AS lines,
+               sum(sales)::DOUBLE AS sales,
+               coalesce(sum(refunds), 0)::DOUBLE AS refunds,
+               sum(failed_payments)::BIGINT AS failed_payments,
+               sum(failed_payments) / nullif(sum(settled), 0)::DOUBLE AS failure_rate,
+               sum(refund_lines)::BIGINT AS refund_lines,
+               sum(refund_lines) / nullif(sum(lines), 0)::DOUBLE AS refund_rate
+        FROM {partials} GROUP BY month ORDER BY month"""
 
 
 def channel_mix_sql(payments: str) -> str:
@@ -111,5 +154,5 @@ def top_sql(payments: str, by: str = "category", n: int = 10) -> str:
         FROM agg ORDER BY revenue DESC NULLS LAST, payments DESC, key LIMIT {int(n)}"""
 
 
-__all__ = ["basket_sizes_sql", "channel_mix_sql", "monthly_payments_sql", "payment_values_sql", "top_sql",
+__all__ = ["basket_sizes_sql", "channel_mix_sql", "monthly_combine_sql", "monthly_partial_sql", "monthly_payments_sql", "payment_values_sql", "top_sql",
            "weekday_hour_sql"]

@@ -21,7 +21,8 @@ def _report_page(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: 
     from pipelines.lake import read_meta
     from pipelines.report_html import render_report
 
-    page, info = render_report(report, artifacts, getattr(ctx, "con", None), read_meta(home.lake).get("currency"))
+    page, info = render_report(report, artifacts, getattr(ctx, "con", None), read_meta(home.lake).get("currency"),
+                               user_parts=getattr(ctx, "user_parts", None))
     report["report_html"] = info
     return page
 

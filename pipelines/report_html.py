@@ -18,6 +18,7 @@ import io
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import pandas as pd
@@ -126,30 +127,49 @@ def _has_view(con, name: str) -> bool:
     return bool(found[0][0])
 
 
-def _monthly(con) -> Future:
-    """The monthly payment figures of the `payments` view of `con` (None without one), computed
-    on a thread of their own while the rest of the page is drawn: DuckDB's scan of the whole
-    log runs outside the GIL, and `con` is used by nothing else meanwhile."""
-    def query() -> pd.DataFrame | None:
-        from behavior import payment_stats as S
+def _monthly_table(con, parts) -> pd.DataFrame | None:
+    """The monthly payment figures of the `payments` view of `con` (None without one). With
+    the run's user parts of that view already written (`parts`, on `con`), the figures are
+    summed from each part's (`behavior.payment_stats.monthly_partial_sql`): a part's payments
+    group in memory, where the whole log's spilled past DuckDB's cap."""
+    from behavior import payment_stats as S
 
-        if con is None or not _has_view(con, "payments"):
-            return None
+    if con is None or not _has_view(con, "payments"):
+        return None
+    if parts is None or not parts.written or getattr(parts.engine, "con", None) is not con \
+            or parts.payments != "payments":
         return con.sql(S.monthly_payments_sql("payments")).df()
+    from behavior.features import by_user_part
 
+    engine = parts.engine
+    with closing(by_user_part(engine, "payments", [parts.as_of], ["user_id", "payment_id", "status", "amount", "paid_at"],
+                              lambda lines, literal: engine.arrow(S.monthly_partial_sql(lines, literal)),
+                              parts)) as tables:
+        partials = next(tables)
+    con.register("report_monthly_partials", partials)
+    try:
+        return con.sql(S.monthly_combine_sql("report_monthly_partials")).df()
+    finally:
+        con.unregister("report_monthly_partials")
+
+
+def _monthly(con, parts=None) -> Future:
+    """`_monthly_table(con, parts)` computed on a thread of its own while the rest of the page
+    is drawn: DuckDB's scan of the log runs outside the GIL, and `con` is used by nothing else
+    meanwhile."""
     pool = ThreadPoolExecutor(1, thread_name_prefix="report-monthly")
     try:
-        return pool.submit(query)
+        return pool.submit(_monthly_table, con, parts)
     finally:
         pool.shutdown(wait=False)   # the thread ends with its query; the caller waits on the result
 
 
-def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str | None
+def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str | None, parts=None
              ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(section, caption, thunk making the figure) of every plot of the page, in order."""
     from behavior import plots as P
 
-    monthly = _monthly(con)
+    monthly = _monthly(con, parts)
     profiles = _frame(tables, B.PROFILES, ["loyalty_score", "churn_probability", "churn_reasons"])
 
     def month_table() -> pd.DataFrame | None:
@@ -245,11 +265,13 @@ def model_choice_html(report: dict, errors: list[str]) -> list[str]:
     return parts
 
 
-def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, currency: str | None = None) -> tuple[str, dict]:
+def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, currency: str | None = None,
+                  user_parts=None) -> tuple[str, dict]:
     """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
     bundle's tables (catalogue entry -> Arrow table, as the stages return them); `con` is a
     DuckDB connection with the `payments` view for the monthly plots (None, or no such view: they say there is
-    no data)."""
+    no data); `user_parts`, the run's `behavior.features.UserParts` of that view, which the monthly figures
+    read part by part once they are written."""
     t0 = time.perf_counter()
     profiles = tables.get(B.PROFILES)
     customers = profiles.num_rows if isinstance(profiles, pa.Table) else None
@@ -272,7 +294,7 @@ def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, curr
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")
     errors: list[str] = []
-    figures = _figures(report, tables, con, currency)   # (starts the monthly figures' query)
+    figures = _figures(report, tables, con, currency, user_parts)   # (starts the monthly figures' query)
     parts += model_choice_html(report, errors)
     section = None
     for sec, caption, make in figures:

@@ -218,32 +218,32 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
         made = _Run()
-        try:
-            for i, name in enumerate(order, start=1):
-                if on_stage is None:
-                    progress(f"[{i}/{len(order)}] {name}")
-                else:
-                    on_stage({"event": "stage_start", "stage": name, "index": i, "of": len(order)})
-                report["stages"][name] = _run_stage(registry.STAGES[name], ctx, made)
-                if on_stage is not None:
-                    on_stage({"event": "stage_end", "stage": name, **report["stages"][name]})
-        finally:
+        try:   # the user parts stay until the bundle is published: the report page's monthly figures read them
             try:
-                if ctx.user_parts is not None:
-                    ctx.user_parts.close()
+                for i, name in enumerate(order, start=1):
+                    if on_stage is None:
+                        progress(f"[{i}/{len(order)}] {name}")
+                    else:
+                        on_stage({"event": "stage_start", "stage": name, "index": i, "of": len(order)})
+                    report["stages"][name] = _run_stage(registry.STAGES[name], ctx, made)
+                    if on_stage is not None:
+                        on_stage({"event": "stage_end", "stage": name, **report["stages"][name]})
             finally:
                 if ctx.engine.name != "duckdb":
                     ctx.engine.close()
-        report.update(made.report)
-        report["engine"] = _engine_section(ctx, order)
-        if inbox["ingest_id"] is not None:
-            report["inbox"] = {k: inbox[k] for k in ("ingest_id", "read", "accepted", "duplicates", "rejected")}
-        if erased:
-            report["erasure"] = {"lake_rows": erased["lake_rows"], "quarantine_rows": erased["quarantine_rows"],
-                                 "bundles": len(erased["bundles"])}
-        progress("publishing the bundle")
-        # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
-        # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.
-        publish(home, ctx, made.artifacts, report, activate=set(order) == set(registry.STAGES))
+            report.update(made.report)
+            report["engine"] = _engine_section(ctx, order)
+            if inbox["ingest_id"] is not None:
+                report["inbox"] = {k: inbox[k] for k in ("ingest_id", "read", "accepted", "duplicates", "rejected")}
+            if erased:
+                report["erasure"] = {"lake_rows": erased["lake_rows"], "quarantine_rows": erased["quarantine_rows"],
+                                     "bundles": len(erased["bundles"])}
+            progress("publishing the bundle")
+            # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
+            # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.
+            publish(home, ctx, made.artifacts, report, activate=set(order) == set(registry.STAGES))
+        finally:
+            if ctx.user_parts is not None:
+                ctx.user_parts.close()
         ctx.con.close()
     return report

@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from matplotlib.figure import Figure
 
 from behavior.plots._style import MUTED, PALETTE, empty, figure, label, percent_axis, short, styled
@@ -174,11 +176,19 @@ def churn_reason_counts(profiles: pd.DataFrame, min_probability: float = 0.5, n:
     if profiles is None or profiles.empty or "churn_reasons" not in profiles or "churn_probability" not in profiles:
         return pd.DataFrame(columns=cols)
     risky = profiles[profiles["churn_probability"].astype(float) >= min_probability]
-    kinds = risky["churn_reasons"].dropna().astype(str).str.split("; ").explode()
-    kinds = kinds[kinds.str.len() > 0].str.strip().str.replace(_NUMBER, "…", regex=True)
-    if kinds.empty:
+    reasons = pa.array(risky["churn_reasons"].dropna().astype(str), pa.string())
+    # Each distinct reason text once: millions of customers share a few thousand texts, and the
+    # numbers are taken out of those only (a regular expression per customer took seconds).
+    texts = pc.value_counts(pc.list_flatten(pc.split_pattern(reasons, "; ")))   # in order of first appearance
+    per_kind: dict[str, int] = {}
+    for text, count in zip(texts.field("values").to_pylist(), texts.field("counts").to_pylist()):
+        if text:
+            kind = reason_kind(text)
+            per_kind[kind] = per_kind.get(kind, 0) + count
+    if not per_kind:
         return pd.DataFrame(columns=cols)
-    counts = kinds.value_counts().head(n)   # a user's reasons are about different features: one per kind
+    # what value_counts does: counts in order of first appearance, sorted by count
+    counts = pd.Series(per_kind, dtype="int64").sort_values(ascending=False).head(n)   # one per kind and user
     return pd.DataFrame({"reason": counts.index.astype(str), "customers": counts.to_numpy(),
                          "share": counts.to_numpy() / max(len(risky), 1)})
 

@@ -17,6 +17,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import integrate
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -597,16 +599,85 @@ def test_expected_purchases_stay_right_when_a_and_b_are_large(cls):
         assert np.allclose(got, limit, rtol=2e-3 if a >= 8102 else 0.05), (a, got, limit)
 
 
-@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
-def test_expected_purchases_at_many_times_equal_one_time_at_a_time(cls):
-    rng = np.random.default_rng(5)
+def _customers_of(cls, seed: int):
+    """A fitted model of `cls` and 400 customers' (x, t_x, T)."""
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 12, 400).astype(float)
     T = rng.integers(1, 400, 400).astype(float)
     tx = np.where(x > 0, np.floor(T * rng.random(400)), 0.0)
     model = cls.from_dict({"model": cls.__name__, "params": {"r": 0.8, "alpha": 40.0, "a": 0.9, "b": 12.0},
                            "log_likelihood": 0.0, "n_customers": 400})
+    return model, x, tx, T
+
+
+@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
+def test_expected_purchases_at_many_times_equal_one_time_at_a_time(cls):
+    model, x, tx, T = _customers_of(cls, 5)
     times = [7, 30, 90, 365]
     at = model.conditional_expected_purchases_at(times, x, tx, T)
     assert at.shape == (400, 4)
     for j, t in enumerate(times):
         np.testing.assert_array_equal(at[:, j], model.conditional_expected_number_of_purchases_up_to_time(t, x, tx, T))
+
+
+@pytest.mark.parametrize("cls", [BetaGeoFitter, ModifiedBetaGeoFitter])
+@pytest.mark.parametrize("chunk", [7, 1000])
+def test_the_expected_purchases_curve_is_the_matrix_last_column_and_sums(cls, chunk, monkeypatch):
+    # bit for bit, whatever the chunks the customers are summed in
+    import behavior.btyd as btyd_module
+
+    monkeypatch.setattr(btyd_module, "_CURVE_ROWS", chunk)
+    model, x, tx, T = _customers_of(cls, 11)
+    times = [7, 14, 30, 90]
+    at = model.conditional_expected_purchases_at(times, x, tx, T)
+    last, totals = model.conditional_expected_purchases_curve(times, x, tx, T)
+    np.testing.assert_array_equal(last, at[:, -1])
+    np.testing.assert_array_equal(totals, at.sum(axis=0))
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 400), st.integers(-3, 3)), max_size=60),
+       columns=st.integers(1, 3))
+def test_grouped_rows_are_numpy_uniques(rows, columns):
+    # group_rows against np.unique of the rows: the same sorted distinct rows, codes and counts
+    from behavior.btyd_likelihood import group_rows
+
+    data = np.array(rows, dtype=np.float64).reshape(-1, 3)[:, :columns]
+    inverse, counts, uniques = group_rows(*(data[:, j].copy() for j in range(columns)))
+    want, want_inverse, want_counts = np.unique(data, axis=0, return_inverse=True, return_counts=True)
+    assert np.array_equal(np.column_stack(uniques) if len(data) else want, want)
+    assert inverse.tolist() == want_inverse.ravel().tolist() and counts.tolist() == want_counts.tolist()
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_grouped_log_likelihood_is_the_per_customer_formula(k):
+    # BG/NBD (k = 0) and MBG/NBD (k = 1), written out per customer as in the module docstring of
+    # behavior.btyd_likelihood, against the evaluation on distinct (x, T) and (x, t_x) pairs
+    from scipy.special import betaln, gammaln
+
+    from behavior.btyd_likelihood import BGData, bg_loglik
+
+    rng = np.random.default_rng(3)
+    T = rng.integers(1, 200, 3000).astype(float)
+    x = rng.integers(0, 9, 3000).astype(float)
+    tx = np.where(x > 0, np.floor(T * rng.random(3000)), 0.0)
+    r, alpha, a, b = 0.7, 30.0, 0.9, 5.0
+    first = gammaln(r + x) - gammaln(r) + betaln(a, b + x + k) - betaln(a, b)
+    l3 = r * np.log(alpha) - (r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore"):
+        l4 = np.where((x > 0) | (k == 1), np.log(a) - np.log(b + x + k - 1)
+                      + r * np.log(alpha) - (r + x) * np.log(alpha + tx), -np.inf)
+    want = first + np.logaddexp(l3, l4)
+    data = BGData.build(x, tx, T, np.ones(3000))
+    ll, grad = bg_loglik((r, alpha, a, b), data, k, gradient=True)
+    np.testing.assert_allclose(ll, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ll, bg_loglik((r, alpha, a, b), data, k))
+    # the gradient against central differences of the total
+    for j in range(4):
+        p = np.array([r, alpha, a, b])
+        h = 1e-6 * p[j]
+        up, down = p.copy(), p.copy()
+        up[j] += h
+        down[j] -= h
+        numeric = (bg_loglik(up, data, k).sum() - bg_loglik(down, data, k).sum()) / (2 * h)
+        assert grad[j] == pytest.approx(numeric, rel=1e-5, abs=1e-6)

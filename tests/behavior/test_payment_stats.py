@@ -72,3 +72,22 @@ def test_top_categories_and_merchants_by_net_revenue(con):
     assert merch["key"].tolist() == ["m1"] and merch["customers"].tolist() == [2]
     with pytest.raises(ValueError):
         S.top_sql("payments", "user_id")
+
+
+@pytest.mark.parametrize("part_lines", [2, 3, 100])
+def test_monthly_figures_summed_over_user_parts_are_the_whole_logs(con, monkeypatch, part_lines):
+    # the customers' parts are disjoint, so their per-month figures add up to the one-piece query's,
+    # value for value and type for type (PART_LINES 100: one part, nothing written)
+    from behavior import features as F
+
+    monkeypatch.setattr(F, "PART_LINES", part_lines)
+    whole = con.sql(S.monthly_payments_sql("payments")).df()
+    as_of = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    with F.UserParts(F.as_engine(con), "payments", as_of) as parts:
+        tables = F.by_user_part(parts.engine, "payments", [as_of], ["user_id", "payment_id", "status", "amount", "paid_at"],
+                                lambda lines, lit: parts.engine.arrow(S.monthly_partial_sql(lines, lit)), parts)
+        partials = next(tables)
+        tables.close()
+        assert (parts.count > 1) == (part_lines < 100)
+    combined = con.sql(S.monthly_combine_sql("partials")).df()
+    pd.testing.assert_frame_equal(combined, whole)

@@ -9,9 +9,12 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from behavior import plots as P
+from behavior.plots.retention import reason_kind
 from behavior.segments import SEGMENTS, segment_migration
 
 MONTHS = pd.date_range("2025-01-01", periods=6, freq="MS")
@@ -277,3 +280,29 @@ def test_served_models_names_every_choice_of_a_report():
     assert [(path, title) for path, title, _ in P.served_models(report)] == [
         ("loyalty", "Purchase model (expected purchases, P(alive), CLV)"), ("churn", "Churn probability"),
         ("promotions.uplift.p1", "Uplift of promotion p1")]
+
+
+_REASON_TEXTS = ["no purchase for 120 days", "no purchase for 7 days", "P(alive) 0.05", "P(alive) 0.5", " ",
+                 "payments down 60% vs previous 90 days", "one-time buyer", "only 2 payments in the last 90 days"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from([0.1, 0.5, 0.9, float("nan")]),
+                               st.one_of(st.none(), st.lists(st.sampled_from(_REASON_TEXTS), max_size=3)
+                                         .map("; ".join))), max_size=30),
+       n=st.integers(1, 4))
+def test_churn_reason_counts_are_the_per_customer_counts(rows, n):
+    # the reference: every risky customer's reasons split, numbers taken out, counted with pandas
+    p = pd.DataFrame({"churn_probability": [r[0] for r in rows], "churn_reasons": [r[1] for r in rows]},
+                     columns=["churn_probability", "churn_reasons"])
+    risky = p[p["churn_probability"].astype(float) >= 0.5]
+    kinds = risky["churn_reasons"].dropna().astype(str).str.split("; ").explode()
+    kinds = kinds[kinds.str.len() > 0].map(reason_kind) if len(kinds) else kinds
+    got = P.churn_reason_counts(p, min_probability=0.5, n=n)
+    if kinds.empty:
+        assert got.empty
+        return
+    want = kinds.value_counts().head(n)
+    assert got["reason"].tolist() == list(want.index)
+    assert got["customers"].tolist() == want.tolist()
+    assert got["share"].tolist() == (want.to_numpy() / max(len(risky), 1)).tolist()

@@ -420,3 +420,45 @@ def test_improving_one_input_never_lowers_the_loyalty_score(p, data):
     old = loyalty_score(p, rfm_scores(p)).iloc[i]
     new = loyalty_score(better, rfm_scores(better)).iloc[i]
     assert new >= old
+
+
+@PROPERTY
+@given(values=st.lists(st.sampled_from([-2.5, -0.0, 0.0, 1.0, 1.5, 3.0, 1e300, -1e300]), max_size=40))
+def test_average_ranks_are_pandas_average_ranks(values):
+    # the rank behind every score and percentile, against pandas' rank(method="average")
+    v = np.array(values, dtype=np.float64)
+    expected = pd.Series(v).rank(method="average").to_numpy() * 2
+    assert segments_module._average_rank2(v).tolist() == expected.astype(np.int64).tolist()
+
+
+@PROPERTY
+@given(p=random_profiles())
+def test_scores_match_the_pandas_rank_definition(p):
+    # quintile = floor(5 * (rank - 0.5) / n) + 1 and percentile = (rank - 0.5) / n, with pandas'
+    # average rank over the users with a value, null for the others
+    def reference(values: pd.Series, score: bool) -> list:
+        present = values.notna()
+        rank = values[present].rank(method="average")
+        out = ((5 * (rank - 0.5) / present.sum()) // 1 + 1) if score else (rank - 0.5) / present.sum()
+        return [None if not has else float(out[i]) for i, has in present.items()]
+
+    s = rfm_scores(p)
+    for column, values in (("r_score", -p["recency_days"]), ("f_score", p["n_payments"].astype(float)),
+                           ("m_score", p["net_spend"])):
+        assert [None if pd.isna(x) else float(x) for x in s[column]] == reference(values, True)
+    got = segments_module._percentile(p["net_spend"])
+    assert [None if np.isnan(x) else x for x in got] == reference(p["net_spend"], False)
+
+
+def test_codes_segments_and_tiers_are_strings_with_nulls_kept():
+    p = profiles([1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1], spend=[70.0, None, 50, 40, 30, 20, 10])
+    s = rfm_scores(p)
+    assert s["rfm"].tolist() == ["555", "44-", "444", "333", "223", "222", "111"]
+    assert str(s["rfm"].dtype) == "str"
+    segment = assign_segments(s)
+    assert segment.tolist() == ["Champions", "Champions", "Champions", "Need Attention", "At Risk",
+                                "Hibernating", "Lost"]
+    tiers = loyalty_tier(pd.Series([0.0, 39.99, 40.0, None, 80.0, 100.0], index=[5, 4, 3, 2, 1, 0]))
+    assert tiers.index.tolist() == [5, 4, 3, 2, 1, 0]
+    assert tiers.tolist()[:3] == ["Bronze", "Bronze", "Silver"] and pd.isna(tiers.iloc[3])
+    assert tiers.tolist()[4:] == ["Platinum", "Platinum"]

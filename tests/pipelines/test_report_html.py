@@ -74,3 +74,29 @@ def test_the_model_choice_section_has_each_served_model_with_its_sentence_table_
 def test_no_model_choice_section_without_a_choice():
     page, _ = render_report({"churn": {"skipped": "too little history"}}, {}, duckdb.connect())
     assert "Model choice" not in page
+
+
+def test_the_monthly_figures_read_the_runs_written_user_parts(tmp_path, monkeypatch):
+    # a run's parts once written give the page the same monthly table as the one-piece query;
+    # parts not yet written are not written for the page
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from behavior import features as F
+    from behavior.payment_stats import monthly_payments_sql
+    from behavior.synth import SynthConfig, generate
+    from pipelines.report_html import _monthly_table
+
+    con = duckdb.connect()
+    con.register("_p", generate(SynthConfig(users=60, months=4, seed=3)).tables["payments"])
+    con.execute("CREATE VIEW payments AS SELECT * FROM _p")
+    as_of = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    monkeypatch.setattr(F, "PART_LINES", 100)
+    whole = con.sql(monthly_payments_sql("payments")).df()
+    with F.UserParts(F.as_engine(con), "payments", as_of) as parts:
+        pd.testing.assert_frame_equal(_monthly_table(con, parts), whole)
+        assert not parts.written
+        parts.relations()
+        assert parts.count > 2
+        pd.testing.assert_frame_equal(_monthly_table(con, parts), whole)

@@ -362,3 +362,24 @@ def test_the_lane_and_fastapi_agree_on_each_auth_state(make_pair, state, form):
         assert lane[0] == status, (state, role, lane)
         if state == "erased user":
             assert b'"source":"fallback"' in lane[2]
+
+
+NEIGHBOURS = {
+    # the id as sent (percent-encoded where it is in the path), whether the recommender knows it
+    USER: True,
+    "%20u0000001%09": True,                  # whitespace at either end is not part of an id
+    "u000000": False, "u00000010": False,    # its prefix and an extension (longer than every known id)
+    "u0000001%2F": False, "u0000001%25": False, "U0000001": False, "u0000001%00": False,
+}
+
+
+@pytest.mark.parametrize("form", ["path", "query"])
+def test_near_neighbours_of_a_known_user_are_unknown_users(make_pair, form):
+    p = make_pair()
+    for sent, known in NEIGHBOURS.items():
+        url, query = (f"/v1/users/{sent}/recommendations", {}) if form == "path" else \
+            (f"/v1/users/recommendations?user_id={sent}", {})
+        p.handed_on.clear()
+        lane, plain = _both(p, url, headers=p.home.headers("recs"))
+        assert lane == plain and lane[0] == 200 and p.handed_on == [], sent
+        assert (b'"source":"model"' in lane[2]) == known, sent

@@ -5,8 +5,9 @@ recommendations (docs/performance.md), the API's busiest read. The lane serves a
 that FastAPI's routes `recommend` and `recommend_by_query` would answer with 200 (a valid
 API key with the recommendations scope under its rate, well-formed `n`, `category` and
 `exclude_purchased`, a category the recommender knows), with the same checks in the same
-state (`ServingState`'s keys, limiters and privacy stamps) and the same answer built by the
-same function. Anything else goes on to FastAPI untouched, having taken nothing (no token of
+state (`ServingState`'s keys, limiters and privacy stamps), made by the same functions as
+FastAPI's dependencies (`api.deps.admit`, `api.deps.ready_bundle`), and the same answer built
+by the same function. Anything else goes on to FastAPI untouched, having taken nothing (no token of
 a limiter), so every error answer is FastAPI's: no or an invalid key, a missing scope, a
 key or client address over its rate, keys or erasures changed since last read (FastAPI
 reads them again), no bundle or no recommender, any parameter FastAPI would refuse, convert
@@ -24,19 +25,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.deps import admit, credentials, ready_bundle
 from api.problems import ApiProblem, api_problem_response
 from api.routes._user_id import MAX_ID_LENGTH
 from api.routes.recommendations import MAX_CATEGORY_LENGTH, MAX_N, recommendations_response
 from behavior.ids import normalize_id
 from behavior.recommend.serving import ServingModel
+from behavior.store.keys import ApiKey
 
-SCOPE = "recommendations:read"
+_SCOPES = ("recommendations:read",)
 PREFIX, SUFFIX = "/v1/users/", "/recommendations"
 QUERY_FORM = "/v1/users/recommendations"     # the id in ?user_id=
 _PARAMS = frozenset({"n", "category", "exclude_purchased"})
 _QUERY_FORM_PARAMS = _PARAMS | {"user_id"}
 _BOOLS = {"true": True, "false": False}
-_API_KEY = b"x-api-key"
 
 
 def _query(raw: bytes) -> dict[str, str] | None:
@@ -110,29 +112,16 @@ class RecommendationsLane:
         if not user_id or n is None or (category is not None and not 1 <= len(category) <= MAX_CATEGORY_LENGTH) \
                 or (exclude is not None and exclude not in _BOOLS):
             return None
-        presented = None
-        for name, value in scope["headers"]:
-            if name == _API_KEY:   # the first, as Starlette's headers.get
-                presented = value.decode("latin-1")
-                break
-        if not presented:
-            return None
         app = scope["app"]
         state = app.state.serving
-        client = scope["client"][0] if scope.get("client") else "unknown"
-        # the checks of api.deps.authorize and get_bundle, in their order; what they would
-        # refresh first (keys, erasures) or refuse is left to them
-        if state.unauthenticated.wait(client) > 0 or state.keys_changed():
-            return None
-        key = state.keys.authenticate(presented)
-        if key is None or SCOPE not in key.scopes or state.privacy_changed():
-            return None
-        bundle = state.bundle
+        # what get_bundle and the route would do first (take erasures out) or refuse is left to
+        # them; checked before `admit`, which takes the key's token when it admits the request
+        bundle = ready_bundle(state)
         if bundle is None or bundle.recommender is None or bundle.item_details is None:
             return None
         if category is not None and not self._known(bundle.recommender, category):
             return None
-        if state.limiter.acquire(key.key_id) > 0:   # refused: took no token, FastAPI answers the 429
+        if not isinstance(admit(state, *credentials(scope), _SCOPES), ApiKey):   # refused, it took nothing
             return None
         try:
             return recommendations_response(bundle, app.state.live, user_id, n, category,

@@ -322,3 +322,64 @@ def test_an_unexpected_error_in_the_lane_is_a_500_problem_with_an_incident(make_
 def test_the_openapi_document_is_the_routes(make_pair):
     p = make_pair()
     assert p.lane.get("/openapi.json").json() == p.plain.get("/openapi.json").json()
+
+
+def _add_key(p: Pair) -> None:
+    """A key created after both apps read the keys file: each must read it again."""
+    p.home.keys["late"] = create_key(DataHome(p.home.root).keys_file, "late", ["recommendations:read"])
+
+
+AUTH_STATES = {
+    # name: (settings, what is done to the home first, then (role, expected status) per request)
+    "revoked key": ({}, lambda p: revoke_key(DataHome(p.home.root).keys_file, "recs"), [("recs", 401)] * 2),
+    "key without the scope": ({}, None, [("profiles", 403), ("admin", 403)]),
+    "no key, then a valid one": ({}, None, [(None, 401), ("recs", 200)]),
+    "client over its rate without a valid key": (
+        {"rate_limit_per_s": 0.01, "rate_limit_burst": 2}, None,
+        [("bogus", 401), ("bogus", 401), ("recs", 429), ("all", 429)]),
+    "key over its rate": ({"rate_limit_per_s": 0.01, "rate_limit_burst": 2}, None,
+                          [("recs", 200), ("recs", 200), ("recs", 429), ("all", 200)]),
+    "erased user": ({}, lambda p: ErasureLog(p.home.root).record(USER), [("recs", 200)] * 2),
+    "key added since the keys were read": ({}, _add_key, [("late", 200)] * 2),
+}
+
+
+@pytest.mark.parametrize("form", ["path", "query"])
+@pytest.mark.parametrize("state", list(AUTH_STATES))
+def test_the_lane_and_fastapi_agree_on_each_auth_state(make_pair, state, form):
+    """The same requests in the same auth state, through the app with the lane and the app
+    without it, get the same answers one by one (status, headers, body): both authorize through
+    `api.deps.admit`, and a refused request takes no token in the lane that FastAPI takes again."""
+    overrides, prepare, steps = AUTH_STATES[state]
+    p = make_pair(**overrides)
+    if prepare is not None:
+        prepare(p)
+    url, query = _url(form, USER)
+    for role, status in steps:
+        headers = {} if role is None else {"X-API-Key": p.home.keys.get(role, role)}
+        lane, plain = _both(p, url, params=query or None, headers=headers)
+        assert lane == plain, (state, role)
+        assert lane[0] == status, (state, role, lane)
+        if state == "erased user":
+            assert b'"source":"fallback"' in lane[2]
+
+
+NEIGHBOURS = {
+    # the id as sent (percent-encoded where it is in the path), whether the recommender knows it
+    USER: True,
+    "%20u0000001%09": True,                  # whitespace at either end is not part of an id
+    "u000000": False, "u00000010": False,    # its prefix and an extension (longer than every known id)
+    "u0000001%2F": False, "u0000001%25": False, "U0000001": False, "u0000001%00": False,
+}
+
+
+@pytest.mark.parametrize("form", ["path", "query"])
+def test_near_neighbours_of_a_known_user_are_unknown_users(make_pair, form):
+    p = make_pair()
+    for sent, known in NEIGHBOURS.items():
+        url, query = (f"/v1/users/{sent}/recommendations", {}) if form == "path" else \
+            (f"/v1/users/recommendations?user_id={sent}", {})
+        p.handed_on.clear()
+        lane, plain = _both(p, url, headers=p.home.headers("recs"))
+        assert lane == plain and lane[0] == 200 and p.handed_on == [], sent
+        assert (b'"source":"model"' in lane[2]) == known, sent

@@ -30,8 +30,8 @@ validation Qini interval needs (`[promotions] qini_half_width`, `behavior.uplift
 each start the full features and the target affinity are computed for those users only, and for
 the population only the columns its segments rank (`rfm_sql`). Each arm's choice runs on a worker
 thread as soon as its rows are ready, while the next promotion is evaluated, and every customer
-is scored by the served targets on threads too (`WORKERS`, one per core), from one numeric
-feature matrix.
+is scored in one pass over blocks of customers on threads too (`WORKERS`, one per core): each
+block's numeric feature matrix is made once and scored by every served target.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.store import bundle as B
 from behavior.uplift_sampling import UNUSED
-from behavior.uplift_training import Served, arm_parts, cell_of, model_matrix, on_threads, train_arms_of
+from behavior.uplift_training import NON_FEATURES, Served, arm_parts, cell_of, model_matrix, on_threads, train_arms_of
 from pipelines.stage import StageResult
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
@@ -61,6 +61,8 @@ SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift"
 # the arms' choices and the targets' scores run this many at once, on threads (the boosters
 # release the GIL while they grow trees and predict)
 WORKERS = len(os.sched_getaffinity(0))
+SCORE_ROWS = 100_000   # customers per block of scoring: bounds the memory of each thread's feature matrix
+RFM_COLUMNS = ("recency_days", "n_payments", "net_spend")   # what `rfm_scores` ranks
 CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
 
 
@@ -89,14 +91,19 @@ def _affinity_at(engine, as_of, category: str, users: pd.Series, lines: str = "p
     return _share_of(engine.arrow(sql, {"category": category}), users)
 
 
-def _share_of(table: pa.Table, users: pd.Series) -> np.ndarray:
-    """The `share` of each of `users` in a (user_id, share) table, 0 where it has none."""
-    share = pd.Series(table.column("share").to_numpy(zero_copy_only=False),
-                      index=table.column("user_id").to_numpy(zero_copy_only=False))
-    return users.map(share).fillna(0.0).to_numpy(float)
+def _share_of(table: pa.Table, users) -> np.ndarray:
+    """The `share` of each of `users` (ids: a pandas Series or an Arrow array) in a (user_id,
+    share) table of one row per user, 0 where it has none."""
+    ids = users if isinstance(users, (pa.Array, pa.ChunkedArray)) else pa.array(users, type=pa.string())
+    known = table.column("user_id").combine_chunks().cast(ids.type)
+    at = pc.index_in(ids, value_set=known).to_numpy(zero_copy_only=False)   # NaN where absent
+    out = np.zeros(len(ids))
+    found = ~np.isnan(at)
+    out[found] = table.column("share").to_numpy()[at[found].astype(np.int64)]
+    return out
 
 
-def _affinity_now(table: pa.Table, category: str, users: pd.Series) -> np.ndarray:
+def _affinity_now(table: pa.Table, category: str, users) -> np.ndarray:
     """`_affinity_at` as_of, from the published category_affinity table."""
     if category == "any":
         return np.ones(len(users))
@@ -271,19 +278,43 @@ def _uplift(ctx, arms: Iterator[tuple[pd.DataFrame, pd.DataFrame]], evaluated: l
         up["skipped"] = "no promotion arm could train an uplift model (see the notes): targeting uses the fallback rule"
         section["notes"].append(up["skipped"])
         return _empty_scores()
-    feats = ctx.outputs["features"].to_pandas()
-    segments_now = feats["user_id"].map(_segments_at(feats))
-    numeric = model_matrix(feats, np.zeros(len(feats)), False)   # the targets differ in the last two columns
-
-    def score(item: tuple[str, Served]) -> pd.DataFrame:
-        target, s = item
-        affinity = _affinity_now(affinity_now, target, feats["user_id"])
-        Xn = numeric.assign(target_affinity=affinity, target_is_any=float(target == "any"))[list(s.columns)]
-        cells = cell_of(segments_now, affinity, target == "any")
-        return pd.DataFrame({"user_id": feats["user_id"], "target": target,
-                             "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)})
-
-    out = on_threads(score, list(served.items()), WORKERS)
-    table = pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=SCHEMA, preserve_index=False)
+    table = _scores(ctx.outputs["features"], served, affinity_now)
     artifacts[B.UPLIFT_SCORES] = table
     return table
+
+
+def _scores(features: pa.Table, served: dict[str, Served], affinity_now: pa.Table) -> pa.Table:
+    """Every customer's uplift and P(redeem) per served target (SCHEMA; the targets in the order of
+    `served`, the customers in the order of `features`), in one pass over blocks of SCORE_ROWS
+    customers on WORKERS threads: each block's numeric feature matrix is made once and scored by
+    every target (a prediction reads its own row only, so the blocks change no value)."""
+    users = features.column("user_id")
+    n = len(users)
+    if n == 0:
+        return _empty_scores()
+    # the features table has one row per user, so each user's segment is in the same row
+    segments = _segments_at(features.select(["user_id", *RFM_COLUMNS]).to_pandas()).to_numpy()
+    affinity = {target: _affinity_now(affinity_now, target, users) for target in served}
+    cells = {target: cell_of(segments, affinity[target], target == "any") for target in served}
+    numeric = [c for c in features.column_names if c not in NON_FEATURES]
+
+    def block(start: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        part = features.select(numeric).slice(start, SCORE_ROWS).to_pandas()
+        X = model_matrix(part, np.zeros(len(part)), False)   # the targets differ in the last two columns
+        rows = slice(start, start + len(X))
+        out = {}
+        for target, s in served.items():
+            Xn = X.assign(target_affinity=affinity[target][rows], target_is_any=float(target == "any"))[list(s.columns)]
+            out[target] = (s.model.uplift(Xn, cells[target][rows]), s.model.p_redeem(Xn))
+        return out
+
+    blocks = on_threads(block, range(0, n, SCORE_ROWS), WORKERS)
+    per_target = []
+    for target in served:
+        per_target.append(pa.table({
+            "user_id": users,
+            "target": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([target])),
+            "uplift": np.concatenate([b[target][0] for b in blocks]).astype(float),
+            "p_redeem": np.concatenate([b[target][1] for b in blocks]).astype(float),
+        }).cast(SCHEMA))
+    return pa.concat_tables(per_target)

@@ -5,11 +5,14 @@ from datetime import datetime, timezone
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from behavior.uplift import ClassTransformation, default_classifier, qini_coefficient
 from behavior.uplift_selection import SIMPLICITY
+from behavior.uplift_training import model_matrix
 from pipelines.config import Config, PromotionsConfig
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import open_context, run_pipeline
@@ -30,10 +33,21 @@ def lake(tmp_path_factory):
     return home, root / "synth"
 
 
+SCORED: dict = {}   # what the report's run scored every customer with (`stage._scores`'s arguments)
+
+
 @pytest.fixture(scope="module")
 def report(lake):
     home, _ = lake
-    return run_pipeline(home, Config(), stages=["promotions"])
+    scores = stage._scores
+
+    def keep(*args):
+        SCORED["args"] = args
+        return scores(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage, "_scores", keep)
+        return run_pipeline(home, Config(), stages=["promotions"])
 
 
 def test_effectiveness_covers_the_planted_lift(lake, report):
@@ -122,6 +136,44 @@ def test_uplift_scores_for_every_customer_and_trained_target(lake, report):
     per_target = scores.groupby("target")["user_id"].nunique()
     assert (per_target == report["stages"]["features"]["rows"]).all()
     assert scores["p_redeem"].between(0, 1).all() and scores["uplift"].between(-1, 1).all()
+
+
+def _scores_target_by_target(features: pa.Table, served: dict, affinity_now: pa.Table) -> pa.Table:
+    """The uplift scores as the stage computed them before its one pass over blocks of customers:
+    every customer per target at once, the affinities and segments mapped by user_id, one cell
+    text per row, every row of a cell or response bin predicted by itself."""
+    feats = features.to_pandas()
+    segments_now = feats["user_id"].map(stage._segments_at(feats))
+    numeric = model_matrix(feats, np.zeros(len(feats)), False)
+    out = []
+    for target, s in served.items():
+        mine = affinity_now.filter(pc.equal(affinity_now.column("category"), target)).to_pandas()
+        affinity = (np.ones(len(feats)) if target == "any"
+                    else feats["user_id"].map(mine.set_index("user_id")["share"]).fillna(0.0).to_numpy(float))
+        Xn = numeric.assign(target_affinity=affinity, target_is_any=float(target == "any"))[list(s.columns)]
+        band = (np.full(len(feats), "any", dtype=object) if target == "any"
+                else np.where(affinity <= 0, "none", np.where(affinity < 0.25, "low", "high")).astype(object))
+        cells = (pd.Series(segments_now, dtype="object").fillna("no history").to_numpy().astype(str).astype(object)
+                 + " | " + band).astype(object)
+        m = s.model
+        uplift = {"random": lambda: m.model.predict(np.zeros(len(Xn))), "cell_mean": lambda: m.model.predict(cells),
+                  "response": lambda: m.bins.predict(np.digitize(m.model.predict(Xn), m.edges))}.get(
+                      m.name, lambda: m.model.predict(Xn))()
+        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": target, "uplift": uplift,
+                                 "p_redeem": m.p_redeem(Xn)}))
+    return pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=stage.SCHEMA, preserve_index=False)
+
+
+@pytest.mark.parametrize("rows", [1_000, stage.SCORE_ROWS])
+def test_scores_in_blocks_are_the_scores_of_every_customer_at_once(report, monkeypatch, rows):
+    """The one pass over blocks of customers on threads gives every customer's uplift and
+    P(redeem) per target, bit for bit, as scoring each target on all customers at once."""
+    features, served, affinity_now = SCORED["args"]
+    assert len(served) >= 2 and len(features) > 3 * 1_000
+    monkeypatch.setattr(stage, "SCORE_ROWS", rows)
+    got = stage._scores(features, served, affinity_now)
+    assert got.schema == stage.SCHEMA
+    assert got.equals(_scores_target_by_target(features, served, affinity_now))
 
 
 def _con(promotions: pd.DataFrame, assignments: pd.DataFrame):

@@ -28,7 +28,8 @@ promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the sa
 uplift models are fitted on the driver. Each arm is trained and chosen on the users its
 validation Qini interval needs (`[promotions] qini_half_width`, `behavior.uplift_sampling`), so at
 each start the full features and the target affinity are computed for those users only, and for
-the population only the columns its segments rank (`rfm_sql`). Each arm's choice runs on a worker
+the population only the columns its segments rank, at every start in one pass
+(`P.rfm_at_starts_sql`). Each arm's choice runs on a worker
 thread as soon as its rows are ready, while the next promotion is evaluated, and every customer
 is scored in one pass over blocks of customers on threads too (`WORKERS`, one per core): each
 block's numeric feature matrix is made once and scored by every served target.
@@ -48,7 +49,7 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
-from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql, rfm_sql
+from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.store import bundle as B
@@ -198,10 +199,11 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
                                                dialect=engine.dialect))
     finally:
         engine.unregister("_promo_windows")
-    for p in ok:
+    rfm = _rfm_at(ctx, [p["starts_at"].to_pydatetime() for p in ok])
+    for k, p in enumerate(ok):
         start = p["starts_at"].to_pydatetime()
         o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        seg = _segments_at(_rfm_at(ctx, start).to_pandas())
+        seg = _segments_at(_rfm_of(rfm, k))
         entry = section["effectiveness"][p["promotion_id"]]
         entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
                                      seed=cfg.seed, pre_days=cfg.pre_days))
@@ -242,9 +244,24 @@ def _of_users(lines: str) -> str:
     return f"(SELECT * FROM {lines} WHERE user_id IN (SELECT user_id FROM _promo_users))"
 
 
-def _rfm_at(ctx, start) -> pa.Table:
-    """Every user's R, F and M columns at a promotion start (`rfm_sql`), what segments rank."""
-    return _per_user_at(ctx, start, rfm_sql)
+def _rfm_at(ctx, starts: list) -> pa.Table:
+    """Every user's R, F and M columns at each of the promotion `starts` (k-th: the columns
+    suffixed `_k`, `P.rfm_at_starts_sql`), what segments rank, from one pass over the user parts."""
+    engine = ctx.engine
+    parts = ctx.user_parts
+    parts.covers("payments", starts, parts.columns)
+    tz_aware = engine.dialect.is_tz_aware(parts.types["paid_at"])
+    literals = [as_of_literal(s, tz_aware=tz_aware, dialect=engine.dialect) for s in starts]
+    sql = lambda lines, _latest, d: P.rfm_at_starts_sql(lines, literals, d)   # noqa: E731 (every start at once)
+    return _per_user_at(ctx, max(starts), sql)
+
+
+def _rfm_of(rfm: pa.Table, k: int) -> pd.DataFrame:
+    """The k-th start's (user_id, recency_days, n_payments, net_spend) of `_rfm_at`: `rfm_sql`'s
+    table at that start."""
+    at = rfm.filter(pc.greater(rfm.column(f"n_payments_{k}"), 0))
+    return pd.DataFrame({"user_id": at.column("user_id").to_numpy(zero_copy_only=False),
+                         **{c: at.column(f"{c}_{k}").to_numpy(zero_copy_only=False) for c in RFM_COLUMNS}})
 
 
 def _per_user_at(ctx, start, sql_of) -> pa.Table:

@@ -282,8 +282,9 @@ def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
 def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake, monkeypatch, part_lines):
     """The stage computes the full features and the target affinity at a promotion start for
     the assigned users its arm's choice reads only, and the R, F and M columns (the segments
-    rank the whole population) for everyone: both must be the rows and columns of the
-    population's feature table at that start, in one part of the log or in several."""
+    rank the whole population) for everyone at every start in one pass: both must be the rows
+    and columns of the population's feature table at that start (and `rfm_sql`'s at each
+    start), in one part of the log or in several."""
     from behavior import features as F
 
     if part_lines:
@@ -306,9 +307,15 @@ def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake,
         np.testing.assert_array_equal(affinity[used], stage._affinity_at(ctx.engine, start, category, users[used]))
         assert (affinity[~used] == 0).all() and (affinity[used] > 0).any()
         assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
-        rfm = stage._rfm_at(ctx, start).to_pandas().set_index("user_id").sort_index()
+        starts = [row[0] for row in ctx.con.execute("SELECT starts_at FROM promotions ORDER BY starts_at").fetchall()]
+        assert len(starts) >= 3 and starts[-1] == start
+        every = stage._rfm_at(ctx, starts)
+        rfm = stage._rfm_of(every, len(starts) - 1).set_index("user_id").sort_index()
         pd.testing.assert_frame_equal(rfm, population[["recency_days", "n_payments", "net_spend"]].sort_index(),
                                       check_dtype=False)
+        for k, at in enumerate(starts):   # each start's columns are rfm_sql's table at it, row for row
+            alone = stage._per_user_at(ctx, at, F.rfm_sql).to_pandas()
+            pd.testing.assert_frame_equal(stage._rfm_of(every, k), alone, check_dtype=False)
     finally:
         ctx.user_parts.close()
         ctx.con.close()

@@ -27,9 +27,9 @@ Every query of the log (outcomes in the promotion windows, affinities, features 
 promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the same SQL); the
 uplift models are fitted on the driver. Each arm is trained and chosen on the users its
 validation Qini interval needs (`[promotions] qini_half_width`, `behavior.uplift_sampling`), so at
-each start the full features and the target affinity are computed for those users only, and for
-the population only the columns its segments rank, at every start in one pass
-(`P.rfm_at_starts_sql`). Each arm's choice runs on a worker
+each start the full features and the target affinity are computed for those users only (from
+their lines, read from the user parts once for every start), and for the population only the
+columns its segments rank, at every start in one pass (`P.rfm_at_starts_sql`). Each arm's choice runs on a worker
 thread as soon as its rows are ready, while the next promotion is evaluated, and every customer
 is scored in one pass over blocks of customers on threads too (`WORKERS`, one per core): each
 block's numeric feature matrix is made once and scored by every served target.
@@ -40,7 +40,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import numpy as np
 import pandas as pd
@@ -200,12 +200,12 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
     finally:
         engine.unregister("_promo_windows")
     rfm = _rfm_at(ctx, [p["starts_at"].to_pydatetime() for p in ok])
+    arms = []   # (promotion, its outcomes, meta, segments at its start, used) of each estimated one
     for k, p in enumerate(ok):
-        start = p["starts_at"].to_pydatetime()
         o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        seg = _segments_at(_rfm_of(rfm, k))
+        seg = o["user_id"].map(_segments_at(_rfm_of(rfm, k)))
         entry = section["effectiveness"][p["promotion_id"]]
-        entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
+        entry.update(P.effectiveness(o, p["cost"], segments=seg, amounts=ctx.has_amounts(),
                                      seed=cfg.seed, pre_days=cfg.pre_days))
         if entry["status"] != "estimated":
             continue
@@ -216,24 +216,56 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
                              "starts_at": p["starts_at"], "assigned_at": o["assigned_at"].to_numpy()})
         # the users the arm's choice reads (`train_arms_of` splits and samples the arm the same way)
         used = arm_parts(meta, cfg.seed, cfg.qini_half_width)[0] != UNUSED
-        feats, affinity = _arm_inputs(ctx, start, category, o["user_id"], used)
-        meta["cell"] = cell_of(o["user_id"].map(seg), affinity, category == "any")
-        evaluated.append(p["promotion_id"])
-        yield model_matrix(o[["user_id"]].merge(feats, on="user_id", how="left"), affinity, category == "any"), meta
+        arms.append((p, o, meta, seg, used))
+    if not arms:
+        return
+    readers = np.concatenate([o["user_id"].to_numpy()[used] for _, o, _, _, used in arms])
+    with _lines_of(ctx, pd.unique(readers), max(p["starts_at"].to_pydatetime() for p, *_ in arms)):
+        for p, o, meta, seg, used in arms:
+            category = str(meta["target"].iloc[0])
+            feats, affinity = _arm_inputs(ctx, p["starts_at"].to_pydatetime(), category, o["user_id"], used)
+            meta["cell"] = cell_of(seg, affinity, category == "any")
+            evaluated.append(p["promotion_id"])
+            yield model_matrix(o[["user_id"]].merge(feats, on="user_id", how="left"), affinity, category == "any"), meta
+
+
+LINES = "_promo_lines"
+
+
+@contextmanager
+def _lines_of(ctx, users: np.ndarray, latest):
+    """The lines before `latest` of `users` (the user parts' columns), registered as LINES for
+    `_arm_inputs`: read from the user parts once, where every start's features of the arms'
+    users would each read every line."""
+    engine = ctx.engine
+    columns = ", ".join(ctx.user_parts.columns)
+    engine.register("_promo_users", pa.table({"user_id": pa.array(users, type=pa.string())}))
+    try:
+        lines = _per_user_at(ctx, latest, lambda part, literal, d: (
+            f"SELECT {columns} FROM {_of_users(part)} l WHERE paid_at < {literal}"))
+    finally:
+        engine.unregister("_promo_users")
+    engine.register(LINES, lines)
+    try:
+        yield
+    finally:
+        engine.unregister(LINES)
 
 
 def _arm_inputs(ctx, start, category: str, users: pd.Series, used: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """(the full features at `start` of the `used` ones of `users`, each user's affinity to
     `category` at `start`, 0 for the users not used unless the category is 'any'), from those
-    users' lines alone: a user's features read only that user's lines, so they are the
-    population table's rows."""
+    users' lines alone (in LINES, `_lines_of`): a user's features read only that user's lines,
+    so they are the population table's rows."""
     engine = ctx.engine
     affinity = np.full(len(users), 1.0 if category == "any" else 0.0)
+    literal = as_of_literal(start, tz_aware=engine.dialect.is_tz_aware(ctx.user_parts.types["paid_at"]),
+                            dialect=engine.dialect)
     engine.register("_promo_users", pa.table({"user_id": users[used].to_numpy()}))
     try:
-        feats = _per_user_at(ctx, start, lambda lines, literal, d: feature_sql(
-            _of_users(lines), literal, "promotion_id" in ctx.user_parts.columns, d)).cast(FEATURE_SCHEMA)
-        affinity[used] = _affinity_at(engine, start, category, users[used], lines=_of_users("payments"))
+        feats = engine.arrow(feature_sql(_of_users(LINES), literal, "promotion_id" in ctx.user_parts.columns,
+                                         engine.dialect)).cast(FEATURE_SCHEMA)
+        affinity[used] = _affinity_at(engine, start, category, users[used], lines=_of_users(LINES))
     finally:
         engine.unregister("_promo_users")
     return feats.to_pandas(), affinity

@@ -300,13 +300,15 @@ def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake,
         population = F.user_features(ctx.engine, "payments", start, ctx.user_parts).to_pandas().set_index("user_id")
         assert len(ctx.user_parts.relations()) == 1 if part_lines is None else len(ctx.user_parts.relations()) > 1
         category = population["top_category"].value_counts().index[0]
-        mine, affinity = stage._arm_inputs(ctx, start, category, users, used)
+        # the lines of more users than one arm reads, up to a later time than its start (as the stage's)
+        with stage._lines_of(ctx, users.to_numpy(), ctx.as_of):
+            mine, affinity = stage._arm_inputs(ctx, start, category, users, used)
+            assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
         mine = mine.set_index("user_id")
         assert set(mine.index) == set(users[used]) & set(population.index) and len(mine) > 1000
         pd.testing.assert_frame_equal(mine, population.loc[mine.index])
         np.testing.assert_array_equal(affinity[used], stage._affinity_at(ctx.engine, start, category, users[used]))
         assert (affinity[~used] == 0).all() and (affinity[used] > 0).any()
-        assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
         starts = [row[0] for row in ctx.con.execute("SELECT starts_at FROM promotions ORDER BY starts_at").fetchall()]
         assert len(starts) >= 3 and starts[-1] == start
         every = stage._rfm_at(ctx, starts)

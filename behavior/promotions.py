@@ -37,6 +37,7 @@ PRE_DAYS = 90
 MIN_GROUP = 30   # users per group below which no effect is estimated
 SEGMENT_MIN_GROUP = 30
 CANNOT = "cannot be estimated"
+_US_PER_DAY = 86_400_000_000
 
 
 NO_AMOUNTS = "the lake has no amounts: revenue lifts are not computed (every revenue would read 0)"
@@ -269,3 +270,40 @@ def item_categories_sql(payments: str, dialect: str | Dialect = "duckdb") -> str
         SELECT item_id, category, row_number() OVER (PARTITION BY item_id ORDER BY count(*) DESC, category) AS k
         FROM {payments} WHERE category IS NOT NULL GROUP BY item_id, category)
     WHERE k = 1 ORDER BY item_id"""
+
+
+def rfm_at_starts_sql(payments: str, as_of_literals: list[str], dialect: str | Dialect = "duckdb") -> str:
+    """`behavior.features.rfm_sql` at each of several as_ofs (literals in `dialect`) from one pass
+    over `payments`: per user, `recency_days_<k>`, `n_payments_<k>` and `net_spend_<k>` of the
+    lines before the k-th as_of, ordered by user_id. A user with no successful payment before the
+    k-th has `n_payments_<k>` = 0 (and is not in rfm_sql's table at it); the others have rfm_sql's
+    values there. The same values because a payment's time in rfm_sql is the earliest of its
+    lines before the as_of, which is its earliest line overall whenever that is before the as_of,
+    and its amount the sum of those lines."""
+    d = get_dialect(dialect)
+    latest = f"GREATEST({', '.join(as_of_literals)})" if len(as_of_literals) > 1 else as_of_literals[0]
+    each = list(enumerate(as_of_literals))
+    amounts = ", ".join(f"SUM(amount) FILTER (WHERE paid_at < {lit}) AS amount_{k}" for k, lit in each)
+    per_user = ", ".join(f"MAX(paid_at) FILTER (WHERE paid_at < {lit}) AS last_{k}, "
+                         f"COUNT(*) FILTER (WHERE paid_at < {lit}) AS n_{k}, SUM(amount_{k}) AS spend_{k}"
+                         for k, lit in each)
+    refunds = ", ".join(f"SUM(ABS(amount)) FILTER (WHERE paid_at < {lit}) AS refund_{k}" for k, lit in each)
+    columns = ", ".join(
+        f"CAST({d.epoch_us.format(lit)} - {d.epoch_us.format(f'u.last_{k}')} AS DOUBLE) / {_US_PER_DAY} AS recency_days_{k}, "
+        f"u.n_{k} AS n_payments_{k}, CAST(u.spend_{k} - COALESCE(o.refund_{k}, 0) AS DOUBLE) AS net_spend_{k}"
+        for k, lit in each)
+    return f"""
+    WITH pay AS (
+        SELECT user_id, MIN(paid_at) AS paid_at, {amounts}
+        FROM {payments}
+        WHERE paid_at < {latest} AND status = 'success'
+        GROUP BY user_id, payment_id),
+    u AS (SELECT user_id, {per_user} FROM pay GROUP BY user_id),
+    o AS (
+        SELECT user_id, {refunds}
+        FROM {payments}
+        WHERE paid_at < {latest} AND status = 'refund'
+        GROUP BY user_id)
+    SELECT u.user_id, {columns}
+    FROM u LEFT JOIN o ON o.user_id = u.user_id
+    ORDER BY u.user_id"""

@@ -142,6 +142,13 @@ def _qini(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> float:
     return qini_coefficient(y, t, s)
 
 
+def _per_key(model: CellMeanUplift, keys) -> np.ndarray:
+    """`model.predict(keys)` of a 1-D array of keys, each distinct key predicted once (a key's
+    uplift is one look-up; making the text of each of millions of keys is not)."""
+    at, distinct = pd.factorize(np.asarray(keys), use_na_sentinel=False)
+    return model.predict(np.asarray(distinct))[at]
+
+
 @dataclass(frozen=True)
 class ArmModel:
     """What the bundle serves for one arm (the module doc says how each candidate serves an uplift)."""
@@ -154,11 +161,11 @@ class ArmModel:
 
     def uplift(self, X: pd.DataFrame, cells: np.ndarray) -> np.ndarray:
         if self.name == "random":
-            return self.model.predict(np.zeros(len(X)))
+            return _per_key(self.model, np.zeros(len(X)))
         if self.name == "cell_mean":
-            return self.model.predict(cells)
+            return _per_key(self.model, cells)
         if self.name == "response":
-            return self.bins.predict(np.digitize(self.model.predict(X), self.edges))
+            return _per_key(self.bins, np.digitize(self.model.predict(X), self.edges))
         return self.model.predict(X)
 
     def p_redeem(self, X: pd.DataFrame) -> np.ndarray:

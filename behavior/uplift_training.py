@@ -47,14 +47,20 @@ def model_matrix(features: pd.DataFrame, target_affinity: np.ndarray, target_is_
     return X.reset_index(drop=True)
 
 
+BANDS = np.array(["any", "none", "low", "high"], dtype=object)
+
+
 def cell_of(segments, target_affinity, target_is_any: bool) -> np.ndarray:
     """The coarse cell of each user: '<segment> | <affinity band>' where the band is 'any' (the
-    target is everything), 'none' (no line in the target), 'low' (< 25% of lines) or 'high'."""
+    target is everything), 'none' (no line in the target), 'low' (< 25% of lines) or 'high'.
+    (Each distinct cell's text is made once: a few dozen cells, millions of customers.)"""
     a = np.asarray(target_affinity, float)
-    band = (np.full(len(a), "any", dtype=object) if target_is_any
-            else np.where(a <= 0, "none", np.where(a < AFFINITY_HIGH, "low", "high")).astype(object))
+    band = np.zeros(len(a), np.int64) if target_is_any else np.where(a <= 0, 1, np.where(a < AFFINITY_HIGH, 2, 3))
     seg = pd.Series(segments, dtype="object").fillna("no history").to_numpy()
-    return (seg.astype(str).astype(object) + " | " + band).astype(object)
+    codes, names = pd.factorize(seg)
+    pairs, at = np.unique(codes * len(BANDS) + band, return_inverse=True)
+    text = np.array([f"{names[p // len(BANDS)]} | {BANDS[p % len(BANDS)]}" for p in pairs], dtype=object)
+    return text[at.reshape(-1)] if len(a) else np.empty(0, dtype=object)
 
 
 @dataclass(frozen=True)

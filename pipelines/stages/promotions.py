@@ -27,11 +27,12 @@ Every query of the log (outcomes in the promotion windows, affinities, features 
 promotion start) runs on the run's engine (`ctx.engine`: DuckDB or Spark, the same SQL); the
 uplift models are fitted on the driver. Each arm is trained and chosen on the users its
 validation Qini interval needs (`[promotions] qini_half_width`, `behavior.uplift_sampling`), so at
-each start the full features and the target affinity are computed for those users only, and for
-the population only the columns its segments rank (`rfm_sql`). Each arm's choice runs on a worker
+each start the full features and the target affinity are computed for those users only (from
+their lines, read from the user parts once for every start), and for the population only the
+columns its segments rank, at every start in one pass (`P.rfm_at_starts_sql`). Each arm's choice runs on a worker
 thread as soon as its rows are ready, while the next promotion is evaluated, and every customer
-is scored by the served targets on threads too (`WORKERS`, one per core), from one numeric
-feature matrix.
+is scored in one pass over blocks of customers on threads too (`WORKERS`, one per core): each
+block's numeric feature matrix is made once and scored by every served target.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import numpy as np
 import pandas as pd
@@ -48,12 +49,12 @@ import pyarrow.compute as pc
 from threadpoolctl import threadpool_limits
 
 from behavior import promotions as P
-from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql, rfm_sql
+from behavior.features import FEATURE_SCHEMA, as_of_literal, by_user_part, feature_sql
 from behavior.segments import assign_segments, rfm_scores
 from behavior.sql_dialect import as_engine
 from behavior.store import bundle as B
 from behavior.uplift_sampling import UNUSED
-from behavior.uplift_training import Served, arm_parts, cell_of, model_matrix, on_threads, train_arms_of
+from behavior.uplift_training import NON_FEATURES, Served, arm_parts, cell_of, model_matrix, on_threads, train_arms_of
 from pipelines.stage import StageResult
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift", pa.float64()),
@@ -61,6 +62,8 @@ SCHEMA = pa.schema([("user_id", pa.string()), ("target", pa.string()), ("uplift"
 # the arms' choices and the targets' scores run this many at once, on threads (the boosters
 # release the GIL while they grow trees and predict)
 WORKERS = len(os.sched_getaffinity(0))
+SCORE_ROWS = 100_000   # customers per block of scoring: bounds the memory of each thread's feature matrix
+RFM_COLUMNS = ("recency_days", "n_payments", "net_spend")   # what `rfm_scores` ranks
 CONTACTS = pa.schema([("user_id", pa.string()), ("last_contacted_at", pa.timestamp("us", tz="UTC"))])
 
 
@@ -89,14 +92,19 @@ def _affinity_at(engine, as_of, category: str, users: pd.Series, lines: str = "p
     return _share_of(engine.arrow(sql, {"category": category}), users)
 
 
-def _share_of(table: pa.Table, users: pd.Series) -> np.ndarray:
-    """The `share` of each of `users` in a (user_id, share) table, 0 where it has none."""
-    share = pd.Series(table.column("share").to_numpy(zero_copy_only=False),
-                      index=table.column("user_id").to_numpy(zero_copy_only=False))
-    return users.map(share).fillna(0.0).to_numpy(float)
+def _share_of(table: pa.Table, users) -> np.ndarray:
+    """The `share` of each of `users` (ids: a pandas Series or an Arrow array) in a (user_id,
+    share) table of one row per user, 0 where it has none."""
+    ids = users if isinstance(users, (pa.Array, pa.ChunkedArray)) else pa.array(users, type=pa.string())
+    known = table.column("user_id").combine_chunks().cast(ids.type)
+    at = pc.index_in(ids, value_set=known).to_numpy(zero_copy_only=False)   # NaN where absent
+    out = np.zeros(len(ids))
+    found = ~np.isnan(at)
+    out[found] = table.column("share").to_numpy()[at[found].astype(np.int64)]
+    return out
 
 
-def _affinity_now(table: pa.Table, category: str, users: pd.Series) -> np.ndarray:
+def _affinity_now(table: pa.Table, category: str, users) -> np.ndarray:
     """`_affinity_at` as_of, from the published category_affinity table."""
     if category == "any":
         return np.ones(len(users))
@@ -191,12 +199,13 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
                                                dialect=engine.dialect))
     finally:
         engine.unregister("_promo_windows")
-    for p in ok:
-        start = p["starts_at"].to_pydatetime()
+    rfm = _rfm_at(ctx, [p["starts_at"].to_pydatetime() for p in ok])
+    arms = []   # (promotion, its outcomes, meta, segments at its start, used) of each estimated one
+    for k, p in enumerate(ok):
         o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        seg = _segments_at(_rfm_at(ctx, start).to_pandas())
+        seg = o["user_id"].map(_segments_at(_rfm_of(rfm, k)))
         entry = section["effectiveness"][p["promotion_id"]]
-        entry.update(P.effectiveness(o, p["cost"], segments=o["user_id"].map(seg), amounts=ctx.has_amounts(),
+        entry.update(P.effectiveness(o, p["cost"], segments=seg, amounts=ctx.has_amounts(),
                                      seed=cfg.seed, pre_days=cfg.pre_days))
         if entry["status"] != "estimated":
             continue
@@ -207,24 +216,56 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
                              "starts_at": p["starts_at"], "assigned_at": o["assigned_at"].to_numpy()})
         # the users the arm's choice reads (`train_arms_of` splits and samples the arm the same way)
         used = arm_parts(meta, cfg.seed, cfg.qini_half_width)[0] != UNUSED
-        feats, affinity = _arm_inputs(ctx, start, category, o["user_id"], used)
-        meta["cell"] = cell_of(o["user_id"].map(seg), affinity, category == "any")
-        evaluated.append(p["promotion_id"])
-        yield model_matrix(o[["user_id"]].merge(feats, on="user_id", how="left"), affinity, category == "any"), meta
+        arms.append((p, o, meta, seg, used))
+    if not arms:
+        return
+    readers = np.concatenate([o["user_id"].to_numpy()[used] for _, o, _, _, used in arms])
+    with _lines_of(ctx, pd.unique(readers), max(p["starts_at"].to_pydatetime() for p, *_ in arms)):
+        for p, o, meta, seg, used in arms:
+            category = str(meta["target"].iloc[0])
+            feats, affinity = _arm_inputs(ctx, p["starts_at"].to_pydatetime(), category, o["user_id"], used)
+            meta["cell"] = cell_of(seg, affinity, category == "any")
+            evaluated.append(p["promotion_id"])
+            yield model_matrix(o[["user_id"]].merge(feats, on="user_id", how="left"), affinity, category == "any"), meta
+
+
+LINES = "_promo_lines"
+
+
+@contextmanager
+def _lines_of(ctx, users: np.ndarray, latest):
+    """The lines before `latest` of `users` (the user parts' columns), registered as LINES for
+    `_arm_inputs`: read from the user parts once, where every start's features of the arms'
+    users would each read every line."""
+    engine = ctx.engine
+    columns = ", ".join(ctx.user_parts.columns)
+    engine.register("_promo_users", pa.table({"user_id": pa.array(users, type=pa.string())}))
+    try:
+        lines = _per_user_at(ctx, latest, lambda part, literal, d: (
+            f"SELECT {columns} FROM {_of_users(part)} l WHERE paid_at < {literal}"))
+    finally:
+        engine.unregister("_promo_users")
+    engine.register(LINES, lines)
+    try:
+        yield
+    finally:
+        engine.unregister(LINES)
 
 
 def _arm_inputs(ctx, start, category: str, users: pd.Series, used: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """(the full features at `start` of the `used` ones of `users`, each user's affinity to
     `category` at `start`, 0 for the users not used unless the category is 'any'), from those
-    users' lines alone: a user's features read only that user's lines, so they are the
-    population table's rows."""
+    users' lines alone (in LINES, `_lines_of`): a user's features read only that user's lines,
+    so they are the population table's rows."""
     engine = ctx.engine
     affinity = np.full(len(users), 1.0 if category == "any" else 0.0)
+    literal = as_of_literal(start, tz_aware=engine.dialect.is_tz_aware(ctx.user_parts.types["paid_at"]),
+                            dialect=engine.dialect)
     engine.register("_promo_users", pa.table({"user_id": users[used].to_numpy()}))
     try:
-        feats = _per_user_at(ctx, start, lambda lines, literal, d: feature_sql(
-            _of_users(lines), literal, "promotion_id" in ctx.user_parts.columns, d)).cast(FEATURE_SCHEMA)
-        affinity[used] = _affinity_at(engine, start, category, users[used], lines=_of_users("payments"))
+        feats = engine.arrow(feature_sql(_of_users(LINES), literal, "promotion_id" in ctx.user_parts.columns,
+                                         engine.dialect)).cast(FEATURE_SCHEMA)
+        affinity[used] = _affinity_at(engine, start, category, users[used], lines=_of_users(LINES))
     finally:
         engine.unregister("_promo_users")
     return feats.to_pandas(), affinity
@@ -235,9 +276,24 @@ def _of_users(lines: str) -> str:
     return f"(SELECT * FROM {lines} WHERE user_id IN (SELECT user_id FROM _promo_users))"
 
 
-def _rfm_at(ctx, start) -> pa.Table:
-    """Every user's R, F and M columns at a promotion start (`rfm_sql`), what segments rank."""
-    return _per_user_at(ctx, start, rfm_sql)
+def _rfm_at(ctx, starts: list) -> pa.Table:
+    """Every user's R, F and M columns at each of the promotion `starts` (k-th: the columns
+    suffixed `_k`, `P.rfm_at_starts_sql`), what segments rank, from one pass over the user parts."""
+    engine = ctx.engine
+    parts = ctx.user_parts
+    parts.covers("payments", starts, parts.columns)
+    tz_aware = engine.dialect.is_tz_aware(parts.types["paid_at"])
+    literals = [as_of_literal(s, tz_aware=tz_aware, dialect=engine.dialect) for s in starts]
+    sql = lambda lines, _latest, d: P.rfm_at_starts_sql(lines, literals, d)   # noqa: E731 (every start at once)
+    return _per_user_at(ctx, max(starts), sql)
+
+
+def _rfm_of(rfm: pa.Table, k: int) -> pd.DataFrame:
+    """The k-th start's (user_id, recency_days, n_payments, net_spend) of `_rfm_at`: `rfm_sql`'s
+    table at that start."""
+    at = rfm.filter(pc.greater(rfm.column(f"n_payments_{k}"), 0))
+    return pd.DataFrame({"user_id": at.column("user_id").to_numpy(zero_copy_only=False),
+                         **{c: at.column(f"{c}_{k}").to_numpy(zero_copy_only=False) for c in RFM_COLUMNS}})
 
 
 def _per_user_at(ctx, start, sql_of) -> pa.Table:
@@ -271,19 +327,43 @@ def _uplift(ctx, arms: Iterator[tuple[pd.DataFrame, pd.DataFrame]], evaluated: l
         up["skipped"] = "no promotion arm could train an uplift model (see the notes): targeting uses the fallback rule"
         section["notes"].append(up["skipped"])
         return _empty_scores()
-    feats = ctx.outputs["features"].to_pandas()
-    segments_now = feats["user_id"].map(_segments_at(feats))
-    numeric = model_matrix(feats, np.zeros(len(feats)), False)   # the targets differ in the last two columns
-
-    def score(item: tuple[str, Served]) -> pd.DataFrame:
-        target, s = item
-        affinity = _affinity_now(affinity_now, target, feats["user_id"])
-        Xn = numeric.assign(target_affinity=affinity, target_is_any=float(target == "any"))[list(s.columns)]
-        cells = cell_of(segments_now, affinity, target == "any")
-        return pd.DataFrame({"user_id": feats["user_id"], "target": target,
-                             "uplift": s.model.uplift(Xn, cells), "p_redeem": s.model.p_redeem(Xn)})
-
-    out = on_threads(score, list(served.items()), WORKERS)
-    table = pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=SCHEMA, preserve_index=False)
+    table = _scores(ctx.outputs["features"], served, affinity_now)
     artifacts[B.UPLIFT_SCORES] = table
     return table
+
+
+def _scores(features: pa.Table, served: dict[str, Served], affinity_now: pa.Table) -> pa.Table:
+    """Every customer's uplift and P(redeem) per served target (SCHEMA; the targets in the order of
+    `served`, the customers in the order of `features`), in one pass over blocks of SCORE_ROWS
+    customers on WORKERS threads: each block's numeric feature matrix is made once and scored by
+    every target (a prediction reads its own row only, so the blocks change no value)."""
+    users = features.column("user_id")
+    n = len(users)
+    if n == 0:
+        return _empty_scores()
+    # the features table has one row per user, so each user's segment is in the same row
+    segments = _segments_at(features.select(["user_id", *RFM_COLUMNS]).to_pandas()).to_numpy()
+    affinity = {target: _affinity_now(affinity_now, target, users) for target in served}
+    cells = {target: cell_of(segments, affinity[target], target == "any") for target in served}
+    numeric = [c for c in features.column_names if c not in NON_FEATURES]
+
+    def block(start: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        part = features.select(numeric).slice(start, SCORE_ROWS).to_pandas()
+        X = model_matrix(part, np.zeros(len(part)), False)   # the targets differ in the last two columns
+        rows = slice(start, start + len(X))
+        out = {}
+        for target, s in served.items():
+            Xn = X.assign(target_affinity=affinity[target][rows], target_is_any=float(target == "any"))[list(s.columns)]
+            out[target] = (s.model.uplift(Xn, cells[target][rows]), s.model.p_redeem(Xn))
+        return out
+
+    blocks = on_threads(block, range(0, n, SCORE_ROWS), WORKERS)
+    per_target = []
+    for target in served:
+        per_target.append(pa.table({
+            "user_id": users,
+            "target": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([target])),
+            "uplift": np.concatenate([b[target][0] for b in blocks]).astype(float),
+            "p_redeem": np.concatenate([b[target][1] for b in blocks]).astype(float),
+        }).cast(SCHEMA))
+    return pa.concat_tables(per_target)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from behavior.uplift import qini_coefficient
 from behavior.uplift_learners import CellMeanUplift, DRLearner, ResponseModel
-from behavior.uplift_selection import BASELINES, SIMPLICITY, ArmData, select_arm, split_arm
-from behavior.uplift_training import train_arms
+from behavior.uplift_selection import BASELINES, SIMPLICITY, ArmData, select_arm, serve, split_arm
+from behavior.uplift_training import cell_of, train_arms
 
 ARMS = ("mens", "womens")
 
@@ -220,3 +222,39 @@ def test_the_response_candidate_is_the_t_learners_treated_half():
     fitted = ResponseModel(seed=3).fit(data.X, data.y, data.t)
     shared = ResponseModel.of_treated(TLearner(seed=3).fit(data.X, data.y, data.t).model_t_, seed=3)
     np.testing.assert_array_equal(shared.predict(data.X), fitted.predict(data.X))
+
+
+def _cell_of_text_by_text(segments, target_affinity, target_is_any: bool) -> np.ndarray:
+    """`cell_of` as it was written before it made each distinct cell's text once: one text per row."""
+    a = np.asarray(target_affinity, float)
+    band = (np.full(len(a), "any", dtype=object) if target_is_any
+            else np.where(a <= 0, "none", np.where(a < 0.25, "low", "high")).astype(object))
+    seg = pd.Series(segments, dtype="object").fillna("no history").to_numpy()
+    return (seg.astype(str).astype(object) + " | " + band).astype(object)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["Champions", "At risk", "Lost", None, float("nan")]),
+                          st.sampled_from([0.0, 0.1, 0.25, 0.9, 1.0])), max_size=40), st.booleans())
+def test_cell_of_is_the_text_of_each_row(rows, target_is_any):
+    segments = [s for s, _ in rows]
+    affinity = np.array([a for _, a in rows], float)
+    got = cell_of(np.array(segments, dtype=object), affinity, target_is_any)
+    want = _cell_of_text_by_text(np.array(segments, dtype=object), affinity, target_is_any)
+    assert got.dtype == object and got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("name", ["random", "cell_mean", "response", "t_learner"])
+def test_the_served_uplift_is_each_rows_prediction(name):
+    """`ArmModel.uplift` predicts each distinct cell (or response bin) once and spreads it over the
+    rows: the same values as predicting row by row."""
+    X, meta = campaign(6000, "cells", 3)
+    data, _ = _arm(X, meta, "mens")
+    model = serve(name, data, seed=3)
+    row_by_row = {"random": lambda: model.model.predict(np.zeros(len(X))),
+                  "cell_mean": lambda: model.model.predict(meta["cell"].to_numpy()),
+                  "response": lambda: model.bins.predict(np.digitize(model.model.predict(X), model.edges)),
+                  "t_learner": lambda: model.model.predict(X)}[name]()
+    got = model.uplift(X, meta["cell"].to_numpy())
+    np.testing.assert_array_equal(got, row_by_row)
+    assert name == "random" or len(np.unique(got)) > 1

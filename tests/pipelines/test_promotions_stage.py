@@ -5,11 +5,14 @@ from datetime import datetime, timezone
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from behavior.uplift import ClassTransformation, default_classifier, qini_coefficient
 from behavior.uplift_selection import SIMPLICITY
+from behavior.uplift_training import model_matrix
 from pipelines.config import Config, PromotionsConfig
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.runner import open_context, run_pipeline
@@ -30,10 +33,21 @@ def lake(tmp_path_factory):
     return home, root / "synth"
 
 
+SCORED: dict = {}   # what the report's run scored every customer with (`stage._scores`'s arguments)
+
+
 @pytest.fixture(scope="module")
 def report(lake):
     home, _ = lake
-    return run_pipeline(home, Config(), stages=["promotions"])
+    scores = stage._scores
+
+    def keep(*args):
+        SCORED["args"] = args
+        return scores(*args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage, "_scores", keep)
+        return run_pipeline(home, Config(), stages=["promotions"])
 
 
 def test_effectiveness_covers_the_planted_lift(lake, report):
@@ -122,6 +136,44 @@ def test_uplift_scores_for_every_customer_and_trained_target(lake, report):
     per_target = scores.groupby("target")["user_id"].nunique()
     assert (per_target == report["stages"]["features"]["rows"]).all()
     assert scores["p_redeem"].between(0, 1).all() and scores["uplift"].between(-1, 1).all()
+
+
+def _scores_target_by_target(features: pa.Table, served: dict, affinity_now: pa.Table) -> pa.Table:
+    """The uplift scores as the stage computed them before its one pass over blocks of customers:
+    every customer per target at once, the affinities and segments mapped by user_id, one cell
+    text per row, every row of a cell or response bin predicted by itself."""
+    feats = features.to_pandas()
+    segments_now = feats["user_id"].map(stage._segments_at(feats))
+    numeric = model_matrix(feats, np.zeros(len(feats)), False)
+    out = []
+    for target, s in served.items():
+        mine = affinity_now.filter(pc.equal(affinity_now.column("category"), target)).to_pandas()
+        affinity = (np.ones(len(feats)) if target == "any"
+                    else feats["user_id"].map(mine.set_index("user_id")["share"]).fillna(0.0).to_numpy(float))
+        Xn = numeric.assign(target_affinity=affinity, target_is_any=float(target == "any"))[list(s.columns)]
+        band = (np.full(len(feats), "any", dtype=object) if target == "any"
+                else np.where(affinity <= 0, "none", np.where(affinity < 0.25, "low", "high")).astype(object))
+        cells = (pd.Series(segments_now, dtype="object").fillna("no history").to_numpy().astype(str).astype(object)
+                 + " | " + band).astype(object)
+        m = s.model
+        uplift = {"random": lambda: m.model.predict(np.zeros(len(Xn))), "cell_mean": lambda: m.model.predict(cells),
+                  "response": lambda: m.bins.predict(np.digitize(m.model.predict(Xn), m.edges))}.get(
+                      m.name, lambda: m.model.predict(Xn))()
+        out.append(pd.DataFrame({"user_id": feats["user_id"], "target": target, "uplift": uplift,
+                                 "p_redeem": m.p_redeem(Xn)}))
+    return pa.Table.from_pandas(pd.concat(out, ignore_index=True), schema=stage.SCHEMA, preserve_index=False)
+
+
+@pytest.mark.parametrize("rows", [1_000, stage.SCORE_ROWS])
+def test_scores_in_blocks_are_the_scores_of_every_customer_at_once(report, monkeypatch, rows):
+    """The one pass over blocks of customers on threads gives every customer's uplift and
+    P(redeem) per target, bit for bit, as scoring each target on all customers at once."""
+    features, served, affinity_now = SCORED["args"]
+    assert len(served) >= 2 and len(features) > 3 * 1_000
+    monkeypatch.setattr(stage, "SCORE_ROWS", rows)
+    got = stage._scores(features, served, affinity_now)
+    assert got.schema == stage.SCHEMA
+    assert got.equals(_scores_target_by_target(features, served, affinity_now))
 
 
 def _con(promotions: pd.DataFrame, assignments: pd.DataFrame):
@@ -230,8 +282,9 @@ def test_the_stage_reads_its_parameters_from_the_promotions_section(lake):
 def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake, monkeypatch, part_lines):
     """The stage computes the full features and the target affinity at a promotion start for
     the assigned users its arm's choice reads only, and the R, F and M columns (the segments
-    rank the whole population) for everyone: both must be the rows and columns of the
-    population's feature table at that start, in one part of the log or in several."""
+    rank the whole population) for everyone at every start in one pass: both must be the rows
+    and columns of the population's feature table at that start (and `rfm_sql`'s at each
+    start), in one part of the log or in several."""
     from behavior import features as F
 
     if part_lines:
@@ -247,16 +300,24 @@ def test_features_at_a_start_are_the_population_rows_of_the_assigned_users(lake,
         population = F.user_features(ctx.engine, "payments", start, ctx.user_parts).to_pandas().set_index("user_id")
         assert len(ctx.user_parts.relations()) == 1 if part_lines is None else len(ctx.user_parts.relations()) > 1
         category = population["top_category"].value_counts().index[0]
-        mine, affinity = stage._arm_inputs(ctx, start, category, users, used)
+        # the lines of more users than one arm reads, up to a later time than its start (as the stage's)
+        with stage._lines_of(ctx, users.to_numpy(), ctx.as_of):
+            mine, affinity = stage._arm_inputs(ctx, start, category, users, used)
+            assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
         mine = mine.set_index("user_id")
         assert set(mine.index) == set(users[used]) & set(population.index) and len(mine) > 1000
         pd.testing.assert_frame_equal(mine, population.loc[mine.index])
         np.testing.assert_array_equal(affinity[used], stage._affinity_at(ctx.engine, start, category, users[used]))
         assert (affinity[~used] == 0).all() and (affinity[used] > 0).any()
-        assert (stage._arm_inputs(ctx, start, "any", users, used)[1] == 1).all()
-        rfm = stage._rfm_at(ctx, start).to_pandas().set_index("user_id").sort_index()
+        starts = [row[0] for row in ctx.con.execute("SELECT starts_at FROM promotions ORDER BY starts_at").fetchall()]
+        assert len(starts) >= 3 and starts[-1] == start
+        every = stage._rfm_at(ctx, starts)
+        rfm = stage._rfm_of(every, len(starts) - 1).set_index("user_id").sort_index()
         pd.testing.assert_frame_equal(rfm, population[["recency_days", "n_payments", "net_spend"]].sort_index(),
                                       check_dtype=False)
+        for k, at in enumerate(starts):   # each start's columns are rfm_sql's table at it, row for row
+            alone = stage._per_user_at(ctx, at, F.rfm_sql).to_pandas()
+            pd.testing.assert_frame_equal(stage._rfm_of(every, k), alone, check_dtype=False)
     finally:
         ctx.user_parts.close()
         ctx.con.close()

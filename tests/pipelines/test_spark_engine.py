@@ -165,7 +165,10 @@ def test_promotion_windows_are_the_same(engines):
         duck.engine.unregister("_test_windows")
         spk.engine.unregister("_test_windows")
     lit = {e.dialect.name: as_of_literal(duck.as_of, dialect=e.dialect) for e in (duck.engine, spk.engine)}
+    starts = {e.dialect.name: [as_of_literal(s.as_py(), dialect=e.dialect) for s in promos.column("starts_at")]
+              for e in (duck.engine, spk.engine)}
     for sql, keys in ((lambda d: P.category_affinity_sql("payments", lit[d.name], d), ["user_id", "category"]),
+                      (lambda d: P.rfm_at_starts_sql("payments", starts[d.name], d), ["user_id"]),
                       (lambda d: P.item_categories_sql("payments", d), ["item_id"]),
                       (lambda d: P.contacts_sql("assignments", "promotions", d), ["user_id"]),
                       (lambda d: P.assignment_checks_sql("assignments", "promotions", d), ["promotion_id"])):

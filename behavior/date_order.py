@@ -16,10 +16,9 @@ decision is made).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from behavior import parsing as P
 from behavior.errors import InputError
@@ -36,15 +35,16 @@ class DateOrder:
     notes: list[str] = field(default_factory=list)
 
 
-def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table, columns: dict[str, str | None],
+def decide_date_order(engine: Any, relation: str, types: dict[str, pa.DataType],
+                      value: Callable[[str, int], object], spec: Table, columns: dict[str, str | None],
                       na_values: tuple[str, ...], where: str) -> DateOrder:
-    """The order of each text date column of `relation` (registered on `engine`; `source` is
-    the same rows as Arrow, for the examples). Raises MixedDateOrderError naming `where`."""
+    """The order of each text date column of `relation` (a relation on `engine` with source
+    columns of `types` and ROW; `value(column, row number)` is a source value, for the
+    examples). Raises MixedDateOrderError naming `where`."""
     d = engine.dialect
-    types = {f.name: f.type for f in source.schema}
     todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
             and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
-    if not todo or source.num_rows == 0:
+    if not todo:
         return DateOrder()
     quote = d.ident[0]
     texts = ", ".join(f"{_unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values))}"
@@ -70,14 +70,14 @@ def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table,
         days, months = row[f"n_day{i}"], row[f"n_month{i}"]
         if days and months:
             raise MixedDateOrderError(
-                f"{where}: {n} has dates only valid day-first ({_example(source, columns[n], row[f'r_day{i}'])}) "
-                f"and dates only valid month-first ({_example(source, columns[n], row[f'r_month{i}'])}), so no one "
+                f"{where}: {n} has dates only valid day-first ({_example(value, columns[n], row[f'r_day{i}'])}) "
+                f"and dates only valid month-first ({_example(value, columns[n], row[f'r_month{i}'])}), so no one "
                 "order reads the file right; nothing of it was stored. Correct the dates, or read them all one way "
                 "with --dayfirst or --date-format (the dates that do not fit are then rejected)")
         if days:
             dayfirst.add(n)
             notes.append(f"{n} read day-first: {days:,} of its dates are only valid day-first "
-                         f"(e.g. {_example(source, columns[n], row[f'r_day{i}'])}) and none only month-first")
+                         f"(e.g. {_example(value, columns[n], row[f'r_day{i}'])}) and none only month-first")
     return DateOrder(frozenset(dayfirst), notes)
 
 
@@ -88,6 +88,5 @@ def _unless_iso(t: str) -> str:
     return f"CASE WHEN substr({t}, 5, 1) = '-' AND TRY_CAST(substr({t}, 1, 4) AS INTEGER) >= 1000 THEN NULL ELSE {t} END"
 
 
-def _example(source: pa.Table, column: str, row: int) -> str:
-    at = pc.index_in(pa.array([row], pa.int64()), value_set=source.column(ROW))[0].as_py()
-    return f"row {row}: {str(source.column(column)[at].as_py()).strip()!r}"
+def _example(value: Callable[[str, int], object], column: str, row: int) -> str:
+    return f"row {row}: {str(value(column, row)).strip()!r}"

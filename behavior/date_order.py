@@ -35,25 +35,40 @@ class DateOrder:
     notes: list[str] = field(default_factory=list)
 
 
+def order_texts(types: dict[str, pa.DataType], spec: Table, columns: dict[str, str | None],
+                na_values: tuple[str, ...], d: Any) -> list[tuple[str, str]]:
+    """(canonical column, SQL over the source columns) of each text date column to decide: the
+    text an order is read from (NULL for dates that start with a year, which tell no order)."""
+    todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
+            and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
+    quote = d.ident[0]
+    return [(n, _unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values)))
+            for n in todo]
+
+
 def decide_date_order(engine: Any, relation: str, types: dict[str, pa.DataType],
                       value: Callable[[str, int], object], spec: Table, columns: dict[str, str | None],
                       na_values: tuple[str, ...], where: str) -> DateOrder:
     """The order of each text date column of `relation` (a relation on `engine` with source
     columns of `types` and ROW; `value(column, row number)` is a source value, for the
     examples). Raises MixedDateOrderError naming `where`."""
-    d = engine.dialect
-    todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
-            and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
-    if not todo:
+    texts = order_texts(types, spec, columns, na_values, engine.dialect)
+    if not texts:
         return DateOrder()
-    quote = d.ident[0]
-    texts = ", ".join(f"{_unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values))}"
-                      f" AS c{i}" for i, n in enumerate(todo))
+    selected = ", ".join(f"{e} AS c{i}" for i, (_, e) in enumerate(texts))
+    return decide_from_texts(engine, f"(SELECT {ROW}, {selected} FROM {relation})", [n for n, _ in texts],
+                             value, columns, where)
+
+
+def decide_from_texts(engine: Any, relation: str, todo: list[str], value: Callable[[str, int], object],
+                      columns: dict[str, str | None], where: str, prefix: str = "c") -> DateOrder:
+    """`decide_date_order` from `relation`, which holds ROW and the `order_texts` of the columns
+    `todo` as `<prefix>0`, `<prefix>1`, ..."""
     flags = []
     for i in range(len(todo)):
         # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
         # is far cheaper than trying the strptime patterns both ways
-        u = f"replace(c{i}, '-', '/')"
+        u = f"replace({prefix}{i}, '-', '/')"
         first, second = (f"TRY_CAST(split_part({u}, '/', {k}) AS INTEGER)" for k in (1, 2))
         year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
         flags += [f"{year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 AS d{i}",
@@ -63,8 +78,7 @@ def decide_date_order(engine: Any, relation: str, types: dict[str, pa.DataType],
         for name, only in (("day", f"d{i}"), ("month", f"m{i}")):
             aggs += [f"count(CASE WHEN {only} THEN 1 END) AS n_{name}{i}",
                      f"min(CASE WHEN {only} THEN {ROW} END) AS r_{name}{i}"]
-    row = engine.arrow(f"SELECT {', '.join(aggs)} FROM (SELECT {ROW}, {', '.join(flags)} FROM "
-                       f"(SELECT {ROW}, {texts} FROM {relation}) t) f").to_pylist()[0]
+    row = engine.arrow(f"SELECT {', '.join(aggs)} FROM (SELECT {ROW}, {', '.join(flags)} FROM {relation} t) f").to_pylist()[0]
     dayfirst, notes = set(), []
     for i, n in enumerate(todo):
         days, months = row[f"n_day{i}"], row[f"n_month{i}"]

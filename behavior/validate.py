@@ -286,10 +286,10 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
 
 def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
                    types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions,
-                   dialect: Dialect = DUCKDB) -> str:
+                   dialect: Dialect = DUCKDB, carry: dict[str, str] | None = None) -> str:
     """The SQL that parses and checks `relation` into `spec` (see the module docstring), in
-    `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe. A derived
-    line_no is left NULL here."""
+    `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe, and the
+    columns `carry` names (name -> SQL over `relation`). A derived line_no is left NULL here."""
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
@@ -323,6 +323,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
         out.append(f"{v} AS {_q(n, d)}")
     final = [_q(n, d) for n in spec.names]
+    carried = "".join(f", {_q(n, d)}" for n in (carry or {}))
+    sel_t += [f"{e} AS {_q(n, d)}" for n, e in (carry or {}).items()]
     if is_pay:
         # Negative amount or quantity means a refund; refunds carry both negative.
         refund = "status = 'refund' OR quantity < 0 OR amount < 0"
@@ -335,11 +337,11 @@ WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
 parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
 checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
-  SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
+  SELECT {', '.join(out)}, {ROW}{carried}, {reason} AS _reason, {detail} AS _detail,
          {_card_probe(spec, types, columns, is_pay, d)} AS _card_probe
   FROM checked
 )
-SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
+SELECT {', '.join(final)}, {ROW}{carried}, _reason, _detail, _card_probe FROM typed
 """
 
 

@@ -33,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from behavior.date_order import decide_date_order
+from behavior.date_order import decide_from_texts, order_texts
 from behavior.pii import mask_card_numbers
 from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
@@ -122,24 +122,34 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
     cannot read the file. `quarantine_of(Source, rejected)` makes the quarantine table."""
     con, engine = lake.con, lake.engine
     con.execute("SET TimeZone = 'UTC'")
-    where = str(src.path)
+    forced = popts.dayfirst or popts.date_format
+    texts = [] if forced else order_texts(src.types, spec, columns, popts.na_values, DUCKDB)
+    notes: list[str] = []
     try:
-        notes = []
-        if not (popts.dayfirst or popts.date_format):
-            order = decide_date_order(engine, src.relation, src.types, _value_of(con, src), spec, columns,
-                                      popts.na_values, where)
-            popts = replace(popts, dayfirst_columns=order.dayfirst)
-            notes = order.notes
-        sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
-    except duckdb.Error as exc:
-        con.execute("DROP TABLE IF EXISTS _checked")
-        raise Declined(str(exc).splitlines()[0]) from None
-    try:
+        try:
+            # The texts the order of day and month is decided from ride along with the checked
+            # rows (one read of the file); they are read month-first, and read again in the rare
+            # case that a column turns out day-first.
+            _check(con, src, columns, spec, defaults, popts, {f"_order{i}": e for i, (_, e) in enumerate(texts)})
+            if texts:
+                order = decide_from_texts(engine, "_checked", [n for n, _ in texts], _value_of(con, src), columns,
+                                          str(src.path), prefix="_order")
+                notes = order.notes
+                if order.dayfirst:
+                    _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst), {})
+        except duckdb.Error as exc:
+            raise Declined(str(exc).splitlines()[0]) from None
         return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes)
     finally:
         con.execute("DROP TABLE IF EXISTS _checked")
         con.execute("DROP TABLE IF EXISTS _lined")
+
+
+def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Table, defaults: dict[str, str],
+           popts: ParseOptions, carry: dict[str, str]) -> None:
+    """The temporary table _checked: the validation SQL's output over the file."""
+    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
 
 
 def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,

@@ -23,7 +23,7 @@ VALUES = {
     "item_id": ["i1", "i2", "N/A", "i-3"],
     "amount": ["3.50", "0", "-2.00", "0.00", "NA", "#N/A", "4111 1111 1111 1111", "abc", "1e3", ""],
     "currency": ["EUR", "eur", "USD", "XXX", ""],
-    "paid_at": ["2024-01-05", "2024-01-05T10:00:00Z", "05/01/2024", "25/01/2024 10:00", "1704067200",
+    "paid_at": ["2024-01-05", "2024-01-05T10:00:00Z", "05/01/2024", "25/01/2024 10:00", "01/25/2024", "1704067200",
                 "1704067200000", "1969-12-31", "2099-01-01", "", "NA", "yesterday"],
     "channel": ["app", "web", "??", ""],
     "status": ["success", "paid", "refund", "", "weird"],
@@ -205,3 +205,14 @@ def test_a_declined_file_leaves_nothing_of_duckdb_behind(tmp_path):
     assert not _direct(said) and rep["accepted"] == 3000 and rep["rejected_by_reason"] == {"malformed_row": 1}
     stored = duckdb.sql(f"SELECT count(*) FROM read_parquet('{home}/lake/payments/*/*.parquet')").fetchall()[0][0]
     assert stored == 3000
+
+
+def test_a_mixed_date_order_is_refused_the_same(tmp_path):
+    rows = _clean_rows(5)
+    rows[1]["paid_at"] = "25/01/2024"
+    rows[3]["paid_at"] = "01/25/2024"
+    path = tmp_path / "in.csv"
+    path.write_bytes(_csv(rows, ",", False, False, []))
+    assert same_both_ways(path) == []
+    rep, _ = _ingest(tmp_path / "home", path, True, defaults={"currency": "EUR"})
+    assert rep[0] == "MixedDateOrderError" and "row 2: '25/01/2024'" in rep[1] and "row 4: '01/25/2024'" in rep[1]

@@ -36,7 +36,6 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -161,10 +160,10 @@ def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], op
             rep = None
             direct = None
             if opts.direct and lake.name == "duckdb":
-                direct = direct_source(path, spec, _known(spec, opts), opts, erased)
+                direct = direct_source(path, spec, _known(spec, opts), opts)
             if direct is not None:
                 try:
-                    rep, currency = _ingest_direct(lake, txn, i, direct, spec, opts, popts, currency, new_meta)
+                    rep, currency = _ingest_direct(lake, txn, i, direct, spec, opts, popts, currency, new_meta, erased)
                     progress(f"{path.name}: read, checked and written by DuckDB")
                 except Declined as exc:
                     progress(f"{path.name}: read through Arrow ({exc})")
@@ -204,7 +203,8 @@ def _ingest_arrow(lake: Any, txn: Any, i: int, path: Path, spec: Table, opts: In
 
 
 def _ingest_direct(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, opts: IngestOptions,
-                   popts: ParseOptions, currency: str | None, new_meta: dict) -> tuple[dict, str | None]:
+                   popts: ParseOptions, currency: str | None, new_meta: dict,
+                   erased: tuple[bytes, set[str]] | None) -> tuple[dict, str | None]:
     """One file read, checked and written by DuckDB (`pipelines.ingest_direct`): (its report,
     the lake's currency). Declined before anything is written when DuckDB cannot read it."""
     names = list(src.types)
@@ -221,8 +221,13 @@ def _ingest_direct(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, 
     else:
         found = currency
     file_opts = replace(popts, currency=found or popts.currency)
+
+    def quarantine_of(source: Source, rejected: pa.Table, erased_rows: list[int]) -> pa.Table:
+        made = _quarantine(source, rejected, spec, txn.id)
+        return pa.concat_tables([made, _erased_quarantine(source, erased_rows, spec, txn.id)]) if erased_rows else made
+
     done = ingest_direct(lake, txn, i, src, columns, spec, opts.defaults, file_opts,
-                         _stored_files(lake.home, txn, spec), partial(_quarantine, spec=spec, ingest_id=txn.id))
+                         _stored_files(lake.home, txn, spec), erased, quarantine_of)
     if found != currency:
         new_meta["currency"] = found
     if done.quarantine.num_rows:

@@ -19,8 +19,11 @@ A file is taken only when DuckDB reads it as the Arrow path would, record for re
   before anything is written, and the file goes the Arrow way (`Declined`);
 - Parquet whose columns have types both readers give DuckDB alike; the row number is
   DuckDB's `file_row_number` + 1;
-- payments (the one append table), on the DuckDB engine, without `--replace`, and while the
-  erasure log is empty (erased users' rows are recognised by hashing on the Arrow path).
+- payments (the one append table), on the DuckDB engine, without `--replace`.
+
+Rows of erased users (erasure log) are recognised as on the Arrow path, by the hash of the id
+in the form validation stores, before validation (they take no part in line numbers or
+repeated keys); that costs one more read of the file, only while the log holds someone.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from behavior.date_order import decide_from_texts, order_texts
-from behavior.pii import mask_card_numbers
+from behavior.pii import erasure_hash_sql, mask_card_numbers
 from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
-from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, line_numbers_sql,
+from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
                                repeated_keys, validation_sql)
 from pipelines.readers import FORMATS, Source, quoted_line_breaks, sniff_csv
 
@@ -58,12 +61,21 @@ class DirectSource:
     relation: str                      # SQL: the source columns and ROW, in reading order
     types: dict[str, pa.DataType]      # the source columns' types as the Arrow reader gives them
     notes: list[str] = field(default_factory=list)
+    source: str = ""                   # SQL: every record of the file, when `relation` leaves some out
+
+    @property
+    def every_record(self) -> str:
+        return self.source or self.relation
 
 
-def direct_source(path: Path, spec: Table, known: set[str], opts: Any, erased: object | None) -> DirectSource | None:
+# makes the quarantine table from (the source rows it needs, the rejected rows, erased users' row numbers)
+Quarantine = Callable[[Source, pa.Table, list[int]], pa.Table]
+
+
+def direct_source(path: Path, spec: Table, known: set[str], opts: Any) -> DirectSource | None:
     """The file as DuckDB reads it, or None when only the Arrow path reads it exactly (see the
     module docstring); `opts` are the ingest's options (`pipelines.ingest.IngestOptions`)."""
-    if spec.mode != "append" or opts.replace or erased is not None or not path.is_file():
+    if spec.mode != "append" or opts.replace or not path.is_file():
         return None
     fmt = FORMATS.get(path.suffix.lower())
     if fmt == "parquet":
@@ -116,12 +128,18 @@ class Stored:
 
 def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None],
                   spec: Table, defaults: dict[str, str], popts: ParseOptions, stored_files: list[Path],
-                  quarantine_of: Callable[[Source, pa.Table], pa.Table]) -> Stored:
+                  erased: tuple[bytes, set[str]] | None, quarantine_of: Quarantine) -> Stored:
     """Validate `src` and write its accepted rows new to the lake (whose files of `spec` are
-    `stored_files`) into the month partitions of `txn`. Declined (nothing written) when DuckDB
-    cannot read the file. `quarantine_of(Source, rejected)` makes the quarantine table."""
+    `stored_files`) into the month partitions of `txn`; rows of users in the erasure log
+    (`erased`: its key and hashes) are only quarantined. Declined (nothing written) when
+    DuckDB cannot read the file. `quarantine_of(Source, rejected, erased rows)` makes the
+    quarantine table."""
     con, engine = lake.con, lake.engine
     con.execute("SET TimeZone = 'UTC'")
+    try:
+        src, erased_rows = _without_erased(con, src, columns.get("user_id"), erased, popts.na_values)
+    except duckdb.Error as exc:
+        raise Declined(str(exc).splitlines()[0]) from None
     forced = popts.dayfirst or popts.date_format
     texts = [] if forced else order_texts(src.types, spec, columns, popts.na_values, DUCKDB)
     notes: list[str] = []
@@ -139,25 +157,54 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
                     _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst), {})
         except duckdb.Error as exc:
             raise Declined(str(exc).splitlines()[0]) from None
-        return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes)
+        return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes, erased_rows)
     finally:
-        con.execute("DROP TABLE IF EXISTS _checked")
-        con.execute("DROP TABLE IF EXISTS _lined")
+        for name in ("_checked", "_lined", "_erased_rows"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tuple[bytes, set[str]] | None,
+                    na_values: tuple[str, ...]) -> tuple[DirectSource, list[int]]:
+    """`src` without the rows of erased users, and their row numbers (as
+    `pipelines.ingest._drop_erased`: the id hashed in the canonical form validation stores)."""
+    if erased is None or column is None:
+        return src, []
+    key, logged = erased
+    hashed = erasure_hash_sql(key, id_text_sql(column, src.types[column], DUCKDB, na_values), DUCKDB)
+    con.register("_erased", pa.table({"h": pa.array(sorted(logged), pa.string())}))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _erased_rows AS SELECT {ROW} FROM {src.relation} s "
+                    f"WHERE {hashed} IN (SELECT h FROM _erased)")
+    finally:
+        con.unregister("_erased")
+    rows = sorted(con.sql(f"SELECT {ROW} FROM _erased_rows").to_arrow_table().column(ROW).to_pylist())
+    if not rows:
+        return src, []
+    kept = f"(SELECT * FROM {src.relation} s ANTI JOIN _erased_rows USING ({ROW}))"
+    return replace(src, relation=kept, source=src.relation), rows
 
 
 def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Table, defaults: dict[str, str],
            popts: ParseOptions, carry: dict[str, str]) -> None:
     """The temporary table _checked: the validation SQL's output over the file."""
     sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
+    # DuckDB folds isnan() of a Parquet float column to false from row-group statistics that
+    # leave NaN out (a NaN amount would be rejected instead of read as missing)
+    floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
+    if floats:
+        con.execute("SET disabled_optimizers = 'statistics_propagation'")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
+    finally:
+        if floats:
+            con.execute("RESET disabled_optimizers")
 
 
 def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,
-           stored_files: list[Path], quarantine_of: Callable[[Source, pa.Table], pa.Table],
-           notes: list[str]) -> Stored:
+           stored_files: list[Path], quarantine_of: Quarantine, notes: list[str], erased_rows: list[int]) -> Stored:
     con, engine = lake.con, lake.engine
     checked = "_checked"
-    read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0]
+    read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0] + len(erased_rows)
     probe = con.sql(f"SELECT {ROW} FROM {checked} WHERE _card_probe").to_arrow_table().column(ROW).to_pylist()
     if probe:
         hits = card_numbers(_source_rows(con, src, probe), spec, columns)
@@ -192,7 +239,7 @@ def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str
     masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
     rejected = rejected.set_column(2, "detail", masked)
     values = _source_rows(con, src, rejected.column(ROW).to_pylist())
-    quarantine = quarantine_of(Source(src.path, src.format, values), rejected)
+    quarantine = quarantine_of(Source(src.path, src.format, values), rejected, erased_rows)
     return Stored(read, stored, accepted - stored, duplicates or 0, without_amount or 0, quarantine,
                   src.notes + notes)
 
@@ -255,7 +302,7 @@ def _source_rows(con: Any, src: DirectSource, rows: list[int]) -> pa.Table:
     cols = ", ".join(f"COALESCE({_q(n)}, '') AS {_q(n)}" for n in names)
     con.register("_wanted", pa.table({ROW: pa.array(sorted(set(rows)), pa.int64())}))
     try:
-        return con.sql(f"SELECT {cols}, s.{ROW} FROM {src.relation} s SEMI JOIN _wanted USING ({ROW}) "
+        return con.sql(f"SELECT {cols}, s.{ROW} FROM {src.every_record} s SEMI JOIN _wanted USING ({ROW}) "
                        f"ORDER BY s.{ROW}").to_arrow_table()
     finally:
         con.unregister("_wanted")

@@ -11,12 +11,12 @@ to Python, read again from the file, for the quarantine.
 
 A file is taken only when DuckDB reads it as the Arrow path would, record for record:
 
-- CSV in UTF-8 without a line break inside a quoted value, so that every non-blank line is
-  one record and a record's number is its position among them (DuckDB's streaming
-  `row_number() OVER ()` in reading order; both readers skip blank lines); a record DuckDB
-  cannot split into the header's fields (the Arrow path quarantines those as
-  `malformed_row`), an invalid UTF-8 byte or a stray quote makes DuckDB fail while reading,
-  before anything is written, and the file goes the Arrow way (`Declined`);
+- CSV in UTF-8: a record's number is its position among the file's records (DuckDB's
+  streaming `row_number() OVER ()` in reading order; both readers skip blank lines and read a
+  quoted value across lines as one record); a record DuckDB cannot split into the header's
+  fields (the Arrow path quarantines those as `malformed_row`), an invalid UTF-8 byte, a
+  stray quote or mixed line endings make DuckDB fail while reading, before anything is
+  written, and the file goes the Arrow way (`Declined`);
 - Parquet whose columns have types both readers give DuckDB alike; the row number is
   DuckDB's `file_row_number` + 1;
 - payments (the one append table), on the DuckDB engine, without `--replace`.
@@ -42,7 +42,7 @@ from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
 from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
                                repeated_keys, validation_sql)
-from pipelines.readers import FORMATS, Source, quoted_line_breaks, sniff_csv
+from pipelines.readers import FORMATS, Source, sniff_csv
 
 # Parquet column types that DuckDB's read_parquet and an Arrow table registered with DuckDB
 # give alike (the validation SQL is chosen by the Arrow type)
@@ -85,8 +85,7 @@ def direct_source(path: Path, spec: Table, known: set[str], opts: Any) -> Direct
     layout = sniff_csv(path, known, header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
     names = layout.names
     if (layout.encoding != "utf-8" or len(layout.delimiter) != 1 or layout.delimiter in '"\r\n'
-            or len(names) < 2 or len({n.lower() for n in names}) < len(names) or ROW in names
-            or quoted_line_breaks(path, layout.encoding)):
+            or len(names) < 2 or len({n.lower() for n in names}) < len(names) or ROW in names):
         return None
     lit = DUCKDB.literal
     cols = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"

@@ -21,7 +21,7 @@ COLUMNS = ("payment_id", "user_id", "item_id", "amount", "currency", "paid_at", 
 VALUES = {
     "payment_id": ["p1", "p2", "p3", "p4", "", "NA", "#N/A", " p5 "],
     "user_id": ["u1", "u2", "17850.0", "NA", "#N/A", "", " u3 ", "4111111111111111", "a@b.co"],
-    "item_id": ["i1", "i2", "N/A", "i-3"],
+    "item_id": ["i1", "i2", "N/A", "i-3", "i\n4", "i 5\r\n"],
     "amount": ["3.50", "0", "-2.00", "0.00", "NA", "#N/A", "4111 1111 1111 1111", "abc", "1e3", ""],
     "currency": ["EUR", "eur", "USD", "XXX", ""],
     "paid_at": ["2024-01-05", "2024-01-05T10:00:00Z", "05/01/2024", "25/01/2024 10:00", "01/25/2024", "1704067200",
@@ -181,14 +181,21 @@ def test_without_line_no_the_line_numbers_are_derived_the_same(tmp_path):
     assert _direct(same_both_ways(path, with_lake=True))
 
 
+def test_a_quoted_line_break_is_one_record_both_ways(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('payment_id,user_id,item_id,amount,paid_at\np1,u1,"i\n1",1,2024-01-05\n\np2,NA,i1,1,2024-01-05\n'
+                    'p3,u1,"a\n\nb",x,2024-01-05\n')
+    assert _direct(same_both_ways(path))
+
+
 @pytest.mark.parametrize("text, why", [
-    ('payment_id,user_id,item_id,amount,paid_at\np1,u1,"i\n1",1,2024-01-05\np2,u1,i1,1,2024-01-05\n', "quoted line break"),
     ("payment_id,user_id,item_id,amount,paid_at\np1,u1,i1,1\np2,u1,i1,1,2024-01-05,x\np3,u1,i1,1,2024-01-05\n",
      "malformed records"),
+    ("payment_id,user_id,item_id,amount,paid_at\r\np1,u1,i1,1,2024-01-05\np2,u1,i1,1,2024-01-05\r\n", "mixed line endings"),
 ])
 def test_files_duckdb_cannot_read_exactly_go_through_arrow(tmp_path, text, why):
     path = tmp_path / "in.csv"
-    path.write_text(text)
+    path.write_bytes(text.encode())
     assert not _direct(same_both_ways(path)), why
 
 

@@ -16,10 +16,9 @@ decision is made).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from behavior import parsing as P
 from behavior.errors import InputError
@@ -36,24 +35,40 @@ class DateOrder:
     notes: list[str] = field(default_factory=list)
 
 
-def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table, columns: dict[str, str | None],
-                      na_values: tuple[str, ...], where: str) -> DateOrder:
-    """The order of each text date column of `relation` (registered on `engine`; `source` is
-    the same rows as Arrow, for the examples). Raises MixedDateOrderError naming `where`."""
-    d = engine.dialect
-    types = {f.name: f.type for f in source.schema}
+def order_texts(types: dict[str, pa.DataType], spec: Table, columns: dict[str, str | None],
+                na_values: tuple[str, ...], d: Any) -> list[tuple[str, str]]:
+    """(canonical column, SQL over the source columns) of each text date column to decide: the
+    text an order is read from (NULL for dates that start with a year, which tell no order)."""
     todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
             and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
-    if not todo or source.num_rows == 0:
-        return DateOrder()
     quote = d.ident[0]
-    texts = ", ".join(f"{_unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values))}"
-                      f" AS c{i}" for i, n in enumerate(todo))
+    return [(n, _unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values)))
+            for n in todo]
+
+
+def decide_date_order(engine: Any, relation: str, types: dict[str, pa.DataType],
+                      value: Callable[[str, int], object], spec: Table, columns: dict[str, str | None],
+                      na_values: tuple[str, ...], where: str) -> DateOrder:
+    """The order of each text date column of `relation` (a relation on `engine` with source
+    columns of `types` and ROW; `value(column, row number)` is a source value, for the
+    examples). Raises MixedDateOrderError naming `where`."""
+    texts = order_texts(types, spec, columns, na_values, engine.dialect)
+    if not texts:
+        return DateOrder()
+    selected = ", ".join(f"{e} AS c{i}" for i, (_, e) in enumerate(texts))
+    return decide_from_texts(engine, f"(SELECT {ROW}, {selected} FROM {relation})", [n for n, _ in texts],
+                             value, columns, where)
+
+
+def decide_from_texts(engine: Any, relation: str, todo: list[str], value: Callable[[str, int], object],
+                      columns: dict[str, str | None], where: str, prefix: str = "c") -> DateOrder:
+    """`decide_date_order` from `relation`, which holds ROW and the `order_texts` of the columns
+    `todo` as `<prefix>0`, `<prefix>1`, ..."""
     flags = []
     for i in range(len(todo)):
         # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
         # is far cheaper than trying the strptime patterns both ways
-        u = f"replace(c{i}, '-', '/')"
+        u = f"replace({prefix}{i}, '-', '/')"
         first, second = (f"TRY_CAST(split_part({u}, '/', {k}) AS INTEGER)" for k in (1, 2))
         year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
         flags += [f"{year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 AS d{i}",
@@ -63,21 +78,20 @@ def decide_date_order(engine: Any, relation: str, source: pa.Table, spec: Table,
         for name, only in (("day", f"d{i}"), ("month", f"m{i}")):
             aggs += [f"count(CASE WHEN {only} THEN 1 END) AS n_{name}{i}",
                      f"min(CASE WHEN {only} THEN {ROW} END) AS r_{name}{i}"]
-    row = engine.arrow(f"SELECT {', '.join(aggs)} FROM (SELECT {ROW}, {', '.join(flags)} FROM "
-                       f"(SELECT {ROW}, {texts} FROM {relation}) t) f").to_pylist()[0]
+    row = engine.arrow(f"SELECT {', '.join(aggs)} FROM (SELECT {ROW}, {', '.join(flags)} FROM {relation} t) f").to_pylist()[0]
     dayfirst, notes = set(), []
     for i, n in enumerate(todo):
         days, months = row[f"n_day{i}"], row[f"n_month{i}"]
         if days and months:
             raise MixedDateOrderError(
-                f"{where}: {n} has dates only valid day-first ({_example(source, columns[n], row[f'r_day{i}'])}) "
-                f"and dates only valid month-first ({_example(source, columns[n], row[f'r_month{i}'])}), so no one "
+                f"{where}: {n} has dates only valid day-first ({_example(value, columns[n], row[f'r_day{i}'])}) "
+                f"and dates only valid month-first ({_example(value, columns[n], row[f'r_month{i}'])}), so no one "
                 "order reads the file right; nothing of it was stored. Correct the dates, or read them all one way "
                 "with --dayfirst or --date-format (the dates that do not fit are then rejected)")
         if days:
             dayfirst.add(n)
             notes.append(f"{n} read day-first: {days:,} of its dates are only valid day-first "
-                         f"(e.g. {_example(source, columns[n], row[f'r_day{i}'])}) and none only month-first")
+                         f"(e.g. {_example(value, columns[n], row[f'r_day{i}'])}) and none only month-first")
     return DateOrder(frozenset(dayfirst), notes)
 
 
@@ -88,6 +102,5 @@ def _unless_iso(t: str) -> str:
     return f"CASE WHEN substr({t}, 5, 1) = '-' AND TRY_CAST(substr({t}, 1, 4) AS INTEGER) >= 1000 THEN NULL ELSE {t} END"
 
 
-def _example(source: pa.Table, column: str, row: int) -> str:
-    at = pc.index_in(pa.array([row], pa.int64()), value_set=source.column(ROW))[0].as_py()
-    return f"row {row}: {str(source.column(column)[at].as_py()).strip()!r}"
+def _example(value: Callable[[str, int], object], column: str, row: int) -> str:
+    return f"row {row}: {str(value(column, row)).strip()!r}"

@@ -286,10 +286,10 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
 
 def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
                    types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions,
-                   dialect: Dialect = DUCKDB) -> str:
+                   dialect: Dialect = DUCKDB, carry: dict[str, str] | None = None) -> str:
     """The SQL that parses and checks `relation` into `spec` (see the module docstring), in
-    `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe. A derived
-    line_no is left NULL here."""
+    `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe, and the
+    columns `carry` names (name -> SQL over `relation`). A derived line_no is left NULL here."""
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
@@ -323,6 +323,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
         out.append(f"{v} AS {_q(n, d)}")
     final = [_q(n, d) for n in spec.names]
+    carried = "".join(f", {_q(n, d)}" for n in (carry or {}))
+    sel_t += [f"{e} AS {_q(n, d)}" for n, e in (carry or {}).items()]
     if is_pay:
         # Negative amount or quantity means a refund; refunds carry both negative.
         refund = "status = 'refund' OR quantity < 0 OR amount < 0"
@@ -335,11 +337,11 @@ WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
 parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
 checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
-  SELECT {', '.join(out)}, {ROW}, {reason} AS _reason, {detail} AS _detail,
+  SELECT {', '.join(out)}, {ROW}{carried}, {reason} AS _reason, {detail} AS _detail,
          {_card_probe(spec, types, columns, is_pay, d)} AS _card_probe
   FROM checked
 )
-SELECT {', '.join(final)}, {ROW}, _reason, _detail, _card_probe FROM typed
+SELECT {', '.join(final)}, {ROW}{carried}, _reason, _detail, _card_probe FROM typed
 """
 
 
@@ -348,27 +350,40 @@ def _row_hash(spec: Table, d: Dialect, skip: str = "") -> str:
     return d.hash_of([_q(n, d) for n in spec.names if n != skip])
 
 
-def _line_numbers(engine: Any, out: pa.Table, spec: Table) -> pa.Table:
-    """Derive line_no (position inside the payment among distinct rows, rejected rows
-    included so that a row fixed and sent again gets the same number) and mark exact copies."""
-    d = engine.dialect
-    rest = ", ".join(_q(n, d) for n in out.column_names if n != "line_no")
-    engine.register("_out", out)
-    try:
-        return engine.arrow(f"""
+def line_numbers_sql(relation: str, columns: list[str], spec: Table, d: Dialect) -> str:
+    """SQL over `relation` (validation's output, with `columns`) deriving line_no (position
+    inside the payment among distinct rows, rejected rows included so that a row fixed and
+    sent again gets the same number) and marking exact copies (`_copy`)."""
+    rest = ", ".join(_q(n, d) for n in columns if n != "line_no")
+    return f"""
             SELECT {rest},
                 CAST(sum(CASE WHEN _first THEN 1 ELSE 0 END) OVER (PARTITION BY payment_id ORDER BY {ROW}
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS INTEGER) AS line_no,
                 NOT _first AS _copy
             FROM (SELECT *, row_number() OVER (PARTITION BY payment_id, {_row_hash(spec, d, "line_no")}
-                                               ORDER BY {ROW}) = 1 AS _first FROM _out) numbered
-        """)
+                                               ORDER BY {ROW}) = 1 AS _first FROM {relation}) numbered
+        """
+
+
+def _line_numbers(engine: Any, out: pa.Table, spec: Table) -> pa.Table:
+    engine.register("_out", out)
+    try:
+        return engine.arrow(line_numbers_sql("_out", out.column_names, spec, engine.dialect))
     finally:
         engine.unregister("_out")
 
 
 def _repeated_keys(engine: Any, out: pa.Table, spec: Table) -> tuple[pa.Array, pa.Array]:
-    """Rows of this input that repeat the key of another valid row: (copies, conflicts).
+    engine.register("_out", out)
+    try:
+        return repeated_keys(engine, "_out", spec)
+    finally:
+        engine.unregister("_out")
+
+
+def repeated_keys(engine: Any, relation: str, spec: Table) -> tuple[pa.Array, pa.Array]:
+    """Rows of `relation` (validation's output) that repeat the key of another valid row:
+    (copies, conflicts).
 
     The kept row of a key is the first (append tables) or the last (upsert tables); a row
     with the kept row's values is a copy; with other values it is a conflict (append) or a
@@ -377,27 +392,26 @@ def _repeated_keys(engine: Any, out: pa.Table, spec: Table) -> tuple[pa.Array, p
     d = engine.dialect
     keys = ", ".join(_q(k, d) for k in spec.key)
     empty = pa.array([], pa.int64())
-    engine.register("_out", out)
-    try:
-        repeated = f"SELECT {keys} FROM _out WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
-        if not engine.arrow(f"SELECT count(*) AS n FROM ({repeated}) r").column(0)[0].as_py():
-            return empty, empty
-        order = "ASC" if spec.mode == "append" else "DESC"
-        rows = engine.arrow(f"""
-            SELECT {ROW}, _differs FROM (
-                SELECT {ROW}, {_row_hash(spec, d)} <> first_value({_row_hash(spec, d)}) OVER w AS _differs,
-                       row_number() OVER w AS _n
-                FROM _out JOIN ({repeated}) r USING ({keys})
-                WHERE _reason IS NULL
-                WINDOW w AS (PARTITION BY {keys} ORDER BY {ROW} {order})
-            ) ranked WHERE _n > 1
-        """)
-    finally:
-        engine.unregister("_out")
+    repeated = f"SELECT {keys} FROM {relation} WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
+    if not engine.arrow(f"SELECT count(*) AS n FROM ({repeated}) r").column(0)[0].as_py():
+        return empty, empty
+    order = "ASC" if spec.mode == "append" else "DESC"
+    rows = engine.arrow(f"""
+        SELECT {ROW}, _differs FROM (
+            SELECT {ROW}, {_row_hash(spec, d)} <> first_value({_row_hash(spec, d)}) OVER w AS _differs,
+                   row_number() OVER w AS _n
+            FROM {relation} JOIN ({repeated}) r USING ({keys})
+            WHERE _reason IS NULL
+            WINDOW w AS (PARTITION BY {keys} ORDER BY {ROW} {order})
+        ) ranked WHERE _n > 1
+    """)
     if spec.mode != "append":
         return rows.column(ROW), empty
     differs = rows.column("_differs")
     return pc.filter(rows.column(ROW), pc.invert(differs)), pc.filter(rows.column(ROW), differs)
+
+
+CONFLICT_DETAIL = "key ({}) repeats an earlier row of this input with other values"
 
 
 def _set(table: pa.Table, name: str, values) -> pa.Table:
@@ -418,7 +432,7 @@ def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str 
     try:
         notes = []
         if not (opts.dayfirst or opts.date_format):
-            order = decide_date_order(engine, "_source", source, spec, columns, opts.na_values, where)
+            order = decide_date_order(engine, "_source", types, _value_of(source), spec, columns, opts.na_values, where)
             opts, notes = replace(opts, dayfirst_columns=order.dayfirst), order.notes
         out = engine.arrow(validation_sql(spec, "_source", columns, types, defaults, opts, engine.dialect))
     finally:
@@ -432,7 +446,7 @@ def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str 
         copies = pc.is_in(out.column(ROW), value_set=copy_rows)
         if len(conflict_rows):
             hit = pc.is_in(out.column(ROW), value_set=conflict_rows)
-            msg = f"key ({', '.join(spec.key)}) repeats an earlier row of this input with other values"
+            msg = CONFLICT_DETAIL.format(", ".join(spec.key))
             out = _set(out, "_reason", pc.if_else(hit, "conflicting_key", out.column("_reason")))
             out = _set(out, "_detail", pc.if_else(hit, msg, out.column("_detail")))
     ok = pc.is_null(out.column("_reason"))
@@ -450,21 +464,20 @@ def validate(engine: Any, source: pa.Table, spec: Table, columns: dict[str, str 
     return Validated(accepted=accepted, rejected=rejected, duplicates=int(pc.sum(dup).as_py() or 0), notes=notes)
 
 
+def _value_of(source: pa.Table):
+    """The source value of (column, row number) in the Arrow table `source`."""
+    def value(column: str, row: int) -> object:
+        at = pc.index_in(pa.array([row], pa.int64()), value_set=source.column(ROW))[0].as_py()
+        return source.column(column)[at].as_py()
+    return value
+
+
 def _confirm_cards(out: pa.Table, source: pa.Table, spec: Table, columns: dict[str, str | None]) -> pa.Table:
     """Rows whose stored fields hold a Luhn-valid card number get reason card_number (masked)."""
     probe = pc.filter(out.column(ROW), out.column("_card_probe"))
     if len(probe) == 0:
         return out
-    rows = source.take(pc.index_in(probe, value_set=source.column(ROW)))
-    found: dict[int, str] = {}
-    for c in spec.columns:
-        src = columns.get(c.name)
-        if src is None or c.type == "timestamp":
-            continue
-        values = [None if v is None else str(v) for v in rows.column(src).to_pylist()]
-        for j in np.flatnonzero(has_card_number(values)):
-            found.setdefault(int(probe[j].as_py()), f"{c.name} holds a card number ({mask_card_numbers(values[j])}); "
-                                                    "card numbers must not be sent: remove them from the export")
+    found = card_numbers(source.take(pc.index_in(probe, value_set=source.column(ROW))), spec, columns)
     if not found:
         return out
     hit_rows = pa.array(list(found), pa.int64())
@@ -472,3 +485,19 @@ def _confirm_cards(out: pa.Table, source: pa.Table, spec: Table, columns: dict[s
     details = pa.array(list(found.values()), pa.string()).take(pc.index_in(out.column(ROW), value_set=hit_rows))
     out = _set(out, "_reason", pc.if_else(hit, "card_number", out.column("_reason")))
     return _set(out, "_detail", pc.if_else(hit, details, out.column("_detail")))
+
+
+def card_numbers(rows: pa.Table, spec: Table, columns: dict[str, str | None]) -> dict[int, str]:
+    """Row number -> detail (card masked) of the source `rows` (with ROW) whose stored fields
+    hold a Luhn-valid card number."""
+    found: dict[int, str] = {}
+    numbers = rows.column(ROW).to_pylist()
+    for c in spec.columns:
+        src = columns.get(c.name)
+        if src is None or c.type == "timestamp":
+            continue
+        values = [None if v is None else str(v) for v in rows.column(src).to_pylist()]
+        for j in np.flatnonzero(has_card_number(values)):
+            found.setdefault(numbers[j], f"{c.name} holds a card number ({mask_card_numbers(values[j])}); "
+                                         "card numbers must not be sent: remove them from the export")
+    return found

@@ -11,11 +11,14 @@ call ingests is committed in one transaction: all of it, or nothing.
 The lake's reporting currency is fixed by the first ingest of payments, never silently
 (`pipelines.lake_currency`).
 
-Engines (`engine=` / `behavior ingest --engine`): files are always read on the driver by
+Engines (`engine=` / `behavior ingest --engine`): files are read on the driver by
 `pipelines.readers` (format, encoding, delimiter, header and malformed-record detection need
 the file's bytes; one definition for both engines). The rows then go, as Arrow, to the
 engine, which runs the validation SQL (`behavior.validate`, one text rendered per dialect),
-derives line numbers, drops keys the lake holds already and writes the lake:
+derives line numbers, drops keys the lake holds already and writes the lake. On the DuckDB
+engine, a payments file that DuckDB reads exactly as `pipelines.readers` does (most: see
+`pipelines.ingest_direct`) is read, checked and written by DuckDB itself, the same SQL on
+the same layout, with the same lake and quarantine and only the rejected rows coming back:
 
 - `duckdb` (default): in this process, into the data home's `lake/` (`LocalLake`).
 - `spark`: Spark (`pipelines.engines.spark.SparkLake`), into the Spark lake URI (`[engine]
@@ -38,6 +41,7 @@ from typing import Callable
 
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -54,10 +58,11 @@ from behavior.store.datahome import DataHome
 from pipelines.engines import duckdb_connection
 from pipelines.ingest_report import NO_AMOUNT, column_report, rejection_examples
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
-from pipelines.lake_currency import first_currency
+from pipelines.lake_currency import first_currency, first_currency_of
 from pipelines.dimension_merge import dimension_merge_sql, with_positions
 from pipelines.local_replace import changed_and_new, drop_keys
 from pipelines.readers import FORMATS, Source, read_source
+from pipelines.ingest_direct import Declined, DirectSource, direct_source, ingest_direct
 
 
 @dataclass
@@ -72,6 +77,7 @@ class IngestOptions:
     delimiter: str | None = None
     na_values: tuple[str, ...] = NA_VALUES   # texts that mean "no value" in every column
     replace: bool = False   # a row whose key is stored with other values replaces the stored line
+    direct: bool = True     # read, check and write inside DuckDB where that is exact (`pipelines.ingest_direct`)
 
 
 def expand(paths: list[Path], default_table: str) -> list[tuple[Path, Table]]:
@@ -151,21 +157,18 @@ def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], op
         merged: dict[str, list[pa.Table]] = {}
         for i, (path, spec) in enumerate(files):
             progress(f"reading {path.name} ({spec.name})")
-            src, columns = _read(path, spec, opts)
-            notes = []
-            if spec.name == "payments" and currency is None:
-                currency, how = first_currency(lake.engine, src.table, columns.get("currency"),
-                                               opts.defaults.get("currency"), popts.na_values, path)
-                new_meta["currency"] = currency
-                notes.append(f"the lake's reporting currency is now {currency} ({how})")
-            file_opts = replace(popts, currency=currency or popts.currency)
-            checked = _check_file(lake, txn, src, columns, spec, opts, file_opts, erased)
-            # The source rows go before the lake write, which holds the accepted rows and DuckDB's
-            # partition buffers (a big file's peak memory), and those before the next file is read.
-            del src
-            rep = _store_file(lake, txn, i, checked, columns, spec, opts, file_opts, merged)
-            del checked
-            rep["notes"] = notes + rep["notes"]
+            rep = None
+            direct = None
+            if opts.direct and lake.name == "duckdb":
+                direct = direct_source(path, spec, _known(spec, opts), opts)
+            if direct is not None:
+                try:
+                    rep, currency = _ingest_direct(lake, txn, i, direct, spec, opts, popts, currency, new_meta, erased)
+                    progress(f"{path.name}: read, checked and written by DuckDB")
+                except Declined as exc:
+                    progress(f"{path.name}: read through Arrow ({exc})")
+            if rep is None:
+                rep, currency = _ingest_arrow(lake, txn, i, path, spec, opts, popts, currency, new_meta, erased, merged)
             reports.append(rep)
             progress(f"{path.name}: {rep['accepted']:,} stored, {rep['replaced']:,} replaced, "
                      f"{rep['duplicates']:,} duplicates, {rep['rejected']:,} rejected")
@@ -176,6 +179,65 @@ def _ingest_files(home: DataHome, lake: Any, files: list[tuple[Path, Table]], op
     if "users" in merged:  # committed: the API flags new opt-outs now, not after the next run
         opt_outs.update(home.root, erasure_log.secret(home, create=True), pa.concat_tables(merged["users"]))
     return reports, txn.id, currency
+
+
+def _ingest_arrow(lake: Any, txn: Any, i: int, path: Path, spec: Table, opts: IngestOptions, popts: ParseOptions,
+                  currency: str | None, new_meta: dict, erased: tuple[bytes, set[str]] | None,
+                  merged: dict[str, list[pa.Table]]) -> tuple[dict, str | None]:
+    """One file read by `pipelines.readers` and checked as Arrow: (its report, the lake's currency)."""
+    src, columns = _read(path, spec, opts)
+    notes = []
+    if spec.name == "payments" and currency is None:
+        currency, how = first_currency(lake.engine, src.table, columns.get("currency"),
+                                       opts.defaults.get("currency"), popts.na_values, path)
+        new_meta["currency"] = currency
+        notes.append(f"the lake's reporting currency is now {currency} ({how})")
+    file_opts = replace(popts, currency=currency or popts.currency)
+    checked = _check_file(lake, txn, src, columns, spec, opts, file_opts, erased)
+    # The source rows go before the lake write, which holds the accepted rows and DuckDB's
+    # partition buffers (a big file's peak memory), and those before the next file is read.
+    del src
+    rep = _store_file(lake, txn, i, checked, columns, spec, opts, file_opts, merged)
+    rep["notes"] = notes + rep["notes"]
+    return rep, currency
+
+
+def _ingest_direct(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, opts: IngestOptions,
+                   popts: ParseOptions, currency: str | None, new_meta: dict,
+                   erased: tuple[bytes, set[str]] | None) -> tuple[dict, str | None]:
+    """One file read, checked and written by DuckDB (`pipelines.ingest_direct`): (its report,
+    the lake's currency). Declined before anything is written when DuckDB cannot read it."""
+    names = list(src.types)
+    columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(src.path))
+    notes = []
+    if spec.name == "payments" and currency is None:
+        column = columns.get("currency")
+        try:
+            found, how = first_currency_of(lake.engine, src.relation, src.types.get(column) if column else None,
+                                           column, opts.defaults.get("currency"), popts.na_values, src.path)
+        except duckdb.Error as exc:
+            raise Declined(str(exc).splitlines()[0]) from None
+        notes.append(f"the lake's reporting currency is now {found} ({how})")
+    else:
+        found = currency
+    file_opts = replace(popts, currency=found or popts.currency)
+
+    def quarantine_of(source: Source, rejected: pa.Table, erased_rows: list[int]) -> pa.Table:
+        made = _quarantine(source, rejected, spec, txn.id)
+        return pa.concat_tables([made, _erased_quarantine(source, erased_rows, spec, txn.id)]) if erased_rows else made
+
+    done = ingest_direct(lake, txn, i, src, columns, spec, opts.defaults, file_opts,
+                         _stored_files(lake.home, txn, spec), erased, quarantine_of)
+    if found != currency:
+        new_meta["currency"] = found
+    if done.quarantine.num_rows:
+        lake.write_quarantine(txn, spec, done.quarantine, i)
+    notes += done.notes
+    rep = _report(src.path, src.format, done.read, done.stored, 0, done.duplicates + done.in_lake, done.quarantine,
+                  columns, spec, opts, file_opts, notes)
+    rep["without_amount"] = done.without_amount
+    _check_accounting(rep)
+    return rep, found
 
 
 class LocalLake:
@@ -234,10 +296,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _known(spec: Table, opts: IngestOptions) -> set[str]:
+    """The lower-case column names that make a CSV's first line a header."""
+    return {n.lower() for n in spec.names} | {v.lower() for v in opts.mapping.values()} | {"unit_price"}
+
+
 def _read(path: Path, spec: Table, opts: IngestOptions) -> tuple[Source, dict[str, str | None]]:
     """The file's rows and its canonical columns (canonical -> source column or None)."""
-    known = {n.lower() for n in spec.names} | {v.lower() for v in opts.mapping.values()} | {"unit_price"}
-    src = read_source(path, known, header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
+    src = read_source(path, _known(spec, opts), header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
     names = [n for n in src.table.column_names if n != ROW]
     return src, resolve_columns(spec, names, opts.mapping, opts.defaults, str(path))
 
@@ -279,20 +345,32 @@ def _store_file(lake: Any, txn: Any, index: int, checked: _Checked, columns: dic
         merged.setdefault(spec.name, []).append(result.accepted)
     if quarantine.num_rows:
         lake.write_quarantine(txn, spec, quarantine, index)
+    rep = _report(path, checked.format, read, stored, replaced, result.duplicates + in_lake, quarantine,
+                  columns, spec, opts, popts, checked.notes)
+    if spec.name == "payments":
+        rep["without_amount"] = result.accepted.column("amount").null_count
+    _check_accounting(rep)
+    return rep
+
+
+def _report(path: Path, fmt: str, read: int, stored: int, replaced: int, duplicates: int, quarantine: pa.Table,
+            columns: dict[str, str | None], spec: Table, opts: IngestOptions, popts: ParseOptions,
+            notes: list[str]) -> dict:
+    """A file's report (`without_amount` is the caller's)."""
     by_reason: dict[str, int] = {}
     for reason in quarantine.column("reason").to_pylist():
         by_reason[reason] = by_reason.get(reason, 0) + 1
     cols = column_report(spec, columns, opts.defaults, popts.currency if spec.name == "payments" else None)
-    notes = checked.notes + ([NO_AMOUNT] if "amount" in cols["missing"] else [])
-    rep = {"path": str(path), "table": spec.name, "format": checked.format, "read": read,
-           "accepted": stored, "replaced": replaced, "duplicates": result.duplicates + in_lake,
-           "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
-           "rejected_examples": rejection_examples(quarantine), "columns": cols, "notes": notes}
-    if spec.name == "payments":
-        rep["without_amount"] = result.accepted.column("amount").null_count
-    if rep["accepted"] + rep["replaced"] + rep["duplicates"] + rep["rejected"] != read:
-        raise AssertionError(f"row accounting broke for {path}: {rep}")
-    return rep
+    notes = notes + ([NO_AMOUNT] if "amount" in cols["missing"] else [])
+    return {"path": str(path), "table": spec.name, "format": fmt, "read": read,
+            "accepted": stored, "replaced": replaced, "duplicates": duplicates,
+            "rejected": quarantine.num_rows, "rejected_by_reason": dict(sorted(by_reason.items())),
+            "rejected_examples": rejection_examples(quarantine), "columns": cols, "notes": notes}
+
+
+def _check_accounting(rep: dict) -> None:
+    if rep["accepted"] + rep["replaced"] + rep["duplicates"] + rep["rejected"] != rep["read"]:
+        raise AssertionError(f"row accounting broke for {rep['path']}: {rep}")
 
 
 def _drop_erased(engine: Any, src: Source, column: str | None, erased: tuple[bytes, set[str]] | None,

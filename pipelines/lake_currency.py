@@ -33,18 +33,25 @@ def first_currency(engine: Any, table: Any, column: str | None, default: str | N
                    na_values: tuple[str, ...], path: Path) -> tuple[str, str]:
     """(the currency, how it was chosen) for a lake without one, from the first payments file
     `table` (Arrow, registered here on `engine`) whose currency column is `column` (or None)."""
+    typ = table.schema.field(column).type if column is not None else None
+    engine.register("_currencies", table)
+    try:
+        return first_currency_of(engine, "_currencies", typ, column, default, na_values, path)
+    finally:
+        engine.unregister("_currencies")
+
+
+def first_currency_of(engine: Any, relation: str, typ: Any, column: str | None, default: str | None,
+                      na_values: tuple[str, ...], path: Path) -> tuple[str, str]:
+    """`first_currency` of the SQL `relation` on `engine`, whose `column` has the Arrow type `typ`."""
     if default:
         return checked(default, "--default currency="), "from --default currency="
     if column is None:
         raise InputError(f"{path}: the lake has no reporting currency yet and the file has no currency column: "
                          f"name it with {_HOW}, or set it first with `behavior lake currency XXX`")
     d = engine.dialect
-    text = P.text(_q(column, d), table.schema.field(column).type, d, na_values)
-    engine.register("_currencies", table)
-    try:
-        found = engine.arrow(f"SELECT DISTINCT upper({text}) AS c FROM _currencies").column(0).to_pylist()
-    finally:
-        engine.unregister("_currencies")
+    text = P.text(_q(column, d), typ, d, na_values)
+    found = engine.arrow(f"SELECT DISTINCT upper({text}) AS c FROM {relation}").column(0).to_pylist()
     codes = sorted(c for c in found if c in ISO_4217)
     if len(codes) != 1:
         what = f"holds {', '.join(codes)}" if codes else "holds no ISO 4217 code"

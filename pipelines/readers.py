@@ -151,8 +151,20 @@ def _sniff(text: str, delimiter: str | None, path: Path) -> str:
         return best if counts[best] else ","
 
 
-def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: str | None,
-              encoding: str | None) -> Source:
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV file is laid out, as sniffed from its first bytes."""
+    names: list[str]        # the columns (the header's, made unique; col1.. without one)
+    header: bool            # whether the first record is the header
+    delimiter: str
+    encoding: str
+    notes: list[str]        # how the file is read (encoding, header, delimiter), for the report
+
+
+def sniff_csv(path: Path, known: set[str], *, header: bool | None, delimiter: str | None,
+              encoding: str | None) -> CsvLayout:
+    """The layout of the CSV file `path` (see `read_source` for `known`). InputError for an
+    empty file, a binary one, or a first record that is not CSV."""
     with path.open("rb") as fh:
         head = fh.read(_SNIFF_BYTES)
     if not head.strip():
@@ -175,6 +187,13 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
     else:
         names = [f"col{i + 1}" for i in range(len(first))]
         notes.append(f"no header recognised: columns are named col1..col{len(first)} (use --map)")
+    return CsvLayout(names, header, delim, enc, notes)
+
+
+def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: str | None,
+              encoding: str | None) -> Source:
+    layout = sniff_csv(path, known, header=header, delimiter=delimiter, encoding=encoding)
+    names, header, delim, enc, notes = layout.names, layout.header, layout.delimiter, layout.encoding, list(layout.notes)
     malformed: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -189,7 +208,7 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
             # Without line breaks inside quotes, every line is a record: the reader may split the
             # file at any line (in parallel; allowing them splits by a serial scan, 2.5x the cost).
             parse_options=pacsv.ParseOptions(delimiter=delim,
-                                             newlines_in_values=_quoted_line_breaks(path, enc),
+                                             newlines_in_values=quoted_line_breaks(path, enc),
                                              invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  strings_can_be_null=False),
@@ -215,7 +234,7 @@ def _read_csv(path: Path, known: set[str], *, header: bool | None, delimiter: st
 _QUOTES_AND_BREAKS = bytes.maketrans(b"\r", b"\n"), bytes(set(range(256)) - {0x22, 0x0A, 0x0D})
 
 
-def _quoted_line_breaks(path: Path, encoding: str, chunk: int = 16 << 20) -> bool:
+def quoted_line_breaks(path: Path, encoding: str, chunk: int = 16 << 20) -> bool:
     """Whether a line break of the file may lie inside a quoted value: true unless every line
     holds an even number of quote characters (a doubled quote inside a value counts two), or
     when the encoding may hold those bytes inside other characters (UTF-16)."""

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipelines.readers import ROW, _quoted_line_breaks, read_source
+from pipelines.readers import ROW, quoted_line_breaks, read_source
 
 value = st.text(st.sampled_from(list('ab,"\n\r é')), max_size=8)
 
@@ -40,9 +40,9 @@ def test_the_read_is_the_record_by_record_read_whatever_the_quoted_values_hold(t
 def test_a_line_break_inside_quotes_is_found_across_the_scans_chunks(tmp_path):
     path = tmp_path / "a.csv"
     path.write_bytes(b'a,b\n1,"x""y"\n2,"z"\r\n3,"a\rb"\n')
-    assert all(_quoted_line_breaks(path, "utf-8", chunk=n) for n in (1, 2, 3, 5, 1 << 20))
+    assert all(quoted_line_breaks(path, "utf-8", chunk=n) for n in (1, 2, 3, 5, 1 << 20))
     path.write_bytes(b'a,b\n1,"x""y"\n2,"z"\r\n3,"ab"')   # quotes closed on every line, no final break
-    assert not any(_quoted_line_breaks(path, "utf-8", chunk=n) for n in (1, 2, 3, 5, 1 << 20))
+    assert not any(quoted_line_breaks(path, "utf-8", chunk=n) for n in (1, 2, 3, 5, 1 << 20))
     path.write_bytes(b'a,b\n1,"x\n')   # a quote never closed
-    assert _quoted_line_breaks(path, "utf-8") and _quoted_line_breaks(path, "utf-8", chunk=2)
-    assert _quoted_line_breaks(path, "utf-16")   # its bytes of a quote may be part of another character
+    assert quoted_line_breaks(path, "utf-8") and quoted_line_breaks(path, "utf-8", chunk=2)
+    assert quoted_line_breaks(path, "utf-16")   # its bytes of a quote may be part of another character

@@ -1,0 +1,332 @@
+"""Ingest of a payments file inside DuckDB: read, validated and written without the rows
+crossing into Arrow (`pipelines.ingest` chooses it; the lake and the quarantine are the same
+as through `pipelines.readers` and Arrow, which remains the path for everything else).
+
+DuckDB reads the file itself (`read_csv` with the layout `pipelines.readers.sniff_csv`
+decided, every column text and no type detection; `read_parquet`), the validation SQL
+(`behavior.validate`) puts the checked rows in a temporary table, the repeated-key check runs
+on it, and the accepted rows new to the lake are copied from it into the month partitions.
+Only the rejected rows (and rows that may hold a card number, for the Luhn check) come back
+to Python, read again from the file, for the quarantine.
+
+A file is taken only when DuckDB reads it as the Arrow path would, record for record:
+
+- CSV in UTF-8: a record's number is its position among the file's records (DuckDB's
+  streaming `row_number() OVER ()` in reading order; both readers skip blank lines and read a
+  quoted value across lines as one record); a record DuckDB cannot split into the header's
+  fields (the Arrow path quarantines those as `malformed_row`), an invalid UTF-8 byte, a
+  stray quote or mixed line endings make DuckDB fail while reading, before anything is
+  written, and the file goes the Arrow way (`Declined`);
+- Parquet whose columns have types both readers give DuckDB alike; the row number is
+  DuckDB's `file_row_number` + 1;
+- payments (the one append table), on the DuckDB engine, without `--replace`.
+
+Rows of erased users (erasure log) are recognised as on the Arrow path, by the hash of the id
+in the form validation stores, before validation (they take no part in line numbers or
+repeated keys); that costs one more read of the file, only while the log holds someone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from behavior.date_order import decide_from_texts, order_texts
+from behavior.pii import erasure_hash_sql, mask_card_numbers
+from behavior.schema import ROW, Table
+from behavior.sql_dialect import DUCKDB
+from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
+                               repeated_keys, validation_sql)
+from pipelines.readers import FORMATS, Source, sniff_csv
+
+# Parquet column types that DuckDB's read_parquet and an Arrow table registered with DuckDB
+# give alike (the validation SQL is chosen by the Arrow type)
+_PARQUET_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_floating,
+                  pa.types.is_boolean, pa.types.is_date32, pa.types.is_timestamp)
+
+
+class Declined(Exception):
+    """DuckDB cannot read this file exactly as the Arrow path does; nothing of it was written."""
+
+
+@dataclass
+class DirectSource:
+    path: Path
+    format: str
+    relation: str                      # SQL: the source columns and ROW, in reading order
+    types: dict[str, pa.DataType]      # the source columns' types as the Arrow reader gives them
+    notes: list[str] = field(default_factory=list)
+    source: str = ""                   # SQL: every record of the file, when `relation` leaves some out
+
+    @property
+    def every_record(self) -> str:
+        return self.source or self.relation
+
+
+# makes the quarantine table from (the source rows it needs, the rejected rows, erased users' row numbers)
+Quarantine = Callable[[Source, pa.Table, list[int]], pa.Table]
+
+
+def direct_source(path: Path, spec: Table, known: set[str], opts: Any) -> DirectSource | None:
+    """The file as DuckDB reads it, or None when only the Arrow path reads it exactly (see the
+    module docstring); `opts` are the ingest's options (`pipelines.ingest.IngestOptions`)."""
+    if spec.mode != "append" or opts.replace or not path.is_file():
+        return None
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt == "parquet":
+        return _parquet(path)
+    if fmt != "csv" or (opts.encoding and opts.encoding.lower().replace("_", "-") not in ("utf-8", "utf8")):
+        return None
+    layout = sniff_csv(path, known, header=opts.header, delimiter=opts.delimiter, encoding=opts.encoding)
+    names = layout.names
+    if (layout.encoding != "utf-8" or len(layout.delimiter) != 1 or layout.delimiter in '"\r\n'
+            or len(names) < 2 or len({n.lower() for n in names}) < len(names) or ROW in names):
+        return None
+    lit = DUCKDB.literal
+    cols = "{" + ", ".join(f"{lit(n)}: 'VARCHAR'" for n in names) + "}"
+    read = (f"read_csv({lit(str(path))}, auto_detect = false, header = {str(layout.header).lower()}, "
+            f"delim = {lit(layout.delimiter)}, quote = '\"', escape = '\"', columns = {cols}, "
+            "strict_mode = true, null_padding = false, ignore_errors = false, encoding = 'utf-8')")
+    notes = list(layout.notes) + ([f"delimiter {layout.delimiter!r}"] if layout.delimiter != "," else [])
+    return DirectSource(path, "csv", f"(SELECT *, row_number() OVER () AS {ROW} FROM {read})",
+                        {n: pa.string() for n in names}, notes)
+
+
+def _parquet(path: Path) -> DirectSource | None:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError):
+        return None   # the Arrow path names what is wrong with the file
+    names = schema.names
+    if (not all(any(ok(f.type) for ok in _PARQUET_TYPES) for f in schema) or ROW in names
+            or "file_row_number" in names or len({n.lower() for n in names}) < len(names)):
+        return None
+    if any(pa.types.is_timestamp(f.type) and f.type.tz not in (None, "UTC", "+00:00") for f in schema):
+        return None
+    rel = (f"(SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {ROW} "
+           f"FROM read_parquet({DUCKDB.literal(str(path))}, file_row_number = true))")
+    return DirectSource(path, "parquet", rel, {f.name: f.type for f in schema})
+
+
+@dataclass
+class Stored:
+    """What `ingest_direct` did with one file."""
+    read: int
+    stored: int            # new to the lake, written
+    in_lake: int           # accepted, but their key is stored already
+    duplicates: int        # exact repeats inside the file
+    without_amount: int    # accepted rows without an amount
+    quarantine: pa.Table   # rejected rows (source values as JSON, card numbers masked)
+    notes: list[str]
+
+
+def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None],
+                  spec: Table, defaults: dict[str, str], popts: ParseOptions, stored_files: list[Path],
+                  erased: tuple[bytes, set[str]] | None, quarantine_of: Quarantine) -> Stored:
+    """Validate `src` and write its accepted rows new to the lake (whose files of `spec` are
+    `stored_files`) into the month partitions of `txn`; rows of users in the erasure log
+    (`erased`: its key and hashes) are only quarantined. Declined (nothing written) when
+    DuckDB cannot read the file. `quarantine_of(Source, rejected, erased rows)` makes the
+    quarantine table."""
+    con, engine = lake.con, lake.engine
+    con.execute("SET TimeZone = 'UTC'")
+    try:
+        src, erased_rows = _without_erased(con, src, columns.get("user_id"), erased, popts.na_values)
+    except duckdb.Error as exc:
+        raise Declined(str(exc).splitlines()[0]) from None
+    forced = popts.dayfirst or popts.date_format
+    texts = [] if forced else order_texts(src.types, spec, columns, popts.na_values, DUCKDB)
+    notes: list[str] = []
+    try:
+        try:
+            # The texts the order of day and month is decided from ride along with the checked
+            # rows (one read of the file); they are read month-first, and read again in the rare
+            # case that a column turns out day-first.
+            _check(con, src, columns, spec, defaults, popts, {f"_order{i}": e for i, (_, e) in enumerate(texts)})
+            if texts:
+                order = decide_from_texts(engine, "_checked", [n for n, _ in texts], _value_of(con, src), columns,
+                                          str(src.path), prefix="_order")
+                notes = order.notes
+                if order.dayfirst:
+                    _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst), {})
+        except duckdb.Error as exc:
+            raise Declined(str(exc).splitlines()[0]) from None
+        return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes, erased_rows)
+    finally:
+        for name in ("_checked", "_lined", "_erased_rows"):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tuple[bytes, set[str]] | None,
+                    na_values: tuple[str, ...]) -> tuple[DirectSource, list[int]]:
+    """`src` without the rows of erased users, and their row numbers (as
+    `pipelines.ingest._drop_erased`: the id hashed in the canonical form validation stores)."""
+    if erased is None or column is None:
+        return src, []
+    key, logged = erased
+    hashed = erasure_hash_sql(key, id_text_sql(column, src.types[column], DUCKDB, na_values), DUCKDB)
+    con.register("_erased", pa.table({"h": pa.array(sorted(logged), pa.string())}))
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _erased_rows AS SELECT {ROW} FROM {src.relation} s "
+                    f"WHERE {hashed} IN (SELECT h FROM _erased)")
+    finally:
+        con.unregister("_erased")
+    rows = sorted(con.sql(f"SELECT {ROW} FROM _erased_rows").to_arrow_table().column(ROW).to_pylist())
+    if not rows:
+        return src, []
+    kept = f"(SELECT * FROM {src.relation} s ANTI JOIN _erased_rows USING ({ROW}))"
+    return replace(src, relation=kept, source=src.relation), rows
+
+
+def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Table, defaults: dict[str, str],
+           popts: ParseOptions, carry: dict[str, str]) -> None:
+    """The temporary table _checked: the validation SQL's output over the file."""
+    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
+    # DuckDB folds isnan() of a Parquet float column to false from row-group statistics that
+    # leave NaN out (a NaN amount would be rejected instead of read as missing)
+    floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
+    if floats:
+        con.execute("SET disabled_optimizers = 'statistics_propagation'")
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
+    finally:
+        if floats:
+            con.execute("RESET disabled_optimizers")
+
+
+def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,
+           stored_files: list[Path], quarantine_of: Quarantine, notes: list[str], erased_rows: list[int]) -> Stored:
+    con, engine = lake.con, lake.engine
+    checked = "_checked"
+    read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0] + len(erased_rows)
+    probe = con.sql(f"SELECT {ROW} FROM {checked} WHERE _card_probe").to_arrow_table().column(ROW).to_pylist()
+    if probe:
+        hits = card_numbers(_source_rows(con, src, probe), spec, columns)
+        if hits:
+            _set_reason(con, checked, hits, "card_number")
+    names = [f.name for f in con.sql(f"SELECT * FROM {checked} LIMIT 0").to_arrow_table().schema]
+    copies: list[int] = []
+    if spec.name == "payments" and columns.get("line_no") is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _lined AS {line_numbers_sql(checked, names, spec, DUCKDB)}")
+        checked, copy = "_lined", "_copy"
+    else:
+        copy_rows, conflict_rows = repeated_keys(engine, checked, spec)
+        copies = copy_rows.to_pylist()
+        if len(conflict_rows):
+            _set_reason(con, checked, dict.fromkeys(conflict_rows.to_pylist(), CONFLICT_DETAIL.format(", ".join(spec.key))),
+                        "conflicting_key")
+        copy = "false"
+        if copies:
+            con.register("_copies", pa.table({ROW: pa.array(copies, pa.int64())}))
+            copy = f"{ROW} IN (SELECT {ROW} FROM _copies)"
+    try:
+        duplicates, accepted, without_amount = con.execute(
+            f"SELECT count(*) FILTER ({copy}), count(*) FILTER (NOT ({copy})), "
+            f"count(*) FILTER (NOT ({copy}) AND amount IS NULL) FROM {checked} WHERE _reason IS NULL").fetchall()[0]
+        stored = _write_new(lake, txn, index, spec, f"SELECT * FROM {checked} WHERE _reason IS NULL AND NOT ({copy})",
+                            stored_files) if accepted else 0
+    finally:
+        if copies:
+            con.unregister("_copies")
+    rejected = con.sql(f"SELECT {ROW}, _reason AS reason, _detail AS detail FROM {checked} "
+                       f"WHERE _reason IS NOT NULL ORDER BY {ROW}").to_arrow_table()
+    masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
+    rejected = rejected.set_column(2, "detail", masked)
+    values = _source_rows(con, src, rejected.column(ROW).to_pylist())
+    quarantine = quarantine_of(Source(src.path, src.format, values), rejected, erased_rows)
+    return Stored(read, stored, accepted - stored, duplicates or 0, without_amount or 0, quarantine,
+                  src.notes + notes)
+
+
+def _set_reason(con: Any, relation: str, details: dict[int, str], reason: str) -> None:
+    """Give the rows `details` names (row number -> detail) reason `reason` and their detail."""
+    con.register("_hits", pa.table({ROW: pa.array(list(details), pa.int64()),
+                                    "detail": pa.array(list(details.values()), pa.string())}))
+    try:
+        con.execute(f"UPDATE {relation} SET _reason = {DUCKDB.literal(reason)}, _detail = h.detail "
+                    f"FROM _hits h WHERE {relation}.{ROW} = h.{ROW}")
+    finally:
+        con.unregister("_hits")
+
+
+def _write_new(lake: Any, txn: Any, index: int, spec: Table, accepted: str, stored_files: list[Path]) -> int:
+    """Copy the rows of the SQL `accepted` whose key the lake does not hold into the month
+    partitions of `txn`; the number written. The same anti join and bounds as the Arrow path
+    (`pipelines.ingest._new_rows`): only stored keys within the range of the first key column."""
+    con = lake.con
+    casts = ", ".join(f"CAST({_q(f.name)} AS {_duckdb_type(f.type)}) AS {_q(f.name)}" for f in spec.arrow_schema)
+    rows = f"SELECT {casts} FROM ({accepted}) a"
+    params = None
+    if stored_files:
+        listing = ", ".join(DUCKDB.literal(str(f)) for f in stored_files)
+        keys, first = ", ".join(spec.key), spec.key[0]
+        lo, hi = con.execute(f"SELECT min({first}), max({first}) FROM ({rows}) r").fetchall()[0]
+        within = f" WHERE {first} BETWEEN $lo AND $hi" if lo is not None else ""
+        params = {"lo": lo, "hi": hi} if within else None
+        rows = (f"SELECT n.* FROM ({rows}) n ANTI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
+                f"hive_partitioning = false){within}) s USING ({keys})")
+    target = txn.path(f"{spec.name}/.keep").parent
+    result = con.execute(
+        f"COPY (SELECT *, strftime(make_timestamp(epoch_us(paid_at)), '%Y-%m') AS month FROM ({rows}) w) "
+        f"TO {DUCKDB.literal(str(target))} "
+        f"(FORMAT parquet, PARTITION_BY (month), FILENAME_PATTERN 'part-{txn.id}-{index}-{{i}}', "
+        f"OVERWRITE_OR_IGNORE, COMPRESSION zstd)", params or {}).fetchall()[0]
+    return int(result[0])
+
+
+def _duckdb_type(typ: pa.DataType) -> str:
+    """The DuckDB type an Arrow table of the lake's schema has in DuckDB."""
+    if pa.types.is_decimal(typ):
+        return f"DECIMAL({typ.precision},{typ.scale})"
+    if pa.types.is_timestamp(typ):
+        return "TIMESTAMPTZ" if typ.tz else "TIMESTAMP"
+    return {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float64(): "DOUBLE",
+            pa.bool_(): "BOOLEAN"}[typ]
+
+
+def _source_rows(con: Any, src: DirectSource, rows: list[int]) -> pa.Table:
+    """The source rows numbered `rows` as the Arrow reader gives them (CSV: text, an empty
+    value as ''), with ROW."""
+    if src.format == "parquet":
+        return _parquet_rows(src.path, rows)
+    names = [n for n in src.types]
+    if not rows:
+        return pa.table({**{n: pa.array([], pa.string()) for n in names}, ROW: pa.array([], pa.int64())})
+    # DuckDB reads an empty value as NULL; the Arrow reader as ''
+    cols = ", ".join(f"COALESCE({_q(n)}, '') AS {_q(n)}" for n in names)
+    con.register("_wanted", pa.table({ROW: pa.array(sorted(set(rows)), pa.int64())}))
+    try:
+        return con.sql(f"SELECT {cols}, s.{ROW} FROM {src.every_record} s SEMI JOIN _wanted USING ({ROW}) "
+                       f"ORDER BY s.{ROW}").to_arrow_table()
+    finally:
+        con.unregister("_wanted")
+
+
+def _parquet_rows(path: Path, rows: list[int]) -> pa.Table:
+    """Rows numbered `rows` of a Parquet file, read by pyarrow as the Arrow path reads it (only
+    the row groups that hold them)."""
+    f = pq.ParquetFile(path)
+    wanted = sorted(set(rows))
+    parts, starts, start = [], [], 0
+    for g in range(f.num_row_groups):
+        n = f.metadata.row_group(g).num_rows
+        inside = [r for r in wanted if start < r <= start + n]
+        if inside:
+            t = f.read_row_group(g)
+            parts.append(t.take(pa.array([r - start - 1 for r in inside], pa.int64())))
+            starts += inside
+        start += n
+    table = pa.concat_tables(parts) if parts else f.schema_arrow.empty_table()
+    return table.append_column(ROW, pa.array(starts, pa.int64()))
+
+
+def _value_of(con: Any, src: DirectSource):
+    """The source value of (column, row number), read from the file (for the date order's examples)."""
+    def value(column: str, row: int) -> object:
+        return _source_rows(con, src, [row]).column(column)[0].as_py()
+    return value

@@ -1,0 +1,241 @@
+"""The DuckDB path of ingest (`pipelines.ingest_direct`) leaves the same lake, quarantine and
+report as the Arrow path, on files of odd shapes, and is taken where it can be."""
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from behavior.errors import BehaviorError
+from behavior.store import erasure_log
+from behavior.store.datahome import DataHome
+from pipelines.ingest import IngestOptions, ingest
+
+COLUMNS = ("payment_id", "user_id", "item_id", "amount", "currency", "paid_at", "channel", "status", "quantity")
+VALUES = {
+    "payment_id": ["p1", "p2", "p3", "p4", "", "NA", "#N/A", " p5 "],
+    "user_id": ["u1", "u2", "17850.0", "NA", "#N/A", "", " u3 ", "4111111111111111", "a@b.co"],
+    "item_id": ["i1", "i2", "N/A", "i-3", "i\n4", "i 5\r\n"],
+    "amount": ["3.50", "0", "-2.00", "0.00", "NA", "#N/A", "4111 1111 1111 1111", "abc", "1e3", ""],
+    "currency": ["EUR", "eur", "USD", "XXX", ""],
+    "paid_at": ["2024-01-05", "2024-01-05T10:00:00Z", "05/01/2024", "25/01/2024 10:00", "01/25/2024", "1704067200",
+                "1704067200000", "1969-12-31", "2099-01-01", "", "NA", "yesterday"],
+    "channel": ["app", "web", "??", ""],
+    "status": ["success", "paid", "refund", "", "weird"],
+    "quantity": ["1", "-1", "0", "2.5", ""],
+}
+row = st.fixed_dictionaries({c: st.sampled_from(v) for c, v in VALUES.items()})
+BASE = "payment_id,user_id,item_id,amount,paid_at\np1,u1,i1,3.50,2024-01-05\np9,u9,i9,1.00,2024-02-01\n"
+
+
+def _field(v: str, delim: str) -> str:
+    return '"' + v.replace('"', '""') + '"' if any(c in v for c in delim + '"\r\n') else v
+
+
+def _csv(rows: list[dict], delim: str, bom: bool, crlf: bool, blanks: list[int]) -> bytes:
+    lines = [delim.join(COLUMNS)] + [delim.join(_field(r[c], delim) for c in COLUMNS) for r in rows]
+    for at in sorted(blanks, reverse=True):
+        lines.insert(1 + at % (len(lines)), "")
+    end = "\r\n" if crlf else "\n"
+    text = end.join(lines) + end
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+def _parquet(rows: list[dict], typed: bool, path: Path) -> None:
+    cols = {c: pa.array([r[c] for r in rows], pa.string()) for c in COLUMNS}
+    if typed:
+        def amount(v: str):
+            try:
+                return float(v)
+            except ValueError:
+                return float("nan") if v == "NA" else None
+        cols["amount"] = pa.array([amount(r["amount"]) for r in rows], pa.float64())
+        cols["paid_at"] = pa.array([datetime(2024, 1 + i % 12, 1 + i % 28, tzinfo=timezone.utc) for i in range(len(rows))],
+                                   pa.timestamp("us", tz="UTC"))
+        cols["quantity"] = pa.array([int(float(r["quantity"])) if r["quantity"] else None for r in rows], pa.int64())
+    pq.write_table(pa.table(cols), path, row_group_size=3)
+
+
+def _lake(home: Path) -> tuple[pa.Table | None, pa.Table | None]:
+    """The stored payments (with their month partition) and the quarantine, sorted."""
+    files = sorted((home / "lake" / "payments").rglob("*.parquet"))
+    lake = None
+    if files:
+        parts = [pq.read_table(f).append_column("month", pa.array([f.parent.name] * pq.read_metadata(f).num_rows))
+                 for f in files]
+        lake = pa.concat_tables(parts).sort_by([("payment_id", "ascending"), ("line_no", "ascending")])
+    rejected = sorted((home / "lake" / "_rejected").rglob("*.parquet"))
+    quarantine = None
+    if rejected:
+        quarantine = pa.concat_tables([pq.read_table(f) for f in rejected]).drop_columns(["ingest_id", "ingested_at"])
+        quarantine = quarantine.sort_by([("table", "ascending"), ("source_row", "ascending")])
+    return lake, quarantine
+
+
+def _ingest(home: Path, path: Path, direct: bool, **options) -> tuple[object, list[str]]:
+    """The report (without what differs between runs) or the error; the progress lines."""
+    said: list[str] = []
+    try:
+        rep = ingest(DataHome(home), [path], IngestOptions(direct=direct, **options), progress=said.append)
+    except BehaviorError as exc:
+        return (type(exc).__name__, str(exc)), said
+    rep.pop("ingest_id"), rep.pop("seconds"), rep.pop("engine")
+    return rep, said
+
+
+def same_both_ways(path: Path, with_lake: bool = False, erased: bool = False, **options) -> list[str]:
+    """Ingest `path` into two data homes, through DuckDB where it can and always through Arrow
+    (each on a lake holding BASE first when `with_lake`, with users u2 and 17850 erased when
+    `erased`); assert both leave the same; the DuckDB run's progress lines (none when both
+    refused the file)."""
+    options.setdefault("defaults", {"currency": "EUR"})
+    with tempfile.TemporaryDirectory() as tmp:
+        results = []
+        for direct in (True, False):
+            home = Path(tmp) / f"home-{direct}"
+            if with_lake:
+                base = Path(tmp) / "base.csv"
+                base.write_text(BASE)
+                ingest(DataHome(home), [base], IngestOptions(defaults={"currency": "EUR"}, direct=False))
+            if erased:
+                erasure_log.record(DataHome(home), ["u2", "17850"])
+            results.append((*_ingest(home, path, direct, **options), *_lake(home)))
+        (rep_d, said, lake_d, quar_d), (rep_a, _, lake_a, quar_a) = results
+        assert rep_d == rep_a
+        assert (lake_d is None) == (lake_a is None) and (quar_d is None) == (quar_a is None)
+        if lake_d is not None:
+            assert lake_d.schema == lake_a.schema and lake_d.equals(lake_a), (lake_d.to_pylist(), lake_a.to_pylist())
+        if quar_d is not None:
+            assert quar_d.equals(quar_a), (quar_d.to_pylist(), quar_a.to_pylist())
+        return said if isinstance(rep_d, dict) else []
+
+
+def _direct(said: list[str]) -> bool:
+    return any("written by DuckDB" in s for s in said)
+
+
+EXAMPLES = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+@EXAMPLES
+@given(st.lists(row, max_size=14), st.sampled_from([",", ";"]), st.booleans(), st.booleans(),
+       st.lists(st.integers(0, 20), max_size=3), st.booleans(), st.booleans())
+def test_csv_the_same_both_ways(rows, delim, bom, crlf, blanks, with_lake, erased):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.csv"
+        path.write_bytes(_csv(rows, delim, bom, crlf, blanks))
+        said = same_both_ways(path, with_lake, erased)
+        assert _direct(said) or not said
+
+
+@EXAMPLES
+@given(st.lists(row, min_size=1, max_size=14), st.booleans(), st.booleans(), st.booleans())
+def test_parquet_the_same_both_ways(rows, typed, with_lake, erased):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "in.parquet"
+        _parquet(rows, typed, path)
+        said = same_both_ways(path, with_lake, erased)
+        assert _direct(said) or not said
+
+
+def _clean_rows(n: int) -> list[dict]:
+    return [{"payment_id": f"p{i}", "user_id": f"u{i % 3}", "item_id": "i1", "amount": f"{i}.25", "currency": "EUR",
+             "paid_at": f"2024-{1 + i % 12:02d}-03", "channel": "app", "status": "success", "quantity": "1"}
+            for i in range(n)]
+
+
+def test_a_plain_csv_and_parquet_go_through_duckdb(tmp_path):
+    rows = _clean_rows(20)
+    rows[4]["user_id"] = "NA"                       # a rejected row,
+    rows[7]["amount"] = "4111 1111 1111 1111"        # a card number
+    rows[9] = dict(rows[8])                          # an exact copy, then a conflicting key
+    rows[11] = {**rows[10], "amount": "99.00"}
+    csv_path = tmp_path / "in.csv"
+    csv_path.write_bytes(_csv(rows, ";", True, False, [3, 12]))
+    assert _direct(same_both_ways(csv_path, with_lake=True))
+    assert _direct(same_both_ways(csv_path, erased=True))      # u2's rows quarantined without values
+    pq_path = tmp_path / "in.parquet"
+    _parquet(rows, True, pq_path)
+    assert _direct(same_both_ways(pq_path))
+
+
+def test_day_first_dates_are_decided_the_same(tmp_path):
+    rows = _clean_rows(5)
+    rows[2]["paid_at"] = "25/01/2024"
+    rows[3]["paid_at"] = "05/02/2024"
+    path = tmp_path / "in.csv"
+    path.write_bytes(_csv(rows, ",", False, False, []))
+    assert _direct(same_both_ways(path))
+
+
+def test_without_line_no_the_line_numbers_are_derived_the_same(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("payment_id,user_id,item_id,amount,paid_at\np1,u1,i1,1,2024-01-05\np1,u1,i2,2,2024-01-05\n"
+                    "p1,u1,i1,1,2024-01-05\np2,u2,i1,NA,2024-01-06\np2,NA,i1,3,2024-01-06\n")
+    assert _direct(same_both_ways(path, with_lake=True))
+
+
+def test_a_quoted_line_break_is_one_record_both_ways(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('payment_id,user_id,item_id,amount,paid_at\np1,u1,"i\n1",1,2024-01-05\n\np2,NA,i1,1,2024-01-05\n'
+                    'p3,u1,"a\n\nb",x,2024-01-05\n')
+    assert _direct(same_both_ways(path))
+
+
+@pytest.mark.parametrize("text, why", [
+    ("payment_id,user_id,item_id,amount,paid_at\np1,u1,i1,1\np2,u1,i1,1,2024-01-05,x\np3,u1,i1,1,2024-01-05\n",
+     "malformed records"),
+    ("payment_id,user_id,item_id,amount,paid_at\r\np1,u1,i1,1,2024-01-05\np2,u1,i1,1,2024-01-05\r\n", "mixed line endings"),
+])
+def test_files_duckdb_cannot_read_exactly_go_through_arrow(tmp_path, text, why):
+    path = tmp_path / "in.csv"
+    path.write_bytes(text.encode())
+    assert not _direct(same_both_ways(path)), why
+
+
+def test_not_utf8_goes_through_arrow(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(("payment_id,user_id,item_id,amount,paid_at\n" + "p1,u1,i1,1,2024-01-05\n" * 5000).encode()
+                     + "p2,Müller,i1,1,2024-01-05\n".encode("cp1252"))
+    assert not _direct(same_both_ways(path))
+
+
+def test_a_declined_file_leaves_nothing_of_duckdb_behind(tmp_path):
+    """A file DuckDB fails to read in the middle is read through Arrow in the same transaction:
+    one set of rows stored, none twice."""
+    path = tmp_path / "in.csv"
+    path.write_text("payment_id,user_id,item_id,amount,paid_at\n" + "".join(f"p{i},u1,i1,1,2024-01-05\n" for i in range(3000))
+                    + "p9999,u1,i1,1\n")
+    home = tmp_path / "home"
+    rep, said = _ingest(home, path, True, defaults={"currency": "EUR"})
+    assert not _direct(said) and rep["accepted"] == 3000 and rep["rejected_by_reason"] == {"malformed_row": 1}
+    stored = duckdb.sql(f"SELECT count(*) FROM read_parquet('{home}/lake/payments/*/*.parquet')").fetchall()[0][0]
+    assert stored == 3000
+
+
+def test_a_mixed_date_order_is_refused_the_same(tmp_path):
+    rows = _clean_rows(5)
+    rows[1]["paid_at"] = "25/01/2024"
+    rows[3]["paid_at"] = "01/25/2024"
+    path = tmp_path / "in.csv"
+    path.write_bytes(_csv(rows, ",", False, False, []))
+    assert same_both_ways(path) == []
+    rep, _ = _ingest(tmp_path / "home", path, True, defaults={"currency": "EUR"})
+    assert rep[0] == "MixedDateOrderError" and "row 2: '25/01/2024'" in rep[1] and "row 4: '01/25/2024'" in rep[1]
+
+
+def test_a_nan_amount_in_parquet_is_missing_both_ways(tmp_path):
+    """DuckDB's row-group statistics leave NaN out; a NaN amount must still read as no amount."""
+    rows = _clean_rows(3)
+    rows[2]["amount"] = "NA"      # written as NaN, in a row group whose other amounts are numbers
+    path = tmp_path / "in.parquet"
+    _parquet(rows, True, path)
+    assert _direct(same_both_ways(path))
+    rep, _ = _ingest(tmp_path / "home", path, True, defaults={"currency": "EUR"})
+    assert rep["accepted"] == 3 and rep["files"][0]["without_amount"] == 1

@@ -36,23 +36,19 @@ ACTIVE_DAYS, LAPSED_DAYS, LOYAL_DAYS, FORGOTTEN_DAYS = 90, 180, 3, 365
 _COLUMNS = ("merchant_id", "user_id", "payment_id", "amount", "status", "paid_at")
 
 
-def merchant_customers_sql(days: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+def merchant_customers_sql(users: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """(merchant_id, user_id, audience, purchase_days, payments, revenue, last_payment_at,
-    days_since) of every (merchant, customer) in an audience, from the merchant-day FROM item
-    `days` (`behavior.merchant_days`, as of `as_of_literal`), in no particular order
+    days_since) of every (merchant, customer) in an audience, from the merchant-user relation
+    `users` (`behavior.merchant_days`, as of `as_of_literal`), in no particular order
     (`merchant_customers` sorts the rows of every part once)."""
     ep = get_dialect(dialect).epoch_us.format
     days_since = f"CAST({ep(as_of_literal)} - {ep('last_payment_at')} AS DOUBLE) / {US_PER_DAY}"
     return f"""
 WITH mu AS (
-    SELECT merchant_id, user_id,
-           COUNT(DISTINCT CASE WHEN s_pays > 0 THEN day END) AS purchase_days,
-           SUM(s_pays) AS payments,
-           CAST(SUM(sr_amount) AS DOUBLE) AS revenue,
-           MAX(s_last_at) AS last_payment_at
-    FROM {days}
-    WHERE s_pays + r_pays > 0
-    GROUP BY merchant_id, user_id
+    SELECT merchant_id, user_id, n_days AS purchase_days, s_pays AS payments, CAST(revenue AS DOUBLE) AS revenue,
+           last_at AS last_payment_at
+    FROM {users}
+    WHERE sr_pays > 0
 ),
 d AS (
     SELECT *, {days_since} AS days_since FROM mu WHERE last_payment_at IS NOT NULL
@@ -73,7 +69,7 @@ SELECT * FROM tagged WHERE audience IS NOT NULL
 
 def audience_query(part: Part) -> str:
     """The `behavior.merchant_days` query of a part's audience rows."""
-    return merchant_customers_sql(part.days, part.literal, part.dialect)
+    return merchant_customers_sql(part.users, part.literal, part.dialect)
 
 
 def sort_audience(rows: pa.Table) -> pa.Table:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timezone
 from typing import Callable
 
 import pyarrow as pa
@@ -47,7 +47,8 @@ from behavior.features import UserParts, as_of_literal
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 US_PER_DAY = 86_400_000_000
-SHARE_OF_WALLET_DAYS = 365
+WINDOWS = (30, 90, 365)          # the profile windows, in days before as_of
+SHARE_OF_WALLET_DAYS = 365       # (one of WINDOWS: its customers are flagged in the merchant-user table)
 
 MERCHANT_DAY_COLUMNS: tuple[str, ...] = (
     "merchant_id", "user_id", "day", "rday", "s_pays", "s_lines", "s_first_at", "s_last_at",
@@ -94,12 +95,43 @@ GROUP BY merchant_id, user_id, {day_number(t)}, {day_number(t, ep(as_of_literal)
 """
 
 
-def wallet_sql(payments: str, days: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+def window_flags() -> list[tuple[str, str]]:
+    """(suffix, rday condition) of each current and previous window: ("30", current 30 days),
+    ("prev_30", the 30 days before them), ..."""
+    return [(f"{tag}{w}", cond) for w in WINDOWS
+            for tag, cond in (("", f"rday >= -{w}"), ("prev_", f"rday >= -{2 * w} AND rday < -{w}"))]
+
+
+def merchant_users_sql(days: str, whole_days: bool = False) -> str:
+    """SQL text of the merchant-user table: one row per (merchant_id, user_id) of the merchant-day
+    FROM item `days`, with `s_pays` (successful payments), `sr_pays` (successful and refunded),
+    `n_days` (distinct UTC days of the successful payments), `first_day`, `first_at` and `last_at`
+    (of the successful payments), `revenue` (the `sr_amount`s) and per window a flag `c_<suffix>`
+    (1 when a successful payment's time is in it; `window_flags`). `whole_days`: as_of is at
+    00:00 UTC, so no UTC day is split into two rows and the days are counted without DISTINCT
+    (a distinct count over millions of rows costs as much as the rest of the table)."""
+    n_days = ("COUNT(CASE WHEN s_pays > 0 THEN 1 END)" if whole_days
+              else "COUNT(DISTINCT CASE WHEN s_pays > 0 THEN day END)")
+    flags = ", ".join(f"MAX(CASE WHEN s_pays > 0 AND {cond} THEN 1 ELSE 0 END) AS c_{suffix}"
+                      for suffix, cond in window_flags())
+    return f"""
+SELECT merchant_id, user_id,
+       CAST(SUM(s_pays) AS BIGINT) AS s_pays, CAST(SUM(s_pays + r_pays) AS BIGINT) AS sr_pays,
+       CAST({n_days} AS BIGINT) AS n_days,
+       MIN(CASE WHEN s_pays > 0 THEN day END) AS first_day,
+       MIN(s_first_at) AS first_at, MAX(s_last_at) AS last_at, SUM(sr_amount) AS revenue,
+       {flags}
+FROM {days}
+GROUP BY merchant_id, user_id
+"""
+
+
+def wallet_sql(payments: str, users: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """SQL text of (merchant_id, category, n_lines, spend, customers_spend) of the users of
     `payments`: per merchant and category, its successful lines with that category in
     [as_of - SHARE_OF_WALLET_DAYS, as_of) and their amounts, and the spend in that category (at
     any merchant, in the same year) of its customers of the year (users with a successful payment
-    there whose time is in the year, from the merchant-day relation `days` of the same users).
+    there whose time is in the year, from the merchant-user relation `users` of the same users).
     Every figure is a sum over users."""
     ep = get_dialect(dialect).epoch_us.format
     lo = f"{ep(as_of_literal)} - {SHARE_OF_WALLET_DAYS * US_PER_DAY}"
@@ -120,9 +152,9 @@ ucat AS (
     GROUP BY user_id, category
 ),
 mu AS (
-    SELECT DISTINCT merchant_id, user_id
-    FROM {days}
-    WHERE s_pays > 0 AND rday >= -{SHARE_OF_WALLET_DAYS}
+    SELECT merchant_id, user_id
+    FROM {users}
+    WHERE c_{SHARE_OF_WALLET_DAYS} = 1
 ),
 cust AS (
     SELECT mu.merchant_id, u.category, SUM(u.spend) AS customers_spend
@@ -138,18 +170,21 @@ FROM at_m FULL OUTER JOIN cust ON cust.merchant_id = at_m.merchant_id AND cust.c
 
 @dataclass(frozen=True)
 class Part:
-    """What a query of `over_merchant_days` sees of one user part: `days`, a FROM item of the
-    part's merchant-day table; `lines`, the relation of its payment lines; `literal`, as_of as
-    a SQL literal; `dialect`; and `users(relation)`, a FROM item of the rows of a per-user
-    relation (user_id, ...) that belong to the part."""
+    """What a query of `over_merchant_days` sees of one user part: `days` and `users`, names of
+    the part's merchant-day and merchant-user tables; `lines`, the relation of its payment lines;
+    `literal`, as_of as a SQL literal; `dialect`; and `of_part(relation)`, a FROM item of the rows
+    of a per-user relation (user_id, ...) that belong to the part."""
     days: str
+    users: str
     lines: str
     literal: str
     dialect: Dialect
-    users: Callable[[str], str]
+    of_part: Callable[[str], str]
 
 
 Query = Callable[[Part], str]
+
+_DAYS, _USERS = "_merchant_days", "_merchant_users"
 
 
 def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: dict[str, Query],
@@ -157,43 +192,42 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
                        ) -> dict[str, pa.Table]:
     """Each query's results (`queries[name](part)`, SQL text) over every user part of the lines
     of `payments` before `as_of`, concatenated in part order. The merchant-day table of a part
-    is computed once for all the queries (with a single query it stands in that query's FROM
-    instead). `parts` is the run's `UserParts` or None (a set made for this call); `columns`
-    are the payments columns the queries read (ValueError when the parts lack one). A naive
-    `as_of` raises ValueError."""
+    (one read of its lines) and its merchant-user table are computed once for all the queries.
+    `parts` is the run's `UserParts` or None (a set made for this call); `columns` are the
+    payments columns the queries read (ValueError when the parts lack one). A naive `as_of`
+    raises ValueError."""
     engine = as_engine(con)
     d = engine.dialect
     as_of_literal(as_of, dialect=d)   # validates as_of
     literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
     out: dict[str, list[pa.Table]] = {name: [] for name in queries}
+    whole_days = as_of.astimezone(timezone.utc).time() == time(0)
     with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
         parts.covers(payments, [as_of], list(columns))
         for number, relation in parts.relations():
-            def users(rel: str, number: int = number) -> str:
+            def of_part(rel: str, number: int = number) -> str:
                 return rel if parts.count == 1 else f"(SELECT * FROM {rel} WHERE {parts.part_of('user_id')} = {number})"
 
-            sql = merchant_days_sql(relation, literal, d)
-            if len(queries) == 1:
-                part = Part(f"({sql}) AS merchant_days", relation, literal, d, users)
-                for name, query in queries.items():
-                    out[name].append(engine.arrow(query(part)))
-                continue
-            name_of_days = "_merchant_days"
-            if engine.name == "duckdb":
-                engine.register(name_of_days, engine.arrow(sql))
-            else:
-                engine.create_view(name_of_days, sql)
+            made = []
             try:
-                part = Part(name_of_days, relation, literal, d, users)
+                for name, sql in ((_DAYS, merchant_days_sql(relation, literal, d)), (_USERS, merchant_users_sql(_DAYS, whole_days))):
+                    # DuckDB holds the part's tables as Arrow; elsewhere they are views (computed per use)
+                    if engine.name == "duckdb":
+                        engine.register(name, engine.arrow(sql))
+                    else:
+                        engine.create_view(name, sql)
+                    made.append(name)
+                part = Part(_DAYS, _USERS, relation, literal, d, of_part)
                 for name, query in queries.items():
                     out[name].append(engine.arrow(query(part)))
             finally:
-                if engine.name == "duckdb":
-                    engine.unregister(name_of_days)
-                else:
-                    engine.drop_view(name_of_days)
+                for name in reversed(made):
+                    if engine.name == "duckdb":
+                        engine.unregister(name)
+                    else:
+                        engine.drop_view(name)
     return {name: pa.concat_tables(tables) for name, tables in out.items()}
 
 
-__all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY",
-           "day_number", "merchant_days_sql", "over_merchant_days", "wallet_sql"]
+__all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY", "WINDOWS",
+           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "wallet_sql", "window_flags"]

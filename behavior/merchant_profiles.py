@@ -52,12 +52,12 @@ import pyarrow as pa
 
 from behavior.errors import SchemaError
 from behavior.features import UserParts, as_of_literal
-from behavior.merchant_days import REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, Part, Query, over_merchant_days, wallet_sql
+from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Part, Query, over_merchant_days,
+                                    wallet_sql, window_flags)
 from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.segments import LOYALTY_TIERS
 from behavior.sql_dialect import SqlEngine, as_engine
 
-WINDOWS = (30, 90, 365)
 AT_RISK_MIN_90D = 6
 TREND_DECLINING, TREND_AT_RISK, TREND_GROWING = -0.25, -0.5, 0.25
 MERCHANT_SEGMENTS = ("growing", "steady", "declining", "at_risk", "new", "dormant")
@@ -75,22 +75,19 @@ PROFILE_EXTRA_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, "share_of_wallet", *(
                                          "days_since_last_payment", "merchant_segment")
 
 
-def window_partial_sql(days: str, tiers: str | None) -> str:
+def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
     """One row per merchant with a successful or refunded payment, of additive figures over the
-    users of the merchant-day FROM item `days` (`behavior.merchant_days`): per window the
-    current and previous payments, customers and revenue (with `revlines`, the payments whose
-    amounts it sums), and the customers of each tier (`n_tier_<tier>`). `tiers` names a
-    (user_id, loyalty_tier) relation or is None."""
-    w_cols, c_cols, c_sums, c_names = [], [], [], []
-    for w in WINDOWS:
-        cur, prev = f"rday >= -{w}", f"rday >= -{2 * w} AND rday < -{w}"
-        for tag, cond in (("", cur), ("prev_", prev)):
-            w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays ELSE 0 END) AS BIGINT) AS payments_{tag}{w}d")
-            w_cols.append(f"SUM(CASE WHEN {cond} THEN sr_amount END) AS revenue_{tag}{w}d")
-            w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays + r_pays ELSE 0 END) AS BIGINT) AS revlines_{tag}{w}d")
-            c_cols.append(f"MAX(CASE WHEN s_pays > 0 AND {cond} THEN 1 ELSE 0 END) AS c_{tag}{w}")
-            c_sums.append(f"SUM(c_{tag}{w}) AS customers_{tag}{w}d")
-            c_names.append(f"cs.customers_{tag}{w}d")
+    users of the merchant-day and merchant-user relations `days` and `users`
+    (`behavior.merchant_days`): per window the current and previous payments, customers and
+    revenue (with `revlines`, the payments whose amounts it sums), and the customers of each tier
+    (`n_tier_<tier>`). `tiers` names a (user_id, loyalty_tier) relation or is None."""
+    w_cols = []
+    for suffix, cond in window_flags():
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
+        w_cols.append(f"SUM(CASE WHEN {cond} THEN sr_amount END) AS revenue_{suffix}d")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays + r_pays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
+    c_sums = [f"SUM(c_{suffix}) AS customers_{suffix}d" for suffix, _ in window_flags()]
+    c_names = [f"cs.customers_{suffix}d" for suffix, _ in window_flags()]
     if tiers is None:
         tier_cte, tier_cols, tier_join = "", ", ".join(f"0 AS n_tier_{t.lower()}" for t in TIERS), ""
     else:
@@ -98,33 +95,24 @@ def window_partial_sql(days: str, tiers: str | None) -> str:
         tier_cte = f"""
 tier AS (
     SELECT cw.merchant_id, {counts}
-    FROM cw JOIN {tiers} AS tr ON tr.user_id = cw.user_id
-    WHERE cw.customer = 1
+    FROM {users} AS cw JOIN {tiers} AS tr ON tr.user_id = cw.user_id
+    WHERE cw.s_pays > 0
     GROUP BY cw.merchant_id
 ),"""
         tier_cols = ", ".join(f"COALESCE(tier.n_tier_{t.lower()}, 0) AS n_tier_{t.lower()}" for t in TIERS)
         tier_join = "LEFT JOIN tier ON tier.merchant_id = w.merchant_id"
     return f"""
 WITH
-md AS (
-    SELECT * FROM {days}
-),
 w AS (
     SELECT merchant_id, {', '.join(w_cols)}
-    FROM md
+    FROM {days}
     GROUP BY merchant_id
     HAVING SUM(s_pays + r_pays) > 0
 ),
-cw AS (
-    SELECT merchant_id, user_id, MAX(CASE WHEN s_pays > 0 THEN 1 ELSE 0 END) AS customer,
-           {', '.join(c_cols)}
-    FROM md
-    WHERE s_pays + r_pays > 0
-    GROUP BY merchant_id, user_id
-),
 cs AS (
     SELECT merchant_id, {', '.join(c_sums)}
-    FROM cw
+    FROM {users}
+    WHERE sr_pays > 0
     GROUP BY merchant_id
 ),{tier_cte}
 out AS (
@@ -180,12 +168,12 @@ ORDER BY w.merchant_id
 def windows_query(tiers: str | None) -> Query:
     """The `behavior.merchant_days` query of a part's window figures (with the tiers of the
     part's users)."""
-    return lambda part: window_partial_sql(part.days, tiers and part.users(tiers))
+    return lambda part: window_partial_sql(part.days, part.users, tiers and part.of_part(tiers))
 
 
 def wallet_query(part: Part) -> str:
     """The `behavior.merchant_days` query of a part's share-of-wallet figures."""
-    return wallet_sql(part.lines, part.days, part.literal, part.dialect)
+    return wallet_sql(part.lines, part.users, part.literal, part.dialect)
 
 
 def combine_windows(engine: SqlEngine, partials: pa.Table, wallets: pa.Table) -> pd.DataFrame:

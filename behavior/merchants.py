@@ -64,7 +64,7 @@ import pyarrow as pa
 
 from behavior.errors import InputError, SchemaError
 from behavior.features import UserParts, as_of_literal
-from behavior.merchant_days import US_PER_DAY, Query, merchant_days_sql, over_merchant_days
+from behavior.merchant_days import US_PER_DAY, Query, merchant_days_sql, merchant_users_sql, over_merchant_days
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 MERCHANT_COLUMNS: tuple[str, ...] = (
@@ -102,12 +102,14 @@ RETENTION_DAYS = 90
 # The payments columns the SQL reads.
 _REQUIRED_COLUMNS = ("user_id", "payment_id", "merchant_id", "amount", "status", "paid_at")
 
-def _partial_ctes(days: str, as_of_literal: str, user_values: str | None, dialect: str | Dialect) -> str:
-    """The CTEs up to `part`: one row per merchant of additive partial figures over the users
-    of the merchant-day FROM item `days` (every figure below is a sum, count, min or max over
-    users, so the partials of disjoint sets of users combine into the whole log's)."""
-    _epoch_us = get_dialect(dialect).epoch_us.format
-    as_of_us = _epoch_us(as_of_literal)
+def _partial_ctes(days: str, users: str, as_of_literal: str, user_values: str | None,
+                  dialect: str | Dialect) -> str:
+    """The CTEs up to `part`: one row per merchant of additive partial figures over the users of
+    the merchant-day and merchant-user relations `days` and `users` (`behavior.merchant_days`;
+    every figure below is a sum, count, min or max over users, so the partials of disjoint sets
+    of users combine into the whole log's)."""
+    ep = get_dialect(dialect).epoch_us.format
+    as_of_us = ep(as_of_literal)
     cohort_lo = f"{as_of_us} - {2 * RETENTION_DAYS * US_PER_DAY}"
     cohort_hi = f"{as_of_us} - {RETENTION_DAYS * US_PER_DAY}"
     if user_values is None:
@@ -117,16 +119,13 @@ def _partial_ctes(days: str, as_of_literal: str, user_values: str | None, dialec
 -- The customers' values (CLV) summed per merchant, for the mean.
 clv AS (
     SELECT cu.merchant_id, SUM(CAST(v.clv AS DOUBLE)) AS clv_sum, COUNT(v.clv) AS clv_n
-    FROM cu JOIN {user_values} AS v ON v.user_id = cu.user_id
+    FROM {users} AS cu JOIN {user_values} AS v ON v.user_id = cu.user_id
+    WHERE cu.s_pays > 0
     GROUP BY cu.merchant_id
 ),"""
         clv_cols = "v.clv_sum, COALESCE(v.clv_n, 0) AS clv_n"
         clv_join = "LEFT JOIN clv AS v ON v.merchant_id = m.merchant_id"
     return f"""
--- The merchant-day table (behavior.merchant_days): the log's only read, nothing at or after as_of.
-md AS (
-    SELECT * FROM {days}
-),
 -- Per merchant: payments, failures, lines, revenue and the first / last payment.
 m AS (
     SELECT
@@ -138,38 +137,27 @@ m AS (
         SUM(sr_amount) AS revenue,
         MIN(s_first_at) AS first_payment_at,
         MAX(s_last_at) AS last_payment_at
-    FROM md
+    FROM {days}
     GROUP BY merchant_id
 ),
--- One row per (merchant, customer, purchase day) with the day's first payment time ...
-cd AS (
-    SELECT merchant_id, user_id, day, MIN({_epoch_us('s_first_at')}) AS t_us
-    FROM md
-    WHERE s_pays > 0
-    GROUP BY merchant_id, user_id, day
-),
--- ... one row per (merchant, customer): purchase days and the first purchase ...
-cu AS (
-    SELECT merchant_id, user_id, COUNT(*) AS n_days, MIN(day) AS first_day, MIN(t_us) AS first_us
-    FROM cd
-    GROUP BY merchant_id, user_id
-),
--- ... the acquisition cohort: first purchase in [as_of - 180d, as_of - 90d) ...
+-- The acquisition cohort: first purchase in [as_of - 180d, as_of - 90d) ...
 cohort AS (
-    SELECT merchant_id, user_id, first_day, first_us
-    FROM cu
-    WHERE first_us >= {cohort_lo} AND first_us < {cohort_hi}
+    SELECT merchant_id, user_id, first_day, {ep('first_at')} AS first_us
+    FROM {users}
+    WHERE s_pays > 0 AND {ep('first_at')} >= {cohort_lo} AND {ep('first_at')} < {cohort_hi}
 ),
 -- ... and its customers who came back on a later day within 90 days.
 retained AS (
     SELECT c.merchant_id, c.user_id
-    FROM cohort AS c JOIN cd ON cd.merchant_id = c.merchant_id AND cd.user_id = c.user_id
-    WHERE cd.day > c.first_day AND cd.t_us < c.first_us + {RETENTION_DAYS * US_PER_DAY}
+    FROM cohort AS c JOIN {days} AS md ON md.merchant_id = c.merchant_id AND md.user_id = c.user_id
+    WHERE md.s_pays > 0 AND md.day > c.first_day
+      AND {ep('md.s_first_at')} < c.first_us + {RETENTION_DAYS * US_PER_DAY}
     GROUP BY c.merchant_id, c.user_id
 ),
 c AS (
     SELECT merchant_id, COUNT(*) AS customers, COUNT(CASE WHEN n_days >= 2 THEN 1 END) AS repeaters
-    FROM cu
+    FROM {users}
+    WHERE s_pays > 0
     GROUP BY merchant_id
 ),
 r AS (
@@ -196,15 +184,15 @@ part AS (
 )"""
 
 
-def merchant_partial_sql(days: str, as_of_literal: str, user_values: str | None = None,
+def merchant_partial_sql(days: str, users: str, as_of_literal: str, user_values: str | None = None,
                          dialect: str | Dialect = "duckdb") -> str:
     """SQL text of one row per merchant of partial figures (`payments`, `n_failed`,
     `success_lines`, `refund_lines`, `revenue`, `first_payment_at`, `last_payment_at`,
     `customers`, `repeaters`, `cohort_size`, `n_retained`, `clv_sum`, `clv_n`) over the users
-    of the merchant-day FROM item `days` (`behavior.merchant_days`, as of `as_of_literal`):
-    `merchant_combine_sql` over the partials of disjoint sets of users (e.g. user parts) gives
-    `merchant_sql` of the whole log. `user_values` as in `merchant_sql`."""
-    return f"WITH{_partial_ctes(days, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
+    of the merchant-day and merchant-user relations `days` and `users` (`behavior.merchant_days`,
+    as of `as_of_literal`): `merchant_combine_sql` over the partials of disjoint sets of users
+    (e.g. user parts) gives `merchant_sql` of the whole log. `user_values` as in `merchant_sql`."""
+    return f"WITH{_partial_ctes(days, users, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
 
 
 def merchant_combine_sql(partials: str) -> str:
@@ -244,8 +232,9 @@ def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = No
     or "spark") fills in the engine-specific templates. One statement: the partial figures of
     all users (`merchant_partial_sql` of the log's merchant-day table) combined.
     """
-    days = f"({merchant_days_sql(payments, as_of_literal, dialect)}) AS days"
-    return f"WITH{_partial_ctes(days, as_of_literal, user_values, dialect)}{merchant_combine_sql('part')}"
+    tables = (f"\nmd AS ({merchant_days_sql(payments, as_of_literal, dialect)}),"
+              f"\nmu AS ({merchant_users_sql('md')}),")
+    return f"WITH{tables}{_partial_ctes('md', 'mu', as_of_literal, user_values, dialect)}{merchant_combine_sql('part')}"
 
 
 def check_loyalty_inputs(engine: SqlEngine, payments: str, user_values: str | None) -> None:
@@ -273,8 +262,8 @@ def check_loyalty_inputs(engine: SqlEngine, payments: str, user_values: str | No
 def loyalty_query(user_values: str | None) -> Query:
     """The `behavior.merchant_days` query of a part's partial figures (`merchant_partial_sql`,
     with the values of the part's users)."""
-    return lambda part: merchant_partial_sql(part.days, part.literal, user_values and part.users(user_values),
-                                             part.dialect)
+    return lambda part: merchant_partial_sql(part.days, part.users, part.literal,
+                                             user_values and part.of_part(user_values), part.dialect)
 
 
 def combine_loyalty(engine: SqlEngine, partials: pa.Table) -> pa.Table:

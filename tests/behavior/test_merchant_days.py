@@ -19,7 +19,8 @@ import behavior.features as F
 from behavior import merchant_churn as MC
 from behavior.features import UserParts, as_of_literal
 from behavior.merchant_audience import merchant_customers
-from behavior.merchant_days import MERCHANT_DAY_COLUMNS, merchant_days_sql, over_merchant_days, wallet_sql
+from behavior.merchant_days import (MERCHANT_DAY_COLUMNS, merchant_days_sql, merchant_users_sql, over_merchant_days,
+                                    wallet_sql)
 from behavior.merchant_profiles import merchant_profiles
 from behavior.merchant_tables import merchant_tables
 from behavior.schema import PAYMENTS
@@ -104,7 +105,8 @@ def test_the_wallet_of_a_part_sums_its_lines_and_its_customers_spend():
     con = connect(rows)
     lit = as_of_literal(AS_OF)
     con.register("md", con.sql(merchant_days_sql("payments", lit)).to_arrow_table())
-    got = {(r["merchant_id"], r["category"]): r for r in con.sql(wallet_sql("payments", "md", lit)).to_arrow_table().to_pylist()}
+    con.register("mu", con.sql(merchant_users_sql("md")).to_arrow_table())
+    got = {(r["merchant_id"], r["category"]): r for r in con.sql(wallet_sql("payments", "mu", lit)).to_arrow_table().to_pylist()}
     assert set(got) == {("m1", "food"), ("m2", "food"), ("m2", "travel"), ("m1", "travel")}
     assert (got["m1", "food"]["n_lines"], got["m1", "food"]["spend"]) == (1, Decimal("30.00"))
     # m1's customer of the year (u1; u2 bought before it) spent 100 on food and 9 on travel anywhere
@@ -222,3 +224,18 @@ def test_over_merchant_days_refuses_parts_that_do_not_hold_the_lines(tmp_path):
     with UserParts(engine, "payments", AS_OF) as parts:
         with pytest.raises(ValueError, match="before"):
             over_merchant_days(engine, "payments", AS_OF + timedelta(days=1), {"n": lambda p: "SELECT 1 AS n"}, parts)
+
+
+def test_at_midnight_the_days_are_counted_without_distinct_and_alike():
+    """With as_of at 00:00 UTC a UTC day is one row of the merchant-day table, so the
+    merchant-user table's plain count of days equals the distinct count (three payments on two
+    days: two purchase days)."""
+    midnight = at(2025, 4, 1)
+    rows = [line("a", "u1", "m1", at(2025, 3, 1, 9)), line("b", "u1", "m1", at(2025, 3, 1, 18)),
+            line("c", "u1", "m1", at(2025, 3, 5, 23)), line("d", "u2", "m1", at(2025, 3, 5, 1), status="failed")]
+    con = connect(rows)
+    con.register("md", con.sql(merchant_days_sql("payments", as_of_literal(midnight))).to_arrow_table())
+    plain, distinct = (con.sql(merchant_users_sql("md", whole)).df().sort_values("user_id", ignore_index=True)
+                       for whole in (True, False))
+    pd.testing.assert_frame_equal(plain, distinct)
+    assert plain["n_days"].tolist() == [2, 0] and plain["s_pays"].tolist() == [3, 0]

@@ -2,8 +2,9 @@
 for co-funded promotions. SQL over the payments log, point in time (nothing at or after as_of).
 
 Per (merchant, customer), from the customer's successful payments at the merchant before as_of
-(vocabulary of `behavior.merchants`): `purchase_days` (distinct UTC days), `payments`,
-`revenue` (net: success and refund lines), `last_payment_at`, and `days_since` (as_of -
+(vocabulary of `behavior.merchants`: a payment's time is that of its first successful line
+there): `purchase_days` (distinct UTC days of those times), `payments`, `revenue` (net: success
+and refund lines), `last_payment_at` (the latest of those times), and `days_since` (as_of -
 last_payment_at, in days). The audience (`AUDIENCES`), the first that holds:
 
 - `loyal`: a payment there in the last `ACTIVE_DAYS` (90) days and at least `LOYAL_DAYS` (3)
@@ -20,42 +21,34 @@ about one user, so the rows of disjoint sets of users (the run's user parts) con
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import datetime
 
 import pyarrow as pa
 
-from behavior.features import UserParts, as_of_literal
-from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
+from behavior.features import UserParts
+from behavior.merchant_days import US_PER_DAY, Part, over_merchant_days
+from behavior.sql_dialect import Dialect, SqlEngine, get_dialect
 
 AUDIENCES = ("loyal", "at_risk", "lapsed")
 ACTIVE_DAYS, LAPSED_DAYS, LOYAL_DAYS, FORGOTTEN_DAYS = 90, 180, 3, 365
 
-_US_PER_DAY = 86_400_000_000
+# The payments columns the merchant-day table reads.
+_COLUMNS = ("merchant_id", "user_id", "payment_id", "amount", "status", "paid_at")
 
 
-def merchant_customers_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+def merchant_customers_sql(users: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """(merchant_id, user_id, audience, purchase_days, payments, revenue, last_payment_at,
-    days_since) of every (merchant, customer) in an audience, in no particular order
+    days_since) of every (merchant, customer) in an audience, from the merchant-user relation
+    `users` (`behavior.merchant_days`, as of `as_of_literal`), in no particular order
     (`merchant_customers` sorts the rows of every part once)."""
     ep = get_dialect(dialect).epoch_us.format
-    a = ep(as_of_literal)
-    days_since = f"CAST({a} - {ep('last_payment_at')} AS DOUBLE) / {_US_PER_DAY}"
+    days_since = f"CAST({ep(as_of_literal)} - {ep('last_payment_at')} AS DOUBLE) / {US_PER_DAY}"
     return f"""
-WITH lines AS (
-    SELECT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, payment_id, amount, status, paid_at
-    FROM {payments}
-    WHERE paid_at < {as_of_literal} AND status IN ('success', 'refund')
-),
-mu AS (
-    SELECT merchant_id, user_id,
-           COUNT(DISTINCT CASE WHEN status = 'success'
-                 THEN CAST(FLOOR({ep('paid_at')} / {_US_PER_DAY}.0) AS BIGINT) END) AS purchase_days,
-           COUNT(DISTINCT CASE WHEN status = 'success' THEN payment_id END) AS payments,
-           CAST(SUM(amount) AS DOUBLE) AS revenue,
-           MAX(CASE WHEN status = 'success' THEN paid_at END) AS last_payment_at
-    FROM lines
-    GROUP BY merchant_id, user_id
+WITH mu AS (
+    SELECT merchant_id, user_id, n_days AS purchase_days, s_pays AS payments, CAST(revenue AS DOUBLE) AS revenue,
+           last_at AS last_payment_at
+    FROM {users}
+    WHERE sr_pays > 0
 ),
 d AS (
     SELECT *, {days_since} AS days_since FROM mu WHERE last_payment_at IS NOT NULL
@@ -74,16 +67,22 @@ SELECT * FROM tagged WHERE audience IS NOT NULL
 """
 
 
+def audience_query(part: Part) -> str:
+    """The `behavior.merchant_days` query of a part's audience rows."""
+    return merchant_customers_sql(part.users, part.literal, part.dialect)
+
+
+def sort_audience(rows: pa.Table) -> pa.Table:
+    """The audience rows of every part in one table ordered by merchant_id, user_id."""
+    return rows.sort_by([("merchant_id", "ascending"), ("user_id", "ascending")])
+
+
 def merchant_customers(con: SqlEngine, payments: str, as_of: datetime, parts: UserParts | None = None) -> pa.Table:
-    """`merchant_customers_sql` run on each user part (the run's `parts`, or a set made for this
-    call) and concatenated, ordered by merchant_id, user_id."""
-    engine = as_engine(con)
-    d = engine.dialect
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
-    with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
-        parts.covers(payments, [as_of], ["merchant_id", "user_id", "payment_id", "amount", "status", "paid_at"])
-        tables = [engine.arrow(merchant_customers_sql(rel, literal, d)) for _, rel in parts.relations()]
-    return pa.concat_tables(tables).sort_by([("merchant_id", "ascending"), ("user_id", "ascending")])
+    """`merchant_customers_sql` run on the merchant-day table of each user part (the run's
+    `parts`, or a set made for this call), ordered by merchant_id, user_id."""
+    rows = over_merchant_days(con, payments, as_of, {"audience": audience_query}, parts, _COLUMNS)["audience"]
+    return sort_audience(rows)
 
 
-__all__ = ["ACTIVE_DAYS", "AUDIENCES", "FORGOTTEN_DAYS", "LAPSED_DAYS", "LOYAL_DAYS", "merchant_customers", "merchant_customers_sql"]
+__all__ = ["ACTIVE_DAYS", "AUDIENCES", "FORGOTTEN_DAYS", "LAPSED_DAYS", "LOYAL_DAYS", "audience_query",
+           "merchant_customers", "merchant_customers_sql", "sort_audience"]

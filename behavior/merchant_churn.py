@@ -8,9 +8,11 @@ Vocabulary (time unit: day, UTC):
   payments in [c - H, c) (H = `horizon_days`, 90); only they are labelled and scored (the risk
   of a dormant or tiny merchant is not defined: null).
 - **Label**: an active merchant *churns* (1) when its successful payments in [c, c + H) are
-  fewer than half of those in [c - H, c).
+  fewer than half of those in [c - H, c) (a payment's time being that of its first successful
+  line there, as everywhere in the merchant figures).
 - **Features at c** (`design_matrix`, from its merchant profile at c,
-  `behavior.merchant_profiles.merchant_profiles` with as_of = c: nothing at or after c is read):
+  `behavior.merchant_profiles.merchant_profiles` with as_of = c, computed for every cutoff at
+  once from the payments per merchant and day, `cutoff_frames`: nothing at or after c is read):
   the label's event as the Poisson probability that the next H days bring fewer than half of the
   last H days' payments, once at the pace of the last 30 days (a fade shows there first) and
   once at the last 90 days' (small merchants fall by noise alone); the silence, days since the
@@ -40,7 +42,6 @@ strongest first, at most three; a high risk with none of them says so.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -54,7 +55,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from behavior.features import UserParts, as_of_literal
+from behavior.features import UserParts
+from behavior.merchant_days import Part, over_merchant_days
 from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
@@ -67,7 +69,6 @@ MIN_CLASS = 5            # examples of each class needed in training and in the 
 HIGH_RISK = 0.5
 N_BOOT = 500
 
-_US_PER_DAY = 86_400_000_000
 _ACTIVITY = pa.schema([pa.field("merchant_id", pa.string()), pa.field("day", pa.int64()),
                        pa.field("payments", pa.int64()), pa.field("last_us", pa.int64())])
 
@@ -75,34 +76,26 @@ FEATURES = ("payments_30d", "payments_90d", "days_since_last_payment", "payments
 BASELINES = ("volume_trend", "recency")
 
 
-def future_payments_sql(payments: str, start_literal: str, end_literal: str) -> str:
-    """(merchant_id, future_payments): successful payments of each merchant in [start, end)."""
-    return f"""
-SELECT merchant_id, COUNT(*) AS future_payments
-FROM (SELECT DISTINCT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, payment_id
-      FROM {payments}
-      WHERE status = 'success' AND paid_at >= {start_literal} AND paid_at < {end_literal}) AS p
-GROUP BY merchant_id
-"""
-
-
-def cutoff_activity_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+def activity_sql(days: str, dialect: str | Dialect = "duckdb") -> str:
     """(merchant_id, day, payments, last_us): per merchant and day before as_of, its successful
-    payments whose time falls in that day and the latest of those times (epoch microseconds).
-    Day -1 is [as_of - 1 day, as_of), day -2 the 24 hours before it (exact timestamps, so every
-    cutoff a whole number of days before as_of starts a day). A payment's time is that of its
-    first successful line at the merchant, as in `behavior.merchant_profiles`. Every figure is
-    a count or a max over users, so the rows of disjoint sets of users combine by summing."""
+    payments whose time falls in that day and the latest of those times (epoch microseconds),
+    from the merchant-day FROM item `days` (`behavior.merchant_days`; `day` is its `rday`: -1 is
+    [as_of - 1 day, as_of), -2 the 24 hours before it, so every cutoff a whole number of days
+    before as_of starts a day). A payment's time is that of its first successful line at the
+    merchant, as in `behavior.merchant_profiles`. Every figure is a count or a max over users,
+    so the rows of disjoint sets of users combine by summing."""
     ep = get_dialect(dialect).epoch_us.format
     return f"""
-SELECT merchant_id, CAST(FLOOR((t_us - {ep(as_of_literal)}) / {_US_PER_DAY}.0) AS BIGINT) AS day,
-       COUNT(*) AS payments, MAX(t_us) AS last_us
-FROM (SELECT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, payment_id, MIN({ep('paid_at')}) AS t_us
-      FROM {payments}
-      WHERE paid_at < {as_of_literal} AND status = 'success'
-      GROUP BY COALESCE(merchant_id, 'unknown'), user_id, payment_id) AS p
-GROUP BY merchant_id, CAST(FLOOR((t_us - {ep(as_of_literal)}) / {_US_PER_DAY}.0) AS BIGINT)
+SELECT merchant_id, rday AS day, CAST(SUM(s_pays) AS BIGINT) AS payments, MAX({ep('s_last_at')}) AS last_us
+FROM {days}
+WHERE s_pays > 0
+GROUP BY merchant_id, rday
 """
+
+
+def activity_query(part: Part) -> str:
+    """The `behavior.merchant_days` query of a part's activity rows (`activity_sql`)."""
+    return activity_sql(part.days, part.dialect)
 
 
 def _window_counts(cum: np.ndarray, first_day: int, lo: int, hi: int) -> np.ndarray:
@@ -114,27 +107,26 @@ def _window_counts(cum: np.ndarray, first_day: int, lo: int, hi: int) -> np.ndar
     return upto(hi) - upto(lo)
 
 
-def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs: list[datetime],
-                        parts: UserParts | None = None) -> dict[datetime, pd.DataFrame]:
-    """The profile columns merchant churn reads (`FEATURES`, `payments_prev_90d`) at each cutoff,
-    equal to those of `behavior.merchant_profiles.merchant_profiles(con, payments, cutoff)`, for
-    the merchants with a successful payment before the cutoff, ordered by merchant_id; from one
-    read of the log before `as_of` (`cutoff_activity_sql`, in the run's user `parts` when given)
-    instead of a whole profile per cutoff. Each cutoff must be a whole number of days before
-    `as_of` (ValueError otherwise)."""
-    engine = as_engine(con)
-    d = engine.dialect
+def _days_before(as_of: datetime, cutoffs: list[datetime]) -> list[int]:
     ks = []
     for c in cutoffs:
         k, rest = divmod(as_of - c, timedelta(days=1))
         if rest or k < 0:
             raise ValueError(f"cutoff {c.isoformat()} is not a whole number of days before as_of {as_of.isoformat()}")
         ks.append(int(k))
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
-    with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
-        parts.covers(payments, [as_of], ["merchant_id", "user_id", "payment_id", "status", "paid_at"])
-        rows = pa.concat_tables([engine.arrow(cutoff_activity_sql(rel, literal, d)).cast(_ACTIVITY)
-                                 for _, rel in parts.relations()])
+    return ks
+
+
+def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
+                  horizon_days: int = HORIZON_DAYS) -> dict[datetime, pd.DataFrame]:
+    """The profile columns merchant churn reads (`FEATURES`, `payments_prev_90d`) at each cutoff
+    from the rows of `activity_sql` as of `as_of` (of every user part), for the merchants with a
+    successful payment before the cutoff, ordered by merchant_id; with `future_payments`, the
+    successful payments in [cutoff, cutoff + horizon_days), for every cutoff at least
+    horizon_days before as_of (the label window is then observed). Each cutoff must be a whole
+    number of days before `as_of` (ValueError otherwise)."""
+    ks = _days_before(as_of, cutoffs)
+    rows = activity.cast(_ACTIVITY)
     # merchant codes by dictionary encoding, then the few distinct ids sorted (np.unique would
     # sort every row's id as a Python string)
     coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
@@ -164,7 +156,7 @@ def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs:
         j = min(-k - first_day, shape[1]) - 1
         last_us = last[keep, j] if j >= 0 else np.zeros(int(keep.sum()), dtype=np.int64)
         cutoff_us = as_of_us - k * 86_400_000_000
-        out[c] = pd.DataFrame({
+        frame = pd.DataFrame({
             "merchant_id": merchants[keep],
             "payments_30d": _window_counts(cum, first_day, -k - 30, -k)[keep],
             "payments_90d": p90,
@@ -173,25 +165,33 @@ def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs:
             # as pandas' Timedelta.total_seconds of microseconds, then days
             "days_since_last_payment": (cutoff_us - last_us) / 1_000_000 / 86_400,
         })
+        if k >= horizon_days:
+            frame["future_payments"] = _window_counts(cum, first_day, -k, -k + horizon_days)[keep]
+        out[c] = frame
     return out
 
 
-def label_merchants(con: SqlEngine, payments: str, profiles_at_cutoff: pd.DataFrame, cutoff: datetime,
-                    horizon_days: int = HORIZON_DAYS) -> pd.DataFrame:
-    """The active merchants of `profiles_at_cutoff` (profiles as of `cutoff`) with
-    `future_payments` and `churned` (0/1). Reads [cutoff, cutoff + H) of `payments`, which
-    must hold that window (the caller's cutoffs end at or before its as_of)."""
+def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs: list[datetime],
+                        parts: UserParts | None = None, horizon_days: int = HORIZON_DAYS
+                        ) -> dict[datetime, pd.DataFrame]:
+    """`cutoff_frames` at each cutoff, equal in the profile columns to those of
+    `behavior.merchant_profiles.merchant_profiles(con, payments, cutoff)`, from one read of the
+    log before `as_of` (the merchant-day table of each user part: `parts`, the run's, or a set
+    made for this call) instead of a whole profile per cutoff."""
     engine = as_engine(con)
-    d = engine.dialect
-    tz = d.is_tz_aware(engine.column_types(payments)["paid_at"])
-    lo = as_of_literal(cutoff, tz_aware=tz, dialect=d)
-    hi = as_of_literal(cutoff + timedelta(days=horizon_days), tz_aware=tz, dialect=d)
-    future = engine.arrow(future_payments_sql(payments, lo, hi)).to_pandas()
-    active = profiles_at_cutoff[profiles_at_cutoff["payments_90d"] >= MIN_VOLUME].copy()
-    active = active.merge(future, on="merchant_id", how="left")
-    active["future_payments"] = active["future_payments"].fillna(0).astype("int64")
+    _days_before(as_of, cutoffs)   # (before reading anything)
+    activity = over_merchant_days(engine, payments, as_of, {"activity": activity_query}, parts,
+                                  ("merchant_id", "user_id", "payment_id", "status", "paid_at"))["activity"]
+    return cutoff_frames(activity, as_of, cutoffs, horizon_days)
+
+
+def label(frame: pd.DataFrame) -> pd.DataFrame:
+    """The active merchants of a `cutoff_frames` frame (at least `MIN_VOLUME` payments in the
+    last H days) with `churned` (0/1): fewer than `FALL_SHARE` x those payments in the next H
+    days (`future_payments`; KeyError when the frame's label window is not observed)."""
+    active = frame[frame["payments_90d"] >= MIN_VOLUME].copy()
     active["churned"] = (active["future_payments"] < FALL_SHARE * active["payments_90d"]).astype(int)
-    return active
+    return active.reset_index(drop=True)
 
 
 def add_tenure(profiles: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
@@ -332,6 +332,6 @@ def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK,
 
 
 __all__ = ["BASELINES", "FALL_SHARE", "FEATURES", "HIGH_RISK", "HORIZON_DAYS", "MIN_CLASS", "MIN_MERCHANTS",
-           "MIN_VOLUME", "MerchantRiskModel", "add_tenure", "cutoff_activity_sql", "model_gains", "baseline_scores", "design_matrix",
-           "fit_baseline_calibrators", "future_payments_sql", "label_merchants", "profiles_at_cutoffs", "risk_reasons", "select",
-           "selection_note"]
+           "MIN_VOLUME", "MerchantRiskModel", "activity_query", "activity_sql", "add_tenure", "baseline_scores",
+           "cutoff_frames", "design_matrix", "fit_baseline_calibrators", "label", "model_gains", "profiles_at_cutoffs",
+           "risk_reasons", "select", "selection_note"]

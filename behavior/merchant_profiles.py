@@ -35,14 +35,15 @@ Merchant segments (`merchant_segment`), the first rule that holds, in this order
 *Significant*: |current - previous| > 2 sqrt(current + previous), a two-sigma difference of two
 Poisson counts, so that a small merchant's noise is not called a trend.
 
-Engines: `merchant_window_sql` is a partial over one set of users plus a combine (every figure
-is a sum over users), like `behavior.merchants.merchant_partial_sql`, so a big log is read in
-the run's user parts; standard SQL with the dialect's epoch function, for DuckDB and Spark.
+Engines: the loyalty, window and wallet figures are queries of the merchant-day table of
+`behavior.merchant_days` (one read of the log per user part, shared with merchant churn's
+activity and the audiences in the stage), each a partial over one set of users plus a combine
+(every figure is a sum over users); standard SQL with the dialect's epoch function, for DuckDB
+and Spark.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -51,19 +52,16 @@ import pyarrow as pa
 
 from behavior.errors import SchemaError
 from behavior.features import UserParts, as_of_literal
-from behavior.merchants import merchant_loyalty
+from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Part, Query, over_merchant_days,
+                                    wallet_sql, window_flags)
+from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.segments import LOYALTY_TIERS
-from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
+from behavior.sql_dialect import SqlEngine, as_engine
 
-WINDOWS = (30, 90, 365)
-SHARE_OF_WALLET_DAYS = 365
 AT_RISK_MIN_90D = 6
 TREND_DECLINING, TREND_AT_RISK, TREND_GROWING = -0.25, -0.5, 0.25
 MERCHANT_SEGMENTS = ("growing", "steady", "declining", "at_risk", "new", "dormant")
 TIERS = tuple(name for name, _ in LOYALTY_TIERS)
-
-_US_PER_DAY = 86_400_000_000
-_REQUIRED = ("user_id", "payment_id", "merchant_id", "category", "amount", "status", "paid_at")
 _MEASURES = ("payments", "customers", "revenue")
 
 
@@ -77,40 +75,19 @@ PROFILE_EXTRA_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, "share_of_wallet", *(
                                          "days_since_last_payment", "merchant_segment")
 
 
-def merchant_categories_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
-    """(merchant_id, category): the categories of each merchant's successful lines in the
-    share-of-wallet window before as_of, over the whole relation `payments`."""
-    ep = get_dialect(dialect).epoch_us.format
-    lo = f"{ep(as_of_literal)} - {SHARE_OF_WALLET_DAYS * _US_PER_DAY}"
-    return f"""
-SELECT DISTINCT COALESCE(merchant_id, 'unknown') AS merchant_id, category
-FROM {payments}
-WHERE paid_at < {as_of_literal} AND status = 'success' AND category IS NOT NULL AND {ep('paid_at')} >= {lo}
-"""
-
-
-def merchant_window_partial_sql(payments: str, as_of_literal: str, categories: str, tiers: str | None,
-                                dialect: str | Dialect = "duckdb") -> str:
-    """One row per merchant of additive figures over the users of `payments`: per window the
-    current and previous payments, customers and revenue; `sow_num`, `sow_den`; the customers
-    of each tier (`n_tier_<tier>`). `categories` names `merchant_categories_sql`'s relation
-    (of the whole log), `tiers` one of (user_id, loyalty_tier) or None."""
-    ep = get_dialect(dialect).epoch_us.format
-    a = ep(as_of_literal)
-
-    def since(days: int) -> str:
-        return f"{a} - {days * _US_PER_DAY}"
-
-    w_cols, c_cols, c_sums, c_names = [], [], [], []
-    for w in WINDOWS:
-        cur, prev = f"t >= {since(w)}", f"t >= {since(2 * w)} AND t < {since(w)}"
-        for tag, cond in (("", cur), ("prev_", prev)):
-            w_cols.append(f"COUNT(CASE WHEN status = 'success' AND {cond} THEN 1 END) AS payments_{tag}{w}d")
-            w_cols.append(f"SUM(CASE WHEN {cond} THEN amount END) AS revenue_{tag}{w}d")
-            w_cols.append(f"COUNT(CASE WHEN {cond} THEN 1 END) AS revlines_{tag}{w}d")
-            c_cols.append(f"MAX(CASE WHEN status = 'success' AND {cond} THEN 1 ELSE 0 END) AS c_{tag}{w}")
-            c_sums.append(f"SUM(c_{tag}{w}) AS customers_{tag}{w}d")
-            c_names.append(f"cs.customers_{tag}{w}d")
+def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
+    """One row per merchant with a successful or refunded payment, of additive figures over the
+    users of the merchant-day and merchant-user relations `days` and `users`
+    (`behavior.merchant_days`): per window the current and previous payments, customers and
+    revenue (with `revlines`, the payments whose amounts it sums), and the customers of each tier
+    (`n_tier_<tier>`). `tiers` names a (user_id, loyalty_tier) relation or is None."""
+    w_cols = []
+    for suffix, cond in window_flags():
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
+        w_cols.append(f"SUM(CASE WHEN {cond} THEN sr_amount END) AS revenue_{suffix}d")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays + r_pays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
+    c_sums = [f"SUM(c_{suffix}) AS customers_{suffix}d" for suffix, _ in window_flags()]
+    c_names = [f"cs.customers_{suffix}d" for suffix, _ in window_flags()]
     if tiers is None:
         tier_cte, tier_cols, tier_join = "", ", ".join(f"0 AS n_tier_{t.lower()}" for t in TIERS), ""
     else:
@@ -118,76 +95,42 @@ def merchant_window_partial_sql(payments: str, as_of_literal: str, categories: s
         tier_cte = f"""
 tier AS (
     SELECT cw.merchant_id, {counts}
-    FROM cw JOIN {tiers} AS tr ON tr.user_id = cw.user_id
-    WHERE cw.customer = 1
+    FROM {users} AS cw JOIN {tiers} AS tr ON tr.user_id = cw.user_id
+    WHERE cw.s_pays > 0
     GROUP BY cw.merchant_id
 ),"""
         tier_cols = ", ".join(f"COALESCE(tier.n_tier_{t.lower()}, 0) AS n_tier_{t.lower()}" for t in TIERS)
         tier_join = "LEFT JOIN tier ON tier.merchant_id = w.merchant_id"
     return f"""
 WITH
--- The only read of the log: successful and refund lines before as_of (filtered in the scan).
-lines AS (
-    SELECT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, payment_id, category, amount, status,
-           {ep('paid_at')} AS t
-    FROM {payments}
-    WHERE paid_at < {as_of_literal} AND status IN ('success', 'refund')
-),
-pay AS (
-    SELECT merchant_id, user_id, payment_id, status, MIN(t) AS t, SUM(amount) AS amount
-    FROM lines
-    GROUP BY merchant_id, user_id, payment_id, status
-),
 w AS (
     SELECT merchant_id, {', '.join(w_cols)}
-    FROM pay
+    FROM {days}
     GROUP BY merchant_id
-),
-cw AS (
-    SELECT merchant_id, user_id, MAX(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS customer,
-           {', '.join(c_cols)}
-    FROM pay
-    GROUP BY merchant_id, user_id
+    HAVING SUM(s_pays + r_pays) > 0
 ),
 cs AS (
     SELECT merchant_id, {', '.join(c_sums)}
-    FROM cw
+    FROM {users}
+    WHERE sr_pays > 0
     GROUP BY merchant_id
 ),{tier_cte}
--- Share of wallet: the customers' spend at the merchant and in its categories anywhere.
-ucat AS (
-    SELECT user_id, category, SUM(amount) AS spend
-    FROM lines
-    WHERE status = 'success' AND category IS NOT NULL AND t >= {since(SHARE_OF_WALLET_DAYS)}
-    GROUP BY user_id, category
-),
-num AS (
-    SELECT merchant_id, SUM(amount) AS sow_num
-    FROM lines
-    WHERE status = 'success' AND category IS NOT NULL AND t >= {since(SHARE_OF_WALLET_DAYS)}
-    GROUP BY merchant_id
-),
-den AS (
-    SELECT mc.merchant_id, SUM(u.spend) AS sow_den
-    FROM (SELECT merchant_id, user_id FROM cw WHERE c_{SHARE_OF_WALLET_DAYS} = 1) AS mu
-    JOIN {categories} AS mc ON mc.merchant_id = mu.merchant_id
-    JOIN ucat AS u ON u.user_id = mu.user_id AND u.category = mc.category
-    GROUP BY mc.merchant_id
+out AS (
+    SELECT w.*, {', '.join(c_names)}, {tier_cols}
+    FROM w
+    JOIN cs ON cs.merchant_id = w.merchant_id
+    {tier_join}
 )
-SELECT w.*, {', '.join(c_names)},
-       num.sow_num, den.sow_den, {tier_cols}
-FROM w
-JOIN cs ON cs.merchant_id = w.merchant_id
-LEFT JOIN num ON num.merchant_id = w.merchant_id
-LEFT JOIN den ON den.merchant_id = w.merchant_id
-{tier_join}
+SELECT * FROM out
 """
 
 
-def merchant_window_combine_sql(partials: str) -> str:
-    """The per-merchant sums of `merchant_window_partial_sql`'s rows over disjoint sets of users:
-    `<measure>_{W}d` and `<measure>_prev_{W}d` (revenue null when no line had an amount, 0
-    without lines), `share_of_wallet`, `n_tier_<tier>`."""
+def window_combine_sql(partials: str, wallets: str) -> str:
+    """The per-merchant sums of `window_partial_sql`'s rows (relation `partials`) over disjoint
+    sets of users: `<measure>_{W}d` and `<measure>_prev_{W}d` (revenue null when no payment had
+    an amount, 0 without payments), `n_tier_<tier>`; and `share_of_wallet` from the rows of
+    `behavior.merchant_days.wallet_sql` (relation `wallets`): the merchant's spend in the year
+    over its customers' spend in its categories (those with a line there in the year)."""
     cols = []
     for w in WINDOWS:
         for tag in ("", "prev_"):
@@ -197,47 +140,60 @@ def merchant_window_combine_sql(partials: str) -> str:
                         f" AS revenue_{tag}{w}d")
     tiers = [f"CAST(SUM(n_tier_{t.lower()}) AS BIGINT) AS n_tier_{t.lower()}" for t in TIERS]
     return f"""
-SELECT merchant_id, {', '.join(cols)},
-       CASE WHEN SUM(sow_den) > 0 THEN CAST(SUM(sow_num) AS DOUBLE) / CAST(SUM(sow_den) AS DOUBLE) END
-           AS share_of_wallet,
-       {', '.join(tiers)}
-FROM {partials}
-GROUP BY merchant_id
-ORDER BY merchant_id
+WITH
+wk AS (
+    SELECT merchant_id, category, SUM(n_lines) AS n_lines, SUM(spend) AS spend,
+           SUM(customers_spend) AS customers_spend
+    FROM {wallets}
+    GROUP BY merchant_id, category
+),
+sow AS (
+    SELECT merchant_id, SUM(spend) AS sow_num, SUM(CASE WHEN n_lines > 0 THEN customers_spend END) AS sow_den
+    FROM wk
+    GROUP BY merchant_id
+),
+w AS (
+    SELECT merchant_id, {', '.join(cols)}, {', '.join(tiers)}
+    FROM {partials}
+    GROUP BY merchant_id
+)
+SELECT w.*,
+       CASE WHEN sow.sow_den > 0 THEN CAST(sow.sow_num AS DOUBLE) / CAST(sow.sow_den AS DOUBLE) END
+           AS share_of_wallet
+FROM w LEFT JOIN sow ON sow.merchant_id = w.merchant_id
+ORDER BY w.merchant_id
 """
 
 
-def merchant_windows(con, payments: str, as_of: datetime, tiers: str | None = None,
-                     parts: UserParts | None = None) -> pd.DataFrame:
-    """`merchant_window_combine_sql`'s table as pandas, read in user parts (the run's `parts`,
-    or a set made for this call). `tiers` names a (user_id, loyalty_tier) relation or None.
-    A missing payments column raises SchemaError; a naive `as_of` ValueError."""
-    engine = as_engine(con)
-    d = engine.dialect
-    as_of_literal(as_of, dialect=d)   # validates as_of
-    types = engine.column_types(payments)
-    missing = [c for c in _REQUIRED if c not in types]
-    if missing:
-        raise SchemaError(f"{payments} lacks the payments column(s) {', '.join(missing)}; "
-                          f"merchant profiles need {', '.join(_REQUIRED)}")
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
-    engine.register("_merchant_categories", engine.arrow(merchant_categories_sql(payments, literal, d)))
+def windows_query(tiers: str | None) -> Query:
+    """The `behavior.merchant_days` query of a part's window figures (with the tiers of the
+    part's users)."""
+    return lambda part: window_partial_sql(part.days, part.users, tiers and part.of_part(tiers))
+
+
+def wallet_query(part: Part) -> str:
+    """The `behavior.merchant_days` query of a part's share-of-wallet figures."""
+    return wallet_sql(part.lines, part.users, part.literal, part.dialect)
+
+
+def combine_windows(engine: SqlEngine, partials: pa.Table, wallets: pa.Table) -> pd.DataFrame:
+    """`window_combine_sql` of the parts' window and wallet figures, as pandas."""
+    engine.register("_merchant_window_partials", partials)
+    engine.register("_merchant_wallets", wallets)
     try:
-        with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
-            parts.covers(payments, [as_of], list(_REQUIRED))
-            partials = []
-            for part, relation in parts.relations():
-                users = tiers and (tiers if parts.count == 1 else
-                                   f"(SELECT * FROM {tiers} WHERE {parts.part_of('user_id')} = {part})")
-                partials.append(engine.arrow(merchant_window_partial_sql(relation, literal, "_merchant_categories",
-                                                                         users, d)))
-    finally:
-        engine.unregister("_merchant_categories")
-    engine.register("_merchant_window_partials", pa.concat_tables(partials))
-    try:
-        return engine.arrow(merchant_window_combine_sql("_merchant_window_partials")).to_pandas()
+        return engine.arrow(window_combine_sql("_merchant_window_partials", "_merchant_wallets")).to_pandas()
     finally:
         engine.unregister("_merchant_window_partials")
+        engine.unregister("_merchant_wallets")
+
+
+def check_profile_inputs(engine: SqlEngine, payments: str) -> None:
+    """Raise SchemaError when `payments` lacks a column the merchant profiles read."""
+    types = engine.column_types(payments)
+    missing = [c for c in REQUIRED_COLUMNS if c not in types]
+    if missing:
+        raise SchemaError(f"{payments} lacks the payments column(s) {', '.join(missing)}; "
+                          f"merchant profiles need {', '.join(REQUIRED_COLUMNS)}")
 
 
 def _significant(cur: pd.Series, prev: pd.Series) -> pd.Series:
@@ -294,13 +250,21 @@ def merchant_profiles(con: SqlEngine, payments: str, as_of: datetime, user_value
                       tiers: str | None = None, parts: UserParts | None = None) -> pd.DataFrame:
     """Merchant profiles as of `as_of` (one row per merchant with a line before it; columns of
     `behavior.merchants.MERCHANT_COLUMNS`, `PROFILE_EXTRA_COLUMNS` and `payments_prev_{W}d`).
-    `user_values` names (user_id, clv), `tiers` (user_id, loyalty_tier); both optional."""
-    loyalty = merchant_loyalty(con, payments, as_of, user_values, parts).to_pandas()
-    windows = merchant_windows(con, payments, as_of, tiers, parts)
-    return assemble_profiles(loyalty, windows, as_of)
+    `user_values` names (user_id, clv), `tiers` (user_id, loyalty_tier); both optional. One
+    merchant-day table per user part (`parts`, the run's, or a set made for this call) for the
+    loyalty, window and wallet figures. A missing payments column raises SchemaError, a naive
+    `as_of` ValueError."""
+    engine = as_engine(con)
+    as_of_literal(as_of, dialect=engine.dialect)   # validates as_of
+    check_profile_inputs(engine, payments)
+    check_loyalty_inputs(engine, payments, user_values)
+    t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
+                                                     "windows": windows_query(tiers), "wallet": wallet_query}, parts)
+    return assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
+                             combine_windows(engine, t["windows"], t["wallet"]), as_of)
 
 
 __all__ = ["AT_RISK_MIN_90D", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
-           "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "merchant_categories_sql", "merchant_profiles",
-           "merchant_segment", "merchant_window_combine_sql", "merchant_window_partial_sql", "merchant_windows",
-           "tier_column"]
+           "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs", "combine_windows",
+           "merchant_profiles", "merchant_segment", "tier_column", "wallet_query", "window_combine_sql",
+           "window_partial_sql", "windows_query"]

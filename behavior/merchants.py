@@ -45,11 +45,11 @@ by `merchant_id`. Columns (`MERCHANT_COLUMNS`, in this order):
 - `first_payment_at`, `last_payment_at`: times of the first / last successful payment at the
   merchant; null without one.
 
-Engines. One statement of CTEs; the log is read once (`lines`) and reduced to one row per
-(merchant, user, payment, status) (`pay`), from which every figure is an aggregate:
-merchant-level counts and sums straight from `pay`, customer-level figures from a narrow
-(merchant, user, day) table. Retention joins only the small acquisition cohort back to that
-table (a hash join, no sort). Standard SQL only (aggregates, CASE, joins); the only
+Engines. The log is read once, into the merchant-day table of `behavior.merchant_days` (one
+row per merchant, user and day of the payments whose time falls there), from which every
+figure is an aggregate: merchant-level counts and sums straight from it, customer-level figures
+from a narrow (merchant, user, day) table. Retention joins only the small acquisition cohort
+back to that table (a hash join, no sort). Standard SQL only (aggregates, CASE, joins); the only
 dialect-specific pieces (the epoch-microseconds function, which keeps days and windows
 independent of the session time zone, and the timestamp literal) come from the engine's
 `behavior.sql_dialect.Dialect`, so DuckDB and Spark run the same text.
@@ -57,7 +57,6 @@ independent of the session time zone, and the timestamp literal) come from the e
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from datetime import datetime
 
 import duckdb
@@ -65,6 +64,7 @@ import pyarrow as pa
 
 from behavior.errors import InputError, SchemaError
 from behavior.features import UserParts, as_of_literal
+from behavior.merchant_days import US_PER_DAY, Query, merchant_days_sql, merchant_users_sql, over_merchant_days
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 MERCHANT_COLUMNS: tuple[str, ...] = (
@@ -99,24 +99,19 @@ MERCHANT_SCHEMA: pa.Schema = pa.schema(
 
 RETENTION_DAYS = 90
 
-_US_PER_DAY = 86_400_000_000
-
 # The payments columns the SQL reads.
 _REQUIRED_COLUMNS = ("user_id", "payment_id", "merchant_id", "amount", "status", "paid_at")
 
-def _day(us_expr: str) -> str:
-    """The UTC day number of an epoch-microseconds expression (see `behavior.features`)."""
-    return f"CAST(FLOOR(({us_expr}) / {_US_PER_DAY}.0) AS BIGINT)"
-
-
-def _partial_ctes(payments: str, as_of_literal: str, user_values: str | None, dialect: str | Dialect) -> str:
-    """The CTEs up to `part`: one row per merchant of additive partial figures over the users
-    of `payments` (every figure below is a sum, count, min or max over users, so the partials
-    of disjoint sets of users combine into the whole log's)."""
-    _epoch_us = get_dialect(dialect).epoch_us.format
-    as_of_us = _epoch_us(as_of_literal)
-    cohort_lo = f"{as_of_us} - {2 * RETENTION_DAYS * _US_PER_DAY}"
-    cohort_hi = f"{as_of_us} - {RETENTION_DAYS * _US_PER_DAY}"
+def _partial_ctes(days: str, users: str, as_of_literal: str, user_values: str | None,
+                  dialect: str | Dialect) -> str:
+    """The CTEs up to `part`: one row per merchant of additive partial figures over the users of
+    the merchant-day and merchant-user relations `days` and `users` (`behavior.merchant_days`;
+    every figure below is a sum, count, min or max over users, so the partials of disjoint sets
+    of users combine into the whole log's)."""
+    ep = get_dialect(dialect).epoch_us.format
+    as_of_us = ep(as_of_literal)
+    cohort_lo = f"{as_of_us} - {2 * RETENTION_DAYS * US_PER_DAY}"
+    cohort_hi = f"{as_of_us} - {RETENTION_DAYS * US_PER_DAY}"
     if user_values is None:
         clv_cte, clv_cols, clv_join = "", "CAST(NULL AS DOUBLE) AS clv_sum, 0 AS clv_n", ""
     else:
@@ -124,74 +119,45 @@ def _partial_ctes(payments: str, as_of_literal: str, user_values: str | None, di
 -- The customers' values (CLV) summed per merchant, for the mean.
 clv AS (
     SELECT cu.merchant_id, SUM(CAST(v.clv AS DOUBLE)) AS clv_sum, COUNT(v.clv) AS clv_n
-    FROM cu JOIN {user_values} AS v ON v.user_id = cu.user_id
+    FROM {users} AS cu JOIN {user_values} AS v ON v.user_id = cu.user_id
+    WHERE cu.s_pays > 0
     GROUP BY cu.merchant_id
 ),"""
         clv_cols = "v.clv_sum, COALESCE(v.clv_n, 0) AS clv_n"
         clv_join = "LEFT JOIN clv AS v ON v.merchant_id = m.merchant_id"
     return f"""
--- The only read of the log. Point in time: nothing at or after as_of, filtered in the scan.
-lines AS (
-    SELECT
-        COALESCE(merchant_id, 'unknown') AS merchant_id,
-        user_id, payment_id, amount, status, paid_at
-    FROM {payments}
-    WHERE paid_at < {as_of_literal}
-),
--- One row per (merchant, user, payment, status): its first time, lines and amount.
-pay AS (
-    SELECT
-        merchant_id, user_id, payment_id, status,
-        MIN(paid_at) AS paid_at,
-        COUNT(*) AS n_lines,
-        SUM(amount) AS amount
-    FROM lines
-    WHERE status IN ('success', 'failed', 'refund')
-    GROUP BY merchant_id, user_id, payment_id, status
-),
 -- Per merchant: payments, failures, lines, revenue and the first / last payment.
 m AS (
     SELECT
         merchant_id,
-        COUNT(CASE WHEN status = 'success' THEN 1 END) AS payments,
-        COUNT(CASE WHEN status = 'failed' THEN 1 END) AS n_failed,
-        SUM(CASE WHEN status = 'success' THEN n_lines ELSE 0 END) AS success_lines,
-        SUM(CASE WHEN status = 'refund' THEN n_lines ELSE 0 END) AS refund_lines,
-        SUM(CASE WHEN status IN ('success', 'refund') THEN amount END) AS revenue,
-        MIN(CASE WHEN status = 'success' THEN paid_at END) AS first_payment_at,
-        MAX(CASE WHEN status = 'success' THEN paid_at END) AS last_payment_at
-    FROM pay
+        SUM(s_pays) AS payments,
+        SUM(f_pays) AS n_failed,
+        SUM(s_lines) AS success_lines,
+        SUM(r_lines) AS refund_lines,
+        SUM(sr_amount) AS revenue,
+        MIN(s_first_at) AS first_payment_at,
+        MAX(s_last_at) AS last_payment_at
+    FROM {days}
     GROUP BY merchant_id
 ),
--- One row per (merchant, customer, purchase day) with the day's first payment time ...
-cd AS (
-    SELECT merchant_id, user_id, {_day(_epoch_us('paid_at'))} AS day, MIN({_epoch_us('paid_at')}) AS t_us
-    FROM pay
-    WHERE status = 'success'
-    GROUP BY merchant_id, user_id, {_day(_epoch_us('paid_at'))}
-),
--- ... one row per (merchant, customer): purchase days and the first purchase ...
-cu AS (
-    SELECT merchant_id, user_id, COUNT(*) AS n_days, MIN(day) AS first_day, MIN(t_us) AS first_us
-    FROM cd
-    GROUP BY merchant_id, user_id
-),
--- ... the acquisition cohort: first purchase in [as_of - 180d, as_of - 90d) ...
+-- The acquisition cohort: first purchase in [as_of - 180d, as_of - 90d) ...
 cohort AS (
-    SELECT merchant_id, user_id, first_day, first_us
-    FROM cu
-    WHERE first_us >= {cohort_lo} AND first_us < {cohort_hi}
+    SELECT merchant_id, user_id, first_day, {ep('first_at')} AS first_us
+    FROM {users}
+    WHERE s_pays > 0 AND {ep('first_at')} >= {cohort_lo} AND {ep('first_at')} < {cohort_hi}
 ),
 -- ... and its customers who came back on a later day within 90 days.
 retained AS (
     SELECT c.merchant_id, c.user_id
-    FROM cohort AS c JOIN cd ON cd.merchant_id = c.merchant_id AND cd.user_id = c.user_id
-    WHERE cd.day > c.first_day AND cd.t_us < c.first_us + {RETENTION_DAYS * _US_PER_DAY}
+    FROM cohort AS c JOIN {days} AS md ON md.merchant_id = c.merchant_id AND md.user_id = c.user_id
+    WHERE md.s_pays > 0 AND md.day > c.first_day
+      AND {ep('md.s_first_at')} < c.first_us + {RETENTION_DAYS * US_PER_DAY}
     GROUP BY c.merchant_id, c.user_id
 ),
 c AS (
     SELECT merchant_id, COUNT(*) AS customers, COUNT(CASE WHEN n_days >= 2 THEN 1 END) AS repeaters
-    FROM cu
+    FROM {users}
+    WHERE s_pays > 0
     GROUP BY merchant_id
 ),
 r AS (
@@ -205,8 +171,9 @@ r AS (
 ),{clv_cte}
 part AS (
     SELECT
-        m.merchant_id, m.payments, m.n_failed, m.success_lines, m.refund_lines, m.revenue,
-        m.first_payment_at, m.last_payment_at,
+        m.merchant_id, CAST(m.payments AS BIGINT) AS payments, CAST(m.n_failed AS BIGINT) AS n_failed,
+        CAST(m.success_lines AS BIGINT) AS success_lines, CAST(m.refund_lines AS BIGINT) AS refund_lines,
+        m.revenue, m.first_payment_at, m.last_payment_at,
         COALESCE(c.customers, 0) AS customers, COALESCE(c.repeaters, 0) AS repeaters,
         COALESCE(r.cohort_size, 0) AS cohort_size, COALESCE(r.n_retained, 0) AS n_retained,
         {clv_cols}
@@ -217,14 +184,15 @@ part AS (
 )"""
 
 
-def merchant_partial_sql(payments: str, as_of_literal: str, user_values: str | None = None,
+def merchant_partial_sql(days: str, users: str, as_of_literal: str, user_values: str | None = None,
                          dialect: str | Dialect = "duckdb") -> str:
     """SQL text of one row per merchant of partial figures (`payments`, `n_failed`,
     `success_lines`, `refund_lines`, `revenue`, `first_payment_at`, `last_payment_at`,
     `customers`, `repeaters`, `cohort_size`, `n_retained`, `clv_sum`, `clv_n`) over the users
-    of `payments`: `merchant_combine_sql` over the partials of disjoint sets of users (e.g.
-    user parts) gives `merchant_sql` of the whole log. Arguments as `merchant_sql`."""
-    return f"WITH{_partial_ctes(payments, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
+    of the merchant-day and merchant-user relations `days` and `users` (`behavior.merchant_days`,
+    as of `as_of_literal`): `merchant_combine_sql` over the partials of disjoint sets of users
+    (e.g. user parts) gives `merchant_sql` of the whole log. `user_values` as in `merchant_sql`."""
+    return f"WITH{_partial_ctes(days, users, as_of_literal, user_values, dialect)}\nSELECT * FROM part"
 
 
 def merchant_combine_sql(partials: str) -> str:
@@ -262,31 +230,16 @@ def merchant_sql(payments: str, as_of_literal: str, user_values: str | None = No
     `behavior.features.as_of_literal`). `user_values`, if given, names a relation with one
     row per user (user_id, clv); without it `mean_customer_clv` is NULL. `dialect` ("duckdb"
     or "spark") fills in the engine-specific templates. One statement: the partial figures of
-    all users (`merchant_partial_sql`) combined.
+    all users (`merchant_partial_sql` of the log's merchant-day table) combined.
     """
-    return f"WITH{_partial_ctes(payments, as_of_literal, user_values, dialect)}{merchant_combine_sql('part')}"
+    tables = (f"\nmd AS ({merchant_days_sql(payments, as_of_literal, dialect)}),"
+              f"\nmu AS ({merchant_users_sql('md')}),")
+    return f"WITH{tables}{_partial_ctes('md', 'mu', as_of_literal, user_values, dialect)}{merchant_combine_sql('part')}"
 
 
-def merchant_loyalty(
-    con: duckdb.DuckDBPyConnection | SqlEngine,
-    payments: str,
-    as_of: datetime,
-    user_values: str | None = None,
-    parts: UserParts | None = None,
-) -> pa.Table:
-    """Run `merchant_sql` on `con` (a DuckDB connection or any `SqlEngine`, e.g. Spark) and
-    return an Arrow table with `MERCHANT_SCHEMA`.
-
-    `payments` names a view / table with the canonical payments columns, `user_values` (if
-    given) one with one row per user (user_id, clv). `as_of` must be tz-aware (a naive
-    datetime raises ValueError). A missing column raises SchemaError; a user_id repeated in
-    `user_values` raises InputError. A big log is read in user parts (`parts`, a run's
-    `behavior.features.UserParts`, or a set made for this call): the partial figures of each
-    part (`merchant_partial_sql`, with the part's users' values) are combined per merchant.
-    """
-    engine = as_engine(con)
-    d = engine.dialect
-    as_of_literal(as_of, dialect=d)  # validates as_of
+def check_loyalty_inputs(engine: SqlEngine, payments: str, user_values: str | None) -> None:
+    """Raise SchemaError when `payments` lacks a column merchant loyalty reads or `user_values`
+    lacks user_id / clv, InputError when a user_id repeats in `user_values`."""
     types = engine.column_types(payments)
     missing = [c for c in _REQUIRED_COLUMNS if c not in types]
     if missing:
@@ -294,7 +247,6 @@ def merchant_loyalty(
             f"{payments} lacks the payments column(s) {', '.join(missing)}; "
             f"merchant loyalty needs {', '.join(_REQUIRED_COLUMNS)}"
         )
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(types["paid_at"]), dialect=d)
     if user_values is not None:
         value_types = engine.column_types(user_values)
         lacking = [c for c in ("user_id", "clv") if c not in value_types]
@@ -305,21 +257,48 @@ def merchant_loyalty(
         ).column("user_id").to_pylist()
         if dup:
             raise InputError(f"{user_values} has more than one row for user {dup[0]!r}; one row per user")
-    with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
-        parts.covers(payments, [as_of], list(_REQUIRED_COLUMNS))
-        relations = parts.relations()
-        if len(relations) == 1:
-            return engine.arrow(merchant_sql(relations[0][1], literal, user_values, dialect=d)).cast(MERCHANT_SCHEMA)
-        partials = []
-        for part, relation in relations:
-            values = user_values and f"(SELECT * FROM {user_values} WHERE {parts.part_of('user_id')} = {part})"
-            partials.append(engine.arrow(merchant_partial_sql(relation, literal, values, dialect=d)))
-    engine.register("_merchant_partials", pa.concat_tables(partials))
+
+
+def loyalty_query(user_values: str | None) -> Query:
+    """The `behavior.merchant_days` query of a part's partial figures (`merchant_partial_sql`,
+    with the values of the part's users)."""
+    return lambda part: merchant_partial_sql(part.days, part.users, part.literal,
+                                             user_values and part.of_part(user_values), part.dialect)
+
+
+def combine_loyalty(engine: SqlEngine, partials: pa.Table) -> pa.Table:
+    """`merchant_combine_sql` of the parts' partial figures, as an Arrow table with `MERCHANT_SCHEMA`."""
+    engine.register("_merchant_partials", partials)
     try:
         return engine.arrow(merchant_combine_sql("_merchant_partials")).cast(MERCHANT_SCHEMA)
     finally:
         engine.unregister("_merchant_partials")
 
 
-__all__ = ["MERCHANT_COLUMNS", "MERCHANT_SCHEMA", "RETENTION_DAYS", "merchant_combine_sql", "merchant_loyalty",
-           "merchant_partial_sql", "merchant_sql"]
+def merchant_loyalty(
+    con: duckdb.DuckDBPyConnection | SqlEngine,
+    payments: str,
+    as_of: datetime,
+    user_values: str | None = None,
+    parts: UserParts | None = None,
+) -> pa.Table:
+    """The merchant table (`MERCHANT_COLUMNS`) of `payments` as of `as_of`, on `con` (a DuckDB
+    connection or any `SqlEngine`, e.g. Spark), as an Arrow table with `MERCHANT_SCHEMA`.
+
+    `payments` names a view / table with the canonical payments columns, `user_values` (if
+    given) one with one row per user (user_id, clv). `as_of` must be tz-aware (a naive
+    datetime raises ValueError). A missing column raises SchemaError; a user_id repeated in
+    `user_values` raises InputError. A big log is read in user parts (`parts`, a run's
+    `behavior.features.UserParts`, or a set made for this call): the partial figures of each
+    part (`merchant_partial_sql`, with the part's users' values) are combined per merchant.
+    """
+    engine = as_engine(con)
+    as_of_literal(as_of, dialect=engine.dialect)  # validates as_of
+    check_loyalty_inputs(engine, payments, user_values)
+    partials = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values)}, parts,
+                                  _REQUIRED_COLUMNS)["loyalty"]
+    return combine_loyalty(engine, partials)
+
+
+__all__ = ["MERCHANT_COLUMNS", "MERCHANT_SCHEMA", "RETENTION_DAYS", "check_loyalty_inputs", "combine_loyalty",
+           "loyalty_query", "merchant_combine_sql", "merchant_loyalty", "merchant_partial_sql", "merchant_sql"]

@@ -1,12 +1,16 @@
 """Stage `merchants`: merchant profiles and churn risk (merchants.parquet) and the merchants'
 own audiences (merchant_customers.parquet).
 
+One read of the log: `behavior.merchant_tables.merchant_tables` reduces the lines before as_of
+of each user part once, to the merchant-day table of `behavior.merchant_days`, and computes the
+profiles, merchant churn's activity per day and the audiences from it.
+
 Profiles: merchant loyalty, windows and trends, share of wallet, the customers' tier mix and the
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
 their tiers from the segments stage (`behavior/merchants.py`, `behavior/merchant_profiles.py`).
 
 Churn risk (`behavior/merchant_churn.py`): the profile columns the model and the baselines read
-(`profiles_at_cutoffs`, one read of the log for every cutoff) at the cutoffs of `behavior.churn.choose_cutoffs`
+and the labels (`cutoff_frames`, from the activity per day) at the cutoffs of `behavior.churn.choose_cutoffs`
 (test = as_of - 90 days; training cutoffs every 30 days back from test - 90, at most
 `MAX_TRAIN_CUTOFFS`), labelled by the next 90 days; the model against the baselines on the test
 cutoff; the chosen one (the model only when better by more than its bootstrap interval) is refit
@@ -31,8 +35,9 @@ import pyarrow as pa
 
 from behavior import merchant_churn as MC
 from behavior.churn import choose_cutoffs, churn_metrics
-from behavior.merchant_audience import AUDIENCES, merchant_customers
-from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles
+from behavior.merchant_audience import AUDIENCES
+from behavior.merchant_profiles import MERCHANT_SEGMENTS
+from behavior.merchant_tables import merchant_tables
 from behavior.store.bundle import MERCHANT_CUSTOMERS, MERCHANTS
 from pipelines.stage import StageResult
 
@@ -48,9 +53,10 @@ def _skip(section: dict, why: str) -> None:
     section["notes"].append(f"merchant churn risk skipped: {why}")
 
 
-def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> tuple[np.ndarray, dict]:
+def churn_risk(ctx, now: pd.DataFrame, activity: pa.Table,
+               horizon_days: int = MC.HORIZON_DAYS) -> tuple[np.ndarray, dict]:
     """Merchant churn risk of each row of `now` (profiles at as_of; NaN where not scored) and
-    the report section."""
+    the report section; `activity` is `behavior.merchant_churn.activity_sql`'s rows at as_of."""
     section: dict = {"horizon_days": horizon_days,
                      "definition": f"P(successful payments in the next {horizon_days} days < "
                                    f"{MC.FALL_SHARE:g} x those of the last {horizon_days}) for merchants with at "
@@ -67,10 +73,11 @@ def churn_risk(ctx, now: pd.DataFrame, horizon_days: int = MC.HORIZON_DAYS) -> t
     if cuts.problem:
         _skip(section, cuts.problem)
         return risk, section
-    # the few profile columns the model and the baselines read, at every cutoff from one read of the log
-    at = MC.profiles_at_cutoffs(ctx.engine, "payments", ctx.as_of, [*cuts.train, cuts.test], ctx.user_parts)
-    train = pd.concat([MC.label_merchants(ctx.engine, "payments", at[c], c) for c in cuts.train], ignore_index=True)
-    test = MC.label_merchants(ctx.engine, "payments", at[cuts.test], cuts.test)
+    # the few profile columns the model and the baselines read, and the labels, at every cutoff
+    # from the payments per merchant and day before as_of (every label window ends by as_of)
+    at = MC.cutoff_frames(activity, ctx.as_of, [*cuts.train, cuts.test], horizon_days)
+    train = pd.concat([MC.label(at[c]) for c in cuts.train], ignore_index=True)
+    test = MC.label(at[cuts.test])
     section["train_rows"], section["test_rows"] = int(len(train)), int(len(test))
     if len(test) < MC.MIN_MERCHANTS:
         _skip(section, f"only {len(test)} merchants with at least {MC.MIN_VOLUME} payments in the "
@@ -113,19 +120,19 @@ def run(ctx) -> StageResult[pa.Table]:
     if segments is not None:
         ctx.engine.register("_user_tiers", segments.select(["user_id", "loyalty_tier"]))
     try:
-        profiles = merchant_profiles(ctx.engine, "payments", ctx.as_of, "_user_values",
-                                     "_user_tiers" if segments is not None else None, ctx.user_parts)
+        tables = merchant_tables(ctx.engine, "payments", ctx.as_of, "_user_values",
+                                 "_user_tiers" if segments is not None else None, ctx.user_parts)
     finally:
         ctx.engine.unregister("_user_values")
         if segments is not None:
             ctx.engine.unregister("_user_tiers")
+    profiles, audience = tables.profiles, tables.audience
     counts = profiles["merchant_segment"].value_counts().reindex(list(MERCHANT_SEGMENTS), fill_value=0)
     section = {"merchants": int(len(profiles)), "counts": {k: int(v) for k, v in counts.items()}}
-    risk, section["churn"] = churn_risk(ctx, profiles)
+    risk, section["churn"] = churn_risk(ctx, profiles, tables.activity)
     profiles["churn_risk"] = risk
     profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
     table = pa.Table.from_pandas(profiles, preserve_index=False)
-    audience = merchant_customers(ctx.engine, "payments", ctx.as_of, ctx.user_parts)
     sizes = pd.Series(audience.column("audience").to_pylist(), dtype="object").value_counts()
     section["audiences"] = {a: int(sizes.get(a, 0)) for a in AUDIENCES}
     return StageResult(table, {MERCHANTS: table, MERCHANT_CUSTOMERS: audience}, section)

@@ -35,8 +35,8 @@ def test_labels_mark_a_fall_by_more_than_half_among_active_merchants():
             + _lines("late", 30, 100, 10))                              # after the label window: not read
     con = duckdb.connect()
     con.register("payments", pa.Table.from_pylist(rows, schema=PAYMENTS.arrow_schema))
-    prof = merchant_profiles(con, "payments", CUT)
-    lab = MC.label_merchants(con, "payments", prof, CUT).set_index("merchant_id")
+    lab = MC.label(MC.profiles_at_cutoffs(con, "payments", CUT + timedelta(days=90), [CUT])[CUT])
+    lab = lab.set_index("merchant_id")
     assert set(lab.index) == {"fell", "kept", "gone"}
     assert lab.loc["fell", "churned"] == 1 and lab.loc["fell", "future_payments"] == 9
     assert lab.loc["kept", "churned"] == 0 and lab.loc["gone", "churned"] == 1
@@ -128,7 +128,8 @@ def test_planted_merchants_that_stop_are_labelled_churned_before_they_stop():
         cut = change - timedelta(days=30) if t["trajectory"] == "stopped" else change + timedelta(days=5)
         if t["trajectory"] == "declining" or cut + timedelta(days=90) > pd.Timestamp(d.truth["observation_end"]):
             continue
-        lab = MC.label_merchants(con, "payments", merchant_profiles(con, "payments", cut), cut).set_index("merchant_id")
+        lab = MC.label(MC.profiles_at_cutoffs(con, "payments", cut + timedelta(days=90), [cut])[cut])
+        lab = lab.set_index("merchant_id")
         if mid not in lab.index:
             continue   # fewer than MIN_VOLUME payments: not active
         assert lab.loc[mid, "churned"] == (1 if t["trajectory"] == "stopped" else 0), (mid, t)

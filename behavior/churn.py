@@ -39,15 +39,13 @@ that feature at the reference). The largest effects (>= `min_effect`, at most `t
 reasons; a user scored >= the threshold always gets at least the risky-side feature with the
 largest effect. Rendered in words ("one-time buyer, not back for 730 days", "no purchase for
 120 days, usually buys every 30 days", "payments down 60% vs previous 90 days").
-Cost: one extra predict per reason feature.
+Cost: one extra predict per reason feature the score reads, of the customers on its risky
+side only; the words are put together in Arrow (`behavior.churn_words`).
 
-Retention (SQL over a payments relation, point in time as the relation is):
-`cohort_retention_sql` (acquisition month x months since acquisition: cohort size, active
-users and their share) and `retention_curves_sql` (the same curve per segment of a
-user -> segment relation, counting only months already observed for each user's cohort).
+Retention tables (cohort retention, retention curves per segment): `behavior.retention`.
 
-Engines: the retention SQL and the labels take a `dialect` ("duckdb" or "spark", see
-`behavior.sql_dialect`); `churn_labels` and `cutoff_dataset` take a DuckDB connection or any
+Engines: the labels take a `dialect` ("duckdb" or "spark", see `behavior.sql_dialect`);
+`churn_labels` and `cutoff_dataset` take a DuckDB connection or any
 `SqlEngine`, so the cutoff data sets can be computed on Spark from the same SQL text.
 """
 
@@ -503,61 +501,8 @@ def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
     return p, words.to_pylist()
 
 
-# ---------------------------------------------------------------- retention (SQL)
-
-
-def _firsts(payments: str, d: Dialect) -> str:
-    return f"""
-        act AS (SELECT DISTINCT user_id, {d.utc_month.format('paid_at')} AS m
-                FROM {payments} WHERE status = 'success'),
-        firsts AS (SELECT user_id, min(m) AS cohort FROM act GROUP BY user_id),
-        last_month AS (SELECT max(m) AS lm FROM act)"""
-
-
-def cohort_retention_sql(payments: str, dialect: str | Dialect = "duckdb") -> str:
-    """cohort_month, months_since, cohort_size, active_users, retention (share of the cohort with
-    a successful payment in that month), for every month up to the last month with data."""
-    d = get_dialect(dialect)
-    return f"""
-        WITH {_firsts(payments, d)},
-        sizes AS (SELECT cohort, count(*) AS cohort_size FROM firsts GROUP BY cohort),
-        grid AS (SELECT s.cohort, s.cohort_size, k.k AS months_since
-                 FROM sizes s, last_month l,
-                      {d.series.format(d.month_diff.format('s.cohort', 'l.lm') + ' + 1', 'k')}),
-        act_k AS (SELECT f.cohort, {d.month_diff.format('f.cohort', 'a.m')} AS months_since, count(*) AS active_users
-                  FROM act a JOIN firsts f USING (user_id) GROUP BY ALL)
-        SELECT g.cohort AS cohort_month, CAST(g.months_since AS INTEGER) AS months_since,
-               CAST(g.cohort_size AS BIGINT) AS cohort_size,
-               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
-               COALESCE(a.active_users, 0) / g.cohort_size::DOUBLE AS retention
-        FROM grid g LEFT JOIN act_k a ON a.cohort = g.cohort AND a.months_since = g.months_since
-        ORDER BY cohort_month, months_since"""
-
-
-def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = "duckdb") -> str:
-    """segment, months_since, users (customers of the segment whose cohort has reached that
-    month), active_users, retention. `segments` is a relation (user_id, segment)."""
-    d = get_dialect(dialect)
-    return f"""
-        WITH {_firsts(payments, d)},
-        us AS (SELECT f.user_id, f.cohort, COALESCE(s.segment, 'unknown') AS segment,
-                      {d.month_diff.format('f.cohort', 'l.lm')} AS observed
-               FROM firsts f CROSS JOIN last_month l LEFT JOIN {segments} s USING (user_id)),
-        maxk AS (SELECT max(observed) AS mk FROM us),
-        at_risk AS (SELECT us.segment, k.k AS months_since, count(*) AS users
-                    FROM us, maxk, {d.series.format('maxk.mk + 1', 'k')}
-                    WHERE k.k <= us.observed GROUP BY ALL),
-        act_k AS (SELECT us.segment, {d.month_diff.format('us.cohort', 'a.m')} AS months_since, count(*) AS active_users
-                  FROM act a JOIN us USING (user_id) GROUP BY ALL)
-        SELECT r.segment, CAST(r.months_since AS INTEGER) AS months_since, CAST(r.users AS BIGINT) AS users,
-               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
-               COALESCE(a.active_users, 0) / r.users::DOUBLE AS retention
-        FROM at_risk r LEFT JOIN act_k a ON a.segment = r.segment AND a.months_since = r.months_since
-        ORDER BY segment, months_since"""
-
-
 __all__ = ["BASELINES", "BASELINE_INPUTS", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "WORDING_COLUMNS", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reason_words", "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
+           "churn_reason_words", "churn_reasons", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
            "feature_columns",
-           "gain_curve", "lift_at", "retention_curves_sql"]
+           "gain_curve", "lift_at"]

@@ -50,6 +50,7 @@ from behavior import churn_choice as CC
 from behavior.btyd_select import transaction_model
 from behavior.churn_horizon import choose_horizon
 from behavior.features import UserParts
+from behavior.retention import retention_tables
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
 
@@ -71,16 +72,18 @@ def _empty(users: pa.Array) -> pa.Table:
 
 
 def _retention(ctx) -> dict:
+    """The retention tables, from the run's user parts when the log is split into them (one
+    read of the log for both tables, each part's (customer, month) pairs in memory)."""
     engine, d = ctx.engine, ctx.engine.dialect
-    cohorts = engine.arrow(C.cohort_retention_sql("payments", d))
     seg = ctx.outputs.get("segments")
     if seg is not None and "segment" in seg.column_names:
         engine.register("_churn_segments", seg.select(["user_id", "segment"]))
         rel = "_churn_segments"
     else:
         rel = f"(SELECT CAST(NULL AS {d.string_type}) AS user_id, CAST(NULL AS {d.string_type}) AS segment WHERE FALSE)"
+    parts = [r for _, r in ctx.user_parts.relations()] if ctx.user_parts is not None else ["payments"]
     try:
-        curves = engine.arrow(C.retention_curves_sql("payments", rel, d))
+        cohorts, curves = retention_tables(engine, parts, rel)
     finally:
         if rel == "_churn_segments":
             engine.unregister("_churn_segments")

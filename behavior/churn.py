@@ -183,7 +183,7 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
     reasons at as_of say what the profile says), else a clone of it (default: BG/NBD with
     `penalizer`) fitted on `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of
     MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes)."""
-    out = frame.copy()
+    out = frame.copy(deep=False)   # copy-on-write (pandas >= 3): `frame` is never changed, and nothing is copied
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
     out["p_no_purchase"] = np.nan

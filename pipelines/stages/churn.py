@@ -118,7 +118,9 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, User
     keep = np.sort(np.random.default_rng(cfg.seed).choice(len(users), size=size, replace=False))
     ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
     try:
-        lines = ctx.engine.arrow(f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
+        # only the columns the features and the labels read (those of the user parts)
+        lines = ctx.engine.arrow(f"SELECT {', '.join(ctx.user_parts.columns)} FROM payments "
+                                 f"WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
     finally:
         ctx.engine.unregister(_SAMPLE)
     ctx.engine.register(_SAMPLE_PAYMENTS, lines)

@@ -389,11 +389,11 @@ def reason_references(X: pd.DataFrame, p: np.ndarray, features: tuple[str, ...] 
     """The healthy value of each reason feature: its median over the rows of X scored below
     `threshold` (the whole of X when none is). A churn reason compares a customer with the
     customers expected to stay, not with a population that may itself be mostly lapsed."""
-    healthy = X[p < threshold] if (p < threshold).any() else X
+    healthy = p < threshold
     refs = {}
     for f in features:
-        if f in X.columns:
-            m = healthy[f].median()
+        if f in X.columns:   # one column at a time: no copy of the healthy rows of X
+            m = X[f][healthy].median() if healthy.any() else X[f].median()
             refs[f] = float(m) if pd.notna(m) else float(X[f].median())
     return {f: v for f, v in refs.items() if np.isfinite(v)}
 
@@ -405,6 +405,18 @@ def _risky_side(f: str, values: np.ndarray, ref: float) -> np.ndarray:
     if f == "spend_trend":
         risky &= values < 0
     return risky & np.isfinite(values)
+
+
+def _top_columns(effects: np.ndarray, top: int) -> np.ndarray:
+    """Per row, the columns of the `top` largest effects, ties by column (the first `top` of a
+    stable argsort of -effects), by `top` passes of argmax instead of sorting every row."""
+    rest = np.where(np.isneginf(effects), -1e300, effects)   # effects are in [-1, 1] or -inf (no candidate)
+    order = np.empty((len(effects), min(top, effects.shape[1])), np.intp)
+    rows = np.arange(len(effects))
+    for slot in range(order.shape[1]):
+        order[:, slot] = rest.argmax(axis=1)
+        rest[rows, order[:, slot]] = -np.inf   # taken: below every effect left
+    return order
 
 
 def _reason_picks(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...], top: int, min_effect: float,
@@ -432,7 +444,7 @@ def _reason_picks(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
             Xj[f] = refs[f]
             e = p[part] - model.predict_proba(Xj)[:, 1]
             effects[part, j] = np.where(np.isfinite(e), e, 0.0)
-    order = np.argsort(-effects, axis=1, kind="stable")[:, :top]
+    order = _top_columns(effects, top)
     best = np.take_along_axis(effects, order, axis=1)
     keep = best >= min_effect
     keep[:, 0] |= (p >= threshold) & np.isfinite(best[:, 0])

@@ -175,3 +175,10 @@ def test_the_reasons_are_the_per_row_codes_row_for_row(world, which, monkeypatch
     three = sum(1 for w in before if w.count("; ") == 2)
     # a baseline reads no reason feature (P(no purchase)): each at-risk customer gets the one fallback reason
     assert three == 0 if which == "baseline" else three > 50
+
+
+def test_the_top_effects_are_those_of_a_stable_sort_ties_and_non_candidates_included():
+    rng = np.random.default_rng(5)
+    effects = rng.choice([0.0, 0.02, -0.01, 0.3, -np.inf], size=(4000, 9))
+    for top in (1, 3, 9, 12):
+        assert np.array_equal(C._top_columns(effects, top), np.argsort(-effects, axis=1, kind="stable")[:, :top])

@@ -39,15 +39,13 @@ that feature at the reference). The largest effects (>= `min_effect`, at most `t
 reasons; a user scored >= the threshold always gets at least the risky-side feature with the
 largest effect. Rendered in words ("one-time buyer, not back for 730 days", "no purchase for
 120 days, usually buys every 30 days", "payments down 60% vs previous 90 days").
-Cost: one extra predict per reason feature.
+Cost: one extra predict per reason feature the score reads, of the customers on its risky
+side only; the words are put together in Arrow (`behavior.churn_words`).
 
-Retention (SQL over a payments relation, point in time as the relation is):
-`cohort_retention_sql` (acquisition month x months since acquisition: cohort size, active
-users and their share) and `retention_curves_sql` (the same curve per segment of a
-user -> segment relation, counting only months already observed for each user's cohort).
+Retention tables (cohort retention, retention curves per segment): `behavior.retention`.
 
-Engines: the retention SQL and the labels take a `dialect` ("duckdb" or "spark", see
-`behavior.sql_dialect`); `churn_labels` and `cutoff_dataset` take a DuckDB connection or any
+Engines: the labels take a `dialect` ("duckdb" or "spark", see `behavior.sql_dialect`);
+`churn_labels` and `cutoff_dataset` take a DuckDB connection or any
 `SqlEngine`, so the cutoff data sets can be computed on Spark from the same SQL text.
 """
 
@@ -61,12 +59,15 @@ from datetime import datetime, timedelta
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from behavior.btyd import BetaGeoFitter
+from behavior.churn_words import reason_words
 from behavior.features import UserParts, as_of_literal, user_features_at
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
@@ -84,6 +85,9 @@ MIN_CLASS = 20             # examples of each class needed to train / evaluate
 _NON_FEATURES = {"user_id", "first_purchase_at", "last_purchase_at", "top_category", "top_channel"}
 LOYALTY_FEATURES = ("p_alive", "expected_purchases", "p_no_purchase")
 BASELINES = ("recency", "frequency", "bgnbd_expected_purchases", "bgnbd_p_alive", "bgnbd_p_no_purchase")
+# the one column each baseline reads (`baseline_scores`)
+BASELINE_INPUTS = {"recency": "recency_days", "frequency": "frequency", "bgnbd_expected_purchases": "expected_purchases",
+                   "bgnbd_p_alive": "p_alive", "bgnbd_p_no_purchase": "p_no_purchase"}
 REASON_FEATURES = ("recency_days", "spend_trend", "n_payments_90d", "p_alive", "expected_purchases",
                    "mean_gap_days", "frequency", "failure_rate", "refund_rate")
 # +1: a higher value means more churn risk; -1: a lower value does. Only the risky side of a
@@ -92,6 +96,8 @@ RISK_DIRECTION = {"recency_days": 1, "spend_trend": -1, "n_payments_90d": -1, "p
                   "expected_purchases": -1, "mean_gap_days": 1, "frequency": -1, "failure_rate": 1,
                   "refund_rate": 1}
 REASON_THRESHOLD = 0.5     # every customer scored at or above this gets at least one reason
+# the columns the reasons' words quote besides the reason features themselves
+WORDING_COLUMNS = frozenset({"spend_90d", "spend_prev_90d", "mean_gap_days", "frequency"})
 
 
 # ---------------------------------------------------------------- cutoffs and data sets
@@ -177,7 +183,7 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
     reasons at as_of say what the profile says), else a clone of it (default: BG/NBD with
     `penalizer`) fitted on `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of
     MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes)."""
-    out = frame.copy()
+    out = frame.copy(deep=False)   # copy-on-write (pandas >= 3): `frame` is never changed, and nothing is copied
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
     out["p_no_purchase"] = np.nan
@@ -357,12 +363,12 @@ def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The one-number rules, in `BASELINES` order (simplest first). Higher = more likely to
     churn. NaN (failed BG/NBD fit) scores as the least risky."""
     def col(name: str) -> np.ndarray:
-        return frame[name].to_numpy(float)
-    return {"recency": col("recency_days"),
+        return frame[BASELINE_INPUTS[name]].to_numpy(float)
+    return {"recency": col("recency"),
             "frequency": -col("frequency"),
-            "bgnbd_expected_purchases": np.nan_to_num(-col("expected_purchases"), nan=0.0),
-            "bgnbd_p_alive": np.nan_to_num(1.0 - col("p_alive"), nan=0.0),
-            "bgnbd_p_no_purchase": np.nan_to_num(col("p_no_purchase"), nan=0.0)}
+            "bgnbd_expected_purchases": np.nan_to_num(-col("bgnbd_expected_purchases"), nan=0.0),
+            "bgnbd_p_alive": np.nan_to_num(1.0 - col("bgnbd_p_alive"), nan=0.0),
+            "bgnbd_p_no_purchase": np.nan_to_num(col("bgnbd_p_no_purchase"), nan=0.0)}
 
 
 # ---------------------------------------------------------------- reasons
@@ -370,50 +376,12 @@ def baseline_scores(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _fmt_reason(feature: str, row: dict, horizon_days: int) -> str:
     """One customer's reason in words (`row`: the customer's values by column)."""
-    return _fmt_reasons(feature, {c: np.array([v], float) for c, v in row.items() if v is not None}, horizon_days)[0]
-
-
-def _fmt_reasons(feature: str, cols: dict[str, np.ndarray], horizon_days: int) -> list[str]:
-    """The reason `feature` in words for each row of `cols` (arrays by column, the same rows;
-    a missing column reads as unknown): one pass per feature, not a dict per customer."""
-    n = len(cols[feature])
-    v = cols[feature].tolist()
-
-    def col(name: str) -> list[float]:
-        return cols[name].tolist() if name in cols else [float("nan")] * n
-
-    if feature == "recency_days":
-        def recency(x, gap, freq):
-            if freq == 0:
-                return f"one-time buyer, not back for {x:.0f} days"
-            if np.isfinite(gap) and gap > 0:
-                return f"no purchase for {x:.0f} days, usually buys every {gap:.0f} days"
-            return f"no purchase for {x:.0f} days"
-        return [recency(x, g, f) for x, g, f in zip(v, col("mean_gap_days"), col("frequency"))]
-    if feature == "spend_trend":
-        def trend(prev, now):
-            if np.isfinite(prev) and prev > 0 and np.isfinite(now):
-                return f"payments down {100 * (prev - now) / prev:.0f}% vs previous 90 days"
-            return "spending falling vs previous 90 days"
-        return [trend(a, b) for a, b in zip(col("spend_prev_90d"), col("spend_90d"))]
-    if feature == "n_payments_90d":
-        return ["no payment in the last 90 days" if x == 0 else f"only {x:.0f} payments in the last 90 days" for x in v]
-    if feature == "p_alive":
-        return [f"likely lapsed: P(still active) {x:.2f}" for x in v]
-    if feature == "expected_purchases":
-        return [f"only {x:.2f} purchases expected in the next {horizon_days} days" for x in v]
-    if feature == "mean_gap_days":
-        return [f"buys only every {x:.0f} days on average" for x in v]
-    if feature == "frequency":
-        return [f"only {x:.0f} repeat purchase days" if x else "no repeat purchase yet" for x in v]
-    if feature == "failure_rate":
-        return [f"{100 * x:.0f}% of payments failed" for x in v]
-    if feature == "refund_rate":
-        return [f"{100 * x:.0f}% of lines refunded" for x in v]
-    return [f"{feature} {x:.3g}" for x in v]
+    cols = {c: np.array([v], float) for c, v in row.items() if v is not None}
+    return reason_words(feature, cols, horizon_days)[0].as_py()
 
 
 REASON_CHUNK = 200_000   # rows per copy of X in churn_reasons
+WORDS_CHUNK = 1_000_000   # rows per Arrow array of reasons in words
 
 
 def reason_references(X: pd.DataFrame, p: np.ndarray, features: tuple[str, ...] = REASON_FEATURES,
@@ -421,11 +389,11 @@ def reason_references(X: pd.DataFrame, p: np.ndarray, features: tuple[str, ...] 
     """The healthy value of each reason feature: its median over the rows of X scored below
     `threshold` (the whole of X when none is). A churn reason compares a customer with the
     customers expected to stay, not with a population that may itself be mostly lapsed."""
-    healthy = X[p < threshold] if (p < threshold).any() else X
+    healthy = p < threshold
     refs = {}
     for f in features:
-        if f in X.columns:
-            m = healthy[f].median()
+        if f in X.columns:   # one column at a time: no copy of the healthy rows of X
+            m = X[f][healthy].median() if healthy.any() else X[f].median()
             refs[f] = float(m) if pd.notna(m) else float(X[f].median())
     return {f: v for f, v in refs.items() if np.isfinite(v)}
 
@@ -439,6 +407,18 @@ def _risky_side(f: str, values: np.ndarray, ref: float) -> np.ndarray:
     return risky & np.isfinite(values)
 
 
+def _top_columns(effects: np.ndarray, top: int) -> np.ndarray:
+    """Per row, the columns of the `top` largest effects, ties by column (the first `top` of a
+    stable argsort of -effects), by `top` passes of argmax instead of sorting every row."""
+    rest = np.where(np.isneginf(effects), -1e300, effects)   # effects are in [-1, 1] or -inf (no candidate)
+    order = np.empty((len(effects), min(top, effects.shape[1])), np.intp)
+    rows = np.arange(len(effects))
+    for slot in range(order.shape[1]):
+        order[:, slot] = rest.argmax(axis=1)
+        rest[rows, order[:, slot]] = -np.inf   # taken: below every effect left
+    return order
+
+
 def _reason_picks(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...], top: int, min_effect: float,
                   threshold: float) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, dict[str, float]]:
     """`reason_features` as arrays: p, the candidate features, per row the feature indices by
@@ -449,19 +429,22 @@ def _reason_picks(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, 
     if not feats or not len(X):
         return p, feats, np.zeros((len(X), 0), int), np.zeros((len(X), 0), bool), refs
     values = {f: X[f].to_numpy(float) for f in feats}
-    candidate = np.column_stack([_risky_side(f, values[f], refs[f]) for f in feats])
-    effects = np.full((len(X), len(feats)), -np.inf)
-    for lo in range(0, len(X), REASON_CHUNK):   # one copy of X a chunk at a time: bounded memory
-        part = slice(lo, lo + REASON_CHUNK)
-        Xj = X.iloc[part].copy()
-        for j, f in enumerate(feats):
-            own = Xj[f]
+    reads = set(getattr(model, "inputs", X.columns))
+    effects = np.full((len(X), len(feats)), -np.inf)   # the healthy side of a feature is never a reason
+    for j, f in enumerate(feats):
+        rows = np.flatnonzero(_risky_side(f, values[f], refs[f]))
+        if f not in reads:   # the score does not read f: moving it to the reference changes nothing
+            effects[rows, j] = 0.0
+            continue
+        # only the rows on the feature's risky side are scored again, a chunk at a time (bounded memory);
+        # a row's score does not depend on the other rows scored with it
+        for lo in range(0, len(rows), REASON_CHUNK):
+            part = rows[lo:lo + REASON_CHUNK]
+            Xj = X.take(part)
             Xj[f] = refs[f]
-            effects[part, j] = p[part] - model.predict_proba(Xj)[:, 1]
-            Xj[f] = own
-    effects[~np.isfinite(effects)] = 0.0
-    effects[~candidate] = -np.inf   # the healthy side of a feature is never a reason
-    order = np.argsort(-effects, axis=1, kind="stable")[:, :top]
+            e = p[part] - model.predict_proba(Xj)[:, 1]
+            effects[part, j] = np.where(np.isfinite(e), e, 0.0)
+    order = _top_columns(effects, top)
     best = np.take_along_axis(effects, order, axis=1)
     keep = best >= min_effect
     keep[:, 0] |= (p >= threshold) & np.isfinite(best[:, 0])
@@ -484,87 +467,54 @@ def reason_features(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str
     return p, [[feats[j] for j, k in zip(o, kk) if k] for o, kk in zip(order.tolist(), keep.tolist())], refs
 
 
+def churn_reason_words(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
+                       top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
+                       context: pd.DataFrame | None = None, threshold: float = REASON_THRESHOLD
+                       ) -> tuple[np.ndarray, pa.ChunkedArray]:
+    """Churn probability per row of X and its reasons in words ("; "-joined; "" when none), as
+    chosen by `reason_features`, as an Arrow string column. `context` (same rows as X) supplies
+    extra columns for the wording (spend_90d, mean_gap_days, ...). Each reason of a row is
+    worded once, whichever of its slots it is in (`behavior.churn_words`)."""
+    p, feats, order, keep, _ = _reason_picks(model, X, features, top, min_effect, threshold)
+    words = context if context is not None else X
+    cols = {c: words[c].to_numpy(float) for c in set(features) | WORDING_COLUMNS if c in words}
+    n, slots = len(X), order.shape[1]
+    texts: list[pa.Array] = []
+    at = np.full((n, slots), -1, np.int64)   # where each kept slot's words are in `texts`, end to end
+    offset = 0
+    for j, f in enumerate(feats):
+        hit = keep & (order == j)
+        rows = np.flatnonzero(hit.any(axis=1))
+        if not len(rows):
+            continue
+        texts.append(reason_words(f, {c: a[rows] for c, a in cols.items()}, horizon_days))
+        where = np.full(n, -1, np.int64)
+        where[rows] = offset + np.arange(len(rows))
+        at[hit] = where[np.nonzero(hit)[0]]
+        offset += len(rows)
+    every = pa.chunked_array(texts, pa.string())
+    out = []
+    for lo in range(0, n, WORDS_CHUNK):   # a chunk of rows at a time: an Arrow string array holds at most 2 GB
+        idx = at[lo:lo + WORDS_CHUNK]
+        slot = [every.take(pa.array(idx[:, s], mask=idx[:, s] < 0)) for s in range(slots)]
+        # the reasons are a prefix of the slots: the longest run of them that is all there
+        joined = [pc.binary_join_element_wise(*slot[:k], "; ") for k in range(slots, 1, -1)]
+        out.append(pc.coalesce(*joined, *slot[:1], pa.scalar("", pa.string())) if slots
+                   else pa.array([""] * len(idx), pa.string()))
+    return p, pa.chunked_array(out, pa.string())
+
+
 def churn_reasons(model: ChurnClassifier, X: pd.DataFrame, features: tuple[str, ...] = REASON_FEATURES,
                   top: int = 3, min_effect: float = 0.01, horizon_days: int = HORIZON_DAYS,
                   context: pd.DataFrame | None = None, threshold: float = REASON_THRESHOLD
                   ) -> tuple[np.ndarray, list[str]]:
-    """Churn probability per row of X and its reasons in words ("; "-joined; "" when none), as
-    chosen by `reason_features`. `context` (same rows as X) supplies extra columns for the
-    wording (spend_90d, mean_gap_days, ...)."""
-    p, feats, order, keep, _ = _reason_picks(model, X, features, top, min_effect, threshold)
-    words = context if context is not None else X
-    wanted = set(features) | {"spend_90d", "spend_prev_90d", "mean_gap_days", "frequency"}
-    cols = {c: words[c].to_numpy(float) for c in wanted if c in words}
-    out = np.full(len(X), "", dtype=object)
-    for slot in range(order.shape[1]):   # the reasons are a prefix of the slots: "; " joins them in order
-        text = np.full(len(X), "", dtype=object)
-        for j, f in enumerate(feats):
-            rows = np.flatnonzero(keep[:, slot] & (order[:, slot] == j))
-            if len(rows):
-                text[rows] = _fmt_reasons(f, {c: a[rows] for c, a in cols.items()}, horizon_days)
-        if slot == 0:
-            out = text
-        else:
-            more = keep[:, slot]
-            out[more] = out[more] + "; " + text[more]
-    return p, out.tolist()
+    """`churn_reason_words` with the reasons as a list of str."""
+    p, words = churn_reason_words(model, X, features, top, min_effect, horizon_days, context, threshold)
+    return p, words.to_pylist()
 
 
-# ---------------------------------------------------------------- retention (SQL)
-
-
-def _firsts(payments: str, d: Dialect) -> str:
-    return f"""
-        act AS (SELECT DISTINCT user_id, {d.utc_month.format('paid_at')} AS m
-                FROM {payments} WHERE status = 'success'),
-        firsts AS (SELECT user_id, min(m) AS cohort FROM act GROUP BY user_id),
-        last_month AS (SELECT max(m) AS lm FROM act)"""
-
-
-def cohort_retention_sql(payments: str, dialect: str | Dialect = "duckdb") -> str:
-    """cohort_month, months_since, cohort_size, active_users, retention (share of the cohort with
-    a successful payment in that month), for every month up to the last month with data."""
-    d = get_dialect(dialect)
-    return f"""
-        WITH {_firsts(payments, d)},
-        sizes AS (SELECT cohort, count(*) AS cohort_size FROM firsts GROUP BY cohort),
-        grid AS (SELECT s.cohort, s.cohort_size, k.k AS months_since
-                 FROM sizes s, last_month l,
-                      {d.series.format(d.month_diff.format('s.cohort', 'l.lm') + ' + 1', 'k')}),
-        act_k AS (SELECT f.cohort, {d.month_diff.format('f.cohort', 'a.m')} AS months_since, count(*) AS active_users
-                  FROM act a JOIN firsts f USING (user_id) GROUP BY ALL)
-        SELECT g.cohort AS cohort_month, CAST(g.months_since AS INTEGER) AS months_since,
-               CAST(g.cohort_size AS BIGINT) AS cohort_size,
-               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
-               COALESCE(a.active_users, 0) / g.cohort_size::DOUBLE AS retention
-        FROM grid g LEFT JOIN act_k a ON a.cohort = g.cohort AND a.months_since = g.months_since
-        ORDER BY cohort_month, months_since"""
-
-
-def retention_curves_sql(payments: str, segments: str, dialect: str | Dialect = "duckdb") -> str:
-    """segment, months_since, users (customers of the segment whose cohort has reached that
-    month), active_users, retention. `segments` is a relation (user_id, segment)."""
-    d = get_dialect(dialect)
-    return f"""
-        WITH {_firsts(payments, d)},
-        us AS (SELECT f.user_id, f.cohort, COALESCE(s.segment, 'unknown') AS segment,
-                      {d.month_diff.format('f.cohort', 'l.lm')} AS observed
-               FROM firsts f CROSS JOIN last_month l LEFT JOIN {segments} s USING (user_id)),
-        maxk AS (SELECT max(observed) AS mk FROM us),
-        at_risk AS (SELECT us.segment, k.k AS months_since, count(*) AS users
-                    FROM us, maxk, {d.series.format('maxk.mk + 1', 'k')}
-                    WHERE k.k <= us.observed GROUP BY ALL),
-        act_k AS (SELECT us.segment, {d.month_diff.format('us.cohort', 'a.m')} AS months_since, count(*) AS active_users
-                  FROM act a JOIN us USING (user_id) GROUP BY ALL)
-        SELECT r.segment, CAST(r.months_since AS INTEGER) AS months_since, CAST(r.users AS BIGINT) AS users,
-               CAST(COALESCE(a.active_users, 0) AS BIGINT) AS active_users,
-               COALESCE(a.active_users, 0) / r.users::DOUBLE AS retention
-        FROM at_risk r LEFT JOIN act_k a ON a.segment = r.segment AND a.months_since = r.months_since
-        ORDER BY segment, months_since"""
-
-
-__all__ = ["BASELINES", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "ChurnClassifier", "Cutoffs", "add_bgnbd",
+__all__ = ["BASELINES", "BASELINE_INPUTS", "HORIZON_DAYS", "REASON_FEATURES", "REASON_THRESHOLD", "RISK_DIRECTION", "WORDING_COLUMNS", "ChurnClassifier", "Cutoffs", "add_bgnbd",
            "baseline_scores", "calibration_table", "choose_cutoffs", "churn_labels", "churn_labels_sql", "churn_metrics",
-           "churn_reasons", "cohort_retention_sql", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
+           "churn_reason_words", "churn_reasons", "reason_features", "reason_references", "cutoff_dataset", "cutoff_datasets",
            "feature_columns",
-           "gain_curve", "lift_at", "retention_curves_sql"]
+           "gain_curve", "lift_at"]

@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from behavior.churn import ChurnClassifier, baseline_scores, calibration_table, churn_metrics, gain_curve
+from behavior.churn import BASELINE_INPUTS, ChurnClassifier, baseline_scores, calibration_table, churn_metrics, gain_curve
 from behavior.churn_calibration import CALIBRATORS, Calibration, choose_calibrator
 from behavior.model_choice import Choice, Scored, choose, resamples
 
@@ -85,6 +85,11 @@ class ServedChurn:
     @property
     def is_model(self) -> bool:
         return self.model is not None
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The columns `predict_proba` reads: a model's feature columns, or the baseline's one."""
+        return self.columns if self.model is not None else (BASELINE_INPUTS[self.name],)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         if self.model is None:

@@ -118,7 +118,8 @@ DUCKDB = Dialect(
     timestamp_naive="TIMESTAMP '{0}'",
     string_type="VARCHAR",
     float_text="CAST({0} AS VARCHAR)",
-    utc_month="date_trunc('month', {0} AT TIME ZONE 'UTC')::DATE",
+    # from the epoch, not AT TIME ZONE: the same month, without a time zone lookup per line
+    utc_month="date_trunc('month', make_timestamp(epoch_us({0})))::DATE",
     month_diff="date_diff('month', {0}, {1})",
     series="range(0, CAST({0} AS BIGINT)) {1}({1})",
     ident='"{0}"',

@@ -50,11 +50,12 @@ from behavior import churn_choice as CC
 from behavior.btyd_select import transaction_model
 from behavior.churn_horizon import choose_horizon
 from behavior.features import UserParts
+from behavior.retention import retention_tables
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
-BASELINE_INPUTS = {"recency_days", "frequency", "expected_purchases", "p_alive", "p_no_purchase"}
+BASELINE_INPUTS = set(C.BASELINE_INPUTS.values())
 
 
 def _cap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
@@ -71,16 +72,18 @@ def _empty(users: pa.Array) -> pa.Table:
 
 
 def _retention(ctx) -> dict:
+    """The retention tables, from the run's user parts when the log is split into them (one
+    read of the log for both tables, each part's (customer, month) pairs in memory)."""
     engine, d = ctx.engine, ctx.engine.dialect
-    cohorts = engine.arrow(C.cohort_retention_sql("payments", d))
     seg = ctx.outputs.get("segments")
     if seg is not None and "segment" in seg.column_names:
         engine.register("_churn_segments", seg.select(["user_id", "segment"]))
         rel = "_churn_segments"
     else:
         rel = f"(SELECT CAST(NULL AS {d.string_type}) AS user_id, CAST(NULL AS {d.string_type}) AS segment WHERE FALSE)"
+    parts = [r for _, r in ctx.user_parts.relations()] if ctx.user_parts is not None else ["payments"]
     try:
-        curves = engine.arrow(C.retention_curves_sql("payments", rel, d))
+        cohorts, curves = retention_tables(engine, parts, rel)
     finally:
         if rel == "_churn_segments":
             engine.unregister("_churn_segments")
@@ -115,7 +118,9 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, User
     keep = np.sort(np.random.default_rng(cfg.seed).choice(len(users), size=size, replace=False))
     ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
     try:
-        lines = ctx.engine.arrow(f"SELECT * FROM payments WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
+        # only the columns the features and the labels read (those of the user parts)
+        lines = ctx.engine.arrow(f"SELECT {', '.join(ctx.user_parts.columns)} FROM payments "
+                                 f"WHERE user_id IN (SELECT user_id FROM {_SAMPLE})")
     finally:
         ctx.engine.unregister(_SAMPLE)
     ctx.engine.register(_SAMPLE_PAYMENTS, lines)
@@ -123,16 +128,37 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, User
     return _SAMPLE_PAYMENTS, None
 
 
-def _profile_words(ctx, now: pd.DataFrame, btyd, label: int) -> tuple[pd.DataFrame, int]:
+def _ascending(ids: pa.ChunkedArray) -> bool:
+    return len(ids) < 2 or bool(pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
+
+
+def _scoring_frame(features: pa.Table, columns: set[str], label: int, penalizer: float,
+                   btyd) -> tuple[pa.ChunkedArray, pd.DataFrame]:
+    """The customers at as_of in user_id order (`CC.in_order`'s) and their `columns` of the
+    feature table with the transaction model's outputs over the label window (`C.add_bgnbd`).
+    Only the columns read are converted, and the ids stay in Arrow: no Python string per customer."""
+    keep = [c for c in features.column_names if c in columns | {"frequency", "recency", "T"}]
+    now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd)
+    ids = features.column("user_id")
+    if not _ascending(ids):   # the feature stage writes its table in user_id order: no sort then
+        order = pc.sort_indices(ids)
+        ids = ids.take(order)
+        now = now.take(order.to_numpy()).reset_index(drop=True)
+    return ids, now
+
+
+def _profile_words(ctx, now: pd.DataFrame, ids: pa.ChunkedArray, btyd, label: int) -> tuple[pd.DataFrame, int]:
     """The values the reasons quote and the horizon of their expected purchases: a reason quotes
-    the profile's expected purchases (the loyalty stage's model over its own horizon), not the
-    churn feature over the label window, so the two never disagree when the horizons differ."""
+    the profile's expected purchases (the loyalty stage's column over its own horizon), not the
+    churn feature over the label window, so the two never disagree when the horizons differ.
+    The loyalty column is the same model (`btyd`) on the same (frequency, recency, T) at as_of,
+    so it is read by user_id, not computed again."""
     days = ctx.config.loyalty.horizon_days
     if btyd is None or days == label:
         return now, label
-    x, tx, T = (now[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-    expected = btyd.conditional_expected_number_of_purchases_up_to_time(days, x, tx, T)
-    return now.assign(expected_purchases=expected), days
+    loyalty = ctx.outputs["loyalty"]
+    expected = loyalty.column("expected_purchases").take(pc.index_in(ids, loyalty.column("user_id")))
+    return now.assign(expected_purchases=expected.to_numpy(zero_copy_only=False)), days
 
 
 def _drop_sample(ctx, section: dict) -> None:
@@ -225,10 +251,11 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
 
     # Score at as_of with the loyalty stage's fit (at as_of) and the served score's calibrator
     ctx.progress("churn: scoring every customer")
-    now = CC.in_order(C.add_bgnbd(ctx.outputs["features"].to_pandas(), label, penalizer, model=btyd))
+    wanted = set(cols) | BASELINE_INPUTS | set(C.REASON_FEATURES) | C.WORDING_COLUMNS
+    ids, now = _scoring_frame(features, wanted, label, penalizer, btyd)
     inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
-    words, words_days = _profile_words(ctx, now, btyd, label)
-    prob, reasons = C.churn_reasons(served, now[inputs], horizon_days=words_days, context=words)
+    words, words_days = _profile_words(ctx, now, ids, btyd, label)
+    prob, reasons = C.churn_reason_words(served, now[inputs], horizon_days=words_days, context=words)
     section["scored_users"] = int(len(now))
     section["distinct_scores"] = int(len(np.unique(prob)))
     section["reasons_method"] = (f"partial effect against healthy customers: churn probability minus the probability "
@@ -238,8 +265,7 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
                                  f"expected purchases are quoted over {words_days} days")
     at_risk = prob >= C.REASON_THRESHOLD
     section["at_risk_users"] = int(at_risk.sum())
-    section["at_risk_without_reason"] = int(sum(1 for r, a in zip(reasons, at_risk) if a and not r))
+    section["at_risk_without_reason"] = int((at_risk & pc.equal(reasons, "").to_numpy()).sum())
     section["seconds"] = round(time.perf_counter() - t0, 3)
-    out = pd.DataFrame({"user_id": now["user_id"], "churn_probability": prob.astype(float),
-                        "churn_reasons": reasons})
-    return pa.Table.from_pandas(out, schema=SCHEMA, preserve_index=False)
+    return pa.table({"user_id": ids.cast(pa.string()), "churn_probability": pa.array(prob, pa.float64()),
+                     "churn_reasons": reasons}, schema=SCHEMA)

@@ -178,3 +178,35 @@ def test_the_cutoff_datasets_are_built_for_the_customers_the_fit_and_the_choice_
     assert ch["model_users"] == {"customers": customers, "needed": need, "sampled": need, "seed": 0}
     assert ch["test_rows"] <= need and ch["train_rows"] <= 300 * len(ch["cutoffs"]["train"])
     assert out["t"].output.num_rows == customers
+
+
+def test_reasons_quote_the_loyalty_stages_expected_purchases_by_user_when_the_horizons_differ(lake, registered):
+    """With 60-day churn labels and loyalty's 90-day horizon, the reasons quote the profile's
+    expected purchases: the loyalty stage's column, found by user_id (here in an order of the
+    customers unlike the loyalty table's), which is the loyalty model's figure over 90 days at as_of."""
+    import numpy as np
+
+    from behavior.btyd_select import transaction_model
+
+    seen = {}
+
+    def spy(ctx):
+        seen["ctx"] = ctx
+        return churn.run(ctx)
+
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"), spy)
+    rep = run_pipeline(lake, Config(churn=ChurnConfig(horizon_days=60)), stages=["churn"])
+    assert rep["churn"]["label_days"] == 60 and "expected purchases are quoted over 90 days" in rep["churn"]["reasons_method"]
+    ctx = seen["ctx"]
+    loyalty, btyd = ctx.outputs["loyalty"], transaction_model(ctx.outputs["loyalty"])
+    ids, now = churn._scoring_frame(ctx.outputs["features"], {"frequency", "recency", "T"}, 60, 0.0, btyd)
+    back = np.arange(len(now))[::-1].copy()
+    ids, now = ids.take(back), now.take(back).reset_index(drop=True)
+    words, days = churn._profile_words(ctx, now, ids, btyd, 60)
+    assert days == 90
+    x, tx, T = (now[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    assert np.array_equal(words["expected_purchases"].to_numpy(),
+                          btyd.conditional_expected_number_of_purchases_up_to_time(90, x, tx, T))
+    assert not np.array_equal(words["expected_purchases"].to_numpy(), now["expected_purchases"].to_numpy())
+    by_user = dict(zip(loyalty.column("user_id").to_pylist(), loyalty.column("expected_purchases").to_pylist()))
+    assert words["expected_purchases"].tolist() == [by_user[u] for u in ids.to_pylist()]

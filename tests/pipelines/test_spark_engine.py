@@ -27,6 +27,7 @@ from behavior.btyd_select import holdout_purchase_days_sql
 from behavior.features import FEATURE_SCHEMA, as_of_literal, user_features
 from behavior.merchants import merchant_loyalty
 from behavior.recommend.interactions import interactions_sql
+from behavior.retention import retention_tables
 from behavior.store import erasure_log
 from behavior.store.datahome import DataHome
 from pipelines.config import Config, EngineConfig, load_config
@@ -85,10 +86,8 @@ def test_cohort_tables_and_churn_labels_are_the_same(engines):
         seg = pa.table({"user_id": users, "segment": pa.array([("a", "b", "c")[i % 3] for i in range(len(users))])})
         engine.register("_test_segments", seg)
     try:
-        assert_same(duck.engine.arrow(C.cohort_retention_sql("payments")),
-                    spk.engine.arrow(C.cohort_retention_sql("payments", "spark")), ["cohort_month", "months_since"])
-        curves = [e.arrow(C.retention_curves_sql("payments", "_test_segments", e.dialect))
-                  for e in (duck.engine, spk.engine)]
+        (cohorts, curves) = zip(*(retention_tables(e, ["payments"], "_test_segments") for e in (duck.engine, spk.engine)))
+        assert_same(*cohorts, ["cohort_month", "months_since"])
         assert set(curves[1].column("segment").to_pylist()) == {"a", "b", "c"}
         assert_same(*curves, ["segment", "months_since"])
     finally:

@@ -62,7 +62,7 @@ from pipelines.lake_currency import first_currency, first_currency_of
 from pipelines.dimension_merge import dimension_merge_sql, with_positions
 from pipelines.local_replace import changed_and_new, drop_keys
 from pipelines.readers import FORMATS, Source, read_source
-from pipelines.ingest_direct import Declined, DirectSource, direct_source, ingest_direct
+from pipelines.ingest_direct import Declined, DirectSource, direct_source, ingest_direct, loaded
 
 
 @dataclass
@@ -207,6 +207,13 @@ def _ingest_direct(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, 
                    erased: tuple[bytes, set[str]] | None) -> tuple[dict, str | None]:
     """One file read, checked and written by DuckDB (`pipelines.ingest_direct`): (its report,
     the lake's currency). Declined before anything is written when DuckDB cannot read it."""
+    with loaded(lake.con, src):
+        return _ingest_loaded(lake, txn, i, src, spec, opts, popts, currency, new_meta, erased)
+
+
+def _ingest_loaded(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, opts: IngestOptions,
+                   popts: ParseOptions, currency: str | None, new_meta: dict,
+                   erased: tuple[bytes, set[str]] | None) -> tuple[dict, str | None]:
     names = list(src.types)
     columns = resolve_columns(spec, names, opts.mapping, opts.defaults, str(src.path))
     notes = []

@@ -12,7 +12,7 @@ to Python, read again from the file, for the quarantine.
 A file is taken only when DuckDB reads it as the Arrow path would, record for record:
 
 - CSV in UTF-8: a record's number is its position among the file's records (DuckDB's
-  streaming `row_number() OVER ()` in reading order; both readers skip blank lines and read a
+  file read once into a temporary table in its order, the number being its rowid + 1; both readers skip blank lines and read a
   quoted value across lines as one record); a record DuckDB cannot split into the header's
   fields (the Arrow path quarantines those as `malformed_row`), an invalid UTF-8 byte, a
   stray quote or mixed line endings make DuckDB fail while reading, before anything is
@@ -28,9 +28,10 @@ repeated keys); that costs one more read of the file, only while the log holds s
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -62,10 +63,32 @@ class DirectSource:
     types: dict[str, pa.DataType]      # the source columns' types as the Arrow reader gives them
     notes: list[str] = field(default_factory=list)
     source: str = ""                   # SQL: every record of the file, when `relation` leaves some out
+    load: str = ""                     # SQL materialised as the temporary table LOADED before `relation` is read
 
     @property
     def every_record(self) -> str:
         return self.source or self.relation
+
+
+LOADED = "_loaded"   # the temporary table a DirectSource with `load` reads
+
+
+@contextmanager
+def loaded(con: Any, src: DirectSource) -> Iterator[None]:
+    """`src`'s temporary table, if it has one, for the duration (Declined if DuckDB cannot read
+    the file: nothing is written yet)."""
+    if not src.load:
+        yield
+        return
+    try:
+        con.execute("SET preserve_insertion_order = true")   # the rowids are the records' order
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {LOADED} AS {src.load}")
+    except duckdb.Error as exc:
+        raise Declined(str(exc).splitlines()[0]) from None
+    try:
+        yield
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {LOADED}")
 
 
 # makes the quarantine table from (the source rows it needs, the rejected rows, erased users' row numbers)
@@ -93,8 +116,11 @@ def direct_source(path: Path, spec: Table, known: set[str], opts: Any) -> Direct
             f"delim = {lit(layout.delimiter)}, quote = '\"', escape = '\"', columns = {cols}, "
             "strict_mode = true, null_padding = false, ignore_errors = false, encoding = 'utf-8')")
     notes = list(layout.notes) + ([f"delimiter {layout.delimiter!r}"] if layout.delimiter != "," else [])
-    return DirectSource(path, "csv", f"(SELECT *, row_number() OVER () AS {ROW} FROM {read})",
-                        {n: pa.string() for n in names}, notes)
+    # Read once into a temporary table, in parallel and in the file's order (DuckDB keeps the
+    # insertion order), so a record's number is its rowid + 1: `row_number() OVER ()` over the
+    # reader runs on one thread (a 3M-line file: 2.85 s on one core against 1.57 s on two).
+    return DirectSource(path, "csv", f"(SELECT *, rowid + 1 AS {ROW} FROM {LOADED})",
+                        {n: pa.string() for n in names}, notes, load=f"SELECT * FROM {read}")
 
 
 def _parquet(path: Path) -> DirectSource | None:

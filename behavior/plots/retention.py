@@ -188,7 +188,7 @@ def churn_reason_counts(profiles: pd.DataFrame, min_probability: float = 0.5, n:
     if not per_kind:
         return pd.DataFrame(columns=cols)
     # what value_counts does: counts in order of first appearance, sorted by count
-    counts = pd.Series(per_kind, dtype="int64").sort_values(ascending=False).head(n)   # one per kind and user
+    counts = pd.Series(per_kind, dtype="int64").sort_values(ascending=False, kind="stable").head(n)
     return pd.DataFrame({"reason": counts.index.astype(str), "customers": counts.to_numpy(),
                          "share": counts.to_numpy() / max(len(risky), 1)})
 

@@ -165,24 +165,22 @@ def weighted(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
 
 def union(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """(pattern, a's values, b's values) on the union of the entries of two CSR score matrices of
-    the same shape (the pattern's indices sorted), 0 where a matrix has no entry: what `normalise_rows` makes
-    of a -inf cell, so `weighted` of the two gives `mix` on the candidates of either."""
-    n_items = a.shape[1]
-    keys_a, keys_b = _keys(a, n_items), _keys(b, n_items)
-    keys = np.union1d(keys_a, keys_b)
-    va = np.zeros(keys.size, dtype=np.float32)
-    vb = np.zeros(keys.size, dtype=np.float32)
-    va[np.searchsorted(keys, keys_a)] = a.data
-    vb[np.searchsorted(keys, keys_b)] = b.data
-    rows = keys // n_items
-    indptr = np.searchsorted(rows, np.arange(a.shape[0] + 1))
-    pattern = sp.csr_matrix((np.ones(keys.size, np.float32), (keys % n_items).astype(np.int32), indptr), shape=a.shape)
-    return pattern, va, vb
-
-
-def _keys(m: sp.csr_matrix, n_items: int) -> np.ndarray:
-    """row * n_items + item of every entry."""
-    return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n_items + m.indices
+    the same shape, 0 where a matrix has no entry: what `normalise_rows` makes of a -inf cell, so
+    `weighted` of the two gives `mix` on the candidates of either."""
+    # scipy's sum of the two patterns, each entry holding its position (+1) in a, plus its
+    # position (+1) in b times a power of two above a's: integers exact in float64 that no sum
+    # cancels, so no entry of either is lost
+    scale = float(1 << (a.nnz + 1).bit_length())
+    if (b.nnz + 1) * scale >= 2.0 ** 53:
+        raise InteractionsError(f"{a.nnz:,} and {b.nnz:,} candidate scores are too many to blend in one chunk of users")
+    pa = sp.csr_matrix((np.arange(1, a.nnz + 1, dtype=np.float64), a.indices, a.indptr), shape=a.shape)
+    pb = sp.csr_matrix((np.arange(1, b.nnz + 1, dtype=np.float64) * scale, b.indices, b.indptr), shape=b.shape)
+    both = pa + pb
+    at_b = np.floor(both.data / scale).astype(np.int64)
+    at_a = (both.data - at_b * scale).astype(np.int64)
+    va = np.where(at_a > 0, np.asarray(a.data, dtype=np.float32)[np.maximum(at_a - 1, 0)], np.float32(0.0))
+    vb = np.where(at_b > 0, np.asarray(b.data, dtype=np.float32)[np.maximum(at_b - 1, 0)], np.float32(0.0))
+    return both, va.astype(np.float32, copy=False), vb.astype(np.float32, copy=False)
 
 
 def with_data(pattern: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:

@@ -251,9 +251,14 @@ class Bench:
             for j, exclude in enumerate(policies):
                 r, c = _excluded_pairs(rows, exclude)
                 own = r * self.n_items + c
+                kept = {}   # per pattern (the blend's weights share one): what the policy keeps of it
                 for i, s in enumerate(scores):
-                    kept = s if own.size == 0 else _without(s, own)
-                    outs[i * len(policies) + j][start:stop] = top_k_csr(kept, self.k)[0]
+                    if own.size:
+                        if id(s.indices) not in kept:
+                            kept[id(s.indices)] = _kept(s, own)
+                        keep, indptr = kept[id(s.indices)]
+                        s = sp.csr_matrix((s.data[keep], s.indices[keep], indptr), shape=s.shape)
+                    outs[i * len(policies) + j][start:stop] = top_k_csr(s, self.k)[0]
 
         over_chunks(chunk, n, SPARSE_CHUNK_USERS)
         return outs
@@ -318,14 +323,15 @@ def _excluded_pairs(rows: sp.csr_matrix, exclude) -> tuple[np.ndarray, np.ndarra
     return r[keep], c[keep]
 
 
-def _without(scores: sp.csr_matrix, own: np.ndarray) -> sp.csr_matrix:
-    """`scores` without the entries whose key row * n_items + item is in `own` (sorted)."""
+def _kept(scores: sp.csr_matrix, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(entries kept, their indptr) of `scores` without the entries whose key row * n_items +
+    item is in `own` (sorted, not empty)."""
     rows = np.repeat(np.arange(scores.shape[0], dtype=np.int64), np.diff(scores.indptr))
     keys = rows * scores.shape[1] + scores.indices
     keep = own[np.minimum(np.searchsorted(own, keys), own.size - 1)] != keys
     indptr = np.zeros(scores.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows[keep], minlength=scores.shape[0]), out=indptr[1:])
-    return sp.csr_matrix((scores.data[keep], scores.indices[keep], indptr), shape=scores.shape)
+    return keep, indptr
 
 
 def _fit_sample(active: np.ndarray, keep: np.ndarray, size: int | None, rng) -> np.ndarray | None:

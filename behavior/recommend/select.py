@@ -61,7 +61,7 @@ REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 DEFAULT_BUDGET_SECONDS = 4.0
 BUDGET_UNIT = "reference seconds (estimated, 2 cores)"
 N_BOOT = 200
-SPARSE_CHUNK_USERS = 1024   # users per chunk of sparse candidate scores (a few MB)
+SPARSE_CHUNK_USERS = 512   # users per chunk of sparse candidate scores (a few MB)
 
 
 @dataclass(frozen=True)
@@ -250,10 +250,10 @@ class Bench:
             scores = scorer(self.users[start:stop], rows, None if self.days is None else self.days[start:stop])
             for j, exclude in enumerate(policies):
                 r, c = _excluded_pairs(rows, exclude)
-                own = r * self.n_items + c
+                own = sp.csr_matrix((np.ones(r.size, np.float64), (r, c)), shape=rows.shape)
                 kept = {}   # per pattern (the blend's weights share one): what the policy keeps of it
                 for i, s in enumerate(scores):
-                    if own.size:
+                    if own.nnz:
                         if id(s.indices) not in kept:
                             kept[id(s.indices)] = _kept(s, own)
                         keep, indptr = kept[id(s.indices)]
@@ -323,12 +323,15 @@ def _excluded_pairs(rows: sp.csr_matrix, exclude) -> tuple[np.ndarray, np.ndarra
     return r[keep], c[keep]
 
 
-def _kept(scores: sp.csr_matrix, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(entries kept, their indptr) of `scores` without the entries whose key row * n_items +
-    item is in `own` (sorted, not empty)."""
-    rows = np.repeat(np.arange(scores.shape[0], dtype=np.int64), np.diff(scores.indptr))
-    keys = rows * scores.shape[1] + scores.indices
-    keep = own[np.minimum(np.searchsorted(own, keys), own.size - 1)] != keys
+def _kept(scores: sp.csr_matrix, own: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(entries kept, their indptr) of `scores` without the entries stored in `own` (a pattern
+    of the same shape)."""
+    # scipy's product of the two patterns, each entry of `scores` holding its position (+1)
+    positions = sp.csr_matrix((np.arange(1, scores.nnz + 1, dtype=np.float64), scores.indices, scores.indptr),
+                              shape=scores.shape)
+    keep = np.ones(scores.nnz, dtype=bool)
+    keep[positions.multiply(own).tocsr().data.astype(np.int64) - 1] = False
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
     indptr = np.zeros(scores.shape[0] + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows[keep], minlength=scores.shape[0]), out=indptr[1:])
     return keep, indptr

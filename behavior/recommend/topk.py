@@ -145,20 +145,14 @@ def top_k_csr(matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     data = np.asarray(matrix.data, dtype=np.float32)
     lengths = np.diff(matrix.indptr)
     row = np.repeat(np.arange(rows), lengths)
-    long = np.flatnonzero(lengths > k)
-    if long.size:
-        # a row longer than k keeps the scores >= its k-th largest (its top k, and the ties of
-        # the k-th), which `top_k` finds in the long rows padded with -inf (its values, unlike
-        # its order of equal scores, are exact)
-        width = int(lengths[long].max())
-        slot = np.full(rows, -1, dtype=np.int64)
-        slot[long] = np.arange(long.size)
-        padded = np.full((long.size, width), -np.inf, dtype=np.float32)
-        on = slot[row] >= 0
-        position = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
-        padded[slot[row[on]], position[on]] = data[on]
-        threshold = np.full(rows, -np.inf, dtype=np.float32)
-        threshold[long] = top_k(padded, k)[1][:, k - 1]
+    if lengths.max() > k:
+        # a row keeps the scores >= its k-th largest (its top k, and the ties of the k-th; all of
+        # a row of k or fewer), which `top_k` finds in the rows padded with -inf (its values,
+        # unlike its order of equal scores, are exact)
+        width = int(lengths.max())
+        padded = np.full(rows * width, -np.inf, dtype=np.float32)
+        padded[row * width + (np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths))] = data
+        threshold = top_k(padded.reshape(rows, width), k)[1][:, k - 1]
         kept = data >= threshold[row]
         row, data, items = row[kept], data[kept], matrix.indices[kept]
     else:

@@ -30,6 +30,9 @@ import scipy.sparse as sp
 # below this width a plain partition is as fast; above it, rows with many ties (mostly -inf,
 # e.g. buy-again) make numpy's introselect several times slower than the block pass
 _DIRECT_MAX_COLUMNS = 256
+# padded cells per block of `top_k_csr` (16 MB of float32): a user with 100k candidates among
+# 512 pads 40 rows at a time, not 512
+_PADDED_CELLS = 4_000_000
 
 
 def _sorted_top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,12 +150,18 @@ def top_k_csr(matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     row = np.repeat(np.arange(rows), lengths)
     if lengths.max() > k:
         # a row keeps the scores >= its k-th largest (its top k, and the ties of the k-th; all of
-        # a row of k or fewer), which `top_k` finds in the rows padded with -inf (its values,
-        # unlike its order of equal scores, are exact)
-        width = int(lengths.max())
-        padded = np.full(rows * width, -np.inf, dtype=np.float32)
-        padded[row * width + (np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths))] = data
-        threshold = top_k(padded.reshape(rows, width), k)[1][:, k - 1]
+        # a row of k or fewer), which `top_k` finds in blocks of rows padded with -inf to the
+        # block's longest (its values, unlike its order of equal scores, are exact)
+        threshold = np.empty(rows, dtype=np.float32)
+        step = max(1, _PADDED_CELLS // int(lengths.max()))
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            width = int(lengths[start:stop].max())
+            first, last = matrix.indptr[start], matrix.indptr[stop]
+            block = row[first:last] - start
+            padded = np.full((stop - start) * width, -np.inf, dtype=np.float32)
+            padded[block * width + (np.arange(first, last) - matrix.indptr[start:stop][block])] = data[first:last]
+            threshold[start:stop] = top_k(padded.reshape(stop - start, width), k)[1][:, k - 1]
         kept = data >= threshold[row]
         row, data, items = row[kept], data[kept], matrix.indices[kept]
     else:

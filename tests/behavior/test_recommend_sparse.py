@@ -66,6 +66,21 @@ def test_normalise_csr_is_normalise_rows_bit_for_bit(m):
     assert np.array_equal(got[stored].view(np.uint32), want[stored].view(np.uint32))
 
 
+@settings(max_examples=100, deadline=None)
+@given(sparse_scores(), st.integers(1, 12), st.integers(1, 60))
+def test_top_k_csr_pads_rows_in_blocks_to_the_same_answer(m, k, cells):
+    from behavior.recommend import topk
+
+    whole = top_k_csr(m, k)
+    saved, topk._PADDED_CELLS = topk._PADDED_CELLS, cells
+    try:
+        blocks = top_k_csr(m, k)
+    finally:
+        topk._PADDED_CELLS = saved
+    np.testing.assert_array_equal(blocks[0], whole[0])
+    np.testing.assert_array_equal(blocks[1], whole[1])
+
+
 def test_an_unsorted_row_ranks_as_a_sorted_one():
     m = sp.csr_matrix((np.array([1.0, 2.0, 1.0, 2.0], np.float32), np.array([7, 5, 2, 9]), np.array([0, 4])),
                       shape=(1, 10))

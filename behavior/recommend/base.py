@@ -65,6 +65,8 @@ class Recommender(abc.ABC):
     param_names: ClassVar[tuple[str, ...]] = ()
     # False for models whose similar_items is only popularity (no item-item information)
     item_similarity: ClassVar[bool] = True
+    # True for models that score a few items per user, the others -inf (`candidate_scores`)
+    sparse_candidates: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -73,6 +75,11 @@ class Recommender(abc.ABC):
         scores_anew = "_scores" in cls.__dict__ or "_score_rows" in cls.__dict__
         if scores_anew and "_row_scorer" not in cls.__dict__ and "row_scorer" not in cls.__dict__:
             cls._row_scorer = Recommender._row_scorer
+        # likewise the search's sparse and shared forms of the scores
+        if scores_anew and "candidate_scores" not in cls.__dict__:
+            cls.sparse_candidates = False
+        if scores_anew and "shared_scores" not in cls.__dict__:
+            cls.shared_scores = Recommender.shared_scores
 
     def __init__(self, weighting: str = "count", weighting_params: dict | None = None) -> None:
         self.weighting = weighting
@@ -126,6 +133,17 @@ class Recommender(abc.ABC):
     @abc.abstractmethod
     def _item_scores(self, item_idx: np.ndarray) -> np.ndarray:
         """Dense float32 similarity of each given item to every item."""
+
+    def candidate_scores(self, user_idx, rows: sp.csr_matrix, days) -> sp.csr_matrix:
+        """The finite scores of `_score_rows(user_idx, rows, days, None)`, bit for bit, as a CSR
+        matrix (every item it does not store is -inf): what the search ranks for a model with
+        `sparse_candidates` instead of a dense users x items matrix."""
+        raise InteractionsError(f"{type(self).__name__} scores every item: it has no sparse candidate scores")
+
+    def shared_scores(self) -> np.ndarray | None:
+        """The float32 scores `_score_rows` gives every user when they depend on no user
+        (popularity), else None."""
+        return None
 
     # ------------------------------------------------------------------ one user, served
     def row_scorer(self, items: np.ndarray | None, has_days: bool, known_user: bool) -> RowScorer | None:

@@ -60,6 +60,10 @@ class Popularity(Recommender):
         pop = self.popularity_ if items is None else self.popularity_[items]
         return np.repeat(pop[None, :], len(user_idx), axis=0)
 
+    def shared_scores(self):
+        self._check_fitted()
+        return self.popularity_
+
     def _row_scorer(self, items, known_user):
         pop = self.popularity_
         return lambda user_idx, cols, data, days: pop.copy() if items is None else pop[items]
@@ -77,6 +81,7 @@ class Popularity(Recommender):
 class BuyAgain(Recommender):
     kind = "buy_again"
     item_similarity = False
+    sparse_candidates = True
 
     def _fit(self, confidence):
         self._set_popularity(_popularity(confidence, "buyers"))
@@ -84,11 +89,20 @@ class BuyAgain(Recommender):
     def _set_popularity(self, buyers: np.ndarray) -> None:
         self.popularity_ = buyers / max(float(buyers.max()), 1.0)
 
+    def _own_scores(self, confidence):
+        return confidence.data + _TIE_BREAK * self.popularity_[confidence.indices]
+
     def _scores(self, user_idx, confidence, items):
         out = np.full(confidence.shape, -np.inf, dtype=np.float32)
         rows = np.repeat(np.arange(confidence.shape[0]), np.diff(confidence.indptr))
-        out[rows, confidence.indices] = confidence.data + _TIE_BREAK * self.popularity_[confidence.indices]
+        out[rows, confidence.indices] = self._own_scores(confidence)
         return out if items is None else out[:, items]
+
+    def candidate_scores(self, user_idx, rows, days):
+        self._check_fitted()
+        confidence = self.weighting_.transform(rows, days)
+        return sp.csr_matrix((self._own_scores(confidence).astype(np.float32), confidence.indices, confidence.indptr),
+                             shape=confidence.shape)
 
     def _row_scorer(self, items, known_user):
         def score(user_idx, cols, data, days):

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from behavior.recommend.base import Recommender, from_params, prefixed, strip_prefix
 from behavior.recommend.checks import InteractionsError, check_trainable
-from behavior.recommend.topk import normalise_row, normalise_rows
+from behavior.recommend.topk import normalise_csr, normalise_row, normalise_rows
 from behavior.recommend.weighting import Weighting
 
 
@@ -24,6 +24,10 @@ class Blend(Recommender):
     @property
     def item_similarity(self) -> bool:  # type: ignore[override]
         return self.a.item_similarity or self.b.item_similarity
+
+    @property
+    def sparse_candidates(self) -> bool:  # type: ignore[override]
+        return self.a.sparse_candidates and self.b.sparse_candidates
 
     def __init__(self, a: Recommender, b: Recommender, weight: float = 0.5) -> None:
         super().__init__("count", None)
@@ -82,6 +86,12 @@ class Blend(Recommender):
 
     def _mix(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return mix(normalise_rows(a), normalise_rows(b), np.isfinite(a) | np.isfinite(b), float(self.weight))
+
+    def candidate_scores(self, user_idx, rows, days):
+        self._check_fitted()
+        pattern, a, b = union(normalise_csr(self.a.candidate_scores(user_idx, rows, days)),
+                              normalise_csr(self.b.candidate_scores(user_idx, rows, days)))
+        return with_data(pattern, weighted(a, b, float(self.weight)))
 
     def _scores(self, user_idx, confidence, items):
         raise NotImplementedError  # scoring goes through _score_rows
@@ -142,9 +152,39 @@ class Blend(Recommender):
 def mix(a: np.ndarray, b: np.ndarray, candidate: np.ndarray, weight: float) -> np.ndarray:
     """w a + (1 - w) b of two normalised score matrices, -inf where neither model has a candidate
     (`Blend._mix` once its components are normalised: the search normalises them once per weight)."""
+    return np.where(candidate, weighted(a, b, weight), np.float32(-np.inf))   # cheaper than a boolean scatter
+
+
+def weighted(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """w a + (1 - w) b in float32, the operations of `mix` (elementwise: on dense rows or on the
+    entries of `union`)."""
     out = np.multiply(a, np.float32(weight))
     out += np.float32(1.0 - weight) * b
-    return np.where(candidate, out, np.float32(-np.inf))   # cheaper than a boolean scatter
+    return out
+
+
+def union(a: sp.csr_matrix, b: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """(pattern, a's values, b's values) on the union of the entries of two CSR score matrices of
+    the same shape, 0 where a matrix has no entry: what `normalise_rows` makes of a -inf cell, so
+    `weighted` of the two gives `mix` on the candidates of either."""
+    # scipy's sum of the two patterns, each entry holding its position (+1) in a, plus its
+    # position (+1) in b times a power of two above a's: integers exact in float64 that no sum
+    # cancels, so no entry of either is lost
+    scale = float(1 << (a.nnz + 1).bit_length())
+    if (b.nnz + 1) * scale >= 2.0 ** 53:
+        raise InteractionsError(f"{a.nnz:,} and {b.nnz:,} candidate scores are too many to blend in one chunk of users")
+    pa = sp.csr_matrix((np.arange(1, a.nnz + 1, dtype=np.float64), a.indices, a.indptr), shape=a.shape)
+    pb = sp.csr_matrix((np.arange(1, b.nnz + 1, dtype=np.float64) * scale, b.indices, b.indptr), shape=b.shape)
+    both = pa + pb
+    at_b = np.floor(both.data / scale).astype(np.int64)
+    at_a = (both.data - at_b * scale).astype(np.int64)
+    va = np.where(at_a > 0, np.asarray(a.data, dtype=np.float32)[np.maximum(at_a - 1, 0)], np.float32(0.0))
+    vb = np.where(at_b > 0, np.asarray(b.data, dtype=np.float32)[np.maximum(at_b - 1, 0)], np.float32(0.0))
+    return both, va.astype(np.float32, copy=False), vb.astype(np.float32, copy=False)
+
+
+def with_data(pattern: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=pattern.shape)
 
 
 def _empty(n_items: int) -> sp.csr_matrix:

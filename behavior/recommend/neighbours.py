@@ -28,9 +28,15 @@ class ItemItem(Recommender):
     """Scoring and arrays of the models whose fitted state is one sparse items x items matrix
     `similarity_` (row i: what owning item i adds to each item's score)."""
 
+    sparse_candidates = True
+
     def _set_similarity(self, similarity) -> None:
         self.similarity_ = sp.csr_matrix(similarity, dtype=np.float32)
         self.similarity_.sort_indices()
+
+    def candidate_scores(self, user_idx, rows, days):
+        self._check_fitted()
+        return sp.csr_matrix(self.weighting_.transform(rows, days) @ self.similarity_, dtype=np.float32)
 
     def _scores(self, user_idx, confidence, items):
         product = confidence @ self.similarity_

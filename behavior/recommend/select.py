@@ -45,11 +45,11 @@ import scipy.sparse as sp
 from behavior import model_choice
 from behavior.recommend.base import CHUNK_CELLS, Recommender, from_params, over_chunks
 from behavior.recommend.baselines import Popularity
-from behavior.recommend.blend import Blend, mix
+from behavior.recommend.blend import Blend, mix, union, weighted, with_data
 from behavior.recommend.checks import InteractionsError, check_matrix, check_trainable
 from behavior.recommend.evaluate import evaluate
 from behavior.recommend.interactions import Interactions
-from behavior.recommend.topk import normalise_rows, top_k
+from behavior.recommend.topk import normalise_csr, normalise_rows, top_k, top_k_csr
 from behavior.recommend.search import (Candidate, default_candidates, interleaved,
                                       skipped_for_size, successive_halving)
 
@@ -61,6 +61,7 @@ REBUY_THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.4)
 DEFAULT_BUDGET_SECONDS = 4.0
 BUDGET_UNIT = "reference seconds (estimated, 2 cores)"
 N_BOOT = 200
+SPARSE_CHUNK_USERS = 512   # users per chunk of sparse candidate scores (a few MB)
 
 
 @dataclass(frozen=True)
@@ -168,12 +169,12 @@ class Bench:
 
     def score(self, model: Recommender, exclude) -> tuple[dict, np.ndarray]:
         """(metrics, per-user nDCG@k) of `model` with one exclusion policy."""
-        return self._evaluate(self._lists(self._scorer(model), [exclude])[0])
+        return self._evaluate(self._model_lists(model, [exclude])[0])
 
     def best_policy(self, model, policies) -> tuple[dict, np.ndarray, bool | np.ndarray]:
         """(metrics, per-user nDCG@k, policy) of the exclusion policy that validates best; the
         scores are computed once for all policies."""
-        return self._best(self._lists(self._scorer(model), policies), policies)
+        return self._best(self._model_lists(model, policies), policies)
 
     def best_blend(self, a: Recommender, b: Recommender, weights, policies) -> tuple[Blend, dict, np.ndarray, bool]:
         """The best `Blend` of two fitted models over `weights` and `policies` (the components
@@ -186,13 +187,81 @@ class Bench:
             na, nb = normalise_rows(sa), normalise_rows(sb)
             return [mix(na, nb, candidate, float(blend.weight)) for blend in blends]
 
-        lists = self._lists(mixed, policies, n_out=len(blends))
+        def mixed_sparse(users, rows, days):
+            pattern, na, nb = union(normalise_csr(a.candidate_scores(users, rows, days)),
+                                    normalise_csr(b.candidate_scores(users, rows, days)))
+            return [with_data(pattern, weighted(na, nb, float(blend.weight))) for blend in blends]
+
+        if a.sparse_candidates and b.sparse_candidates:
+            lists = self._sparse_lists(mixed_sparse, policies, n_out=len(blends))
+        else:
+            lists = self._lists(mixed, policies, n_out=len(blends))
         best = None
         for i, blend in enumerate(blends):
             m, per, exclude = self._best(lists[i * len(policies):(i + 1) * len(policies)], policies)
             if best is None or m[f"ndcg@{self.k}"] > best[1][f"ndcg@{self.k}"]:
                 best = (blend, m, per, exclude)
         return best
+
+    def _model_lists(self, model: Recommender, policies) -> list[np.ndarray]:
+        """`_lists` of one model: from its shared scores (popularity) or its sparse candidate
+        scores where it has them (the same lists, at a cost that does not grow with the
+        catalogue), else from its dense scores."""
+        model._check_fitted()
+        shared = model.shared_scores()
+        if shared is not None:
+            return [self._shared_list(shared, exclude) for exclude in policies]
+        if model.sparse_candidates:
+            return self._sparse_lists(lambda users, rows, days: [model.candidate_scores(users, rows, days)], policies)
+        return self._lists(self._scorer(model), policies)
+
+    def _shared_list(self, scores: np.ndarray, exclude) -> np.ndarray:
+        """Top-k of every validation user when every user gets `scores`: the items in decreasing
+        order of score (equal scores by item index, as `top_k_csr`), each user's excluded items
+        skipped."""
+        k, n = self.k, self.users.size
+        order = np.argsort(-np.asarray(scores, dtype=np.float32), kind="stable")
+        out = np.full((n, k), -1, dtype=np.int64)
+        r, c = _excluded_pairs(self.rows, exclude)
+        if r.size == 0:
+            out[:, :min(k, order.size)] = order[:k]
+            return out
+        # a user's list lies in the first k + (their excluded items) of the order
+        head = min(order.size, k + int(np.bincount(r, minlength=n).max()))
+        rank = np.empty(order.size, dtype=np.int64)
+        rank[order] = np.arange(order.size)
+        pos = rank[c]
+        inside = pos < head
+        skipped = np.zeros((n, head), dtype=bool)
+        skipped[r[inside], pos[inside]] = True
+        first = np.argsort(skipped, axis=1, kind="stable")[:, :k]   # the positions not skipped, in order
+        items = np.where(np.take_along_axis(skipped, first, axis=1), -1, order[first])
+        out[:, :items.shape[1]] = items
+        return out
+
+    def _sparse_lists(self, scorer, policies, n_out: int = 1) -> list[np.ndarray]:
+        """`_lists` for a scorer that returns, per chunk of users, a list of `n_out` CSR matrices of
+        candidate scores (`Recommender.candidate_scores`); ranked by `top_k_csr`."""
+        n = self.users.size
+        outs = [np.full((n, self.k), -1, dtype=np.int64) for _ in range(n_out * len(policies))]
+
+        def chunk(start: int, stop: int) -> None:
+            rows = self.rows[start:stop]
+            scores = scorer(self.users[start:stop], rows, None if self.days is None else self.days[start:stop])
+            for j, exclude in enumerate(policies):
+                r, c = _excluded_pairs(rows, exclude)
+                own = sp.csr_matrix((np.ones(r.size, np.float64), (r, c)), shape=rows.shape)
+                kept = {}   # per pattern (the blend's weights share one): what the policy keeps of it
+                for i, s in enumerate(scores):
+                    if own.nnz:
+                        if id(s.indices) not in kept:
+                            kept[id(s.indices)] = _kept(s, own)
+                        keep, indptr = kept[id(s.indices)]
+                        s = sp.csr_matrix((s.data[keep], s.indices[keep], indptr), shape=s.shape)
+                    outs[i * len(policies) + j][start:stop] = top_k_csr(s, self.k)[0]
+
+        over_chunks(chunk, n, SPARSE_CHUNK_USERS)
+        return outs
 
     @staticmethod
     def _scorer(model: Recommender):
@@ -239,6 +308,33 @@ class Bench:
             if best is None or m[f"ndcg@{self.k}"] > best[0][f"ndcg@{self.k}"]:
                 best = (m, per, exclude)
         return best
+
+
+def _excluded_pairs(rows: sp.csr_matrix, exclude) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) of the purchased items an exclusion policy removes: none (False), all (True)
+    or those of the items marked in a per-item mask. Row-major, as the CSR stores them."""
+    if np.ndim(exclude) == 0 and not exclude:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    r = np.repeat(np.arange(rows.shape[0], dtype=np.int64), np.diff(rows.indptr))
+    c = rows.indices.astype(np.int64)
+    if np.ndim(exclude) == 0:
+        return r, c
+    keep = np.asarray(exclude)[c]
+    return r[keep], c[keep]
+
+
+def _kept(scores: sp.csr_matrix, own: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(entries kept, their indptr) of `scores` without the entries stored in `own` (a pattern
+    of the same shape)."""
+    # scipy's product of the two patterns, each entry of `scores` holding its position (+1)
+    positions = sp.csr_matrix((np.arange(1, scores.nnz + 1, dtype=np.float64), scores.indices, scores.indptr),
+                              shape=scores.shape)
+    keep = np.ones(scores.nnz, dtype=bool)
+    keep[positions.multiply(own).tocsr().data.astype(np.int64) - 1] = False
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
+    indptr = np.zeros(scores.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=scores.shape[0]), out=indptr[1:])
+    return keep, indptr
 
 
 def _fit_sample(active: np.ndarray, keep: np.ndarray, size: int | None, rng) -> np.ndarray | None:

@@ -190,14 +190,15 @@ def test_a_slower_machine_makes_the_same_search(many_users, monkeypatch):
 
 
 def test_a_survivor_too_costly_for_the_next_rung_gives_its_place_to_the_next_best(many_users):
-    """Item kNN keeping every neighbour (K far above the 40 items) ranks second on rung 0 but
-    costs more to score than rung 1's share: rung 1 still runs two configurations, the best
-    and the third."""
+    """Item kNN keeping every neighbour (K far above the 40 items) ranks among the better half on
+    rung 0 but costs more to score than rung 1's share: rung 1 still runs two configurations,
+    the two best of the others."""
     train, valid = many_users
     knn = [{"K": k} for k in (100_000, 1, 2, 3)]
     sel = select_model(train, valid, [("popularity", Popularity, {}), ("item_knn", ItemKNN, knn)], k=5,
                        max_users=2000, budget_seconds=12)
     rung0, rung1 = sel.search["rungs"][:2]
     ranked = [c["params"]["K"] for c in rung0["configs"]]
-    assert ranked[1] == 100_000 and rung0["configs"][1]["cost"] > (12 - rung0["cost"]) / 2   # too costly for rung 1
-    assert sorted(c["params"]["K"] for c in rung1["configs"]) == sorted([ranked[0], ranked[2]])
+    costly = ranked.index(100_000)
+    assert costly < 2 and rung0["configs"][costly]["cost"] > (12 - rung0["cost"]) / 2   # too costly for rung 1
+    assert sorted(c["params"]["K"] for c in rung1["configs"]) == sorted([k for k in ranked if k != 100_000][:2])

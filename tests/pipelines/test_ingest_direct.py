@@ -1,6 +1,7 @@
 """The DuckDB path of ingest (`pipelines.ingest_direct`) leaves the same lake, quarantine and
 report as the Arrow path, on files of odd shapes, and is taken where it can be."""
 
+import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -270,3 +271,22 @@ def test_an_id_with_a_control_character_is_quarantined(tmp_path, fmt):
     assert "u1" in lake.column("user_id").to_pylist() and bad not in lake.column("user_id").to_pylist()
     assert quarantine.column("source_row").to_pylist() == [6, 398]
     assert quarantine.column("reason").to_pylist() == ["bad_item_id", "bad_user_id"]
+
+
+@pytest.mark.slow       # about 20 s on 2 busy cores
+def test_record_numbers_are_the_files_order_when_duckdb_reads_in_parallel(tmp_path):
+    """A 26 MB CSV is read by several threads (DuckDB splits a file into ranges of about 8 MB)
+    into more than one row group of the temporary table: a record's number (rowid + 1) is still
+    its position in the file, for bad rows spread through it and one near its end."""
+    n, bad = 400_000, {7, 123_457, 250_001, 399_998}
+    lines = ["payment_id,user_id,item_id,amount,paid_at,category"]
+    lines += [f"p{r},u{r % 1000},i{r % 50},{'abc' if r in bad else f'{r % 97}.25'},2024-{1 + r % 12:02d}-03,"
+              f"a category of some length {r % 7}" for r in range(1, n + 1)]
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 3 * 8_000_000
+    rep, said = _ingest(tmp_path / "home", path, True, defaults={"currency": "EUR"})
+    assert _direct(said) and rep["accepted"] == n - len(bad) and rep["rejected_by_reason"] == {"bad_amount": len(bad)}
+    _, quarantine = _lake(tmp_path / "home")
+    assert quarantine.column("source_row").to_pylist() == sorted(bad)
+    assert [json.loads(r)["payment_id"] for r in quarantine.column("raw").to_pylist()] == [f"p{r}" for r in sorted(bad)]

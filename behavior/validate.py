@@ -12,7 +12,8 @@ Reason codes, in the order in which they are checked (a row gets the first that 
 
 card_number        any stored text field holds a card number (masked in the detail)
 missing_<column>   a required column is empty or holds a missing-value marker (NA, #N/A, null, ...)
-bad_<column>       a value cannot be parsed (date, number, whole number, yes/no, listed value)
+bad_<column>       a value cannot be parsed (date, number, whole number, yes/no, listed value), or
+                   an id holds a control character (`behavior.ids`)
 date_out_of_range  a time before 1970, or more than a day in the future (except the times of a
                    schedule, which may lie ahead: see FUTURE_TIMES)
 user_id_email / user_id_phone   the customer id looks like personal contact data
@@ -39,6 +40,7 @@ from behavior import parsing as P
 from behavior.currencies import ISO_4217
 from behavior.date_order import decide_date_order
 from behavior.errors import SchemaError
+from behavior.ids import CONTROL_PATTERN, control_sql
 from behavior.pii import CARD_CANDIDATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, has_card_number, mask_card_numbers
 from behavior.schema import ROW, Column, Table
 from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine, as_engine
@@ -215,6 +217,11 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
                            d.literal(f"{n} is empty or a missing-value marker (such as NA); it is required")))
     for col in spec.columns:
         n = col.name
+        if col.is_id:
+            # the exact test only where the row's fast test (`_controls`) found something
+            shown = d.replace_all(f"t_{n}", CONTROL_PATTERN, "\ufffd")
+            checks.append((f"CASE WHEN _controls THEN {control_sql(f't_{n}', d)} END", f"bad_{n}",
+                           f"{d.literal(n + ' ' + chr(39))} || {shown} || {d.literal(CONTROL_DETAIL)}"))
         if col.type == "string" and not col.choices:
             continue
         what = {"int": "a whole number", "decimal": "a number", "timestamp": "a date or time",
@@ -264,6 +271,10 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
     return checks
 
 
+CONTROL_DETAIL = ("' holds a control character (U+0000-U+001F or U+007F, shown as \ufffd), which an id "
+                  "cannot hold; fix the export so that its ids are plain text")
+
+
 def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, str | None], is_pay: bool,
                 d: Dialect) -> str:
     """SQL flagging rows that may hold a card number: cheap tests before the expression (in a
@@ -303,6 +314,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
     floats = _float_columns(cols, columns, types)
     checks = _checks(spec, opts, is_pay, d, floats)
+    ids = [f"t_{c.name}" for c in spec.columns if c.is_id]
+    controls = d.may_hold_control.format(", ".join(ids)) if ids else "FALSE"
     # The first check a row fails, by its number: the conditions are evaluated once, and the
     # reason and its detail are looked up from the number (the detail only on failing rows).
     failed = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _) in enumerate(checks)) + " END"
@@ -334,7 +347,7 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         final[spec.names.index("amount")] = f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount"
     return f"""
 WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
-parsed AS (SELECT *, {', '.join(sel_p)} FROM texts),
+parsed AS (SELECT *, {', '.join(sel_p)}, {controls} AS _controls FROM texts),
 checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
   SELECT {', '.join(out)}, {ROW}{carried}, {reason} AS _reason, {detail} AS _detail,

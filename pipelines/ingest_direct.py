@@ -250,6 +250,16 @@ def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str
         if copies:
             con.register("_copies", pa.table({ROW: pa.array(copies, pa.int64())}))
             copy = f"{ROW} IN (SELECT {ROW} FROM _copies)"
+    rejected = con.sql(f"SELECT {ROW}, _reason AS reason, _detail AS detail FROM {checked} "
+                       f"WHERE _reason IS NOT NULL ORDER BY {ROW}").to_arrow_table()
+    masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
+    rejected = rejected.set_column(2, "detail", masked)
+    values = _source_rows(con, src, rejected.column(ROW).to_pylist())
+    quarantine = quarantine_of(Source(src.path, src.format, values), rejected, erased_rows)
+    # The file's text is read no more: its memory goes to the write (at 10M lines the two
+    # temporary tables and the write's buffers exceed the memory cap, and DuckDB spills)
+    for done in (LOADED, "_erased_rows", *(("_checked",) if checked != "_checked" else ())):
+        con.execute(f"DROP TABLE IF EXISTS {done}")
     try:
         duplicates, accepted, without_amount = con.execute(
             f"SELECT count(*) FILTER ({copy}), count(*) FILTER (NOT ({copy})), "
@@ -259,12 +269,6 @@ def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str
     finally:
         if copies:
             con.unregister("_copies")
-    rejected = con.sql(f"SELECT {ROW}, _reason AS reason, _detail AS detail FROM {checked} "
-                       f"WHERE _reason IS NOT NULL ORDER BY {ROW}").to_arrow_table()
-    masked = pa.array([mask_card_numbers(d) for d in rejected.column("detail").to_pylist()], pa.string())
-    rejected = rejected.set_column(2, "detail", masked)
-    values = _source_rows(con, src, rejected.column(ROW).to_pylist())
-    quarantine = quarantine_of(Source(src.path, src.format, values), rejected, erased_rows)
     return Stored(read, stored, accepted - stored, duplicates or 0, without_amount or 0, quarantine,
                   src.notes + notes)
 

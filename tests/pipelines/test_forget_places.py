@@ -1,6 +1,7 @@
 """`behavior forget` beyond the lake and the published bundles: ids with any whitespace at their
 ends, logs, half-written bundles, spill files, the demo's input copies."""
 
+import json
 import os
 
 import duckdb
@@ -100,3 +101,25 @@ def test_the_lake_and_the_erasure_log_hash_an_id_alike(core, left, right):
     with duckdb.connect() as con:      # its own connection: a half-fetched result on the default one breaks later users
         in_lake = con.execute(sql, [left + core + right]).fetchall()[0][0]
     assert in_lake == erasure_hash(key, stored_form) == erasure_hash(key, normalize_id(left + core + right))
+
+
+@pytest.mark.slow       # three CLI processes
+def test_an_id_with_a_control_character_is_said_and_erased_from_the_quarantine(tmp_path):
+    """Ingest quarantines "u1\\x00" (bad_user_id) and stores "u1"; `forget` of "u1\\x00" says that
+    ingest never stores such an id, and erases the quarantined row (exit 0); "u1" stays."""
+    from tests.e2e.test_cli import behavior
+
+    data, src = tmp_path / "data", tmp_path / "in.parquet"
+    pq.write_table(pa.table({"payment_id": ["p1", "p2"], "user_id": ["u1\x00", "u1"], "item_id": ["i1", "i1"],
+                             "amount": ["1.00", "2.00"], "paid_at": ["2024-01-05", "2024-01-06"]}), src)
+    rep = json.loads(behavior(data, "ingest", str(src), "--default", "currency=EUR", "--json").stdout)
+    assert rep["accepted"] == 1 and rep["rejected_by_reason"] == {"bad_user_id": 1}
+    ids = tmp_path / "ids.txt"
+    ids.write_text("u1\x00\n")
+    out = behavior(data, "forget", "--file", str(ids), "--json")
+    assert "'u1\\x00' holds U+0000: ingest never stores an id with a control character" in out.stderr
+    assert json.loads(out.stdout)["rows_matched"] == 1
+    assert not list((data / "lake" / "_rejected").rglob("*.parquet")) or not any(
+        pq.read_table(f).num_rows for f in (data / "lake" / "_rejected").rglob("*.parquet"))
+    stored = duckdb.sql(f"SELECT list(user_id) FROM read_parquet('{data}/lake/payments/*/*.parquet')").fetchall()[0][0]
+    assert stored == ["u1"]

@@ -236,3 +236,18 @@ def test_lines_go_to_the_partition_of_their_utc_month(home, tmp_path):
     months = {f.parent.name: sorted(r["payment_id"] for r in pq.read_table(f).to_pylist())
               for f in table_files(home.lake, "payments")}
     assert months == {"month=2024-01": ["p1", "p2", "p4"], "month=2024-02": ["p3"]}
+
+
+def test_dimension_ids_with_a_control_character_are_quarantined(home, tmp_path):
+    """users and items (read through Arrow) quarantine an id holding a control character, as
+    payments do: "u1\\x00" is not stored beside "u1", nor "m\\x1b1" as an item's merchant."""
+    users, items = tmp_path / "users.jsonl", tmp_path / "items.jsonl"
+    users.write_text('{"user_id": "u1\\u0000"}\n{"user_id": "u1"}\n{"user_id": "u\\u0002x"}\n')
+    items.write_text('{"item_id": "i1", "merchant_id": "m\\u001b1"}\n{"item_id": "i2", "merchant_id": "m1"}\n')
+    rep_users = ingest(home, [users], IngestOptions(table="users"))
+    rep_items = ingest(home, [items], IngestOptions(table="items"))
+    assert rep_users["rejected_by_reason"] == {"bad_user_id": 2} and rep_users["accepted"] == 1
+    assert rep_items["rejected_by_reason"] == {"bad_merchant_id": 1} and rep_items["accepted"] == 1
+    assert [r["user_id"] for r in lake_rows(home, "users")] == ["u1"]
+    assert [r["item_id"] for r in lake_rows(home, "items")] == ["i2"]
+    assert sorted(r["source_row"] for r in quarantine(home)) == [1, 1, 3]

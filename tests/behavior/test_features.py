@@ -733,9 +733,9 @@ def test_a_failed_write_of_the_parts_leaves_no_copy_behind(monkeypatch, tmp_path
     assert list(tmp_path.iterdir()) == []   # ... and are gone
 
 
-def _small_log(tmp_path):
-    """(connection with `payments`, as_of, its lines before as_of, its features in one piece) of a
-    300-user synthetic log, the parts spilling to `tmp_path`."""
+def test_user_parts_are_written_only_above_part_lines_lines(tmp_path, monkeypatch):
+    """At PART_LINES lines before as_of the log is read in one piece (nothing is written); one
+    line more and it is split into parts (the measured threshold: docs/performance.md)."""
     from behavior.synth import SynthConfig, generate
 
     pay = generate(SynthConfig(users=300, months=6, seed=2)).tables["payments"]
@@ -744,13 +744,7 @@ def _small_log(tmp_path):
     con.register("payments", pay)
     as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
     before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
-    return con, as_of, before, user_features(con, "payments", as_of)
-
-
-def test_user_parts_are_written_only_above_part_lines_lines(tmp_path, monkeypatch):
-    """At PART_LINES lines before as_of the log is read in one piece (nothing is written); one
-    line more and it is split into parts (the measured threshold: docs/performance.md)."""
-    con, as_of, before, whole = _small_log(tmp_path)
+    whole = user_features(con, "payments", as_of)
     monkeypatch.setattr(F, "PART_LINES", before)        # exactly at the threshold
     with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
         assert parts.relations() == [(0, "payments")] and parts.count == 1
@@ -765,7 +759,15 @@ def test_user_parts_are_written_only_above_part_lines_lines(tmp_path, monkeypatc
 def test_above_part_lines_the_parts_hold_about_lines_per_part_lines(tmp_path, monkeypatch):
     """The threshold (PART_LINES) and the size of a part (LINES_PER_PART) are apart: a log just
     above the threshold is split into parts of LINES_PER_PART lines, with the same table."""
-    con, as_of, before, whole = _small_log(tmp_path)
+    from behavior.synth import SynthConfig, generate
+
+    pay = generate(SynthConfig(users=300, months=6, seed=2)).tables["payments"]
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    con.register("payments", pay)
+    as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
+    whole = user_features(con, "payments", as_of)
     monkeypatch.setattr(F, "PART_LINES", before - 1)
     monkeypatch.setattr(F, "LINES_PER_PART", -(-before // 4))
     assert F.part_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 4

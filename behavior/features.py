@@ -522,40 +522,32 @@ def btyd_summary(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, as_o
                                     parts))
 
 
-# DuckDB: above this many lines before as_of a per-user query runs in user parts; at most
-# PART_LINES lines are read in one piece and nothing is written. Just above it the feature stage
-# is slower with parts than in one piece (the write is its), but the run's later per-user
-# queries (loyalty holdout, merchants, promotion starts) gain more than that: measured at 6.0M
-# lines, 10% less in all (docs/performance.md, "User parts").
+# DuckDB: above this many lines before as_of a per-user query runs in user parts of about
+# this many lines. Measured at 100M lines on two threads within the 3 GB cap, the feature
+# statement on one part: 5M lines 3.7 s, 10M 8.0 s, 20M 21.6 s (it spills); in one piece 231 s.
+# Writing the parts costs ~0.5 s per million lines, so above this size the cost per line is flat.
+# It is also the threshold: at most PART_LINES lines are read in one piece and nothing is written.
+# Just above it the feature stage is slower with parts than in one piece (the write is its), but
+# the run's later per-user queries (loyalty holdout, merchants, promotion starts) gain more than
+# that: measured at 6.0M lines, 10% less in all (docs/performance.md, "User parts").
 PART_LINES = 5_000_000
-# The lines of a part (at most PART_LINES). Measured at 100M lines on two threads within the 3 GB
-# cap, the feature statement on one part: 5M lines 3.7 s, 10M 8.0 s, 20M 21.6 s (it spills); in
-# one piece 231 s. Below that the hash tables of a part's statements leave the cache less: at 10M
-# and 30M lines, parts of 2.5M lines took less CPU than parts of 5M for the write, the feature
-# statement and the later readers alike, with the same tables (docs/performance.md, "User parts").
-LINES_PER_PART = 2_500_000
-# The parts' Parquet options (scratch files, written once and read by each per-user query).
-PART_FORMAT = "FORMAT parquet"
 # Lines sampled for the user_id bounds of the parts (their sizes are then within a few per
 # cent of each other).
 _SAMPLE_LINES = 100_000
 
 
 def part_count(engine: SqlEngine, payments: str, as_of_literal: str) -> int:
-    """How many user parts the log `payments` before as_of splits into: 1 (no split) for a log
-    of at most PART_LINES lines or an engine other than DuckDB; otherwise parts of about
-    LINES_PER_PART lines (or PART_LINES, if that is fewer)."""
+    """How many user parts of about PART_LINES lines the log `payments` before as_of
+    splits into: 1 (no split) for a smaller log or an engine other than DuckDB."""
     if getattr(engine, "name", "duckdb") != "duckdb":
         return 1
     lines = engine.arrow(f"SELECT count(*) AS n FROM {payments} WHERE paid_at < {as_of_literal}")["n"][0].as_py()
-    if lines <= PART_LINES:
-        return 1
-    return -(-lines // min(LINES_PER_PART, PART_LINES))
+    return max(1, -(-lines // PART_LINES))
 
 
 class UserParts:
     """The lines of `payments` before `as_of`, split by ranges of user_id into parts of about
-    LINES_PER_PART lines (`part_count`), for per-user queries on a big log (DuckDB only; elsewhere, or for a
+    PART_LINES lines, for per-user queries on a big log (DuckDB only; elsewhere, or for a
     small log, the one part is `payments` itself).
 
     The parts are written when first asked for (`relations`), once: the lines before as_of
@@ -648,7 +640,7 @@ class UserParts:
         folder = self._folder.name
         self.engine.execute(
             f"COPY (SELECT {', '.join(self.columns)}, {self.part_of('user_id')} AS part FROM {self.payments} "
-            f"WHERE paid_at < {self.literal}) TO {d.literal(folder)} ({PART_FORMAT}, PARTITION_BY (part))")
+            f"WHERE paid_at < {self.literal}) TO {d.literal(folder)} (FORMAT parquet, PARTITION_BY (part))")
         return [(i, f"read_parquet({d.literal(f'{p}/*.parquet')}, hive_partitioning = false)")
                 for i, p in ((i, Path(folder) / f"part={i}") for i in range(self.count)) if p.is_dir()]
 
@@ -756,5 +748,5 @@ def user_features_at(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str,
     )).cast(FEATURE_SCHEMA), parts)
 
 
-__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "LINES_PER_PART", "PART_LINES", "PROFILE_NAMES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
+__all__ = ["FEATURE_COLUMNS", "FEATURE_SCHEMA", "PART_LINES", "PROFILE_NAMES", "UserParts", "as_of_literal", "btyd_summary", "btyd_summary_sql",
            "by_user_part", "feature_sql", "part_count", "rfm_sql", "user_features", "user_features_at"]

@@ -754,25 +754,3 @@ def test_user_parts_are_written_only_above_part_lines_lines(tmp_path, monkeypatc
         assert len(parts.relations()) == 2 and list(tmp_path.glob("parts-*"))
         got = user_features(con, "payments", as_of, parts)   # (its values: test_parts_of_a_synthetic_log_...)
         assert got.column("user_id").equals(whole.column("user_id"))
-
-
-def test_above_part_lines_the_parts_hold_about_lines_per_part_lines(tmp_path, monkeypatch):
-    """The threshold (PART_LINES) and the size of a part (LINES_PER_PART) are apart: a log just
-    above the threshold is split into parts of LINES_PER_PART lines, with the same table."""
-    from behavior.synth import SynthConfig, generate
-
-    pay = generate(SynthConfig(users=300, months=6, seed=2)).tables["payments"]
-    con = duckdb.connect()
-    con.execute(f"SET temp_directory = '{tmp_path}'")
-    con.register("payments", pay)
-    as_of = datetime(2024, 5, 1, tzinfo=timezone.utc)
-    before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
-    whole = user_features(con, "payments", as_of)
-    monkeypatch.setattr(F, "PART_LINES", before - 1)
-    monkeypatch.setattr(F, "LINES_PER_PART", -(-before // 4))
-    assert F.part_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 4
-    with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
-        assert len(parts.relations()) == 4
-        assert_rows_equal(user_features(con, "payments", as_of, parts).to_pylist(), whole.to_pylist())
-    monkeypatch.setattr(F, "PART_LINES", before)   # at the threshold: one piece, whatever the part size
-    assert F.part_count(DuckDBEngine(con), "payments", as_of_literal(as_of)) == 1

@@ -462,3 +462,24 @@ def test_codes_segments_and_tiers_are_strings_with_nulls_kept():
     assert tiers.index.tolist() == [5, 4, 3, 2, 1, 0]
     assert tiers.tolist()[:3] == ["Bronze", "Bronze", "Silver"] and pd.isna(tiers.iloc[3])
     assert tiers.tolist()[4:] == ["Platinum", "Platinum"]
+
+
+@PROPERTY
+@given(values=st.lists(st.integers(-6, 6), max_size=40), offset=st.sampled_from([0.0, 0.5, 2.0**40, -(2.0**52)]))
+def test_whole_numbers_are_ranked_by_counting_as_a_sort_ranks_them(values, offset):
+    # counts (n_payments) take the linear path; any value off the whole numbers, or a span
+    # wider than the users, the sort: both give pandas' average ranks
+    v = np.array(values, dtype=np.float64) + offset
+    expected = pd.Series(v).rank(method="average").to_numpy() * 2
+    assert segments_module._average_rank2(v).tolist() == expected.astype(np.int64).tolist()
+
+
+def test_counts_are_ranked_without_sorting_the_users(monkeypatch):
+    def no_sort(*_args, **_kwargs):
+        raise AssertionError("argsort called")
+
+    monkeypatch.setattr(segments_module.np, "argsort", no_sort)
+    v = np.array([3.0, 1.0, 3.0, 2.0, 1.0, 3.0])
+    assert segments_module._average_rank2(v).tolist() == [10, 3, 10, 6, 3, 10]
+    with pytest.raises(AssertionError, match="argsort"):   # a span wider than the users: sorted
+        segments_module._average_rank2(np.array([0.0, 100.0]))

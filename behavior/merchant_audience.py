@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 import pyarrow as pa
 
 from behavior.features import UserParts
@@ -40,8 +39,8 @@ _COLUMNS = ("merchant_id", "user_id", "payment_id", "amount", "status", "paid_at
 def merchant_customers_sql(users: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
     """(merchant_id, user_id, audience, purchase_days, payments, revenue, last_payment_at,
     days_since) of every (merchant, customer) in an audience, from the merchant-user relation
-    `users` (`behavior.merchant_days`, as of `as_of_literal`), ordered by merchant_id, user_id
-    (a sort of one user part's rows; `sort_audience` puts the parts' rows together)."""
+    `users` (`behavior.merchant_days`, as of `as_of_literal`), in no particular order
+    (`merchant_customers` sorts the rows of every part once)."""
     ep = get_dialect(dialect).epoch_us.format
     days_since = f"CAST({ep(as_of_literal)} - {ep('last_payment_at')} AS DOUBLE) / {US_PER_DAY}"
     return f"""
@@ -65,7 +64,6 @@ tagged AS (
     FROM d
 )
 SELECT * FROM tagged WHERE audience IS NOT NULL
-ORDER BY merchant_id, user_id
 """
 
 
@@ -75,19 +73,8 @@ def audience_query(part: Part) -> str:
 
 
 def sort_audience(rows: pa.Table) -> pa.Table:
-    """The audience rows of the user parts, each part's ordered by merchant_id, user_id
-    (`merchant_customers_sql`) and concatenated in part order, in one table ordered by
-    merchant_id, user_id. The parts are ranges of user_id in order, so a stable sort by the
-    merchant alone keeps every merchant's users in order: a sort of small integer codes over runs
-    already in order (a radix sort, or a merge of the parts' runs), not of the id strings."""
-    if rows.num_rows == 0:
-        return rows
-    coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
-    # the few distinct ids ranked (as Python strings: code point order, which is UTF-8's byte order)
-    distinct = coded.dictionary.to_numpy(zero_copy_only=False)
-    rank = np.empty(len(distinct), dtype=np.min_scalar_type(len(distinct)))
-    rank[np.argsort(distinct, kind="stable")] = np.arange(len(distinct))
-    return rows.take(np.argsort(rank[coded.indices.to_numpy()], kind="stable"))
+    """The audience rows of every part in one table ordered by merchant_id, user_id."""
+    return rows.sort_by([("merchant_id", "ascending"), ("user_id", "ascending")])
 
 
 def merchant_customers(con: SqlEngine, payments: str, as_of: datetime, parts: UserParts | None = None) -> pa.Table:

@@ -1,17 +1,14 @@
-"""A merchant's own audiences: known answers on a hand-made log; the rows of user parts put in order."""
+"""A merchant's own audiences: known answers on a hand-made log."""
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
-from hypothesis import given
-from hypothesis import strategies as st
 
-from behavior.merchant_audience import merchant_customers, sort_audience
+from behavior.merchant_audience import merchant_customers
 from behavior.schema import PAYMENTS
 
 AS_OF = datetime(2025, 4, 1, tzinfo=timezone.utc)
@@ -45,19 +42,3 @@ def test_audiences_of_one_merchant():
     # the lines at and after as_of are never read: else "later" would be a recent customer
     assert t.loc["later", "purchase_days"] == 2
     assert list(t.index) == sorted(t.index)
-
-
-ids = st.text(min_size=1, max_size=3)
-
-
-@given(pairs=st.sets(st.tuples(ids, ids), max_size=60), bounds=st.lists(ids, max_size=4, unique=True))
-def test_the_parts_rows_in_order_are_put_together_in_merchant_and_user_order(pairs, bounds):
-    """`sort_audience` of the user parts' rows (ranges of user_id, each part's rows ordered by
-    merchant_id, user_id, concatenated in part order) equals a sort of all the rows by
-    merchant_id, user_id, with ids of any characters (code point order is UTF-8's byte order)."""
-    bounds = sorted(bounds)
-    parts = [sorted(p for p in pairs if bisect_right(bounds, p[1]) == k) for k in range(len(bounds) + 1)]
-    rows = pa.concat_tables([pa.table({"merchant_id": pa.array([m for m, _ in p], pa.string()),
-                                       "user_id": pa.array([u for _, u in p], pa.string()),
-                                       "n": pa.array(range(len(p)), pa.int64())}) for p in parts])
-    assert sort_audience(rows).equals(rows.sort_by([("merchant_id", "ascending"), ("user_id", "ascending")]))

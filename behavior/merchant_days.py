@@ -27,7 +27,10 @@ Point in time: only lines with `paid_at < as_of` are read, filtered in the scan;
 derived from the table is as of as_of. Every row is about one user, so the tables of disjoint
 sets of users (the run's user parts) are the whole log's table in pieces: `over_merchant_days`
 makes the table of each part once, runs every query of the stage on it, and concatenates each
-query's results over the parts.
+query's results over the parts. The per-user relations the queries join (the users' values, their
+tiers) are split into the parts once, in one read each, so a part's queries read only its own
+users: the work stays linear in the history however many parts there are (a filter of the whole
+relation per part would read every user once per part).
 
 Engines: standard SQL with the dialect's epoch function (DuckDB and Spark). On DuckDB each
 part's table is held as Arrow while its queries run; elsewhere it is a view, computed by each
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timezone
 from typing import Callable
 
+import numpy as np
 import pyarrow as pa
 
 from behavior.features import UserParts, as_of_literal
@@ -173,7 +177,8 @@ class Part:
     """What a query of `over_merchant_days` sees of one user part: `days` and `users`, names of
     the part's merchant-day and merchant-user tables; `lines`, the relation of its payment lines;
     `literal`, as_of as a SQL literal; `dialect`; and `of_part(relation)`, a FROM item of the rows
-    of a per-user relation (user_id, ...) that belong to the part."""
+    of a per-user relation (user_id, ...) that belong to the part (one of the `per_user` relations
+    of `over_merchant_days`; ValueError for another)."""
     days: str
     users: str
     lines: str
@@ -187,15 +192,28 @@ Query = Callable[[Part], str]
 _DAYS, _USERS = "_merchant_days", "_merchant_users"
 
 
+def split_users(engine: SqlEngine, parts: UserParts, relation: str) -> list[pa.Table]:
+    """The rows of the per-user relation `relation` (user_id, ...) of each user part (index: the
+    part's number, `UserParts.part_of`), from one read of it; within a part in the relation's
+    order."""
+    rows = engine.arrow(f"SELECT {parts.part_of('user_id')} AS _part, * FROM {relation}")
+    part = rows.column("_part").to_numpy().astype(np.int16)   # (a stable sort of 16-bit keys is a radix sort: linear)
+    order = np.argsort(part, kind="stable")
+    ends = np.cumsum(np.bincount(part, minlength=parts.count))
+    rows = rows.drop_columns(["_part"]).take(order)
+    return [rows.slice(end - n, n) for end, n in zip(ends, np.diff(ends, prepend=0))]
+
+
 def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: dict[str, Query],
-                       parts: UserParts | None = None, columns: tuple[str, ...] = REQUIRED_COLUMNS
-                       ) -> dict[str, pa.Table]:
+                       parts: UserParts | None = None, columns: tuple[str, ...] = REQUIRED_COLUMNS,
+                       per_user: tuple[str, ...] = ()) -> dict[str, pa.Table]:
     """Each query's results (`queries[name](part)`, SQL text) over every user part of the lines
     of `payments` before `as_of`, concatenated in part order. The merchant-day table of a part
     (one read of its lines) and its merchant-user table are computed once for all the queries.
     `parts` is the run's `UserParts` or None (a set made for this call); `columns` are the
-    payments columns the queries read (ValueError when the parts lack one). A naive `as_of`
-    raises ValueError."""
+    payments columns the queries read (ValueError when the parts lack one); `per_user` names the
+    per-user relations the queries read through `Part.of_part` (each split into the parts once).
+    A naive `as_of` raises ValueError."""
     engine = as_engine(con)
     d = engine.dialect
     as_of_literal(as_of, dialect=d)   # validates as_of
@@ -204,30 +222,41 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
     whole_days = as_of.astimezone(timezone.utc).time() == time(0)
     with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
         parts.covers(payments, [as_of], list(columns))
-        for number, relation in parts.relations():
-            def of_part(rel: str, number: int = number) -> str:
-                return rel if parts.count == 1 else f"(SELECT * FROM {rel} WHERE {parts.part_of('user_id')} = {number})"
+        relations = parts.relations()
+        split = {rel: split_users(engine, parts, rel) for rel in per_user} if parts.count > 1 else {}
+        for number, relation in relations:
+            of_part = {rel: f"_merchant_part_users_{i}" if split else rel for i, rel in enumerate(per_user)}
 
-            made = []
+            def part_of(rel: str, of_part: dict[str, str] = of_part) -> str:
+                if rel not in of_part:
+                    raise ValueError(f"{rel} is not one of the per-user relations of this call ({', '.join(per_user)})")
+                return of_part[rel]
+
+            made, views = [], []
             try:
+                for rel, name in of_part.items():
+                    if split:
+                        engine.register(name, split[rel][number])
+                        made.append(name)
                 for name, sql in ((_DAYS, merchant_days_sql(relation, literal, d)), (_USERS, merchant_users_sql(_DAYS, whole_days))):
                     # DuckDB holds the part's tables as Arrow; elsewhere they are views (computed per use)
                     if engine.name == "duckdb":
                         engine.register(name, engine.arrow(sql))
+                        made.append(name)
                     else:
                         engine.create_view(name, sql)
-                    made.append(name)
-                part = Part(_DAYS, _USERS, relation, literal, d, of_part)
+                        views.append(name)
+                part = Part(_DAYS, _USERS, relation, literal, d, part_of)
                 for name, query in queries.items():
                     out[name].append(engine.arrow(query(part)))
             finally:
+                for name in reversed(views):
+                    engine.drop_view(name)
                 for name in reversed(made):
-                    if engine.name == "duckdb":
-                        engine.unregister(name)
-                    else:
-                        engine.drop_view(name)
+                    engine.unregister(name)
     return {name: pa.concat_tables(tables) for name, tables in out.items()}
 
 
 __all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY", "WINDOWS",
-           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "wallet_sql", "window_flags"]
+           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "split_users", "wallet_sql",
+           "window_flags"]

@@ -167,7 +167,7 @@ ORDER BY w.merchant_id
 
 def windows_query(tiers: str | None) -> Query:
     """The `behavior.merchant_days` query of a part's window figures (with the tiers of the
-    part's users)."""
+    part's users: `tiers` is one of `over_merchant_days`' `per_user`)."""
     return lambda part: window_partial_sql(part.days, part.users, tiers and part.of_part(tiers))
 
 
@@ -259,7 +259,8 @@ def merchant_profiles(con: SqlEngine, payments: str, as_of: datetime, user_value
     check_profile_inputs(engine, payments)
     check_loyalty_inputs(engine, payments, user_values)
     t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
-                                                     "windows": windows_query(tiers), "wallet": wallet_query}, parts)
+                                                     "windows": windows_query(tiers), "wallet": wallet_query}, parts,
+                           per_user=tuple(filter(None, [user_values, tiers])))
     return assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                              combine_windows(engine, t["windows"], t["wallet"]), as_of)
 

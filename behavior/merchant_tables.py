@@ -41,7 +41,7 @@ def merchant_tables(con: SqlEngine, payments: str, as_of: datetime, user_values:
     check_loyalty_inputs(engine, payments, user_values)
     t = over_merchant_days(engine, payments, as_of, {
         "loyalty": loyalty_query(user_values), "windows": windows_query(tiers), "wallet": wallet_query,
-        "activity": activity_query, "audience": audience_query}, parts)
+        "activity": activity_query, "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
     profiles = assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                                  combine_windows(engine, t["windows"], t["wallet"]), as_of)
     return MerchantTables(profiles, t["activity"], sort_audience(t["audience"]))

@@ -261,7 +261,7 @@ def check_loyalty_inputs(engine: SqlEngine, payments: str, user_values: str | No
 
 def loyalty_query(user_values: str | None) -> Query:
     """The `behavior.merchant_days` query of a part's partial figures (`merchant_partial_sql`,
-    with the values of the part's users)."""
+    with the values of the part's users: `user_values` is one of `over_merchant_days`' `per_user`)."""
     return lambda part: merchant_partial_sql(part.days, part.users, part.literal,
                                              user_values and part.of_part(user_values), part.dialect)
 
@@ -296,7 +296,7 @@ def merchant_loyalty(
     as_of_literal(as_of, dialect=engine.dialect)  # validates as_of
     check_loyalty_inputs(engine, payments, user_values)
     partials = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values)}, parts,
-                                  _REQUIRED_COLUMNS)["loyalty"]
+                                  _REQUIRED_COLUMNS, per_user=tuple(filter(None, [user_values])))["loyalty"]
     return combine_loyalty(engine, partials)
 
 

@@ -239,3 +239,54 @@ def test_at_midnight_the_days_are_counted_without_distinct_and_alike():
                        for whole in (True, False))
     pd.testing.assert_frame_equal(plain, distinct)
     assert plain["n_days"].tolist() == [2, 0] and plain["s_pays"].tolist() == [3, 0]
+
+
+class _Recording(DuckDBEngine):
+    """DuckDB, keeping the text of every query it answers."""
+
+    def __init__(self, con) -> None:
+        super().__init__(con)
+        self.queries: list[str] = []
+
+    def arrow(self, sql, params=None):
+        self.queries.append(sql)
+        return super().arrow(sql, params)
+
+
+def test_the_per_user_relations_are_read_once_however_many_parts(monkeypatch, tmp_path):
+    """The users' values and tiers are split into the user parts in one read each, so the work
+    stays linear in the history: a filter of the whole relation per part reads every user once
+    per part (at 100M lines, 20 parts of 5.9M users, 40% of the stage). The answers are those of
+    the log in one piece, and each part's query sees exactly its own users."""
+    users = [f"u{i:03d}" for i in range(60)]
+    rows = [line(f"p{u}{k}", u, f"m{(i + k) % 4}", AS_OF - timedelta(days=3 + 11 * k + i % 5))
+            for i, u in enumerate(users) for k in range(4)]
+    con = connect(rows)
+    con.execute(f"SET temp_directory = '{tmp_path}'")
+    known = users[::2] + ["zz-not-in-the-log"]
+    con.register("user_values", pa.table({"user_id": known, "clv": [float(i) for i in range(len(known))]}))
+    con.register("user_tiers", pa.table({"user_id": known, "loyalty_tier": ["Gold"] * len(known)}))
+
+    def reads(parts) -> tuple[int, pd.DataFrame]:
+        engine = _Recording(con)
+        t = merchant_tables(engine, "payments", AS_OF, "user_values", "user_tiers", parts and parts(engine))
+        n = sum(1 for q in engine.queries if "user_values" in q or "user_tiers" in q)
+        return n, t.profiles
+
+    whole_reads, whole = reads(None)
+    monkeypatch.setattr(F, "PART_LINES", len(rows) // 3 + 1)
+    split_reads, split = reads(lambda engine: UserParts(engine, "payments", AS_OF))
+    assert split_reads == whole_reads   # (and not one more per part)
+    pd.testing.assert_frame_equal(split, whole, check_exact=False, rtol=1e-12)
+
+    engine = DuckDBEngine(con)
+    with UserParts(engine, "payments", AS_OF) as parts:
+        got = over_merchant_days(engine, "payments", AS_OF, {"users": lambda part: (
+            f"SELECT user_id, {parts.part_of('user_id')} AS part FROM {part.of_part('user_values')}")}, parts,
+            per_user=("user_values",))["users"].to_pylist()
+        assert parts.count == 3 and sorted(r["user_id"] for r in got) == sorted(known)
+        # rows come part after part, each part's own users
+        assert [r["part"] for r in got] == sorted(r["part"] for r in got) and len({r["part"] for r in got}) == 3
+        with pytest.raises(ValueError, match="user_tiers is not one of the per-user relations"):
+            over_merchant_days(engine, "payments", AS_OF, {"t": lambda part: part.of_part("user_tiers")}, parts,
+                               per_user=("user_values",))

@@ -177,12 +177,22 @@ def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cuto
 
 
 def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0,
-              model: BetaGeoFitter | None = None) -> pd.DataFrame:
+              model: BetaGeoFitter | None = None, known: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Add `p_alive`, `expected_purchases` and `p_no_purchase` (next H days) from a transaction
     model: `model` itself when it is fitted (the loyalty stage's, so the churn features and
     reasons at as_of say what the profile says), else a clone of it (default: BG/NBD with
     `penalizer`) fitted on `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of
-    MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes)."""
+    MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes).
+
+    `known`: figures the fitted `model` has already computed on these rows' frequency, recency
+    and T, one value per row in the rows' order (`p_alive`, and `expected_purchases` when over
+    `horizon_days`; the loyalty stage's output at as_of): they are used as they are, not
+    computed again. Only with a fitted `model` (ValueError otherwise)."""
+    known = known or {}
+    if known and not hasattr(model, "params_"):
+        raise ValueError("known BG/NBD figures need the fitted model that computed them")
+    if set(known) - {"p_alive", "expected_purchases"}:
+        raise ValueError(f"known BG/NBD figures are p_alive and expected_purchases, not {sorted(set(known))}")
     out = frame.copy(deep=False)   # copy-on-write (pandas >= 3): `frame` is never changed, and nothing is copied
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
@@ -201,8 +211,9 @@ def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: 
             bg = (BetaGeoFitter(penalizer=penalizer) if model is None else clone(model)).fit(x[rows], tx[rows], T[rows])
         except (ValueError, RuntimeError):
             return out
-    out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
-    out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T)
+    out["p_alive"] = known["p_alive"] if "p_alive" in known else bg.conditional_probability_alive(x, tx, T)
+    out["expected_purchases"] = (known["expected_purchases"] if "expected_purchases" in known
+                                 else bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T))
     # P(no purchase in the next H days): dead, or alive with a Poisson rate whose posterior
     # is Gamma(r + x, alpha + T) and no event in H days (both models drop out only at a purchase).
     r, alpha = bg.params_["r"], bg.params_["alpha"]

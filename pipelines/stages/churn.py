@@ -132,13 +132,33 @@ def _ascending(ids: pa.ChunkedArray) -> bool:
     return len(ids) < 2 or bool(pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
 
 
+def loyalty_figures(features: pa.Table, loyalty: pa.Table | None, loyalty_days: int, label: int
+                    ) -> dict[str, np.ndarray]:
+    """The loyalty stage's BG/NBD figures at as_of for the rows of the feature table, in its
+    order: `p_alive`, and `expected_purchases` when loyalty's horizon (`loyalty_days`) is the
+    label window. Empty when loyalty has no fitted model (churn then fits its own) or lacks a
+    customer. They are what `C.add_bgnbd` would compute at as_of: the model is loyalty's fit
+    (`transaction_model`) and loyalty evaluates it on the same feature table's frequency,
+    recency and T (tests/pipelines/test_churn_stage.py holds them bit-identical)."""
+    if transaction_model(loyalty) is None:
+        return {}
+    ids, theirs = features.column("user_id"), loyalty.column("user_id")
+    rows = None if ids.type == theirs.type and ids.equals(theirs) else pc.index_in(ids, theirs)
+    if rows is not None and rows.null_count:
+        return {}
+    names = ["p_alive", *(["expected_purchases"] if loyalty_days == label else [])]
+    return {n: (loyalty.column(n) if rows is None else loyalty.column(n).take(rows)).to_numpy(zero_copy_only=False)
+            for n in names}
+
+
 def _scoring_frame(features: pa.Table, columns: set[str], label: int, penalizer: float,
-                   btyd) -> tuple[pa.ChunkedArray, pd.DataFrame]:
+                   btyd, known: dict[str, np.ndarray] | None = None) -> tuple[pa.ChunkedArray, pd.DataFrame]:
     """The customers at as_of in user_id order (`CC.in_order`'s) and their `columns` of the
-    feature table with the transaction model's outputs over the label window (`C.add_bgnbd`).
+    feature table with the transaction model's outputs over the label window (`C.add_bgnbd`;
+    `known`: its figures already computed by loyalty, `loyalty_figures`).
     Only the columns read are converted, and the ids stay in Arrow: no Python string per customer."""
     keep = [c for c in features.column_names if c in columns | {"frequency", "recency", "T"}]
-    now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd)
+    now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd, known=known)
     ids = features.column("user_id")
     if not _ascending(ids):   # the feature stage writes its table in user_id order: no sort then
         order = pc.sort_indices(ids)
@@ -252,7 +272,8 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
     # Score at as_of with the loyalty stage's fit (at as_of) and the served score's calibrator
     ctx.progress("churn: scoring every customer")
     wanted = set(cols) | BASELINE_INPUTS | set(C.REASON_FEATURES) | C.WORDING_COLUMNS
-    ids, now = _scoring_frame(features, wanted, label, penalizer, btyd)
+    known = loyalty_figures(features, ctx.outputs.get("loyalty"), ctx.config.loyalty.horizon_days, label)
+    ids, now = _scoring_frame(features, wanted, label, penalizer, btyd, known)
     inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
     words, words_days = _profile_words(ctx, now, ids, btyd, label)
     prob, reasons = C.churn_reason_words(served, now[inputs], horizon_days=words_days, context=words)

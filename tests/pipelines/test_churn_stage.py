@@ -112,19 +112,18 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
 def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, registered, monkeypatch):
     """With more customers than `[churn] max_model_users`, each cutoff dataset holds only sampled customers,
     and their features are exactly those computed over the whole log; every customer is scored."""
-    from behavior import churn as C
     from behavior.features import FEATURE_COLUMNS, user_features
 
     seen = []
-    real = C.cutoff_datasets
+    real = churn.planned_datasets
 
-    def spy(engine, payments, cutoffs, *args, **kwargs):
-        for cutoff, frame in zip(cutoffs, real(engine, payments, cutoffs, *args, **kwargs)):
-            whole = user_features(engine, "payments", cutoff).to_pandas()
-            seen.append((payments, cutoff, frame, whole))
-            yield frame
+    def spy(engine, payments, users, plan, *args, **kwargs):
+        for rows, (frame, capped) in zip(plan, real(engine, payments, users, plan, *args, **kwargs)):
+            whole = user_features(engine, "payments", rows.cutoff).to_pandas()
+            seen.append((payments, rows.cutoff, frame, whole, capped))
+            yield frame, capped
 
-    monkeypatch.setattr(C, "cutoff_datasets", spy)
+    monkeypatch.setattr(churn, "planned_datasets", spy)
     out = {}
     stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
                                    lambda ctx: out.setdefault("t", churn.run(ctx)))
@@ -135,13 +134,13 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
     assert ch["model_users"]["customers"] == customers and ch["model_users"]["needed"] == customers
     assert "skipped" not in ch and seen and all(p == "_churn_payments" for p, *_ in seen)
     sample = set()
-    for _, cutoff, frame, whole in seen:
+    for _, cutoff, frame, whole, _ in seen:
         sample |= set(frame["user_id"])
-        assert 0 < len(frame) < len(whole)
+        assert 0 < len(frame) < len(whole) and (frame["cutoff"] == cutoff).all()
         mine = whole[whole["user_id"].isin(frame["user_id"])].reset_index(drop=True)
         got = frame.sort_values("user_id").reset_index(drop=True)
         pd.testing.assert_frame_equal(got[list(FEATURE_COLUMNS)], mine[list(FEATURE_COLUMNS)])
-    assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][2])
+    assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][4])
     scored = out["t"].output.to_pandas()
     assert len(scored) == customers and scored["churn_probability"].notna().all()
 

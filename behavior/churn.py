@@ -176,33 +176,56 @@ def churn_labels(con: duckdb.DuckDBPyConnection | SqlEngine, payments: str, cuto
     return engine.frame(churn_labels_sql(payments, cutoff, horizon_days, engine.dialect))
 
 
+def bgnbd_fit_rows(T: np.ndarray) -> np.ndarray:
+    """The rows (ascending) `add_bgnbd` fits a transaction model on, of customers with these
+    T: those with T > 0, a seeded sample of MAX_BGNBD_FIT of them when there are more, none
+    when there are fewer than MIN_CUSTOMERS."""
+    rows = np.flatnonzero(np.asarray(T, float) > 0)
+    if len(rows) < MIN_CUSTOMERS:
+        return rows[:0]
+    if len(rows) > MAX_BGNBD_FIT:   # four parameters: a seeded sample fits them as well, in a fraction of the time
+        rows = np.sort(np.random.default_rng(0).choice(rows, MAX_BGNBD_FIT, replace=False))
+    return rows
+
+
 def add_bgnbd(frame: pd.DataFrame, horizon_days: int = HORIZON_DAYS, penalizer: float = 0.0,
-              model: BetaGeoFitter | None = None) -> pd.DataFrame:
+              model: BetaGeoFitter | None = None, known: dict[str, np.ndarray] | None = None,
+              fit_rows: np.ndarray | None = None) -> pd.DataFrame:
     """Add `p_alive`, `expected_purchases` and `p_no_purchase` (next H days) from a transaction
     model: `model` itself when it is fitted (the loyalty stage's, so the churn features and
     reasons at as_of say what the profile says), else a clone of it (default: BG/NBD with
     `penalizer`) fitted on `frame`'s frequency, recency, T (rows with T > 0; a seeded sample of
-    MAX_BGNBD_FIT of them when there are more). NaN if the fit fails (the booster copes)."""
+    MAX_BGNBD_FIT of them when there are more: `bgnbd_fit_rows`, or the rows `fit_rows` when
+    the frame holds only some of the customers the fit is for). NaN if the fit fails (the
+    booster copes).
+
+    `known`: figures the fitted `model` has already computed on these rows' frequency, recency
+    and T, one value per row in the rows' order (`p_alive`, and `expected_purchases` when over
+    `horizon_days`; the loyalty stage's output at as_of): they are used as they are, not
+    computed again. Only with a fitted `model` (ValueError otherwise)."""
+    known = known or {}
+    if known and not hasattr(model, "params_"):
+        raise ValueError("known BG/NBD figures need the fitted model that computed them")
+    if set(known) - {"p_alive", "expected_purchases"}:
+        raise ValueError(f"known BG/NBD figures are p_alive and expected_purchases, not {sorted(set(known))}")
     out = frame.copy(deep=False)   # copy-on-write (pandas >= 3): `frame` is never changed, and nothing is copied
     out["p_alive"] = np.nan
     out["expected_purchases"] = np.nan
     out["p_no_purchase"] = np.nan
-    fit = out["T"] > 0
     x, tx, T = (out[c].to_numpy(float) for c in ("frequency", "recency", "T"))
     if model is not None and hasattr(model, "params_"):
         bg = model
-    elif fit.sum() < MIN_CUSTOMERS:
-        return out
     else:
-        rows = np.flatnonzero(fit.to_numpy())
-        if len(rows) > MAX_BGNBD_FIT:   # four parameters: a seeded sample fits them as well, in a fraction of the time
-            rows = np.sort(np.random.default_rng(0).choice(rows, MAX_BGNBD_FIT, replace=False))
+        rows = bgnbd_fit_rows(T) if fit_rows is None else fit_rows
+        if len(rows) < MIN_CUSTOMERS:
+            return out
         try:
             bg = (BetaGeoFitter(penalizer=penalizer) if model is None else clone(model)).fit(x[rows], tx[rows], T[rows])
         except (ValueError, RuntimeError):
             return out
-    out["p_alive"] = bg.conditional_probability_alive(x, tx, T)
-    out["expected_purchases"] = bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T)
+    out["p_alive"] = known["p_alive"] if "p_alive" in known else bg.conditional_probability_alive(x, tx, T)
+    out["expected_purchases"] = (known["expected_purchases"] if "expected_purchases" in known
+                                 else bg.conditional_expected_number_of_purchases_up_to_time(horizon_days, x, tx, T))
     # P(no purchase in the next H days): dead, or alive with a Poisson rate whose posterior
     # is Gamma(r + x, alpha + T) and no event in H days (both models drop out only at a purchase).
     r, alpha = bg.params_["r"], bg.params_["alpha"]

@@ -133,14 +133,21 @@ def auc_replicates(score: np.ndarray, y: np.ndarray, weights: np.ndarray, chunk:
     return float(auc(np.ones((1, len(s)), np.float32))[0]), reps
 
 
+def validation_rows(n: int, max_units: int = MAX_UNITS, random_state: int = 0) -> np.ndarray:
+    """The rows (ascending) of n validation customers in `in_order` order that `select` scores
+    the candidates on: a seeded sample of `max_units` of them when there are more, else all."""
+    if n <= max_units:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(random_state).choice(n, max_units, replace=False))
+
+
 def select(train: pd.DataFrame, valid: pd.DataFrame, cols: list[str], *, max_units: int = MAX_UNITS,
            n_boot: int = N_BOOT, random_state: int = 0, progress=lambda _: None) -> Selection:
     """Fit the models on `train`, score every candidate on `valid` (both need `churned`),
     choose by ROC-AUC (`behavior.model_choice`) and calibrate the chosen score."""
     train, valid = in_order(train), in_order(valid)
     if len(valid) > max_units:
-        keep = np.sort(np.random.default_rng(random_state).choice(len(valid), max_units, replace=False))
-        valid = valid.iloc[keep].reset_index(drop=True)
+        valid = valid.iloc[validation_rows(len(valid), max_units, random_state)].reset_index(drop=True)
     y_tr = train["churned"].to_numpy(int)
     y = valid["churned"].to_numpy(int)
     scores = dict(baseline_scores(valid))
@@ -197,4 +204,4 @@ def _report(choice: Choice, scores: dict, calibrations: dict, y: np.ndarray) -> 
 
 
 __all__ = ["LOGISTIC_FEATURES", "MAX_UNITS", "MODELS", "LogisticChurn", "Selection", "ServedChurn", "auc_replicates", "in_order",
-           "resample_weights", "select"]
+           "resample_weights", "select", "validation_rows"]

@@ -49,17 +49,13 @@ from behavior import churn as C
 from behavior import churn_choice as CC
 from behavior.btyd_select import transaction_model
 from behavior.churn_horizon import choose_horizon
-from behavior.features import UserParts
+from behavior.churn_rows import plan_rows, planned_datasets
 from behavior.retention import retention_tables
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 BASELINE_INPUTS = set(C.BASELINE_INPUTS.values())
-
-
-def _cap(frame: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
-    return frame.sample(rows, random_state=seed) if len(frame) > rows else frame
 
 
 SCHEMA = pa.schema([("user_id", pa.string()), ("churn_probability", pa.float64()), ("churn_reasons", pa.string())])
@@ -98,25 +94,30 @@ def customers_needed(first_purchase_at: pa.ChunkedArray | pa.Array, earliest: da
     return min(len(first_purchase_at), math.ceil(rows * len(first_purchase_at) / max(at_earliest, 1)))
 
 
-def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, UserParts | None]:
-    """The payments relation the cutoff datasets read and the user parts to read it through.
+def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, pa.Table]:
+    """The payments relation the cutoff datasets read, and the customers they are built for
+    (user_id, first_purchase_at; in user_id order).
 
     The fit reads at most `max_train_rows` rows and the choice at most `CC.MAX_UNITS` validation
     customers, so the datasets are built for as many customers at as_of as make even the
     earliest cutoff hold that many (`customers_needed`), and never more than `max_model_users`.
-    When that is every customer: `payments` through the run's user parts. Otherwise the lines of
-    a seeded uniform sample of the customers, read once into memory: a customer at a cutoff is
-    a customer at as_of, so each cutoff is sampled uniformly too, and the cutoffs' queries read
-    the sample's lines, not the log (their cost does not grow with the log)."""
+    When that is every customer: `payments`. Otherwise the lines of a seeded uniform sample of
+    the customers, read once into memory: a customer at a cutoff is a customer at as_of, so each
+    cutoff is sampled uniformly too, and the cutoffs' queries read the sample's lines, not the
+    log (their cost does not grow with the log)."""
     features = ctx.outputs["features"]
     users = features.column("user_id")
     need = customers_needed(features.column("first_purchase_at"), min(cuts.train),
                             max(cfg.max_train_rows, CC.MAX_UNITS))
     size = min(need, cfg.max_model_users)
+    customers = features.select(["user_id", "first_purchase_at"])
+    if not _ascending(users):   # the feature stage writes its table in user_id order: no sort then
+        customers = customers.take(pc.sort_indices(users))
     if size >= len(users):
-        return "payments", ctx.user_parts
+        return "payments", customers
     keep = np.sort(np.random.default_rng(cfg.seed).choice(len(users), size=size, replace=False))
-    ctx.engine.register(_SAMPLE, pa.table({"user_id": users.take(pa.array(keep))}))
+    customers = customers.take(pa.array(keep))
+    ctx.engine.register(_SAMPLE, customers.select(["user_id"]))
     try:
         # only the columns the features and the labels read (those of the user parts)
         lines = ctx.engine.arrow(f"SELECT {', '.join(ctx.user_parts.columns)} FROM payments "
@@ -125,20 +126,40 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, User
         ctx.engine.unregister(_SAMPLE)
     ctx.engine.register(_SAMPLE_PAYMENTS, lines)
     section["model_users"] = {"customers": len(users), "needed": need, "sampled": size, "seed": cfg.seed}
-    return _SAMPLE_PAYMENTS, None
+    return _SAMPLE_PAYMENTS, customers
 
 
 def _ascending(ids: pa.ChunkedArray) -> bool:
     return len(ids) < 2 or bool(pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
 
 
+def loyalty_figures(features: pa.Table, loyalty: pa.Table | None, loyalty_days: int, label: int
+                    ) -> dict[str, np.ndarray]:
+    """The loyalty stage's BG/NBD figures at as_of for the rows of the feature table, in its
+    order: `p_alive`, and `expected_purchases` when loyalty's horizon (`loyalty_days`) is the
+    label window. Empty when loyalty has no fitted model (churn then fits its own) or lacks a
+    customer. They are what `C.add_bgnbd` would compute at as_of: the model is loyalty's fit
+    (`transaction_model`) and loyalty evaluates it on the same feature table's frequency,
+    recency and T (tests/pipelines/test_churn_stage.py holds them bit-identical)."""
+    if transaction_model(loyalty) is None:
+        return {}
+    ids, theirs = features.column("user_id"), loyalty.column("user_id")
+    rows = None if ids.type == theirs.type and ids.equals(theirs) else pc.index_in(ids, theirs)
+    if rows is not None and rows.null_count:
+        return {}
+    names = ["p_alive", *(["expected_purchases"] if loyalty_days == label else [])]
+    return {n: (loyalty.column(n) if rows is None else loyalty.column(n).take(rows)).to_numpy(zero_copy_only=False)
+            for n in names}
+
+
 def _scoring_frame(features: pa.Table, columns: set[str], label: int, penalizer: float,
-                   btyd) -> tuple[pa.ChunkedArray, pd.DataFrame]:
+                   btyd, known: dict[str, np.ndarray] | None = None) -> tuple[pa.ChunkedArray, pd.DataFrame]:
     """The customers at as_of in user_id order (`CC.in_order`'s) and their `columns` of the
-    feature table with the transaction model's outputs over the label window (`C.add_bgnbd`).
+    feature table with the transaction model's outputs over the label window (`C.add_bgnbd`;
+    `known`: its figures already computed by loyalty, `loyalty_figures`).
     Only the columns read are converted, and the ids stay in Arrow: no Python string per customer."""
     keep = [c for c in features.column_names if c in columns | {"frequency", "recency", "T"}]
-    now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd)
+    now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd, known=known)
     ids = features.column("user_id")
     if not _ascending(ids):   # the feature stage writes its table in user_id order: no sort then
         order = pc.sort_indices(ids)
@@ -213,26 +234,27 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
     # the loyalty stage's fitted model: its kind is refit at each cutoff, itself scores at as_of
     btyd = transaction_model(ctx.outputs.get("loyalty"))
 
-    # each training cutoff is sampled as it comes (at most max_train_rows): the fit samples that
-    # many anyway, and 5M customers x 5 cutoffs would not fit in memory side by side
-    # (a seed per cutoff: the frames are in user order, one seed would keep the same customers)
-    payments, parts = _model_payments(ctx, cuts, cfg, section)
-    every = [*cuts.train, cuts.test]
-    rows = []
-    with closing(C.cutoff_datasets(ctx.engine, payments, every, label, penalizer=penalizer, model=btyd,
-                                   parts=parts)) as datasets:
-        for i, c in enumerate(every):
+    # The rows the fit and the choice read, known from the customers' first purchases before any
+    # query (`behavior.churn_rows`): each cutoff's features are built for those customers only.
+    payments, customers = _model_payments(ctx, cuts, cfg, section)
+    plan = plan_rows(customers.column("first_purchase_at"), cuts.train, cuts.test, cfg.max_train_rows, cfg.seed,
+                     CC.MAX_UNITS)
+    frames, capped = [], []
+    with closing(planned_datasets(ctx.engine, payments, customers.column("user_id"), plan, label, penalizer,
+                                  btyd)) as datasets:
+        for i, c in enumerate(cuts.train + [cuts.test]):
             ctx.progress(f"churn: training cutoff {i + 1}/{len(cuts.train)} ({c.date()})" if i < len(cuts.train)
                          else f"churn: test cutoff ({c.date()})")
-            frame = next(datasets)
-            rows.append(frame if c == cuts.test else _cap(frame, cfg.max_train_rows, cfg.seed + 1 + i))
-    test = rows.pop()
-    train = pd.concat(rows, ignore_index=True)
-    del rows
-    section["train_rows"] = int(len(train))
-    section["test_rows"] = int(len(test))
-    for name, part in (("training", train), ("test", test)):
-        counts = part["churned"].value_counts()
+            frame, labels = next(datasets)
+            frames.append(frame)
+            capped.append(labels)
+    test, test_labels = frames.pop(), capped.pop()
+    train = pd.concat(frames, ignore_index=True)
+    del frames
+    section["train_rows"] = int(sum(len(c) for c in capped))
+    section["test_rows"] = int(len(test_labels))
+    for name, labels in (("training", pd.concat(capped)), ("test", test_labels)):
+        counts = labels.value_counts()
         small = [lbl for lbl, k in (("churned", counts.get(1, 0)), ("retained", counts.get(0, 0))) if k < C.MIN_CLASS]
         if small:
             return _skip(section, users, f"the {name} cutoffs have fewer than {C.MIN_CLASS} {' and '.join(small)} "
@@ -242,7 +264,7 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
         section["notes"].append("BG/NBD could not be fitted at some cutoff: P(alive) features and baselines are missing")
 
     cols = C.feature_columns(train)
-    chosen = CC.select(_cap(CC.in_order(train), cfg.max_train_rows, cfg.seed), test, cols, progress=ctx.progress)
+    chosen = CC.select(train, test, cols, max_units=CC.MAX_UNITS, progress=ctx.progress)
     section.update(chosen.report)
     served = chosen.served
     if not served.is_model:
@@ -252,7 +274,8 @@ def _run(ctx, cfg, section: dict) -> pa.Table:
     # Score at as_of with the loyalty stage's fit (at as_of) and the served score's calibrator
     ctx.progress("churn: scoring every customer")
     wanted = set(cols) | BASELINE_INPUTS | set(C.REASON_FEATURES) | C.WORDING_COLUMNS
-    ids, now = _scoring_frame(features, wanted, label, penalizer, btyd)
+    known = loyalty_figures(features, ctx.outputs.get("loyalty"), ctx.config.loyalty.horizon_days, label)
+    ids, now = _scoring_frame(features, wanted, label, penalizer, btyd, known)
     inputs = [c for c in now.columns if c in set(cols) | BASELINE_INPUTS]
     words, words_days = _profile_words(ctx, now, ids, btyd, label)
     prob, reasons = C.churn_reason_words(served, now[inputs], horizon_days=words_days, context=words)

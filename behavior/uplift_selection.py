@@ -160,6 +160,23 @@ class ArmModel:
     edges: np.ndarray | None = None
 
     def uplift(self, X: pd.DataFrame, cells: np.ndarray) -> np.ndarray:
+        return self.predict(X, cells)[0]
+
+    def p_redeem(self, X: pd.DataFrame) -> np.ndarray:
+        return self.redeem.predict_proba(X)[:, 1] if hasattr(self.redeem, "predict_proba") else self.redeem.predict(X)
+
+    def predict(self, X: pd.DataFrame, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uplift, P(redeem)) of each row; a redemption model that is the uplift model's own
+        classifier of the treated rows (`serve`) is evaluated once for both."""
+        treated = _treated_classifier(self)
+        if treated is None or treated is not self.redeem:
+            return self._uplift(X, cells), self.p_redeem(X)
+        p = treated.predict_proba(X)[:, 1]
+        if self.name == "t_learner":
+            return p - self.model.predict_control(X), p
+        return _per_key(self.bins, np.digitize(p, self.edges)), p
+
+    def _uplift(self, X: pd.DataFrame, cells: np.ndarray) -> np.ndarray:
         if self.name == "random":
             return _per_key(self.model, np.zeros(len(X)))
         if self.name == "cell_mean":
@@ -168,8 +185,15 @@ class ArmModel:
             return _per_key(self.bins, np.digitize(self.model.predict(X), self.edges))
         return self.model.predict(X)
 
-    def p_redeem(self, X: pd.DataFrame) -> np.ndarray:
-        return self.redeem.predict_proba(X)[:, 1] if hasattr(self.redeem, "predict_proba") else self.redeem.predict(X)
+
+def _treated_classifier(arm: ArmModel):
+    """The classifier of the treated rows' conversions inside the arm's uplift model (the
+    T-learner's treated half, the response model's classifier), or None."""
+    if arm.name == "t_learner":
+        return arm.model.model_t_
+    if arm.name == "response":
+        return arm.model.model_
+    return None
 
 
 def serve(name: str, data: ArmData, seed: int = 0) -> ArmModel:
@@ -183,7 +207,12 @@ def serve(name: str, data: ArmData, seed: int = 0) -> ArmModel:
     treated = data.t == 1
     r = np.asarray(data.redeemed).astype(int)[treated]
     if r.min() != r.max():
-        redeem = default_classifier(seed).fit(data.X[treated], r)
+        inner = _treated_classifier(ArmModel(name, model, None))
+        # redemptions equal to conversions on the treated rows (each treated conversion carried the
+        # promotion): the redemption classifier would be the model's own classifier of those rows,
+        # the same booster with the same seed on the same rows and labels
+        same = inner is not None and np.array_equal(r, np.asarray(data.y).astype(int)[treated])
+        redeem = inner if same else default_classifier(seed).fit(data.X[treated], r)
     else:
         redeem = model if name == "response" else ResponseModel(seed=seed).fit(data.X, data.y, data.t)
     return ArmModel(name, model, redeem, bins, edges)

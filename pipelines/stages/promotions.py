@@ -115,7 +115,7 @@ def _segments_at(feats: pd.DataFrame) -> pd.Series:
     if feats.empty:
         return pd.Series([], dtype=object)
     scores = rfm_scores(feats)
-    return pd.Series(assign_segments(scores).to_numpy(), index=feats["user_id"].to_numpy())
+    return pd.Series(assign_segments(scores).to_numpy(), index=pd.Index(feats["user_id"]))
 
 
 def _entries(engine, as_of, section: dict) -> list[dict]:
@@ -292,7 +292,8 @@ def _rfm_of(rfm: pa.Table, k: int) -> pd.DataFrame:
     """The k-th start's (user_id, recency_days, n_payments, net_spend) of `_rfm_at`: `rfm_sql`'s
     table at that start."""
     at = rfm.filter(pc.greater(rfm.column(f"n_payments_{k}"), 0))
-    return pd.DataFrame({"user_id": at.column("user_id").to_numpy(zero_copy_only=False),
+    # the ids stay Arrow strings (pandas' own str columns): a Python string per user cost seconds
+    return pd.DataFrame({"user_id": at.column("user_id").to_pandas(),
                          **{c: at.column(f"{c}_{k}").to_numpy(zero_copy_only=False) for c in RFM_COLUMNS}})
 
 
@@ -354,7 +355,7 @@ def _scores(features: pa.Table, served: dict[str, Served], affinity_now: pa.Tabl
         out = {}
         for target, s in served.items():
             Xn = X.assign(target_affinity=affinity[target][rows], target_is_any=float(target == "any"))[list(s.columns)]
-            out[target] = (s.model.uplift(Xn, cells[target][rows]), s.model.p_redeem(Xn))
+            out[target] = s.model.predict(Xn, cells[target][rows])
         return out
 
     blocks = on_threads(block, range(0, n, SCORE_ROWS), WORKERS)

@@ -3,9 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from behavior.errors import InputError
-from behavior.uplift import (ClassTransformation, TLearner, default_classifier, qini_coefficient, qini_curve,
+from behavior.uplift import (ClassTransformation, _descending_keys, TLearner, default_classifier, qini_coefficient, qini_curve,
                              uplift_at_k, uplift_by_decile)
 
 
@@ -151,3 +153,23 @@ def test_class_transformation_grows_the_trees_of_the_booster_on_the_weighted_row
     assert binned_rows(default_classifier(None), np.arange(10_001) % 2) is None
     assert len(binned_rows(default_classifier(0), np.arange(10_001) % 2)) == 9_000
     assert len(binned_rows(default_classifier(None), np.arange(10_000) % 2)) == 10_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-70_000, 70_000), min_size=1, max_size=40), st.booleans())
+def test_descending_keys_sort_as_the_scores_do(values, halves):
+    """The radix keys of integer scores spanning < 2^16 values, and -score otherwise (halves:
+    non-integer scores), give the stable descending order of the scores themselves."""
+    score = np.array([values, values[::-1]], float) + (0.5 if halves else 0.0) * (np.arange(len(values)) % 2)
+    keys = _descending_keys(score)
+    small = np.array_equal(score, np.floor(score)) and np.ptp(score) < 1 << 16
+    assert (keys.dtype == np.uint16) == bool(small)
+    expected = np.array([sorted(range(len(row)), key=lambda i: -row[i]) for row in score])   # Python's sort is stable
+    assert np.array_equal(np.argsort(keys, axis=1, kind="stable"), expected)
+
+
+def test_the_ranks_the_selection_scores_sort_by_radix():
+    ranks = -np.random.default_rng(0).permutation(50_000).astype(float)[None]   # select_arm's distinct ranks
+    assert _descending_keys(ranks).dtype == np.uint16
+    assert _descending_keys(np.array([[2.0, 1.0, 0.0, 1.0]])).dtype == np.uint16   # the perfect ranking's scores
+    assert _descending_keys(np.array([[0.0, np.nan]])).dtype == float

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from behavior.uplift import qini_coefficient
+from behavior.uplift import default_classifier, qini_coefficient
 from behavior.uplift_learners import CellMeanUplift, DRLearner, ResponseModel
 from behavior.uplift_selection import BASELINES, SIMPLICITY, ArmData, select_arm, serve, split_arm
 from behavior.uplift_training import cell_of, train_arms
@@ -258,3 +258,25 @@ def test_the_served_uplift_is_each_rows_prediction(name):
     got = model.uplift(X, meta["cell"].to_numpy())
     np.testing.assert_array_equal(got, row_by_row)
     assert name == "random" or len(np.unique(got)) > 1
+
+
+@pytest.mark.parametrize("name", ["response", "t_learner"])
+@pytest.mark.parametrize("every_conversion_redeemed", [True, False])
+def test_redemptions_equal_to_conversions_share_the_models_classifier(name, every_conversion_redeemed):
+    """When each treated conversion carried the promotion, P(redeem) is the model's own classifier
+    of the treated rows (no second fit), and `predict` evaluates it once: the same values as a
+    redemption classifier fitted apart and each method called alone."""
+    X, meta = campaign(6000, "hetero", 5)
+    data, _ = _arm(X, meta, "mens")
+    redeemed = data.y * data.t
+    if not every_conversion_redeemed:
+        redeemed = redeemed * (np.arange(len(redeemed)) % 3 != 0)
+    data = ArmData(data.X, data.cells, data.y, data.t, redeemed)
+    model = serve(name, data, seed=2)
+    inner = model.model.model_t_ if name == "t_learner" else model.model.model_
+    assert (model.redeem is inner) is every_conversion_redeemed
+    apart = default_classifier(2).fit(data.X[data.t == 1], redeemed[data.t == 1])
+    uplift, p_redeem = model.predict(X, meta["cell"].to_numpy())
+    np.testing.assert_array_equal(uplift, model.uplift(X, meta["cell"].to_numpy()))
+    np.testing.assert_array_equal(p_redeem, apart.predict_proba(X)[:, 1])
+    np.testing.assert_array_equal(p_redeem, model.p_redeem(X))

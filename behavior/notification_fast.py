@@ -3,7 +3,7 @@ the validation SQL and its fixed cost (~100 ms a call, however small the call).
 
 `check_clean_lines` accepts a notification's lines only when every line is in the common,
 unambiguous form a payment platform sends (ISO 8601 time, plain numbers, the lake's currency,
-a listed status, ids without personal data, no key twice) and then stores exactly the values
+a listed status, ids without personal data or control characters, no key twice) and then stores exactly the values
 `behavior.validate.validate` would store. For anything else (a line that validation would
 reject, correct, or read in one of its many other forms) it answers None, and the caller runs
 `behavior.notifications.check_lines`, so the reasons of rejected lines are always ingest's own.
@@ -19,7 +19,7 @@ from decimal import Decimal
 import pyarrow as pa
 
 from behavior.currencies import ISO_4217
-from behavior.ids import normalize_id
+from behavior.ids import CONTROL_PATTERN, normalize_id
 from behavior.notifications import Checked
 from behavior.parsing import NA_VALUES
 from behavior.schema import CHANNELS, PAYMENTS
@@ -27,6 +27,7 @@ from behavior.validate import STATUS_SYNONYMS
 
 _MISSING = frozenset(("", *NA_VALUES))
 _SPREADSHEET_ID = re.compile(r"([0-9]+)\.0+")       # 17850.0 from a spreadsheet is 17850
+_CONTROL = re.compile(CONTROL_PATTERN)                # an id holding one is quarantined (behavior.ids)
 _WHOLE = re.compile(r"-?[0-9]{1,9}")
 # At most 12 integer digits: the engine reads an amount through a double, exact to 2 decimals there.
 _AMOUNT = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,2})?")
@@ -70,6 +71,8 @@ def _text(value: str | None) -> str | None:
 
 def _id(value: str | None) -> str | None:
     t = _text(value)
+    if t is not None and _CONTROL.search(t):
+        raise _NotCovered
     if t is not None and ".0" in t and (m := _SPREADSHEET_ID.fullmatch(t)):
         return m.group(1)
     return t

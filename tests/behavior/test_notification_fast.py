@@ -23,7 +23,8 @@ def often(clean, *tricky):
 ID = often(st.sampled_from(["u1", "u0000001", "m001", "i00042", "17850"]),
            st.sampled_from([" u2 ", "u3\t", "\u00a0u4", "NA", "null", "#N/A", "-", "", "17850.0", "17850.00",
                             "1234567", "+33 6 12 34 56 78", "0612345678", "a@b.co", "x@y", "4111111111111111",
-                            "4111 1111 1111 1111", "i-4111111111111112", "12345678901234", "ünï", "İd", None]),
+                            "4111 1111 1111 1111", "i-4111111111111112", "12345678901234", "ünï", "İd", "m\x01", "u1\x00",
+                            "i\x7f2", None]),
            st.text(max_size=8), st.integers(-10, 10 ** 14))
 TIME = often(st.datetimes(min_value=datetime(1969, 12, 30), max_value=datetime(2026, 6, 3),
                           timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)),
@@ -97,6 +98,9 @@ def test_the_common_notification_takes_the_fast_path_with_ingest_values():
     _payment("p1", user_id="a@b.co"), _payment("p1", line={"item_id": "4111111111111111"}),
     _payment("p1", paid_at="2030-01-01"), _payment("p1", paid_at="01/02/2026"), _payment("p1", currency="USD"),
     _payment("p1", user_id="NA"), _payment("p1", line={"amount": "1,234.50"}), _payment("p1", status="weird"),
+    # ids holding a control character are quarantined by ingest's validation (behavior.ids)
+    _payment("p1", merchant_id="m\x01"), _payment("p1", user_id="u1\x00"), _payment("p\x1f1"),
+    _payment("p1", line={"item_id": "i\x7f2"}), _payment("p1", promotion_id="promo\x0b1"),
 ])
 def test_anything_else_is_left_to_the_full_check(payment):
     assert check_clean_lines(parse_body(json.dumps(payment).encode()), "EUR", NOW) is None

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from behavior.features import UserParts
 from behavior.merchant_days import US_PER_DAY, Part, over_merchant_days
-from behavior.sql_dialect import Dialect, SqlEngine, get_dialect
+from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
 
 AUDIENCES = ("loyal", "at_risk", "lapsed")
 ACTIVE_DAYS, LAPSED_DAYS, LOYAL_DAYS, FORGOTTEN_DAYS = 90, 180, 3, 365
@@ -72,16 +72,25 @@ def audience_query(part: Part) -> str:
     return merchant_customers_sql(part.users, part.literal, part.dialect)
 
 
-def sort_audience(rows: pa.Table) -> pa.Table:
-    """The audience rows of every part in one table ordered by merchant_id, user_id."""
-    return rows.sort_by([("merchant_id", "ascending"), ("user_id", "ascending")])
+def sort_audience(rows: pa.Table, engine: SqlEngine | None = None) -> pa.Table:
+    """The audience rows of every part in one table ordered by merchant_id, user_id (one row
+    per pair, so the order is total). On a DuckDB `engine` the sort is DuckDB's, on every core
+    (at 100M lines, 19M rows: Arrow's sort ran on one core for about 29 s); both order strings
+    by their bytes, so the tables are equal."""
+    if engine is None or engine.name != "duckdb":
+        return rows.sort_by([("merchant_id", "ascending"), ("user_id", "ascending")])
+    engine.register("_audience_rows", rows)
+    try:
+        return engine.arrow("SELECT * FROM _audience_rows ORDER BY merchant_id, user_id").cast(rows.schema)
+    finally:
+        engine.unregister("_audience_rows")
 
 
 def merchant_customers(con: SqlEngine, payments: str, as_of: datetime, parts: UserParts | None = None) -> pa.Table:
     """`merchant_customers_sql` run on the merchant-day table of each user part (the run's
     `parts`, or a set made for this call), ordered by merchant_id, user_id."""
     rows = over_merchant_days(con, payments, as_of, {"audience": audience_query}, parts, _COLUMNS)["audience"]
-    return sort_audience(rows)
+    return sort_audience(rows, as_engine(con))
 
 
 __all__ = ["ACTIVE_DAYS", "AUDIENCES", "FORGOTTEN_DAYS", "LAPSED_DAYS", "LOYAL_DAYS", "audience_query",

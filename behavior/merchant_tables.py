@@ -44,7 +44,7 @@ def merchant_tables(con: SqlEngine, payments: str, as_of: datetime, user_values:
         "activity": activity_query, "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
     profiles = assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                                  combine_windows(engine, t["windows"], t["wallet"]), as_of)
-    return MerchantTables(profiles, t["activity"], sort_audience(t["audience"]))
+    return MerchantTables(profiles, t["activity"], sort_audience(t["audience"], engine))
 
 
 __all__ = ["MerchantTables", "merchant_tables"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior import merchant_churn as MC
 from behavior.churn import choose_cutoffs, churn_metrics
@@ -133,6 +134,7 @@ def run(ctx) -> StageResult[pa.Table]:
     profiles["churn_risk"] = risk
     profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
     table = pa.Table.from_pandas(profiles, preserve_index=False)
-    sizes = pd.Series(audience.column("audience").to_pylist(), dtype="object").value_counts()
+    # counted in Arrow: 19M audience rows at 100M lines made 4 s of Python strings
+    sizes = {c["values"]: c["counts"] for c in pc.value_counts(audience.column("audience")).to_pylist()}
     section["audiences"] = {a: int(sizes.get(a, 0)) for a in AUDIENCES}
     return StageResult(table, {MERCHANTS: table, MERCHANT_CUSTOMERS: audience}, section)

@@ -7,8 +7,10 @@ from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
+from hypothesis import given, settings, strategies as st
 
-from behavior.merchant_audience import merchant_customers
+from behavior.merchant_audience import merchant_customers, sort_audience
+from behavior.sql_dialect import as_engine
 from behavior.schema import PAYMENTS
 
 AS_OF = datetime(2025, 4, 1, tzinfo=timezone.utc)
@@ -42,3 +44,20 @@ def test_audiences_of_one_merchant():
     # the lines at and after as_of are never read: else "later" would be a recent customer
     assert t.loc["later", "purchase_days"] == 2
     assert list(t.index) == sorted(t.index)
+
+
+ID = st.text(st.sampled_from(["a", "B", "b", "0", "é", "ß", "中", "\U0001f600", " ", "_"]), max_size=4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ID, ID), unique=True, max_size=40), st.randoms(use_true_random=False))
+def test_duckdb_sorts_the_audience_rows_as_arrow_does(pairs, rnd):
+    """DuckDB's sort (every core) and Arrow's give the same table: strings in byte order, one
+    row per (merchant, customer)."""
+    rnd.shuffle(pairs)
+    rows = pa.table({"merchant_id": pa.array([m for m, _ in pairs], pa.string()),
+                     "user_id": pa.array([u for _, u in pairs], pa.string()),
+                     "payments": pa.array(range(len(pairs)), pa.int64())})
+    by_duckdb = sort_audience(rows, as_engine(duckdb.connect()))
+    assert by_duckdb.schema == rows.schema
+    assert by_duckdb.equals(sort_audience(rows))

@@ -53,6 +53,7 @@ from behavior.churn_rows import plan_rows, planned_datasets
 from behavior.retention import retention_tables
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
+from pipelines.stages.align import ascending
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 BASELINE_INPUTS = set(C.BASELINE_INPUTS.values())
@@ -111,7 +112,7 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, pa.T
                             max(cfg.max_train_rows, CC.MAX_UNITS))
     size = min(need, cfg.max_model_users)
     customers = features.select(["user_id", "first_purchase_at"])
-    if not _ascending(users):   # the feature stage writes its table in user_id order: no sort then
+    if not ascending(users):   # the feature stage writes its table in user_id order: no sort then
         customers = customers.take(pc.sort_indices(users))
     if size >= len(users):
         return "payments", customers
@@ -127,10 +128,6 @@ def _model_payments(ctx, cuts: C.Cutoffs, cfg, section: dict) -> tuple[str, pa.T
     ctx.engine.register(_SAMPLE_PAYMENTS, lines)
     section["model_users"] = {"customers": len(users), "needed": need, "sampled": size, "seed": cfg.seed}
     return _SAMPLE_PAYMENTS, customers
-
-
-def _ascending(ids: pa.ChunkedArray) -> bool:
-    return len(ids) < 2 or bool(pc.all(pc.less(ids.slice(0, len(ids) - 1), ids.slice(1))).as_py())
 
 
 def loyalty_figures(features: pa.Table, loyalty: pa.Table | None, loyalty_days: int, label: int
@@ -161,7 +158,7 @@ def _scoring_frame(features: pa.Table, columns: set[str], label: int, penalizer:
     keep = [c for c in features.column_names if c in columns | {"frequency", "recency", "T"}]
     now = C.add_bgnbd(features.select(keep).to_pandas(), label, penalizer, model=btyd, known=known)
     ids = features.column("user_id")
-    if not _ascending(ids):   # the feature stage writes its table in user_id order: no sort then
+    if not ascending(ids):   # the feature stage writes its table in user_id order: no sort then
         order = pc.sort_indices(ids)
         ids = ids.take(order)
         now = now.take(order.to_numpy()).reset_index(drop=True)

@@ -25,6 +25,7 @@ from behavior.merchant_profiles import merchant_profiles
 from behavior.merchant_tables import merchant_tables
 from behavior.schema import PAYMENTS
 from behavior.sql_dialect import DuckDBEngine
+from tests.recording_engine import RecordingEngine
 
 UTC = timezone.utc
 AS_OF = datetime(2025, 4, 1, 6, tzinfo=UTC)   # 06:00: a UTC day splits into two days before as_of
@@ -241,18 +242,6 @@ def test_at_midnight_the_days_are_counted_without_distinct_and_alike():
     assert plain["n_days"].tolist() == [2, 0] and plain["s_pays"].tolist() == [3, 0]
 
 
-class _Recording(DuckDBEngine):
-    """DuckDB, keeping the text of every query it answers."""
-
-    def __init__(self, con) -> None:
-        super().__init__(con)
-        self.queries: list[str] = []
-
-    def arrow(self, sql, params=None):
-        self.queries.append(sql)
-        return super().arrow(sql, params)
-
-
 def test_the_per_user_relations_are_read_once_however_many_parts(monkeypatch, tmp_path):
     """The users' values and tiers are split into the user parts in one read each, so the work
     stays linear in the history: a filter of the whole relation per part reads every user once
@@ -268,9 +257,9 @@ def test_the_per_user_relations_are_read_once_however_many_parts(monkeypatch, tm
     con.register("user_tiers", pa.table({"user_id": known, "loyalty_tier": ["Gold"] * len(known)}))
 
     def reads(parts) -> tuple[int, pd.DataFrame]:
-        engine = _Recording(con)
+        engine = RecordingEngine(con)
         t = merchant_tables(engine, "payments", AS_OF, "user_values", "user_tiers", parts and parts(engine))
-        n = sum(1 for q in engine.queries if "user_values" in q or "user_tiers" in q)
+        n = sum(1 for q in engine.sql if "user_values" in q or "user_tiers" in q)
         return n, t.profiles
 
     whole_reads, whole = reads(None)

@@ -5,11 +5,11 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pytest
 
-from behavior.sql_dialect import DuckDBEngine
 from pipelines.config import Config
 from pipelines.stage import UNCUT_USERS, StageContext
 from pipelines.stages import profiles
 from pipelines.stages.align import aligned, ascending
+from tests.recording_engine import RecordingEngine
 
 
 @pytest.mark.parametrize("ids, expected", [
@@ -27,18 +27,6 @@ def test_aligned_takes_a_sorted_subset_by_user_id():
     assert got.column("x").to_pylist() == [None, 2, None, 4]
 
 
-class Recording(DuckDBEngine):
-    """The DuckDB engine, keeping the SQL it ran."""
-
-    def __init__(self, con) -> None:
-        super().__init__(con)
-        self.sql: list[str] = []
-
-    def arrow(self, sql, params=None):
-        self.sql.append(sql)
-        return super().arrow(sql, params)
-
-
 def _profiles(users: pa.Table) -> tuple[pa.Table, list[str]]:
     import duckdb
 
@@ -47,7 +35,7 @@ def _profiles(users: pa.Table) -> tuple[pa.Table, list[str]]:
     con.execute("CREATE VIEW users AS SELECT * FROM _users WHERE signup_at < TIMESTAMPTZ '2025-01-01'")
     con.execute(f"CREATE VIEW {UNCUT_USERS} AS SELECT * FROM _users")
     features = pa.table({"user_id": ["a", "b", "c"], "n_payments": [1, 2, 3]})
-    engine = Recording(con)
+    engine = RecordingEngine(con)
     ctx = StageContext(home=None, config=Config(), as_of=datetime(2025, 1, 1, tzinfo=timezone.utc), con=con,
                        tables={"users"}, outputs={"features": features}, engine=engine)
     return profiles.run(ctx).output, engine.sql

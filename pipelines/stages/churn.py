@@ -53,7 +53,7 @@ from behavior.churn_rows import plan_rows, planned_datasets
 from behavior.retention import retention_tables
 from behavior.store.bundle import COHORT_RETENTION, RETENTION_CURVES
 from pipelines.stage import StageResult
-from pipelines.stages.align import ascending
+from pipelines.stages.align import aligned, ascending
 
 _SAMPLE, _SAMPLE_PAYMENTS = "_churn_sample", "_churn_payments"
 BASELINE_INPUTS = set(C.BASELINE_INPUTS.values())
@@ -170,12 +170,12 @@ def _profile_words(ctx, now: pd.DataFrame, ids: pa.ChunkedArray, btyd, label: in
     the profile's expected purchases (the loyalty stage's column over its own horizon), not the
     churn feature over the label window, so the two never disagree when the horizons differ.
     The loyalty column is the same model (`btyd`) on the same (frequency, recency, T) at as_of,
-    so it is read by user_id, not computed again."""
+    so it is read by user_id (in the same order, no lookup), not computed again."""
     days = ctx.config.loyalty.horizon_days
     if btyd is None or days == label:
         return now, label
-    loyalty = ctx.outputs["loyalty"]
-    expected = loyalty.column("expected_purchases").take(pc.index_in(ids, loyalty.column("user_id")))
+    loyalty = ctx.outputs["loyalty"].select(["user_id", "expected_purchases"])
+    expected = aligned(ids, loyalty).column("expected_purchases")
     return now.assign(expected_purchases=expected.to_numpy(zero_copy_only=False)), days
 
 

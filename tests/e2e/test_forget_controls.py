@@ -52,7 +52,7 @@ def quarantined_ids(data) -> list[str]:
 def inbox_rejected_ids(data) -> list[str]:
     con = sqlite3.connect(inbox_path(data))
     try:
-        return sorted(u for (u,) in con.execute("SELECT user_id FROM rejected"))
+        return sorted(u for (u,) in con.execute("SELECT user_id FROM rejected WHERE user_id IS NOT NULL"))
     finally:
         con.close()
 
@@ -113,6 +113,23 @@ def test_forget_erases_the_users_quarantined_rows_with_control_characters_and_no
     assert rep["inbox_rows"] == 1
     stored = pq.read_table(data / "lake" / "payments").column("user_id").to_pylist()
     assert USER not in stored and len(stored) > 100
+
+
+
+def test_a_later_notification_of_the_user_with_a_control_character_keeps_nothing(home):
+    """After the erasure, the API refuses such a line as erased_user, as it does the user's other lines."""
+    root, data, _ = home
+    secret = add_sender(data, "psp2")
+    body = encode([payment("n-3", user="\x1b" + USER), payment("n-4", user=USER + "0\x00")])
+    with serving(data, root / "serve-2.log") as base:
+        receipt = httpx.post(base + PATH, content=body, headers=signed("psp2", body, secret=secret), timeout=30).json()
+    assert [(x["payment_id"], x["reason"]) for x in receipt["rejected"]] == [("n-3", "erased_user"), ("n-4", "bad_user_id")]
+    assert inbox_rejected_ids(data) == sorted(["x" + USER + "\x00", USER + "0\x00"])
+    con = sqlite3.connect(inbox_path(data))
+    try:
+        assert con.execute("SELECT user_id, raw FROM rejected WHERE payment_id = 'n-3'").fetchall() == [(None, None)]
+    finally:
+        con.close()
 
 
 KILL_IN_QUARANTINE = """

@@ -62,6 +62,11 @@ def without_controls(value: str) -> str:
     return normalize_id(value.translate(_DROP_CONTROLS))
 
 
+def without_controls_sql(expr: str, dialect) -> str:
+    """SQL of `without_controls` over the text `expr`; `dialect` is a `behavior.sql_dialect.Dialect`."""
+    return trim_sql(dialect.replace_all(expr, CONTROL_PATTERN, ""), dialect.literal)
+
+
 def control_notice(user_id: str) -> str | None:
     """What an erasure of `user_id` (in stored form) holding control characters should tell the
     caller, None for an id without any: ingest never stored it, so only the quarantine can hold

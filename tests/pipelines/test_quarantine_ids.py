@@ -1,19 +1,24 @@
 """The rule by which `behavior forget` finds a user's quarantined rows whose id holds control
-characters: the id without them (`behavior.ids.without_controls`) is the erased id. "u1\\x00",
-"\\x00u1", "\\tu1" and "u1\\r" are rows of "u1"; "u10\\x00" and "xu1\\x00" are not."""
+characters, and a later ingest refuses them: the id without them (`behavior.ids.without_controls`)
+is the erased id. "u1\\x00", "\\x00u1", "\\tu1" and "u1\\r" are rows of "u1"; "u10\\x00" and
+"xu1\\x00" are not."""
 
 import json
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from behavior.ids import ID_CONTROLS, ID_WHITESPACE, control_notice, normalize_id, without_controls
 from behavior.pii import erasure_hash
 from behavior.schema import PAYMENTS
+from behavior.store.datahome import DataHome
 from behavior.store.inbox import Inbox
-from pipelines.forget import row_values
+from pipelines.forget import forget, row_values
+from pipelines.ingest import IngestOptions, ingest
 
 # stored ids: no control character, no separator or quote that the quarantine's values are split at
 STORED = st.text(st.characters(exclude_characters=ID_CONTROLS + ",;|'\"", exclude_categories=["Cs"]),
@@ -93,3 +98,22 @@ def test_the_inbox_loses_the_users_rejected_lines_with_control_characters_and_no
     con = inbox.connection()
     assert [u for (u,) in con.execute("SELECT user_id FROM lines")] == ["u10"]
     assert sorted(u for (u,) in con.execute("SELECT user_id FROM rejected")) == sorted(["u10\x00", "xu1\x00", "x\x00u1"])
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["duckdb", "arrow"])
+def test_a_later_ingest_keeps_no_values_of_an_erased_users_rows_with_control_characters(tmp_path, direct):
+    """After `forget u1`, a row of "u1\\x00" would be quarantined (bad_user_id) with its values:
+    it is refused as erased_user instead, with none kept, as a row of "u1" is; an id erased as it
+    is ("u2\\x00") still is; other ids keep their reason and values."""
+    home = DataHome(tmp_path / "data")
+    forget(home, ["u1", "u2\x00"])
+    ids = ["u1\x00", "\x1bu1", " u1\x7f ", "u2\x00", "u1", "u10\x00", "xu1\x00", "u3"]
+    amounts = ["1.00"] * 4 + ["not-a-number"] + ["1.00"] * 3
+    pq.write_table(pa.table({"payment_id": [f"p{i}" for i in range(len(ids))], "user_id": ids,
+                             "item_id": ["i1"] * len(ids), "amount": amounts,
+                             "paid_at": ["2024-01-05"] * len(ids)}), tmp_path / "in.parquet")
+    rep = ingest(home, [tmp_path / "in.parquet"], IngestOptions(direct=direct, defaults={"currency": "EUR"}))
+    assert (rep["accepted"], rep["rejected_by_reason"]) == (1, {"erased_user": 5, "bad_user_id": 2})
+    q = pq.read_table(home.rejected).to_pandas().set_index("source_row")
+    assert q.loc[[1, 2, 3, 4, 5], "raw"].isna().all()
+    assert [json.loads(q.loc[r, "raw"])["user_id"] for r in (6, 7)] == ["u10\x00", "xu1\x00"]

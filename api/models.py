@@ -401,6 +401,10 @@ class ErasureResult(BaseModel):
     user_id: str
     erased: bool = True
     bundle_version: str
+    notice: str | None = Field(None, description=(
+        "Set when the id holds a control character (U+0000-U+001F or U+007F): ingest never stores such an "
+        "id (it quarantines the row as bad_user_id), so only the quarantine can hold it; names the id the "
+        "user most likely has, to erase instead. The words of `behavior forget`."))
 
 
 # ---------------------------------------------------------------- recommendations

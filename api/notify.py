@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from behavior.store.erasure_log import ErasureLog
-from behavior.ids import normalize_id
+from behavior.ids import normalize_id, without_controls
 from behavior.notification_fast import check_clean_lines
 from behavior.notifications import check_lines
 from behavior.store.inbox import Inbox, reporting_currency
@@ -143,7 +143,7 @@ class Receiver:
         if checked is None:
             self.full_checks += 1
             checked = check_lines(self._duckdb(), rows, currency, now)
-        accepted, rejected = checked.accepted, checked.rejected
+        accepted, rejected = checked.accepted, self._erased_refused(checked.rejected)
         bad = {r["_row"] for r in rejected}
         positions = [i for i in range(len(rows)) if i not in bad] if checked.duplicates == 0 else []
         if accepted.num_rows:
@@ -160,6 +160,18 @@ class Receiver:
                 positions = [p for p, k in zip(positions, keep.to_pylist()) if k]
                 accepted = accepted.filter(keep)
         return accepted, rejected, checked.duplicates, positions
+
+    def _erased_refused(self, rejected: list[dict]) -> list[dict]:
+        """The rejected lines as the inbox keeps them: with their values, but those whose id names
+        an erased user, in stored form or without its control characters (`without_controls`, as
+        `behavior forget` reads the quarantine), refused as erased_user with nothing kept, as the
+        accepted lines of erased users are."""
+        forms = {u: {u, without_controls(u)} - {""} for u in {r["user_id"] for r in rejected if r["user_id"]}}
+        gone = self.erasure.erased_among(sorted(set().union(*forms.values()))) if forms else set()
+        if not gone:
+            return rejected
+        return [{**r, "user_id": None, "reason": "erased_user", "detail": ERASED_DETAIL, "raw": None}
+                if r["user_id"] and forms[r["user_id"]] & gone else r for r in rejected]
 
     def _store(self, requests: list[tuple[list[dict], str]]) -> list[Receipt] | None:
         """Check and store the requests together; None (nothing stored) if more than one and

@@ -16,7 +16,7 @@ _AUDIENCE = {"bundle_version": "20260101T000000Z", "merchant_id": "m00017", "seg
              "customers": [{"user_id": "u0000042", "purchase_days": 3, "payments": 4, "revenue": 182.4,
                             "last_payment_at": "2025-09-14T10:22:05+00:00", "days_since": 109.6}]}
 _RELOAD = {"changed": True, "bundle_version": "20260101T000000Z", "previous_version": "20251201T000000Z"}
-_ERASED = {"user_id": "u0000001", "erased": True, "bundle_version": "20260101T000000Z"}
+_ERASED = {"user_id": "u0000001", "erased": True, "bundle_version": "20260101T000000Z", "notice": None}
 _PAYMENT = {"payment_id": "p-2026-000123", "user_id": "u0000001", "merchant_id": "m00017",
             "paid_at": "2026-01-02T09:30:00+00:00", "status": "success", "currency": "EUR", "channel": "app",
             "promotion_id": None,

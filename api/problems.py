@@ -60,7 +60,8 @@ class ApiProblem(Exception):
     """Raised by handlers and dependencies; becomes one problem+json response."""
 
     def __init__(self, status: int, slug: str, title: str, detail: str | None = None, *,
-                 headers: dict[str, str] | None = None, errors: list[FieldError] | None = None) -> None:
+                 headers: dict[str, str] | None = None, errors: list[FieldError] | None = None,
+                 extensions: dict[str, Any] | None = None) -> None:
         super().__init__(detail or title)
         self.status = status
         self.slug = slug
@@ -68,6 +69,7 @@ class ApiProblem(Exception):
         self.detail = detail
         self.headers = headers
         self.errors = errors
+        self.extensions = extensions or {}   # RFC 9457 extension members of this kind of problem
 
 
 def problem_response(status: int, *, title: str | None = None, detail: str | None = None, slug: str | None = None,
@@ -89,7 +91,7 @@ def problem_response(status: int, *, title: str | None = None, detail: str | Non
 def api_problem_response(exc: ApiProblem, instance: str) -> ProblemResponse:
     """The answer to `exc` raised on the request to `instance` (the request URL's path)."""
     return problem_response(exc.status, title=exc.title, detail=exc.detail, slug=exc.slug, instance=instance,
-                            headers=exc.headers, errors=exc.errors)
+                            headers=exc.headers, errors=exc.errors, **exc.extensions)
 
 
 _PHRASES = {413: "Content Too Large", 422: "Unprocessable Content"}  # RFC 9110 names

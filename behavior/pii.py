@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from behavior.ids import control_sql, without_controls_sql
 from behavior.sql_dialect import DUCKDB, Dialect
 
 # A digit run of 13-19 digits, optionally separated by single spaces or dashes, not part of a
@@ -97,3 +98,12 @@ def erasure_hash(secret: bytes, user_id: str) -> str:
 def erasure_hash_sql(secret: bytes, column: str, dialect: Dialect = DUCKDB) -> str:
     """SQL expression of `erasure_hash` over a string column (lowercase hex on both engines)."""
     return dialect.sha256.format(f"'{secret.hex()}' || {column}")
+
+
+def erased_id_hashes_sql(secret: bytes, stored: str, dialect: Dialect = DUCKDB) -> tuple[str, str]:
+    """SQL of the two keyed hashes by which an id (`stored`: its text in stored form) may name an
+    erased user: its own, and for an id holding a control character, which ingest quarantines,
+    that of the id without them (`behavior.ids.without_controls`, the user such a row most likely
+    belongs to; NULL for other ids)."""
+    bare = erasure_hash_sql(secret, without_controls_sql(stored, dialect), dialect)
+    return erasure_hash_sql(secret, stored, dialect), f"CASE WHEN {control_sql(stored, dialect)} THEN {bare} END"

@@ -291,7 +291,7 @@ def forget(
     """Erase users from every place under the data home (lake, quarantine, bundles, logs, ...);
     later ingests reject them. Ids are trimmed of whitespace at both ends, as ingest stores them."""
     from behavior.errors import InputError
-    from behavior.ids import control_characters, normalize_id
+    from behavior.ids import control_notice, normalize_id
     from pipelines.forget import forget as run_forget
 
     ids = list(user_ids or [])
@@ -301,10 +301,9 @@ def forget(
     if not any(normalize_id(u) for u in ids):
         raise InputError("name the users to erase: behavior forget USER_ID... or --file FILE")
     for u in dict.fromkeys(normalize_id(u) for u in ids):
-        if found := control_characters(u):
+        if notice := control_notice(u):
             # recorded all the same: the quarantine keeps such rows' values, and they are erased there
-            state.console.note(f"forget: {u!r} holds {', '.join(found)}: ingest never stores an id with a control "
-                               "character (it quarantines the row as bad_user_id), so only the quarantine can hold it")
+            state.console.note(f"forget: {notice}")
     with state.console.status("erasing"):
         rep = run_forget(state.home, ids)
     state.console.result(json.dumps(rep, indent=2) if as_json else _forget_summary(rep))

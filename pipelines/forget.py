@@ -4,7 +4,8 @@ The places (tests/e2e/test_forget.py checks each, then searches every file for t
 - the lake: every file of a table with a `user_id` column (payments, users, assignments) that
   holds one of their rows is rewritten without them, in one lake transaction (a kill leaves all
   files old or all new);
-- the quarantine (`lake/_rejected`): rejected rows whose source values or detail name the user;
+- the quarantine (`lake/_rejected`): rejected rows whose source values or detail name the user,
+  an id holding control characters naming the user it gives without them (`row_values`);
 - every bundle, the active one and those kept for rollback: every per-user artifact of the
   bundle catalogue (`behavior.store.bundle.without_users`: the Parquet tables keyed by
   `user_id`, and the recommender's id map, purchased items, segments and factor rows). A bundle is
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from behavior.ids import normalize_id, trim_sql
+from behavior.ids import CONTROL_PATTERN, normalize_id, trim_sql, without_controls
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
 from behavior.store import atomic, erasure_log
@@ -45,6 +46,7 @@ from pipelines.lake import locked, table_files, transaction
 
 _SPLIT = re.compile(r"[,;\t|]")
 _QUOTED = re.compile(r"'([^']*)'")
+_CONTROL = re.compile(CONTROL_PATTERN)
 
 
 def forget(home: DataHome, user_ids: list[str]) -> dict:
@@ -162,23 +164,35 @@ def _purge_table(con, lake: Path, txn, table: str, key: bytes, matched: set[str]
     return removed
 
 
-def _row_values(raw: str | None, detail: str | None) -> set[str]:
-    """The values a quarantined row holds, in stored form: those of its `raw` JSON (for a
-    malformed line, its fields) and those its `detail` quotes."""
-    out = set()
+def _value_ids(text: str) -> set[str]:
+    """The ids a quarantined value may hold, in stored form: the value, and each of its fields
+    (split at , ; tab |) without quotes."""
+    return {normalize_id(text), *(normalize_id(normalize_id(part).strip("\"'")) for part in _SPLIT.split(text))}
+
+
+def row_values(raw: str | None, detail: str | None) -> set[str]:
+    """The ids a quarantined row may name: those of the values of its `raw` JSON (for a malformed
+    line, its fields) and of the values its `detail` quotes. A value holding control characters
+    also names the ids it gives without them (`behavior.ids.without_controls`), whole and field
+    by field: "u1\\x00", "\\x00u1" and "u\\x001" name "u1" (as "\\tu1" and "u1\\r" do in stored form),
+    "u10\\x00" and "xu1\\x00" do not. A row is erased when it names an erased id."""
+    values: list[str] = []
     if raw is not None:
         try:
             value = json.loads(raw)
         except ValueError:
             value = raw
-        for v in value.values() if isinstance(value, dict) else [value]:
-            if v is None:
-                continue
-            s = str(v)
-            out.add(normalize_id(s))
-            out.update(normalize_id(normalize_id(part).strip("\"'")) for part in _SPLIT.split(s))
-    if detail:
-        out.update(normalize_id(q) for q in _QUOTED.findall(detail))
+        values += [str(v) for v in (value.values() if isinstance(value, dict) else [value]) if v is not None]
+    out: set[str] = set()
+    for s in values:
+        ids = _value_ids(s)
+        if _CONTROL.search(s):
+            ids |= _value_ids(without_controls(s)) | {without_controls(i) for i in ids}
+        out |= ids
+    for q in _QUOTED.findall(detail or ""):
+        out.add(normalize_id(q))
+        if _CONTROL.search(q):
+            out.add(without_controls(q))
     return out
 
 
@@ -190,7 +204,7 @@ def _purge_quarantine(home: DataHome, txn, key: bytes, erased: set[str], matched
         details = t.column("detail").to_pylist() if "detail" in t.column_names else [None] * t.num_rows
         drop = []
         for raw, detail in zip(t.column("raw").to_pylist(), details):
-            hits = {h for h in (erasure_hash(key, v) for v in _row_values(raw, detail)) if h in erased}
+            hits = {h for h in (erasure_hash(key, v) for v in row_values(raw, detail)) if h in erased}
             matched |= hits
             drop.append(bool(hits))
         if not any(drop):

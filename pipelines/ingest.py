@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from behavior.errors import InputError
 from behavior.parsing import NA_VALUES, check_date_format
-from behavior.pii import erasure_hash_sql, mask_card_numbers
+from behavior.pii import erased_id_hashes_sql, mask_card_numbers
 from behavior.schema import TABLES, Table, table
 from behavior.store import opt_outs
 from behavior.sql_dialect import DUCKDB, DuckDBEngine
@@ -383,18 +383,20 @@ def _check_accounting(rep: dict) -> None:
 def _drop_erased(engine: Any, src: Source, column: str | None, erased: tuple[bytes, set[str]] | None,
                  na_values: tuple[str, ...] = NA_VALUES) -> tuple[Source, list[int]]:
     """The source without rows of erased users (erasure log), and their row numbers. The id is
-    hashed in the canonical form validation would store (trimmed, spreadsheet '.0' dropped)."""
+    hashed in the canonical form validation would store (trimmed, spreadsheet '.0' dropped), and
+    holding a control character also without them (`behavior.pii.erased_id_hashes_sql`)."""
     if erased is None or column is None or src.table.num_rows == 0:
         return src, []
     key, logged = erased
     d = engine.dialect
     engine.register("_src", src.table)
     try:
-        canonical = id_text_sql(column, src.table.schema.field(column).type, d, na_values)
-        hashes = engine.arrow(f"SELECT {erasure_hash_sql(key, canonical, d)} AS h FROM _src ORDER BY {ROW}").column(0)
+        own, bare = erased_id_hashes_sql(key, id_text_sql(column, src.table.schema.field(column).type, d, na_values), d)
+        hashes = engine.arrow(f"SELECT {own} AS h, {bare} AS bare FROM _src ORDER BY {ROW}")
     finally:
         engine.unregister("_src")
-    hit = pc.fill_null(pc.is_in(hashes, value_set=pa.array(sorted(logged), pa.string())), False).to_pylist()
+    logged_hashes = pa.array(sorted(logged), pa.string())
+    hit = pc.fill_null(pc.or_(*(pc.is_in(h, value_set=logged_hashes) for h in hashes.columns)), False).to_pylist()
     if not any(hit):
         return src, []
     rows = [r for r, h in zip(src.table.column(ROW).to_pylist(), hit) if h]

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from behavior.date_order import decide_from_texts, order_texts
-from behavior.pii import erasure_hash_sql, mask_card_numbers
+from behavior.pii import erased_id_hashes_sql, mask_card_numbers
 from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
 from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
@@ -195,11 +195,11 @@ def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tup
     if erased is None or column is None:
         return src, []
     key, logged = erased
-    hashed = erasure_hash_sql(key, id_text_sql(column, src.types[column], DUCKDB, na_values), DUCKDB)
+    own, bare = erased_id_hashes_sql(key, id_text_sql(column, src.types[column], DUCKDB, na_values), DUCKDB)
     con.register("_erased", pa.table({"h": pa.array(sorted(logged), pa.string())}))
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _erased_rows AS SELECT {ROW} FROM {src.relation} s "
-                    f"WHERE {hashed} IN (SELECT h FROM _erased)")
+                    f"WHERE {own} IN (SELECT h FROM _erased) OR {bare} IN (SELECT h FROM _erased)")
     finally:
         con.unregister("_erased")
     rows = sorted(con.sql(f"SELECT {ROW} FROM _erased_rows").to_arrow_table().column(ROW).to_pylist())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from behavior.ids import control_notice
 from behavior.store.bundle import BundleError
 from api.deps import AdminCaller, StateDep
 from behavior.store.keys import ApiKey
@@ -55,7 +56,8 @@ _ERASE_DESCRIPTION = (
     "The user disappears from profiles, segment queries, exports, target lists and recommendations at once. "
     "The erasure is recorded (a keyed hash, never the id) in the data home's erasure log: every process keeps "
     "the user out of the bundles it loads, the next `behavior run` purges them from the lake, later ingests "
-    "reject their rows.")
+    "reject their rows. An id holding a control character (U+0000-U+001F or U+007F) is recorded all the same, "
+    "and `notice` (in the 404 problem too) says that only the quarantine can hold it and which id to erase instead.")
 _ERASE_RESPONSES = problems(*AUTH, 404, 422, 503)
 
 
@@ -78,8 +80,9 @@ async def _erase(state: ServingState, caller: ApiKey, user_id: str, endpoint: st
     version = state.bundle.version
     state.audit.write(key_id=caller.key_id, endpoint=endpoint, rows=int(found),
                       bundle_version=version, user_key_hash=state.erasure_log.key_hash(user_id))
+    notice = control_notice(user_id)
     if not found:
-        raise ApiProblem(404, "unknown-user", "Unknown user",
-                         f"user {user_id!r} is not in bundle {version}; they will be kept out of bundles "
-                         "this process loads later")
-    return ErasureResult(user_id=user_id, bundle_version=version)
+        detail = f"user {user_id!r} is not in bundle {version}; they will be kept out of bundles this process loads later"
+        raise ApiProblem(404, "unknown-user", "Unknown user", detail + (f". {notice}" if notice else ""),
+                         extensions={"notice": notice} if notice else None)
+    return ErasureResult(user_id=user_id, bundle_version=version, notice=notice)

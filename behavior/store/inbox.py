@@ -33,6 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from behavior.errors import BehaviorError
+from behavior.ids import without_controls
 from behavior.pii import erasure_hash
 from behavior.schema import PAYMENTS
 from behavior.store.datahome import DataHome
@@ -233,19 +234,28 @@ class Inbox:
     # ------------------------------------------------------------ erasure
 
     def purge_erased(self, secret: bytes, hashes: set[str] | frozenset[str]) -> int:
-        """Delete every line (and rejected line) of a user whose keyed hash is in `hashes`;
-        returns how many rows went. The keys stay: they name no one."""
+        """Delete every line (and rejected line) of a user whose keyed hash is in `hashes`, in
+        one transaction (a kill leaves every line or none of them); returns how many rows went.
+        A rejected line's id holding control characters is the id it gives without them
+        (`behavior.ids.without_controls`), as in the lake's quarantine. The keys stay: they
+        name no one."""
         if not hashes:
             return 0
         con = self.connection()
         gone = 0
         # zeroes the deleted rows' bytes in the pages instead of only unlinking them
         con.execute("PRAGMA secure_delete=ON")
-        for table in ("lines", "rejected"):
-            users = [u for (u,) in con.execute(f"SELECT DISTINCT user_id FROM {table} WHERE user_id IS NOT NULL")]
-            erased = [u for u in users if erasure_hash(secret, u) in hashes]
-            for u in erased:
-                gone += con.execute(f"DELETE FROM {table} WHERE user_id = ?", (u,)).rowcount
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for table, forms in (("lines", lambda u: (u,)), ("rejected", lambda u: (u, without_controls(u)))):
+                users = [u for (u,) in con.execute(f"SELECT DISTINCT user_id FROM {table} WHERE user_id IS NOT NULL")]
+                erased = [u for u in users if any(erasure_hash(secret, f) in hashes for f in forms(u))]
+                for u in erased:
+                    gone += con.execute(f"DELETE FROM {table} WHERE user_id = ?", (u,)).rowcount
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         if gone:
             # the write-ahead log still holds the rows as they were inserted: copy it into the
             # database (zeroed pages) and truncate it

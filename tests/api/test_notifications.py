@@ -268,3 +268,20 @@ def test_an_unexpected_error_in_a_notification_is_a_500_problem_with_an_incident
     assert r.status_code == 500
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "incident" in r.json()
+
+
+def test_an_erased_users_rejected_lines_keep_no_values(client, home, secret):
+    """A line of an erased user that validation rejects (a bad date, or the id with a control
+    character, most likely an export's defect) is refused as erased_user and nothing of it is
+    kept; another id's rejected line keeps its values."""
+    ErasureLog(home.root).record("u0000007")
+    bad_date = payment("p-date", user="u0000007")
+    bad_date["paid_at"] = "yesterday-ish"
+    body = encode([bad_date, payment("p-nul", user="\x00u0000007"), payment("p-esc", user="u0000007\x1b"),
+                   payment("p-other", user="xu0000007\x00")])
+    r = post(client, body, signed("psp", body, secret=secret)).json()
+    assert sorted((x["payment_id"], x["reason"]) for x in r["rejected"]) == [
+        ("p-date", "erased_user"), ("p-esc", "erased_user"), ("p-nul", "erased_user"), ("p-other", "bad_user_id")]
+    kept = {row[1]: (row[3], row[6]) for row in inbox_rows(home, "rejected")}
+    assert kept["p-date"] == kept["p-nul"] == kept["p-esc"] == (None, None)
+    assert kept["p-other"][0] == "xu0000007\x00" and "p-other" in kept["p-other"][1]

@@ -68,6 +68,23 @@ def test_logs_lose_every_form_of_the_id_and_nothing_else(home):
     assert oct(audit.stat().st_mode & 0o777) == "0o600"
 
 
+def test_logs_lose_the_id_after_an_escaped_control_character(home):
+    """A log may write a quarantined id with a control character escaped before it (ingest's JSON
+    report shows it as U+FFFD): the id after it is scrubbed; an escaped letter makes another id."""
+    log = home.root / "logs" / "ingest.log"
+    log.parent.mkdir()
+    named = ['{"bad_user_id": "row 3: user_id \'\\ufffdu1\' holds a control character"}\n',   # JSON, ensure_ascii
+             '{"user_id": "\\tu1"}\n', '{"user_id": "\\u0000u1"}\n', "{'user_id': '\\x00u1'}\n",
+             '{"user_id": "\\u007fu1"}\n', "GET /v1/users/%00u1/profile\n", "GET /v1/users/%20u1/profile\n"]
+    others = ['{"user_id": "\\tu10"}\n', '{"user_id": "\\u0041u1"}\n', "GET /v1/users/%41u1/profile\n",
+              '{"user_id": "xu1"}\n']
+    log.write_text("".join(named + others))
+    assert scrub_logs(home, ["u1"]) == {"logs/ingest.log": len(named)}
+    text = log.read_text().splitlines(keepends=True)
+    assert all("[erased]" in line and "u1" not in line for line in text[:len(named)]), text
+    assert text[len(named):] == others
+
+
 def test_forget_clears_half_written_bundles_the_demo_input_and_dead_spill(home):
     partial = home.bundles / ".tmp-20990101T000000Z-abcdef"
     partial.mkdir(parents=True)

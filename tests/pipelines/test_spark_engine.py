@@ -252,7 +252,7 @@ def test_dialect_templates_give_duckdbs_answers(spark):
     NULLs in different places."""
     import duckdb
 
-    from behavior.ids import control_sql
+    from behavior.ids import control_sql, without_controls, without_controls_sql
     from behavior.pii import EMAIL_PATTERN
     from behavior.sql_dialect import DuckDBEngine
     from behavior.validate import id_text_sql
@@ -275,8 +275,8 @@ def test_dialect_templates_give_duckdbs_answers(spark):
                 "AS null_swap_same, "
                 + ", ".join(f"{d.printable_ends.format(d.literal(v))} AS ends_{i}"
                             for i, v in enumerate(("u1", "~u!", "caf\u00e9", "\u00e9t", " u1", "u1\n", "", "x")))
-                + "".join(f", {control_sql(e, d)} AS control_{i}, {d.may_hold_control.format(e + ', NULL')} AS may_{i}"
-                          for i, e in enumerate(_control_texts(d))))
+                + "".join(f", {control_sql(e, d)} AS control_{i}, {d.may_hold_control.format(e + ', NULL')} AS may_{i}, "
+                          f"{without_controls_sql(e, d)} AS bare_{i}" for i, e in enumerate(_control_texts(d))))
         finally:
             engine.unregister("_floats")
         answers[d.name] = texts.to_pydict(), other.to_pylist()[0]
@@ -291,11 +291,12 @@ def test_dialect_templates_give_duckdbs_answers(spark):
     assert not spk[1]["email_newline"] and not spk[1]["null_swap_same"]
     controls = [duck[1][f"control_{i}"] for i in range(len(CONTROL_TEXTS))]
     assert controls == [False, True, True, False, True, True, False]
+    assert [duck[1][f"bare_{i}"] for i in range(len(CONTROL_TEXTS))] == list(map(without_controls, CONTROL_TEXTS))
     assert all(row[f"may_{i}"] for row in (duck[1], spk[1]) for i in range(len(CONTROL_TEXTS)) if controls[i])
 
 
-# ids for behavior.ids.control_sql and the dialects' fast first test: u1, u1 NUL, u SOH 2, a"b,
-# x DEL, a tab inside, café
+# ids for behavior.ids.control_sql, without_controls_sql and the dialects' fast first test: u1, u1 NUL,
+# u SOH 2, a"b, x DEL, a tab inside, café
 CONTROL_TEXTS = ("u1", "u1\x00", "u\x012", 'a"b', "x\x7f", "u\tv", "caf\u00e9")
 
 

@@ -414,14 +414,19 @@ def repeated_keys(engine: Any, relation: str, spec: Table) -> tuple[pa.Array, pa
 
     The kept row of a key is the first (append tables) or the last (upsert tables); a row
     with the kept row's values is a copy; with other values it is a conflict (append) or a
-    superseded version (upsert: counted with the copies). Checked with one aggregate; the
-    window runs only over the repeated keys."""
+    superseded version (upsert: counted with the copies). Checked with one aggregate over the
+    keys' hash; the window runs only where a hash repeats, over the repeated keys."""
     d = engine.dialect
     keys = ", ".join(_q(k, d) for k in spec.key)
     empty = pa.array([], pa.int64())
-    repeated = f"SELECT {keys} FROM {relation} WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
-    if not engine.arrow(f"SELECT count(*) AS n FROM ({repeated}) r").column(0)[0].as_py():
+    # Equal keys have equal hashes: grouping by the keys' hash (one number) shows that no key
+    # repeats with a hash table a fraction of the keys' size (10M payment lines beside their
+    # checked table at the memory cap: 5.5 CPU seconds grouping the keys, which spills)
+    hashed = (f"SELECT count(*) AS n FROM (SELECT {d.hash_of([_q(k, d) for k in spec.key])} AS h FROM {relation} "
+              f"WHERE _reason IS NULL GROUP BY h HAVING count(*) > 1) r")
+    if not engine.arrow(hashed).column(0)[0].as_py():
         return empty, empty
+    repeated = f"SELECT {keys} FROM {relation} WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
     order = "ASC" if spec.mode == "append" else "DESC"
     rows = engine.arrow(f"""
         SELECT {ROW}, _differs FROM (

@@ -131,7 +131,7 @@ def _map_case(t: str, synonyms: dict[str, str], d: Dialect) -> str:
     return _as_stored(t, [k for k, v in synonyms.items() if k == v], _lookup(t, synonyms, d), d)
 
 
-def _as_stored(t: str, stored, otherwise: str, d: Dialect) -> str:
+def _as_stored(t: str, stored: list[str] | tuple[str, ...], otherwise: str, d: Dialect) -> str:
     """`t` where it is one of the values `stored` (most values are written as they are stored:
     they skip lower() and the list of synonyms), else `otherwise`. A CASE, not IN: DuckDB turns
     an IN list into a join, which does not keep the rows' order."""

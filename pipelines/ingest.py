@@ -59,6 +59,7 @@ from pipelines.engines import duckdb_connection
 from pipelines.ingest_report import NO_AMOUNT, column_report, rejection_examples
 from pipelines.lake import META, Transaction, locked, read_meta, table_files, transaction
 from pipelines.lake_currency import first_currency, first_currency_of
+from pipelines.lake_months import write_months
 from pipelines.dimension_merge import dimension_merge_sql, with_positions
 from pipelines.local_replace import changed_and_new, drop_keys
 from pipelines.readers import FORMATS, Source, read_source
@@ -486,15 +487,7 @@ def _new_rows(con, files: list[Path], spec: Table, accepted: pa.Table) -> pa.Tab
 def _write_partitioned(con, txn: Transaction, spec: Table, accepted: pa.Table, index: int) -> None:
     con.register("_accepted", accepted)
     try:
-        target = txn.path(f"{spec.name}/.keep").parent
-        con.execute(
-            # the month of the instant's UTC time, from a naive timestamp: strftime of an instant
-            # goes through the time-zone calendar, about twice the cost
-            f"COPY (SELECT *, strftime(make_timestamp(epoch_us(paid_at)), '%Y-%m') AS month FROM _accepted) "
-            f"TO '{target}' "
-            f"(FORMAT parquet, PARTITION_BY (month), FILENAME_PATTERN 'part-{txn.id}-{index}-{{i}}', "
-            f"OVERWRITE_OR_IGNORE, COMPRESSION zstd)"
-        )
+        write_months(con, "SELECT * FROM _accepted", txn.staging, spec.name, f"part-{txn.id}-{index}")
     finally:
         con.unregister("_accepted")
 

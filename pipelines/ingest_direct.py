@@ -4,19 +4,24 @@ as through `pipelines.readers` and Arrow, which remains the path for everything 
 
 DuckDB reads the file itself (`read_csv` with the layout `pipelines.readers.sniff_csv`
 decided, every column text and no type detection; `read_parquet`), the validation SQL
-(`behavior.validate`) puts the checked rows in a temporary table, the repeated-key check runs
-on it, and the accepted rows new to the lake are copied from it into the month partitions.
-Only the rejected rows (and rows that may hold a card number, for the Luhn check) come back
-to Python, read again from the file, for the quarantine.
+(`behavior.validate`) puts the checked rows in a temporary table as it reads them (one pass,
+in parallel), the repeated-key check runs on it, and the accepted rows new to the lake are
+copied from it into the month partitions. Only the rejected rows (and rows that may hold a
+card number, for the Luhn check) come back to Python for the quarantine, with their source
+values: a CSV's kept in the checked table for those rows only, a Parquet file's read from
+the row groups that hold them.
 
 A file is taken only when DuckDB reads it as the Arrow path would, record for record:
 
-- CSV in UTF-8: a record's number is its position among the file's records (DuckDB's
-  file read once into a temporary table in its order, the number being its rowid + 1; both readers skip blank lines and read a
-  quoted value across lines as one record); a record DuckDB cannot split into the header's
-  fields (the Arrow path quarantines those as `malformed_row`), an invalid UTF-8 byte, a
-  stray quote or mixed line endings make DuckDB fail while reading, before anything is
-  written, and the file goes the Arrow way (`Declined`);
+- CSV in UTF-8: a record's number is its position among the file's records, which is its
+  position in the checked table (DuckDB writes a table in the order of its rows while the
+  plan keeps that order, which `_check` confirms; both readers skip blank lines and read a
+  quoted value across lines as one record). Where a record must be found by its number
+  before validation (erased users) or after it (the values of a conflicting key), the file
+  is read once more into a table of its records (`records`). A record DuckDB cannot split
+  into the header's fields (the Arrow path quarantines those as `malformed_row`), an invalid
+  UTF-8 byte, a stray quote or mixed line endings make DuckDB fail while reading, before
+  anything is written, and the file goes the Arrow way (`Declined`);
 - Parquet whose columns have types both readers give DuckDB alike; the row number is
   DuckDB's `file_row_number` + 1;
 - payments (the one append table), on the DuckDB engine, without `--replace`.
@@ -35,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from behavior.date_order import decide_from_texts, order_texts
@@ -43,6 +49,7 @@ from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
 from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
                                repeated_keys, validation_sql)
+from pipelines.lake_months import write_months
 from pipelines.readers import FORMATS, Source, sniff_csv
 
 # Parquet column types that DuckDB's read_parquet and an Arrow table registered with DuckDB
@@ -63,32 +70,37 @@ class DirectSource:
     types: dict[str, pa.DataType]      # the source columns' types as the Arrow reader gives them
     notes: list[str] = field(default_factory=list)
     source: str = ""                   # SQL: every record of the file, when `relation` leaves some out
-    load: str = ""                     # SQL materialised as the temporary table LOADED before `relation` is read
+    load: str = ""                     # SQL of the file's records, materialised as LOADED to find them by number
+    numbered: bool = True              # False: ROW is NULL in `relation`, and a record's number is its
+                                       # position in the checked table (rowid + 1)
 
     @property
     def every_record(self) -> str:
         return self.source or self.relation
 
 
-LOADED = "_loaded"   # the temporary table a DirectSource with `load` reads
+LOADED = "_loaded"   # the temporary table of a DirectSource's records (`records`)
 
 
 @contextmanager
 def loaded(con: Any, src: DirectSource) -> Iterator[None]:
-    """`src`'s temporary table, if it has one, for the duration (Declined if DuckDB cannot read
-    the file: nothing is written yet)."""
-    if not src.load:
-        yield
-        return
-    try:
-        con.execute("SET preserve_insertion_order = true")   # the rowids are the records' order
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {LOADED} AS {src.load}")
-    except duckdb.Error as exc:
-        raise Declined(str(exc).splitlines()[0]) from None
+    """For the duration, DuckDB keeps the order of insertion (the records of a CSV are
+    numbered by their position in a table made from the reader); the table of the file's
+    records, if `records` made one, is dropped at the end."""
+    con.execute("SET preserve_insertion_order = true")
     try:
         yield
     finally:
         con.execute(f"DROP TABLE IF EXISTS {LOADED}")
+
+
+def records(con: Any, src: DirectSource) -> str:
+    """SQL: every record of the CSV `src` with its number (ROW), from the temporary table LOADED,
+    read from the file the first time (in parallel and in the file's order, so a record's
+    number is its rowid + 1: `row_number() OVER ()` over the reader runs on one thread)."""
+    if not con.execute(f"SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = '{LOADED}'").fetchall():
+        con.execute(f"CREATE TEMP TABLE {LOADED} AS {src.load}")
+    return f"(SELECT *, rowid + 1 AS {ROW} FROM {LOADED})"
 
 
 # makes the quarantine table from (the source rows it needs, the rejected rows, erased users' row numbers)
@@ -116,11 +128,11 @@ def direct_source(path: Path, spec: Table, known: set[str], opts: Any) -> Direct
             f"delim = {lit(layout.delimiter)}, quote = '\"', escape = '\"', columns = {cols}, "
             "strict_mode = true, null_padding = false, ignore_errors = false, encoding = 'utf-8')")
     notes = list(layout.notes) + ([f"delimiter {layout.delimiter!r}"] if layout.delimiter != "," else [])
-    # Read once into a temporary table, in parallel and in the file's order (DuckDB keeps the
-    # insertion order), so a record's number is its rowid + 1: `row_number() OVER ()` over the
-    # reader runs on one thread (a 3M-line file: 2.85 s on one core against 1.57 s on two).
-    return DirectSource(path, "csv", f"(SELECT *, rowid + 1 AS {ROW} FROM {LOADED})",
-                        {n: pa.string() for n in names}, notes, load=f"SELECT * FROM {read}")
+    # Checked as DuckDB reads it, in parallel: the checked table keeps the file's order, so a
+    # record's number is its position there (`numbered` False); the records themselves are
+    # read into a table (`records`) only where they must be found by number before that.
+    return DirectSource(path, "csv", f"(SELECT *, CAST(NULL AS BIGINT) AS {ROW} FROM {read})",
+                        {n: pa.string() for n in names}, notes, load=f"SELECT * FROM {read}", numbered=False)
 
 
 def _parquet(path: Path) -> DirectSource | None:
@@ -162,6 +174,9 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
     con, engine = lake.con, lake.engine
     con.execute("SET TimeZone = 'UTC'")
     try:
+        if erased is not None and columns.get("user_id") and not src.numbered:
+            # erased users' rows are found by their numbers before validation
+            src = replace(src, relation=records(con, src), numbered=True)
         src, erased_rows = _without_erased(con, src, columns.get("user_id"), erased, popts.na_values)
     except duckdb.Error as exc:
         raise Declined(str(exc).splitlines()[0]) from None
@@ -211,18 +226,39 @@ def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tup
 
 def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Table, defaults: dict[str, str],
            popts: ParseOptions, carry: dict[str, str]) -> None:
-    """The temporary table _checked: the validation SQL's output over the file."""
-    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
+    """The temporary table _checked: the validation SQL's output over the file (a CSV's with
+    `_raw`, the source values of the rows that fail a check or may hold a card number), its
+    ROW the record's number."""
+    # A CSV's source values ride along with every row but are kept only where the quarantine or
+    # the Luhn check needs them; DuckDB reads an empty value as NULL, the Arrow reader as ''
+    raw = {f"_raw{i}": _q(n) for i, n in enumerate(src.types)} if src.format == "csv" else {}
+
+    def checked(relation: str) -> str:
+        sql = validation_sql(spec, relation, columns, src.types, defaults, popts, DUCKDB, {**carry, **raw})
+        if not raw:
+            return f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}"
+        kept = ", ".join(f"COALESCE({k}, '')" for k in raw)
+        return (f"CREATE OR REPLACE TEMP TABLE _checked AS SELECT * EXCLUDE ({', '.join(raw)}), "
+                f"CASE WHEN _reason IS NOT NULL OR _card_probe THEN [{kept}] END AS _raw FROM ({sql}) v")
+
     # DuckDB folds isnan() of a Parquet float column to false from row-group statistics that
-    # leave NaN out (a NaN amount would be rejected instead of read as missing)
+    # leave NaN out (a NaN amount would be rejected instead of read as missing); and it turns an
+    # IN list into a join, after which a table is not written in the order of its rows
     floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
-    if floats:
-        con.execute("SET disabled_optimizers = 'statistics_propagation'")
+    con.execute(f"SET disabled_optimizers = '{'statistics_propagation,' if floats else ''}in_clause'")
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}")
+        if src.numbered:
+            con.execute(checked(src.relation))
+            return
+        statement = checked(src.relation)
+        plan = "".join(r[1] for r in con.execute(f"EXPLAIN {statement}").fetchall())
+        if "Batch Create Table As" not in plan:   # DuckDB would not keep the file's order
+            con.execute(checked(records(con, src)))
+            return
+        con.execute(statement)
+        con.execute(f"UPDATE _checked SET {ROW} = rowid + 1")
     finally:
-        if floats:
-            con.execute("RESET disabled_optimizers")
+        con.execute("RESET disabled_optimizers")
 
 
 def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,
@@ -256,8 +292,8 @@ def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str
     rejected = rejected.set_column(2, "detail", masked)
     values = _source_rows(con, src, rejected.column(ROW).to_pylist())
     quarantine = quarantine_of(Source(src.path, src.format, values), rejected, erased_rows)
-    # The file's text is read no more: its memory goes to the write (at 10M lines the two
-    # temporary tables and the write's buffers exceed the memory cap, and DuckDB spills)
+    # The file's records (if they were read into a table) are read no more: their memory goes
+    # to the write
     for done in (LOADED, "_erased_rows", *(("_checked",) if checked != "_checked" else ())):
         con.execute(f"DROP TABLE IF EXISTS {done}")
     try:
@@ -300,13 +336,7 @@ def _write_new(lake: Any, txn: Any, index: int, spec: Table, accepted: str, stor
         params = {"lo": lo, "hi": hi} if within else None
         rows = (f"SELECT n.* FROM ({rows}) n ANTI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
                 f"hive_partitioning = false){within}) s USING ({keys})")
-    target = txn.path(f"{spec.name}/.keep").parent
-    result = con.execute(
-        f"COPY (SELECT *, strftime(make_timestamp(epoch_us(paid_at)), '%Y-%m') AS month FROM ({rows}) w) "
-        f"TO {DUCKDB.literal(str(target))} "
-        f"(FORMAT parquet, PARTITION_BY (month), FILENAME_PATTERN 'part-{txn.id}-{index}-{{i}}', "
-        f"OVERWRITE_OR_IGNORE, COMPRESSION zstd)", params or {}).fetchall()[0]
-    return int(result[0])
+    return write_months(con, rows, txn.staging, spec.name, f"part-{txn.id}-{index}", params)
 
 
 def _duckdb_type(typ: pa.DataType) -> str:
@@ -321,18 +351,27 @@ def _duckdb_type(typ: pa.DataType) -> str:
 
 def _source_rows(con: Any, src: DirectSource, rows: list[int]) -> pa.Table:
     """The source rows numbered `rows` as the Arrow reader gives them (CSV: text, an empty
-    value as ''), with ROW."""
+    value as ''), with ROW: a CSV's from the checked table's `_raw` where it holds them, the
+    others from the file's records (`records`)."""
     if src.format == "parquet":
         return _parquet_rows(src.path, rows)
     names = [n for n in src.types]
-    if not rows:
-        return pa.table({**{n: pa.array([], pa.string()) for n in names}, ROW: pa.array([], pa.int64())})
-    # DuckDB reads an empty value as NULL; the Arrow reader as ''
-    cols = ", ".join(f"COALESCE({_q(n)}, '') AS {_q(n)}" for n in names)
+    kept = _rows_of(con, f"SELECT {ROW}, _raw FROM _checked WHERE _raw IS NOT NULL", rows)
+    raw = kept.column("_raw").combine_chunks()
+    found = pa.table({**{n: pc.list_element(raw, i) for i, n in enumerate(names)}, ROW: kept.column(ROW)})
+    missing = sorted(set(rows) - set(found.column(ROW).to_pylist()))
+    if missing:
+        every = src.every_record if src.numbered else records(con, src)
+        cols = ", ".join(f"COALESCE({_q(n)}, '') AS {_q(n)}" for n in names)
+        found = pa.concat_tables([found, _rows_of(con, f"SELECT {cols}, {ROW} FROM {every} s", missing)])
+    return found.sort_by(ROW)
+
+
+def _rows_of(con: Any, relation: str, rows: list[int]) -> pa.Table:
+    """The rows of the SQL `relation` (with ROW) numbered `rows`."""
     con.register("_wanted", pa.table({ROW: pa.array(sorted(set(rows)), pa.int64())}))
     try:
-        return con.sql(f"SELECT {cols}, s.{ROW} FROM {src.every_record} s SEMI JOIN _wanted USING ({ROW}) "
-                       f"ORDER BY s.{ROW}").to_arrow_table()
+        return con.sql(f"SELECT * FROM ({relation}) r SEMI JOIN _wanted USING ({ROW})").to_arrow_table()
     finally:
         con.unregister("_wanted")
 

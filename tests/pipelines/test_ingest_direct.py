@@ -290,3 +290,33 @@ def test_record_numbers_are_the_files_order_when_duckdb_reads_in_parallel(tmp_pa
     _, quarantine = _lake(tmp_path / "home")
     assert quarantine.column("source_row").to_pylist() == sorted(bad)
     assert [json.loads(r)["payment_id"] for r in quarantine.column("raw").to_pylist()] == [f"p{r}" for r in sorted(bad)]
+
+
+def test_a_csv_is_checked_as_duckdb_reads_it_without_a_table_of_its_records(tmp_path, monkeypatch):
+    """A CSV's rows are validated as DuckDB reads them, numbered by their place in the checked
+    table: the file's records are read into a table of their own (`records`) only where a row
+    must be found by number, here for the values of a conflicting key; the rejected rows'
+    values come from the checked table. Currencies and channels to look up (an IN list would
+    make DuckDB join, which loses the rows' order) do not change that."""
+    import pipelines.ingest_direct as direct
+
+    loads = []
+    real = direct.records
+    monkeypatch.setattr(direct, "records", lambda con, src: loads.append(src.path) or real(con, src))
+    rows = _clean_rows(30)
+    rows[3]["currency"], rows[5]["currency"], rows[6]["currency"] = "usd", "XXX", " eur "
+    rows[4]["channel"], rows[8]["channel"], rows[9]["status"] = "APP", "??", "Paid"
+    rows[12]["amount"] = "abc"
+    path = tmp_path / "in.csv"
+    path.write_bytes(_csv(rows, ",", False, False, []))
+    assert _direct(same_both_ways(path))
+    assert loads == []
+    rep, _ = _ingest(tmp_path / "home", path, True, defaults={"currency": "EUR"})
+    assert rep["rejected_by_reason"] == {"bad_amount": 1, "currency_mismatch": 1, "unknown_currency": 1}
+    assert rep["files"][0]["rejected_examples"]["bad_amount"] == "row 13: amount 'abc' is not a number"
+    assert loads == []
+    path.write_text("payment_id,line_no,user_id,item_id,amount,paid_at\np1,1,u1,i1,1,2024-01-05\n"
+                    "p2,1,u1,i1,abc,2024-01-05\np1,1,u1,i1,2,2024-01-05\n")    # p1's second row: a conflicting key
+    assert _direct(same_both_ways(path))
+    assert loads
+

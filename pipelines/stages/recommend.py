@@ -49,6 +49,9 @@ from behavior.recommend.test_period import score_users, test_report, users_to_sc
 from behavior.segments import SEGMENTS
 from pipelines.stage import StageSkipped
 
+# the payments columns the interactions read
+_LOG_COLUMNS = ("user_id", "item_id", "status", "paid_at")
+
 
 def interactions_sql(start: datetime | None, end: datetime, dialect="duckdb") -> str:
     """One row per (user_id, item_id) with events in [start, end) over the `payments` view
@@ -130,17 +133,35 @@ def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
     return IdMap(distinct("user_id")), IdMap(items)
 
 
+def _log_parts(ctx, end) -> list[str]:
+    """The relations of the payment lines before `end`, in user_id order: the run's user parts
+    (`behavior.features.UserParts`, ranges of user_id) where they hold those lines, else `payments`."""
+    parts = ctx.user_parts
+    if parts is None or parts.as_of != end:
+        return ["payments"]
+    parts.covers("payments", [end], list(_LOG_COLUMNS))
+    return [relation for _, relation in parts.relations()]
+
+
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     """Every prefix of the split (before each cut, before `end`) in one scan, aggregated per pair
-    by the engine and narrowed batch by batch as the engine streams them."""
+    by the engine and narrowed batch by batch as the engine streams them. Above the user parts'
+    size the scan runs part by part: one aggregation of every pair of the log outgrows the
+    engine's memory cap and spills (30M lines: 66 s in one piece), while a part's users are
+    all in it and the parts follow each other in user order, so their rows come in CSR order."""
     engine = ctx.engine
     engine.register("_rec_users", users.to_table())
     engine.register("_rec_items", items.to_table())
+
+    def batches():
+        for relation in _log_parts(ctx, end):
+            sql = indexed_sql(prefixes_sql(end, cuts, relation, engine.dialect), "_rec_users", "_rec_items",
+                              prefix_columns(len(cuts) + 1))
+            sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows
+            yield from engine.record_batches(sql)
+
     try:
-        sql = indexed_sql(prefixes_sql(end, cuts, "payments", engine.dialect), "_rec_users", "_rec_items",
-                          prefix_columns(len(cuts) + 1))
-        sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows
-        return Periods.from_batches(engine.record_batches(sql), len(users), len(items), (*cuts, end))
+        return Periods.from_batches(batches(), len(users), len(items), (*cuts, end))
     finally:
         engine.unregister("_rec_users")
         engine.unregister("_rec_items")

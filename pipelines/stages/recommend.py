@@ -143,6 +143,14 @@ def _log_parts(ctx, end) -> list[str]:
     return [relation for _, relation in parts.relations()]
 
 
+def _users_of(engine, relation: str, users: IdMap, table):
+    """The rows of `table` (`users.to_table()`) whose ids lie within the user_id range of `relation`
+    (a slice: zero copy)."""
+    row = engine.arrow(f"SELECT min(user_id) AS lo, max(user_id) AS hi FROM {relation}").to_pylist()[0]
+    lo, hi = users.ids.searchsorted(row["lo"], "left"), users.ids.searchsorted(row["hi"], "right")
+    return table.slice(lo, hi - lo)
+
+
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     """Every prefix of the split (before each cut, before `end`) in one scan, aggregated per pair
     by the engine and narrowed batch by batch as the engine streams them. Above the user parts'
@@ -150,11 +158,15 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     engine's memory cap and spills (30M lines: 66 s in one piece), while a part's users are
     all in it and the parts follow each other in user order, so their rows come in CSR order."""
     engine = ctx.engine
-    engine.register("_rec_users", users.to_table())
+    table, relations = users.to_table(), _log_parts(ctx, end)
+    engine.register("_rec_users", table)
     engine.register("_rec_items", items.to_table())
 
     def batches():
-        for relation in _log_parts(ctx, end):
+        for relation in relations:
+            if len(relations) > 1:   # the part's users only: a join on every user per part grows as lines x users
+                engine.unregister("_rec_users")
+                engine.register("_rec_users", _users_of(engine, relation, users, table))
             sql = indexed_sql(prefixes_sql(end, cuts, relation, engine.dialect), "_rec_users", "_rec_items",
                               prefix_columns(len(cuts) + 1))
             sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows

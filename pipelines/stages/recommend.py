@@ -118,19 +118,21 @@ def _segment_codes(ctx, users: IdMap) -> np.ndarray:
 def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
     """Users and items with a successful purchase before `end` (per user and per item: small).
     The engine sorts them (binary collation: code point order, the order of `IdMap`, which
-    checks it), so the driver does not sort 5M id strings again."""
+    checks it), so the driver does not sort 5M id strings again; the users part by part on a log
+    in user parts (ranges of user_id, one after another: their users are in order)."""
     cut = f"status = 'success' AND paid_at < {as_of_literal(end, dialect=ctx.engine.dialect)}"
 
-    def distinct(column: str) -> np.ndarray:
-        ids = ctx.engine.arrow(f"SELECT DISTINCT {column} FROM payments WHERE {cut} ORDER BY {column}").column(0)
-        return np.asarray(ids.to_numpy(zero_copy_only=False), dtype=np.str_)
+    def distinct(column: str, relations: list[str]) -> np.ndarray:
+        ids = [ctx.engine.arrow(f"SELECT DISTINCT {column} FROM {r} WHERE {cut} ORDER BY {column}").column(0)
+               for r in relations]
+        return np.concatenate([np.asarray(i.to_numpy(zero_copy_only=False), dtype=np.str_) for i in ids])
 
-    items = distinct("item_id")
+    items = distinct("item_id", ["payments"])
     if items.size < 2:
         n = items.size
         raise StageSkipped(f"only {n} item{'' if n == 1 else 's'} bought before as_of: recommending needs at least "
                            "two items to rank (a shop with one product has nothing to recommend)")
-    return IdMap(distinct("user_id")), IdMap(items)
+    return IdMap(distinct("user_id", _log_parts(ctx, end))), IdMap(items)
 
 
 def _log_parts(ctx, end) -> list[str]:

@@ -115,8 +115,9 @@ def test_one_scan_of_periods_gives_the_matrices_of_a_scan_per_period(run):
 
 
 def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, monkeypatch):
-    """Above the user parts' size the prefixes are aggregated part by part (ranges of user_id,
-    one after another in user order): every array of `Periods` is the one-piece scan's, bit for bit."""
+    """Above the user parts' size the users and the prefixes are read part by part (ranges of
+    user_id, one after another in user order): the id maps and every array of `Periods` are the
+    one-piece scan's, bit for bit."""
     from datetime import timedelta
 
     import behavior.features as F
@@ -124,7 +125,7 @@ def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, mon
     from pipelines.stages.recommend import _id_maps, _log_parts, _periods
 
     home, _ = run
-    held = {}
+    held, ids = {}, {}
     for part_lines in (None, 10_000):
         if part_lines:
             monkeypatch.setattr(F, "PART_LINES", part_lines)
@@ -134,11 +135,13 @@ def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, mon
             users, items = _id_maps(ctx, end)
             cuts = (end - timedelta(days=60), end - timedelta(days=30))
             held[part_lines] = (_log_parts(ctx, end), _periods(ctx, users, items, cuts, end))
+            ids[part_lines] = (users.ids, items.ids)
         finally:
             ctx.user_parts.close()
             ctx.con.close()
     (one_relations, one), (parted_relations, parted) = held[None], held[10_000]
     assert one_relations == ["payments"] and len(parted_relations) >= 3
+    assert all(np.array_equal(a, b) for a, b in zip(ids[None], ids[10_000])) and ids[None][0].size > 3000
     assert one.item_idx.size > 10_000 and np.array_equal(one.indptr, parted.indptr)
     assert np.array_equal(one.item_idx, parted.item_idx)
     for a, b in zip([*one.net, *one.days, *one.bought_in], [*parted.net, *parted.days, *parted.bought_in]):

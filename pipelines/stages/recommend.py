@@ -37,6 +37,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from behavior.features import as_of_literal
 from behavior.recommend.base import from_params
@@ -107,11 +109,11 @@ def _segment_codes(ctx, users: IdMap) -> np.ndarray:
     codes = np.full(len(users), -1, np.int32)
     seg = ctx.outputs.get("segments")
     if seg is not None:
-        s = seg.select(["user_id", "segment"]).to_pandas()
-        idx = users.index(s["user_id"])
-        position = {name: i for i, name in enumerate(SEGMENTS)}
+        # Arrow's hash lookups: no Python string per user (1.2 s for 1.76M users through pandas)
+        idx = pc.index_in(seg.column("user_id"), value_set=users.arrow()).fill_null(-1).to_numpy()
+        segment = pc.index_in(seg.column("segment"), value_set=pa.array(SEGMENTS, pa.string()))
         ok = idx >= 0
-        codes[idx[ok]] = s.loc[ok, "segment"].map(position).fillna(-1).astype(np.int32).to_numpy()
+        codes[idx[ok]] = segment.fill_null(-1).to_numpy()[ok]
     return codes
 
 

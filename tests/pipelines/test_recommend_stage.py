@@ -146,3 +146,24 @@ def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, mon
     assert np.array_equal(one.item_idx, parted.item_idx)
     for a, b in zip([*one.net, *one.days, *one.bought_in], [*parted.net, *parted.days, *parted.bought_in]):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_segment_codes_are_each_known_users_position_in_segments():
+    """Each user of the id map gets its segment's position in SEGMENTS; a user without a row,
+    or with a segment name not in SEGMENTS, gets -1; users the map does not know are ignored;
+    a dictionary-encoded segment column reads the same."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from behavior.recommend.interactions import IdMap
+    from behavior.segments import SEGMENTS
+    from pipelines.stages.recommend import _segment_codes
+
+    users = IdMap(["a", "b", "c", "d"])
+    rows = {"user_id": ["d", "zz", "b", "a"], "segment": [SEGMENTS[2], SEGMENTS[0], SEGMENTS[-1], "no such"]}
+    expected = [-1, len(SEGMENTS) - 1, -1, 2]
+    for table in (pa.table(rows), pa.table({**rows, "segment": pa.array(rows["segment"]).dictionary_encode()})):
+        codes = _segment_codes(SimpleNamespace(outputs={"segments": table}), users)
+        assert codes.dtype == np.int32 and codes.tolist() == expected
+    assert _segment_codes(SimpleNamespace(outputs={}), users).tolist() == [-1] * 4

@@ -112,3 +112,58 @@ def test_one_scan_of_periods_gives_the_matrices_of_a_scan_per_period(run):
                 assert bought.nnz > 0 and (bought != periods.bought(k)).nnz == 0
     finally:
         ctx.con.close()
+
+
+def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, monkeypatch):
+    """Above the user parts' size the users and the prefixes are read part by part (ranges of
+    user_id, one after another in user order): the id maps and every array of `Periods` are the
+    one-piece scan's, bit for bit."""
+    from datetime import timedelta
+
+    import behavior.features as F
+    from pipelines.runner import open_context
+    from pipelines.stages.recommend import _id_maps, _log_parts, _periods
+
+    home, _ = run
+    held, ids = {}, {}
+    for part_lines in (None, 10_000):
+        if part_lines:
+            monkeypatch.setattr(F, "PART_LINES", part_lines)
+        ctx = open_context(home, Config(), None)
+        try:
+            end = ctx.as_of
+            users, items = _id_maps(ctx, end)
+            cuts = (end - timedelta(days=60), end - timedelta(days=30))
+            held[part_lines] = (_log_parts(ctx, end), _periods(ctx, users, items, cuts, end))
+            ids[part_lines] = (users.ids, items.ids)
+        finally:
+            ctx.user_parts.close()
+            ctx.con.close()
+    (one_relations, one), (parted_relations, parted) = held[None], held[10_000]
+    assert one_relations == ["payments"] and len(parted_relations) >= 3
+    assert all(np.array_equal(a, b) for a, b in zip(ids[None], ids[10_000])) and ids[None][0].size > 3000
+    assert one.item_idx.size > 10_000 and np.array_equal(one.indptr, parted.indptr)
+    assert np.array_equal(one.item_idx, parted.item_idx)
+    for a, b in zip([*one.net, *one.days, *one.bought_in], [*parted.net, *parted.days, *parted.bought_in]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_segment_codes_are_each_known_users_position_in_segments():
+    """Each user of the id map gets its segment's position in SEGMENTS; a user without a row,
+    or with a segment name not in SEGMENTS, gets -1; users the map does not know are ignored;
+    a dictionary-encoded segment column reads the same."""
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from behavior.recommend.interactions import IdMap
+    from behavior.segments import SEGMENTS
+    from pipelines.stages.recommend import _segment_codes
+
+    users = IdMap(["a", "b", "c", "d"])
+    rows = {"user_id": ["d", "zz", "b", "a"], "segment": [SEGMENTS[2], SEGMENTS[0], SEGMENTS[-1], "no such"]}
+    expected = [-1, len(SEGMENTS) - 1, -1, 2]
+    for table in (pa.table(rows), pa.table({**rows, "segment": pa.array(rows["segment"]).dictionary_encode()})):
+        codes = _segment_codes(SimpleNamespace(outputs={"segments": table}), users)
+        assert codes.dtype == np.int32 and codes.tolist() == expected
+    assert _segment_codes(SimpleNamespace(outputs={}), users).tolist() == [-1] * 4

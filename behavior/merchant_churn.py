@@ -134,11 +134,14 @@ def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
     coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
     day = rows.column("day").to_numpy()
     span = np.searchsorted(ends, day, side="right")     # span i: days in [ends[i - 1], ends[i])
-    count = np.zeros((len(coded.dictionary), len(ends) + 1), dtype=np.int64)
-    last = np.full(count.shape, np.iinfo(np.int64).min, dtype=np.int64)
-    codes = coded.indices.to_numpy()
-    np.add.at(count, (codes, span), rows.column("payments").to_numpy())
-    np.maximum.at(last, (codes, span), rows.column("last_us").to_numpy())
+    shape = (len(coded.dictionary), len(ends) + 1)
+    cell = coded.indices.to_numpy().astype(np.int64) * shape[1] + span   # (merchant, span), row-major
+    # (float sums of whole numbers are exact below 2**53 payments)
+    count = np.bincount(cell, weights=rows.column("payments").to_numpy(), minlength=shape[0] * shape[1])
+    count = count.astype(np.int64).reshape(shape)
+    last = np.full(shape[0] * shape[1], np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, cell, rows.column("last_us").to_numpy())
+    last = last.reshape(shape)
     # the merchants in id order: the few distinct ids sorted (np.unique would sort every row's
     # id as a Python string), and their rows with them
     distinct = coded.dictionary.to_numpy(zero_copy_only=False)

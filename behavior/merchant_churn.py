@@ -98,15 +98,6 @@ def activity_query(part: Part) -> str:
     return activity_sql(part.days, part.dialect)
 
 
-def _window_counts(cum: np.ndarray, first_day: int, lo: int, hi: int) -> np.ndarray:
-    """Per row of `cum` (cumulative payments over days first_day, first_day + 1, ..., -1), the
-    payments of days [lo, hi)."""
-    def upto(day: int) -> np.ndarray:   # payments of the days < day
-        j = min(day - first_day, cum.shape[1])
-        return cum[:, j - 1] if j > 0 else np.zeros(len(cum), dtype=cum.dtype)
-    return upto(hi) - upto(lo)
-
-
 def _days_before(as_of: datetime, cutoffs: list[datetime]) -> list[int]:
     ks = []
     for c in cutoffs:
@@ -115,6 +106,14 @@ def _days_before(as_of: datetime, cutoffs: list[datetime]) -> list[int]:
             raise ValueError(f"cutoff {c.isoformat()} is not a whole number of days before as_of {as_of.isoformat()}")
         ks.append(int(k))
     return ks
+
+
+def _window_ends(ks: list[int], horizon_days: int) -> np.ndarray:
+    """The days (counted from as_of, as `activity_sql`'s `day`) where a window of `cutoff_frames`
+    starts or ends, for cutoffs `ks` days before as_of, ascending."""
+    ends = {e for k in ks for e in (-k - 180, -k - 90, -k - 30, -k)}
+    ends |= {-k + horizon_days for k in ks if k >= horizon_days}
+    return np.array(sorted(ends), dtype=np.int64)
 
 
 def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
@@ -127,38 +126,45 @@ def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
     number of days before `as_of` (ValueError otherwise)."""
     ks = _days_before(as_of, cutoffs)
     rows = activity.cast(_ACTIVITY)
-    # merchant codes by dictionary encoding, then the few distinct ids sorted (np.unique would
-    # sort every row's id as a Python string)
+    # Every figure is a sum or a max over whole windows whose ends are a few days before as_of
+    # (`_window_ends`), so the rows' days are put in the spans between consecutive ends: a
+    # (merchants x spans) table, however long the history and however many user parts' rows
+    # (a table of every day cost seconds of first-touched memory at 30M lines).
+    ends = _window_ends(ks, horizon_days)
     coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
+    day = rows.column("day").to_numpy()
+    span = np.searchsorted(ends, day, side="right")     # span i: days in [ends[i - 1], ends[i])
+    shape = (len(coded.dictionary), len(ends) + 1)
+    cell = coded.indices.to_numpy().astype(np.int64) * shape[1] + span   # (merchant, span), row-major
+    # (float sums of whole numbers are exact below 2**53 payments)
+    count = np.bincount(cell, weights=rows.column("payments").to_numpy(), minlength=shape[0] * shape[1])
+    count = count.astype(np.int64).reshape(shape)
+    last = np.full(shape[0] * shape[1], np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(last, cell, rows.column("last_us").to_numpy())
+    last = last.reshape(shape)
+    # the merchants in id order: the few distinct ids sorted (np.unique would sort every row's
+    # id as a Python string), and their rows with them
     distinct = coded.dictionary.to_numpy(zero_copy_only=False)
     order = np.argsort(distinct, kind="stable")
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    merchants, mi = distinct[order], rank[coded.indices.to_numpy()]
-    day = rows.column("day").to_numpy()
-    first_day = int(day.min()) if len(day) else -1
-    shape = (len(merchants), -first_day)
-    count = np.zeros(shape, dtype=np.int64)
-    last = np.full(shape, np.iinfo(np.int64).min, dtype=np.int64)
-    if len(day):
-        j = day - first_day
-        np.add.at(count, (mi, j), rows.column("payments").to_numpy())
-        np.maximum.at(last, (mi, j), rows.column("last_us").to_numpy())
-    cum = np.cumsum(count, axis=1)
-    last = np.maximum.accumulate(last, axis=1)   # the latest payment on or before each day
+    merchants = distinct[order]
+    cum = np.cumsum(count[order], axis=1)                # cum[:, i]: the payments before ends[i]
+    last = np.maximum.accumulate(last[order], axis=1)    # last[:, i]: the latest payment before ends[i]
+    at = {end: i for i, end in enumerate(ends)}
+
+    def between(lo: int, hi: int) -> np.ndarray:         # the payments of the days [lo, hi)
+        return cum[:, at[hi]] - cum[:, at[lo]]
+
     as_of_us = pd.Timestamp(as_of).value // 1000
     out = {}
     for c, k in zip(cutoffs, ks):
-        before = _window_counts(cum, first_day, first_day, -k)
-        keep = before > 0
-        p90 = _window_counts(cum, first_day, -k - 90, -k)[keep]
-        prev = _window_counts(cum, first_day, -k - 180, -k - 90)[keep].astype(float)
-        j = min(-k - first_day, shape[1]) - 1
-        last_us = last[keep, j] if j >= 0 else np.zeros(int(keep.sum()), dtype=np.int64)
+        keep = cum[:, at[-k]] > 0
+        p90 = between(-k - 90, -k)[keep]
+        prev = between(-k - 180, -k - 90)[keep].astype(float)
+        last_us = last[keep, at[-k]]
         cutoff_us = as_of_us - k * 86_400_000_000
         frame = pd.DataFrame({
             "merchant_id": merchants[keep],
-            "payments_30d": _window_counts(cum, first_day, -k - 30, -k)[keep],
+            "payments_30d": between(-k - 30, -k)[keep],
             "payments_90d": p90,
             "payments_prev_90d": prev.astype("int64"),
             "payments_trend_90d": p90.astype(float) / np.where(prev != 0, prev, np.nan) - 1.0,
@@ -166,7 +172,7 @@ def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
             "days_since_last_payment": (cutoff_us - last_us) / 1_000_000 / 86_400,
         })
         if k >= horizon_days:
-            frame["future_payments"] = _window_counts(cum, first_day, -k, -k + horizon_days)[keep]
+            frame["future_payments"] = between(-k, -k + horizon_days)[keep]
         out[c] = frame
     return out
 

@@ -161,3 +161,28 @@ def test_profiles_at_cutoffs_equal_the_full_profiles_columns_from_one_read():
         pd.testing.assert_frame_equal(at[c][cols], full, check_exact=True)
     with pytest.raises(ValueError, match="whole number of days"):
         MC.profiles_at_cutoffs(con, "payments", as_of, [as_of - timedelta(days=90, hours=1)])
+
+
+def test_cutoff_frames_hold_a_row_per_merchant_and_window_span_however_old_the_history():
+    """Known answer from activity rows reaching back 10**12 days: the counts, last payment and
+    labels at two cutoffs come from sums over the spans between window ends, so the history's
+    length costs nothing (a table of every day since the first one cannot be allocated)."""
+    as_of = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    us = 86_400_000_000
+    as_of_us = int(as_of.timestamp()) * 1_000_000
+
+    def row(m: str, day: int, n: int) -> dict:
+        return {"merchant_id": m, "day": day, "payments": n, "last_us": max(as_of_us + day * us + 5, -2**62)}
+
+    rows = [row("m2", -10**12, 7), row("m2", -200, 1), row("m2", -95, 4), row("m2", -91, 2), row("m2", -20, 6),
+            row("m1", -150, 3), row("m1", -100, 1), row("m1", -60, 9),   # m1: nothing before -150
+            row("m2", -20, 1)]   # the same merchant and day again, from another user part
+    activity = pa.Table.from_pylist(rows)
+    at = MC.cutoff_frames(activity, as_of, [as_of - timedelta(days=90), as_of - timedelta(days=10)])
+    c90, c10 = at[as_of - timedelta(days=90)], at[as_of - timedelta(days=10)]
+    assert c90["merchant_id"].tolist() == ["m1", "m2"]
+    assert c90["payments_30d"].tolist() == [1, 6] and c90["payments_90d"].tolist() == [4, 6]
+    assert c90["payments_prev_90d"].tolist() == [0, 1] and c90["future_payments"].tolist() == [9, 7]
+    assert c90["days_since_last_payment"].tolist() == pytest.approx([10 - 5e-6 / 86_400, 1 - 5e-6 / 86_400])
+    assert c10["payments_90d"].tolist() == [10, 13] and "future_payments" not in c10
+    assert c10["days_since_last_payment"].tolist() == pytest.approx([50, 10], abs=1e-9)

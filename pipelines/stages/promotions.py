@@ -317,7 +317,7 @@ def _segments_of(rfm: pa.Table, k: int, at: np.ndarray) -> pd.Series:
     `at` of `rfm` (`_positions`), null where a user had no successful payment before that start:
     looked up by position, where a map by user_id hashed every customer's id once per start."""
     present = rfm.column(f"n_payments_{k}").to_numpy(zero_copy_only=False) > 0
-    segments = pa.array(_segments_at(_rfm_of(rfm, k)).to_numpy(dtype=object), type=pa.string())
+    segments = pa.array(_segments_at(_rfm_of(rfm, k))).cast(pa.string())   # (pandas keeps them in Arrow)
     rank = np.cumsum(present) - 1    # each present row's place among the present rows
     found = at >= 0
     found[found] = present[at[found]]

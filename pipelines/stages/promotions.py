@@ -111,6 +111,13 @@ def _affinity_now(table: pa.Table, category: str, users) -> np.ndarray:
     return _share_of(table.filter(pc.equal(table.column("category"), category)), users)
 
 
+def _category_affinity(ctx) -> pa.Table:
+    """`P.category_affinity_sql` at as_of over the run's user parts, part after part (the parts
+    are ranges of user_id, so their tables follow one another in its order): each part's counts
+    stay small, where one query over every line was the stage's largest at 30M lines."""
+    return _per_user_at(ctx, ctx.as_of, P.category_affinity_sql)
+
+
 def _segments_at(feats: pd.DataFrame) -> pd.Series:
     if feats.empty:
         return pd.Series([], dtype=object)
@@ -160,8 +167,7 @@ def run(ctx) -> StageResult[pa.Table]:
     engine, d = ctx.engine, ctx.engine.dialect
     section: dict = {"effectiveness": {}, "uplift": {}, "notes": []}
     artifacts: dict = {}
-    artifacts[B.CATEGORY_AFFINITY] = engine.arrow(
-        P.category_affinity_sql("payments", as_of_literal(ctx.as_of, dialect=d), d))
+    artifacts[B.CATEGORY_AFFINITY] = _category_affinity(ctx)
     artifacts[B.ITEM_CATEGORIES] = engine.arrow(P.item_categories_sql("payments", d))
     if not {"promotions", "assignments"} <= ctx.tables:
         missing = sorted({"promotions", "assignments"} - ctx.tables)
@@ -200,10 +206,12 @@ def _evaluate(ctx, ok: list[dict], section: dict, evaluated: list[str]) -> Itera
     finally:
         engine.unregister("_promo_windows")
     rfm = _rfm_at(ctx, [p["starts_at"].to_pydatetime() for p in ok])
+    at = _positions(outcomes["user_id"], rfm.column("user_id"))
     arms = []   # (promotion, its outcomes, meta, segments at its start, used) of each estimated one
     for k, p in enumerate(ok):
-        o = outcomes[outcomes["promotion_id"] == p["promotion_id"]].reset_index(drop=True)
-        seg = o["user_id"].map(_segments_at(_rfm_of(rfm, k)))
+        rows = (outcomes["promotion_id"] == p["promotion_id"]).to_numpy()
+        o = outcomes[rows].reset_index(drop=True)
+        seg = _segments_of(rfm, k, at[rows])
         entry = section["effectiveness"][p["promotion_id"]]
         entry.update(P.effectiveness(o, p["cost"], segments=seg, amounts=ctx.has_amounts(),
                                      seed=cfg.seed, pre_days=cfg.pre_days))
@@ -295,6 +303,26 @@ def _rfm_of(rfm: pa.Table, k: int) -> pd.DataFrame:
     # the ids stay Arrow strings (pandas' own str columns): a Python string per user cost seconds
     return pd.DataFrame({"user_id": at.column("user_id").to_pandas(),
                          **{c: at.column(f"{c}_{k}").to_numpy(zero_copy_only=False) for c in RFM_COLUMNS}})
+
+
+def _positions(ids: pd.Series, population: pa.ChunkedArray) -> np.ndarray:
+    """The row of each of `ids` in `population` (one id per row), -1 where it is absent: one
+    hash of the population for every promotion's users."""
+    at = pc.index_in(pa.array(ids, type=population.type), value_set=population.combine_chunks())
+    return pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _segments_of(rfm: pa.Table, k: int, at: np.ndarray) -> pd.Series:
+    """The segment at the k-th start (`_segments_at` of `_rfm_of(rfm, k)`) of the users at rows
+    `at` of `rfm` (`_positions`), null where a user had no successful payment before that start:
+    looked up by position, where a map by user_id hashed every customer's id once per start."""
+    present = rfm.column(f"n_payments_{k}").to_numpy(zero_copy_only=False) > 0
+    segments = pa.array(_segments_at(_rfm_of(rfm, k))).cast(pa.string())   # (pandas keeps them in Arrow)
+    rank = np.cumsum(present) - 1    # each present row's place among the present rows
+    found = at >= 0
+    found[found] = present[at[found]]
+    take = np.where(found, rank[np.where(found, at, 0)], -1)
+    return pa.chunked_array([segments.take(pa.array(take, mask=~found))]).to_pandas()
 
 
 def _per_user_at(ctx, start, sql_of) -> pa.Table:

@@ -249,6 +249,66 @@ def test_affinity_of_one_category_equals_its_rows_of_the_whole_table(lake):
         ctx.con.close()
 
 
+# the published affinity as one query over every line (a window over the counts), the reference
+WINDOW_AFFINITY = """
+    SELECT user_id, category, share FROM (
+        SELECT user_id, category, count(*)::DOUBLE / sum(count(*)) OVER (PARTITION BY user_id) AS share
+        FROM payments WHERE status = 'success' AND paid_at < {as_of}
+        GROUP BY user_id, category)
+    WHERE category IS NOT NULL ORDER BY user_id, category"""
+
+
+@pytest.mark.parametrize("part_lines", [None, 40_000])
+def test_the_published_affinity_is_the_whole_logs_read_part_after_part(lake, monkeypatch, part_lines):
+    """`category_affinity.parquet` is read from the run's user parts, one query per part: the
+    same table, bit for bit and in the same order, as one query over every line."""
+    from behavior import features as F
+    from behavior.features import UserParts, as_of_literal
+    from tests.recording_engine import RecordingEngine
+
+    if part_lines:
+        monkeypatch.setattr(F, "PART_LINES", part_lines)
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    ctx.engine = RecordingEngine(ctx.con)
+    ctx.user_parts = UserParts(ctx.engine, "payments", ctx.as_of)
+    try:
+        want = ctx.con.sql(WINDOW_AFFINITY.format(as_of=as_of_literal(ctx.as_of))).to_arrow_table()
+        got = stage._category_affinity(ctx)
+        assert got.equals(want) and got.num_rows > 10_000
+        relations = [r for _, r in ctx.user_parts.relations()]
+        reads = [s for s in ctx.engine.sql if "share" in s]
+        assert len(reads) == len(relations) == (1 if part_lines is None else len(relations)) > 0
+        assert part_lines is None or (len(relations) > 1 and all(r in s for r, s in zip(relations, reads)))
+    finally:
+        ctx.user_parts.close()
+        ctx.con.close()
+
+
+def test_segments_at_a_start_are_looked_up_by_position(lake):
+    """Each assigned user's segment at a start, found by the user's row of the R, F and M table,
+    is the population's segment of that user (null for a user without a payment before it)."""
+    home, _ = lake
+    ctx = open_context(home, Config(), None)
+    try:
+        starts = [row[0] for row in ctx.con.execute("SELECT starts_at FROM promotions ORDER BY starts_at").fetchall()]
+        users = ctx.con.execute("SELECT DISTINCT user_id FROM assignments ORDER BY user_id").df()["user_id"]
+        users = pd.concat([pd.Series(["nobody"]), users], ignore_index=True)
+        rfm = stage._rfm_at(ctx, starts)
+        at = stage._positions(users, rfm.column("user_id"))
+        assert at[0] == -1 and (at[1:] >= 0).mean() > 0.9
+        missing = 0
+        for k in range(len(starts)):
+            want = users.map(stage._segments_at(stage._rfm_of(rfm, k)))
+            got = stage._segments_of(rfm, k, at)
+            pd.testing.assert_series_equal(got, want, check_names=False)
+            missing += int(want.isna().sum()) - 1
+        assert missing > 0   # some assigned users had no payment yet before an early start
+    finally:
+        ctx.user_parts.close()
+        ctx.con.close()
+
+
 def test_an_item_target_is_described_by_its_category(lake):
     """An `item:<id>` promotion target is scored by the item's most frequent category (a query
     with a bound parameter: it failed on DuckDB 2, which has no fetch_arrow_table)."""

@@ -240,11 +240,23 @@ def feature_sql(payments: str, as_of_literal: str, promotions_redeemed: bool = T
     if promotions_redeemed:
         promo_line = "promotion_id"
         pay_promo = "MAX(CASE WHEN promotion_id IS NOT NULL THEN 1 ELSE 0 END)"
-        n_promos = "COUNT(DISTINCT promotion_id)"
+        # Distinct promotions over the lines that have one (a small share): grouping every
+        # successful line by (user, promotion_id) only to drop the NULL cost ~5% of the statement.
+        promo_cte = f"""
+-- Distinct promotions redeemed, from the successful lines with a promotion.
+promo_stats AS (
+    SELECT user_id, COUNT(DISTINCT promotion_id) AS n_promotions_redeemed
+    FROM lines
+    WHERE status = 'success' AND promotion_id IS NOT NULL
+    GROUP BY user_id
+),"""
+        promo_join = "\nLEFT JOIN promo_stats AS p ON p.user_id = u.user_id"
+        n_promos = "COALESCE(p.n_promotions_redeemed, 0)"
         promo_share = "CAST(u.n_promo_payments AS DOUBLE) / u.n_payments"
     else:
         promo_line = f"CAST(NULL AS {d.string_type}) AS promotion_id"
         pay_promo = "0"
+        promo_cte = promo_join = ""
         n_promos = "CAST(NULL AS BIGINT)"
         promo_share = "CAST(NULL AS DOUBLE)"
     # Successful payments per channel, and the top channel (ties by name: the CASE tests the
@@ -361,12 +373,11 @@ line_stats AS (
     SELECT
         user_id,
         COUNT(DISTINCT item_id) AS n_items,
-        COUNT(DISTINCT merchant_id) AS n_merchants,
-        {n_promos} AS n_promotions_redeemed
+        COUNT(DISTINCT merchant_id) AS n_merchants
     FROM lines
     WHERE status = 'success'
     GROUP BY user_id
-),
+),{promo_cte}
 -- Category mix: lines and spend per (user, category) ...
 cats AS (
     SELECT
@@ -433,13 +444,13 @@ SELECT
     CAST(COALESCE(o.n_failed, 0) AS DOUBLE) / (COALESCE(o.n_failed, 0) + u.n_payments) AS failure_rate,
     COALESCE(o.n_refunds, 0) AS n_refunds,
     CAST(COALESCE(o.n_refunds, 0) AS DOUBLE) / u.n_lines AS refund_rate,
-    l.n_promotions_redeemed,
+    {n_promos} AS n_promotions_redeemed,
     {promo_share} AS promo_share
 FROM pay_stats AS u
 JOIN day_stats AS d ON d.user_id = u.user_id
 JOIN line_stats AS l ON l.user_id = u.user_id
 LEFT JOIN cat_stats AS c ON c.user_id = u.user_id
-LEFT JOIN other AS o ON o.user_id = u.user_id
+LEFT JOIN other AS o ON o.user_id = u.user_id{promo_join}
 ORDER BY u.user_id
 """
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from behavior.ids import CONTROL_PATTERN, normalize_id, trim_sql, without_controls
+from behavior.ids import control_characters, normalize_id, trim_sql, without_controls
 from behavior.pii import erasure_hash, erasure_hash_sql
 from behavior.sql_dialect import DUCKDB
 from behavior.store import atomic, erasure_log
@@ -46,7 +46,6 @@ from pipelines.lake import locked, table_files, transaction
 
 _SPLIT = re.compile(r"[,;\t|]")
 _QUOTED = re.compile(r"'([^']*)'")
-_CONTROL = re.compile(CONTROL_PATTERN)
 
 
 def forget(home: DataHome, user_ids: list[str]) -> dict:
@@ -186,12 +185,12 @@ def row_values(raw: str | None, detail: str | None) -> set[str]:
     out: set[str] = set()
     for s in values:
         ids = _value_ids(s)
-        if _CONTROL.search(s):
+        if control_characters(s):
             ids |= _value_ids(without_controls(s)) | {without_controls(i) for i in ids}
         out |= ids
     for q in _QUOTED.findall(detail or ""):
         out.add(normalize_id(q))
-        if _CONTROL.search(q):
+        if control_characters(q):
             out.add(without_controls(q))
     return out
 

@@ -601,6 +601,12 @@ class UserParts:
         """The parts (1: not split, or not written yet)."""
         return len(self._bounds) + 1
 
+    def user_range(self, part: int) -> tuple:
+        """The user_ids part `part` (of `relations()`) holds: from the first (None: the lowest id)
+        up to, not including, the second (None: past the highest)."""
+        return (self._bounds[part - 1] if part > 0 else None,
+                self._bounds[part] if part < len(self._bounds) else None)
+
     def part_of(self, user_id: str) -> str:
         """SQL of the part (0 .. count - 1) of the user id expression `user_id`: how many
         part bounds are <= it (a binary search written as nested CASEs)."""

@@ -134,25 +134,28 @@ def _id_maps(ctx, end) -> tuple[IdMap, IdMap]:
         n = items.size
         raise StageSkipped(f"only {n} item{'' if n == 1 else 's'} bought before as_of: recommending needs at least "
                            "two items to rank (a shop with one product has nothing to recommend)")
-    return IdMap(distinct("user_id", _log_parts(ctx, end))), IdMap(items)
+    return IdMap(distinct("user_id", [r for _, r in _log_parts(ctx, end)])), IdMap(items)
 
 
-def _log_parts(ctx, end) -> list[str]:
-    """The relations of the payment lines before `end`, in user_id order: the run's user parts
-    (`behavior.features.UserParts`, ranges of user_id) where they hold those lines, else `payments`."""
+def _log_parts(ctx, end) -> list[tuple[int, str]]:
+    """(part, relation) of the payment lines before `end`, in user_id order: the run's user parts
+    (`behavior.features.UserParts`, ranges of user_id) where they hold those lines, else
+    [(0, payments)]."""
     parts = ctx.user_parts
     if parts is None or parts.as_of != end:
-        return ["payments"]
+        return [(0, "payments")]
     parts.covers("payments", [end], list(_LOG_COLUMNS))
-    return [relation for _, relation in parts.relations()]
+    return parts.relations()
 
 
-def _users_of(engine, relation: str, users: IdMap, table):
-    """The rows of `table` (`users.to_table()`) whose ids lie within the user_id range of `relation`
-    (a slice: zero copy)."""
-    row = engine.arrow(f"SELECT min(user_id) AS lo, max(user_id) AS hi FROM {relation}").to_pylist()[0]
-    lo, hi = users.ids.searchsorted(row["lo"], "left"), users.ids.searchsorted(row["hi"], "right")
-    return table.slice(lo, hi - lo)
+def _users_of(user_range: tuple, users: IdMap, table):
+    """The rows of `table` (`users.to_table()`) whose ids lie within `user_range`
+    (`UserParts.user_range`: from the first id up to, not including, the second; None: unbounded),
+    a slice: zero copy."""
+    lo, hi = user_range
+    start = 0 if lo is None else users.ids.searchsorted(lo, "left")
+    stop = len(users.ids) if hi is None else users.ids.searchsorted(hi, "left")
+    return table.slice(start, stop - start)
 
 
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
@@ -163,15 +166,15 @@ def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     while a part holds all of its users' lines and the parts follow each other in user order,
     so their rows come in CSR order."""
     engine = ctx.engine
-    table, relations = users.to_table(), _log_parts(ctx, end)
+    table, parts = users.to_table(), _log_parts(ctx, end)
     engine.register("_rec_users", table)
     engine.register("_rec_items", items.to_table())
 
     def batches():
-        for relation in relations:
-            if len(relations) > 1:   # the part's users only: a join on every user per part grows as lines x users
+        for part, relation in parts:
+            if len(parts) > 1:   # the part's users only: a join on every user per part grows as lines x users
                 engine.unregister("_rec_users")
-                engine.register("_rec_users", _users_of(engine, relation, users, table))
+                engine.register("_rec_users", _users_of(ctx.user_parts.user_range(part), users, table))
             sql = indexed_sql(prefixes_sql(end, cuts, relation, engine.dialect), "_rec_users", "_rec_items",
                               prefix_columns(len(cuts) + 1))
             sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows

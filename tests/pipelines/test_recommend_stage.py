@@ -134,7 +134,7 @@ def test_the_scan_by_user_parts_gives_the_rows_of_the_scan_in_one_piece(run, mon
             end = ctx.as_of
             users, items = _id_maps(ctx, end)
             cuts = (end - timedelta(days=60), end - timedelta(days=30))
-            held[part_lines] = (_log_parts(ctx, end), _periods(ctx, users, items, cuts, end))
+            held[part_lines] = ([r for _, r in _log_parts(ctx, end)], _periods(ctx, users, items, cuts, end))
             ids[part_lines] = (users.ids, items.ids)
         finally:
             ctx.user_parts.close()

@@ -12,6 +12,7 @@ import pytest
 from behavior.store.datahome import DataHome
 from pipelines.lake import locked, table_files
 from behavior.store.bundle import verify
+from tests.e2e.small_home import copy_of
 from tests.e2e.test_cli import behavior
 
 CLI = "from pipelines.cli import main; import sys; sys.argv = ['behavior'] + sys.argv[1:]; main()"
@@ -22,24 +23,6 @@ def patched(data: Path, patch: str, *args: str) -> subprocess.CompletedProcess:
     code = textwrap.dedent(patch) + "\n" + CLI
     return subprocess.run([sys.executable, "-c", code, "--data-dir", str(data), *args], capture_output=True,
                           text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    data, synth = root / "data", root / "synth"
-    behavior(data, "synth", "--out", str(synth), "--users", "600", "--months", "12", "--seed", "8")
-    behavior(data, "ingest", str(synth))
-    behavior(data, "run")
-    return root, data
-
-
-def _copy(base, tmp_path) -> Path:
-    import shutil
-
-    _, data = base
-    shutil.copytree(data, tmp_path / "data")
-    return tmp_path / "data"
 
 
 def consistent(data: Path) -> str:
@@ -78,8 +61,8 @@ p._write = write
 
 @pytest.mark.slow
 @pytest.mark.parametrize("patch", [KILL_IN_STAGE, KILL_IN_PUBLISH], ids=["during-a-stage", "during-publish"])
-def test_kill_during_a_run_leaves_the_old_bundle_served_and_the_next_run_works(base, tmp_path, patch):
-    data = _copy(base, tmp_path)
+def test_kill_during_a_run_leaves_the_old_bundle_served_and_the_next_run_works(tmp_path_factory, tmp_path, patch):
+    data = copy_of(tmp_path_factory, tmp_path)
     before = (data / "artifacts" / "CURRENT").read_text().strip()
     lake_before = sorted(str(p) for p in (data / "lake").rglob("*.parquet"))
     out = patched(data, patch, "run")
@@ -104,10 +87,10 @@ Path.rename = rename
 """
 
 
-def test_kill_during_an_erasure_swap_is_finished_by_the_next_command(base, tmp_path):
+def test_kill_during_an_erasure_swap_is_finished_by_the_next_command(tmp_path_factory, tmp_path):
     from tests.e2e.test_forget import files_naming
 
-    data = _copy(base, tmp_path)
+    data = copy_of(tmp_path_factory, tmp_path)
     out = patched(data, KILL_IN_SWAP, "forget", "u0000002")
     assert out.returncode == -9, out.stderr
     current = (data / "artifacts" / "CURRENT").read_text().strip()
@@ -120,8 +103,8 @@ def test_kill_during_an_erasure_swap_is_finished_by_the_next_command(base, tmp_p
 @pytest.mark.parametrize("error", [f"OSError({errno.ENOSPC}, 'No space left on device')",
                                    f"PermissionError({errno.EACCES}, 'Permission denied', '/data/lake')"],
                          ids=["disk-full", "permission"])
-def test_disk_full_and_permission_errors_are_clear_and_change_nothing(base, tmp_path, error):
-    data = _copy(base, tmp_path)
+def test_disk_full_and_permission_errors_are_clear_and_change_nothing(tmp_path_factory, tmp_path, error):
+    data = copy_of(tmp_path_factory, tmp_path)
     patch = f"""
     import pyarrow.parquet as pq
     def write_table(*a, **k):
@@ -140,8 +123,8 @@ def test_disk_full_and_permission_errors_are_clear_and_change_nothing(base, tmp_
     behavior(data, "ingest", str(tmp_path / "more.csv"))
 
 
-def test_two_runs_at_once_are_serialised_with_a_clear_message(base, tmp_path):
-    data = _copy(base, tmp_path)
+def test_two_runs_at_once_are_serialised_with_a_clear_message(tmp_path_factory, tmp_path):
+    data = copy_of(tmp_path_factory, tmp_path)
     with locked(DataHome(data), "run"):
         out = behavior(data, "run", check=False)
     assert out.returncode == 2

@@ -19,6 +19,7 @@ from behavior.schema import PAYMENTS
 from behavior.store.inbox import Inbox, inbox_path
 from behavior.store.senders import add_sender
 from tests.api.notify_helpers import PATH, encode, payment, signed
+from tests.e2e.small_home import copy_of
 from tests.e2e.test_cli import behavior
 from tests.e2e.test_faults import patched
 from tests.e2e.test_forget import serving
@@ -60,9 +61,7 @@ def inbox_rejected_ids(data) -> list[str]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     root = tmp_path_factory.mktemp("forget-controls")
-    data, synth = root / "data", root / "synth"
-    behavior(data, "synth", "--out", str(synth), "--users", "200", "--months", "8", "--seed", "5")
-    behavior(data, "ingest", str(synth))
+    data = copy_of(tmp_path_factory, root)      # a home with a bundle that serves USER and OTHER
     for part in ("a", "b"):           # two ingests: two quarantine files
         _bad_file(root / f"bad-{part}.parquet", part)
         rep = json.loads(behavior(data, "ingest", str(root / f"bad-{part}.parquet"), "--json").stdout)
@@ -70,7 +69,6 @@ def home(tmp_path_factory):
         assert (rep["accepted"], rep["rejected_by_reason"]) == (1, {"bad_user_id": bad_ids, "bad_amount": 1})
     stored = pq.read_table(data / "lake" / "payments").column("user_id").to_pylist()
     assert USER in stored and OTHER in stored
-    behavior(data, "run")
     key = behavior(data, "keys", "add", "ops", "--scope", "admin").stdout.strip()
     return root, data, key
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from behavior.store.datahome import DataHome
 from pipelines.ingest import IngestOptions, ingest
 from pipelines.synth_files import write_synth
+from tests.bundle_files import assert_arrays_close
 
 # Parquet files whose rows are keyed (compared after sorting by the key)
 KEYS = {"profiles.parquet": ["user_id"], "merchants.parquet": ["merchant_id"]}
@@ -48,13 +48,7 @@ def test_both_engines_publish_the_same_bundle(spark, tmp_path, monkeypatch):
     assert len(files) > 4 and "uplift_scores.parquet" in files
     for name in files:
         if name.endswith(".npz"):
-            a, b = np.load(duck / name, allow_pickle=False), np.load(spk / name, allow_pickle=False)
-            assert sorted(a.files) == sorted(b.files), name
-            for k in a.files:
-                if a[k].dtype.kind == "f":
-                    np.testing.assert_allclose(a[k], b[k], rtol=1e-9, atol=1e-9, err_msg=f"{name}:{k}")
-                else:
-                    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}:{k}")
+            assert_arrays_close(duck / name, spk / name)
             continue
         ta, tb = pq.read_table(duck / name), pq.read_table(spk / name)
         assert ta.schema == tb.schema, name

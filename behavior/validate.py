@@ -419,12 +419,13 @@ def repeated_keys(engine: Any, relation: str, spec: Table) -> tuple[pa.Array, pa
     d = engine.dialect
     keys = ", ".join(_q(k, d) for k in spec.key)
     empty = pa.array([], pa.int64())
-    # Equal keys have equal hashes: grouping by the keys' hash (one number) shows that no key
-    # repeats with a hash table a fraction of the keys' size (10M payment lines beside their
-    # checked table at the memory cap: 5.5 CPU seconds grouping the keys, which spills)
-    hashed = (f"SELECT count(*) AS n FROM (SELECT {d.hash_of([_q(k, d) for k in spec.key])} AS h FROM {relation} "
-              f"WHERE _reason IS NULL GROUP BY h HAVING count(*) > 1) r")
-    if not engine.arrow(hashed).column(0)[0].as_py():
+    # Equal keys have equal hashes: when no hash repeats, no key does. The hashes (8 bytes a
+    # row of one input file) are sorted in numpy and neighbours compared: 10M distinct hashes
+    # take 0.5 CPU seconds where DuckDB's grouping by them takes 3.4 (its hash table of 10M
+    # groups leaves the cache), and grouping by the keys themselves spills at the memory cap
+    hashes = engine.arrow(f"SELECT {d.hash_of([_q(k, d) for k in spec.key])} AS h FROM {relation} "
+                          "WHERE _reason IS NULL").column(0)
+    if not _any_repeat(hashes):
         return empty, empty
     repeated = f"SELECT {keys} FROM {relation} WHERE _reason IS NULL GROUP BY {keys} HAVING count(*) > 1"
     order = "ASC" if spec.mode == "append" else "DESC"
@@ -441,6 +442,12 @@ def repeated_keys(engine: Any, relation: str, spec: Table) -> tuple[pa.Array, pa
         return rows.column(ROW), empty
     differs = rows.column("_differs")
     return pc.filter(rows.column(ROW), pc.invert(differs)), pc.filter(rows.column(ROW), differs)
+
+
+def _any_repeat(values: pa.ChunkedArray) -> bool:
+    """Whether a value of `values` (whole numbers, no nulls) occurs more than once."""
+    ordered = np.sort(values.to_numpy())
+    return bool(np.any(ordered[1:] == ordered[:-1]))
 
 
 CONFLICT_DETAIL = "key ({}) repeats an earlier row of this input with other values"

@@ -97,6 +97,9 @@ class EngineConfig(_Section):
                         choices=("duckdb", "spark"))
     duckdb_threads: int = setting(0, "DuckDB threads; 0 = all cores", minimum=0)
     duckdb_memory_limit: str = setting("3GB", "DuckDB's memory cap; it spills to <data home>/tmp beyond it")
+    duckdb_ingest_memory_limit: str = setting(
+        "5GB", "DuckDB's memory cap while ingest reads, checks and writes a file (its checked rows "
+        "beside the write's buffers); \"\" = duckdb_memory_limit")
     spark_master: str = setting("", '"" = local[2], or under spark-submit the master it was given',
                                 env="BEHAVIOR_SPARK_MASTER")
     spark_remote: str = setting("", 'a Spark Connect URL (sc://host:15002); "" = a JVM in this process',

@@ -2,11 +2,12 @@
 
 The floor is DuckDB's own COPY of the same file into the same month-partitioned, zstd
 Parquet layout (`COPY (SELECT *, month FROM read_csv / read_parquet) TO ... (PARTITION_BY
-month)`), on a connection with ingest's DuckDB settings (`pipelines.engines.duckdb_connection`):
-reading and writing the lines with no checks. Per size and format, ingest (into a fresh lake)
-and the floor run alternately `repeat` times, each in a fresh process; the row gives both
-medians, both peaks and their ratio, beside the target (issue 25: ingest <= 1.5x the floor),
-and the ratio of their CPU seconds (all threads), which a shared machine's load distorts less.
+month)`), on a connection with ingest's DuckDB settings (`pipelines.ingest.ingest_connection`,
+ingest's memory cap included): reading and writing the lines with no checks. Per size and
+format, ingest (into a fresh lake) and the floor run alternately `repeat` times, each in a fresh
+process; the row gives both medians, both peaks and their ratio, beside the target (issue 25:
+ingest <= 1.5x the floor), and the ratio of their CPU seconds (all threads), which a shared
+machine's load distorts less.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from pathlib import Path
 from behavior.sql_dialect import DUCKDB
 from behavior.store.datahome import DataHome
 from pipelines.config import EngineConfig
-from pipelines.engines import duckdb_connection
+from pipelines.ingest import ingest_connection
 home, src = DataHome(Path(sys.argv[1])), sys.argv[2]
 (home.lake / "payments").mkdir(parents=True)
 home.spill.mkdir(parents=True, exist_ok=True)
-con = duckdb_connection(EngineConfig(), home)
+con = ingest_connection(EngineConfig(), home)
 reader = "read_parquet" if src.endswith(".parquet") else "read_csv"
 t, cpu = time.perf_counter(), time.process_time()
 con.execute(f"COPY (SELECT *, strftime(paid_at, '%Y-%m') AS month FROM {reader}({DUCKDB.literal(src)})) "

@@ -177,17 +177,20 @@ def test_kill_during_ingest_leaves_the_lake_consistent(tmp_path):
     assert pq.read_table(table_files(data / "lake", "payments")).num_rows == n
 
 
-def test_ingest_uses_the_engine_settings_memory_cap_and_spill_folder(home):
-    """Ingest's DuckDB has the run's [engine] cap, threads and spill folder (DuckDB's default
-    would take 80% of the machine's memory while deduplicating against a big lake)."""
+@pytest.mark.parametrize("ingest_cap, run_cap, expected", [("700MB", "3GB", "667.5 MiB"), ("", "700MB", "667.5 MiB")])
+def test_ingest_uses_the_engine_settings_memory_cap_and_spill_folder(home, ingest_cap, run_cap, expected):
+    """Ingest's DuckDB has the [engine] ingest cap (the run's where that is empty), threads and
+    spill folder (DuckDB's default would take 80% of the machine's memory while deduplicating
+    against a big lake)."""
     from pipelines.config import EngineConfig
     from pipelines.ingest import LocalLake
 
-    lake = LocalLake(home, EngineConfig(duckdb_threads=1, duckdb_memory_limit="700MB"))
+    lake = LocalLake(home, EngineConfig(duckdb_threads=1, duckdb_memory_limit=run_cap,
+                                        duckdb_ingest_memory_limit=ingest_cap))
     try:
         setting = lambda name: lake.con.sql(f"SELECT current_setting('{name}')").fetchall()[0][0]
         assert setting("threads") == 1
-        assert setting("memory_limit") == "667.5 MiB"   # 700 MB
+        assert setting("memory_limit") == expected   # 700 MB
         assert setting("temp_directory") == str(home.root / "tmp")
     finally:
         lake.close()

@@ -79,9 +79,9 @@ def merge_parts(rows: pa.Table) -> pa.Table:
     in user_id order (`behavior.merchant_days.over_merchant_days`). Within a merchant the parts'
     runs are then already in user order, so a stable sort of the rows' merchants alone (the few
     distinct ids ranked, each row given its id's rank) orders the table: no sort of every row's
-    strings, and no copy of the rows but the ordered one (at 100M lines, 19M rows: DuckDB's sort
-    of all of them held their bytes three times, the stage's peak). Strings are ordered by
-    their bytes (code points), as DuckDB and Arrow order them."""
+    strings, and no copy of the rows but the ordered one (one sort of all the rows held a third:
+    at 30M lines the stage's peak was 15% higher). Strings are ordered by their bytes (code
+    points), as DuckDB and Arrow order them."""
     coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
     distinct = coded.dictionary.to_numpy(zero_copy_only=False)
     # (numpy's stable sort of 16-bit keys is a radix sort: linear)

@@ -131,20 +131,27 @@ def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
     # (merchants x spans) table, however long the history and however many user parts' rows
     # (a table of every day cost seconds of first-touched memory at 30M lines).
     ends = _window_ends(ks, horizon_days)
-    coded = rows.column("merchant_id").combine_chunks().dictionary_encode()
-    day = rows.column("day").to_numpy()
-    span = np.searchsorted(ends, day, side="right")     # span i: days in [ends[i - 1], ends[i])
-    shape = (len(coded.dictionary), len(ends) + 1)
-    cell = coded.indices.to_numpy().astype(np.int64) * shape[1] + span   # (merchant, span), row-major
-    # (float sums of whole numbers are exact below 2**53 payments)
-    count = np.bincount(cell, weights=rows.column("payments").to_numpy(), minlength=shape[0] * shape[1])
-    count = count.astype(np.int64).reshape(shape)
+    # The rows are taken chunk by chunk (a part's rows), their merchants coded by one dictionary:
+    # no array spans every row (at 100M lines tens of millions of rows, whose copies were memory
+    # touched afresh).
+    coded = rows.column("merchant_id").dictionary_encode().unify_dictionaries()
+    dictionary = coded.chunk(0).dictionary if coded.num_chunks else pa.array([], pa.string())
+    shape = (len(dictionary), len(ends) + 1)
+    count = np.zeros(shape[0] * shape[1], dtype=np.int64)
     last = np.full(shape[0] * shape[1], np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(last, cell, rows.column("last_us").to_numpy())
-    last = last.reshape(shape)
+    start = 0
+    for chunk in coded.chunks:
+        part = rows.slice(start, len(chunk))
+        start += len(chunk)
+        span = np.searchsorted(ends, part.column("day").to_numpy(), side="right")   # span i: days in [ends[i - 1], ends[i])
+        cell = chunk.indices.to_numpy().astype(np.int64) * shape[1] + span          # (merchant, span), row-major
+        # (float sums of whole numbers are exact below 2**53 payments)
+        count += np.bincount(cell, weights=part.column("payments").to_numpy(), minlength=len(count)).astype(np.int64)
+        np.maximum.at(last, cell, part.column("last_us").to_numpy())
+    count, last = count.reshape(shape), last.reshape(shape)
     # the merchants in id order: the few distinct ids sorted (np.unique would sort every row's
     # id as a Python string), and their rows with them
-    distinct = coded.dictionary.to_numpy(zero_copy_only=False)
+    distinct = dictionary.to_numpy(zero_copy_only=False)
     order = np.argsort(distinct, kind="stable")
     merchants = distinct[order]
     cum = np.cumsum(count[order], axis=1)                # cum[:, i]: the payments before ends[i]

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from behavior.features import UserParts
-from behavior.merchant_audience import audience_query, sort_audience
+from behavior.merchant_audience import audience_query, merge_parts
 from behavior.merchant_churn import activity_query
 from behavior.merchant_days import over_merchant_days
 from behavior.merchant_profiles import (assemble_profiles, check_profile_inputs, combine_windows, wallet_query,
@@ -44,7 +44,7 @@ def merchant_tables(con: SqlEngine, payments: str, as_of: datetime, user_values:
         "activity": activity_query, "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
     profiles = assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                                  combine_windows(engine, t["windows"], t["wallet"]), as_of)
-    return MerchantTables(profiles, t["activity"], sort_audience(t["audience"], engine))
+    return MerchantTables(profiles, t["activity"], merge_parts(t["audience"]))
 
 
 __all__ = ["MerchantTables", "merchant_tables"]

@@ -186,3 +186,26 @@ def test_cutoff_frames_hold_a_row_per_merchant_and_window_span_however_old_the_h
     assert c90["days_since_last_payment"].tolist() == pytest.approx([10 - 5e-6 / 86_400, 1 - 5e-6 / 86_400])
     assert c10["payments_90d"].tolist() == [10, 13] and "future_payments" not in c10
     assert c10["days_since_last_payment"].tolist() == pytest.approx([50, 10], abs=1e-9)
+
+
+def test_cutoff_frames_of_the_parts_chunks_equal_those_of_one_table():
+    """The activity rows of several user parts (one chunk each, a merchant in some of them only,
+    an empty part) give the frames of the same rows in one chunk, in any order."""
+    as_of = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    rng = np.random.default_rng(3)
+    n = 3_000
+    rows = pa.table({"merchant_id": pa.array([f"m{i}" for i in rng.integers(0, 40, n)], pa.string()),
+                     "day": pa.array(rng.integers(-700, 0, n), pa.int64()),
+                     "payments": pa.array(rng.integers(1, 5, n), pa.int64()),
+                     "last_us": pa.array(rng.integers(0, 2**50, n), pa.int64())})
+    cuts = [as_of - timedelta(days=k) for k in (90, 120, 300)]
+    whole = MC.cutoff_frames(rows, as_of, cuts)
+    order = np.argsort(rows.column("merchant_id").to_numpy(zero_copy_only=False), kind="stable")
+    by_merchant = rows.take(order)   # so that the later parts hold merchants the first ones lack
+    parts = pa.concat_tables([by_merchant.slice(0, 1000), by_merchant.slice(1000, 0), by_merchant.slice(1000, 1500),
+                              by_merchant.slice(2500)])
+    assert parts.column("merchant_id").num_chunks == 4
+    chunked = MC.cutoff_frames(parts, as_of, cuts)
+    for c in cuts:
+        assert len(whole[c]) == 40
+        pd.testing.assert_frame_equal(chunked[c], whole[c], check_exact=True)

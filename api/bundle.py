@@ -314,7 +314,7 @@ def _load_recommender(folder: Path, version: str) -> ServingModel | None:
     if not path.exists():
         return None
     try:
-        arrays = read_recommender(path)
+        arrays = read_recommender(path, mapped=True)   # the checksum pass left the file in the page cache
     except (ValueError, OSError) as exc:
         raise BundleError(version, f"{RECOMMENDER.file} cannot be read ({type(exc).__name__})") from None
     return build_recommender(arrays, version)

@@ -29,10 +29,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from api.items import ItemDetails
 from api.merchants_data import MerchantData, load_merchants
+from api.parquet_read import read_one_chunk
 from api.targeting import FILES as TARGETING_FILES
 from api.targeting import TargetingData, load_targeting
 from behavior.errors import BehaviorError
@@ -292,18 +292,21 @@ class Bundle:
                        erased=self.erased | frozenset(user_ids))
 
 
-def _read_profiles(folder: Path, version: str) -> pa.Table:
-    """The profiles of a verified bundle (`verify` checked their columns)."""
+def _load_profiles(folder: Path, version: str) -> Profiles:
+    """The profiles of a verified bundle (`verify` checked their columns). Their user_id is
+    unique: the row index the profiles build anyway has one entry per row (a separate count of
+    distinct ids would hash every id a second time)."""
     try:
-        table = pq.read_table(folder / PROFILES.file)
+        table = read_one_chunk(folder / PROFILES.file)
     except (pa.ArrowException, OSError) as exc:
         raise BundleError(version, f"{PROFILES.file} cannot be read ({type(exc).__name__})") from None
     ids = table.column("user_id")
     if ids.null_count:
         raise BundleError(version, f"{PROFILES.file}: user_id is null on {ids.null_count} rows")
-    if pc.count_distinct(ids).as_py() != table.num_rows:
+    profiles = Profiles(table)
+    if len(profiles.index) != len(profiles):
         raise BundleError(version, f"{PROFILES.file}: user_id is not unique")
-    return table
+    return profiles
 
 
 def _load_recommender(folder: Path, version: str) -> ServingModel | None:
@@ -311,7 +314,7 @@ def _load_recommender(folder: Path, version: str) -> ServingModel | None:
     if not path.exists():
         return None
     try:
-        arrays = read_recommender(path)
+        arrays = read_recommender(path, mapped=True)   # the checksum pass left the file in the page cache
     except (ValueError, OSError) as exc:
         raise BundleError(version, f"{RECOMMENDER.file} cannot be read ({type(exc).__name__})") from None
     return build_recommender(arrays, version)
@@ -364,7 +367,7 @@ def load_bundle(folder: Path) -> Bundle:
         raise BundleError(version, f"{REPORT.file} is not valid JSON") from None
     if not isinstance(report, dict):
         raise BundleError(version, f"{REPORT.file} is not a JSON object")
-    profiles = Profiles(_read_profiles(folder, version))
+    profiles = _load_profiles(folder, version)
     recommender = _load_recommender(folder, version)
     return Bundle(
         version=version,

@@ -11,8 +11,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from api.parquet_read import read_one_chunk
 from api.rows import json_rows
 from behavior.store.bundle import MERCHANT_CUSTOMERS, MERCHANTS, BundleError, Kind, kind_of
 # What a merchant query returns when it names no fields.
@@ -87,7 +87,7 @@ def load_merchants(folder: Path, listed: set[str]) -> MerchantData | None:
         if artifact.file not in listed:
             continue
         try:
-            tables[artifact] = pq.read_table(folder / artifact.file)
+            tables[artifact] = read_one_chunk(folder / artifact.file)
         except (pa.ArrowException, OSError) as exc:
             raise BundleError(version, f"{artifact.file} cannot be read ({type(exc).__name__})") from None
     profiles = tables[MERCHANTS]

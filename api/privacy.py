@@ -100,7 +100,8 @@ class IdHashes:
     @classmethod
     def of(cls, bundle: Bundle, secret: bytes) -> "IdHashes":
         """The hashes of the bundle as loaded (before any user was taken out of it)."""
-        parts = [bundle.profiles.table.column("user_id").combine_chunks().cast(pa.string())]
+        profile_ids = bundle.profiles.table.column("user_id").cast(pa.string())
+        parts = list(profile_ids.chunks)   # concatenated once below, not combined first
         if bundle.recommender is not None:
             parts.append(bundle.recommender.users.arrow())
         ids = pa.concat_arrays(parts)
@@ -113,7 +114,7 @@ class IdHashes:
             con.close()
         if len(ids) and _prefix(erasure_hash(secret, ids[0].as_py())) != prefixes[0]:
             raise RuntimeError("the SQL and the Python keyed hash of a user id disagree")
-        return cls(ids, len(parts[0]), np.asarray(prefixes, np.int64))
+        return cls(ids, len(profile_ids), np.asarray(prefixes, np.int64))
 
     def find(self, hashes: frozenset[str], secret: bytes, profiles_only: bool = False) -> set[str]:
         """The ids whose keyed hash is in `hashes` (checked in full)."""

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from api.parquet_read import read_one_chunk
 from behavior import targeting as T
 from behavior.store.bundle import CATEGORY_AFFINITY, CONTACTS, ITEM_CATEGORIES, UPLIFT_SCORES, Artifact
 
@@ -71,7 +71,7 @@ class TargetingData:
 def _read(folder: Path, artifact: Artifact, present: set[str]) -> pd.DataFrame | None:
     if artifact.file not in present:
         return None
-    return pq.read_table(folder / artifact.file).to_pandas()
+    return read_one_chunk(folder / artifact.file).to_pandas()
 
 
 def load_targeting(folder: Path, listed: set[str]) -> TargetingData:

@@ -32,6 +32,7 @@ import scipy.sparse as sp
 from behavior.errors import BehaviorError
 from behavior.store import atomic
 from behavior.store.datahome import DataHome, LockedError
+from behavior.store.mapped_npz import map_npz
 
 Kind = Literal["integer", "number", "string", "boolean", "timestamp"]
 MANIFEST = "manifest.json"
@@ -340,10 +341,13 @@ _OLD_RECOMMENDER_NAMES = {"seen.indptr": "purchased.indptr", "seen.indices": "pu
                           "exclude_seen": "exclude_purchased"}
 
 
-def read_recommender(path: Path) -> dict[str, np.ndarray]:
+def read_recommender(path: Path, mapped: bool = False) -> dict[str, np.ndarray]:
     """The arrays of a recommender.npz under the names `serving_arrays` writes; a bundle written
-    with the old `seen.*` / `exclude_seen` names reads the same. Raises ValueError or OSError
-    when the file is not a readable npz."""
+    with the old `seen.*` / `exclude_seen` names reads the same. `mapped`: the large arrays are
+    read-only views of the file (`behavior.store.mapped_npz`), not copies. Raises ValueError or
+    OSError when the file is not a readable npz."""
+    if mapped:
+        return {_OLD_RECOMMENDER_NAMES.get(k, k): a for k, a in map_npz(path).items()}
     with np.load(path, allow_pickle=False) as npz:
         return {_OLD_RECOMMENDER_NAMES.get(k, k): npz[k] for k in npz.files}
 

@@ -90,10 +90,15 @@ class Periods:
         self.n_items = n_items
 
     @classmethod
-    def from_batches(cls, batches: Iterable, n_users: int, n_items: int, bounds: tuple[datetime, ...]) -> Periods:
-        """From Arrow record batches with columns user_idx, item_idx and `prefix_columns(len(bounds))`,
-        in (user_idx, item_idx) order; `bounds` are the prefixes' bounds (cuts, then the end).
-        Each batch is narrowed as it arrives, so only the narrow rows are held in full."""
+    def from_batches(cls, batches: Iterable, n_users: int, n_items: int, bounds: tuple[datetime, ...],
+                     *, sort: bool = False) -> Periods:
+        """From Arrow record batches (or tables) with columns user_idx, item_idx and
+        `prefix_columns(len(bounds))`, in (user_idx, item_idx) order; `bounds` are the prefixes'
+        bounds (cuts, then the end). With `sort`, each batch holds every row of a range of users,
+        the ranges in user order, its rows in any order: the driver sorts each by (user_idx,
+        item_idx), one range at a time (numpy's sort of one part's pairs takes a fraction of the
+        engine's ORDER BY of them). Each batch is narrowed as it arrives, so only the narrow rows
+        are held in full."""
         n = len(bounds)
         counts = np.zeros(n_users, dtype=np.int64)
         items: list[np.ndarray] = []
@@ -105,19 +110,23 @@ class Periods:
             if batch.num_rows == 0:
                 continue
             users = batch.column("user_idx").to_numpy(zero_copy_only=False)
+            item = batch.column("item_idx").to_numpy(zero_copy_only=False)
+            order = np.argsort(users.astype(np.int64) * n_items + item) if sort else slice(None)
+            users = users[order]
+            own = np.asarray if sort else np.array   # (a slice of the batch is a view of Arrow's memory: copied)
             if users[0] < previous or (users[1:] < users[:-1]).any():
                 raise InteractionsError("the period rows must come in user order (ORDER BY user_idx, item_idx)")
             previous = int(users[-1])
             starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
             counts[users[starts]] += np.diff(np.r_[starts, users.size])
-            items.append(np.array(batch.column("item_idx").to_numpy(zero_copy_only=False), dtype=np.int32))
+            items.append(own(item[order], dtype=np.int32))
             for k in range(n):
-                net[k].append(np.array(batch.column(f"net_{k + 1}").fill_null(0).to_numpy(zero_copy_only=False),
-                                       dtype=np.int32))
-                days[k].append(days_before(bounds[k], batch.column(f"last_{k + 1}")))
+                net[k].append(own(batch.column(f"net_{k + 1}").fill_null(0).to_numpy(zero_copy_only=False)[order],
+                                  dtype=np.int32))
+                days[k].append(days_before(bounds[k], batch.column(f"last_{k + 1}"))[order])
             for k in range(n - 1):
-                bought[k].append(np.array(batch.column(f"bought_{k + 1}").to_numpy(zero_copy_only=False),
-                                          dtype=bool))
+                bought[k].append(own(batch.column(f"bought_{k + 1}").to_numpy(zero_copy_only=False)[order],
+                                     dtype=bool))
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         return cls(indptr, _joined(items, np.int32), [_joined(c, np.int32) for c in net],
@@ -128,7 +137,8 @@ class Periods:
         """`from_batches` of a whole Arrow table."""
         return cls.from_batches(table.to_batches(), n_users, n_items, bounds)
 
-    def _csr(self, keep: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
+    def _pattern(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, row offsets) of the kept rows."""
         # kept rows per user: sums over each non-empty user's rows (an empty user's
         # reduceat segment would be its neighbour's first row)
         counts = np.zeros(self.n_users, dtype=np.int64)
@@ -137,7 +147,10 @@ class Periods:
             counts[present] = np.add.reduceat(keep, self.indptr[present], dtype=np.int64)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return sp.csr_matrix((values, self.item_idx[keep], indptr), shape=(self.n_users, self.n_items))
+        return self.item_idx[keep], indptr
+
+    def _csr(self, values: np.ndarray, pattern: tuple[np.ndarray, np.ndarray]) -> sp.csr_matrix:
+        return sp.csr_matrix((values, *pattern), shape=(self.n_users, self.n_items))
 
     def _held(self, arrays: list, k: int, what: str) -> np.ndarray:
         if not 1 <= k <= len(arrays):
@@ -151,14 +164,15 @@ class Periods:
         prefix `prefix` (1-based: everything before its bound), as `Interactions.matrices` gives them."""
         net = self._held(self.net, prefix, "prefix")
         keep = net > 0
-        return (self._csr(keep, net[keep].astype(np.float32)),
-                self._csr(keep, self._held(self.days, prefix, "prefix")[keep]))
+        indices, indptr = self._pattern(keep)   # once: the days' matrix gets copies (each matrix owns its arrays)
+        return (self._csr(net[keep].astype(np.float32), (indices, indptr)),
+                self._csr(self._held(self.days, prefix, "prefix")[keep], (indices.copy(), indptr.copy())))
 
     def bought(self, period: int) -> sp.csr_matrix:
         """Users x items, 1 where the user bought the item in period `period` (1-based: between
         the bounds of prefixes `period` and `period + 1`): the relevant items."""
         keep = self._held(self.bought_in, period, "period")
-        return self._csr(keep, np.ones(int(keep.sum()), np.float32))
+        return self._csr(np.ones(int(keep.sum()), np.float32), self._pattern(keep))
 
     def release(self, prefix: int) -> None:
         """Free prefix `prefix`'s net counts and days and period `prefix`'s purchases (once their

@@ -90,15 +90,10 @@ class Periods:
         self.n_items = n_items
 
     @classmethod
-    def from_batches(cls, batches: Iterable, n_users: int, n_items: int, bounds: tuple[datetime, ...],
-                     *, sort: bool = False) -> Periods:
-        """From Arrow record batches (or tables) with columns user_idx, item_idx and
-        `prefix_columns(len(bounds))`, in (user_idx, item_idx) order; `bounds` are the prefixes'
-        bounds (cuts, then the end). With `sort`, each batch holds every row of a range of users,
-        the ranges in user order, its rows in any order: the driver sorts each by (user_idx,
-        item_idx), one range at a time (numpy's sort of one part's pairs takes a fraction of the
-        engine's ORDER BY of them). Each batch is narrowed as it arrives, so only the narrow rows
-        are held in full."""
+    def from_batches(cls, batches: Iterable, n_users: int, n_items: int, bounds: tuple[datetime, ...]) -> Periods:
+        """From Arrow record batches with columns user_idx, item_idx and `prefix_columns(len(bounds))`,
+        in (user_idx, item_idx) order; `bounds` are the prefixes' bounds (cuts, then the end).
+        Each batch is narrowed as it arrives, so only the narrow rows are held in full."""
         n = len(bounds)
         counts = np.zeros(n_users, dtype=np.int64)
         items: list[np.ndarray] = []
@@ -110,23 +105,19 @@ class Periods:
             if batch.num_rows == 0:
                 continue
             users = batch.column("user_idx").to_numpy(zero_copy_only=False)
-            item = batch.column("item_idx").to_numpy(zero_copy_only=False)
-            order = np.argsort(users.astype(np.int64) * n_items + item) if sort else slice(None)
-            users = users[order]
-            own = np.asarray if sort else np.array   # (a slice of the batch is a view of Arrow's memory: copied)
             if users[0] < previous or (users[1:] < users[:-1]).any():
                 raise InteractionsError("the period rows must come in user order (ORDER BY user_idx, item_idx)")
             previous = int(users[-1])
             starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
             counts[users[starts]] += np.diff(np.r_[starts, users.size])
-            items.append(own(item[order], dtype=np.int32))
+            items.append(np.array(batch.column("item_idx").to_numpy(zero_copy_only=False), dtype=np.int32))
             for k in range(n):
-                net[k].append(own(batch.column(f"net_{k + 1}").fill_null(0).to_numpy(zero_copy_only=False)[order],
-                                  dtype=np.int32))
-                days[k].append(days_before(bounds[k], batch.column(f"last_{k + 1}"))[order])
+                net[k].append(np.array(batch.column(f"net_{k + 1}").fill_null(0).to_numpy(zero_copy_only=False),
+                                       dtype=np.int32))
+                days[k].append(days_before(bounds[k], batch.column(f"last_{k + 1}")))
             for k in range(n - 1):
-                bought[k].append(own(batch.column(f"bought_{k + 1}").to_numpy(zero_copy_only=False)[order],
-                                     dtype=bool))
+                bought[k].append(np.array(batch.column(f"bought_{k + 1}").to_numpy(zero_copy_only=False),
+                                          dtype=bool))
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         return cls(indptr, _joined(items, np.int32), [_joined(c, np.int32) for c in net],

@@ -33,8 +33,6 @@ validation buyer who also bought before it (a history shorter than valid_days + 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import numpy as np
@@ -162,41 +160,31 @@ def _users_of(user_range: tuple, users: IdMap, table):
 
 def _periods(ctx, users: IdMap, items: IdMap, cuts: tuple, end) -> Periods:
     """Every prefix of the split (before each cut, before `end`) in one scan, aggregated per pair
-    by the engine, one part of users at a time, each part's rows put in (user, item) order on
-    the driver. Above the user parts' size the scan runs part by part: one aggregation of every
-    pair of the log outgrows the engine's memory cap and spills (30M lines: 1.7 GB, 24 to 78 s;
-    18 to 28 s in six parts), while a part holds all of its users' lines and the parts follow
-    each other in user order, so their sorted rows come in CSR order."""
+    by the engine and narrowed batch by batch as the engine streams them. Above the user parts'
+    size the scan runs part by part: one aggregation of every pair of the log outgrows the
+    engine's memory cap and spills (30M lines: 1.7 GB, 24 to 78 s; 18 to 28 s in six parts),
+    while a part holds all of its users' lines and the parts follow each other in user order,
+    so their rows come in CSR order."""
     engine = ctx.engine
     table, parts = users.to_table(), _log_parts(ctx, end)
     engine.register("_rec_users", table)
     engine.register("_rec_items", items.to_table())
 
-    def tables():
+    def batches():
         for part, relation in parts:
             if len(parts) > 1:   # the part's users only: a join on every user per part grows as lines x users
                 engine.unregister("_rec_users")
                 engine.register("_rec_users", _users_of(ctx.user_parts.user_range(part), users, table))
-            yield engine.arrow(indexed_sql(prefixes_sql(end, cuts, relation, engine.dialect), "_rec_users",
-                                           "_rec_items", prefix_columns(len(cuts) + 1)))
+            sql = indexed_sql(prefixes_sql(end, cuts, relation, engine.dialect), "_rec_users", "_rec_items",
+                              prefix_columns(len(cuts) + 1))
+            sql += " ORDER BY user_idx, item_idx"   # CSR order: each prefix's matrices are a filter of the rows
+            yield from engine.record_batches(sql)
 
     try:
-        with ThreadPoolExecutor(1) as pool:   # the engine reads part i + 1 while the driver sorts part i
-            return Periods.from_batches(_ahead(tables(), pool), len(users), len(items), (*cuts, end), sort=True)
+        return Periods.from_batches(batches(), len(users), len(items), (*cuts, end))
     finally:
         engine.unregister("_rec_users")
         engine.unregister("_rec_items")
-
-
-def _ahead(items: Iterator, pool: ThreadPoolExecutor) -> Iterator:
-    """The items of `items`, each next one made on `pool`'s one thread while the caller uses the
-    current one (the engine runs its statement without the GIL). Only that thread advances
-    `items`, one step at a time, so a connection used there is never used twice at once."""
-    done = object()
-    following = pool.submit(next, items, done)
-    while (item := following.result()) is not done:
-        following = pool.submit(next, items, done)
-        yield item
 
 
 def _check_selectable(net, valid, valid_start, test_start) -> None:

@@ -100,23 +100,6 @@ def test_rows_read_in_batches_equal_the_rows_read_whole():
     assert whole.bought(2).nnz == 2 and whole.bought(2)[2, 2] == 1
 
 
-def test_rows_of_each_user_range_in_any_order_are_sorted_on_the_driver():
-    """With `sort`, each table holds every row of a range of users in any order (the engine's
-    GROUP BY order): the driver's sort gives the arrays of the rows read in (user, item) order,
-    bit for bit; ranges out of user order are refused."""
-    whole = Periods.from_arrow(ROWS, 6, 4, BOUNDS)
-    rng = np.random.default_rng(3)
-    first, second = ROWS.slice(0, 2), ROWS.slice(2)   # users 0 | users 2 and 4
-    shuffled = [t.take(pa.array(rng.permutation(t.num_rows))) for t in (first, second)]
-    assert shuffled[1].column("item_idx").to_pylist() != second.column("item_idx").to_pylist()
-    parted = Periods.from_batches(shuffled, 6, 4, BOUNDS, sort=True)
-    assert np.array_equal(whole.indptr, parted.indptr) and np.array_equal(whole.item_idx, parted.item_idx)
-    for a, b in zip([*whole.net, *whole.days, *whole.bought_in], [*parted.net, *parted.days, *parted.bought_in]):
-        assert a.dtype == b.dtype and np.array_equal(a, b)
-    with pytest.raises(InteractionsError, match="user order"):
-        Periods.from_batches(shuffled[::-1], 6, 4, BOUNDS, sort=True)
-
-
 def test_days_are_those_of_the_last_purchase_counted_back_from_the_bound():
     """float32 of ((bound - last) in microseconds / microseconds per day), clipped at 0: bit for
     bit what the driver computed from the epoch microseconds of each pair."""

@@ -128,7 +128,8 @@ class Periods:
         """`from_batches` of a whole Arrow table."""
         return cls.from_batches(table.to_batches(), n_users, n_items, bounds)
 
-    def _csr(self, keep: np.ndarray, values: np.ndarray) -> sp.csr_matrix:
+    def _pattern(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(item indices, row offsets) of the kept rows."""
         # kept rows per user: sums over each non-empty user's rows (an empty user's
         # reduceat segment would be its neighbour's first row)
         counts = np.zeros(self.n_users, dtype=np.int64)
@@ -137,7 +138,10 @@ class Periods:
             counts[present] = np.add.reduceat(keep, self.indptr[present], dtype=np.int64)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return sp.csr_matrix((values, self.item_idx[keep], indptr), shape=(self.n_users, self.n_items))
+        return self.item_idx[keep], indptr
+
+    def _csr(self, values: np.ndarray, pattern: tuple[np.ndarray, np.ndarray]) -> sp.csr_matrix:
+        return sp.csr_matrix((values, *pattern), shape=(self.n_users, self.n_items))
 
     def _held(self, arrays: list, k: int, what: str) -> np.ndarray:
         if not 1 <= k <= len(arrays):
@@ -151,14 +155,15 @@ class Periods:
         prefix `prefix` (1-based: everything before its bound), as `Interactions.matrices` gives them."""
         net = self._held(self.net, prefix, "prefix")
         keep = net > 0
-        return (self._csr(keep, net[keep].astype(np.float32)),
-                self._csr(keep, self._held(self.days, prefix, "prefix")[keep]))
+        indices, indptr = self._pattern(keep)   # once: the days' matrix gets copies (each matrix owns its arrays)
+        return (self._csr(net[keep].astype(np.float32), (indices, indptr)),
+                self._csr(self._held(self.days, prefix, "prefix")[keep], (indices.copy(), indptr.copy())))
 
     def bought(self, period: int) -> sp.csr_matrix:
         """Users x items, 1 where the user bought the item in period `period` (1-based: between
         the bounds of prefixes `period` and `period + 1`): the relevant items."""
         keep = self._held(self.bought_in, period, "period")
-        return self._csr(keep, np.ones(int(keep.sum()), np.float32))
+        return self._csr(np.ones(int(keep.sum()), np.float32), self._pattern(keep))
 
     def release(self, prefix: int) -> None:
         """Free prefix `prefix`'s net counts and days and period `prefix`'s purchases (once their

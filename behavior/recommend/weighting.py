@@ -101,6 +101,8 @@ class Weighting:
             norm = (1.0 - b) + b * row_sums / self.mean_row_sum_
             c = m.data.astype(np.float64)
             return _with_data(m, c * (k1 + 1.0) / (k1 * norm[rows] + c) * self.idf_[m.indices])
+        if self.scheme == "count":   # the net counts as they are, as `transform_row` (no float64 copies)
+            return _with_data(m, m.data)
         day_data = _aligned_days(m, days) if self.scheme == "recency" else None
         return _with_data(m, confidence(m.data, None, day_data, self.scheme, **self.params))
 

@@ -183,3 +183,22 @@ def test_idmap_arrow_is_one_array_above_pyarrows_chunking_of_numpy_strings():
     table = IdMap(ids[:3]).to_table()
     assert table.column("id").to_pylist() == ["u00000000", "u00000001", "u00000002"]
     assert table.column("idx").to_pylist() == [0, 1, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, -0.0, 1.0, 2.0, 3.0, 0.5, 1e-30, 7.25, 1e30]), min_size=1, max_size=30),
+       seed=st.integers(0, 1000))
+def test_count_weighting_is_the_confidence_of_the_net_counts_bit_for_bit(values, seed):
+    """The "count" scheme weighs a matrix without the element-wise float64 path; the weights are
+    the float32 of `confidence(..., "count")` bit for bit, zeros (and -0.0) dropped, as before."""
+    rng = np.random.default_rng(seed)
+    cells = rng.choice(6 * 7, size=len(values), replace=False)
+    m = sp.csr_matrix((np.array(values, np.float32), (cells // 7, cells % 7)), shape=(6, 7))
+    m.sort_indices()
+    want = sp.csr_matrix((confidence(m.data, None, None, "count").astype(np.float32), m.indices.copy(),
+                          m.indptr.copy()), shape=m.shape)
+    want.eliminate_zeros()
+    got = Weighting("count").fit(m).transform(m)
+    assert got.data.dtype == np.float32 and got.data is not m.data
+    for a, b in ((got.data, want.data), (got.indices, want.indices), (got.indptr, want.indptr)):
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -28,9 +28,15 @@ _FIRST_SEGMENT = np.zeros(1, dtype=np.intp)
 
 
 def _with_data(matrix: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
-    out = sp.csr_matrix((data.astype(np.float32), matrix.indices, matrix.indptr), shape=matrix.shape)
-    out.eliminate_zeros()
-    return out
+    """`matrix`'s pattern with `data` as float32, zero weights dropped; `matrix` is left as it was
+    (the result shares its index arrays only when no weight is zero: `eliminate_zeros` rewrites
+    them in place)."""
+    data = data.astype(np.float32)
+    if not data.all():
+        out = sp.csr_matrix((data, matrix.indices.copy(), matrix.indptr.copy()), shape=matrix.shape)
+        out.eliminate_zeros()
+        return out
+    return sp.csr_matrix((data, matrix.indices, matrix.indptr), shape=matrix.shape)
 
 
 def _aligned_days(matrix: sp.csr_matrix, days) -> np.ndarray:

@@ -202,3 +202,16 @@ def test_count_weighting_is_the_confidence_of_the_net_counts_bit_for_bit(values,
     assert got.data.dtype == np.float32 and got.data is not m.data
     for a, b in ((got.data, want.data), (got.indices, want.indices), (got.indptr, want.indptr)):
         assert np.array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.parametrize("scheme", ["count", "log", "bm25"])
+def test_weighing_a_matrix_with_zero_weights_leaves_the_matrix_as_it_was(scheme):
+    """Zero weights are dropped from the result, not from the caller's matrix (whose index arrays
+    the result would otherwise share and rewrite)."""
+    m = sp.csr_matrix(np.array([[0, 1, 2], [3, 0, 4], [0, 0, 5]], np.float32))
+    m.data[[0, 2]] = 0.0                                   # explicit zeros: weights of 0
+    before = (m.data.copy(), m.indices.copy(), m.indptr.copy())
+    got = Weighting(scheme).fit(m).transform(m) if scheme != "log" else weigh(m, "log")
+    for a, b in zip((m.data, m.indices, m.indptr), before):
+        assert np.array_equal(a, b)
+    assert got.nnz == 3 and not (got.data == 0).any()

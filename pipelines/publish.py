@@ -16,20 +16,23 @@ from behavior.store import bundle as B
 from behavior.store.datahome import DataHome
 
 
-def _report_page(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict) -> str:
-    """report.html from the final report (its time and any broken plot go in `report_html`)."""
+def _report_page(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict, monthly=None) -> str:
+    """report.html from the final report (its time and any broken plot go in `report_html`);
+    `monthly`, the page's monthly figures if the runner started them (`MonthlyFigures`)."""
     from pipelines.lake import read_meta
     from pipelines.report_html import render_report
 
     page, info = render_report(report, artifacts, getattr(ctx, "con", None), read_meta(home.lake).get("currency"),
-                               user_parts=getattr(ctx, "user_parts", None))
+                               user_parts=getattr(ctx, "user_parts", None), monthly=monthly)
     report["report_html"] = info
     return page
 
 
-def publish(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict, activate: bool = True) -> str:
+def publish(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict, activate: bool = True,
+            monthly=None) -> str:
     """Write the stages' `artifacts` and the report as a new bundle; with `activate`, make it
-    CURRENT. Returns the version."""
+    CURRENT. Returns the version. `monthly`: the page's monthly figures if already started
+    (`pipelines.report_html.MonthlyFigures`)."""
     created = datetime.now(timezone.utc)
     version = created.strftime("%Y%m%dT%H%M%SZ") + "-" + report["run_id"][:6]
     report["bundle_version"] = version
@@ -40,7 +43,8 @@ def publish(home: DataHome, ctx, artifacts: dict[B.Artifact, Any], report: dict,
         "as_of": ctx.as_of.isoformat(),
         "created_at": created.isoformat(timespec="seconds"),
         "code_version": behavior.__version__,
-    }, partial=not activate, later=lambda: {B.REPORT_HTML: _report_page(home, ctx, artifacts, report), B.REPORT: report})
+    }, partial=not activate,
+        later=lambda: {B.REPORT_HTML: _report_page(home, ctx, artifacts, report, monthly), B.REPORT: report})
     if activate:
         B.set_current(home, version, "run")
     prune_bundles(home)

@@ -17,7 +17,7 @@ import html
 import io
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import closing
 from typing import Any
 
@@ -127,49 +127,70 @@ def _has_view(con, name: str) -> bool:
     return bool(found[0][0])
 
 
-def _monthly_table(con, parts) -> pd.DataFrame | None:
-    """The monthly payment figures of the `payments` view of `con` (None without one). With
-    the run's user parts of that view already written (`parts`, on `con`), the figures are
-    summed from each part's (`behavior.payment_stats.monthly_partial_sql`): a part's payments
-    group in memory, where the whole log's spilled past DuckDB's cap."""
+def _monthly_table(con, cursor, parts) -> pd.DataFrame | None:
+    """The monthly payment figures of the `payments` view of `con` (None without one), queried
+    on `cursor` (a cursor of `con`). With the run's user parts of that view already written
+    (`parts`, on `con`), the figures are summed from each part's
+    (`behavior.payment_stats.monthly_partial_sql`): a part's payments group in memory, where the
+    whole log's spilled past DuckDB's cap."""
     from behavior import payment_stats as S
 
-    if con is None or not _has_view(con, "payments"):
+    if con is None or not _has_view(cursor, "payments"):
         return None
     if parts is None or not parts.written or getattr(parts.engine, "con", None) is not con \
             or parts.payments != "payments":
-        return con.sql(S.monthly_payments_sql("payments")).df()
+        return cursor.sql(S.monthly_payments_sql("payments")).df()
     from behavior.features import by_user_part
+    from behavior.sql_dialect import DuckDBEngine
 
-    engine = parts.engine
+    engine = DuckDBEngine(cursor)
     with closing(by_user_part(engine, "payments", [parts.as_of], ["user_id", "payment_id", "status", "amount", "paid_at"],
                               lambda lines, literal: engine.arrow(S.monthly_partial_sql(lines, literal)),
                               parts)) as tables:
         partials = next(tables)
-    con.register("report_monthly_partials", partials)
+    cursor.register("report_monthly_partials", partials)
     try:
-        return con.sql(S.monthly_combine_sql("report_monthly_partials")).df()
+        return cursor.sql(S.monthly_combine_sql("report_monthly_partials")).df()
     finally:
-        con.unregister("report_monthly_partials")
+        cursor.unregister("report_monthly_partials")
 
 
-def _monthly(con, parts=None) -> Future:
-    """`_monthly_table(con, parts)` computed on a thread of its own while the rest of the page
-    is drawn: DuckDB's scan of the log runs outside the GIL, and `con` is used by nothing else
-    meanwhile."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="report-monthly")
-    try:
-        return pool.submit(_monthly_table, con, parts)
-    finally:
-        pool.shutdown(wait=False)   # the thread ends with its query; the caller waits on the result
+class MonthlyFigures:
+    """The page's monthly payment figures (`_monthly_table`), computed on a thread of their own
+    on a cursor of `con`: its own connection to the same database (in UTC, as the run's), used
+    by nothing else meanwhile. DuckDB's scan runs outside the GIL, so the figures are made while
+    the rest of the page is drawn, or, started by the runner once the features stage has written
+    the user parts, while the later stages run (on the core their Python leaves idle)."""
+
+    def __init__(self, con, parts=None) -> None:
+        self._cursor = con.cursor() if con is not None else None
+        if self._cursor is not None:
+            self._cursor.execute("SET TimeZone = 'UTC'")   # (a session setting: a cursor has its own)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="report-monthly")
+        try:
+            self._future: Future = pool.submit(_monthly_table, con, self._cursor, parts)
+        finally:
+            pool.shutdown(wait=False)   # the thread ends with its query; `result` or `stop` waits for it
+
+    def result(self) -> pd.DataFrame | None:
+        return self._future.result()
+
+    def stop(self) -> None:
+        """Interrupt the query if it still runs and wait for its thread (before the parts are
+        removed and the connection closed); the figures are not read afterwards."""
+        if self._cursor is not None and not self._future.done():
+            self._cursor.interrupt()
+        wait([self._future])
+        if self._cursor is not None:
+            self._cursor.close()
+            self._cursor = None
 
 
-def _figures(report: dict, tables: Mapping[B.Artifact, Any], con, currency: str | None, parts=None
+def _figures(report: dict, tables: Mapping[B.Artifact, Any], currency: str | None, monthly: MonthlyFigures
              ) -> list[tuple[str, str, Callable[[], Any]]]:
     """(section, caption, thunk making the figure) of every plot of the page, in order."""
     from behavior import plots as P
 
-    monthly = _monthly(con, parts)
     profiles = _frame(tables, B.PROFILES, ["loyalty_score", "churn_probability", "churn_reasons"])
 
     def month_table() -> pd.DataFrame | None:
@@ -266,12 +287,13 @@ def model_choice_html(report: dict, errors: list[str]) -> list[str]:
 
 
 def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, currency: str | None = None,
-                  user_parts=None) -> tuple[str, dict]:
+                  user_parts=None, monthly: MonthlyFigures | None = None) -> tuple[str, dict]:
     """(the HTML page, {"seconds", "figures", "errors"}) for a final run report and the
     bundle's tables (catalogue entry -> Arrow table, as the stages return them); `con` is a
     DuckDB connection with the `payments` view for the monthly plots (None, or no such view: they say there is
     no data); `user_parts`, the run's `behavior.features.UserParts` of that view, which the monthly figures
-    read part by part once they are written."""
+    read part by part once they are written; `monthly`, those figures if the runner started them
+    already (`MonthlyFigures` of `con` and `user_parts`)."""
     t0 = time.perf_counter()
     profiles = tables.get(B.PROFILES)
     customers = profiles.num_rows if isinstance(profiles, pa.Table) else None
@@ -294,14 +316,18 @@ def render_report(report: dict, tables: Mapping[B.Artifact, Any], con=None, curr
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li class=\"note\"><b>{_esc(s)}</b>: {_esc(n)}</li>"
                                                    for s, n in notes) + "</ul>")
     errors: list[str] = []
-    figures = _figures(report, tables, con, currency, user_parts)   # (starts the monthly figures' query)
-    parts += model_choice_html(report, errors)
-    section = None
-    for sec, caption, make in figures:
-        if sec != section:
-            parts.append(f"<h2>{_esc(sec)}</h2>")
-            section = sec
-        parts.append(_figure_html(caption, make, errors))
+    monthly = monthly or MonthlyFigures(con, user_parts)   # (its query runs while the other figures are drawn)
+    try:
+        figures = _figures(report, tables, currency, monthly)
+        parts += model_choice_html(report, errors)
+        section = None
+        for sec, caption, make in figures:
+            if sec != section:
+                parts.append(f"<h2>{_esc(sec)}</h2>")
+                section = sec
+            parts.append(_figure_html(caption, make, errors))
+    finally:
+        monthly.stop()
     stages = report.get("stages") or {}
     if stages:
         parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>seconds</th><th>rows</th></tr>")

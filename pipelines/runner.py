@@ -41,6 +41,7 @@ from pipelines.forget import purge_if_needed
 from pipelines.inbox_ingest import ingest_inbox
 from pipelines.lake import locked, scan_sql, table_files
 from pipelines.publish import publish
+from pipelines.report_html import MonthlyFigures
 from pipelines.stage import TIME_COLUMNS, UNCUT_USERS, Stage, StageContext, StageResult, StageSkipped
 from pipelines import stages as registry   # read as registry.STAGES at each run: tests swap stages in
 from pipelines.stages.recommend_spark import require_spark
@@ -218,6 +219,7 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
         report: dict[str, Any] = {"run_id": run_id, "as_of": ctx.as_of.isoformat(), "bundle_version": None,
                                   "time_unit": "day", "stages": {}}
         made = _Run()
+        monthly = None   # the report page's monthly figures, made beside the stages once the user parts are written
         try:   # the user parts stay until the bundle is published: the report page's monthly figures read them
             try:
                 for i, name in enumerate(order, start=1):
@@ -228,6 +230,9 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
                     report["stages"][name] = _run_stage(registry.STAGES[name], ctx, made)
                     if on_stage is not None:
                         on_stage({"event": "stage_end", "stage": name, **report["stages"][name]})
+                    if monthly is None and ctx.engine.name == "duckdb" and ctx.user_parts is not None \
+                            and ctx.user_parts.written:
+                        monthly = MonthlyFigures(ctx.con, ctx.user_parts)
             finally:
                 if ctx.engine.name != "duckdb":
                     ctx.engine.close()
@@ -241,8 +246,10 @@ def run_pipeline(home: DataHome, config: Config, *, as_of: datetime | None = Non
             progress("publishing the bundle")
             # Only a run of every stage makes a complete bundle; a partial run (--stages) writes
             # its bundle folder for inspection but leaves CURRENT, and so what is served, alone.
-            publish(home, ctx, made.artifacts, report, activate=set(order) == set(registry.STAGES))
+            publish(home, ctx, made.artifacts, report, activate=set(order) == set(registry.STAGES), monthly=monthly)
         finally:
+            if monthly is not None:
+                monthly.stop()   # (a failed run: its query is interrupted before the parts go)
             if ctx.user_parts is not None:
                 ctx.user_parts.close()
         ctx.con.close()

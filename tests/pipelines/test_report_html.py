@@ -77,8 +77,9 @@ def test_no_model_choice_section_without_a_choice():
 
 
 def test_the_monthly_figures_read_the_runs_written_user_parts(tmp_path, monkeypatch):
-    # a run's parts once written give the page the same monthly table as the one-piece query;
-    # parts not yet written are not written for the page
+    # a run's parts once written give the page the same monthly table as the one-piece query,
+    # on a cursor of the run's connection (in UTC whatever the connection's time zone); parts
+    # not yet written are not written for the page
     from datetime import datetime, timezone
 
     import pandas as pd
@@ -86,17 +87,24 @@ def test_the_monthly_figures_read_the_runs_written_user_parts(tmp_path, monkeypa
     from behavior import features as F
     from behavior.payment_stats import monthly_payments_sql
     from behavior.synth import SynthConfig, generate
-    from pipelines.report_html import _monthly_table
+    from pipelines.report_html import MonthlyFigures
 
     con = duckdb.connect()
     con.register("_p", generate(SynthConfig(users=60, months=4, seed=3)).tables["payments"])
-    con.execute("CREATE VIEW payments AS SELECT * FROM _p")
+    con.execute("CREATE TABLE lines AS SELECT * FROM _p")     # (a registered table is the connection's own)
+    con.execute("CREATE VIEW payments AS SELECT * FROM lines")
+    con.execute("SET TimeZone = 'Pacific/Kiritimati'")    # UTC+14: another month for some lines
     as_of = datetime(2100, 1, 1, tzinfo=timezone.utc)
     monkeypatch.setattr(F, "PART_LINES", 100)
-    whole = con.sql(monthly_payments_sql("payments")).df()
+    utc = con.cursor()
+    utc.execute("SET TimeZone = 'UTC'")
+    whole = utc.sql(monthly_payments_sql("payments")).df()
     with F.UserParts(F.as_engine(con), "payments", as_of) as parts:
-        pd.testing.assert_frame_equal(_monthly_table(con, parts), whole)
+        pd.testing.assert_frame_equal(MonthlyFigures(con, parts).result(), whole)
         assert not parts.written
         parts.relations()
         assert parts.count > 2
-        pd.testing.assert_frame_equal(_monthly_table(con, parts), whole)
+        figures = MonthlyFigures(con, parts)
+        pd.testing.assert_frame_equal(figures.result(), whole)
+        figures.stop()
+        figures.stop()      # (stopping twice, as the runner and the page may)

@@ -143,7 +143,7 @@ def _scores_target_by_target(features: pa.Table, served: dict, affinity_now: pa.
     every customer per target at once, the affinities and segments mapped by user_id, one cell
     text per row, every row of a cell or response bin predicted by itself."""
     feats = features.to_pandas()
-    segments_now = feats["user_id"].map(stage._segments_at(feats))
+    segments_now = stage._segments_at(feats).to_numpy()   # the segment of each row, in the rows' order
     numeric = model_matrix(feats, np.zeros(len(feats)), False)
     out = []
     for target, s in served.items():
@@ -299,7 +299,8 @@ def test_segments_at_a_start_are_looked_up_by_position(lake):
         assert at[0] == -1 and (at[1:] >= 0).mean() > 0.9
         missing = 0
         for k in range(len(starts)):
-            want = users.map(stage._segments_at(stage._rfm_of(rfm, k)))
+            population = stage._rfm_of(rfm, k)
+            want = users.map(pd.Series(stage._segments_at(population).to_numpy(), index=population["user_id"]))
             got = stage._segments_of(rfm, k, at)
             pd.testing.assert_series_equal(got, want, check_names=False)
             missing += int(want.isna().sum()) - 1

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_folder import run_folder
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -95,8 +97,7 @@ def _gate(config) -> _Gate | None:
     if not hasattr(config, "workerinput"):
         return None   # one process: nothing runs beside a test
     if not hasattr(config, "_timing_gate"):
-        # the run's temporary folder, common to its workers
-        config._timing_gate = _Gate(config._tmp_path_factory.getbasetemp().parent)
+        config._timing_gate = _Gate(run_folder(config._tmp_path_factory))
     return config._timing_gate
 
 

@@ -5,11 +5,11 @@ Under pytest-xdist the workers share it: the first to ask builds it in the run's
 folder under a lock, the others wait for it; the home appears by a rename only when whole."""
 
 import fcntl
-import os
 import shutil
 from pathlib import Path
 
 from tests.e2e.test_cli import behavior
+from tests.run_folder import run_folder
 
 USERS, MONTHS, SEED = 600, 12, 8
 
@@ -23,9 +23,7 @@ def _build(folder: Path) -> None:
 
 def small_home(tmp_path_factory) -> Path:
     """The data home (read it, or copy it with `copy_of` before changing it)."""
-    common = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        common = common.parent          # a worker's folder is in the run's, which its workers share
+    common = run_folder(tmp_path_factory)
     home = common / "small-home"
     with open(common / "small-home.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -2,6 +2,10 @@
 crossing into Arrow (`pipelines.ingest` chooses it; the lake and the quarantine are the same
 as through `pipelines.readers` and Arrow, which remains the path for everything else).
 
+A clean file (every row passes, no key repeats or is stored: `_write_clean`) is validated as
+it is written into the month partitions, in one pass. Any other file, and a clean one whose
+pass was undone:
+
 DuckDB reads the file itself (`read_csv` with the layout `pipelines.readers.sniff_csv`
 decided, every column text and no type detection; `read_parquet`), the validation SQL
 (`behavior.validate`) puts the checked rows in a temporary table as it reads them (one pass,
@@ -240,7 +244,6 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
     scratch = scratch_of(txn.staging, prefix)
     floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
     con.execute(f"SET disabled_optimizers = '{'statistics_propagation,' if floats else ''}in_clause'")
-    con.execute("SET preserve_insertion_order = false")
     try:
         written = copy_months(con, f"SELECT {', '.join(casts)} FROM ({sql}) v", txn.staging, prefix)
         if written and _clean_keys(con, scratch, spec, stored_files):
@@ -256,7 +259,6 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
         pass   # a row not clean (or a file DuckDB cannot read): the pass through the checked table
     finally:
         con.execute("RESET disabled_optimizers")
-        con.execute("SET preserve_insertion_order = true")
     shutil.rmtree(scratch, ignore_errors=True)
     return None
 

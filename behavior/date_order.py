@@ -66,13 +66,8 @@ def decide_from_texts(engine: Any, relation: str, todo: list[str], value: Callab
     `todo` as `<prefix>0`, `<prefix>1`, ..."""
     flags = []
     for i in range(len(todo)):
-        # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
-        # is far cheaper than trying the strptime patterns both ways
-        u = f"replace({prefix}{i}, '-', '/')"
-        first, second = (f"TRY_CAST(split_part({u}, '/', {k}) AS INTEGER)" for k in (1, 2))
-        year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
-        flags += [f"{year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 AS d{i}",
-                  f"{year} AND {second} BETWEEN 13 AND 31 AND {first} BETWEEN 1 AND 12 AS m{i}"]
+        flags += [f"{only_valid_sql(f'{prefix}{i}', dayfirst=True)} AS d{i}",
+                  f"{only_valid_sql(f'{prefix}{i}', dayfirst=False)} AS m{i}"]
     aggs = []
     for i in range(len(todo)):
         for name, only in (("day", f"d{i}"), ("month", f"m{i}")):
@@ -93,6 +88,19 @@ def decide_from_texts(engine: Any, relation: str, todo: list[str], value: Callab
             notes.append(f"{n} read day-first: {days:,} of its dates are only valid day-first "
                          f"(e.g. {_example(value, columns[n], row[f'r_day{i}'])}) and none only month-first")
     return DateOrder(frozenset(dayfirst), notes)
+
+
+def only_valid_sql(t: str, dayfirst: bool) -> str:
+    """SQL: whether the text `t` (an `order_texts` text) is a date valid only day-first
+    (`dayfirst`) or only month-first; NULL where `t` is."""
+    # the first two numbers of a slash or dash date (`13/01/2025 10:00`, `5-2-25`); a split
+    # is far cheaper than trying the strptime patterns both ways
+    u = f"replace({t}, '-', '/')"
+    first, second = (f"TRY_CAST(split_part({u}, '/', {k}) AS INTEGER)" for k in (1, 2))
+    if not dayfirst:
+        first, second = second, first
+    year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
+    return f"({year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12)"
 
 
 def _unless_iso(t: str) -> str:

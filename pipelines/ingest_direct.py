@@ -2,6 +2,10 @@
 crossing into Arrow (`pipelines.ingest` chooses it; the lake and the quarantine are the same
 as through `pipelines.readers` and Arrow, which remains the path for everything else).
 
+A clean file (every row passes, no key repeats or is stored: `_write_clean`) is validated as
+it is written into the month partitions, in one pass. Any other file, and a clean one whose
+pass was undone:
+
 DuckDB reads the file itself (`read_csv` with the layout `pipelines.readers.sniff_csv`
 decided, every column text and no type detection; `read_parquet`), the validation SQL
 (`behavior.validate`) puts the checked rows in a temporary table as it reads them (one pass,
@@ -33,6 +37,7 @@ repeated keys); that costs one more read of the file, only while the log holds s
 
 from __future__ import annotations
 
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,13 +48,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from behavior.date_order import decide_from_texts, order_texts
+from behavior.date_order import decide_from_texts, only_valid_sql, order_texts
 from behavior.pii import erased_id_hashes_sql, mask_card_numbers
 from behavior.schema import ROW, Table
 from behavior.sql_dialect import DUCKDB
-from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _q, card_numbers, id_text_sql, line_numbers_sql,
-                               repeated_keys, validation_sql)
-from pipelines.lake_months import write_months
+from behavior.validate import (CONFLICT_DETAIL, ParseOptions, _any_repeat, _q, card_numbers, id_text_sql,
+                               line_numbers_sql, repeated_keys, validation_sql)
+from pipelines.lake_months import copy_months, place_months, scratch_of, write_months
 from pipelines.readers import FORMATS, Source, sniff_csv
 
 # Parquet column types that DuckDB's read_parquet and an Arrow table registered with DuckDB
@@ -173,6 +178,10 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
     quarantine table."""
     con, engine = lake.con, lake.engine
     con.execute("SET TimeZone = 'UTC'")
+    if erased is None or not columns.get("user_id"):
+        clean = _write_clean(lake, txn, index, src, columns, spec, defaults, popts, stored_files, quarantine_of)
+        if clean is not None:
+            return clean
     try:
         if erased is not None and columns.get("user_id") and not src.numbered:
             # erased users' rows are found by their numbers before validation
@@ -201,6 +210,76 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
     finally:
         for name in ("_checked", "_lined", "_erased_rows"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+_UNCLEAN = "behavior: not a clean file"
+
+
+def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,
+                 defaults: dict[str, str], popts: ParseOptions, stored_files: list[Path],
+                 quarantine_of: Quarantine) -> Stored | None:
+    """A clean file in one pass: validated as it is read and written straight into the month
+    partitions, with no table of checked rows; None (and nothing written) where the file is not
+    clean, for the pass through the checked table (`_check`, `_store`), which alone handles
+    rejected rows. Clean: every row passes every check, none may hold a card number, no date
+    is valid only day-first (the order the texts decide is then month-first, with no note),
+    no key repeats inside the file (line_no, where derived, is then 1) and none is stored in
+    the lake. The rows' checks abort the write (`error()`) at the first row that fails one; the
+    keys are checked on the written files, before they are moved into the lake's folders."""
+    con = lake.con
+    texts = [] if popts.dayfirst or popts.date_format else order_texts(src.types, spec, columns, popts.na_values,
+                                                                         DUCKDB)
+    carry = {f"_order{i}": e for i, (_, e) in enumerate(texts)}
+    unclean = " OR ".join(["_reason IS NOT NULL", "_card_probe",
+                           *(only_valid_sql(f"_order{i}", dayfirst=True) for i in range(len(texts)))])
+    derived = columns.get("line_no") is None
+    casts = []
+    for i, f in enumerate(spec.arrow_schema):
+        v = f"CAST({'1' if derived and f.name == 'line_no' else _q(f.name)} AS {_duckdb_type(f.type)})"
+        if i == 0:
+            v = f"CASE WHEN {unclean} THEN error({DUCKDB.literal(_UNCLEAN)}) ELSE {v} END"
+        casts.append(f"{v} AS {_q(f.name)}")
+    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
+    prefix = f"part-{txn.id}-{index}"
+    scratch = scratch_of(txn.staging, prefix)
+    floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
+    con.execute(f"SET disabled_optimizers = '{'statistics_propagation,' if floats else ''}in_clause'")
+    try:
+        written = copy_months(con, f"SELECT {', '.join(casts)} FROM ({sql}) v", txn.staging, prefix)
+        if written and _clean_keys(con, scratch, spec, stored_files):
+            files = DUCKDB.literal(str(scratch / "*" / "*.parquet"))
+            without_amount = con.execute(f"SELECT count(*) FROM read_parquet({files}) WHERE amount IS NULL").fetchall()[0][0]
+            place_months(txn.staging, spec.name, prefix)
+            none = pa.table({ROW: pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
+                             "detail": pa.array([], pa.string())})
+            values = pa.table({**{n: pa.array([], t) for n, t in src.types.items()}, ROW: pa.array([], pa.int64())})
+            return Stored(written, written, 0, 0, without_amount, quarantine_of(Source(src.path, src.format, values),
+                                                                                none, []), list(src.notes))
+    except duckdb.Error:
+        pass   # a row not clean (or a file DuckDB cannot read): the pass through the checked table
+    finally:
+        con.execute("RESET disabled_optimizers")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return None
+
+
+def _clean_keys(con: Any, scratch: Path, spec: Table, stored_files: list[Path]) -> bool:
+    """Whether the keys of the rows written into `scratch` are distinct and none is stored in
+    the lake's `stored_files` (looked up within the range of the first key column)."""
+    files = f"read_parquet({DUCKDB.literal(str(scratch / '*' / '*.parquet'))})"
+    keys = ", ".join(_q(k) for k in spec.key)
+    hashes = con.sql(f"SELECT hash({keys}) AS h FROM {files}").to_arrow_table().column(0)
+    if _any_repeat(hashes):
+        return False
+    if not stored_files:
+        return True
+    first = _q(spec.key[0])
+    lo, hi = con.execute(f"SELECT min({first}), max({first}) FROM {files}").fetchall()[0]
+    listing = ", ".join(DUCKDB.literal(str(f)) for f in stored_files)
+    stored = con.execute(f"SELECT count(*) FROM {files} n SEMI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
+                         f"hive_partitioning = false) WHERE {first} BETWEEN $lo AND $hi) s USING ({keys})",
+                         {"lo": lo, "hi": hi}).fetchall()[0][0]
+    return stored == 0
 
 
 def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tuple[bytes, set[str]] | None,

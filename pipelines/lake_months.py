@@ -24,11 +24,28 @@ def write_months(con: Any, rows: str, staging: Path, table: str, prefix: str, pa
     """Copy the rows of the SQL `rows` (the lake columns, with `paid_at`) into the month
     folders of `table` under the transaction's `staging` folder, as zstd Parquet files named
     `<prefix>-<i>.parquet`; the number of rows written."""
-    scratch = staging / f"_months-{prefix}"
-    written = con.execute(
-        f"COPY (SELECT *, {_MONTH} AS month FROM ({rows}) w) TO {DUCKDB.literal(str(scratch))} "
+    written = copy_months(con, rows, staging, prefix, params)
+    place_months(staging, table, prefix)
+    return written
+
+
+def scratch_of(staging: Path, prefix: str) -> Path:
+    """The folder `copy_months` writes the month partitions of `prefix` into."""
+    return staging / f"_months-{prefix}"
+
+
+def copy_months(con: Any, rows: str, staging: Path, prefix: str, params: dict | None = None) -> int:
+    """The first half of `write_months`: the month partitions written into `scratch_of(staging,
+    prefix)`, not yet in the lake's folders (`place_months`; or removed); the number of rows."""
+    return int(con.execute(
+        f"COPY (SELECT *, {_MONTH} AS month FROM ({rows}) w) TO {DUCKDB.literal(str(scratch_of(staging, prefix)))} "
         f"(FORMAT parquet, PARTITION_BY (month), FILENAME_PATTERN '{prefix}-{{i}}', OVERWRITE_OR_IGNORE, "
-        "COMPRESSION zstd)", params or {}).fetchall()[0][0]
+        "COMPRESSION zstd)", params or {}).fetchall()[0][0])
+
+
+def place_months(staging: Path, table: str, prefix: str) -> None:
+    """Move the files `copy_months` wrote into the lake's month folders `month=YYYY-MM` of `table`."""
+    scratch = scratch_of(staging, prefix)
     if scratch.is_dir():
         for folder in sorted(scratch.iterdir()):
             yyyymm = int(folder.name.split("=", 1)[1])
@@ -37,4 +54,3 @@ def write_months(con: Any, rows: str, staging: Path, table: str, prefix: str, pa
             for f in folder.iterdir():
                 os.replace(f, target / f.name)
         shutil.rmtree(scratch)
-    return int(written)

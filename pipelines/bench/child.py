@@ -11,13 +11,20 @@ from pathlib import Path
 from typing import Callable
 
 
+# the child's peak in kB: VmHWM where /proc has it, else ru_maxrss (kB on Linux)
+_PEAK_KB = ("(next((int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:')), None) "
+            "if os.path.exists('/proc/self/status') else None) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss")
+
+
 def run_child(code: str, *args: str) -> dict:
-    """Run `code` in a fresh interpreter; it sets `res` to a dict (json, resource, sys and time are
-    imported). Returns `res` with the child's peak RSS (MB) as `peak_mb`."""
+    """Run `code` in a fresh interpreter; it sets `res` to a dict (json, os, resource, sys and time
+    are imported). Returns `res` with the child's peak RSS (MB) as `peak_mb`: the high-water mark of
+    its own memory (`VmHWM`). Linux carries `ru_maxrss` across exec, so a child started by a
+    large process (the scale run, holding the lines it generated) would report the parent's size."""
     wrapper = (
-        "import json, resource, sys, time\n"
+        "import json, os, resource, sys, time\n"
         f"{code}\n"
-        "res['peak_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)\n"
+        f"res['peak_mb'] = round(({_PEAK_KB}) / 1024, 1)\n"
         "print(json.dumps(res))\n"
     )
     out = subprocess.run([sys.executable, "-c", wrapper, *args], capture_output=True, text=True)

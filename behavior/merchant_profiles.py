@@ -75,17 +75,32 @@ PROFILE_EXTRA_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, "share_of_wallet", *(
                                          "days_since_last_payment", "merchant_segment")
 
 
+def _window_span(rday: str) -> str:
+    """SQL of the first day of the span between consecutive window edges (`window_flags`:
+    -2W and -W for each W) that holds the day `rday`; the day before the earliest edge for the
+    days before it."""
+    edges = sorted({e for w in WINDOWS for e in (-2 * w, -w)}, reverse=True)
+    whens = " ".join(f"WHEN {rday} >= {e} THEN {e}" for e in edges)
+    return f"CASE {whens} ELSE {edges[-1] - 1} END"
+
+
 def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
     """One row per merchant with a successful or refunded payment, of additive figures over the
     users of the merchant-day and merchant-user relations `days` and `users`
     (`behavior.merchant_days`): per window the current and previous payments, customers and
     revenue (with `revlines`, the payments whose amounts it sums), and the customers of each tier
     (`n_tier_<tier>`). `tiers` names a (user_id, loyalty_tier) relation or is None."""
+    # The days are summed per merchant and span between consecutive window edges (3 sums a row,
+    # where a sum per window and measure was 18 conditional sums a row, whose per-merchant states
+    # grew with the merchants), then the spans per window: every window [lo, hi) is a union of
+    # spans, and a span's first day is in a window exactly when all its days are.
+    span = _window_span("rday")
     w_cols = []
     for suffix, cond in window_flags():
-        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
-        w_cols.append(f"SUM(CASE WHEN {cond} THEN sr_amount END) AS revenue_{suffix}d")
-        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays + r_pays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
+        cond = cond.replace("rday", "span")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
+        w_cols.append(f"SUM(CASE WHEN {cond} THEN amount END) AS revenue_{suffix}d")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN srpays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
     c_sums = [f"SUM(c_{suffix}) AS customers_{suffix}d" for suffix, _ in window_flags()]
     c_names = [f"cs.customers_{suffix}d" for suffix, _ in window_flags()]
     if tiers is None:
@@ -103,11 +118,17 @@ tier AS (
         tier_join = "LEFT JOIN tier ON tier.merchant_id = w.merchant_id"
     return f"""
 WITH
+spans AS (
+    SELECT merchant_id, {span} AS span, SUM(s_pays) AS pays, SUM(sr_amount) AS amount,
+           SUM(s_pays + r_pays) AS srpays
+    FROM {days}
+    GROUP BY merchant_id, {span}
+),
 w AS (
     SELECT merchant_id, {', '.join(w_cols)}
-    FROM {days}
+    FROM spans
     GROUP BY merchant_id
-    HAVING SUM(s_pays + r_pays) > 0
+    HAVING SUM(srpays) > 0
 ),
 cs AS (
     SELECT merchant_id, {', '.join(c_sums)}

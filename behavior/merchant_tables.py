@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -28,20 +29,22 @@ from behavior.sql_dialect import SqlEngine, as_engine
 @dataclass(frozen=True)
 class MerchantTables:
     profiles: pd.DataFrame   # `behavior.merchant_profiles.merchant_profiles`
-    activity: pa.Table       # `behavior.merchant_churn.activity_sql`'s rows, for `cutoff_frames`
+    activity: pa.Table       # `behavior.merchant_churn.activity_sql`'s rows (per span of `activity_ends`), for `cutoff_frames`
     audience: pa.Table       # `behavior.merchant_audience.merchant_customers`
 
 
 def merchant_tables(con: SqlEngine, payments: str, as_of: datetime, user_values: str | None = None,
-                    tiers: str | None = None, parts: UserParts | None = None) -> MerchantTables:
+                    tiers: str | None = None, parts: UserParts | None = None,
+                    activity_ends: np.ndarray | None = None) -> MerchantTables:
     """The merchant profiles, activity and audiences as of `as_of` (arguments and errors as
-    `behavior.merchant_profiles.merchant_profiles`)."""
+    `behavior.merchant_profiles.merchant_profiles`); the activity per day, or per span of
+    `activity_ends` (`behavior.merchant_churn.span_ends` of the cutoffs to come)."""
     engine = as_engine(con)
     check_profile_inputs(engine, payments)
     check_loyalty_inputs(engine, payments, user_values)
     t = over_merchant_days(engine, payments, as_of, {
         "loyalty": loyalty_query(user_values), "windows": windows_query(tiers), "wallet": wallet_query,
-        "activity": activity_query, "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
+        "activity": activity_query(activity_ends), "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
     profiles = assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                                  combine_windows(engine, t["windows"], t["wallet"]), as_of)
     return MerchantTables(profiles, t["activity"], merge_parts(t["audience"]))

@@ -139,6 +139,12 @@ def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch,
     audience = merchant_customers(con, "payments", as_of)
     assert len(profiles) > 20 and audience.num_rows > 100 and "future_payments" in frames[cuts[0]]
 
+    # the first successful payment, read before the tables, is the profiles' earliest
+    assert MC.first_payment_at(con, "payments", as_of) == profiles["first_payment_at"].min().to_pydatetime()
+    # the activity per day, per span of the cutoffs' window ends, and per span of a superset of them
+    wider = MC.span_ends(as_of, [*cuts, as_of - timedelta(days=100)])
+    ends = (None, MC.span_ends(as_of, cuts), wider)
+
     def same(t) -> None:
         pd.testing.assert_frame_equal(t.profiles, profiles, check_exact=False, rtol=1e-12)
         got = MC.cutoff_frames(t.activity, as_of, cuts)
@@ -146,12 +152,14 @@ def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch,
             pd.testing.assert_frame_equal(got[c], frames[c], check_exact=True)
         assert t.audience.equals(audience)
 
-    same(merchant_tables(con, "payments", as_of, "values", "tiers"))
+    for e in ends:
+        same(merchant_tables(con, "payments", as_of, "values", "tiers", activity_ends=e))
     before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
     monkeypatch.setattr(F, "PART_LINES", before // 3 + 1)
     with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
         assert len(parts.relations()) == 3
-        same(merchant_tables(con, "payments", as_of, "values", "tiers", parts))
+        for e in ends:
+            same(merchant_tables(con, "payments", as_of, "values", "tiers", parts, e))
     assert list(tmp_path.iterdir()) == []
 
 

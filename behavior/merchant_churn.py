@@ -55,8 +55,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from behavior.features import UserParts, as_of_literal
-from behavior.merchant_days import Query, over_merchant_days
+from behavior.features import UserParts
+from behavior.merchant_days import Query, over_merchant_days, payments_literal
 from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
@@ -123,8 +123,7 @@ def first_payment_at(con: SqlEngine, payments: str, as_of: datetime) -> datetime
     `first_payment_at` of the merchant profiles, known before they are made (one narrow read of
     the log), so that the cutoffs, and the spans of the activity, are known too."""
     engine = as_engine(con)
-    literal = as_of_literal(as_of, tz_aware=engine.dialect.is_tz_aware(engine.column_types(payments)["paid_at"]),
-                            dialect=engine.dialect)
+    literal = payments_literal(engine, payments, as_of)
     first = engine.arrow(f"SELECT MIN(paid_at) AS first FROM {payments} "
                          f"WHERE paid_at < {literal} AND status = 'success'").column("first").to_pandas()
     first = pd.to_datetime(first, utc=True).min()   # (as the profiles' column is read)

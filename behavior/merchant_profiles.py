@@ -44,7 +44,9 @@ and Spark.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -52,8 +54,8 @@ import pyarrow as pa
 
 from behavior.errors import SchemaError
 from behavior.features import UserParts, as_of_literal
-from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Part, Query, over_merchant_days,
-                                    wallet_sql, window_flags)
+from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Query, over_merchant_days,
+                                    payments_literal, wallet_categories_sql, wallet_sql, window_flags)
 from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.segments import LOYALTY_TIERS
 from behavior.sql_dialect import SqlEngine, as_engine
@@ -162,15 +164,9 @@ def window_combine_sql(partials: str, wallets: str) -> str:
     tiers = [f"CAST(SUM(n_tier_{t.lower()}) AS BIGINT) AS n_tier_{t.lower()}" for t in TIERS]
     return f"""
 WITH
-wk AS (
-    SELECT merchant_id, category, SUM(n_lines) AS n_lines, SUM(spend) AS spend,
-           SUM(customers_spend) AS customers_spend
-    FROM {wallets}
-    GROUP BY merchant_id, category
-),
 sow AS (
-    SELECT merchant_id, SUM(spend) AS sow_num, SUM(CASE WHEN n_lines > 0 THEN customers_spend END) AS sow_den
-    FROM wk
+    SELECT merchant_id, SUM(spend) AS sow_num, SUM(customers_spend) AS sow_den
+    FROM {wallets}
     GROUP BY merchant_id
 ),
 w AS (
@@ -192,9 +188,26 @@ def windows_query(tiers: str | None) -> Query:
     return lambda part: window_partial_sql(part.days, part.users, tiers and part.of_part(tiers))
 
 
-def wallet_query(part: Part) -> str:
-    """The `behavior.merchant_days` query of a part's share-of-wallet figures."""
-    return wallet_sql(part.lines, part.users, part.literal, part.dialect)
+def wallet_query(categories: str) -> Query:
+    """The `behavior.merchant_days` query of a part's share-of-wallet figures, with the merchants'
+    categories of the relation `categories` (`wallet_categories`)."""
+    return lambda part: wallet_sql(part.lines, part.users, part.literal, categories, part.dialect)
+
+
+WALLET_CATEGORIES = "_merchant_wallet_categories"
+
+
+@contextmanager
+def wallet_categories(engine: SqlEngine, payments: str, as_of: datetime) -> Iterator[str]:
+    """The merchants' categories of share of wallet (`behavior.merchant_days.wallet_categories_sql`
+    of `payments` as of `as_of`: one narrow read of the log), registered as a relation while the
+    block runs; yields its name."""
+    engine.register(WALLET_CATEGORIES, engine.arrow(
+        wallet_categories_sql(payments, payments_literal(engine, payments, as_of), engine.dialect)))
+    try:
+        yield WALLET_CATEGORIES
+    finally:
+        engine.unregister(WALLET_CATEGORIES)
 
 
 def combine_windows(engine: SqlEngine, partials: pa.Table, wallets: pa.Table) -> pd.DataFrame:
@@ -279,14 +292,16 @@ def merchant_profiles(con: SqlEngine, payments: str, as_of: datetime, user_value
     as_of_literal(as_of, dialect=engine.dialect)   # validates as_of
     check_profile_inputs(engine, payments)
     check_loyalty_inputs(engine, payments, user_values)
-    t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
-                                                     "windows": windows_query(tiers), "wallet": wallet_query}, parts,
-                           per_user=tuple(filter(None, [user_values, tiers])))
+    with wallet_categories(engine, payments, as_of) as categories:
+        t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
+                                                         "windows": windows_query(tiers),
+                                                         "wallet": wallet_query(categories)}, parts,
+                               per_user=tuple(filter(None, [user_values, tiers])))
     return assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                              combine_windows(engine, t["windows"], t["wallet"]), as_of)
 
 
-__all__ = ["AT_RISK_MIN_90D", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
+__all__ = ["AT_RISK_MIN_90D", "WALLET_CATEGORIES", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
            "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs", "combine_windows",
-           "merchant_profiles", "merchant_segment", "tier_column", "wallet_query", "window_combine_sql",
+           "merchant_profiles", "merchant_segment", "tier_column", "wallet_categories", "wallet_query", "window_combine_sql",
            "window_partial_sql", "windows_query"]

@@ -20,8 +20,8 @@ from behavior.features import UserParts
 from behavior.merchant_audience import audience_query, merge_parts
 from behavior.merchant_churn import activity_query
 from behavior.merchant_days import over_merchant_days
-from behavior.merchant_profiles import (assemble_profiles, check_profile_inputs, combine_windows, wallet_query,
-                                        windows_query)
+from behavior.merchant_profiles import (assemble_profiles, check_profile_inputs, combine_windows, wallet_categories,
+                                        wallet_query, windows_query)
 from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.sql_dialect import SqlEngine, as_engine
 
@@ -42,9 +42,11 @@ def merchant_tables(con: SqlEngine, payments: str, as_of: datetime, user_values:
     engine = as_engine(con)
     check_profile_inputs(engine, payments)
     check_loyalty_inputs(engine, payments, user_values)
-    t = over_merchant_days(engine, payments, as_of, {
-        "loyalty": loyalty_query(user_values), "windows": windows_query(tiers), "wallet": wallet_query,
-        "activity": activity_query(activity_ends), "audience": audience_query}, parts, per_user=tuple(filter(None, [user_values, tiers])))
+    with wallet_categories(engine, payments, as_of) as categories:
+        t = over_merchant_days(engine, payments, as_of, {
+            "loyalty": loyalty_query(user_values), "windows": windows_query(tiers), "wallet": wallet_query(categories),
+            "activity": activity_query(activity_ends), "audience": audience_query}, parts,
+            per_user=tuple(filter(None, [user_values, tiers])))
     profiles = assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                                  combine_windows(engine, t["windows"], t["wallet"]), as_of)
     return MerchantTables(profiles, t["activity"], merge_parts(t["audience"]))

@@ -20,7 +20,7 @@ from behavior import merchant_churn as MC
 from behavior.features import UserParts, as_of_literal
 from behavior.merchant_audience import merchant_customers
 from behavior.merchant_days import (MERCHANT_DAY_COLUMNS, merchant_days_sql, merchant_users_sql, over_merchant_days,
-                                    wallet_sql)
+                                    wallet_categories_sql, wallet_sql)
 from behavior.merchant_profiles import merchant_profiles
 from behavior.merchant_tables import merchant_tables
 from behavior.schema import PAYMENTS
@@ -107,13 +107,15 @@ def test_the_wallet_of_a_part_sums_its_lines_and_its_customers_spend():
     lit = as_of_literal(AS_OF)
     con.register("md", con.sql(merchant_days_sql("payments", lit)).to_arrow_table())
     con.register("mu", con.sql(merchant_users_sql("md")).to_arrow_table())
-    got = {(r["merchant_id"], r["category"]): r for r in con.sql(wallet_sql("payments", "mu", lit)).to_arrow_table().to_pylist()}
-    assert set(got) == {("m1", "food"), ("m2", "food"), ("m2", "travel"), ("m1", "travel")}
-    assert (got["m1", "food"]["n_lines"], got["m1", "food"]["spend"]) == (1, Decimal("30.00"))
-    # m1's customer of the year (u1; u2 bought before it) spent 100 on food and 9 on travel anywhere
-    assert got["m1", "food"]["customers_spend"] == Decimal("100.00")
-    assert got["m1", "travel"]["n_lines"] == 0 and got["m1", "travel"]["customers_spend"] == Decimal("9.00")
-    assert (got["m2", "travel"]["n_lines"], got["m2", "travel"]["spend"]) == (1, Decimal("9.00"))
+    con.register("k", con.sql(wallet_categories_sql("payments", lit)).to_arrow_table())
+    assert sorted(con.sql("SELECT * FROM k").fetchall()) == [("m1", "food"), ("m2", "food"), ("m2", "travel")]
+    got = {r["merchant_id"]: r for r in con.sql(wallet_sql("payments", "mu", lit, "k")).to_arrow_table().to_pylist()}
+    assert set(got) == {"m1", "m2"}
+    # m1's customer of the year (u1; u2 bought before it) spent 100 on food anywhere; m1 has no
+    # travel line in the year, so u1's 9 on travel is not in its categories
+    assert (got["m1"]["spend"], got["m1"]["customers_spend"]) == (Decimal("30.00"), Decimal("100.00"))
+    # m2's customers of the year, u1 (food and travel) and u2 (a line without a category)
+    assert (got["m2"]["spend"], got["m2"]["customers_spend"]) == (Decimal("79.00"), Decimal("109.00"))
 
 
 def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch, tmp_path):

@@ -275,6 +275,5 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
 
 
 __all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY", "WINDOWS",
-           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "payments_literal", "split_users",
-           "wallet_categories_sql", "wallet_sql",
-           "window_flags"]
+           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "payments_literal",
+           "split_users", "wallet_categories_sql", "wallet_sql", "window_flags"]

@@ -37,7 +37,8 @@ Poisson counts, so that a small merchant's noise is not called a trend.
 
 Engines: the loyalty, window and wallet figures are queries of the merchant-day table of
 `behavior.merchant_days` (one read of the log per user part, shared with merchant churn's
-activity and the audiences in the stage), each a partial over one set of users plus a combine
+activity and the audiences in the stage; share of wallet also reads the merchants' categories
+from the whole log first, `wallet_categories`), each a partial over one set of users plus a combine
 (every figure is a sum over users); standard SQL with the dialect's epoch function, for DuckDB
 and Spark.
 """
@@ -301,7 +302,7 @@ def merchant_profiles(con: SqlEngine, payments: str, as_of: datetime, user_value
                              combine_windows(engine, t["windows"], t["wallet"]), as_of)
 
 
-__all__ = ["AT_RISK_MIN_90D", "WALLET_CATEGORIES", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
-           "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs", "combine_windows",
-           "merchant_profiles", "merchant_segment", "tier_column", "wallet_categories", "wallet_query", "window_combine_sql",
-           "window_partial_sql", "windows_query"]
+__all__ = ["AT_RISK_MIN_90D", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
+           "WALLET_CATEGORIES", "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs",
+           "combine_windows", "merchant_profiles", "merchant_segment", "tier_column", "wallet_categories",
+           "wallet_query", "window_combine_sql", "window_partial_sql", "windows_query"]

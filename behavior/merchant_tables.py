@@ -29,7 +29,7 @@ from behavior.sql_dialect import SqlEngine, as_engine
 @dataclass(frozen=True)
 class MerchantTables:
     profiles: pd.DataFrame   # `behavior.merchant_profiles.merchant_profiles`
-    activity: pa.Table       # `behavior.merchant_churn.activity_sql`'s rows (per span of `activity_ends`), for `cutoff_frames`
+    activity: pa.Table       # `behavior.merchant_churn.activity_sql`'s rows (per span), for `cutoff_frames`
     audience: pa.Table       # `behavior.merchant_audience.merchant_customers`
 
 

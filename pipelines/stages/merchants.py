@@ -3,7 +3,10 @@ own audiences (merchant_customers.parquet).
 
 One read of the log: `behavior.merchant_tables.merchant_tables` reduces the lines before as_of
 of each user part once, to the merchant-day table of `behavior.merchant_days`, and computes the
-profiles, merchant churn's activity per day and the audiences from it.
+profiles, merchant churn's activity and the audiences from it. Two narrow reads of the whole log
+come first: the first successful payment (which fixes the churn cutoffs, so that a part's
+activity is summed per span between their windows' ends) and the merchants' categories of share
+of wallet (so that a part's wallet figures are one row per merchant).
 
 Profiles: merchant loyalty, windows and trends, share of wallet, the customers' tier mix and the
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and

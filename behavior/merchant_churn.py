@@ -12,7 +12,8 @@ Vocabulary (time unit: day, UTC):
   line there, as everywhere in the merchant figures).
 - **Features at c** (`design_matrix`, from its merchant profile at c,
   `behavior.merchant_profiles.merchant_profiles` with as_of = c, computed for every cutoff at
-  once from the payments per merchant and day, `cutoff_frames`: nothing at or after c is read):
+  once from the payments per merchant and span between the cutoffs' window ends, `cutoff_frames`:
+  nothing at or after c is read):
   the label's event as the Poisson probability that the next H days bring fewer than half of the
   last H days' payments, once at the pace of the last 30 days (a fade shows there first) and
   once at the last 90 days' (small merchants fall by noise alone); the silence, days since the

@@ -1,7 +1,7 @@
 """The merchant-day table: every merchant figure at as_of from one read of the payments log.
 
 Merchant loyalty (`behavior.merchants`), the profile windows (`behavior.merchant_profiles`),
-merchant churn's activity per day (`behavior.merchant_churn`) and the merchants' audiences
+merchant churn's activity (`behavior.merchant_churn`) and the merchants' audiences
 (`behavior.merchant_audience`) are all sums, counts, minima and maxima over payments. The lines
 before as_of are reduced once to one row per (merchant, user, payment, status), the payment's
 time being its first line of that status (vocabulary of `behavior.merchants`), and those rows

@@ -1,7 +1,7 @@
 """Everything the merchants stage reads from the log, from one merchant-day table per user part.
 
 `merchant_tables` runs the queries of the merchant profiles (loyalty, windows, share of wallet),
-of merchant churn's activity per day and of the audiences on the same merchant-day table
+of merchant churn's activity and of the audiences on the same merchant-day table
 (`behavior.merchant_days`) of each user part, so the lines before as_of are reduced once for all
 of them; each result equals its module's own function (`merchant_profiles`,
 `merchant_churn.profiles_at_cutoffs`'s activity, `merchant_customers`).

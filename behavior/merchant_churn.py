@@ -12,7 +12,8 @@ Vocabulary (time unit: day, UTC):
   line there, as everywhere in the merchant figures).
 - **Features at c** (`design_matrix`, from its merchant profile at c,
   `behavior.merchant_profiles.merchant_profiles` with as_of = c, computed for every cutoff at
-  once from the payments per merchant and day, `cutoff_frames`: nothing at or after c is read):
+  once from the payments per merchant and span between the cutoffs' window ends, `cutoff_frames`:
+  nothing at or after c is read):
   the label's event as the Poisson probability that the next H days bring fewer than half of the
   last H days' payments, once at the pace of the last 30 days (a fade shows there first) and
   once at the last 90 days' (small merchants fall by noise alone); the silence, days since the
@@ -56,7 +57,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from behavior.features import UserParts
-from behavior.merchant_days import Part, over_merchant_days
+from behavior.merchant_days import Query, over_merchant_days, payments_literal
 from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
@@ -76,26 +77,58 @@ FEATURES = ("payments_30d", "payments_90d", "days_since_last_payment", "payments
 BASELINES = ("volume_trend", "recency")
 
 
-def activity_sql(days: str, dialect: str | Dialect = "duckdb") -> str:
+def _span_start(day: str, ends: np.ndarray) -> str:
+    """SQL of the first day of the span of `ends` (ascending) that holds the day `day`: ends[i - 1]
+    for the span [ends[i - 1], ends[i]), ends[0] - 1 for the days before ends[0] (a binary search
+    written as nested CASEs)."""
+    def search(lo: int, hi: int) -> str:   # the span's index is in [lo, hi]
+        if lo == hi:
+            return str(int(ends[0]) - 1 if lo == 0 else int(ends[lo - 1]))
+        mid = (lo + hi + 1) // 2
+        return f"CASE WHEN {day} < {int(ends[mid - 1])} THEN {search(lo, mid - 1)} ELSE {search(mid, hi)} END"
+
+    return search(0, len(ends))
+
+
+def activity_sql(days: str, dialect: str | Dialect = "duckdb", ends: np.ndarray | None = None) -> str:
     """(merchant_id, day, payments, last_us): per merchant and day before as_of, its successful
     payments whose time falls in that day and the latest of those times (epoch microseconds),
     from the merchant-day FROM item `days` (`behavior.merchant_days`; `day` is its `rday`: -1 is
     [as_of - 1 day, as_of), -2 the 24 hours before it, so every cutoff a whole number of days
     before as_of starts a day). A payment's time is that of its first successful line at the
     merchant, as in `behavior.merchant_profiles`. Every figure is a count or a max over users,
-    so the rows of disjoint sets of users combine by summing."""
+    so the rows of disjoint sets of users combine by summing.
+
+    With `ends` (`span_ends` of the cutoffs that `cutoff_frames` will be given, or a superset of
+    them), the days are summed per span between consecutive ends and `day` is the span's first
+    day (`_span_start`): `cutoff_frames` puts each such row in the span its days were in, and the
+    rows are (merchants x spans) instead of (merchants x days), whatever the history's length."""
     ep = get_dialect(dialect).epoch_us.format
+    day = "rday" if ends is None or len(ends) == 0 else _span_start("rday", np.asarray(ends))
     return f"""
-SELECT merchant_id, rday AS day, CAST(SUM(s_pays) AS BIGINT) AS payments, MAX({ep('s_last_at')}) AS last_us
+SELECT merchant_id, {day} AS day, CAST(SUM(s_pays) AS BIGINT) AS payments, MAX({ep('s_last_at')}) AS last_us
 FROM {days}
 WHERE s_pays > 0
-GROUP BY merchant_id, rday
+GROUP BY merchant_id, {day}
 """
 
 
-def activity_query(part: Part) -> str:
-    """The `behavior.merchant_days` query of a part's activity rows (`activity_sql`)."""
-    return activity_sql(part.days, part.dialect)
+def activity_query(ends: np.ndarray | None = None) -> Query:
+    """The `behavior.merchant_days` query of a part's activity rows (`activity_sql`, per day, or
+    per span of `ends`)."""
+    return lambda part: activity_sql(part.days, part.dialect, ends)
+
+
+def first_payment_at(con: SqlEngine, payments: str, as_of: datetime) -> datetime | None:
+    """The time of the first successful payment before `as_of` (None without one): the earliest
+    `first_payment_at` of the merchant profiles, known before they are made (one narrow read of
+    the log), so that the cutoffs, and the spans of the activity, are known too."""
+    engine = as_engine(con)
+    literal = payments_literal(engine, payments, as_of)
+    first = engine.arrow(f"SELECT MIN(paid_at) AS first FROM {payments} "
+                         f"WHERE paid_at < {literal} AND status = 'success'").column("first").to_pandas()
+    first = pd.to_datetime(first, utc=True).min()   # (as the profiles' column is read)
+    return None if pd.isna(first) else first.to_pydatetime()
 
 
 def _days_before(as_of: datetime, cutoffs: list[datetime]) -> list[int]:
@@ -114,6 +147,13 @@ def _window_ends(ks: list[int], horizon_days: int) -> np.ndarray:
     ends = {e for k in ks for e in (-k - 180, -k - 90, -k - 30, -k)}
     ends |= {-k + horizon_days for k in ks if k >= horizon_days}
     return np.array(sorted(ends), dtype=np.int64)
+
+
+def span_ends(as_of: datetime, cutoffs: list[datetime], horizon_days: int = HORIZON_DAYS) -> np.ndarray:
+    """The window ends of `cutoff_frames` at `cutoffs` (days from as_of, ascending): the spans
+    `activity_sql` may sum the days in (ValueError for a cutoff not a whole number of days
+    before as_of)."""
+    return _window_ends(_days_before(as_of, cutoffs), horizon_days)
 
 
 def cutoff_frames(activity: pa.Table, as_of: datetime, cutoffs: list[datetime],
@@ -192,8 +232,8 @@ def profiles_at_cutoffs(con: SqlEngine, payments: str, as_of: datetime, cutoffs:
     log before `as_of` (the merchant-day table of each user part: `parts`, the run's, or a set
     made for this call) instead of a whole profile per cutoff."""
     engine = as_engine(con)
-    _days_before(as_of, cutoffs)   # (before reading anything)
-    activity = over_merchant_days(engine, payments, as_of, {"activity": activity_query}, parts,
+    ends = span_ends(as_of, cutoffs, horizon_days)   # (before reading anything)
+    activity = over_merchant_days(engine, payments, as_of, {"activity": activity_query(ends)}, parts,
                                   ("merchant_id", "user_id", "payment_id", "status", "paid_at"))["activity"]
     return cutoff_frames(activity, as_of, cutoffs, horizon_days)
 
@@ -346,5 +386,5 @@ def risk_reasons(frame: pd.DataFrame, risk: np.ndarray, high: float = HIGH_RISK,
 
 __all__ = ["BASELINES", "FALL_SHARE", "FEATURES", "HIGH_RISK", "HORIZON_DAYS", "MIN_CLASS", "MIN_MERCHANTS",
            "MIN_VOLUME", "MerchantRiskModel", "activity_query", "activity_sql", "add_tenure", "baseline_scores",
-           "cutoff_frames", "design_matrix", "fit_baseline_calibrators", "label", "model_gains", "profiles_at_cutoffs",
-           "risk_reasons", "select", "selection_note"]
+           "cutoff_frames", "design_matrix", "first_payment_at", "fit_baseline_calibrators", "label", "model_gains",
+           "profiles_at_cutoffs", "risk_reasons", "select", "selection_note", "span_ends"]

@@ -1,7 +1,7 @@
 """The merchant-day table: every merchant figure at as_of from one read of the payments log.
 
 Merchant loyalty (`behavior.merchants`), the profile windows (`behavior.merchant_profiles`),
-merchant churn's activity per day (`behavior.merchant_churn`) and the merchants' audiences
+merchant churn's activity (`behavior.merchant_churn`) and the merchants' audiences
 (`behavior.merchant_audience`) are all sums, counts, minima and maxima over payments. The lines
 before as_of are reduced once to one row per (merchant, user, payment, status), the payment's
 time being its first line of that status (vocabulary of `behavior.merchants`), and those rows
@@ -19,9 +19,10 @@ once more to one row per (merchant_id, user_id, day, rday) of the payments whose
   negative), null when none has an amount.
 
 Share of wallet also needs the categories of lines, which a payment may mix: `wallet_sql` is
-the part's successful lines with a category in the share-of-wallet year, per merchant and
-category, with the spend of the merchant's customers of that year in the category at any
-merchant (a second, narrow read of the part's lines and a join with the merchant-day table).
+the part's successful lines with a category in the share-of-wallet year, per merchant, with the
+spend of the merchant's customers of that year at any merchant in the merchant's categories
+(`wallet_categories_sql`, read from the whole log first; then a second, narrow read of the
+part's lines and a join with the merchant-user table).
 
 Point in time: only lines with `paid_at < as_of` are read, filtered in the scan; every figure
 derived from the table is as of as_of. Every row is about one user, so the tables of disjoint
@@ -130,46 +131,63 @@ GROUP BY merchant_id, user_id
 """
 
 
-def wallet_sql(payments: str, users: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
-    """SQL text of (merchant_id, category, n_lines, spend, customers_spend) of the users of
-    `payments`: per merchant and category, its successful lines with that category in
-    [as_of - SHARE_OF_WALLET_DAYS, as_of) and their amounts, and the spend in that category (at
-    any merchant, in the same year) of its customers of the year (users with a successful payment
-    there whose time is in the year, from the merchant-user relation `users` of the same users).
-    Every figure is a sum over users."""
+def _wallet_lines_sql(payments: str, as_of_literal: str, dialect: str | Dialect) -> str:
     ep = get_dialect(dialect).epoch_us.format
     lo = f"{ep(as_of_literal)} - {SHARE_OF_WALLET_DAYS * US_PER_DAY}"
     return f"""
-WITH wl AS (
     SELECT COALESCE(merchant_id, 'unknown') AS merchant_id, user_id, category, amount
     FROM {payments}
-    WHERE paid_at < {as_of_literal} AND status = 'success' AND category IS NOT NULL AND {ep('paid_at')} >= {lo}
+    WHERE paid_at < {as_of_literal} AND status = 'success' AND category IS NOT NULL AND {ep('paid_at')} >= {lo}"""
+
+
+def wallet_categories_sql(payments: str, as_of_literal: str, dialect: str | Dialect = "duckdb") -> str:
+    """SQL text of (merchant_id, category), one row each: a merchant's *categories* of share of
+    wallet, those of its successful lines with a category in [as_of - SHARE_OF_WALLET_DAYS,
+    as_of) (the lines `wallet_sql` reads)."""
+    return f"SELECT DISTINCT merchant_id, category FROM ({_wallet_lines_sql(payments, as_of_literal, dialect)}) AS wl"
+
+
+def wallet_sql(payments: str, users: str, as_of_literal: str, categories: str,
+               dialect: str | Dialect = "duckdb") -> str:
+    """SQL text of (merchant_id, spend, customers_spend) of the users of `payments`: per
+    merchant, the amounts of its successful lines with a category in [as_of -
+    SHARE_OF_WALLET_DAYS, as_of), and the spend (at any merchant, in the same year) of its
+    customers of the year (users with a successful payment there whose time is in the year, from
+    the merchant-user relation `users` of the same users) in its categories (the relation
+    `categories`, `wallet_categories_sql` of the whole log: a merchant's categories are known
+    before any part is read, so a part's rows are one per merchant, not one per merchant and
+    category of its customers' spend). Every figure is a sum over users."""
+    return f"""
+WITH wl AS ({_wallet_lines_sql(payments, as_of_literal, dialect)}
 ),
 at_m AS (
-    SELECT merchant_id, category, COUNT(*) AS n_lines, SUM(amount) AS spend
+    SELECT merchant_id, SUM(amount) AS spend
     FROM wl
-    GROUP BY merchant_id, category
+    GROUP BY merchant_id
 ),
 ucat AS (
     SELECT user_id, category, SUM(amount) AS spend
     FROM wl
     GROUP BY user_id, category
 ),
-mu AS (
-    SELECT merchant_id, user_id
-    FROM {users}
-    WHERE c_{SHARE_OF_WALLET_DAYS} = 1
-),
 cust AS (
-    SELECT mu.merchant_id, u.category, SUM(u.spend) AS customers_spend
-    FROM mu JOIN ucat AS u ON u.user_id = mu.user_id
-    GROUP BY mu.merchant_id, u.category
+    SELECT mu.merchant_id, SUM(u.spend) AS customers_spend
+    FROM {users} AS mu
+    JOIN ucat AS u ON u.user_id = mu.user_id
+    JOIN {categories} AS k ON k.merchant_id = mu.merchant_id AND k.category = u.category
+    WHERE mu.c_{SHARE_OF_WALLET_DAYS} = 1
+    GROUP BY mu.merchant_id
 )
-SELECT COALESCE(at_m.merchant_id, cust.merchant_id) AS merchant_id,
-       COALESCE(at_m.category, cust.category) AS category,
-       CAST(COALESCE(at_m.n_lines, 0) AS BIGINT) AS n_lines, at_m.spend, cust.customers_spend
-FROM at_m FULL OUTER JOIN cust ON cust.merchant_id = at_m.merchant_id AND cust.category = at_m.category
+SELECT COALESCE(at_m.merchant_id, cust.merchant_id) AS merchant_id, at_m.spend, cust.customers_spend
+FROM at_m FULL OUTER JOIN cust ON cust.merchant_id = at_m.merchant_id
 """
+
+
+def payments_literal(engine: SqlEngine, payments: str, as_of: datetime) -> str:
+    """`as_of` as a SQL literal of the kind of the `paid_at` of `payments` (ValueError when naive)."""
+    d = engine.dialect
+    as_of_literal(as_of, dialect=d)   # validates as_of
+    return as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
 
 
 @dataclass(frozen=True)
@@ -216,8 +234,7 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
     A naive `as_of` raises ValueError."""
     engine = as_engine(con)
     d = engine.dialect
-    as_of_literal(as_of, dialect=d)   # validates as_of
-    literal = as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
+    literal = payments_literal(engine, payments, as_of)
     out: dict[str, list[pa.Table]] = {name: [] for name in queries}
     whole_days = as_of.astimezone(timezone.utc).time() == time(0)
     with UserParts(engine, payments, as_of) if parts is None else nullcontext(parts) as parts:
@@ -258,5 +275,5 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
 
 
 __all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY", "WINDOWS",
-           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "split_users", "wallet_sql",
-           "window_flags"]
+           "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "payments_literal",
+           "split_users", "wallet_categories_sql", "wallet_sql", "window_flags"]

@@ -37,14 +37,17 @@ Poisson counts, so that a small merchant's noise is not called a trend.
 
 Engines: the loyalty, window and wallet figures are queries of the merchant-day table of
 `behavior.merchant_days` (one read of the log per user part, shared with merchant churn's
-activity and the audiences in the stage), each a partial over one set of users plus a combine
+activity and the audiences in the stage; share of wallet also reads the merchants' categories
+from the whole log first, `wallet_categories`), each a partial over one set of users plus a combine
 (every figure is a sum over users); standard SQL with the dialect's epoch function, for DuckDB
 and Spark.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -52,8 +55,8 @@ import pyarrow as pa
 
 from behavior.errors import SchemaError
 from behavior.features import UserParts, as_of_literal
-from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Part, Query, over_merchant_days,
-                                    wallet_sql, window_flags)
+from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Query, over_merchant_days,
+                                    payments_literal, wallet_categories_sql, wallet_sql, window_flags)
 from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.segments import LOYALTY_TIERS
 from behavior.sql_dialect import SqlEngine, as_engine
@@ -75,17 +78,32 @@ PROFILE_EXTRA_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, "share_of_wallet", *(
                                          "days_since_last_payment", "merchant_segment")
 
 
+def _window_span(rday: str) -> str:
+    """SQL of the first day of the span between consecutive window edges (`window_flags`:
+    -2W and -W for each W) that holds the day `rday`; the day before the earliest edge for the
+    days before it."""
+    edges = sorted({e for w in WINDOWS for e in (-2 * w, -w)}, reverse=True)
+    whens = " ".join(f"WHEN {rday} >= {e} THEN {e}" for e in edges)
+    return f"CASE {whens} ELSE {edges[-1] - 1} END"
+
+
 def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
     """One row per merchant with a successful or refunded payment, of additive figures over the
     users of the merchant-day and merchant-user relations `days` and `users`
     (`behavior.merchant_days`): per window the current and previous payments, customers and
     revenue (with `revlines`, the payments whose amounts it sums), and the customers of each tier
     (`n_tier_<tier>`). `tiers` names a (user_id, loyalty_tier) relation or is None."""
+    # The days are summed per merchant and span between consecutive window edges (3 sums a row,
+    # where a sum per window and measure was 18 conditional sums a row, whose per-merchant states
+    # grew with the merchants), then the spans per window: every window [lo, hi) is a union of
+    # spans, and a span's first day is in a window exactly when all its days are.
+    span = _window_span("rday")
     w_cols = []
     for suffix, cond in window_flags():
-        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
-        w_cols.append(f"SUM(CASE WHEN {cond} THEN sr_amount END) AS revenue_{suffix}d")
-        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN s_pays + r_pays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
+        cond = cond.replace("rday", "span")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN pays ELSE 0 END) AS BIGINT) AS payments_{suffix}d")
+        w_cols.append(f"SUM(CASE WHEN {cond} THEN amount END) AS revenue_{suffix}d")
+        w_cols.append(f"CAST(SUM(CASE WHEN {cond} THEN srpays ELSE 0 END) AS BIGINT) AS revlines_{suffix}d")
     c_sums = [f"SUM(c_{suffix}) AS customers_{suffix}d" for suffix, _ in window_flags()]
     c_names = [f"cs.customers_{suffix}d" for suffix, _ in window_flags()]
     if tiers is None:
@@ -103,11 +121,17 @@ tier AS (
         tier_join = "LEFT JOIN tier ON tier.merchant_id = w.merchant_id"
     return f"""
 WITH
+spans AS (
+    SELECT merchant_id, {span} AS span, SUM(s_pays) AS pays, SUM(sr_amount) AS amount,
+           SUM(s_pays + r_pays) AS srpays
+    FROM {days}
+    GROUP BY merchant_id, {span}
+),
 w AS (
     SELECT merchant_id, {', '.join(w_cols)}
-    FROM {days}
+    FROM spans
     GROUP BY merchant_id
-    HAVING SUM(s_pays + r_pays) > 0
+    HAVING SUM(srpays) > 0
 ),
 cs AS (
     SELECT merchant_id, {', '.join(c_sums)}
@@ -141,15 +165,9 @@ def window_combine_sql(partials: str, wallets: str) -> str:
     tiers = [f"CAST(SUM(n_tier_{t.lower()}) AS BIGINT) AS n_tier_{t.lower()}" for t in TIERS]
     return f"""
 WITH
-wk AS (
-    SELECT merchant_id, category, SUM(n_lines) AS n_lines, SUM(spend) AS spend,
-           SUM(customers_spend) AS customers_spend
-    FROM {wallets}
-    GROUP BY merchant_id, category
-),
 sow AS (
-    SELECT merchant_id, SUM(spend) AS sow_num, SUM(CASE WHEN n_lines > 0 THEN customers_spend END) AS sow_den
-    FROM wk
+    SELECT merchant_id, SUM(spend) AS sow_num, SUM(customers_spend) AS sow_den
+    FROM {wallets}
     GROUP BY merchant_id
 ),
 w AS (
@@ -171,9 +189,26 @@ def windows_query(tiers: str | None) -> Query:
     return lambda part: window_partial_sql(part.days, part.users, tiers and part.of_part(tiers))
 
 
-def wallet_query(part: Part) -> str:
-    """The `behavior.merchant_days` query of a part's share-of-wallet figures."""
-    return wallet_sql(part.lines, part.users, part.literal, part.dialect)
+def wallet_query(categories: str) -> Query:
+    """The `behavior.merchant_days` query of a part's share-of-wallet figures, with the merchants'
+    categories of the relation `categories` (`wallet_categories`)."""
+    return lambda part: wallet_sql(part.lines, part.users, part.literal, categories, part.dialect)
+
+
+WALLET_CATEGORIES = "_merchant_wallet_categories"
+
+
+@contextmanager
+def wallet_categories(engine: SqlEngine, payments: str, as_of: datetime) -> Iterator[str]:
+    """The merchants' categories of share of wallet (`behavior.merchant_days.wallet_categories_sql`
+    of `payments` as of `as_of`: one narrow read of the log), registered as a relation while the
+    block runs; yields its name."""
+    engine.register(WALLET_CATEGORIES, engine.arrow(
+        wallet_categories_sql(payments, payments_literal(engine, payments, as_of), engine.dialect)))
+    try:
+        yield WALLET_CATEGORIES
+    finally:
+        engine.unregister(WALLET_CATEGORIES)
 
 
 def combine_windows(engine: SqlEngine, partials: pa.Table, wallets: pa.Table) -> pd.DataFrame:
@@ -258,14 +293,16 @@ def merchant_profiles(con: SqlEngine, payments: str, as_of: datetime, user_value
     as_of_literal(as_of, dialect=engine.dialect)   # validates as_of
     check_profile_inputs(engine, payments)
     check_loyalty_inputs(engine, payments, user_values)
-    t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
-                                                     "windows": windows_query(tiers), "wallet": wallet_query}, parts,
-                           per_user=tuple(filter(None, [user_values, tiers])))
+    with wallet_categories(engine, payments, as_of) as categories:
+        t = over_merchant_days(engine, payments, as_of, {"loyalty": loyalty_query(user_values),
+                                                         "windows": windows_query(tiers),
+                                                         "wallet": wallet_query(categories)}, parts,
+                               per_user=tuple(filter(None, [user_values, tiers])))
     return assemble_profiles(combine_loyalty(engine, t["loyalty"]).to_pandas(),
                              combine_windows(engine, t["windows"], t["wallet"]), as_of)
 
 
 __all__ = ["AT_RISK_MIN_90D", "MERCHANT_SEGMENTS", "PROFILE_EXTRA_COLUMNS", "SHARE_OF_WALLET_DAYS", "TIERS",
-           "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs", "combine_windows",
-           "merchant_profiles", "merchant_segment", "tier_column", "wallet_query", "window_combine_sql",
-           "window_partial_sql", "windows_query"]
+           "WALLET_CATEGORIES", "WINDOWS", "WINDOW_COLUMNS", "assemble_profiles", "check_profile_inputs",
+           "combine_windows", "merchant_profiles", "merchant_segment", "tier_column", "wallet_categories",
+           "wallet_query", "window_combine_sql", "window_partial_sql", "windows_query"]

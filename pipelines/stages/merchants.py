@@ -3,14 +3,17 @@ own audiences (merchant_customers.parquet).
 
 One read of the log: `behavior.merchant_tables.merchant_tables` reduces the lines before as_of
 of each user part once, to the merchant-day table of `behavior.merchant_days`, and computes the
-profiles, merchant churn's activity per day and the audiences from it.
+profiles, merchant churn's activity and the audiences from it. Two narrow reads of the whole log
+come first: the first successful payment (which fixes the churn cutoffs, so that a part's
+activity is summed per span between their windows' ends) and the merchants' categories of share
+of wallet (so that a part's wallet figures are one row per merchant).
 
 Profiles: merchant loyalty, windows and trends, share of wallet, the customers' tier mix and the
 merchant segment, with the mean CLV of each merchant's customers from the loyalty stage and
 their tiers from the segments stage (`behavior/merchants.py`, `behavior/merchant_profiles.py`).
 
 Churn risk (`behavior/merchant_churn.py`): the profile columns the model and the baselines read
-and the labels (`cutoff_frames`, from the activity per day) at the cutoffs of `behavior.churn.choose_cutoffs`
+and the labels (`cutoff_frames`, from the activity per span between the windows' ends) at the cutoffs of `behavior.churn.choose_cutoffs`
 (test = as_of - 90 days; training cutoffs every 30 days back from test - 90, at most
 `MAX_TRAIN_CUTOFFS`), labelled by the next 90 days; the model against the baselines on the test
 cutoff; the chosen one (the model only when better by more than its bootstrap interval) is refit
@@ -29,13 +32,15 @@ high}}, scored, high_risk, notes, [skipped]}}.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from behavior import merchant_churn as MC
-from behavior.churn import choose_cutoffs, churn_metrics
+from behavior.churn import Cutoffs, choose_cutoffs, churn_metrics
 from behavior.merchant_audience import AUDIENCES
 from behavior.merchant_profiles import MERCHANT_SEGMENTS
 from behavior.merchant_tables import merchant_tables
@@ -54,21 +59,26 @@ def _skip(section: dict, why: str) -> None:
     section["notes"].append(f"merchant churn risk skipped: {why}")
 
 
-def churn_risk(ctx, now: pd.DataFrame, activity: pa.Table,
+def cutoffs(ctx, first: datetime | None, horizon_days: int = MC.HORIZON_DAYS) -> Cutoffs | None:
+    """Merchant churn's cutoffs (`behavior.churn.choose_cutoffs`) for a history whose first
+    successful payment is at `first` (None: no cutoff)."""
+    return None if first is None else choose_cutoffs(ctx.as_of, first, horizon_days, max_train=MAX_TRAIN_CUTOFFS)
+
+
+def churn_risk(ctx, now: pd.DataFrame, activity: pa.Table, cuts: Cutoffs | None,
                horizon_days: int = MC.HORIZON_DAYS) -> tuple[np.ndarray, dict]:
     """Merchant churn risk of each row of `now` (profiles at as_of; NaN where not scored) and
-    the report section; `activity` is `behavior.merchant_churn.activity_sql`'s rows at as_of."""
+    the report section; `activity` is `behavior.merchant_churn.activity_sql`'s rows at as_of
+    (per span of the window ends of `cuts`, the `cutoffs` of the first successful payment)."""
     section: dict = {"horizon_days": horizon_days,
                      "definition": f"P(successful payments in the next {horizon_days} days < "
                                    f"{MC.FALL_SHARE:g} x those of the last {horizon_days}) for merchants with at "
                                    f"least {MC.MIN_VOLUME} payments in the last {horizon_days} days",
                      "cutoffs": {"train": [], "test": None}, "notes": []}
     risk = np.full(len(now), np.nan)
-    first = pd.to_datetime(now["first_payment_at"], utc=True).min()
-    if pd.isna(first):
+    if cuts is None:
         _skip(section, "no successful payment before as_of")
         return risk, section
-    cuts = choose_cutoffs(ctx.as_of, first.to_pydatetime(), horizon_days, max_train=MAX_TRAIN_CUTOFFS)
     section["cutoffs"] = {"train": [c.isoformat() for c in cuts.train],
                           "test": cuts.test.isoformat() if cuts.test else None}
     if cuts.problem:
@@ -120,9 +130,14 @@ def run(ctx) -> StageResult[pa.Table]:
     ctx.engine.register("_user_values", values)
     if segments is not None:
         ctx.engine.register("_user_tiers", segments.select(["user_id", "loyalty_tier"]))
+    # The cutoffs first (from the first successful payment, one narrow read), so that each user
+    # part's activity is summed per span between their windows' ends, not per merchant and day
+    # (a table that grew with the merchants times the days, in every part)
+    cuts = cutoffs(ctx, MC.first_payment_at(ctx.engine, "payments", ctx.as_of))
+    ends = MC.span_ends(ctx.as_of, [*cuts.train, cuts.test]) if cuts is not None and not cuts.problem else None
     try:
         tables = merchant_tables(ctx.engine, "payments", ctx.as_of, "_user_values",
-                                 "_user_tiers" if segments is not None else None, ctx.user_parts)
+                                 "_user_tiers" if segments is not None else None, ctx.user_parts, ends)
     finally:
         ctx.engine.unregister("_user_values")
         if segments is not None:
@@ -130,7 +145,7 @@ def run(ctx) -> StageResult[pa.Table]:
     profiles, audience = tables.profiles, tables.audience
     counts = profiles["merchant_segment"].value_counts().reindex(list(MERCHANT_SEGMENTS), fill_value=0)
     section = {"merchants": int(len(profiles)), "counts": {k: int(v) for k, v in counts.items()}}
-    risk, section["churn"] = churn_risk(ctx, profiles, tables.activity)
+    risk, section["churn"] = churn_risk(ctx, profiles, tables.activity, cuts)
     profiles["churn_risk"] = risk
     profiles["churn_reasons"] = pd.Series(MC.risk_reasons(profiles, risk), dtype="object")
     table = pa.Table.from_pandas(profiles, preserve_index=False)

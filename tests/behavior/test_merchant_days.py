@@ -20,7 +20,7 @@ from behavior import merchant_churn as MC
 from behavior.features import UserParts, as_of_literal
 from behavior.merchant_audience import merchant_customers
 from behavior.merchant_days import (MERCHANT_DAY_COLUMNS, merchant_days_sql, merchant_users_sql, over_merchant_days,
-                                    wallet_sql)
+                                    wallet_categories_sql, wallet_sql)
 from behavior.merchant_profiles import merchant_profiles
 from behavior.merchant_tables import merchant_tables
 from behavior.schema import PAYMENTS
@@ -107,13 +107,15 @@ def test_the_wallet_of_a_part_sums_its_lines_and_its_customers_spend():
     lit = as_of_literal(AS_OF)
     con.register("md", con.sql(merchant_days_sql("payments", lit)).to_arrow_table())
     con.register("mu", con.sql(merchant_users_sql("md")).to_arrow_table())
-    got = {(r["merchant_id"], r["category"]): r for r in con.sql(wallet_sql("payments", "mu", lit)).to_arrow_table().to_pylist()}
-    assert set(got) == {("m1", "food"), ("m2", "food"), ("m2", "travel"), ("m1", "travel")}
-    assert (got["m1", "food"]["n_lines"], got["m1", "food"]["spend"]) == (1, Decimal("30.00"))
-    # m1's customer of the year (u1; u2 bought before it) spent 100 on food and 9 on travel anywhere
-    assert got["m1", "food"]["customers_spend"] == Decimal("100.00")
-    assert got["m1", "travel"]["n_lines"] == 0 and got["m1", "travel"]["customers_spend"] == Decimal("9.00")
-    assert (got["m2", "travel"]["n_lines"], got["m2", "travel"]["spend"]) == (1, Decimal("9.00"))
+    con.register("k", con.sql(wallet_categories_sql("payments", lit)).to_arrow_table())
+    assert sorted(con.sql("SELECT * FROM k").fetchall()) == [("m1", "food"), ("m2", "food"), ("m2", "travel")]
+    got = {r["merchant_id"]: r for r in con.sql(wallet_sql("payments", "mu", lit, "k")).to_arrow_table().to_pylist()}
+    assert set(got) == {"m1", "m2"}
+    # m1's customer of the year (u1; u2 bought before it) spent 100 on food anywhere; m1 has no
+    # travel line in the year, so u1's 9 on travel is not in its categories
+    assert (got["m1"]["spend"], got["m1"]["customers_spend"]) == (Decimal("30.00"), Decimal("100.00"))
+    # m2's customers of the year, u1 (food and travel) and u2 (a line without a category)
+    assert (got["m2"]["spend"], got["m2"]["customers_spend"]) == (Decimal("79.00"), Decimal("109.00"))
 
 
 def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch, tmp_path):
@@ -139,6 +141,12 @@ def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch,
     audience = merchant_customers(con, "payments", as_of)
     assert len(profiles) > 20 and audience.num_rows > 100 and "future_payments" in frames[cuts[0]]
 
+    # the first successful payment, read before the tables, is the profiles' earliest
+    assert MC.first_payment_at(con, "payments", as_of) == profiles["first_payment_at"].min().to_pydatetime()
+    # the activity per day, per span of the cutoffs' window ends, and per span of a superset of them
+    wider = MC.span_ends(as_of, [*cuts, as_of - timedelta(days=100)])
+    ends = (None, MC.span_ends(as_of, cuts), wider)
+
     def same(t) -> None:
         pd.testing.assert_frame_equal(t.profiles, profiles, check_exact=False, rtol=1e-12)
         got = MC.cutoff_frames(t.activity, as_of, cuts)
@@ -146,12 +154,14 @@ def test_the_one_read_gives_each_modules_own_answer_in_parts_or_not(monkeypatch,
             pd.testing.assert_frame_equal(got[c], frames[c], check_exact=True)
         assert t.audience.equals(audience)
 
-    same(merchant_tables(con, "payments", as_of, "values", "tiers"))
+    for e in ends:
+        same(merchant_tables(con, "payments", as_of, "values", "tiers", activity_ends=e))
     before = con.sql(f"SELECT count(*) FROM payments WHERE paid_at < {as_of_literal(as_of)}").fetchall()[0][0]
     monkeypatch.setattr(F, "PART_LINES", before // 3 + 1)
     with UserParts(DuckDBEngine(con), "payments", as_of) as parts:
         assert len(parts.relations()) == 3
-        same(merchant_tables(con, "payments", as_of, "values", "tiers", parts))
+        for e in ends:
+            same(merchant_tables(con, "payments", as_of, "values", "tiers", parts, e))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -10,8 +10,11 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles, merchant_segment
+from behavior.merchant_days import merchant_users_sql
+from behavior.merchant_profiles import MERCHANT_SEGMENTS, merchant_profiles, merchant_segment, window_partial_sql
 from behavior.schema import PAYMENTS
 from behavior.synth import SynthConfig, generate
 
@@ -138,3 +141,45 @@ def test_unplanted_busy_merchants_are_mostly_steady(planted):
     assert len(busy) >= 12
     assert (busy["merchant_segment"] == "steady").mean() >= 0.8
     assert prof["share_of_wallet"].between(0, 1).all()
+
+
+_EDGE_DAYS = sorted({d for w in (30, 90, 365) for e in (-w, -2 * w) for d in (e - 1, e, e + 1)} | {-1, -1000})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["m1", "m2"]), st.sampled_from(["u1", "u2", "u3"]),
+                          st.sampled_from(_EDGE_DAYS), st.integers(0, 2), st.integers(0, 1),
+                          st.one_of(st.none(), st.integers(-500, 5000))), min_size=1, max_size=30))
+def test_window_sums_of_the_spans_equal_the_sums_per_window(rows):
+    """`window_partial_sql` sums the days per span between window edges, then the spans per
+    window: the same payments, revenues (exact decimals, null without amounts) and counts as a
+    sum per window of the days themselves, on days at and beside every edge."""
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    days = pd.DataFrame([{"merchant_id": m, "user_id": u, "day": 20_000 + r, "rday": r, "s_pays": s,
+                          "s_lines": s, "s_first_at": t0 if s else None, "s_last_at": t0 if s else None, "f_pays": 0,
+                          "r_pays": rp, "r_lines": rp, "sr_amount": None if a is None else Decimal(a) / 100}
+                         for m, u, r, s, rp, a in rows])
+    days = days.groupby(["merchant_id", "user_id", "day", "rday"], as_index=False).first()   # (one row a key)
+    con = duckdb.connect()
+    con.register("md", pa.Table.from_pandas(days, preserve_index=False).cast(pa.schema(
+        [("merchant_id", pa.string()), ("user_id", pa.string()), ("day", pa.int64()), ("rday", pa.int64()),
+         ("s_pays", pa.int64()), ("s_lines", pa.int64()), ("s_first_at", pa.timestamp("us", tz="UTC")),
+         ("s_last_at", pa.timestamp("us", tz="UTC")), ("f_pays", pa.int64()), ("r_pays", pa.int64()),
+         ("r_lines", pa.int64()), ("sr_amount", pa.decimal128(38, 2))])))
+    con.register("mu", con.sql(merchant_users_sql("md", whole_days=True)).to_arrow_table())
+    got = con.sql(window_partial_sql("md", "mu", None)).to_arrow_table().to_pylist()
+    want = []
+    for m, g in days.groupby("merchant_id"):
+        if (g.s_pays + g.r_pays).sum() == 0:
+            continue
+        row = {"merchant_id": m}
+        for w in (30, 90, 365):
+            for suffix, (lo, hi) in ((f"{w}", (-w, 0)), (f"prev_{w}", (-2 * w, -w))):
+                inside = g[(g.rday >= lo) & (g.rday < hi)]
+                amounts = [a for a in inside.sr_amount if a is not None and not pd.isna(a)]
+                row |= {f"payments_{suffix}d": int(inside.s_pays.sum()),
+                        f"revenue_{suffix}d": sum(amounts, Decimal(0)) if amounts else None,
+                        f"revlines_{suffix}d": int((inside.s_pays + inside.r_pays).sum())}
+        want.append(row)
+    assert [{k: r[k] for k in w} for r, w in zip(sorted(got, key=lambda r: r["merchant_id"]), want)] == want
+    assert len(got) == len(want)

@@ -33,7 +33,14 @@ _SLASH_TIMES = ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
 # regular expressions (whole-text matches) of the number and epoch readers
 _EPOCH_S = r"[0-9]{9,10}(\.[0-9]+)?"
 _EPOCH_MS = r"[0-9]{12,13}"
-_NOT_NUMBER = r"[^0-9,.()+\-eE]"
+# A number as people write it: a currency or unit before or after it ("€ 7,90", "12.50 USD"),
+# thousands grouped by commas, dots, spaces or apostrophes, a decimal comma, a negative in
+# parentheses. Only the text around the number is dropped, never a character between its digits:
+# "0x1A" or "1A2" is no number (rejected), where dropping every other character read them as 1 and 12.
+_PREFIX = r"^([-+(]?)[^0-9.+\-(]+"    # a currency before the number, after its sign ("-$5", "(€3)")
+_SUFFIX = r"[^0-9.)+\-]+(\)?)$"       # a currency or unit after it, before a closing parenthesis
+_SPACED_THOUSANDS = "[-+(]?[0-9]{1,3}([ '\u00a0\u202f][0-9]{3})+([.,][0-9]+)?\\)?"
+_GROUP_SPACES = "[ '\u00a0\u202f]"
 _PARENTHESISED = r"\(.*\)"
 _COMMA_THOUSANDS = r"[-+]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?"
 _DOT_THOUSANDS = r"[-+]?[0-9]{1,3}(\.[0-9]{3})+,[0-9]{1,2}"
@@ -129,7 +136,10 @@ def timestamp(expr: str, typ: pa.DataType | None, *, dayfirst: bool = False,
 
 def _number_text(t: str, d: Dialect) -> str:
     """Normalise a number written by people into one `CAST(.. AS DOUBLE)` can read."""
-    s = d.replace_all(t, _NOT_NUMBER, "")
+    keep = d.group_ref.format(1)
+    bare = d.replace_all(d.replace_all(t, _PREFIX, keep), _SUFFIX, keep)
+    s = (f"(CASE WHEN {d.full_match(bare, _SPACED_THOUSANDS)} THEN {d.replace_all(bare, _GROUP_SPACES, '')} "
+         f"ELSE {bare} END)")
     neg = f"(CASE WHEN {d.full_match(s, _PARENTHESISED)} THEN '-' ELSE '' END)"
     core = d.replace_all(s, "[()]", "")
     return (

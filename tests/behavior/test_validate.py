@@ -172,12 +172,33 @@ def test_a_promotion_running_or_scheduled_ahead_is_accepted():
 @pytest.mark.parametrize("text, expected", [
     ("12.5", "12.50"), ("1,234.50", "1234.50"), ("1234,5", "1234.50"), ("1.234,50", "1234.50"),
     ("€ 7,90", "7.90"), ("(3.00)", "-3.00"), ("$1,000", "1000.00"), ("0", "0.00"),
+    ("-$1,234.50", "-1234.50"), ("(€3.00)", "-3.00"), ("(3.00 €)", "-3.00"), ("12.50 USD", "12.50"),
+    ("1 234,50", "1234.50"), ("1\u00a0234 567", "1234567.00"), ("1'234.50", "1234.50"), ("-1e3", "-1000.00"),
 ])
 def test_amounts(text, expected):
     v = one("amount", text)
     assert v.rejected.num_rows == 0
     assert str(v.accepted.column("amount")[0].as_py()) == expected.lstrip("-") or \
         str(v.accepted.column("amount")[0].as_py()) == expected
+
+
+@pytest.mark.parametrize("text", ["0x1A", "1A2", "12 50", "5.00-", "1,2,3,4", "12-5", "abc", "1.234.567,8.9"])
+def test_amounts_with_something_between_their_digits_are_rejected(text):
+    v = one("amount", text)
+    assert v.accepted.num_rows == 0
+    assert v.rejected.column("reason").to_pylist() == ["bad_amount"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=st.integers(1, 999), tail=st.integers(0, 999_999),
+       inner=st.text(st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters="eE.,'+-()"),
+                     min_size=1, max_size=3).filter(lambda t: t.strip(" \u00a0\u202f") != ""))
+def test_no_character_between_digits_is_dropped(head, tail, inner):
+    """A quantity with anything but a separator between its digits is rejected, never read as
+    its digits run together (the old reader dropped every character that is not a digit)."""
+    v = one("quantity", f"{head}{inner}{tail}")
+    if v.accepted.num_rows:
+        assert v.accepted.column("quantity")[0].as_py() not in (int(f"{head}{tail}"), head, tail), inner
 
 
 def test_negative_amount_is_a_refund_with_negative_quantity():

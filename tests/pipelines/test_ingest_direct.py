@@ -327,17 +327,18 @@ def test_a_csv_is_checked_as_duckdb_reads_it_without_a_table_of_its_records(tmp_
 CLEAN = {
     "user_id": ["u1", " u2 ", "17850.0", "u\u00a03"],
     "item_id": ["i1", "i 2", "ß"],
-    "amount": ["3.50", "1,234.50", "2,5", "(4.00)", "€ 7", "", "NA", "1e3", " 12 "],
+    "amount": ["3.50", "1,234.50", "2,5", "(4.00)", "€ 7", "", "NA", "1e3", " 12 ", "-$1,234.50", "1 234,50"],
     "currency": ["EUR", "eur", " EUR", ""],
     "paid_at": ["2024-01-05", "2024-01-05T10:00:00Z", "2024-03-01 10:00:00+02:00", "01/25/2024", "02/03/2024",
                 "1704067200", "1704067200000", "2024/02/03 10:00", "5 Feb 2024"],
     "channel": ["app", "WEB", "??", ""],
     "status": ["success", "paid", "Refund", "", "failed"],
-    "quantity": ["1", "-1", "2.0", " 3 ", ""],
+    "quantity": ["1", "-1", "2.0", " 3 ", "", "+1", "01", "1e2"],
 }
 POISON = [{"amount": "abc"}, {"user_id": "NA"}, {"item_id": "4111111111111111"}, {"paid_at": "25/01/2024"},
           {"paid_at": "1969-12-31"}, {"currency": "USD"}, {"payment_id": "p1"}, {"payment_id": "q0"},
-          {"user_id": "a@b.co"}, {"status": "weird"}, {"quantity": "2.5"}]
+          {"user_id": "a@b.co"}, {"status": "weird"}, {"quantity": "2.5"}, {"quantity": "0x1A"},
+          {"quantity": "0000000000000"}, {"quantity": "1.0000000000000"}, {"quantity": "NAN"}, {"amount": "5.00-"}]
 clean_row = st.fixed_dictionaries({c: st.sampled_from(v) for c, v in CLEAN.items()})
 
 

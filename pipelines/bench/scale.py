@@ -208,7 +208,7 @@ def run_scale(sizes: list[int], work: Path, *, progress: Callable[[str], None] =
         rows.append({"lines": made, "step": "api start-up", "seconds": api["startup_s"], "peak_mb": api["rss_mb"]})
         rows.append({"lines": made, "step": "api recommendations", "seconds": api_seconds, "peak_mb": api["rss_mb"],
                      "requests_per_s": api.get("requests_per_s"), "p99_ms": api.get("p99_ms"),
-                     "errors": api.get("errors")})
+                     "errors": api.get("errors"), "generator": api.get("generator")})
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
         _save(work, rows)
@@ -249,7 +249,10 @@ def plot_scale(rows: list[dict], path: Path) -> None:
 
 def _note(r: dict) -> str:
     if r.get("requests_per_s"):
-        return f"{r['requests_per_s']:,.0f} req/s, p99 {r['p99_ms']} ms, {r.get('errors') or 0} errors"
+        load = f"{r['requests_per_s']:,.0f} req/s, p99 {r['p99_ms']} ms, {r.get('errors') or 0} errors"
+        if r.get("generator", "wrk") != "wrk":   # the Python client, not the server, sets the pace
+            load += " (load from Python, not wrk: the client's limit; install wrk to measure the server)"
+        return load
     if "target" in r:
         return f"target {r['target']}: {'met' if r['met'] else 'NOT MET'}"
     if r.get("over"):

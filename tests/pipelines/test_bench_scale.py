@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pipelines.bench.scale import (EXCEPTIONS, GROWTH_LIMIT, PART_LINES, _parts, cost_curve, format_scale,
-                                   run_scale, target_row)
+from pipelines.bench.scale import (EXCEPTIONS, GROWTH_LIMIT, PART_LINES, _note, _parts, cost_curve,
+                                   format_scale, run_scale, target_row)
 from pipelines.stages import STAGES
 
 
@@ -18,7 +18,7 @@ def test_scale_bench_times_every_step_and_plots(tmp_path):
                      "api recommendations"]
     api = rows[-1]
     assert api["requests_per_s"] > 50 and api["errors"] == 0 and api["peak_mb"] > 50
-    assert "req/s" in format_scale(rows)
+    assert "req/s" in format_scale(rows) and api["generator"]
     total = rows[-3]
     assert total["seconds"] >= sum(r["seconds"] for r in rows if r["step"] in STAGES)
     assert all(r["peak_mb"] > 50 for r in rows if r["step"] not in ("synth",))
@@ -111,3 +111,10 @@ def test_docs_explain_every_exception_of_the_cost_curve():
     doc = (Path(__file__).parents[2] / "docs" / "performance.md").read_text()
     for step in EXCEPTIONS:
         assert f"* `{step}`: " in doc
+
+
+def test_a_load_from_python_says_it_measures_the_client():
+    row = {"step": "api recommendations", "requests_per_s": 401.0, "p99_ms": 376.7, "errors": 0}
+    assert "Python" not in _note({**row, "generator": "wrk"})
+    assert "install wrk" in _note({**row, "generator": "python (asyncio + httpx; ...)"})
+    assert _note({**row, "generator": "wrk"}).startswith("401 req/s, p99 376.7 ms, 0 errors")

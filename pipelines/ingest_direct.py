@@ -273,13 +273,21 @@ def _clean_keys(con: Any, scratch: Path, spec: Table, stored_files: list[Path]) 
         return False
     if not stored_files:
         return True
-    first = _q(spec.key[0])
-    lo, hi = con.execute(f"SELECT min({first}), max({first}) FROM {files}").fetchall()[0]
+    stored, params = _stored_keys(con, f"SELECT * FROM {files}", spec, stored_files)
+    return con.execute(f"SELECT count(*) FROM {files} n SEMI JOIN {stored} s USING ({keys})",
+                       params).fetchall()[0][0] == 0
+
+
+def _stored_keys(con: Any, rows: str, spec: Table, stored_files: list[Path]) -> tuple[str, dict | None]:
+    """A subquery of the keys stored in `stored_files` within the range of the first key column
+    among the SQL `rows` (the same bounds as the Arrow path, `pipelines.ingest._new_rows`), and
+    its parameters."""
     listing = ", ".join(DUCKDB.literal(str(f)) for f in stored_files)
-    stored = con.execute(f"SELECT count(*) FROM {files} n SEMI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
-                         f"hive_partitioning = false) WHERE {first} BETWEEN $lo AND $hi) s USING ({keys})",
-                         {"lo": lo, "hi": hi}).fetchall()[0][0]
-    return stored == 0
+    keys, first = ", ".join(_q(k) for k in spec.key), _q(spec.key[0])
+    lo, hi = con.execute(f"SELECT min({first}), max({first}) FROM ({rows}) r").fetchall()[0]
+    within = f" WHERE {first} BETWEEN $lo AND $hi" if lo is not None else ""
+    return (f"(SELECT {keys} FROM read_parquet([{listing}], hive_partitioning = false){within})",
+            {"lo": lo, "hi": hi} if within else None)
 
 
 def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tuple[bytes, set[str]] | None,
@@ -408,13 +416,8 @@ def _write_new(lake: Any, txn: Any, index: int, spec: Table, accepted: str, stor
     rows = f"SELECT {casts} FROM ({accepted}) a"
     params = None
     if stored_files:
-        listing = ", ".join(DUCKDB.literal(str(f)) for f in stored_files)
-        keys, first = ", ".join(spec.key), spec.key[0]
-        lo, hi = con.execute(f"SELECT min({first}), max({first}) FROM ({rows}) r").fetchall()[0]
-        within = f" WHERE {first} BETWEEN $lo AND $hi" if lo is not None else ""
-        params = {"lo": lo, "hi": hi} if within else None
-        rows = (f"SELECT n.* FROM ({rows}) n ANTI JOIN (SELECT {keys} FROM read_parquet([{listing}], "
-                f"hive_partitioning = false){within}) s USING ({keys})")
+        stored, params = _stored_keys(con, rows, spec, stored_files)
+        rows = f"SELECT n.* FROM ({rows}) n ANTI JOIN {stored} s USING ({', '.join(_q(k) for k in spec.key)})"
     return write_months(con, rows, txn.staging, spec.name, f"part-{txn.id}-{index}", params)
 
 

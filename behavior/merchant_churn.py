@@ -57,7 +57,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from behavior.features import UserParts
-from behavior.merchant_days import Query, over_merchant_days, payments_literal
+from behavior.merchant_days import Query, over_merchant_days, payments_literal, span_start_sql
 from behavior.model_choice import Choice, Scored, choose, resamples, score_metric
 from behavior.ranking import roc_auc
 from behavior.sql_dialect import Dialect, SqlEngine, as_engine, get_dialect
@@ -77,19 +77,6 @@ FEATURES = ("payments_30d", "payments_90d", "days_since_last_payment", "payments
 BASELINES = ("volume_trend", "recency")
 
 
-def _span_start(day: str, ends: np.ndarray) -> str:
-    """SQL of the first day of the span of `ends` (ascending) that holds the day `day`: ends[i - 1]
-    for the span [ends[i - 1], ends[i]), ends[0] - 1 for the days before ends[0] (a binary search
-    written as nested CASEs)."""
-    def search(lo: int, hi: int) -> str:   # the span's index is in [lo, hi]
-        if lo == hi:
-            return str(int(ends[0]) - 1 if lo == 0 else int(ends[lo - 1]))
-        mid = (lo + hi + 1) // 2
-        return f"CASE WHEN {day} < {int(ends[mid - 1])} THEN {search(lo, mid - 1)} ELSE {search(mid, hi)} END"
-
-    return search(0, len(ends))
-
-
 def activity_sql(days: str, dialect: str | Dialect = "duckdb", ends: np.ndarray | None = None) -> str:
     """(merchant_id, day, payments, last_us): per merchant and day before as_of, its successful
     payments whose time falls in that day and the latest of those times (epoch microseconds),
@@ -101,10 +88,11 @@ def activity_sql(days: str, dialect: str | Dialect = "duckdb", ends: np.ndarray 
 
     With `ends` (`span_ends` of the cutoffs that `cutoff_frames` will be given, or a superset of
     them), the days are summed per span between consecutive ends and `day` is the span's first
-    day (`_span_start`): `cutoff_frames` puts each such row in the span its days were in, and the
-    rows are (merchants x spans) instead of (merchants x days), whatever the history's length."""
+    day (`behavior.merchant_days.span_start_sql`): `cutoff_frames` puts each such row in the
+    span its days were in, and the rows are (merchants x spans) instead of (merchants x days),
+    whatever the history's length."""
     ep = get_dialect(dialect).epoch_us.format
-    day = "rday" if ends is None or len(ends) == 0 else _span_start("rday", np.asarray(ends))
+    day = "rday" if ends is None or len(ends) == 0 else span_start_sql("rday", ends)
     return f"""
 SELECT merchant_id, {day} AS day, CAST(SUM(s_pays) AS BIGINT) AS payments, MAX({ep('s_last_at')}) AS last_us
 FROM {days}

@@ -190,6 +190,22 @@ def payments_literal(engine: SqlEngine, payments: str, as_of: datetime) -> str:
     return as_of_literal(as_of, tz_aware=d.is_tz_aware(engine.column_types(payments)["paid_at"]), dialect=d)
 
 
+def span_start_sql(day: str, ends) -> str:
+    """SQL of the first day of the span of `ends` (ascending day numbers) that holds the day `day`:
+    ends[i - 1] for the span [ends[i - 1], ends[i]), ends[0] - 1 for the days before ends[0] (a
+    binary search written as nested CASEs). The spans of merchant churn's activity and of the
+    profile windows."""
+    ends = np.asarray(ends)
+
+    def search(lo: int, hi: int) -> str:   # the span's index is in [lo, hi]
+        if lo == hi:
+            return str(int(ends[0]) - 1 if lo == 0 else int(ends[lo - 1]))
+        mid = (lo + hi + 1) // 2
+        return f"CASE WHEN {day} < {int(ends[mid - 1])} THEN {search(lo, mid - 1)} ELSE {search(mid, hi)} END"
+
+    return search(0, len(ends))
+
+
 @dataclass(frozen=True)
 class Part:
     """What a query of `over_merchant_days` sees of one user part: `days` and `users`, names of
@@ -276,4 +292,4 @@ def over_merchant_days(con: SqlEngine, payments: str, as_of: datetime, queries: 
 
 __all__ = ["MERCHANT_DAY_COLUMNS", "Part", "Query", "REQUIRED_COLUMNS", "SHARE_OF_WALLET_DAYS", "US_PER_DAY", "WINDOWS",
            "day_number", "merchant_days_sql", "merchant_users_sql", "over_merchant_days", "payments_literal",
-           "split_users", "wallet_categories_sql", "wallet_sql", "window_flags"]
+           "span_start_sql", "split_users", "wallet_categories_sql", "wallet_sql", "window_flags"]

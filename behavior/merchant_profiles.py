@@ -56,7 +56,8 @@ import pyarrow as pa
 from behavior.errors import SchemaError
 from behavior.features import UserParts, as_of_literal
 from behavior.merchant_days import (REQUIRED_COLUMNS, SHARE_OF_WALLET_DAYS, WINDOWS, Query, over_merchant_days,
-                                    payments_literal, wallet_categories_sql, wallet_sql, window_flags)
+                                    payments_literal, span_start_sql, wallet_categories_sql, wallet_sql,
+                                    window_flags)
 from behavior.merchants import check_loyalty_inputs, combine_loyalty, loyalty_query
 from behavior.segments import LOYALTY_TIERS
 from behavior.sql_dialect import SqlEngine, as_engine
@@ -78,15 +79,6 @@ PROFILE_EXTRA_COLUMNS: tuple[str, ...] = (*WINDOW_COLUMNS, "share_of_wallet", *(
                                          "days_since_last_payment", "merchant_segment")
 
 
-def _window_span(rday: str) -> str:
-    """SQL of the first day of the span between consecutive window edges (`window_flags`:
-    -2W and -W for each W) that holds the day `rday`; the day before the earliest edge for the
-    days before it."""
-    edges = sorted({e for w in WINDOWS for e in (-2 * w, -w)}, reverse=True)
-    whens = " ".join(f"WHEN {rday} >= {e} THEN {e}" for e in edges)
-    return f"CASE {whens} ELSE {edges[-1] - 1} END"
-
-
 def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
     """One row per merchant with a successful or refunded payment, of additive figures over the
     users of the merchant-day and merchant-user relations `days` and `users`
@@ -97,7 +89,7 @@ def window_partial_sql(days: str, users: str, tiers: str | None) -> str:
     # where a sum per window and measure was 18 conditional sums a row, whose per-merchant states
     # grew with the merchants), then the spans per window: every window [lo, hi) is a union of
     # spans, and a span's first day is in a window exactly when all its days are.
-    span = _window_span("rday")
+    span = span_start_sql("rday", sorted({e for w in WINDOWS for e in (-2 * w, -w)}))
     w_cols = []
     for suffix, cond in window_flags():
         cond = cond.replace("rday", "span")

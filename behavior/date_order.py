@@ -36,13 +36,16 @@ class DateOrder:
 
 
 def order_texts(types: dict[str, pa.DataType], spec: Table, columns: dict[str, str | None],
-                na_values: tuple[str, ...], d: Any) -> list[tuple[str, str]]:
+                na_values: tuple[str, ...], d: Any, texts: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(canonical column, SQL over the source columns) of each text date column to decide: the
-    text an order is read from (NULL for dates that start with a year, which tell no order)."""
+    text an order is read from (NULL for dates that start with a year, which tell no order).
+    `texts` names columns whose text (`parsing.text` of the source value) a query has computed
+    already (canonical column -> its SQL), for the SQL to read instead."""
     todo = [c.name for c in spec.columns if c.type == "timestamp" and columns.get(c.name)
             and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
     quote = d.ident[0]
-    return [(n, _unless_iso(P.text(quote + columns[n].replace(quote, quote * 2) + quote, pa.string(), d, na_values)))
+    return [(n, _unless_iso((texts or {}).get(n) or P.text(quote + columns[n].replace(quote, quote * 2) + quote,
+                                                             pa.string(), d, na_values)))
             for n in todo]
 
 
@@ -100,7 +103,8 @@ def only_valid_sql(t: str, dayfirst: bool) -> str:
     if not dayfirst:
         first, second = second, first
     year = f"TRY_CAST(left(split_part({u}, '/', 3), 2) AS INTEGER) IS NOT NULL"
-    return f"({year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12)"
+    # a CASE: the splits run only on the texts that are not NULL (an ISO date's is)
+    return f"CASE WHEN {t} IS NOT NULL THEN {year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 END"
 
 
 def _unless_iso(t: str) -> str:

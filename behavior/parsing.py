@@ -47,25 +47,41 @@ _DOT_THOUSANDS = r"[-+]?[0-9]{1,3}(\.[0-9]{3})+,[0-9]{1,2}"
 _DECIMAL_COMMA = r"[-+]?[0-9]+,[0-9]{1,2}"
 
 
-def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES) -> str:
-    """Trimmed text of a source value, NULL when missing, empty or one of `na_values`."""
+def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES,
+         plain: tuple[str, ...] = ()) -> str:
+    """Trimmed text of a source value, NULL when missing, empty or one of `na_values`. `plain`:
+    values a column mostly holds, written as they are stored (a listed column's: 'success'),
+    which skip the tests of their ends and the markers."""
     if typ is None:
         return f"CAST(NULL AS {d.string_type})"
     markers = ", ".join(d.literal(v) for v in ("", *na_values))
-    longest = max(len(v) for v in ("", *na_values))
+    longest = max(len(v.encode()) for v in ("", *na_values))
 
-    def unless_marker(e: str) -> str:
-        # a length test first: most values are longer than every marker, and `IN` compares
-        # the value with each of them (a tenth of the validation's text cleaning)
-        return f"CASE WHEN length({e}) <= {longest} AND {e} IN ({markers}) THEN NULL ELSE {e} END"
+    # the first characters of the markers (but ''), each a range of texts to compare bytes with
+    firsts = sorted({v[0] for v in na_values if v})
+    starts = " OR ".join(f"({{0}} >= {d.literal(c)} AND {{0}} < {d.literal(chr(ord(c) + 1))})"
+                         for c in firsts) if all(c < "\x7f" for c in firsts) else ""
+
+    def unless_marker(e: str, first: bool = False) -> str:
+        # a test of the length first: most values are longer than every marker, and `IN`
+        # compares the value with each of them (a tenth of the validation's text cleaning); and,
+        # where `e` is a source value that is not empty (`first`), of its first character (not
+        # of a trim, which it would repeat); bytes, which need no count of characters
+        pre = f" AND ({starts.format(e)})" if first and starts else ""
+        return f"CASE WHEN {d.byte_length.format(e)} <= {longest}{pre} AND {e} IN ({markers}) THEN NULL ELSE {e} END"
 
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
         return unless_marker(as_text(expr, typ, d))   # the text of a number or time has no spaces
 
     # Trimming every Unicode space is costly, and `IN` repeats its operand for each marker: a
     # text that starts and ends with a printable ASCII character (most) has nothing to trim.
-    return (f"CASE WHEN {d.printable_ends.format(expr)} "
-            f"THEN {unless_marker(expr)} ELSE {unless_marker(trim_sql(expr, d.literal))} END")
+    cleaned = (f"CASE WHEN {d.printable_ends.format(expr)} "
+               f"THEN {unless_marker(expr, first=True)} ELSE {unless_marker(trim_sql(expr, d.literal))} END")
+    as_written = [v for v in plain if v not in na_values and v.strip() == v and v.isprintable() and v]
+    if not as_written:
+        return cleaned
+    whens = " ".join(f"WHEN {d.literal(v)} THEN {expr}" for v in as_written)
+    return f"CASE {expr} {whens} ELSE {cleaned} END"
 
 
 def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:

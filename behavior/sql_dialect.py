@@ -59,6 +59,7 @@ class Dialect:
     instant_type: str        # the type name of an instant (timestamp with time zone) in a CAST
     instant_text: str        # {0}: an instant -> its text, 'YYYY-MM-DD HH:MM:SS[.ffffff]+00'
     printable_ends: str      # {0}: text -> whether its first and its last character are printable ASCII ('!' .. '~')
+    byte_length: str         # {0}: text -> its length in UTF-8 bytes (no count of characters)
     may_hold_control: str    # {0}: comma-joined texts -> true where one holds a control character (behavior.ids),
                              # and perhaps where none does: a fast first test before the exact one
     try_instant: str         # {0}: ISO 8601 text (T or space, Z or an offset; naive = UTC) -> instant or NULL
@@ -129,10 +130,12 @@ DUCKDB = Dialect(
     tz_types=("timestamp with time zone", "timestamptz"),
     instant_type="TIMESTAMPTZ",
     instant_text="CAST({0} AS VARCHAR)",
-    # code points, not left / right: those count the text's characters, three times the cost
-    printable_ends="ascii({0}) BETWEEN 33 AND 126 AND ascii(({0})[-1]) BETWEEN 33 AND 126",
+    # the first character by comparing bytes ('!' <= text < DEL: its first byte is 0x21-0x7E, never a
+    # UTF-8 lead byte), nearly free; the last as a code point (not right(): it counts characters)
+    printable_ends="{0} >= '!' AND {0} < chr(127) AND ord(({0})[-1]) BETWEEN 33 AND 126",
     # JSON escapes U+0000-U+001F (and '"', '\\') with a backslash; DEL is made one: a row of ids in
     # one call costs a third of a regular expression on each
+    byte_length="strlen({0})",
     may_hold_control="contains(replace(CAST(to_json(row({0})) AS VARCHAR), chr(127), '\\'), '\\')",
     try_instant="TRY_CAST({0} AS TIMESTAMPTZ)",
     epoch_seconds="to_timestamp({0})",
@@ -185,6 +188,7 @@ SPARK = Dialect(
     instant_type="TIMESTAMP",
     instant_text="CAST({0} AS STRING) || '+00'",
     printable_ends="left({0}, 1) BETWEEN '!' AND '~' AND right({0}, 1) BETWEEN '!' AND '~'",
+    byte_length="octet_length({0})",
     may_hold_control="(concat_ws('', {0}) RLIKE '[\\\\x00-\\\\x1f\\\\x7f]')",
     # Spark's cast also reads '2024' and '2024-05' as dates; DuckDB's needs year, month and day
     try_instant="CASE WHEN {0} RLIKE '^[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}' THEN TRY_CAST({0} AS TIMESTAMP) END",

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from behavior import parsing as P
 from behavior.currencies import ISO_4217
-from behavior.date_order import decide_date_order
+from behavior.date_order import decide_date_order, order_texts
 from behavior.errors import SchemaError
 from behavior.ids import CONTROL_PATTERN, control_sql
 from behavior.pii import CARD_CANDIDATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, has_card_number, mask_card_numbers
@@ -107,8 +107,9 @@ _SPREADSHEET_ID = r"^([0-9]+)\.0+$"
 
 
 def _spreadsheet_id(t: str, d: Dialect) -> str:
-    """Numeric ids that went through a spreadsheet come back as 17850.0: drop the '.0'."""
-    return f"CASE WHEN contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
+    """Numeric ids that went through a spreadsheet come back as 17850.0: drop the '.0'. (Such
+    an id starts with a digit, a comparison of bytes that spares most ids the search.)"""
+    return f"CASE WHEN {t} >= '0' AND {t} < ':' AND contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
 
 
 def id_text_sql(column: str, typ: pa.DataType | None, d: Dialect = DUCKDB,
@@ -155,7 +156,7 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     tc = f"t_{col.name}"
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
     if is_text:
-        t = P.text(_q(src, d), typ, d, opts.na_values) if src else f"CAST(NULL AS {d.string_type})"
+        t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ()) if src else f"CAST(NULL AS {d.string_type})"
         if default is not None:
             t = f"COALESCE({t}, {d.literal(default)})"
         if col.is_id:
@@ -271,8 +272,10 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
         # recognised with any surrounding whitespace (a trailing newline too)
         checks.append((f"contains(t_user_id, '@') AND {d.full_match('t_user_id', EMAIL_PATTERN[1:-1])}",
                        "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
-        checks.append((f"length(t_user_id) >= 7 AND left(t_user_id, 1) IN ('+', '(', '0', '1', '2', '3', '4', "
-                       f"'5', '6', '7', '8', '9') AND {d.full_match('t_user_id', PHONE_PATTERN)}",
+        # the length and the first character tested as bytes (a phone number is ASCII), before the pattern
+        checks.append((f"{d.byte_length.format('t_user_id')} >= 7 AND (t_user_id >= '0' AND t_user_id < ':' OR "
+                       f"t_user_id >= '(' AND t_user_id < ')' OR t_user_id >= '+' AND t_user_id < ',') "
+                       f"AND {d.full_match('t_user_id', PHONE_PATTERN)}",
                        "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:
         # the lake's currency (a code) needs no look-up
@@ -302,7 +305,8 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
         if c.type in ("timestamp", "bool") or typ is None:
             continue
         if pa.types.is_string(typ) or pa.types.is_large_string(typ) or c.type == "string":
-            parts.append(f"CASE WHEN length(t_{c.name}) >= 13 THEN {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)} END")
+            # bytes, not characters (counted): never fewer, so no candidate is missed
+            parts.append(f"CASE WHEN {d.byte_length.format('t_' + c.name)} >= 13 THEN {d.find('t_' + c.name, CARD_CANDIDATE_PATTERN)} END")
         else:
             text = P.as_text(f"t_{c.name}", typ, d)   # a float as DuckDB writes it on both engines
             parts.append(f"CASE WHEN abs(p_{c.name}) >= 1e12 THEN {d.find(text, CARD_CANDIDATE_PATTERN)} END")
@@ -311,18 +315,23 @@ def _card_probe(spec: Table, types: dict[str, pa.DataType], columns: dict[str, s
 
 def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
                    types: dict[str, pa.DataType], defaults: dict[str, str], opts: ParseOptions,
-                   dialect: Dialect = DUCKDB, carry: dict[str, str] | None = None) -> str:
+                   dialect: Dialect = DUCKDB, carry: dict[str, str] | None = None, order: bool = False) -> str:
     """The SQL that parses and checks `relation` into `spec` (see the module docstring), in
     `dialect`. Output: the canonical columns, ROW, _reason, _detail and _card_probe, and the
-    columns `carry` names (name -> SQL over `relation`). A derived line_no is left NULL here."""
+    columns `carry` names (name -> SQL over `relation`); with `order`, `_order0`, `_order1`, ...:
+    the `behavior.date_order.order_texts` of its text date columns, in their order (read from a
+    column's text here, not computed again, where no default fills it). A derived line_no is left
+    NULL here."""
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
-    sel_t, sel_p = [], []
+    sel_t, sel_p, undefaulted = [], [], set()
     for col in cols:
         default = defaults.get(col.name, col.default)
         if col.name == "currency" and default is None:
             default = opts.currency
+        if default is None:
+            undefaulted.add(col.name)
         t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
@@ -350,7 +359,11 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
             v = "COALESCE(p_amount, TRY_CAST(p_unit_price * p_quantity AS DECIMAL(18,2)))"
         out.append(f"{v} AS {_q(n, d)}")
     final = [_q(n, d) for n in spec.names]
-    carried = "".join(f", {_q(n, d)}" for n in (carry or {}))
+    # the order texts from the parsed step, where the t_ columns are (its CASE would compute a
+    # column's text again: DuckDB does not share an expression inside a CASE)
+    texts = order_texts(types, spec, columns, opts.na_values, d, {n: f"t_{n}" for n in undefaulted}) if order else []
+    orders = "".join(f", {e} AS _order{i}" for i, (_, e) in enumerate(texts))
+    carried = "".join(f", {_q(n, d)}" for n in [*(carry or {}), *(f"_order{i}" for i in range(len(texts)))])
     sel_t += [f"{e} AS {_q(n, d)}" for n, e in (carry or {}).items()]
     if is_pay:
         # Negative amount or quantity means a refund; refunds carry both negative.
@@ -361,7 +374,7 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         final[spec.names.index("amount")] = f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount"
     return f"""
 WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
-parsed AS (SELECT *, {', '.join(sel_p)}, {controls} AS _controls FROM texts),
+parsed AS (SELECT *, {', '.join(sel_p)}, {controls} AS _controls{orders} FROM texts),
 checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (
   SELECT {', '.join(out)}, {ROW}{carried}, {reason} AS _reason, {detail} AS _detail,

@@ -197,13 +197,13 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
             # The texts the order of day and month is decided from ride along with the checked
             # rows (one read of the file); they are read month-first, and read again in the rare
             # case that a column turns out day-first.
-            _check(con, src, columns, spec, defaults, popts, {f"_order{i}": e for i, (_, e) in enumerate(texts)})
+            _check(con, src, columns, spec, defaults, popts, order=bool(texts))
             if texts:
                 order = decide_from_texts(engine, "_checked", [n for n, _ in texts], _value_of(con, src), columns,
                                           str(src.path), prefix="_order")
                 notes = order.notes
                 if order.dayfirst:
-                    _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst), {})
+                    _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst))
         except duckdb.Error as exc:
             raise Declined(str(exc).splitlines()[0]) from None
         return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes, erased_rows)
@@ -229,7 +229,6 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
     con = lake.con
     texts = [] if popts.dayfirst or popts.date_format else order_texts(src.types, spec, columns, popts.na_values,
                                                                          DUCKDB)
-    carry = {f"_order{i}": e for i, (_, e) in enumerate(texts)}
     unclean = " OR ".join(["_reason IS NOT NULL", "_card_probe",
                            *(only_valid_sql(f"_order{i}", dayfirst=True) for i in range(len(texts)))])
     derived = columns.get("line_no") is None
@@ -239,7 +238,7 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
         if i == 0:
             v = f"CASE WHEN {unclean} THEN error({DUCKDB.literal(_UNCLEAN)}) ELSE {v} END"
         casts.append(f"{v} AS {_q(f.name)}")
-    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, carry)
+    sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, order=bool(texts))
     prefix = f"part-{txn.id}-{index}"
     scratch = scratch_of(txn.staging, prefix)
     floats = src.format == "parquet" and any(pa.types.is_floating(t) for t in src.types.values())
@@ -312,16 +311,16 @@ def _without_erased(con: Any, src: DirectSource, column: str | None, erased: tup
 
 
 def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Table, defaults: dict[str, str],
-           popts: ParseOptions, carry: dict[str, str]) -> None:
+           popts: ParseOptions, order: bool = False) -> None:
     """The temporary table _checked: the validation SQL's output over the file (a CSV's with
-    `_raw`, the source values of the rows that fail a check or may hold a card number), its
-    ROW the record's number."""
+    `_raw`, the source values of the rows that fail a check or may hold a card number; with
+    `order`, the texts the order of day and month is decided from), its ROW the record's number."""
     # A CSV's source values ride along with every row but are kept only where the quarantine or
     # the Luhn check needs them; DuckDB reads an empty value as NULL, the Arrow reader as ''
     raw = {f"_raw{i}": _q(n) for i, n in enumerate(src.types)} if src.format == "csv" else {}
 
     def checked(relation: str) -> str:
-        sql = validation_sql(spec, relation, columns, src.types, defaults, popts, DUCKDB, {**carry, **raw})
+        sql = validation_sql(spec, relation, columns, src.types, defaults, popts, DUCKDB, raw, order)
         if not raw:
             return f"CREATE OR REPLACE TEMP TABLE _checked AS {sql}"
         kept = ", ".join(f"COALESCE({k}, '')" for k in raw)

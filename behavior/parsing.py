@@ -59,15 +59,15 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
 
     # the first characters of the markers (but ''), each a range of texts to compare bytes with
     firsts = sorted({v[0] for v in na_values if v})
-    starts = " OR ".join(f"({{0}} >= {d.literal(c)} AND {{0}} < {d.literal(chr(ord(c) + 1))})"
-                         for c in firsts) if all(c < "\x7f" for c in firsts) else ""
+    ascii_firsts = all(c < "\x7f" for c in firsts)
 
     def unless_marker(e: str, first: bool = False) -> str:
         # a test of the length first: most values are longer than every marker, and `IN`
         # compares the value with each of them (a tenth of the validation's text cleaning); and,
         # where `e` is a source value that is not empty (`first`), of its first character (not
         # of a trim, which it would repeat); bytes, which need no count of characters
-        pre = f" AND ({starts.format(e)})" if first and starts else ""
+        starts = " OR ".join(f"({e} >= {d.literal(c)} AND {e} < {d.literal(chr(ord(c) + 1))})" for c in firsts)
+        pre = f" AND ({starts})" if first and starts and ascii_firsts else ""
         return f"CASE WHEN {d.byte_length.format(e)} <= {longest}{pre} AND {e} IN ({markers}) THEN NULL ELSE {e} END"
 
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):

@@ -14,11 +14,11 @@ from behavior import parsing as P
 from behavior.ids import normalize_id
 
 STATUSES = ("success", "failed", "refund")
-MARKERS = (P.NA_VALUES, ("-", "~", "#"), ("ø", "n/a"), ())
+MARKERS = (P.NA_VALUES, ("-", "~", "#"), ("ø", "n/a"), ("{0}", "'", "?"), ())
 space = st.sampled_from(["", "", " ", "\t", "\n", "\u00a0", "\u3000", "\x85"])
 core = st.one_of(
     st.sampled_from([*P.NA_VALUES, *STATUSES, "", "u1", "17850.0", "ø", "é", "!", "~", "#", "N", "n", "-", "0",
-                     "\x7f", "\x00"]),
+                     "\x7f", "\x00", "{0}", "'", "?"]),
     st.text(alphabet="!#-Nn~ aø\x7f\u00a0", max_size=4),
     st.text(max_size=3))
 value = st.tuples(space, core, space).map("".join)

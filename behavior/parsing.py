@@ -66,8 +66,7 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
         # compares the value with each of them (a tenth of the validation's text cleaning); and,
         # where `e` is a source value that is not empty (`first`), of its first character (not
         # of a trim, which it would repeat); bytes, which need no count of characters
-        starts = " OR ".join(f"({e} >= {d.literal(c)} AND {e} < {d.literal(chr(ord(c) + 1))})" for c in firsts)
-        pre = f" AND ({starts})" if first and starts and ascii_firsts else ""
+        pre = f" AND {first_in(e, d, *firsts)}" if first and firsts and ascii_firsts else ""
         return f"CASE WHEN {d.byte_length.format(e)} <= {longest}{pre} AND {e} IN ({markers}) THEN NULL ELSE {e} END"
 
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
@@ -82,6 +81,16 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
         return cleaned
     whens = " ".join(f"WHEN {d.literal(v)} THEN {expr}" for v in as_written)
     return f"CASE {expr} {whens} ELSE {cleaned} END"
+
+
+def first_in(expr: str, d: Dialect, *ranges: str) -> str:
+    """SQL: whether the text `expr` starts with a character in one of `ranges` (each 'a-z' or
+    one character; ASCII), by comparing bytes: no function call, unlike `left` or `starts_with`."""
+    tests = []
+    for r in ranges:
+        lo, hi = (r[0], r[-1]) if len(r) == 3 and r[1] == "-" else (r, r)
+        tests.append(f"({expr} >= {d.literal(lo)} AND {expr} < {d.literal(chr(ord(hi) + 1))})")
+    return "(" + " OR ".join(tests) + ")"
 
 
 def as_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB) -> str:

@@ -109,7 +109,7 @@ _SPREADSHEET_ID = r"^([0-9]+)\.0+$"
 def _spreadsheet_id(t: str, d: Dialect) -> str:
     """Numeric ids that went through a spreadsheet come back as 17850.0: drop the '.0'. (Such
     an id starts with a digit, a comparison of bytes that spares most ids the search.)"""
-    return f"CASE WHEN {t} >= '0' AND {t} < ':' AND contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
+    return f"CASE WHEN {P.first_in(t, d, '0-9')} AND contains({t}, '.0') THEN {d.replace_all(t, _SPREADSHEET_ID, d.group_ref.format(1))} ELSE {t} END"
 
 
 def id_text_sql(column: str, typ: pa.DataType | None, d: Dialect = DUCKDB,
@@ -273,8 +273,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
         checks.append((f"contains(t_user_id, '@') AND {d.full_match('t_user_id', EMAIL_PATTERN[1:-1])}",
                        "user_id_email", "'user_id looks like an e-mail address; send an opaque customer id instead'"))
         # the length and the first character tested as bytes (a phone number is ASCII), before the pattern
-        checks.append((f"{d.byte_length.format('t_user_id')} >= 7 AND (t_user_id >= '0' AND t_user_id < ':' OR "
-                       f"t_user_id >= '(' AND t_user_id < ')' OR t_user_id >= '+' AND t_user_id < ',') "
+        checks.append((f"{d.byte_length.format('t_user_id')} >= 7 AND {P.first_in('t_user_id', d, '0-9', '(', '+')} "
                        f"AND {d.full_match('t_user_id', PHONE_PATTERN)}",
                        "user_id_phone", "'user_id looks like a phone number; send an opaque customer id instead'"))
     if "currency" in spec.names:

@@ -1,5 +1,4 @@
 import contextlib
-import fcntl
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as pipelines/__init__.py: before OpenMP loads
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.run_folder import run_folder
+from tests.timing_gate import Gate
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -59,54 +59,20 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: (-slow[item.path], first_seen[item.path]))
 
 
-class _Gate:
-    """Under pytest-xdist, a test marked `timing` (it asserts a wall-clock bound) runs its body
-    while no other worker runs a test, so that the other worker's load cannot make it fail: the
-    other tests hold a shared lock for the whole of their run, a timing test an exclusive one.
-    A timing test waiting for its turn holds the turnstile, so that tests starting meanwhile queue
-    behind it instead of starving it."""
-
-    def __init__(self, folder):
-        self.turnstile = open(folder / "timing-turnstile.lock", "a")
-        self.tests = open(folder / "timing-tests.lock", "a")
-
-    @contextlib.contextmanager
-    def shared(self):
-        fcntl.flock(self.turnstile, fcntl.LOCK_EX)
-        fcntl.flock(self.tests, fcntl.LOCK_SH)
-        fcntl.flock(self.turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(self.tests, fcntl.LOCK_UN)
-
-    @contextlib.contextmanager
-    def alone(self):
-        fcntl.flock(self.turnstile, fcntl.LOCK_EX)
-        try:
-            fcntl.flock(self.tests, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self.tests, fcntl.LOCK_UN)
-        finally:
-            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
-
-
-def _gate(config) -> _Gate | None:
+def _gate(config) -> Gate | None:
     if not hasattr(config, "workerinput"):
         return None   # one process: nothing runs beside a test
     if not hasattr(config, "_timing_gate"):
-        config._timing_gate = _Gate(run_folder(config._tmp_path_factory))
+        config._timing_gate = Gate(run_folder(config._tmp_path_factory))
     return config._timing_gate
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     gate = _gate(item.config)
-    if gate is None or item.get_closest_marker("timing"):
+    if gate is None:
         return (yield)
-    with gate.shared():
+    with gate.shared():   # a timing test's fixtures too: they run beside the other worker
         return (yield)
 
 
@@ -115,5 +81,16 @@ def pytest_runtest_call(item):
     gate = _gate(item.config)
     if gate is None or not item.get_closest_marker("timing"):
         return (yield)
-    with gate.alone():
+    with gate.alone_within():
         return (yield)
+
+
+@pytest.fixture
+def timed(request):
+    """`with timed(): ...` runs the part of a test that asserts a wall-clock bound while no other
+    worker runs a test (see tests/timing_gate.py); the rest of the test runs beside the other worker."""
+    gate = _gate(request.config)
+    if request.node.get_closest_marker("timing"):
+        raise pytest.UsageError(f"{request.node.nodeid}: marked `timing` (all of it runs alone) and asks for "
+                                "`timed` (part of it): use one of the two")
+    return gate.alone_within if gate is not None else contextlib.nullcontext

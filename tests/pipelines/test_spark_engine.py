@@ -1,5 +1,6 @@
-"""The Spark engine (local[2]) against the DuckDB engine on the same lake, and a whole
-`behavior run --engine spark` whose bundle the API serves.
+"""The Spark engine (local[2]) against the DuckDB engine on the same lake, table by table. (A
+whole `behavior run --engine spark`, its bundle equal to DuckDB's and served by the API, is
+tests/pipelines/test_engines_same_bundle.py.)
 
 Both engines run the same SQL text (behavior.sql_dialect), so every table must agree row for
 row (floats within 1e-9). One SparkSession serves the whole test run (`spark` of
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -172,48 +172,6 @@ def test_promotion_windows_are_the_same(engines):
                       (lambda d: P.contacts_sql("assignments", "promotions", d), ["user_id"]),
                       (lambda d: P.assignment_checks_sql("assignments", "promotions", d), ["promotion_id"])):
         assert_same(duck.engine.arrow(sql(duck.engine.dialect)), spk.engine.arrow(sql(spk.engine.dialect)), keys)
-
-
-@pytest.mark.slow
-def test_run_on_spark_publishes_a_bundle_the_api_serves(engines, home, tmp_path, monkeypatch):
-    from pipelines.cli import app
-
-    monkeypatch.setenv("BEHAVIOR_RECOMMEND_TRAINER", "spark_als")   # the recommender trained by MLlib, too
-    out = CliRunner().invoke(app, ["--data-dir", str(home.root), "--quiet", "run", "--engine", "spark", "--json"])
-    assert out.exit_code == 0, out.output
-    rep = json.loads(out.stdout)
-    assert rep["engine"]["name"] == "spark" and rep["engine"]["duckdb_stages"] == []
-    assert set(rep["engine"]["spark_stages"]) == {"features", "loyalty", "merchants", "churn", "recommend", "promotions"}
-    folder = home.bundles / rep["bundle_version"]
-    verify(folder)
-    assert (home.current.read_text().strip() == rep["bundle_version"]) and rep["active"]
-    for name in ("profiles.parquet", "merchants.parquet", "cohort_retention.parquet", "retention_curves.parquet",
-                 "recommender.npz", "category_affinity.parquet"):
-        assert (folder / name).exists(), name
-    profiles = pq.read_table(folder / "profiles.parquet")
-    features = user_features(engines[0].engine, "payments", engines[0].as_of)   # DuckDB's users
-    assert sorted(profiles.column("user_id").to_pylist()) == features.column("user_id").to_pylist()
-    assert rep["churn"]["test"]["n"] > 0 and rep["recommend"]["selected"]
-    assert rep["recommend"]["trainer"] == "spark_als" and "spark_als" in rep["recommend"]["models"]
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-        from fastapi.testclient import TestClient
-    from behavior.store.keys import SCOPES, create_key
-    from api.main import create_app
-    from api.settings import Settings
-
-    key = create_key(tmp_path / "keys.json", "all", list(SCOPES))
-    settings = Settings(data_dir=home.root, keys_file=tmp_path / "keys.json", reload_interval_s=0, rate_limit_per_s=0)
-    user = pq.read_table(folder / "profiles.parquet", columns=["user_id"]).column("user_id")[0].as_py()
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        model = client.get("/v1/model", headers={"X-API-Key": key})
-        assert model.status_code == 200 and rep["bundle_version"] in model.text
-        recs = client.get(f"/v1/users/{user}/recommendations", headers={"X-API-Key": key})
-        assert recs.status_code == 200 and recs.json()["items"], recs.text
-        assert recs.json()["source"] == "model" or rep["recommend"]["selected"] == "popularity", recs.text
-        profile = client.get(f"/v1/users/{user}/profile", headers={"X-API-Key": key})
-        assert profile.status_code == 200 and profile.json()["user_id"] == user
 
 
 def test_settings_come_from_the_config_file_and_the_environment(tmp_path):

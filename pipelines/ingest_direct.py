@@ -246,8 +246,7 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
     try:
         written = copy_months(con, f"SELECT {', '.join(casts)} FROM ({sql}) v", txn.staging, prefix)
         if written and _clean_keys(con, scratch, spec, stored_files):
-            files = DUCKDB.literal(str(scratch / "*" / "*.parquet"))
-            without_amount = con.execute(f"SELECT count(*) FROM read_parquet({files}) WHERE amount IS NULL").fetchall()[0][0]
+            without_amount = _nulls(con, scratch, "amount")
             place_months(txn.staging, spec.name, prefix)
             none = pa.table({ROW: pa.array([], pa.int64()), "reason": pa.array([], pa.string()),
                              "detail": pa.array([], pa.string())})
@@ -260,6 +259,18 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
         con.execute("RESET disabled_optimizers")
     shutil.rmtree(scratch, ignore_errors=True)
     return None
+
+
+def _nulls(con: Any, scratch: Path, column: str) -> int:
+    """The number of NULLs of `column` in the files written into `scratch`: from the files'
+    footers (the writer's statistics of each row group), or a scan where one lacks the count."""
+    files = DUCKDB.literal(str(scratch / "*" / "*.parquet"))
+    counted, groups, nulls = con.execute(
+        f"SELECT count(stats_null_count), count(*), sum(stats_null_count) FROM parquet_metadata({files}) "
+        "WHERE path_in_schema = $c", {"c": column}).fetchall()[0]
+    if counted == groups:
+        return int(nulls or 0)
+    return con.execute(f"SELECT count(*) FROM read_parquet({files}) WHERE {_q(column)} IS NULL").fetchall()[0][0]
 
 
 def _clean_keys(con: Any, scratch: Path, spec: Table, stored_files: list[Path]) -> bool:

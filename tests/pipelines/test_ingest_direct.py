@@ -409,3 +409,20 @@ def test_a_file_not_clean_by_its_keys_or_dates_goes_through_the_checked_table(tm
     assert (taken[0] is not None) == (change == "new")
     staging = list(tmp_path.rglob("_months-*"))
     assert staging == []
+
+
+def test_the_nulls_of_a_column_come_from_the_footers_or_a_scan(tmp_path):
+    """`_nulls` counts from the row groups' statistics where each has its null count, and scans
+    where one does not (a writer may leave statistics out)."""
+    from pipelines.ingest_direct import _nulls
+
+    amounts = pa.table({"amount": pa.array([1.0, None, 3.0, None, None] * 4)})
+    for month, stats in (("month=202401", True), ("month=202402", False)):
+        (tmp_path / month).mkdir()
+        pq.write_table(amounts, tmp_path / month / "part.parquet", row_group_size=6, write_statistics=stats)
+    con = duckdb.connect()
+    assert _nulls(con, tmp_path, "amount") == 24
+    (tmp_path / "month=202402" / "part.parquet").unlink()
+    assert _nulls(con, tmp_path, "amount") == 12
+    assert con.execute("SELECT count(stats_null_count) = count(*) FROM parquet_metadata($f)",
+                       {"f": str(tmp_path / "*" / "*.parquet")}).fetchall()[0][0]

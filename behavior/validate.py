@@ -146,21 +146,25 @@ def _lookup(t: str, synonyms: dict[str, str], d: Dialect) -> str:
 
 
 def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], default: str | None,
-                opts: ParseOptions, d: Dialect) -> tuple[str, str]:
-    """(value SQL, parsed SQL) of one canonical column.
+                opts: ParseOptions, d: Dialect) -> tuple[str | None, str, str]:
+    """(base SQL, value SQL, parsed SQL) of one canonical column.
 
     The value SQL becomes the column `t_<name>`: trimmed text for text sources, the source
     value itself for typed sources (a Parquet timestamp is not turned into text and back).
-    The parsed SQL reads `t_<name>`."""
+    The parsed SQL reads `t_<name>`. An id's trimmed text is its base (the column `BASE +
+    name` of the step before; None for other columns), which its value SQL reads four times
+    (the test for a spreadsheet's '17850.0'): written out, it made the SQL a quarter longer,
+    and DuckDB's planning, which most of a small file's ingest is, that much slower."""
     typ = types.get(src) if src else None
     tc = f"t_{col.name}"
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
+    base = None
     if is_text:
         t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ()) if src else f"CAST(NULL AS {d.string_type})"
         if default is not None:
             t = f"COALESCE({t}, {d.literal(default)})"
         if col.is_id:
-            t = _spreadsheet_id(t, d)
+            base, t = t, _spreadsheet_id(_q(BASE + col.name, d), d)
         expr, etyp = "NULL", pa.string()
     else:
         t, expr, etyp = _q(src, d), tc, typ
@@ -168,16 +172,17 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
             t = f"CASE WHEN isnan({t}) THEN NULL ELSE {t} END"
     if col.type == "string":
         if col.name == "currency":
-            return t, f"upper({tc})"
+            return base, t, f"upper({tc})"
         if col.name == "status":
-            return t, _map_case(tc, STATUS_SYNONYMS, d)
+            return base, t, _map_case(tc, STATUS_SYNONYMS, d)
         if col.name == "group":
-            return t, _map_case(tc, GROUP_SYNONYMS, d)
+            return base, t, _map_case(tc, GROUP_SYNONYMS, d)
         if col.name == "channel":
             # a CASE on the value, not IN: DuckDB turns an IN list into a join
             listed = _lookup(tc, {c: c for c in col.choices}, d)
-            return t, _as_stored(tc, col.choices, f"CASE WHEN {tc} IS NULL THEN NULL ELSE COALESCE({listed}, 'other') END", d)
-        return t, tc
+            other = f"CASE WHEN {tc} IS NULL THEN NULL ELSE COALESCE({listed}, 'other') END"
+            return base, t, _as_stored(tc, col.choices, other, d)
+        return base, t, tc
 
     dayfirst = opts.dayfirst or col.name in opts.dayfirst_columns
 
@@ -193,7 +198,10 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     p = parse(expr, etyp, tc if is_text else None)
     if default is not None and not is_text:
         p = f"COALESCE({p}, {parse('NULL', pa.string(), d.literal(default))})"
-    return t, p
+    return base, t, p
+
+
+BASE = "_source_text_"   # an id's trimmed text, before a spreadsheet's '.0' is dropped (`_column_sql`)
 
 
 def _shown(n: str, d: Dialect, floats: frozenset[str] = frozenset()) -> str:
@@ -324,14 +332,16 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
-    sel_t, sel_p, undefaulted = [], [], set()
+    sel_b, sel_t, sel_p, undefaulted = [], [], [], set()
     for col in cols:
         default = defaults.get(col.name, col.default)
         if col.name == "currency" and default is None:
             default = opts.currency
         if default is None:
             undefaulted.add(col.name)
-        t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
+        b, t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
+        if b is not None:
+            sel_b.append(f", {b} AS {_q(BASE + col.name, d)}")
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
     floats = _float_columns(cols, columns, types)
@@ -372,7 +382,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
         final[spec.names.index("quantity")] = f"CASE WHEN {refund} THEN -abs(quantity) ELSE quantity END AS quantity"
         final[spec.names.index("amount")] = f"CASE WHEN {refund} THEN -abs(amount) ELSE amount END AS amount"
     return f"""
-WITH texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM {relation}),
+WITH bases AS (SELECT *{''.join(sel_b)} FROM {relation}),
+texts AS (SELECT {', '.join(sel_t)}, {ROW} FROM bases),
 parsed AS (SELECT *, {', '.join(sel_p)}, {controls} AS _controls{orders} FROM texts),
 checked AS (SELECT *, {failed} AS _failed FROM parsed),
 typed AS (

@@ -152,7 +152,7 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     The value SQL becomes the column `t_<name>`: trimmed text for text sources, the source
     value itself for typed sources (a Parquet timestamp is not turned into text and back).
     The parsed SQL reads `t_<name>`. An id's trimmed text is its base (the column `BASE +
-    name` of the step before; None for other columns), which its value SQL reads four times
+    name` of the step before; None for other columns), which its value SQL mentions five times
     (the test for a spreadsheet's '17850.0'): written out, it made the SQL a quarter longer,
     and DuckDB's planning, which most of a small file's ingest is, that much slower."""
     typ = types.get(src) if src else None

@@ -19,11 +19,15 @@ class Gate:
         self.turnstile = open(folder / "timing-turnstile.lock", "a")
         self.tests = open(folder / "timing-tests.lock", "a")
 
-    @contextlib.contextmanager
-    def shared(self):
+    def _take_share(self):
+        # through the turnstile, so that a test waiting to run alone goes first
         fcntl.flock(self.turnstile, fcntl.LOCK_EX)
         fcntl.flock(self.tests, fcntl.LOCK_SH)
         fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def shared(self):
+        self._take_share()
         try:
             yield
         finally:
@@ -51,6 +55,4 @@ class Gate:
             with self.alone():
                 yield
         finally:
-            fcntl.flock(self.turnstile, fcntl.LOCK_EX)
-            fcntl.flock(self.tests, fcntl.LOCK_SH)
-            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+            self._take_share()

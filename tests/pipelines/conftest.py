@@ -27,6 +27,7 @@ def spark():
     # compiling Spark's hot code a second time (C2) costs more than it gives back (a whole run
     # on the 800-customer lake: 112-122 CPU s against 136-167 s; every answer is the same)
     conf = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
-    engine = SparkEngine.start(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="1g", conf=conf))
+    engine = SparkEngine.start(SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="1g",
+                                             conf=conf))
     yield engine.spark
     engine.close()

@@ -206,7 +206,8 @@ def ingest_direct(lake: Any, txn: Any, index: int, src: DirectSource, columns: d
                     _check(con, src, columns, spec, defaults, replace(popts, dayfirst_columns=order.dayfirst))
         except duckdb.Error as exc:
             raise Declined(str(exc).splitlines()[0]) from None
-        return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes, erased_rows)
+        return _store(lake, txn, index, src, columns, spec, stored_files, quarantine_of, notes, erased_rows,
+                      popts.currency)
     finally:
         for name in ("_checked", "_lined", "_erased_rows"):
             con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -232,12 +233,14 @@ def _write_clean(lake: Any, txn: Any, index: int, src: DirectSource, columns: di
     unclean = " OR ".join(["_reason IS NOT NULL", "_card_probe",
                            *(only_valid_sql(f"_order{i}", dayfirst=True) for i in range(len(texts)))])
     derived = columns.get("line_no") is None
-    casts = []
-    for i, f in enumerate(spec.arrow_schema):
-        v = f"CAST({'1' if derived and f.name == 'line_no' else _q(f.name)} AS {_duckdb_type(f.type)})"
-        if i == 0:
+
+    def value(name: str) -> str:
+        v = "1" if derived and name == "line_no" else _q(name)
+        if name == spec.names[0]:
             v = f"CASE WHEN {unclean} THEN error({DUCKDB.literal(_UNCLEAN)}) ELSE {v} END"
-        casts.append(f"{v} AS {_q(f.name)}")
+        return v
+
+    casts = _written_casts(spec, popts.currency, value)
     sql = validation_sql(spec, src.relation, columns, src.types, defaults, popts, DUCKDB, order=bool(texts))
     prefix = f"part-{txn.id}-{index}"
     scratch = scratch_of(txn.staging, prefix)
@@ -359,7 +362,8 @@ def _check(con: Any, src: DirectSource, columns: dict[str, str | None], spec: Ta
 
 
 def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str, str | None], spec: Table,
-           stored_files: list[Path], quarantine_of: Quarantine, notes: list[str], erased_rows: list[int]) -> Stored:
+           stored_files: list[Path], quarantine_of: Quarantine, notes: list[str], erased_rows: list[int],
+           currency: str) -> Stored:
     con, engine = lake.con, lake.engine
     checked = "_checked"
     read = con.execute(f"SELECT count(*) FROM {checked}").fetchall()[0][0] + len(erased_rows)
@@ -398,7 +402,7 @@ def _store(lake: Any, txn: Any, index: int, src: DirectSource, columns: dict[str
             f"SELECT count(*) FILTER ({copy}), count(*) FILTER (NOT ({copy})), "
             f"count(*) FILTER (NOT ({copy}) AND amount IS NULL) FROM {checked} WHERE _reason IS NULL").fetchall()[0]
         stored = _write_new(lake, txn, index, spec, f"SELECT * FROM {checked} WHERE _reason IS NULL AND NOT ({copy})",
-                            stored_files) if accepted else 0
+                            stored_files, currency) if accepted else 0
     finally:
         if copies:
             con.unregister("_copies")
@@ -417,18 +421,33 @@ def _set_reason(con: Any, relation: str, details: dict[int, str], reason: str) -
         con.unregister("_hits")
 
 
-def _write_new(lake: Any, txn: Any, index: int, spec: Table, accepted: str, stored_files: list[Path]) -> int:
+def _write_new(lake: Any, txn: Any, index: int, spec: Table, accepted: str, stored_files: list[Path],
+               currency: str) -> int:
     """Copy the rows of the SQL `accepted` whose key the lake does not hold into the month
     partitions of `txn`; the number written. The same anti join and bounds as the Arrow path
     (`pipelines.ingest._new_rows`): only stored keys within the range of the first key column."""
     con = lake.con
-    casts = ", ".join(f"CAST({_q(f.name)} AS {_duckdb_type(f.type)}) AS {_q(f.name)}" for f in spec.arrow_schema)
-    rows = f"SELECT {casts} FROM ({accepted}) a"
+    rows = f"SELECT {', '.join(_written_casts(spec, currency))} FROM ({accepted}) a"
     params = None
     if stored_files:
         stored, params = _stored_keys(con, rows, spec, stored_files)
         rows = f"SELECT n.* FROM ({rows}) n ANTI JOIN {stored} s USING ({', '.join(_q(k) for k in spec.key)})"
     return write_months(con, rows, txn.staging, spec.name, f"part-{txn.id}-{index}", params)
+
+
+def _written_casts(spec: Table, currency: str, values: Callable[[str], str] = _q) -> list[str]:
+    """The SQL of each lake column as the month partitions are written (`values`: the SQL of a
+    column's value), the name kept. A column of listed values (`channel`, `status`) and the
+    currency (every stored row has the lake's) go as an ENUM of those values: Parquet holds
+    them as the same text (a dictionary-encoded string, which every reader reads as text), but
+    DuckDB's writer then writes each value's number in the list instead of looking up each text
+    in its dictionary (8% of a clean CSV's one-pass write at 1M lines)."""
+    casts = []
+    for col, f in zip(spec.columns, spec.arrow_schema):
+        listed = (currency,) if col.name == "currency" else col.choices
+        typ = f"ENUM({', '.join(DUCKDB.literal(v) for v in listed)})" if listed else _duckdb_type(f.type)
+        casts.append(f"CAST({values(f.name)} AS {typ}) AS {_q(f.name)}")
+    return casts
 
 
 def _duckdb_type(typ: pa.DataType) -> str:

@@ -42,7 +42,7 @@ from behavior import parsing as P
 from behavior.currencies import ISO_4217
 from behavior.date_order import decide_date_order, order_texts
 from behavior.errors import SchemaError
-from behavior.ids import CONTROL_PATTERN, control_sql
+from behavior.ids import CONTROL_PATTERN, control_sql, trim_sql
 from behavior.pii import CARD_CANDIDATE_PATTERN, EMAIL_PATTERN, PHONE_PATTERN, has_card_number, mask_card_numbers
 from behavior.schema import ROW, Column, Table
 from behavior.sql_dialect import DUCKDB, Dialect, DuckDBEngine, as_engine
@@ -162,7 +162,12 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
     base = None
     if is_text:
-        t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ()) if src else f"CAST(NULL AS {d.string_type})"
+        if not src:
+            t = f"CAST(NULL AS {d.string_type})"
+        elif col.type in NUMBERS:
+            t = P.number_text(_q(src, d), typ, d, opts.na_values)
+        else:
+            t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ())
         if default is not None:
             t = f"COALESCE({t}, {d.literal(default)})"
         if col.is_id:
@@ -206,22 +211,35 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
 BASE = "_source_text_"   # an id's trimmed text, before a spreadsheet's '.0' is dropped (`_column_sql`)
 
 
-def _shown(n: str, d: Dialect, floats: frozenset[str] = frozenset()) -> str:
+def _shown(n: str, d: Dialect, texts: dict[str, str] | None = None) -> str:
     """SQL text: the column name and its value in quotes."""
-    return f"{d.literal(n + ' ' + chr(39))} || {_t_text(n, d, floats)} || {d.literal(chr(39))}"
+    return f"{d.literal(n + ' ' + chr(39))} || {_t_text(n, d, texts or {})} || {d.literal(chr(39))}"
 
 
-def _t_text(n: str, d: Dialect, floats: frozenset[str]) -> str:
-    """SQL text of `t_<n>`, the same on both engines; `floats` names the columns whose t_ is a
-    source float (Spark's own cast of a float is Java's 1.2345678E7)."""
-    return d.float_text.format(f"t_{n}") if n in floats else f"CAST(t_{n} AS {d.string_type})"
+def _t_text(n: str, d: Dialect, texts: dict[str, str]) -> str:
+    """SQL text of the value of `t_<n>`, the same on both engines (`_texts`)."""
+    return texts.get(n, f"CAST(t_{n} AS {d.string_type})")
 
 
-def _float_columns(cols: list[Column], columns: dict[str, str | None], types: dict[str, pa.DataType]) -> frozenset[str]:
-    """Canonical columns whose t_ value is a source float (typed sources keep their type,
-    except for text columns: see `_column_sql`)."""
-    return frozenset(c.name for c in cols if c.type != "string" and columns.get(c.name)
-                     and pa.types.is_floating(types.get(columns[c.name], pa.null())))
+def _texts(cols: list[Column], columns: dict[str, str | None], types: dict[str, pa.DataType],
+           opts: ParseOptions, d: Dialect) -> dict[str, str]:
+    """The SQL text of `t_<name>` where it is not the column itself: a source float's as DuckDB
+    writes it (Spark's own cast of a float is Java's 1.2345678E7; typed sources keep their
+    type, except for text columns: see `_column_sql`), and a number sent as text, which t_
+    holds as sent where it starts with a digit (`parsing.number_text`), trimmed."""
+    out = {}
+    for c in cols:
+        typ = types.get(columns[c.name]) if columns.get(c.name) else None
+        if typ is None or c.type == "string":
+            continue
+        if pa.types.is_floating(typ):
+            out[c.name] = d.float_text.format(f"t_{c.name}")
+        elif c.type in NUMBERS and P.as_sent_numbers(typ, opts.na_values):
+            out[c.name] = trim_sql(f"t_{c.name}", d.literal)
+    return out
+
+
+NUMBERS = ("int", "decimal")   # the column types whose text is read as a number
 
 
 def _instant(moment: datetime, d: Dialect) -> str:
@@ -230,7 +248,7 @@ def _instant(moment: datetime, d: Dialect) -> str:
 
 
 def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
-            floats: frozenset[str] = frozenset()) -> list[tuple[str, str, str]]:
+            texts: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """(condition, reason code, detail SQL) in the order they are applied."""
     checks: list[tuple[str, str, str]] = []
     for col in spec.columns:
@@ -252,7 +270,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
         cond = f"t_{n} IS NOT NULL AND p_{n} IS NULL"
         if col.type == "int":
             cond = f"t_{n} IS NOT NULL AND (p_{n} IS NULL OR p_{n} <> floor(p_{n}) OR abs(p_{n}) > 2147483647)"
-        detail = f"{_shown(n, d, floats)} || {d.literal(' is not ' + what)}"
+        detail = f"{_shown(n, d, texts)} || {d.literal(' is not ' + what)}"
         if col.type == "timestamp" and not opts.date_format:
             # Without --dayfirst a column is read in the one order all its dates allow
             # (behavior.date_order), so only a forced order can leave a date the other reads.
@@ -264,7 +282,7 @@ def _checks(spec: Table, opts: ParseOptions, is_pay: bool, d: Dialect,
         checks.append((cond, f"bad_{n}", detail))
     if is_pay:
         checks.append(("t_unit_price IS NOT NULL AND p_unit_price IS NULL", "bad_unit_price",
-                       f"{_shown('unit_price', d, floats)} || ' is not a number'"))
+                       f"{_shown('unit_price', d, texts)} || ' is not a number'"))
     lo = _instant(datetime(1970, 1, 1, tzinfo=timezone.utc), d)
     hi = _instant(opts.now + timedelta(days=1), d)
     ahead = FUTURE_TIMES.get(spec.name, frozenset())
@@ -346,8 +364,8 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
             sel_b.append(f", {b} AS {_q(BASE + col.name, d)}")
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
-    floats = _float_columns(cols, columns, types)
-    checks = _checks(spec, opts, is_pay, d, floats)
+    texts = _texts(cols, columns, types, opts, d)
+    checks = _checks(spec, opts, is_pay, d, texts)
     ids = [f"t_{c.name}" for c in spec.columns if c.is_id]
     controls = d.may_hold_control.format(", ".join(ids)) if ids else "FALSE"
     # The first check a row fails, by its number: the conditions are evaluated once, and the
@@ -355,7 +373,7 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     failed = "CASE " + " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _) in enumerate(checks)) + " END"
     reason = "CASE _failed " + " ".join(f"WHEN {i} THEN '{code}'" for i, (_, code, _) in enumerate(checks)) + " END"
     detail = "CASE _failed " + " ".join(f"WHEN {i} THEN {d}" for i, (_, _, d) in enumerate(checks)) + " END"
-    t_all = ", ".join(_t_text(c.name, d, floats) if c.name in floats else f"t_{c.name}" for c in cols)
+    t_all = ", ".join(texts.get(c.name, f"t_{c.name}") for c in cols)
     out = []
     for col in spec.columns:
         n, v = col.name, f"p_{col.name}"

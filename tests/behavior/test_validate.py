@@ -1,6 +1,7 @@
 """Parsing and validation: known answers, and properties over random input."""
 
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import duckdb
 import pyarrow as pa
@@ -180,6 +181,31 @@ def test_amounts(text, expected):
     assert v.rejected.num_rows == 0
     assert str(v.accepted.column("amount")[0].as_py()) == expected.lstrip("-") or \
         str(v.accepted.column("amount")[0].as_py()) == expected
+
+
+@pytest.mark.parametrize("sent", ["7.5", "7.5 ", "7.5\t", "7.5\u00a0", " 7.5", "\u2003 7.5 \n"])
+def test_a_number_with_whitespace_at_its_ends_reads_shows_and_hashes_as_its_trimmed_text(sent):
+    """A number that starts with a digit is parsed from the text as sent (`parsing.number_text`):
+    whatever whitespace ends it changes neither the value, nor the value a rejection shows, nor
+    the key derived for a row without a payment id."""
+    def row(quantity):
+        return run({"user_id": ["u1"], "item_id": ["i1"], "paid_at": ["2025-01-02 03:04:05"],
+                    "amount": [sent.replace("7.5", "12.25")], "quantity": [quantity]})
+    good = row("3")
+    assert good.accepted.column("amount").to_pylist() == [Decimal("12.25")]
+    plain = run({"user_id": ["u1"], "item_id": ["i1"], "paid_at": ["2025-01-02 03:04:05"], "amount": ["12.25"],
+                 "quantity": ["3"]})
+    assert good.accepted.column("payment_id").to_pylist() == plain.accepted.column("payment_id").to_pylist()
+    bad = row(sent)   # 7.5 is no whole number
+    assert bad.rejected.column("reason").to_pylist() == ["bad_quantity"]
+    assert bad.rejected.column("detail").to_pylist() == ["quantity '7.5' is not a whole number"]
+
+
+@pytest.mark.parametrize("marker", ["0", "999"])
+def test_a_marker_that_is_a_number_still_reads_as_missing(marker):
+    v = one("amount", marker, na_values=(marker,))
+    assert v.rejected.num_rows == 0 and v.accepted.column("amount").to_pylist() == [None]
+    assert one("amount", "12", na_values=(marker,)).accepted.column("amount").to_pylist() == [Decimal("12.00")]
 
 
 @pytest.mark.parametrize("text", ["0x1A", "1A2", "12 50", "5.00-", "1,2,3,4", "12-5", "abc", "1.234.567,8.9"])

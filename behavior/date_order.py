@@ -45,7 +45,7 @@ def order_texts(types: dict[str, pa.DataType], spec: Table, columns: dict[str, s
             and (pa.types.is_string(types[columns[c.name]]) or pa.types.is_large_string(types[columns[c.name]]))]
     quote = d.ident[0]
     return [(n, _unless_iso((texts or {}).get(n) or P.text(quote + columns[n].replace(quote, quote * 2) + quote,
-                                                             pa.string(), d, na_values)))
+                                                             pa.string(), d, na_values), d))
             for n in todo]
 
 
@@ -107,11 +107,11 @@ def only_valid_sql(t: str, dayfirst: bool) -> str:
     return f"CASE WHEN {t} IS NOT NULL THEN {year} AND {first} BETWEEN 13 AND 31 AND {second} BETWEEN 1 AND 12 END"
 
 
-def _unless_iso(t: str) -> str:
-    """The text `t`, NULL when it starts with a number of at least 1000 and a dash (the year of
-    `2024-01-30 ...`, most exports): its first number is not a day or a month, so it is neither
-    order's evidence, and the splits below skip it."""
-    return f"CASE WHEN substr({t}, 5, 1) = '-' AND TRY_CAST(substr({t}, 1, 4) AS INTEGER) >= 1000 THEN NULL ELSE {t} END"
+def _unless_iso(t: str, d: Any) -> str:
+    """The text `t`, NULL when it starts with a year of four digits (1000 or later) and a dash
+    (`2024-01-30 ...`, most exports): its first number is not a day or a month, so it is
+    neither order's evidence, and the splits below skip it."""
+    return f"CASE WHEN {d.starts_with_year.format(t)} THEN NULL ELSE {t} END"
 
 
 def _example(value: Callable[[str, int], object], column: str, row: int) -> str:

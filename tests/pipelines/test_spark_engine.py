@@ -233,6 +233,7 @@ def test_dialect_templates_give_duckdbs_answers(spark):
                 "AS null_swap_same, "
                 + ", ".join(f"{d.printable_ends.format(d.literal(v))} AS ends_{i}"
                             for i, v in enumerate(("u1", "~u!", "caf\u00e9", "\u00e9t", " u1", "u1\n", "", "x", "\x7fu", "u\x7f")))
+                + "".join(f", {d.starts_with_year.format(d.literal(v))} AS year_{i}" for i, v in enumerate(YEAR_TEXTS))
                 + "".join(f", {control_sql(e, d)} AS control_{i}, {d.may_hold_control.format(e + ', NULL')} AS may_{i}, "
                           f"{without_controls_sql(e, d)} AS bare_{i}" for i, e in enumerate(_control_texts(d))))
         finally:
@@ -245,12 +246,17 @@ def test_dialect_templates_give_duckdbs_answers(spark):
     exact = [{k: v for k, v in row.items() if not k.startswith("may_")} for row in (duck[1], spk[1])]
     assert exact[1] == exact[0]   # the fast first test may differ (DuckDB's also finds '"')
     assert [duck[1][f"ends_{i}"] for i in range(10)] == [True, True, False, False, False, False, False, True, False, False]
+    assert [duck[1][f"year_{i}"] for i in range(len(YEAR_TEXTS))] == [True, True, False, False, False, False, False, False]
     assert spk[1]["compact"].day == 5 and spk[1]["short"].day == 5 and spk[1]["email"]
     assert not spk[1]["email_newline"] and not spk[1]["null_swap_same"]
     controls = [duck[1][f"control_{i}"] for i in range(len(CONTROL_TEXTS))]
     assert controls == [False, True, True, False, True, True, False]
     assert [duck[1][f"bare_{i}"] for i in range(len(CONTROL_TEXTS))] == list(map(without_controls, CONTROL_TEXTS))
     assert all(row[f"may_{i}"] for row in (duck[1], spk[1]) for i in range(len(CONTROL_TEXTS)) if controls[i])
+
+
+# texts for the dialects' starts_with_year (behavior.date_order): only the first two start with a year
+YEAR_TEXTS = ("2024-01-30 10:00", "1000-1-5", "0999-01-01", "13-1-24", "12/01/2024", "2024/01/30", "20240130", "")
 
 
 # ids for behavior.ids.control_sql, without_controls_sql and the dialects' fast first test: u1, u1 NUL,

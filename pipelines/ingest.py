@@ -208,7 +208,7 @@ def _ingest_direct(lake: Any, txn: Any, i: int, src: DirectSource, spec: Table, 
                    erased: tuple[bytes, set[str]] | None) -> tuple[dict, str | None]:
     """One file read, checked and written by DuckDB (`pipelines.ingest_direct`): (its report,
     the lake's currency). Declined before anything is written when DuckDB cannot read it."""
-    with loaded(lake.con, src):
+    with loaded(lake.con, src) as src:
         return _ingest_loaded(lake, txn, i, src, spec, opts, popts, currency, new_meta, erased)
 
 

@@ -2,6 +2,7 @@
 report as the Arrow path, on files of odd shapes, and is taken where it can be."""
 
 import json
+from dataclasses import replace
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -168,6 +169,40 @@ def test_a_plain_csv_and_parquet_go_through_duckdb(tmp_path):
     pq_path = tmp_path / "in.parquet"
     _parquet(rows, True, pq_path)
     assert _direct(same_both_ways(pq_path))
+
+
+@pytest.mark.parametrize("row_group_size", [None, 6])
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_parquet_file_of_fewer_row_groups_than_threads_is_read_into_a_table_first(tmp_path, monkeypatch,
+                                                                                      row_group_size, clean):
+    """A Parquet file of one row group is read into a table before it is checked and written
+    (DuckDB would check and write a row group's rows on the one thread that read it); one of as
+    many row groups as threads or more is read as it is. Either way the lake and the quarantine
+    are the Arrow path's, for a clean file (one pass) and one with rejected rows, a card number
+    and repeated keys."""
+    import pipelines.ingest_direct as direct
+
+    rows = _clean_rows(24)
+    if not clean:
+        rows[4]["user_id"] = "NA"
+        rows[7]["amount"] = "4111 1111 1111 1111"
+        rows[9] = dict(rows[8])
+        rows[11] = {**rows[10], "amount": "99.00"}
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in COLUMNS}), path,
+                   row_group_size=row_group_size)
+    read_from = []
+    real = direct._preloaded
+
+    def preloaded(con, src):
+        con.execute("SET threads = 4")   # the same on a machine of any number of cores
+        read_from.append(real(con, src).relation)
+        return replace(src, relation=read_from[-1])
+
+    monkeypatch.setattr(direct, "_preloaded", preloaded)
+    assert _direct(same_both_ways(path, with_lake=True))
+    assert len(read_from) == 1 and ("read_parquet" in read_from[0]) == (row_group_size is not None)
+    assert (direct.LOADED in read_from[0]) == (row_group_size is None)
 
 
 def _dated_csv(path: Path, dates: dict[int, str]) -> Path:

@@ -13,13 +13,20 @@ def test_ingest_and_its_floor_store_every_line_and_the_row_gives_their_ratio(tmp
     assert [r["step"] for r in rows] == ["ingest csv", "ingest parquet"]
     for r in rows:
         assert r["lines"] == 3000 and r["runs"] == 1
-        assert r["ratio"] == pytest.approx(r["seconds"] / r["floor_seconds"], rel=0.02)
+        assert _ratio_of(r["ratio"], r["seconds"], r["floor_seconds"])
         assert r["floor_peak_mb"] > 50 and r["peak_mb"] > 50
         assert r["met"] == (r["ratio"] <= TARGET_RATIO)
-        assert r["cpu_s"] > 0 and r["cpu_ratio"] == pytest.approx(r["cpu_s"] / r["floor_cpu_s"], rel=0.02)
+        assert r["cpu_s"] > 0 and _ratio_of(r["cpu_ratio"], r["cpu_s"], r["floor_cpu_s"])
     table = format_table(rows)
     assert "| ingest csv | 3,000 |" in table and f"{rows[0]['ratio']:.2f}x" in table
     assert not list(tmp_path.glob("home-*")) and not list(tmp_path.glob("payments-*"))   # nothing left behind
+
+
+def _ratio_of(ratio: float, a: float, b: float) -> bool:
+    """Whether `ratio` (to 2 decimals) is a / b of the unrounded figures that `a` and `b` show to
+    3 decimals (a 3000-line floor takes a few milliseconds: their rounding alone moves the
+    quotient by several percent)."""
+    return (a - 5e-4) / (b + 5e-4) - 5e-3 <= ratio <= (a + 5e-4) / (b - 5e-4) + 5e-3
 
 
 def test_the_ratio_is_of_the_medians_and_the_target_is_one_and_a_half_times_the_floor():

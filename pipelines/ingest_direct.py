@@ -27,7 +27,8 @@ A file is taken only when DuckDB reads it as the Arrow path would, record for re
   UTF-8 byte, a stray quote or mixed line endings make DuckDB fail while reading, before
   anything is written, and the file goes the Arrow way (`Declined`);
 - Parquet whose columns have types both readers give DuckDB alike; the row number is
-  DuckDB's `file_row_number` + 1;
+  DuckDB's `file_row_number` + 1 (a file of fewer row groups than DuckDB has threads is read
+  into a table of its records first, so that every thread validates and writes: `loaded`);
 - payments (the one append table), on the DuckDB engine, without `--replace`.
 
 Rows of erased users (erasure log) are recognised as on the Arrow path, by the hash of the id

@@ -24,7 +24,7 @@ import re
 import pyarrow as pa
 
 from behavior.errors import InputError
-from behavior.ids import trim_sql
+from behavior.ids import normalize_id, trim_sql
 from behavior.sql_dialect import DATE_CODES, DUCKDB, Dialect
 
 # Missing-value markers: R and pandas (NA, NaN, None), Excel (#N/A), databases (NULL), people (-).
@@ -83,24 +83,28 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
     return f"CASE {expr} {whens} ELSE {cleaned} END"
 
 
-def number_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES) -> str:
+def number_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES,
+                default: str | None = None) -> str:
     """The text a number is parsed from: the source value as sent where it starts with a digit,
-    else its `text`. The parse of a number reads past the whitespace `text` trims from its end
-    (the cast skips it, `_number_text` drops what follows the digits), and a value starting
-    with a digit has none before it and is no marker: the cleaning, whose test of the last
-    character is most of its cost, is left to the values that need it (three number columns
-    of a 1M-line CSV: 0.09 of its 1.2 CPU seconds of validation). Such a text may end in
-    whitespace: where it is shown or hashed, it goes through `text` (`behavior.validate`)."""
-    if not as_sent_numbers(typ, na_values):
+    else its `text`. A value starting with a digit has no whitespace before it and is no
+    marker, and the cast skips the whitespace `text` trims from its end: the cleaning, whose
+    test of the last character is most of its cost, is left to the values that need it (three
+    number columns of a 1M-line CSV: 0.09 of its 1.2 CPU seconds of validation). Such a text
+    may end in whitespace, so it is trimmed where the cast fails, before it is normalised
+    (`number(.., as_sent=True)`: '12.50 (USD) '), and where it is shown or hashed
+    (`behavior.validate`)."""
+    if not as_sent_numbers(typ, na_values, default):
         return text(expr, typ, d, na_values)
     return f"CASE WHEN {first_in(expr, d, '0-9')} THEN {expr} ELSE {text(expr, typ, d, na_values)} END"
 
 
-def as_sent_numbers(typ: pa.DataType | None, na_values: tuple[str, ...]) -> bool:
+def as_sent_numbers(typ: pa.DataType | None, na_values: tuple[str, ...], default: str | None = None) -> bool:
     """Whether `number_text` keeps a text source's numbers as sent: not where a marker starts
-    with a digit (`--na-values 0`), which must still read as missing."""
+    with a digit (`--na-values 0`), which must still read as missing, nor where the column's
+    default has whitespace at its ends (the trimming of what is hashed would change it)."""
     is_text = typ is not None and (pa.types.is_string(typ) or pa.types.is_large_string(typ))
-    return is_text and not any(v and "0" <= v[0] <= "9" for v in na_values)
+    return (is_text and not any(v and "0" <= v[0] <= "9" for v in na_values)
+            and (default is None or normalize_id(default) == default))
 
 
 def first_in(expr: str, d: Dialect, *ranges: str) -> str:
@@ -197,30 +201,37 @@ def _number_text(t: str, d: Dialect) -> str:
     )
 
 
-def decimal(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:
-    """Parsed DECIMAL(18,2). A plain number is cast directly; others are normalised first."""
+def decimal(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB,
+            as_sent: bool = False) -> str:
+    """Parsed DECIMAL(18,2). A plain number is cast directly; others are normalised first
+    (trimmed before, where `t` may hold the value as sent: `number_text`)."""
     if typ is None:
         return "CAST(NULL AS DECIMAL(18,2))"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"TRY_CAST({expr} AS DECIMAL(18,2))"
     t = t or text(expr, typ, d)
-    return f"TRY_CAST({_number(t, d)} AS DECIMAL(18,2))"
+    return f"TRY_CAST({_number(t, d, as_sent)} AS DECIMAL(18,2))"
 
 
-def number(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:
-    """Parsed DOUBLE (used for integers before the whole-number check)."""
+def number(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB,
+           as_sent: bool = False) -> str:
+    """Parsed DOUBLE (used for integers before the whole-number check); `as_sent` as for `decimal`."""
     if typ is None:
         return "CAST(NULL AS DOUBLE)"
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
         return f"CAST({expr} AS DOUBLE)"
-    return _number(t or text(expr, typ, d), d)
+    return _number(t or text(expr, typ, d), d, as_sent)
 
 
-def _number(t: str, d: Dialect) -> str:
+def _number(t: str, d: Dialect, as_sent: bool = False) -> str:
     # CASE, not COALESCE: DuckDB evaluates a COALESCE's repeated subexpressions (the normalised
     # text) on every row, while a CASE branch runs only on the rows that take it (8x the cost).
+    # DuckDB's cast reads digits around an underscore as one number ('1_0' is 10; Spark's
+    # does not): nothing may stand between a number's digits, so such a text is no number
     plain = f"TRY_CAST({t} AS DOUBLE)"
-    return f"CASE WHEN {plain} IS NOT NULL THEN {plain} ELSE TRY_CAST({_number_text(t, d)} AS DOUBLE) END"
+    normalised = _number_text(trim_sql(t, d.literal) if as_sent else t, d)
+    return (f"CASE WHEN contains({t}, '_') THEN NULL WHEN {plain} IS NOT NULL THEN {plain} "
+            f"ELSE TRY_CAST({normalised} AS DOUBLE) END")
 
 
 def boolean(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:

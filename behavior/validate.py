@@ -165,7 +165,7 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
         if not src:
             t = f"CAST(NULL AS {d.string_type})"
         elif col.type in NUMBERS:
-            t = P.number_text(_q(src, d), typ, d, opts.na_values)
+            t = P.number_text(_q(src, d), typ, d, opts.na_values, default)
         else:
             t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ())
         if default is not None:
@@ -193,11 +193,13 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
 
     dayfirst = opts.dayfirst or col.name in opts.dayfirst_columns
 
+    as_sent = bool(src) and is_text and P.as_sent_numbers(typ, opts.na_values, default)
+
     def parse(e: str, ty: pa.DataType, text: str | None) -> str:
         if col.type == "int":
-            return P.number(e, ty, t=text, d=d)
+            return P.number(e, ty, t=text, d=d, as_sent=as_sent and text is not None)
         if col.type == "decimal":
-            return P.decimal(e, ty, t=text, d=d)
+            return P.decimal(e, ty, t=text, d=d, as_sent=as_sent and text is not None)
         if col.type == "timestamp":
             return P.timestamp(e, ty, dayfirst=dayfirst, date_format=opts.date_format, t=text, d=d)
         return P.boolean(e, ty, t=text, d=d)
@@ -222,7 +224,7 @@ def _t_text(n: str, d: Dialect, texts: dict[str, str]) -> str:
 
 
 def _texts(cols: list[Column], columns: dict[str, str | None], types: dict[str, pa.DataType],
-           opts: ParseOptions, d: Dialect) -> dict[str, str]:
+           opts: ParseOptions, d: Dialect, defaults: dict[str, str | None]) -> dict[str, str]:
     """The SQL text of `t_<name>` where it is not the column itself: a source float's as DuckDB
     writes it (Spark's own cast of a float is Java's 1.2345678E7; typed sources keep their
     type, except for text columns: see `_column_sql`), and a number sent as text, which t_
@@ -234,7 +236,7 @@ def _texts(cols: list[Column], columns: dict[str, str | None], types: dict[str, 
             continue
         if pa.types.is_floating(typ):
             out[c.name] = d.float_text.format(f"t_{c.name}")
-        elif c.type in NUMBERS and P.as_sent_numbers(typ, opts.na_values):
+        elif c.type in NUMBERS and P.as_sent_numbers(typ, opts.na_values, defaults.get(c.name)):
             out[c.name] = trim_sql(f"t_{c.name}", d.literal)
     return out
 
@@ -352,19 +354,20 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
-    sel_b, sel_t, sel_p, undefaulted = [], [], [], set()
+    sel_b, sel_t, sel_p, undefaulted, effective = [], [], [], set(), {}
     for col in cols:
         default = defaults.get(col.name, col.default)
         if col.name == "currency" and default is None:
             default = opts.currency
         if default is None:
             undefaulted.add(col.name)
+        effective[col.name] = default
         b, t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
         if b is not None:
             sel_b.append(f", {b} AS {_q(BASE + col.name, d)}")
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
-    texts = _texts(cols, columns, types, opts, d)
+    texts = _texts(cols, columns, types, opts, d, effective)
     checks = _checks(spec, opts, is_pay, d, texts)
     ids = [f"t_{c.name}" for c in spec.columns if c.is_id]
     controls = d.may_hold_control.format(", ".join(ids)) if ids else "FALSE"
@@ -495,11 +498,12 @@ def _any_repeat(values: pa.ChunkedArray) -> bool:
         return False
     with _small_pages(len(values) * values.type.byte_width) as memory:
         ordered = np.frombuffer(memory, dtype=values.type.to_pandas_dtype())
-        np.concatenate([c.to_numpy() for c in values.chunks], out=ordered)
-        ordered.sort()
-        repeats = bool(np.any(ordered[1:] == ordered[:-1]))
-        del ordered   # the map closes only once no array looks into it
-    return repeats
+        try:
+            np.concatenate([c.to_numpy() for c in values.chunks], out=ordered)
+            ordered.sort()
+            return bool(np.any(ordered[1:] == ordered[:-1]))
+        finally:
+            del ordered   # the map closes only once no array looks into it
 
 
 @contextmanager

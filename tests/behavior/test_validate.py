@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from behavior import parsing as P
 from behavior.errors import SchemaError
 from behavior.schema import PAYMENTS, USERS
 from behavior.validate import ROW, ParseOptions, _any_repeat, resolve_columns, validate
@@ -175,6 +176,7 @@ def test_a_promotion_running_or_scheduled_ahead_is_accepted():
     ("€ 7,90", "7.90"), ("(3.00)", "-3.00"), ("$1,000", "1000.00"), ("0", "0.00"),
     ("-$1,234.50", "-1234.50"), ("(€3.00)", "-3.00"), ("(3.00 €)", "-3.00"), ("12.50 USD", "12.50"),
     ("1 234,50", "1234.50"), ("1\u00a0234 567", "1234567.00"), ("1'234.50", "1234.50"), ("-1e3", "-1000.00"),
+    ("12.50 (USD) ", "12.50"), ("1,234.50 (EUR)\t", "1234.50"), ("12.50 USD)\r\n", "12.50"), ("7,90 €\u00a0", "7.90"),
 ])
 def test_amounts(text, expected):
     v = one("amount", text)
@@ -201,6 +203,22 @@ def test_a_number_with_whitespace_at_its_ends_reads_shows_and_hashes_as_its_trim
     assert bad.rejected.column("detail").to_pylist() == ["quantity '7.5' is not a whole number"]
 
 
+@pytest.mark.parametrize("amount, default", [("7.5 ", None), ("12.50 (USD) ", None), ("3", None),
+                                             (None, " 3.5 "), (None, "3.5\t"), (None, "3.5")])
+def test_the_key_of_a_row_without_a_payment_id_is_the_same_whether_numbers_are_read_as_sent(amount, default):
+    """A marker that starts with a digit makes every number text cleaned first, as all were
+    before `parsing.number_text`: the derived key and the amount must not depend on it, for
+    values as sent and for defaults with whitespace at their ends (the CLI strips those; the
+    Python API does not)."""
+    rows = {"user_id": ["u1"], "item_id": ["i1"], "paid_at": ["2025-01-02 03:04:05"], "quantity": ["2 "]}
+    if amount is not None:
+        rows["amount"] = [amount]
+    both = [run(rows, defaults={"amount": default} if default else None, na_values=markers)
+            for markers in (P.NA_VALUES, (*P.NA_VALUES, "0000"))]
+    assert both[0].rejected.num_rows == both[1].rejected.num_rows == 0
+    assert both[0].accepted.to_pylist() == both[1].accepted.to_pylist()
+
+
 @pytest.mark.parametrize("marker", ["0", "999"])
 def test_a_marker_that_is_a_number_still_reads_as_missing(marker):
     v = one("amount", marker, na_values=(marker,))
@@ -208,7 +226,8 @@ def test_a_marker_that_is_a_number_still_reads_as_missing(marker):
     assert one("amount", "12", na_values=(marker,)).accepted.column("amount").to_pylist() == [Decimal("12.00")]
 
 
-@pytest.mark.parametrize("text", ["0x1A", "1A2", "12 50", "5.00-", "1,2,3,4", "12-5", "abc", "1.234.567,8.9"])
+@pytest.mark.parametrize("text", ["0x1A", "1A2", "12 50", "5.00-", "1,2,3,4", "12-5", "abc", "1.234.567,8.9",
+                                  "1_0", "1_000.50", "€ 1_000"])
 def test_amounts_with_something_between_their_digits_are_rejected(text):
     v = one("amount", text)
     assert v.accepted.num_rows == 0
@@ -284,6 +303,11 @@ def test_a_repeated_hash_is_found_in_any_chunk(chunks):
     values = pa.chunked_array([pa.array(c, pa.int64()) for c in chunks], pa.int64())
     flat = [v for c in chunks for v in c]
     assert _any_repeat(values) == (len(set(flat)) < len(flat))
+
+
+def test_a_null_among_the_hashes_is_an_error_and_the_memory_is_let_go():
+    with pytest.raises(pa.ArrowInvalid):   # not BufferError: the map closes once the array is gone
+        _any_repeat(pa.chunked_array([[1, None, 2]], pa.int64()))
 
 
 def test_upsert_table_keeps_the_last_row_of_a_key():

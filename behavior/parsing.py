@@ -227,11 +227,14 @@ def _number(t: str, d: Dialect, as_sent: bool = False) -> str:
     # CASE, not COALESCE: DuckDB evaluates a COALESCE's repeated subexpressions (the normalised
     # text) on every row, while a CASE branch runs only on the rows that take it (8x the cost).
     # DuckDB's cast reads digits around an underscore as one number ('1_0' is 10; Spark's
-    # does not): nothing may stand between a number's digits, so such a text is no number
+    # does not): nothing may stand between a number's digits, so such a text is no number.
+    # Searched for only in texts of 3 bytes or more (most quantities and line numbers are
+    # shorter): the search in every value of three number columns cost 4.5% of the validation.
     plain = f"TRY_CAST({t} AS DOUBLE)"
     normalised = _number_text(trim_sql(t, d.literal) if as_sent else t, d)
-    return (f"CASE WHEN contains({t}, '_') THEN NULL WHEN {plain} IS NOT NULL THEN {plain} "
-            f"ELSE TRY_CAST({normalised} AS DOUBLE) END")
+    underscore = f"{d.byte_length.format(t)} >= 3 AND contains({t}, '_')"
+    return (f"CASE WHEN {plain} IS NOT NULL AND NOT ({underscore}) THEN {plain} "
+            f"WHEN {underscore} THEN NULL ELSE TRY_CAST({normalised} AS DOUBLE) END")
 
 
 def boolean(expr: str, typ: pa.DataType | None, t: str | None = None, d: Dialect = DUCKDB) -> str:

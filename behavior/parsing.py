@@ -83,8 +83,7 @@ def text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tup
     return f"CASE {expr} {whens} ELSE {cleaned} END"
 
 
-def number_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES,
-                default: str | None = None) -> str:
+def number_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_values: tuple[str, ...] = NA_VALUES) -> str:
     """The text a number is parsed from: the source value as sent where it starts with a digit,
     else its `text`. A value starting with a digit has no whitespace before it and is no
     marker, and the cast skips the whitespace `text` trims from its end: the cleaning, whose
@@ -92,9 +91,7 @@ def number_text(expr: str, typ: pa.DataType | None, d: Dialect = DUCKDB, na_valu
     number columns of a 1M-line CSV: 0.09 of its 1.2 CPU seconds of validation). Such a text
     may end in whitespace, so it is trimmed where the cast fails, before it is normalised
     (`number(.., as_sent=True)`: '12.50 (USD) '), and where it is shown or hashed
-    (`behavior.validate`)."""
-    if not as_sent_numbers(typ, na_values, default):
-        return text(expr, typ, d, na_values)
+    (`behavior.validate`). For the columns `as_sent_numbers` allows: the caller decides."""
     return f"CASE WHEN {first_in(expr, d, '0-9')} THEN {expr} ELSE {text(expr, typ, d, na_values)} END"
 
 

@@ -148,7 +148,7 @@ def _lookup(t: str, synonyms: dict[str, str], d: Dialect) -> str:
 
 
 def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], default: str | None,
-                opts: ParseOptions, d: Dialect) -> tuple[str | None, str, str]:
+                opts: ParseOptions, d: Dialect, as_sent: bool = False) -> tuple[str | None, str, str]:
     """(base SQL, value SQL, parsed SQL) of one canonical column.
 
     The value SQL becomes the column `t_<name>`: trimmed text for text sources, the source
@@ -156,7 +156,8 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     The parsed SQL reads `t_<name>`. An id's trimmed text is its base (the column `BASE +
     name` of the step before; None for other columns), which its value SQL mentions five times
     (the test for a spreadsheet's '17850.0'): written out, it made the SQL a quarter longer,
-    and DuckDB's planning, which most of a small file's ingest is, that much slower."""
+    and DuckDB's planning, which most of a small file's ingest is, that much slower. `as_sent`:
+    a number column whose text is kept as sent where it starts with a digit (`_as_sent`)."""
     typ = types.get(src) if src else None
     tc = f"t_{col.name}"
     is_text = typ is None or pa.types.is_string(typ) or pa.types.is_large_string(typ) or col.type == "string"
@@ -164,8 +165,8 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
     if is_text:
         if not src:
             t = f"CAST(NULL AS {d.string_type})"
-        elif col.type in NUMBERS:
-            t = P.number_text(_q(src, d), typ, d, opts.na_values, default)
+        elif as_sent:
+            t = P.number_text(_q(src, d), typ, d, opts.na_values)
         else:
             t = P.text(_q(src, d), typ, d, opts.na_values, col.choices or ())
         if default is not None:
@@ -193,13 +194,11 @@ def _column_sql(col: Column, src: str | None, types: dict[str, pa.DataType], def
 
     dayfirst = opts.dayfirst or col.name in opts.dayfirst_columns
 
-    as_sent = bool(src) and is_text and P.as_sent_numbers(typ, opts.na_values, default)
-
     def parse(e: str, ty: pa.DataType, text: str | None) -> str:
         if col.type == "int":
-            return P.number(e, ty, t=text, d=d, as_sent=as_sent and text is not None)
+            return P.number(e, ty, t=text, d=d, as_sent=as_sent)
         if col.type == "decimal":
-            return P.decimal(e, ty, t=text, d=d, as_sent=as_sent and text is not None)
+            return P.decimal(e, ty, t=text, d=d, as_sent=as_sent)
         if col.type == "timestamp":
             return P.timestamp(e, ty, dayfirst=dayfirst, date_format=opts.date_format, t=text, d=d)
         return P.boolean(e, ty, t=text, d=d)
@@ -223,8 +222,15 @@ def _t_text(n: str, d: Dialect, texts: dict[str, str]) -> str:
     return texts.get(n, f"CAST(t_{n} AS {d.string_type})")
 
 
+def _as_sent(col: Column, src: str | None, types: dict[str, pa.DataType], default: str | None,
+             opts: ParseOptions) -> bool:
+    """Whether the number column `col` keeps its text as sent where it starts with a digit
+    (`parsing.number_text`, `parsing.as_sent_numbers`)."""
+    return col.type in NUMBERS and src is not None and P.as_sent_numbers(types.get(src), opts.na_values, default)
+
+
 def _texts(cols: list[Column], columns: dict[str, str | None], types: dict[str, pa.DataType],
-           opts: ParseOptions, d: Dialect, defaults: dict[str, str | None]) -> dict[str, str]:
+           d: Dialect, as_sent: set[str]) -> dict[str, str]:
     """The SQL text of `t_<name>` where it is not the column itself: a source float's as DuckDB
     writes it (Spark's own cast of a float is Java's 1.2345678E7; typed sources keep their
     type, except for text columns: see `_column_sql`), and a number sent as text, which t_
@@ -236,7 +242,7 @@ def _texts(cols: list[Column], columns: dict[str, str | None], types: dict[str, 
             continue
         if pa.types.is_floating(typ):
             out[c.name] = d.float_text.format(f"t_{c.name}")
-        elif c.type in NUMBERS and P.as_sent_numbers(typ, opts.na_values, defaults.get(c.name)):
+        elif c.name in as_sent:
             out[c.name] = trim_sql(f"t_{c.name}", d.literal)
     return out
 
@@ -354,20 +360,21 @@ def validation_sql(spec: Table, relation: str, columns: dict[str, str | None],
     d = dialect
     is_pay = spec.name == "payments"
     cols = list(spec.columns) + ([Column("unit_price", "decimal")] if is_pay else [])
-    sel_b, sel_t, sel_p, undefaulted, effective = [], [], [], set(), {}
+    sel_b, sel_t, sel_p, undefaulted, as_sent = [], [], [], set(), set()
     for col in cols:
         default = defaults.get(col.name, col.default)
         if col.name == "currency" and default is None:
             default = opts.currency
         if default is None:
             undefaulted.add(col.name)
-        effective[col.name] = default
-        b, t, p = _column_sql(col, columns.get(col.name), types, default, opts, d)
+        if _as_sent(col, columns.get(col.name), types, default, opts):
+            as_sent.add(col.name)
+        b, t, p = _column_sql(col, columns.get(col.name), types, default, opts, d, col.name in as_sent)
         if b is not None:
             sel_b.append(f", {b} AS {_q(BASE + col.name, d)}")
         sel_t.append(f"{t} AS {_q('t_' + col.name, d)}")
         sel_p.append(f"{p} AS {_q('p_' + col.name, d)}")
-    texts = _texts(cols, columns, types, opts, d, effective)
+    texts = _texts(cols, columns, types, d, as_sent)
     checks = _checks(spec, opts, is_pay, d, texts)
     ids = [f"t_{c.name}" for c in spec.columns if c.is_id]
     controls = d.may_hold_control.format(", ".join(ids)) if ids else "FALSE"
